@@ -1,0 +1,126 @@
+/*
+ * nightjar.h — public API of libnightjar.
+ *
+ * Conventions: functions return 0 (or a non-negative count) on success and a
+ * negative error code on failure (a negated errno or an NJ_E* code, named by
+ * nj_strerror(); nj_last_error() holds a sentence about the last failure on
+ * this thread).  Constructors return NULL and set *err.  Handles are opaque;
+ * the caller owns what it creates and frees it with the matching _free.
+ *
+ * Objects:
+ *   nj_model    weights (borrowed from an mmap of the GGUF file), hparams,
+ *               vocabulary and chat template.  Read-only after load; may be
+ *               shared by many sessions and threads.
+ *   nj_session  one sequence: its KV cache, position and scratch buffers.
+ *               Used by one thread at a time.
+ *   nj_sampler  sampling state (RNG, penalties history).
+ */
+#ifndef NIGHTJAR_H
+#define NIGHTJAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nj_model   nj_model;
+typedef struct nj_session nj_session;
+typedef struct nj_sampler nj_sampler;
+
+const char *nj_strerror(int code);
+const char *nj_last_error(void);
+
+/* ---- model ---- */
+
+typedef struct nj_model_params {
+    int  n_threads;     /* compute threads; 0 = 2 */
+    bool vocab_only;    /* load tokenizer + metadata only (no tensors needed) */
+} nj_model_params;
+
+nj_model *nj_model_load(const char *path, const nj_model_params *p, int *err);
+void      nj_model_free(nj_model *m);
+
+typedef struct nj_model_desc {
+    char     arch[32];          /* "llama", "qwen2", "qwen3", "gemma3" */
+    char     name[128];         /* general.name or file basename */
+    int      n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    uint64_t n_params;
+    uint64_t file_bytes;        /* size of the GGUF file */
+    uint64_t weight_bytes;      /* bytes of tensor data mapped */
+    int      bos, eos, eot;     /* special token ids, -1 if none */
+} nj_model_desc;
+
+void nj_model_describe(const nj_model *m, nj_model_desc *out);
+
+/* KV element type for sessions. */
+enum nj_kv_type { NJ_KV_F16 = 0, NJ_KV_Q8_0 = 1, NJ_KV_Q4_0 = 2 };
+
+/* Estimated resident bytes for weights + KV(n_ctx, kv_type) + buffers. */
+uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type);
+
+/* ---- tokenizer ---- */
+
+/* Encode text into ids.  add_special: prepend BOS / append EOS as the model's
+ * add_bos/add_eos flags say.  parse_special: recognise control-token text
+ * such as "<|im_start|>" (never set for untrusted text).  Returns the number
+ * of ids (which may exceed max: call again with a larger buffer) or < 0. */
+int nj_tokenize(const nj_model *m, const char *text, size_t len, bool add_special,
+                bool parse_special, int32_t *ids, int max);
+/* Bytes of one token's text into buf (not NUL-terminated); returns length
+ * (may exceed cap) or < 0.  Control tokens render as "" unless special. */
+int nj_token_to_piece(const nj_model *m, int32_t id, bool special, char *buf, size_t cap);
+bool nj_token_is_eog(const nj_model *m, int32_t id);  /* end of generation */
+
+typedef struct nj_chat_msg { const char *role; const char *content; } nj_chat_msg;
+/* Render messages with the model's chat template (or `tmpl_name` if not
+ * NULL: "chatml", "llama3", "llama2", "gemma", "phi3").  Returns the length
+ * of the prompt (may exceed cap; buf NUL-terminated when it fits) or < 0. */
+int nj_chat_apply(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs,
+                  int n, bool add_assistant, char *buf, size_t cap);
+
+/* ---- session (one sequence) ---- */
+
+typedef struct nj_session_params {
+    int n_ctx;        /* 0 = 4096, clamped to the model's training context */
+    int kv_type;      /* enum nj_kv_type */
+    int n_batch;      /* prefill chunk size; 0 = 256 */
+    int n_threads;    /* 0 = model default */
+} nj_session_params;
+
+nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err);
+void        nj_session_free(nj_session *s);
+int         nj_session_n_ctx(const nj_session *s);
+int         nj_session_pos(const nj_session *s);      /* tokens in the KV cache */
+/* Drop KV entries from position `pos` on (keep a shared prefix). */
+int         nj_session_truncate(nj_session *s, int pos);
+/* Feed n tokens at the current position (prefill in chunks of n_batch);
+ * afterwards nj_session_logits() holds the next-token logits of the last
+ * token.  NJ_ECTX if pos + n exceeds n_ctx. */
+int         nj_session_eval(nj_session *s, const int32_t *ids, int n);
+const float *nj_session_logits(const nj_session *s);  /* n_vocab floats */
+
+/* ---- sampler ---- */
+
+typedef struct nj_sampler_params {
+    float    temp;            /* <= 0: greedy */
+    int      top_k;           /* <= 0: off */
+    float    top_p;           /* >= 1: off */
+    float    min_p;           /* <= 0: off */
+    float    repeat_penalty;  /* 1: off */
+    int      repeat_last_n;   /* window for the penalty; 64 */
+    uint64_t seed;
+} nj_sampler_params;
+
+void        nj_sampler_default_params(nj_sampler_params *p);
+nj_sampler *nj_sampler_new(const nj_sampler_params *p, int *err);
+void        nj_sampler_free(nj_sampler *s);
+void        nj_sampler_accept(nj_sampler *s, int32_t id);  /* for penalties */
+int32_t     nj_sampler_sample(nj_sampler *s, const float *logits, int n_vocab);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,75 @@
+/*
+ * quant — tensor element types: block layouts, scalar reference
+ * quantize / dequantize / dot product, and the type-trait table.
+ *
+ * Type ids are ggml's, because they are what GGUF files store.  Each
+ * quantized type is a packed block struct (static_assert'ed to its on-disk
+ * size, with a bit-layout comment) and a scalar reference implementation
+ * that is the ground truth every SIMD kernel in src/kernels/ is tested
+ * against.
+ *
+ * Dot products follow the formats' intent (and llama.cpp's numerics): the
+ * activation row is first quantized to the weight type's `vec_dot_type`
+ * (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants, F16
+ * for F16, BF16 for BF16, F32 for F32), then vec_dot(n, &s, w_row, act_row)
+ * computes the float result.
+ *
+ * quant_traits() returns the table entry whose function pointers are the
+ * best kernels for this CPU (chosen once, thread-safely, on first use).
+ * quant_traits_ref() returns the scalar reference entry.
+ */
+#ifndef NJ_QUANT_H
+#define NJ_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+enum nj_type {
+    NJ_F32 = 0, NJ_F16 = 1, NJ_Q4_0 = 2, NJ_Q4_1 = 3,
+    NJ_Q5_0 = 6, NJ_Q5_1 = 7, NJ_Q8_0 = 8, NJ_Q8_1 = 9,
+    NJ_Q2_K = 10, NJ_Q3_K = 11, NJ_Q4_K = 12, NJ_Q5_K = 13, NJ_Q6_K = 14,
+    NJ_Q8_K = 15, NJ_BF16 = 30,
+    NJ_TYPE_COUNT = 40
+};
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+#define QK8_1 32
+#define QK_K 256
+
+typedef void (*nj_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);
+typedef void (*nj_from_float_fn)(const float *restrict x, void *restrict y, int64_t n);
+/* s = dot(x, y) over n elements; x is the weight row (this type), y the
+ * activation row in vec_dot_type. n is a multiple of the block size. */
+typedef void (*nj_vec_dot_fn)(int n, float *restrict s, const void *restrict x,
+                              const void *restrict y);
+
+typedef struct nj_type_traits {
+    const char      *name;
+    int              blck;          /* elements per block */
+    size_t           size;          /* bytes per block */
+    bool             quantized;
+    int              vec_dot_type;  /* activation type for vec_dot */
+    nj_to_float_fn   to_float;      /* dequantize n elements */
+    nj_from_float_fn from_float;    /* quantize n elements (n % blck == 0) */
+    nj_vec_dot_fn    vec_dot;
+} nj_type_traits;
+
+/* NULL for an id that is not a supported type. */
+const nj_type_traits *quant_traits(int type);
+const nj_type_traits *quant_traits_ref(int type);
+const char *quant_type_name(int type);   /* "?" if unknown */
+/* Bytes for a row of n elements; 0 if n is not a multiple of the block. */
+size_t quant_row_size(int type, int64_t n);
+
+/* fp16 / bf16 scalar conversions (IEEE round-to-nearest-even). */
+float    nj_fp16_to_fp32(uint16_t h);
+uint16_t nj_fp32_to_fp16(float f);
+float    nj_bf16_to_fp32(uint16_t h);
+uint16_t nj_fp32_to_bf16(float f);
+
+#endif
