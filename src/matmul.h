@@ -1,0 +1,37 @@
+/*
+ * matmul — the engine's only entry to weight x activation products.
+ *
+ *   Y (n_tok, rows) = X (n_tok, cols) @ W^T,   W (rows, cols) of any nj_type
+ *
+ * X is f32, row-major with n_tok rows of `cols` floats; Y is f32 row-major
+ * with n_tok rows of `rows` floats.  The implementation quantizes X once to
+ * W's vec_dot_type into caller-provided scratch, then splits W's rows across
+ * the pool's threads; for n_tok > 1 it works in blocks so each weight block
+ * is loaded once per chunk of tokens (prefill is a GEMM, not n GEMVs).
+ *
+ * nj_mat is a borrowed view of a weight tensor (data in the model's mmap).
+ * `packed` is reserved for a load-time repacked layout (NULL = use data).
+ * The scratch must hold matmul_scratch_size(type, cols, n_tok) bytes and be
+ * 64-byte aligned; the engine allocates it once for its largest call.
+ */
+#ifndef NJ_MATMUL_H
+#define NJ_MATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pool.h"
+
+typedef struct nj_mat {
+    int         type;       /* enum nj_type */
+    int64_t     rows, cols;
+    size_t      row_bytes;  /* quant_row_size(type, cols) */
+    const void *data;
+    const void *packed;     /* optional repacked copy, NULL if none */
+} nj_mat;
+
+size_t matmul_scratch_size(int type, int64_t cols, int n_tok);
+/* 0, or NJ_EUNSUPPORTED if W's type has no kernel. */
+int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
+           void *scratch);
+
+#endif
