@@ -12,12 +12,21 @@
  * restarted.  Bodies of non-2xx responses are discarded.  After curl returns,
  * the outcome is one of: complete (verify, rename), retriable (network error,
  * 5xx, 429: keep the .part, back off, try again), or fatal.
+ *
+ * Without libcurl headers (a cross build for a target that lacks them) the
+ * HTTP half compiles to a stub that fails with NJ_EUNSUPPORTED; built-ins
+ * and everything else still work.
  */
 #include "pull.h"
 #include "sha256.h"
 #include "util.h"
 
+#if defined(__has_include)
+#if __has_include(<curl/curl.h>)
+#define NJ_HAVE_CURL 1
 #include <curl/curl.h>
+#endif
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -129,19 +138,6 @@ int pull_resolve(const char *ref, nj_pull_source *src) {
 
 /* ------------------------------------------------------------ helpers --- */
 
-static void human(double b, char *out, size_t cap) {
-    static const char *u[] = {"B", "KB", "MB", "GB", "TB"};
-    int i = 0;
-    while (b >= 1000 && i < 4) { b /= 1000; i++; }
-    snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
-static void sleep_ms(int ms) {
-    if (ms <= 0) return;
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-}
-
 static int file_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
@@ -208,6 +204,20 @@ static int path_join(char *out, size_t cap, const char *dir, const char *file, c
 }
 
 /* ---------------------------------------------------------- HTTP pull --- */
+#if NJ_HAVE_CURL
+
+static void human(double b, char *out, size_t cap) {
+    static const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    int i = 0;
+    while (b >= 1000 && i < 4) { b /= 1000; i++; }
+    snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void sleep_ms(int ms) {
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -442,26 +452,11 @@ static int attempt(CURL *h, const char *url, const char *part, const nj_pull_opt
     return (x->status >= 500 || x->status == 429) ? ATTEMPT_RETRY : ATTEMPT_FAIL;
 }
 
-int pull_url(const char *url, const char *dir, const char *file,
-             const nj_pull_opts *o, nj_pull_result *res) {
-    static const nj_pull_opts defaults = {0};
-    if (!o) o = &defaults;
-    memset(res, 0, sizeof *res);
-    if (!dir) dir = o->dir ? o->dir : modelcache_dir();
-    if (o->sha256) {
-        uint8_t tmp[32];
-        if (sha256_parse_hex(o->sha256, tmp) != 0)
-            return nj_fail(-EINVAL, "--sha256 wants 64 hex digits, got '%s'", o->sha256);
-    }
-    char final[1024], part[1040];
+/* The transfer proper, once pull_url has checked its arguments and found
+ * no final file; dir exists. */
+static int fetch_http(const char *url, const char *dir, const char *file, const char *final,
+                      const char *part, const nj_pull_opts *o, nj_pull_result *res) {
     int rc;
-    if ((rc = path_join(final, sizeof final, dir, file, "")) ||
-        (rc = path_join(part, sizeof part, dir, file, ".part")))
-        return rc;
-    snprintf(res->path, sizeof res->path, "%s", final);
-    if (file_exists(final)) return check_existing(final, o->sha256, res);
-    if ((rc = modelcache_mkdirs(dir)) != 0) return nj_fail(rc, "cannot create %s", dir);
-
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) return nj_fail(NJ_ENET, "libcurl init failed");
     CURL *h = curl_easy_init();
@@ -517,6 +512,35 @@ int pull_url(const char *url, const char *dir, const char *file,
     rc = install_part(x.fd, part, final, dir, file, res->sha256);
     close(x.fd);
     return rc;
+}
+#else  /* !NJ_HAVE_CURL: e.g. a cross build without the target's libcurl */
+static int fetch_http(const char *url, const char *dir, const char *file, const char *final,
+                      const char *part, const nj_pull_opts *o, nj_pull_result *res) {
+    (void)dir; (void)file; (void)final; (void)part; (void)o; (void)res;
+    return nj_fail(NJ_EUNSUPPORTED, "this nightjar was built without libcurl: cannot fetch %s", url);
+}
+#endif
+
+int pull_url(const char *url, const char *dir, const char *file,
+             const nj_pull_opts *o, nj_pull_result *res) {
+    static const nj_pull_opts defaults = {0};
+    if (!o) o = &defaults;
+    memset(res, 0, sizeof *res);
+    if (!dir) dir = o->dir ? o->dir : modelcache_dir();
+    if (o->sha256) {
+        uint8_t tmp[32];
+        if (sha256_parse_hex(o->sha256, tmp) != 0)
+            return nj_fail(-EINVAL, "--sha256 wants 64 hex digits, got '%s'", o->sha256);
+    }
+    char final[1024], part[1040];
+    int rc;
+    if ((rc = path_join(final, sizeof final, dir, file, "")) ||
+        (rc = path_join(part, sizeof part, dir, file, ".part")))
+        return rc;
+    snprintf(res->path, sizeof res->path, "%s", final);
+    if (file_exists(final)) return check_existing(final, o->sha256, res);
+    if ((rc = modelcache_mkdirs(dir)) != 0) return nj_fail(rc, "cannot create %s", dir);
+    return fetch_http(url, dir, file, final, part, o, res);
 }
 
 /* ----------------------------------------------------------- built-ins --- */
