@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static const char *argv0; /* this binary, re-executed by test_env_levels */
+
 static const uint32_t X86_ALL = NJ_CPU_AVX2 | NJ_CPU_AVX512 | NJ_CPU_AVX512VNNI | NJ_CPU_AVX512BF16;
 static const uint32_t ARM_ALL = NJ_CPU_NEON | NJ_CPU_DOTPROD | NJ_CPU_FP16 | NJ_CPU_I8MM;
 
@@ -63,7 +65,7 @@ static uint32_t features_with_env(const char *level) {
         close(p[0]);
         setenv("NIGHTJAR_CPU", level, 1);
         setenv("NIGHTJAR_LOG", "error", 1);
-        execl("/proc/self/exe", "test_platform", "--print-features", (char *)NULL);
+        execl(argv0, argv0, "--print-features", (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -109,11 +111,15 @@ static void test_rss_and_release(void **st) {
     /* Unaligned range: whole pages inside it are released, the bytes at the
      * unaligned edges are kept. */
     assert_int_equal(platform_release_pages(m + 1, len - 2), 0);
-    uint64_t released = platform_rss_bytes();
-    assert_true(released + len - (8u << 20) <= touched);
     assert_int_equal(m[0], 1);
     assert_int_equal(m[len - 1], 1);
-    assert_int_equal(m[len / 2], 0); /* anonymous pages come back zeroed */
+#if defined(__linux__)
+    /* Linux drops them at once and refills anonymous pages with zeros (macOS
+     * only marks them reclaimable). */
+    uint64_t released = platform_rss_bytes();
+    assert_true(released + len - (8u << 20) <= touched);
+    assert_int_equal(m[len / 2], 0);
+#endif
     /* The high-water mark stays up; VmHWM and statm are separately batched
      * kernel counters that may differ by a few pages, hence the slack. */
     assert_true(platform_peak_rss_bytes() + (1u << 20) >= touched);
@@ -156,6 +162,9 @@ static void test_nice(void **st) {
 
 static void test_dirs(void **st) {
     (void)st;
+#if !defined(__linux__)
+    skip(); /* XDG rules are the Linux implementation's */
+#endif
     char *old_xdg = getenv("XDG_CACHE_HOME") ? strdup(getenv("XDG_CACHE_HOME")) : NULL;
     char *old_rt = getenv("XDG_RUNTIME_DIR") ? strdup(getenv("XDG_RUNTIME_DIR")) : NULL;
     char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
@@ -202,6 +211,7 @@ static void test_peer_uid(void **st) {
 }
 
 int main(int argc, char **argv) {
+    argv0 = argv[0];
     if (argc > 1 && !strcmp(argv[1], "--print-features")) {
         printf("%x\n", (unsigned)platform_cpu_features());
         return 0;
