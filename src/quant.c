@@ -39,14 +39,18 @@
  * produced by llama.cpp itself (tools/gen_quant_golden.py).  The floating-point
  * expressions keep ggml's operation order on purpose: reordering a sum
  * changes the chosen scales.  This file must not be built with -ffast-math
- * or with floating-point contraction into FMA (the project's -std=c11 build
- * has contraction off in GCC).
+ * or with floating-point contraction into FMA (GCC in -std=c11 mode does not
+ * contract; for clang a pragma below turns it off).  Weight quantizers expect
+ * finite input (as ggml's do); the activation quantizers tolerate inf/NaN
+ * without undefined behaviour (the bytes are then meaningless).
  *
  * Dot products accumulate integers per block (or per sub-block, scaled by the
  * sub-block's integer scale) and only then go to float, in the same order as
- * ggml's portable C code, so this reference equals llama.cpp's generic
- * kernels bit for bit.  SIMD kernels (src/kernels/) sum floats in another
- * order and are compared with a tolerance.
+ * ggml's portable C code (*_generic); F32/F16/BF16 sum products in double as
+ * ggml's scalar fallback does.  llama.cpp on x86 runs SIMD kernels that sum
+ * floats in another order, so no reference can equal it bit for bit; the
+ * golden test bounds the difference (and src/kernels/ is tested against
+ * this reference the same way).
  *
  * No state, no allocation: every function here is pure and thread-safe.
  */
@@ -55,6 +59,10 @@
 #include <math.h>
 #include <string.h>
 #include <float.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #define NJ_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define NJ_MAX(a, b) ((a) > (b) ? (a) : (b))

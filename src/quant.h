@@ -102,7 +102,9 @@ typedef struct nj_type_traits {
     bool             quantized;
     int              vec_dot_type;  /* activation type for vec_dot */
     nj_to_float_fn   to_float;      /* dequantize n elements */
-    nj_from_float_fn from_float;    /* quantize n elements (n % blck == 0) */
+    nj_from_float_fn from_float;    /* quantize n elements (n % blck == 0); for
+                                       Q8_0/Q8_1/Q8_K/F16/BF16 bit-exact with
+                                       llama.cpp's x86 activation path */
     nj_vec_dot_fn    vec_dot;
 } nj_type_traits;
 

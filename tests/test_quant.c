@@ -235,8 +235,7 @@ static void test_degenerate_rows(void **st) {
         t->to_float(q, y, 512);
         assert_true(fabsf(y[77] + 3.0f) <= 3.0f * 0.01f);
         for (int i = 0; i < 512; i++)
-            if (i != 77 && (i / 32 != 77 / 32 || !(ALL_TYPES[k] == NJ_Q4_1 || ALL_TYPES[k] == NJ_Q5_1)))
-                assert_true(fabsf(y[i]) <= 0.3f);
+            if (i != 77 && fabsf(y[i]) > 0.05f) fail_msg("%s: zero at %d came back as %g", t->name, i, y[i]);
     }
 }
 
