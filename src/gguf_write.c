@@ -54,7 +54,7 @@ struct gguf_writer {
 typedef struct bb { uint8_t *p; size_t n, cap; bool oom; } bb;
 
 static void bb_put(bb *b, const void *d, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n == 0) return;
     if (n > SIZE_MAX - b->n) { b->oom = true; return; }
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
