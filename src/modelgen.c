@@ -430,50 +430,13 @@ static int write_meta(gguf_writer *w, const modelgen_params *p, int n_vocab) {
 
 /* ---- values ---- */
 
-/* TEMPORARY until the quant module lands: IEEE half / bfloat16 with
- * round-to-nearest-even, and a weak reference to quant_file_quantizer. */
-nj_from_float_fn quant_file_quantizer(int type) __attribute__((weak));
-static uint16_t to_f16(float f) {
-    uint32_t x; memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xff, m = x & 0x7fffffu;
-    if (e == 0xff) return (uint16_t)(sign | 0x7c00u | (m ? 0x200u : 0));
-    int ee = (int)e - 127 + 15;
-    if (ee >= 31) return (uint16_t)(sign | 0x7c00u);
-    if (ee <= 0) {
-        if (ee < -10) return (uint16_t)sign;
-        m |= 0x800000u;
-        int shift = 14 - ee;
-        uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((uint32_t)ee << 10) | (m >> 13), rem = m & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-static uint16_t to_bf16(float f) {
-    uint32_t x; memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 64);
-    return (uint16_t)((x + (0x7fffu + ((x >> 16) & 1))) >> 16);
-}
-static void f32_to_f16_row(const float *x, void *y, int64_t n) {
-    uint16_t *o = y;
-    for (int64_t i = 0; i < n; i++) o[i] = to_f16(x[i]);
-}
-static void f32_to_bf16_row(const float *x, void *y, int64_t n) {
-    uint16_t *o = y;
-    for (int64_t i = 0; i < n; i++) o[i] = to_bf16(x[i]);
-}
 static void f32_copy_row(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof(float)); }
 
-/* The quantizer that writes a model file of this type (llama-quantize's). */
+/* The quantizer that writes a model file of this type (llama-quantize's:
+ * ggml's reference quantizers, so files match what llama.cpp would make). */
 static nj_from_float_fn quantizer(int type) {
-    switch (type) {
-    case NJ_F32: return f32_copy_row;
-    case NJ_F16: return f32_to_f16_row;
-    case NJ_BF16: return f32_to_bf16_row;
-    default: return quant_file_quantizer ? quant_file_quantizer(type) : NULL;
-    }
+    if (type == NJ_F32) return f32_copy_row;
+    return quant_file_quantizer(type);
 }
 
 /* llama3 rope scaling factors (factor 32, low 1, high 4, original 8192),
