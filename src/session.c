@@ -120,17 +120,73 @@ static inline float f16_round(float x) {
     return t - 0.75f;
 }
 
+/* a*b + c with one rounding, as the fused multiply-add ggml's compiler
+ * emits: the product of two floats is exact in double, so only the sum is
+ * rounded (twice, to double then to float; the two roundings can differ
+ * from one only when the double result lands exactly on a float tie, about
+ * one case in 2^29). */
+static inline float fma_d(float a, float b, float c) { return (float)((double)a * b + c); }
+
+/* ggml's vectorised expf (ggml_v_expf, after ARM's optimized-routines):
+ * 2^n * p(b) with n = round(x / ln2) and a degree-5 polynomial; within
+ * ~1.5 ulp of expf but not equal to it, and ggml uses it for SiLU and the
+ * softmax of the tiled attention, so we evaluate the same steps. */
+static inline float expf_ggml(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fma_d(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fma_d(-n, 0x1.7f7d1cp-20f, fma_d(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fma_d(fma_d(fma_d(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                fma_d(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                          u, fma_d(0x1.ffffecp-1f, b, 1.0f));
+    return ldexpf(j, (int)n);
+}
+
+/* Horizontal sum of 16 lanes in the order of a 512-bit reduce-add:
+ * halves, quarters, then pairs. */
+static inline float hsum16(const float *a) {
+    float b[8], c[4];
+    for (int i = 0; i < 8; i++) b[i] = a[i + 8] + a[i];
+    for (int i = 0; i < 4; i++) c[i] = b[i + 4] + b[i];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+/* f16 bits -> f32 through a table (filled once). */
+static float f16_tab[1 << 16];
 static float gelu_tab[1 << 16];
-static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 /* ggml evaluates gelu through a table indexed by the f16 bits of x. */
-static void gelu_init(void) {
+static void tables_init(void) {
     const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
+    for (uint32_t i = 0; i < (1u << 16); i++) f16_tab[i] = nj_fp16_to_fp32((uint16_t)i);
     for (uint32_t i = 0; i < (1u << 16); i++) {
-        float x = nj_fp16_to_fp32((uint16_t)i);
-        float g = 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
-        gelu_tab[i] = nj_fp16_to_fp32(nj_fp32_to_fp16(g));
+        float x = f16_tab[i];
+        float g = 0.5f * x * (1.0f + tanhf(c * x * fma_d(a * x, x, 1.0f)));
+        gelu_tab[i] = f16_tab[nj_fp32_to_fp16(g)];
     }
+}
+
+/* q.k over n f16 values as ggml's AVX-512 f16 dot product orders it:
+ * 4 accumulators of 16 lanes over steps of 64, folded pairwise, reduced
+ * across lanes, then the tail added in double. */
+static float dot_f16_ggml(const uint16_t *x, const uint16_t *y, int n) {
+    float acc[4][16] = {{0}};
+    const int np = n & ~63;
+    for (int i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++)
+                acc[j][l] += f16_tab[x[i + 16 * j + l]] * f16_tab[y[i + 16 * j + l]];
+    for (int l = 0; l < 16; l++) {
+        acc[0][l] += acc[2][l];
+        acc[1][l] += acc[3][l];
+        acc[0][l] += acc[1][l];
+    }
+    double sum = hsum16(acc[0]);
+    for (int i = np; i < n; i++) sum += (double)(f16_tab[x[i]] * f16_tab[y[i]]);
+    return (float)sum;
 }
 
 /* ---- sizes and layout ---- */
@@ -276,7 +332,7 @@ nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err) {
 
     s->pool = pool_new(s->n_threads, &rc);
     if (!s->pool) goto err;
-    if (hp->act == NJ_ACT_GELU_TANH) pthread_once(&gelu_once, gelu_init);
+    pthread_once(&tables_once, tables_init);
     if (err) *err = 0;
     return s;
 err:
@@ -379,7 +435,9 @@ static void rope_cache(const nj_hparams *hp, const float *freq_factors, float ba
     }
 }
 
-/* Rotate the first n_rot dims of each of n_heads heads (stride hd) in x. */
+/* Rotate the first n_rot dims of each of n_heads heads (stride hd) in x.
+ * x0*c - x1*s is evaluated with the first product fused, as ggml's build
+ * contracts it. */
 static void rope_apply(float *x, int n_heads, int hd, int n_rot, bool neox, const float *cache) {
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * hd;
@@ -389,15 +447,15 @@ static void rope_apply(float *x, int n_heads, int hd, int n_rot, bool neox, cons
                 const int ic = i0 / 2;
                 const float c = cache[i0], s = cache[i0 + 1];
                 const float x0 = v[ic], x1 = v[ic + half];
-                v[ic] = x0 * c - x1 * s;
-                v[ic + half] = x0 * s + x1 * c;
+                v[ic] = fma_d(x0, c, -(x1 * s));
+                v[ic + half] = fma_d(x0, s, x1 * c);
             }
         } else {
             for (int i0 = 0; i0 < n_rot; i0 += 2) {
                 const float c = cache[i0], s = cache[i0 + 1];
                 const float x0 = v[i0], x1 = v[i0 + 1];
-                v[i0] = x0 * c - x1 * s;
-                v[i0 + 1] = x0 * s + x1 * c;
+                v[i0] = fma_d(x0, c, -(x1 * s));
+                v[i0 + 1] = fma_d(x0, s, x1 * c);
             }
         }
     }
@@ -430,18 +488,16 @@ static int kv_cells_attended(const nj_session *s, bool swa, int used) {
 }
 
 /* Vec path over keys [a, b): online softmax with the V accumulator in f16
- * precision.  Updates *M, *S, vkq (hv floats holding f16 values). */
+ * precision, as ggml's one_chunk kernel.  Updates *M, *S, vkq (hv floats
+ * holding f16 values). */
 static void attn_vec_range(const nj_session *s, int il, int kvh, const uint16_t *q16, int a,
-                           int b, float scale, float *M, float *S, float *vkq, float *v32) {
+                           int b, float scale, float *M, float *S, float *vkq) {
     const nj_hparams *hp = &s->m->hp;
     const int hk = hp->head_dim_k, hv = hp->head_dim_v;
-    const nj_type_traits *f16 = quant_traits(NJ_F16);
     const uint16_t *K = s->k_cache + (size_t)il * s->n_ctx * s->k_row + (size_t)kvh * hk;
     const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
     for (int ic = a; ic < b; ic++) {
-        float sc;
-        f16->vec_dot(hk, &sc, K + (size_t)ic * s->k_row, q16);
-        sc *= scale;
+        const float sc = dot_f16_ggml(K + (size_t)ic * s->k_row, q16, hk) * scale;
         const float Mold = *M;
         float ms = 1.0f, vs = 1.0f;
         if (sc > Mold) {
@@ -451,10 +507,9 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, const uint16_t 
         } else {
             vs = expf(sc - Mold);
         }
-        f16->to_float(V + (size_t)ic * s->v_row, v32, hv);
-        for (int d = 0; d < hv; d++)
-            vkq[d] = f16_round((float)((double)v32[d] * vs + vkq[d]));
-        *S = *S * ms + vs;
+        const uint16_t *vr = V + (size_t)ic * s->v_row;
+        for (int d = 0; d < hv; d++) vkq[d] = f16_round(fma_d(f16_tab[vr[d]], vs, vkq[d]));
+        *S = fma_d(*S, ms, vs);
     }
 }
 
@@ -470,7 +525,7 @@ static void attn_row_vec(const attn_job *j, int t, int h, float *ws) {
     const int hi = p + 1;   /* keys [lo, hi) */
 
     uint16_t *q16 = (uint16_t *)ws;
-    float *vkq = ws + (hk + 1) / 2, *acc = vkq + hv, *v32 = acc + hv;
+    float *vkq = ws + (hk + 1) / 2, *acc = vkq + hv;
     const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
     float *out = s->att + (size_t)t * hp->n_head * hv + (size_t)h * hv;
     quant_traits(NJ_F16)->from_float(qf, q16, hk);
@@ -490,12 +545,12 @@ static void attn_row_vec(const attn_job *j, int t, int h, float *ws) {
             if (a >= b) continue;
             float Mc = -INFINITY, Sc = 0.0f;
             for (int d = 0; d < hv; d++) vkq[d] = 0.0f;
-            attn_vec_range(s, j->il, kvh, q16, a, b, hp->kq_scale, &Mc, &Sc, vkq, v32);
+            attn_vec_range(s, j->il, kvh, q16, a, b, hp->kq_scale, &Mc, &Sc, vkq);
             if (Sc == 0.0f) continue;
             const float Mn = fmaxf(Mf, Mc);
             const float so = expf(Mf - Mn), sn = expf(Mc - Mn);
-            for (int d = 0; d < hv; d++) acc[d] = acc[d] * so + vkq[d] * sn;
-            Sf = Sf * so + Sc * sn;
+            for (int d = 0; d < hv; d++) acc[d] = fma_d(acc[d], so, vkq[d] * sn);
+            Sf = fma_d(Sf, so, Sc * sn);
             Mf = Mn;
         }
         const float inv = Sf != 0.0f ? 1.0f / Sf : 0.0f;
@@ -504,7 +559,7 @@ static void attn_row_vec(const attn_job *j, int t, int h, float *ws) {
     }
     float M = -INFINITY, S = 0.0f;
     for (int d = 0; d < hv; d++) vkq[d] = 0.0f;
-    attn_vec_range(s, j->il, kvh, q16, lo, hi, hp->kq_scale, &M, &S, vkq, v32);
+    attn_vec_range(s, j->il, kvh, q16, lo, hi, hp->kq_scale, &M, &S, vkq);
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
     for (int d = 0; d < hv; d++) out[d] = vkq[d] * inv;
 }
@@ -519,7 +574,6 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     const int hk = hp->head_dim_k, hv = hp->head_dim_v;
     const int gq = hp->n_head / hp->n_head_kv;
     const int nr = nt * gq;                    /* query rows in the group */
-    const nj_type_traits *f16 = quant_traits(NJ_F16), *f32 = quant_traits(NJ_F32);
     const float scale = hp->kq_scale;
 
     float *ws_t = ws + (hk + 1) / 2 + 3 * hv;  /* after the vec-path area */
@@ -538,8 +592,9 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     for (int ic = k_lo / FA_TILE * FA_TILE; ic <= p_last; ic += FA_TILE) {
         const int kt = ic + FA_TILE <= p_last + 1 ? FA_TILE : p_last + 1 - ic;
         for (int tk = 0; tk < kt; tk++) {
-            f16->to_float(K + (size_t)(ic + tk) * s->k_row, K32 + (size_t)tk * hk, hk);
-            f16->to_float(V + (size_t)(ic + tk) * s->v_row, V32 + (size_t)tk * hv, hv);
+            const uint16_t *kr = K + (size_t)(ic + tk) * s->k_row, *vr = V + (size_t)(ic + tk) * s->v_row;
+            for (int d = 0; d < hk; d++) K32[(size_t)tk * hk + d] = f16_tab[kr[d]];
+            for (int d = 0; d < hv; d++) V32[(size_t)tk * hv + d] = f16_tab[vr[d]];
         }
         for (int r = 0; r < nr; r++) {
             const int t = t0 + r / gq, h = kvh * gq + r % gq;
@@ -551,8 +606,10 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
             for (int tk = 0; tk < FA_TILE; tk++) {
                 const int key = ic + tk;
                 if (tk >= kt || key < lo || key > p) { kq[tk] = -INFINITY; continue; }
-                float d;
-                f32->vec_dot(hk, &d, K32 + (size_t)tk * hk, qf);
+                /* ggml's tile GEMM: one fused multiply-add chain over d */
+                const float *kr = K32 + (size_t)tk * hk;
+                float d = 0.0f;
+                for (int e = 0; e < hk; e++) d = fma_d(qf[e], kr[e], d);
                 kq[tk] = d * scale;
                 if (kq[tk] > tmax) tmax = kq[tk];
             }
@@ -565,18 +622,19 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
                 Ss[r] *= ms;
             }
             Ms[r] = Mnew;
+            /* softmax over the tile in 16-lane chunks, as ggml's
+             * vectorised soft_max: approximate exp, lane-ordered sums */
             double sum = 0.0;
-            for (int tk = 0; tk < FA_TILE; tk++) {
-                const float e = kq[tk] == -INFINITY ? 0.0f : expf(kq[tk] - Mnew);
-                kq[tk] = e;
-                sum += e;
+            for (int c0 = 0; c0 < FA_TILE; c0 += 16) {
+                for (int tk = c0; tk < c0 + 16; tk++) kq[tk] = expf_ggml(kq[tk] - Mnew);
+                sum += hsum16(kq + c0);
             }
             Ss[r] = (float)(Ss[r] + sum);
             for (int tk = 0; tk < kt; tk++) {
                 const float w = kq[tk];
-                if (w == 0.0f) continue;
+                if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
                 const float *vr = V32 + (size_t)tk * hv;
-                for (int d = 0; d < hv; d++) acc[d] += w * vr[d];
+                for (int d = 0; d < hv; d++) acc[d] = fma_d(w, vr[d], acc[d]);
             }
         }
     }
@@ -700,7 +758,6 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
             rmsnorm_rows(s->q, s->q, L->q_norm, n * hp->n_head, hk, hp->rms_eps);
             rmsnorm_rows(s->k, s->k, L->k_norm, n * hp->n_head_kv, hk, hp->rms_eps);
         }
-
         /* RoPE on q (n, n_head, hk) and k (n, n_head_kv, hk) */
         const float *rc_tab = L->swa ? s->rope_l : s->rope_g;
         for (int t = 0; t < n; t++) {
@@ -741,9 +798,15 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         if ((rc = mm(s, &L->w_up, s->xn, nr, s->up))) return rc;
         const size_t nf = (size_t)nr * F;
         if (hp->act == NJ_ACT_SILU) {
-            for (size_t i = 0; i < nf; i++) {
-                const float g = s->gate[i];
-                s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
+            /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
+             * its approximate exp and the tail with expf */
+            for (int r = 0; r < nr; r++) {
+                float *g = s->gate + (size_t)r * F;
+                const float *u = s->up + (size_t)r * F;
+                const int nvec = F & ~15;
+                int i = 0;
+                for (; i < nvec; i++) g[i] = g[i] / (1.0f + expf_ggml(0.0f - g[i])) * u[i];
+                for (; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
             }
         } else {
             for (size_t i = 0; i < nf; i++) {
@@ -758,7 +821,6 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         if ((rc = mm(s, &L->w_down, s->gate, nr, s->tmp))) return rc;
         if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, nr, E, hp->rms_eps);
         add_rows(x, s->tmp, nr, E);
-
         if (last) {
             /* logits (nr, n_vocab) = rmsnorm(x) * output_norm @ Wout^T */
             rmsnorm_rows(s->xn, x, m->output_norm, nr, E, hp->rms_eps);
