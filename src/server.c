@@ -48,7 +48,7 @@ typedef struct listener {
     struct MHD_Daemon *d;
     int  fd;
     bool is_unix;
-    char desc[160];
+    char desc[300];
 } listener;
 
 struct nj_server {
@@ -561,7 +561,7 @@ static int open_unix(const char *path, int *out) {
     memcpy(a.sun_path, path, strlen(path) + 1);
 
     char dir[sizeof a.sun_path];
-    snprintf(dir, sizeof dir, "%s", path);
+    memcpy(dir, a.sun_path, sizeof dir);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = 0;
@@ -661,7 +661,7 @@ static int start_listener(nj_server *s, int fd, bool is_unix, const char *desc) 
 static int open_listeners(nj_server *s) {
     const nj_config *c = &s->cfg;
     int fd = -1, rc;
-    char desc[160];
+    char desc[300];
     if (!c->socket_path || strcmp(c->socket_path, "none")) {
         char path[256];
         if (c->socket_path) snprintf(path, sizeof path, "%s", c->socket_path);
@@ -673,7 +673,7 @@ static int open_listeners(nj_server *s) {
             snprintf(path, sizeof path, "%s/nightjar.sock", dir);
         }
         if ((rc = open_unix(path, &fd))) return rc;
-        snprintf(s->sock_path, sizeof s->sock_path, "%s", path);
+        memcpy(s->sock_path, path, strlen(path) + 1);   /* open_unix checked the length */
         snprintf(desc, sizeof desc, "unix:%s", path);
         if ((rc = start_listener(s, fd, true, desc))) return rc;
     }

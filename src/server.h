@@ -50,8 +50,9 @@ int server_block_signals(void);
  * nj_last_error() on failure. */
 nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *envp, int *err);
 
-/* Wait for signals; on SIGTERM/SIGINT shut down gracefully.  Returns 0 when
- * everything in flight finished, 1 when requests had to be cancelled. */
+/* Wait for signals; on SIGTERM/SIGINT shut down gracefully and return 0
+ * (also when requests had to be cancelled at the timeout: that is logged).
+ * The caller then calls server_free. */
 int  server_run(nj_server *s);
 void server_free(nj_server *s);
 
