@@ -708,6 +708,106 @@ KINLINE void rows16_q6_K(int nb, const char *w, size_t ws, const int R, const ke
     for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
 }
 
+/* Q2_K (q 0..3, 4-bit scales and mins) and Q3_K (signed q -4..3, 6-bit
+ * scales): 16-element groups, weights unpacked per group. */
+KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                        float *y, size_t ldy, const int is_q3) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[NR16], *hm[NR16];
+        int8_t sc[NR16][16];
+        int16_t mn[NR16][16];
+        float dw[NR16], dm[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q3) {
+                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; hm[r] = b->hmask; dw[r] = h2f(b->d); dm[r] = 0.0f;
+                k3_scales(b->scales, sc[r]);
+            } else {
+                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; hm[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
+            }
+        }
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++)
+            UNROLL
+            for (int g = 0; g < 4; g++)
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
+                    int8x16_t wq[NR16][2];
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const uint8x16_t low = vandq_u8(vshlq_u8(vld1q_u8(qs[r] + 32 * h + 16 * q),
+                                                                 vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        if (is_q3) {
+                            const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << (4 * h + g)));
+                            const uint8x16_t neg = vbicq_u8(four, vtstq_u8(vld1q_u8(hm[r] + 16 * q), sel));
+                            wq[r][0] = vsubq_s8(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(neg));
+                        } else {
+                            wq[r][0] = vreinterpretq_s8_u8(low);
+                        }
+                        wq[r][1] = wq[r][0];
+                    }
+                    int32x4_t D[NR16][4];
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, wq, 1);
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++)
+                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][8 * h + 2 * g + q]);
+                }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            int32x4_t M[4];
+            if (!is_q3) {
+                int32x4_t Mlo[4], Mhi[4];
+                UNROLL
+                for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
+                UNROLL
+                for (int m = 0; m < 8; m++) {
+                    const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
+                                           mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
+                    const int16x8_t mv = vld1q_s16(mp);
+                    UNROLL
+                    for (int v = 0; v < 4; v++) {
+                        const int16x8_t B = vld1q_s16(&p->bs16[m][4 * v][0]);
+                        Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
+                        Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                    }
+                }
+                UNROLL
+                for (int v = 0; v < 4; v++) M[v] = vpaddq_s32(Mlo[v], Mhi[v]);
+            }
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
+                if (!is_q3) acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
 /* 32-element formats: chains (block i -> chain i % 4) kept per row and
  * token vector; one block per step (8 dwords, two weight registers). */
 KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_0 *xp,
@@ -774,6 +874,8 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
 #define CALL16_Q4K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
 #define CALL16_Q5K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
 #define CALL16_Q6K(R_) rows16_q6_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
+#define CALL16_Q2K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
+#define CALL16_Q3K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
 #define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
 #define CALL16_Q40(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_0)
 #define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
@@ -782,6 +884,8 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
 DEFINE_GEMM16(q4_K, kern_pk_q8_K, CALL16_Q4K)
 DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
 DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
+DEFINE_GEMM16(q2_K, kern_pk_q8_K, CALL16_Q2K)
+DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
 DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
 DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
 DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
@@ -901,6 +1005,8 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
+    k->gemm16[NJ_Q2_K] = gemm16_q2_K;
+    k->gemm16[NJ_Q3_K] = gemm16_q3_K;
     k->gemm16[NJ_Q4_K] = gemm16_q4_K;
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
