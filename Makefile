@@ -84,12 +84,12 @@ test: $(BIN) $(TEST_BIN) $(TOOL_BIN)
 # Sanitizers: ASan+UBSan build of everything, then the tests.
 check:
 	$(MAKE) O=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	    LDLIBS_EXTRA="-fsanitize=address,undefined" test
+	    test
 check-tsan:
 	$(MAKE) O=build-tsan OPT="-O1 -fsanitize=thread" test
 
 bench: all
-	bench/run
+	bench/compare
 
 fuzz:
 	scripts/fuzz
@@ -97,7 +97,7 @@ fuzz:
 # ARM: cross-compile with gcc-aarch64-linux-gnu, run the unit tests under qemu-user.
 cross:
 	$(MAKE) O=build-arm CC=aarch64-linux-gnu-gcc PKG_CFLAGS= PKG_LIBS= \
-	    LDLIBS="-lm -pthread" $(O)/../build-arm/libnightjar.a
+	    LDLIBS="-lm -pthread" build-arm/libnightjar.a
 test-arm:
 	scripts/test-arm
 

@@ -113,6 +113,28 @@ static int bad(const char *what, uint64_t a, uint64_t b) {
                    (unsigned long long)a, (unsigned long long)b);
 }
 
+static int cmp_strp(const void *a, const void *b) {
+    const gguf_str *x = *(const gguf_str *const *)a, *y = *(const gguf_str *const *)b;
+    int c = memcmp(x->ptr, y->ptr, (size_t)NJ_MIN(x->len, y->len));
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Duplicate keys or tensor names make a file ambiguous (llama.cpp refuses
+ * them too): sort views of the names and compare neighbours, O(n log n). */
+static int check_unique(const gguf_str *first, size_t stride, uint64_t n, const char *what) {
+    if (n < 2) return 0;
+    const gguf_str **v = nj_malloc((size_t)n * sizeof *v);
+    if (!v) return -ENOMEM;
+    for (uint64_t i = 0; i < n; i++) v[i] = (const gguf_str *)((const char *)first + i * stride);
+    qsort(v, (size_t)n, sizeof *v, cmp_strp);
+    int rc = 0;
+    for (uint64_t i = 1; i < n && !rc; i++)
+        if (cmp_strp(&v[i - 1], &v[i]) == 0)
+            rc = nj_fail(NJ_EFORMAT, "gguf: duplicate %s '%.*s'", what, (int)NJ_MIN(v[i]->len, 200), v[i]->ptr);
+    nj_free(v);
+    return rc;
+}
+
 static int parse(gguf_file *f) {
     rd r = {f->base, 0, f->size};
     uint32_t magic;
@@ -234,7 +256,9 @@ static int parse(gguf_file *f) {
             return nj_fail(NJ_EFORMAT, "gguf: tensor '%.*s': data [%llu, +%llu) lies past the end of the file (%zu bytes)", (int)t->name.len, t->name.ptr, (unsigned long long)(data + t->offset), (unsigned long long)t->nbytes, f->size);
         t->data = f->base + data + t->offset;
     }
-    return 0;
+    int rc = check_unique(&f->kv[0].key, sizeof *f->kv, f->n_kv, "key");
+    if (!rc) rc = check_unique(&f->tensors[0].name, sizeof *f->tensors, f->n_tensors, "tensor name");
+    return rc;
 }
 
 static gguf_file *finish_open(gguf_file *f, int *err) {
@@ -265,9 +289,11 @@ gguf_file *gguf_open(const char *path, int *err) {
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        int e = S_ISREG(st.st_mode) ? -errno : -EINVAL;
-        nj_set_error("gguf: %s is not a regular file", path);
+    int frc = fstat(fd, &st);
+    if (frc < 0 || !S_ISREG(st.st_mode)) {
+        /* st is unset when fstat failed: decide from frc first */
+        int e = frc < 0 ? -errno : -EINVAL;
+        nj_set_error(frc < 0 ? "gguf: cannot stat %s" : "gguf: %s is not a regular file", path);
         close(fd);
         if (err) *err = e;
         return NULL;

@@ -1,7 +1,7 @@
 /*
  * platform — every OS-specific call nightjar makes, behind one small API.
  * platform_linux.c and platform_macos.c implement it; no other file includes
- * OS-specific headers (sys/sysctl.h, mach/*, sys/auxv.h, linux/*...).
+ * OS-specific headers (sys/sysctl.h, mach/..., sys/auxv.h, linux/...).
  */
 #ifndef NJ_PLATFORM_H
 #define NJ_PLATFORM_H

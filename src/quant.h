@@ -102,13 +102,21 @@ typedef struct nj_type_traits {
     bool             quantized;
     int              vec_dot_type;  /* activation type for vec_dot */
     nj_to_float_fn   to_float;      /* dequantize n elements */
-    nj_from_float_fn from_float;    /* quantize n elements (n % blck == 0) */
+    nj_from_float_fn from_float;    /* quantize n elements (n % blck == 0); for
+                                       Q8_0/Q8_1/Q8_K/F16/BF16 bit-exact with
+                                       llama.cpp's x86 activation path */
     nj_vec_dot_fn    vec_dot;
 } nj_type_traits;
 
 /* NULL for an id that is not a supported type. */
 const nj_type_traits *quant_traits(int type);
 const nj_type_traits *quant_traits_ref(int type);
+/* The quantizer llama-quantize uses when it writes a model file of `type`
+ * (ggml's reference quantizers, no importance matrix); NULL if unknown.
+ * Equal to quant_traits_ref(type)->from_float except for Q8_0 and Q8_1,
+ * whose from_float reproduces llama.cpp's x86 *activation* quantizer instead
+ * (round half to even, id = 127/amax; see quant.c). */
+nj_from_float_fn quant_file_quantizer(int type);
 const char *quant_type_name(int type);   /* "?" if unknown */
 /* Bytes for a row of n elements; 0 if n is not a multiple of the block. */
 size_t quant_row_size(int type, int64_t n);

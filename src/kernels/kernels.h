@@ -1,0 +1,161 @@
+/*
+ * kernels — per-ISA dot products, activation quantizers and GEMM tiles,
+ * chosen once from the CPU's features.
+ *
+ * Design.  A kernel *level* is one instruction-set tier: scalar (portable
+ * C), avx2 (AVX2+FMA+F16C), avx512 (F/BW/VL/DQ + VNNI, BF16 used when
+ * present), neon (ARMv8 NEON with the dot-product extension).  Each level
+ * is a table `nj_kernels` indexed by nj_type.  A table is built by copying
+ * the level below it and letting the ISA file overwrite the entries it has
+ * a faster version of (avx512 starts from avx2, avx2 and neon from scalar),
+ * so a type without a hand-written kernel still works at every level.
+ *
+ * The chosen table is the best level the CPU supports, lowered (never
+ * raised) by NIGHTJAR_CPU=scalar|avx2|avx512|neon.  Selection happens once,
+ * under pthread_once, on the first call to any kernels_* function; after
+ * that every table is immutable, so any thread may use them.
+ *
+ * Numerics.  Dot products agree with the scalar reference in quant.c up to
+ * float summation order (integer parts are exact).  Activation quantizers
+ * (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
+ * architecture and reproduce what llama.cpp's CPU backend produces on that
+ * architecture, because the quantized activations decide which tokens come
+ * out:  on x86 Q8_0/Q8_1 use id = 127/amax and round-half-even (the
+ * `vroundps` path), on ARM id = 1/(amax/127) and round-half-even
+ * (`fcvtns`), elsewhere the reference's round-half-away.  Q8_K is the
+ * reference algorithm everywhere (first element of largest |x| sets the
+ * sign, round-half-even).  See scalar.c for the portable versions every
+ * SIMD quantizer is tested against.
+ *
+ * GEMM tiles.  gemm[type] computes a block of nr weight rows x nt
+ * activation rows; SIMD levels load each weight block once per group of up
+ * to 4 tokens (prefill), and fall back to vec_dot for nt == 1 (decode).
+ *
+ * Only files in src/kernels/ contain intrinsics; everything else calls
+ * through these tables (or quant_traits(), which returns kernels_traits()).
+ */
+#ifndef NJ_KERNELS_H
+#define NJ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "quant.h"
+
+enum nj_kernel_level {
+    NJ_KL_SCALAR = 0,
+    NJ_KL_AVX2   = 1,
+    NJ_KL_AVX512 = 2,
+    NJ_KL_NEON   = 3,
+    NJ_KL_COUNT
+};
+
+/* Tile product.  For r in [0,nr), t in [0,nt):
+ *   y[t*ldy + r] = dot over n elements of (W row r, X row t)
+ * W row r starts at (char *)w + r*w_stride (weight type), X row t at
+ * (char *)x + t*x_stride (the weight type's vec_dot_type).  n is a multiple
+ * of both types' block sizes. */
+typedef void (*nj_gemm_fn)(int n, const void *restrict w, size_t w_stride, int nr,
+                           const void *restrict x, size_t x_stride, int nt,
+                           float *restrict y, size_t ldy);
+
+typedef struct nj_kernels {
+    int              level;                    /* enum nj_kernel_level */
+    const char      *name;                     /* "scalar", "avx2", ... */
+    nj_vec_dot_fn    vec_dot[NJ_TYPE_COUNT];
+    nj_from_float_fn from_float[NJ_TYPE_COUNT];
+    nj_to_float_fn   to_float[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm[NJ_TYPE_COUNT];
+    /* quant_traits_ref() entries with the pointers above substituted. */
+    nj_type_traits   traits[NJ_TYPE_COUNT];
+} nj_kernels;
+
+/* The dispatched table (best supported level, NIGHTJAR_CPU applied). */
+const nj_kernels *kernels_get(void);
+/* A specific level's table, or NULL if this CPU/build cannot run it
+ * (for tests and benchmarks). */
+const nj_kernels *kernels_at(int level);
+/* Dispatched traits for a type, NULL if unknown.  quant_traits() returns
+ * this. */
+const nj_type_traits *kernels_traits(int type);
+/* Level from a name ("scalar", "avx2", "avx512", "neon"), -1 if unknown. */
+int         kernels_level_from_name(const char *name);
+const char *kernels_level_name(int level);
+/* One line for `nightjar info --cpu`: detected features and chosen level,
+ * e.g. "x86-64: avx2 fma f16c avx512f ... | kernels: avx512".  Static. */
+const char *kernels_describe(void);
+
+/* ---- internal to src/kernels/ ---------------------------------------- */
+
+/* Each ISA file overwrites the entries it implements. `features` are the
+ * NJ_CPU_* bits (so a file can install e.g. BF16 kernels only when the CPU
+ * has them). */
+void kern_scalar_fill(nj_kernels *k);
+void kern_avx2_fill(nj_kernels *k, uint32_t features);
+void kern_avx512_fill(nj_kernels *k, uint32_t features);
+void kern_neon_fill(nj_kernels *k, uint32_t features);
+
+/* Scalar activation quantizers with this architecture's llama.cpp numerics
+ * (see top).  `kern_*_x86` / `kern_*_arm` exist on every architecture so
+ * the tests can pin both variants down. */
+void kern_quantize_q8_0_x86(const float *restrict x, void *restrict y, int64_t n);
+void kern_quantize_q8_1_x86(const float *restrict x, void *restrict y, int64_t n);
+void kern_quantize_q8_0_arm(const float *restrict x, void *restrict y, int64_t n);
+void kern_quantize_q8_1_arm(const float *restrict x, void *restrict y, int64_t n);
+void kern_quantize_q8_K(const float *restrict x, void *restrict y, int64_t n);
+
+/* Generic tile product: loops vec_dot (the fallback gemm for every type). */
+void kern_gemm_generic(nj_vec_dot_fn dot, int n, const void *restrict w, size_t w_stride,
+                       int nr, const void *restrict x, size_t x_stride, int nt,
+                       float *restrict y, size_t ldy);
+
+/* IEEE binary16 <-> binary32, round-to-nearest-even; inlinable copies for
+ * the kernels (quant.c has the library's public nj_fp16_* versions). */
+static inline float kern_fp16_to_fp32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else {                          /* subnormal: renormalise */
+        exp = 113;
+        while (!(man & 0x400)) { man <<= 1; exp--; }
+        bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t kern_fp32_to_fp16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));  /* NaN */
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);  /* rounds to inf */
+    if (ax < 0x38800000u) {           /* result subnormal or zero */
+        if (ax < 0x33000000u) return (uint16_t)sign;         /* < half the min subnormal */
+        uint32_t man = (ax & 0x7fffff) | 0x800000;
+        int shift = 126 - (int)(ax >> 23);                   /* 14..24 */
+        uint32_t r = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ax - 0x38000000u;   /* rebias exponent 127 -> 15 */
+    uint32_t rem = r & 0x1fff;
+    r >>= 13;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+
+static inline float kern_bf16_to_fp32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+#endif

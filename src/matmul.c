@@ -1,0 +1,175 @@
+/*
+ * matmul — Y (n_tok, rows) = X (n_tok, cols) @ W^T over the kernel tables.
+ *
+ * Two phases, each over the pool:
+ *
+ *  1. Quantize X to W's vec_dot_type into the scratch (F32 weights use X as
+ *     is).  Small inputs (decode: one token) are quantized by the calling
+ *     thread, which saves a pool round trip per matmul; large ones are split
+ *     across threads by blocks.
+ *  2. Split the output into work items and let threads pull them from an
+ *     atomic counter (dynamic, so a thread slowed by another process does
+ *     not hold the others up).  An item is a block of RB weight rows times
+ *     a chunk of TC tokens, handed to the level's gemm tile kernel.  Items
+ *     are numbered token-chunk-major, so while the threads sweep the weight
+ *     rows the current token chunk's activations stay in cache; each weight
+ *     block is then read once per TC tokens (prefill is a GEMM), not once
+ *     per token.  For one token an item is simply RB rows (decode is a
+ *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
+ *
+ * Determinism: every output element is computed by exactly one kernel call,
+ * and the SIMD tile kernels do the same arithmetic per token whatever the
+ * tile width, so Y does not depend on the thread count or on how the
+ * tokens are chunked (tests check both).
+ *
+ * Threads: pool_run's caller owns all arguments for the call's duration;
+ * workers write disjoint parts of the scratch and of Y.
+ */
+#include "matmul.h"
+#include "kernels/kernels.h"
+#include "quant.h"
+#include "util.h"
+
+#include <stdatomic.h>
+
+/* Quantize on the calling thread below this many activation elements. */
+#define MM_SERIAL_QUANT 32768
+/* Target bytes of quantized activations per token chunk (stays in L2). */
+#define MM_CHUNK_BYTES  (192 * 1024)
+#define MM_TC_MAX       64
+
+size_t matmul_scratch_size(int type, int64_t cols, int n_tok) {
+    const nj_type_traits *t = quant_traits_ref(type);
+    if (!t || n_tok <= 0 || cols <= 0 || t->vec_dot_type == NJ_F32) return 0;
+    size_t row = quant_row_size(t->vec_dot_type, cols);
+    uint64_t total;
+    if (!row || !nj_mul_ok(row, (uint64_t)n_tok, &total) || total > SIZE_MAX - 63) return 0;
+    return (size_t)((total + 63) & ~(uint64_t)63);
+}
+
+struct quant_job {
+    nj_from_float_fn from_float;
+    const float     *x;
+    char            *xq;
+    int64_t          cols, blck, nb_row;   /* blocks per row */
+    size_t           xq_stride;
+    int64_t          nb_total;
+};
+
+/* Thread ith quantizes blocks [nb_total*ith/nth, nb_total*(ith+1)/nth) of
+ * the flattened (token, block) sequence, in row-bounded segments. */
+static void quant_task(void *ctx, int ith, int nth) {
+    const struct quant_job *j = ctx;
+    int64_t b = j->nb_total * ith / nth, end = j->nb_total * (ith + 1) / nth;
+    while (b < end) {
+        int64_t t = b / j->nb_row, ib = b % j->nb_row;
+        int64_t cnt = NJ_MIN(end - b, j->nb_row - ib);
+        size_t bsize = j->xq_stride / (size_t)j->nb_row;
+        j->from_float(j->x + t * j->cols + ib * j->blck,
+                      j->xq + (size_t)t * j->xq_stride + (size_t)ib * bsize, cnt * j->blck);
+        b += cnt;
+    }
+}
+
+struct mm_job {
+    const nj_kernels *k;
+    int               type;
+    nj_gemm_fn        gemm;      /* NULL: generic loop over vec_dot */
+    nj_vec_dot_fn     dot;
+    int               n;         /* cols */
+    const char       *w;
+    size_t            w_stride;
+    int64_t           rows;
+    const char       *x;
+    size_t            x_stride;
+    int               n_tok;
+    float            *y;
+    int               rb, tc;    /* rows per item, tokens per item */
+    int64_t           n_rb, n_items;
+    atomic_llong      next;
+};
+
+static void mm_task(void *ctx, int ith, int nth) {
+    struct mm_job *j = ctx;
+    (void)ith; (void)nth;
+    for (;;) {
+        long long it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= j->n_items) break;
+        int64_t c = it / j->n_rb, b = it % j->n_rb;
+        int64_t r0 = b * j->rb, t0 = c * j->tc;
+        int nr = (int)NJ_MIN((int64_t)j->rb, j->rows - r0);
+        int nt = (int)NJ_MIN((int64_t)j->tc, (int64_t)j->n_tok - t0);
+        const char *w = j->w + (size_t)r0 * j->w_stride;
+        const char *x = j->x + (size_t)t0 * j->x_stride;
+        float *y = j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0;
+        if (j->gemm)
+            j->gemm(j->n, w, j->w_stride, nr, x, j->x_stride, nt, y, (size_t)j->rows);
+        else
+            kern_gemm_generic(j->dot, j->n, w, j->w_stride, nr, x, j->x_stride, nt, y,
+                              (size_t)j->rows);
+    }
+}
+
+int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
+           void *scratch) {
+    if (!W || !X || !Y || n_tok <= 0 || W->rows <= 0 || W->cols <= 0 || !W->data)
+        return nj_fail(-EINVAL, "matmul: bad arguments");
+    const nj_kernels *k = kernels_get();
+    const nj_type_traits *tt = kernels_traits(W->type);
+    if (!tt || !tt->vec_dot)
+        return nj_fail(NJ_EUNSUPPORTED, "matmul: no kernel for type %s",
+                       quant_type_name(W->type));
+    const int vdt = tt->vec_dot_type;
+    const nj_type_traits *xt = kernels_traits(vdt);
+    size_t w_row = quant_row_size(W->type, W->cols);
+    size_t x_row = xt ? quant_row_size(vdt, W->cols) : 0;
+    if (!w_row || !x_row || W->row_bytes < w_row || W->cols > INT32_MAX)
+        return nj_fail(-EINVAL, "matmul: %lld columns do not fit %s blocks (or row_bytes %zu)",
+                       (long long)W->cols, quant_type_name(W->type), W->row_bytes);
+
+    const char *xq;
+    if (vdt == NJ_F32) {
+        xq = (const char *)X;
+    } else {
+        if (!scratch || !xt->from_float)
+            return nj_fail(scratch ? NJ_EUNSUPPORTED : -EINVAL,
+                           "matmul: no scratch or no quantizer for %s", quant_type_name(vdt));
+        struct quant_job qj = {
+            .from_float = xt->from_float, .x = X, .xq = scratch, .cols = W->cols,
+            .blck = xt->blck, .nb_row = W->cols / xt->blck, .xq_stride = x_row,
+        };
+        qj.nb_total = qj.nb_row * n_tok;
+        if (!pool || pool_size(pool) == 1 || (int64_t)n_tok * W->cols < MM_SERIAL_QUANT)
+            quant_task(&qj, 0, 1);
+        else
+            pool_run(pool, quant_task, &qj);
+        xq = scratch;
+    }
+
+    struct mm_job j = {
+        .k = k, .type = W->type, .gemm = k->gemm[W->type], .dot = tt->vec_dot,
+        .n = (int)W->cols, .w = W->data, .w_stride = W->row_bytes, .rows = W->rows,
+        .x = xq, .x_stride = x_row, .n_tok = n_tok, .y = Y,
+    };
+    int nth = pool ? pool_size(pool) : 1;
+    if (n_tok == 1) {
+        /* GEMV: ~8 items per thread, at least 16 rows, multiples of 16. */
+        int64_t rb = (W->rows + nth * 8 - 1) / (nth * 8);
+        rb = (rb + 15) & ~(int64_t)15;
+        j.rb = (int)NJ_MIN(NJ_MAX(rb, (int64_t)16), (int64_t)4096);
+        j.tc = 1;
+    } else {
+        int64_t tc = MM_CHUNK_BYTES / (int64_t)x_row;
+        tc = NJ_MAX((int64_t)4, NJ_MIN(tc, (int64_t)MM_TC_MAX)) & ~(int64_t)3;
+        j.tc = (int)NJ_MIN(tc, (int64_t)n_tok);
+        j.rb = 16;
+    }
+    j.n_rb = (W->rows + j.rb - 1) / j.rb;
+    j.n_items = j.n_rb * ((n_tok + j.tc - 1) / j.tc);
+    atomic_init(&j.next, 0);
+    if (!pool || nth == 1 || j.n_items == 1)
+        mm_task(&j, 0, 1);
+    else
+        pool_run(pool, mm_task, &j);
+    return 0;
+}

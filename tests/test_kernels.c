@@ -1,0 +1,401 @@
+/*
+ * test_kernels — every kernel level against the scalar reference.
+ *
+ * For each level this CPU can run (scalar, avx2, avx512 / neon):
+ *   - vec_dot on random blocks (random bytes with sane fp16 scales, so every
+ *     bit pattern of the quants occurs) equals quant_traits_ref's vec_dot on
+ *     the same bytes within 2e-5 * sum|w_i x_i| (float summation order is
+ *     the only allowed difference);
+ *   - the gemm tile for 1..9 tokens equals vec_dot bit for bit (so results
+ *     do not depend on tiling);
+ *   - activation quantizers are byte-exact against the portable versions in
+ *     scalar.c, and on x86 against quant.c's reference, on random data and
+ *     on crafted ties, zero blocks and +/- maximum pairs.
+ * Also: the kernels' fp16 helpers against quant.c's over all 65536 halves.
+ */
+#include "testutil.h"
+#include "kernels/kernels.h"
+#include "quant.h"
+#include "util.h"
+
+#include <math.h>
+
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) { rng_state = s * 0x9E3779B97F4A7C15ull + 1; }
+static uint32_t rng_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+static float rng_unit(void) { return (float)(rng_u32() & 0xffffff) / 16777216.0f; }
+static float rng_normal(void) {
+    float u = rng_unit() + 1e-7f, v = rng_unit();
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+static const int all_types[] = {NJ_F32, NJ_F16, NJ_BF16, NJ_Q4_0, NJ_Q4_1, NJ_Q5_0, NJ_Q5_1,
+                                NJ_Q8_0, NJ_Q2_K, NJ_Q3_K, NJ_Q4_K, NJ_Q5_K, NJ_Q6_K};
+
+/* A random fp16 of magnitude ~[2^-10, 2^-3], random sign if `signed_`. */
+static uint16_t rand_half(int signed_) {
+    float v = ldexpf(1.0f + rng_unit(), -3 - (int)(rng_u32() % 8));
+    if (signed_ && (rng_u32() & 1)) v = -v;
+    return nj_fp32_to_fp16(v);
+}
+
+/* Fill n elements of `type` with random bytes, then make the fp16 scale
+ * fields finite and moderate. */
+static void rand_weights(int type, void *buf, int64_t n) {
+    const nj_type_traits *tt = quant_traits_ref(type);
+    size_t bytes = quant_row_size(type, n);
+    uint8_t *p = buf;
+    for (size_t i = 0; i < bytes; i++) p[i] = (uint8_t)rng_u32();
+    int64_t nb = n / tt->blck;
+    for (int64_t i = 0; i < nb; i++) {
+        void *b = p + (size_t)i * tt->size;
+        switch (type) {
+        case NJ_F32: { float v = rng_normal(); memcpy(b, &v, 4); break; }
+        case NJ_F16: { uint16_t h = nj_fp32_to_fp16(rng_normal()); memcpy(b, &h, 2); break; }
+        case NJ_BF16: { uint16_t h = nj_fp32_to_bf16(rng_normal()); memcpy(b, &h, 2); break; }
+        case NJ_Q4_0: ((block_q4_0 *)b)->d = rand_half(1); break;
+        case NJ_Q4_1: ((block_q4_1 *)b)->d = rand_half(0); ((block_q4_1 *)b)->m = rand_half(1); break;
+        case NJ_Q5_0: ((block_q5_0 *)b)->d = rand_half(1); break;
+        case NJ_Q5_1: ((block_q5_1 *)b)->d = rand_half(0); ((block_q5_1 *)b)->m = rand_half(1); break;
+        case NJ_Q8_0: ((block_q8_0 *)b)->d = rand_half(1); break;
+        case NJ_Q2_K: ((block_q2_K *)b)->d = rand_half(0); ((block_q2_K *)b)->dmin = rand_half(0); break;
+        case NJ_Q3_K: ((block_q3_K *)b)->d = rand_half(1); break;
+        case NJ_Q4_K: ((block_q4_K *)b)->d = rand_half(0); ((block_q4_K *)b)->dmin = rand_half(0); break;
+        case NJ_Q5_K: ((block_q5_K *)b)->d = rand_half(0); ((block_q5_K *)b)->dmin = rand_half(0); break;
+        case NJ_Q6_K: ((block_q6_K *)b)->d = rand_half(1); break;
+        default: break;
+        }
+    }
+}
+
+static void rand_floats(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = rng_normal();
+        if (rng_u32() % 97 == 0) x[i] *= 20.0f;   /* outliers, as activations have */
+    }
+}
+
+/* sum |w_i x_i| from dequantized rows: the scale for the tolerance. */
+static double abs_dot(int type, const void *w, const void *xq, int n) {
+    const nj_type_traits *tw = quant_traits_ref(type), *tx = quant_traits_ref(tw->vec_dot_type);
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    tw->to_float(w, a, n);
+    tx->to_float(xq, b, n);
+    double s = 0;
+    for (int i = 0; i < n; i++) s += fabs((double)a[i] * b[i]);
+    free(a);
+    free(b);
+    return s;
+}
+
+static int sizes_for(int type, int *out) {
+    const nj_type_traits *tt = quant_traits_ref(type);
+    int k = 0;
+    if (tt->blck == 1) {
+        static const int s[] = {1, 7, 8, 15, 16, 17, 33, 100, 4096};
+        for (size_t i = 0; i < NJ_ARRAY_LEN(s); i++) out[k++] = s[i];
+    } else {
+        int blocks[] = {1, 2, 3, 8, 17};
+        for (size_t i = 0; i < NJ_ARRAY_LEN(blocks); i++) out[k++] = blocks[i] * tt->blck;
+        if (tt->blck == 32) out[k++] = 4096;
+    }
+    return k;
+}
+
+static void test_vec_dot_vs_ref(void **state) {
+    (void)state;
+    int checked_levels = 0;
+    for (int l = 0; l < NJ_KL_COUNT; l++) {
+        const nj_kernels *k = kernels_at(l);
+        if (!k) continue;
+        checked_levels++;
+        for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+            const int type = all_types[ti];
+            const nj_type_traits *ref = quant_traits_ref(type);
+            const int vdt = ref->vec_dot_type;
+            assert_non_null(k->vec_dot[type]);
+            assert_non_null(ref->vec_dot);
+            int sizes[16];
+            int ns = sizes_for(type, sizes);
+            for (int si = 0; si < ns; si++) {
+                const int n = sizes[si];
+                rng_seed((uint64_t)(type * 1000 + n));
+                for (int rep = 0; rep < 4; rep++) {
+                    void *w = malloc(quant_row_size(type, n));
+                    void *xq = malloc(quant_row_size(vdt, n));
+                    float *x = malloc(sizeof(float) * (size_t)n);
+                    rand_weights(type, w, n);
+                    rand_floats(x, n);
+                    k->traits[vdt].from_float(x, xq, n);
+                    float got = NAN, want = NAN;
+                    k->vec_dot[type](n, &got, w, xq);
+                    ref->vec_dot(n, &want, w, xq);
+                    double tol = 2e-5 * abs_dot(type, w, xq, n) + 1e-30;
+                    if (!(fabs((double)got - want) <= tol)) {
+                        print_error("level %s type %s n %d rep %d: got %.9g want %.9g (tol %.3g)\n",
+                                    k->name, ref->name, n, rep, got, want, tol);
+                        fail();
+                    }
+                    free(w);
+                    free(xq);
+                    free(x);
+                }
+            }
+        }
+    }
+    assert_true(checked_levels >= 1);
+}
+
+/* Every level's vec_dot equals the scalar level's bit for bit (the
+ * canonical float order, see scalar.c), on the same activation bytes. */
+static void test_levels_bit_identical(void **state) {
+    (void)state;
+    const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
+    int compared = 0;
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+        const int type = all_types[ti];
+        const nj_type_traits *ref = quant_traits_ref(type);
+        const int vdt = ref->vec_dot_type;
+        int sizes[16];
+        int ns = sizes_for(type, sizes);
+        for (int si = 0; si < ns; si++) {
+            const int n = sizes[si];
+            void *w = malloc(quant_row_size(type, n));
+            void *xq = malloc(quant_row_size(vdt, n));
+            float *x = malloc(sizeof(float) * (size_t)n);
+            rng_seed((uint64_t)(type * 7919 + n));
+            for (int rep = 0; rep < 4; rep++) {
+                rand_weights(type, w, n);
+                rand_floats(x, n);
+                s->traits[vdt].from_float(x, xq, n);
+                float want;
+                s->vec_dot[type](n, &want, w, xq);
+                for (int l = 1; l < NJ_KL_COUNT; l++) {
+                    const nj_kernels *k = kernels_at(l);
+                    if (!k) continue;
+                    float got;
+                    k->vec_dot[type](n, &got, w, xq);
+                    if (memcmp(&got, &want, 4) != 0) {
+                        print_error("level %s type %s n %d: %.9g != scalar %.9g\n", k->name,
+                                    ref->name, n, got, want);
+                        fail();
+                    }
+                    compared++;
+                }
+            }
+            free(w);
+            free(xq);
+            free(x);
+        }
+    }
+    print_message("%d SIMD results compared with the scalar level\n", compared);
+}
+
+/* gemm tiles of 1..9 tokens x 5 rows == vec_dot, bit for bit. */
+static void test_gemm_equals_vec_dot(void **state) {
+    (void)state;
+    for (int l = 0; l < NJ_KL_COUNT; l++) {
+        const nj_kernels *k = kernels_at(l);
+        if (!k) continue;
+        for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+            const int type = all_types[ti];
+            const nj_type_traits *ref = quant_traits_ref(type);
+            if (!k->gemm[type]) continue;   /* generic loop: vec_dot by construction */
+            const int vdt = ref->vec_dot_type, n = ref->blck == 1 ? 72 : 2 * QK_K;
+            const int nr = 5, ntmax = 9;
+            const size_t ws = quant_row_size(type, n) + 4;   /* padded strides */
+            const size_t xs = quant_row_size(vdt, n) + 8;
+            uint8_t *w = malloc(ws * nr), *xq = malloc(xs * ntmax);
+            float *x = malloc(sizeof(float) * n);
+            rng_seed((uint64_t)type + 77);
+            for (int r = 0; r < nr; r++) rand_weights(type, w + r * ws, n);
+            for (int t = 0; t < ntmax; t++) {
+                rand_floats(x, n);
+                k->traits[vdt].from_float(x, xq + t * xs, n);
+            }
+            for (int nt = 1; nt <= ntmax; nt++) {
+                const size_t ldy = nr + 2;
+                float y[9 * 7];
+                for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
+                k->gemm[type](n, w, ws, nr, xq, xs, nt, y, ldy);
+                for (int t = 0; t < nt; t++) {
+                    for (int r = 0; r < nr; r++) {
+                        float want;
+                        k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
+                        if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
+                            print_error("level %s type %s nt %d t %d r %d: gemm %.9g vec_dot %.9g\n",
+                                        k->name, ref->name, nt, t, r, y[t * ldy + r], want);
+                            fail();
+                        }
+                    }
+                    for (size_t r = nr; r < ldy; r++) assert_true(y[t * ldy + r] == -12345.0f);
+                }
+            }
+            free(w);
+            free(xq);
+            free(x);
+        }
+    }
+}
+
+/* Activation rows that exercise the quantizers' corner cases. */
+static void special_rows(float *x, int n, int which) {
+    for (int i = 0; i < n; i++) x[i] = 0.0f;
+    switch (which) {
+    case 0: break;                                             /* all zero */
+    case 1:                                                    /* exact .5 ties at id = 1 */
+        for (int i = 0; i < n; i++) x[i] = (float)((i % 64) - 32) + 0.5f;
+        for (int i = 0; i < n; i += 32) x[i] = 127.0f;
+        break;
+    case 2:                                                    /* +max and -max, - first */
+        for (int i = 0; i < n; i++) x[i] = rng_normal();
+        for (int i = 0; i < n; i += 32) { x[i + 3] = -9.0f; x[i + 20] = 9.0f; }
+        break;
+    case 3:                                                    /* tiny and huge magnitudes */
+        for (int i = 0; i < n; i++) x[i] = rng_normal() * (i & 1 ? 1e-30f : 1e20f);
+        break;
+    case 4:                                                    /* one nonzero per block */
+        for (int i = 0; i < n; i += 32) x[i + 7] = -rng_unit();
+        break;
+    default:
+        rand_floats(x, n);
+    }
+}
+
+static void check_bytes(const char *what, const char *lvl, const void *a, const void *b, size_t n) {
+    if (memcmp(a, b, n) != 0) {
+        size_t i = 0;
+        while (((const uint8_t *)a)[i] == ((const uint8_t *)b)[i]) i++;
+        print_error("%s (%s): first byte difference at %zu of %zu\n", what, lvl, i, n);
+        fail();
+    }
+}
+
+static void test_from_float_exact(void **state) {
+    (void)state;
+    const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
+    assert_non_null(s);
+    const int n = 4 * QK_K;
+    float x[4 * QK_K];
+    static uint8_t a[4 * QK_K * 4], b[4 * QK_K * 4];
+    const int qtypes[] = {NJ_Q8_0, NJ_Q8_1, NJ_Q8_K, NJ_F16, NJ_BF16};
+    rng_seed(4242);
+    for (int which = 0; which < 12; which++) {
+        special_rows(x, n, which);
+        for (size_t q = 0; q < NJ_ARRAY_LEN(qtypes); q++) {
+            const int type = qtypes[q];
+            const size_t bytes = quant_row_size(type, n);
+            const nj_type_traits *ref = quant_traits_ref(type);
+            /* scalar level: on x86 == the reference (both are llama.cpp's x86
+             * numerics); on ARM Q8_0/Q8_1 differ on purpose (see scalar.c). */
+            memset(a, 0xaa, sizeof a);
+            memset(b, 0x55, sizeof b);
+            s->from_float[type](x, a, n);
+            ref->from_float(x, b, n);
+#if defined(__aarch64__)
+            if (type != NJ_Q8_0 && type != NJ_Q8_1)
+#endif
+                check_bytes(ref->name, "scalar vs quant ref", a, b, bytes);
+            for (int l = 1; l < NJ_KL_COUNT; l++) {
+                const nj_kernels *k = kernels_at(l);
+                if (!k) continue;
+                memset(b, 0x55, sizeof b);
+                k->from_float[type](x, b, n);
+                check_bytes(ref->name, k->name, a, b, bytes);
+            }
+        }
+    }
+}
+
+/* The portable variants agree with each other except on the documented
+ * rounding differences: never by more than one step, and x86 == ref. */
+static void test_quantizer_variants(void **state) {
+    (void)state;
+    const int n = 1024;
+    float x[1024];
+    block_q8_0 a[32], b[32];
+    long diff = 0;
+    rng_seed(99);
+    for (int rep = 0; rep < 200; rep++) {
+        rand_floats(x, n);
+        kern_quantize_q8_0_x86(x, a, n);
+        kern_quantize_q8_0_arm(x, b, n);
+        for (int i = 0; i < 32; i++) {
+            assert_int_equal(a[i].d, b[i].d);
+            for (int j = 0; j < 32; j++) {
+                int dq = a[i].qs[j] - b[i].qs[j];
+                assert_true(dq >= -1 && dq <= 1);
+                diff += dq != 0;
+            }
+        }
+    }
+    /* Ties at id = 1 separate round-half-even from the reference file
+     * quantizer's round-half-away. */
+    special_rows(x, n, 1);
+    kern_quantize_q8_0_x86(x, a, n);
+    assert_int_equal(a[0].qs[1], -30);     /* -30.5 -> -30 (even) */
+    assert_int_equal(a[0].qs[2], -30);     /* -29.5 -> -30 (even) */
+    print_message("q8_0 x86 vs arm numerics: %ld of %d elements differ\n", diff, 200 * n);
+}
+
+static void test_fp16_helpers(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = kern_fp16_to_fp32((uint16_t)h), b = nj_fp16_to_fp32((uint16_t)h);
+        if (isnan(b)) { assert_true(isnan(a)); continue; }
+        assert_memory_equal(&a, &b, 4);
+        assert_int_equal(kern_fp32_to_fp16(a), nj_fp32_to_fp16(a));
+        assert_true(kern_bf16_to_fp32((uint16_t)h) == nj_bf16_to_fp32((uint16_t)h) ||
+                    isnan(nj_bf16_to_fp32((uint16_t)h)));
+    }
+    rng_seed(5);
+    for (int i = 0; i < 200000; i++) {
+        uint32_t bits = rng_u32() ^ (rng_u32() << 16);
+        float f;
+        memcpy(&f, &bits, 4);
+        if (isnan(f)) continue;
+        assert_int_equal(kern_fp32_to_fp16(f), nj_fp32_to_fp16(f));
+    }
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    const nj_kernels *k = kernels_get();
+    assert_non_null(k);
+    assert_non_null(kernels_at(NJ_KL_SCALAR));
+    assert_non_null(kernels_describe());
+    assert_true(strstr(kernels_describe(), "kernels: ") != NULL);
+    assert_int_equal(kernels_level_from_name("avx2"), NJ_KL_AVX2);
+    assert_int_equal(kernels_level_from_name("nope"), -1);
+    assert_string_equal(kernels_level_name(NJ_KL_NEON), "neon");
+    /* the dispatched traits keep the reference's metadata */
+    for (size_t i = 0; i < NJ_ARRAY_LEN(all_types); i++) {
+        const nj_type_traits *t = kernels_traits(all_types[i]), *r = quant_traits_ref(all_types[i]);
+        assert_non_null(t);
+        assert_int_equal(t->size, r->size);
+        assert_int_equal(t->vec_dot_type, r->vec_dot_type);
+        assert_ptr_equal(t->vec_dot, k->vec_dot[all_types[i]]);
+    }
+    assert_null(kernels_traits(4));
+    assert_null(kernels_traits(-1));
+    assert_null(kernels_traits(NJ_TYPE_COUNT));
+    print_message("%s\n", kernels_describe());
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_fp16_helpers),
+        cmocka_unit_test(test_vec_dot_vs_ref),
+        cmocka_unit_test(test_levels_bit_identical),
+        cmocka_unit_test(test_gemm_equals_vec_dot),
+        cmocka_unit_test(test_from_float_exact),
+        cmocka_unit_test(test_quantizer_variants),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}

@@ -1,0 +1,263 @@
+/*
+ * test_matmul — matmul() against a naive loop over the scalar reference.
+ *
+ * For every weight type, odd row counts and n_tok = 1..17, on 1 and 2
+ * threads: Y equals, within 2e-5 * sum|w x|, the reference computed as
+ * quant_traits_ref(type)->vec_dot over activations quantized by the
+ * dispatched from_float (the same bytes matmul uses), and equals bit for
+ * bit the scalar kernel level's vec_dot (all levels follow one canonical
+ * float order).  Y is also checked to be bit-identical across thread
+ * counts and across token chunkings (a token's row of Y computed alone
+ * equals the one computed in a batch).  The binary re-runs itself once per
+ * other kernel level the CPU supports (NIGHTJAR_CPU=...), so matmul is
+ * exercised on every level.
+ */
+#include "testutil.h"
+#include "matmul.h"
+#include "kernels/kernels.h"
+#include "pool.h"
+#include "quant.h"
+#include "util.h"
+
+#include <math.h>
+
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) { rng_state = s * 0x9E3779B97F4A7C15ull + 1; }
+static uint32_t rng_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+static float rng_sym(void) { return (float)(rng_u32() & 0xffffff) / 8388608.0f - 1.0f; }
+
+static const int all_types[] = {NJ_F32, NJ_F16, NJ_BF16, NJ_Q4_0, NJ_Q4_1, NJ_Q5_0, NJ_Q5_1,
+                                NJ_Q8_0, NJ_Q2_K, NJ_Q3_K, NJ_Q4_K, NJ_Q5_K, NJ_Q6_K};
+
+/* Random weights: quantize random floats with the reference quantizer, so
+ * the blocks look like real ones. */
+static void *make_weights(int type, int64_t rows, int64_t cols, size_t *row_bytes) {
+    const nj_type_traits *t = quant_traits_ref(type);
+    *row_bytes = quant_row_size(type, cols);
+    uint8_t *w = malloc(*row_bytes * (size_t)rows);
+    float *f = malloc(sizeof(float) * (size_t)cols);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) f[c] = rng_sym() * 0.1f;
+        t->from_float(f, w + (size_t)r * *row_bytes, cols);
+    }
+    free(f);
+    return w;
+}
+
+/* Y_ref (n_tok, rows) and the tolerance per element; Y_can: the scalar
+ * level's canonical result. */
+static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
+                  const float *x, int n_tok, float *y, double *tol, float *ycan) {
+    const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
+    const nj_type_traits *t = quant_traits_ref(type);
+    const nj_type_traits *xt = quant_traits_ref(t->vec_dot_type);
+    const nj_type_traits *xd = kernels_traits(t->vec_dot_type);
+    size_t xrow = quant_row_size(t->vec_dot_type, cols);
+    uint8_t *xq = malloc(xrow);
+    float *wf = malloc(sizeof(float) * (size_t)cols), *xf = malloc(sizeof(float) * (size_t)cols);
+    for (int tok = 0; tok < n_tok; tok++) {
+        xd->from_float(x + (size_t)tok * cols, xq, cols);
+        xt->to_float(xq, xf, cols);
+        for (int64_t r = 0; r < rows; r++) {
+            const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
+            t->vec_dot((int)cols, &y[(size_t)tok * rows + r], wr, xq);
+            sk->vec_dot[type]((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
+            t->to_float(wr, wf, cols);
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += fabs((double)wf[c] * xf[c]);
+            tol[(size_t)tok * rows + r] = 2e-5 * s + 1e-30;
+        }
+    }
+    free(xq);
+    free(wf);
+    free(xf);
+}
+
+static void run_case(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t cols, int max_tok) {
+    size_t rb;
+    void *w = make_weights(type, rows, cols, &rb);
+    nj_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
+    float *x = malloc(sizeof(float) * (size_t)cols * max_tok);
+    for (int64_t i = 0; i < cols * max_tok; i++) x[i] = rng_sym();
+    float *yref = malloc(sizeof(float) * (size_t)rows * max_tok);
+    double *tol = malloc(sizeof(double) * (size_t)rows * max_tok);
+    float *ycan = malloc(sizeof(float) * (size_t)rows * max_tok);
+    naive(type, w, rb, rows, cols, x, max_tok, yref, tol, ycan);
+
+    size_t ss = matmul_scratch_size(type, cols, max_tok);
+    void *scratch = ss ? nj_malloc_aligned(ss) : NULL;
+    float *y1 = malloc(sizeof(float) * (size_t)rows * max_tok);
+    float *y2 = malloc(sizeof(float) * (size_t)rows * max_tok);
+    float *single = malloc(sizeof(float) * (size_t)rows);
+    for (int n_tok = 1; n_tok <= max_tok; n_tok++) {
+        assert_true(matmul_scratch_size(type, cols, n_tok) <= ss);
+        assert_int_equal(matmul(p1, &W, x, n_tok, y1, scratch), 0);
+        assert_int_equal(matmul(p2, &W, x, n_tok, y2, scratch), 0);
+        for (int tok = 0; tok < n_tok; tok++) {
+            for (int64_t r = 0; r < rows; r++) {
+                size_t i = (size_t)tok * rows + r;
+                if (!(fabs((double)y1[i] - yref[i]) <= tol[i])) {
+                    print_error("%s rows %lld cols %lld n_tok %d: Y[%d][%lld] = %.9g, ref %.9g\n",
+                                quant_type_name(type), (long long)rows, (long long)cols, n_tok,
+                                tok, (long long)r, y1[i], yref[i]);
+                    fail();
+                }
+            }
+        }
+        /* the canonical order: bit-identical to the scalar level */
+        if (memcmp(y1, ycan, sizeof(float) * (size_t)rows * n_tok) != 0) {
+            print_error("%s n_tok %d: not bit-identical to the scalar level (%s)\n",
+                        quant_type_name(type), n_tok, kernels_get()->name);
+            fail();
+        }
+        /* bit-identical across thread counts */
+        assert_memory_equal(y1, y2, sizeof(float) * (size_t)rows * n_tok);
+    }
+    /* a token alone gives the same row as inside the batch of max_tok */
+    for (int tok = 0; tok < max_tok; tok += 5) {
+        assert_int_equal(matmul(p2, &W, x + (size_t)tok * cols, 1, single, scratch), 0);
+        assert_memory_equal(single, y1 + (size_t)tok * rows, sizeof(float) * (size_t)rows);
+    }
+    free(w); free(x); free(yref); free(tol); free(ycan); free(y1); free(y2); free(single);
+    nj_free_aligned(scratch);
+}
+
+static nj_pool *pool1, *pool2;
+
+static int setup(void **state) {
+    (void)state;
+    pool1 = pool_new(1, NULL);
+    pool2 = pool_new(2, NULL);
+    return pool1 && pool2 ? 0 : -1;
+}
+static int teardown(void **state) {
+    (void)state;
+    pool_free(pool1);
+    pool_free(pool2);
+    return 0;
+}
+
+static void test_all_types_small(void **state) {
+    (void)state;
+    const int64_t rows_list[] = {1, 7, 33};
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+        const int type = all_types[ti];
+        const nj_type_traits *t = quant_traits_ref(type);
+        const int64_t cols = t->blck == 1 ? 72 : (t->blck == 32 ? 96 : 512);
+        for (size_t ri = 0; ri < NJ_ARRAY_LEN(rows_list); ri++) {
+            rng_seed((uint64_t)type * 131 + (uint64_t)rows_list[ri]);
+            run_case(pool1, pool2, type, rows_list[ri], cols, 17);
+        }
+    }
+}
+
+/* Bigger shapes: several work items per thread, token chunks, and the
+ * parallel activation quantization path (n_tok * cols >= 32768). */
+static void test_larger(void **state) {
+    (void)state;
+    const int types[] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_F16};
+    for (size_t i = 0; i < NJ_ARRAY_LEN(types); i++) {
+        rng_seed(1000 + i);
+        run_case(pool1, pool2, types[i], 301, 2048, 17);
+    }
+}
+
+static void test_no_pool_and_errors(void **state) {
+    (void)state;
+    rng_seed(3);
+    size_t rb;
+    void *w = make_weights(NJ_Q8_0, 9, 64, &rb);
+    nj_mat W = {.type = NJ_Q8_0, .rows = 9, .cols = 64, .row_bytes = rb, .data = w};
+    float x[64 * 2], y[9 * 2], y2[9 * 2];
+    for (int i = 0; i < 128; i++) x[i] = rng_sym();
+    void *scratch = nj_malloc_aligned(matmul_scratch_size(NJ_Q8_0, 64, 2));
+    /* pool may be NULL: runs on the calling thread */
+    assert_int_equal(matmul(NULL, &W, x, 2, y, scratch), 0);
+    assert_int_equal(matmul(pool2, &W, x, 2, y2, scratch), 0);
+    assert_memory_equal(y, y2, sizeof y);
+
+    assert_int_equal(matmul(pool1, &W, x, 2, y, NULL), -EINVAL);        /* scratch needed */
+    assert_int_equal(matmul(pool1, &W, x, 0, y, scratch), -EINVAL);
+    nj_mat bad = W;
+    bad.cols = 60;                                                       /* not whole blocks */
+    assert_int_equal(matmul(pool1, &bad, x, 1, y, scratch), -EINVAL);
+    bad = W;
+    bad.row_bytes = rb - 1;
+    assert_int_equal(matmul(pool1, &bad, x, 1, y, scratch), -EINVAL);
+    bad = W;
+    bad.type = 4;                                                        /* no such type */
+    assert_int_equal(matmul(pool1, &bad, x, 1, y, scratch), NJ_EUNSUPPORTED);
+    assert_int_equal(matmul_scratch_size(4, 64, 1), 0);
+    assert_int_equal(matmul_scratch_size(NJ_F32, 64, 4), 0);             /* X used directly */
+    assert_int_equal(matmul_scratch_size(NJ_Q4_K, 512, 3) % 64, 0);
+    assert_true(matmul_scratch_size(NJ_Q4_K, 512, 3) >= 3 * 2 * sizeof(block_q8_K));
+    nj_free_aligned(scratch);
+    free(w);
+}
+
+/* A padded row stride (row_bytes > minimum) is honoured. */
+static void test_row_stride(void **state) {
+    (void)state;
+    rng_seed(11);
+    const int64_t rows = 5, cols = 256;
+    size_t rb;
+    uint8_t *w = make_weights(NJ_Q4_K, rows, cols, &rb);
+    const size_t pad = rb + 40;
+    uint8_t *wp = calloc(rows, pad);
+    for (int r = 0; r < rows; r++) memcpy(wp + r * pad, w + r * rb, rb);
+    nj_mat W = {.type = NJ_Q4_K, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
+    nj_mat P = W;
+    P.row_bytes = pad;
+    P.data = wp;
+    float x[256 * 3], y[5 * 3], yp[5 * 3];
+    for (int i = 0; i < 256 * 3; i++) x[i] = rng_sym();
+    void *scratch = nj_malloc_aligned(matmul_scratch_size(NJ_Q4_K, cols, 3));
+    assert_int_equal(matmul(pool2, &W, x, 3, y, scratch), 0);
+    assert_int_equal(matmul(pool2, &P, x, 3, yp, scratch), 0);
+    assert_memory_equal(y, yp, sizeof y);
+    nj_free_aligned(scratch);
+    free(w);
+    free(wp);
+}
+
+static const char *self_path;
+
+/* Re-run this binary with NIGHTJAR_CPU set to every other supported level. */
+static void test_other_levels(void **state) {
+    (void)state;
+    if (getenv("NIGHTJAR_CPU")) skip();          /* we are the child */
+    const nj_kernels *cur = kernels_get();
+    int runs = 0;
+    for (int l = 0; l < NJ_KL_COUNT; l++) {
+        if (l == cur->level || !kernels_at(l)) continue;
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "NIGHTJAR_CPU=%s '%s' > /dev/null 2>&1", kernels_level_name(l),
+                 self_path);
+        int rc = system(cmd);
+        if (rc != 0) {
+            print_error("matmul tests fail with NIGHTJAR_CPU=%s (rerun it to see)\n",
+                        kernels_level_name(l));
+            fail();
+        }
+        runs++;
+    }
+    print_message("re-ran under %d other kernel level(s)\n", runs);
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    self_path = argv[0];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_all_types_small),
+        cmocka_unit_test(test_larger),
+        cmocka_unit_test(test_no_pool_and_errors),
+        cmocka_unit_test(test_row_stride),
+        cmocka_unit_test(test_other_levels),
+    };
+    return cmocka_run_group_tests_name("matmul", tests, setup, teardown);
+}
