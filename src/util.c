@@ -50,8 +50,10 @@ int nj_fail(int code, const char *fmt, ...) {
 const char *nj_last_error(void) { return g_errbuf; }
 void nj_clear_error(void) { g_errbuf[0] = 0; }
 
+static atomic_int g_log_level = -1;
+
 static int log_level(void) {
-    static int level = -1;
+    int level = atomic_load_explicit(&g_log_level, memory_order_relaxed);
     if (level < 0) {
         const char *e = getenv("NIGHTJAR_LOG");
         level = NJ_LOG_WARN;
@@ -60,8 +62,14 @@ static int log_level(void) {
             else if (!strcmp(e, "info")) level = NJ_LOG_INFO;
             else if (!strcmp(e, "debug")) level = NJ_LOG_DEBUG;
         }
+        int unset = -1;
+        atomic_compare_exchange_strong(&g_log_level, &unset, level);
     }
     return level;
+}
+
+void nj_log_set_level(int level) {
+    if (level >= NJ_LOG_ERROR && level <= NJ_LOG_DEBUG) atomic_store(&g_log_level, level);
 }
 
 void nj_log(int level, const char *fmt, ...) {

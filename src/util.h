@@ -64,6 +64,8 @@ void nj_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Override the level (e.g. from the service's config; SIGHUP may change it). */
+void nj_log_set_level(int level);
 #define NJ_ERR(...)   nj_log(NJ_LOG_ERROR, __VA_ARGS__)
 #define NJ_WARN(...)  nj_log(NJ_LOG_WARN,  __VA_ARGS__)
 #define NJ_INFO(...)  nj_log(NJ_LOG_INFO,  __VA_ARGS__)
