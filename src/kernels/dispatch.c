@@ -215,6 +215,17 @@ const char *kernels_describe(void) {
     return describe;
 }
 
+size_t kernels_pack16_size(int vdt, int64_t n) {
+    if (n <= 0) return 0;
+    if (vdt == NJ_Q8_K && n % QK_K == 0) return (size_t)(n / QK_K) * sizeof(kern_pk_q8_K);
+    if ((vdt == NJ_Q8_0 || vdt == NJ_Q8_1) && n % 32 == 0) {
+        int64_t nb = n / 32;
+        nb = (nb + KERN_PK_B32_ROUND - 1) / KERN_PK_B32_ROUND * KERN_PK_B32_ROUND;
+        return (size_t)nb * sizeof(kern_pk_q8_0);
+    }
+    return 0;
+}
+
 void kern_gemm_generic(nj_vec_dot_fn dot, int n, const void *restrict w, size_t w_stride,
                        int nr, const void *restrict x, size_t x_stride, int nt,
                        float *restrict y, size_t ldy) {
