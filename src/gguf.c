@@ -289,9 +289,11 @@ gguf_file *gguf_open(const char *path, int *err) {
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        int e = S_ISREG(st.st_mode) ? -errno : -EINVAL;
-        nj_set_error("gguf: %s is not a regular file", path);
+    int frc = fstat(fd, &st);
+    if (frc < 0 || !S_ISREG(st.st_mode)) {
+        /* st is unset when fstat failed: decide from frc first */
+        int e = frc < 0 ? -errno : -EINVAL;
+        nj_set_error(frc < 0 ? "gguf: cannot stat %s" : "gguf: %s is not a regular file", path);
         close(fd);
         if (err) *err = e;
         return NULL;

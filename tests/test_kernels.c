@@ -151,6 +151,51 @@ static void test_vec_dot_vs_ref(void **state) {
     assert_true(checked_levels >= 1);
 }
 
+/* Every level's vec_dot equals the scalar level's bit for bit (the
+ * canonical float order, see scalar.c), on the same activation bytes. */
+static void test_levels_bit_identical(void **state) {
+    (void)state;
+    const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
+    int compared = 0;
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+        const int type = all_types[ti];
+        const nj_type_traits *ref = quant_traits_ref(type);
+        const int vdt = ref->vec_dot_type;
+        int sizes[16];
+        int ns = sizes_for(type, sizes);
+        for (int si = 0; si < ns; si++) {
+            const int n = sizes[si];
+            void *w = malloc(quant_row_size(type, n));
+            void *xq = malloc(quant_row_size(vdt, n));
+            float *x = malloc(sizeof(float) * (size_t)n);
+            rng_seed((uint64_t)(type * 7919 + n));
+            for (int rep = 0; rep < 4; rep++) {
+                rand_weights(type, w, n);
+                rand_floats(x, n);
+                s->traits[vdt].from_float(x, xq, n);
+                float want;
+                s->vec_dot[type](n, &want, w, xq);
+                for (int l = 1; l < NJ_KL_COUNT; l++) {
+                    const nj_kernels *k = kernels_at(l);
+                    if (!k) continue;
+                    float got;
+                    k->vec_dot[type](n, &got, w, xq);
+                    if (memcmp(&got, &want, 4) != 0) {
+                        print_error("level %s type %s n %d: %.9g != scalar %.9g\n", k->name,
+                                    ref->name, n, got, want);
+                        fail();
+                    }
+                    compared++;
+                }
+            }
+            free(w);
+            free(xq);
+            free(x);
+        }
+    }
+    print_message("%d SIMD results compared with the scalar level\n", compared);
+}
+
 /* gemm tiles of 1..9 tokens x 5 rows == vec_dot, bit for bit. */
 static void test_gemm_equals_vec_dot(void **state) {
     (void)state;
@@ -347,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_fp16_helpers),
         cmocka_unit_test(test_vec_dot_vs_ref),
+        cmocka_unit_test(test_levels_bit_identical),
         cmocka_unit_test(test_gemm_equals_vec_dot),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),

@@ -4,9 +4,13 @@
  * For every weight type, odd row counts and n_tok = 1..17, on 1 and 2
  * threads: Y equals, within 2e-5 * sum|w x|, the reference computed as
  * quant_traits_ref(type)->vec_dot over activations quantized by the
- * dispatched from_float (the same bytes matmul uses).  Y is also checked to
- * be bit-identical across thread counts and across token chunkings (a
- * token's row of Y computed alone equals the one computed in a batch).
+ * dispatched from_float (the same bytes matmul uses), and equals bit for
+ * bit the scalar kernel level's vec_dot (all levels follow one canonical
+ * float order).  Y is also checked to be bit-identical across thread
+ * counts and across token chunkings (a token's row of Y computed alone
+ * equals the one computed in a batch).  The binary re-runs itself once per
+ * other kernel level the CPU supports (NIGHTJAR_CPU=...), so matmul is
+ * exercised on every level.
  */
 #include "testutil.h"
 #include "matmul.h"
@@ -45,9 +49,11 @@ static void *make_weights(int type, int64_t rows, int64_t cols, size_t *row_byte
     return w;
 }
 
-/* Y_ref (n_tok, rows) and the tolerance per element. */
+/* Y_ref (n_tok, rows) and the tolerance per element; Y_can: the scalar
+ * level's canonical result. */
 static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
-                  const float *x, int n_tok, float *y, double *tol) {
+                  const float *x, int n_tok, float *y, double *tol, float *ycan) {
+    const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
     const nj_type_traits *t = quant_traits_ref(type);
     const nj_type_traits *xt = quant_traits_ref(t->vec_dot_type);
     const nj_type_traits *xd = kernels_traits(t->vec_dot_type);
@@ -60,6 +66,7 @@ static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64
         for (int64_t r = 0; r < rows; r++) {
             const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
             t->vec_dot((int)cols, &y[(size_t)tok * rows + r], wr, xq);
+            sk->vec_dot[type]((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
             t->to_float(wr, wf, cols);
             double s = 0;
             for (int64_t c = 0; c < cols; c++) s += fabs((double)wf[c] * xf[c]);
@@ -79,7 +86,8 @@ static void run_case(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t c
     for (int64_t i = 0; i < cols * max_tok; i++) x[i] = rng_sym();
     float *yref = malloc(sizeof(float) * (size_t)rows * max_tok);
     double *tol = malloc(sizeof(double) * (size_t)rows * max_tok);
-    naive(type, w, rb, rows, cols, x, max_tok, yref, tol);
+    float *ycan = malloc(sizeof(float) * (size_t)rows * max_tok);
+    naive(type, w, rb, rows, cols, x, max_tok, yref, tol, ycan);
 
     size_t ss = matmul_scratch_size(type, cols, max_tok);
     void *scratch = ss ? nj_malloc_aligned(ss) : NULL;
@@ -101,6 +109,12 @@ static void run_case(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t c
                 }
             }
         }
+        /* the canonical order: bit-identical to the scalar level */
+        if (memcmp(y1, ycan, sizeof(float) * (size_t)rows * n_tok) != 0) {
+            print_error("%s n_tok %d: not bit-identical to the scalar level (%s)\n",
+                        quant_type_name(type), n_tok, kernels_get()->name);
+            fail();
+        }
         /* bit-identical across thread counts */
         assert_memory_equal(y1, y2, sizeof(float) * (size_t)rows * n_tok);
     }
@@ -109,7 +123,7 @@ static void run_case(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t c
         assert_int_equal(matmul(p2, &W, x + (size_t)tok * cols, 1, single, scratch), 0);
         assert_memory_equal(single, y1 + (size_t)tok * rows, sizeof(float) * (size_t)rows);
     }
-    free(w); free(x); free(yref); free(tol); free(y1); free(y2); free(single);
+    free(w); free(x); free(yref); free(tol); free(ycan); free(y1); free(y2); free(single);
     nj_free_aligned(scratch);
 }
 
@@ -211,12 +225,39 @@ static void test_row_stride(void **state) {
     free(wp);
 }
 
-int main(void) {
+static const char *self_path;
+
+/* Re-run this binary with NIGHTJAR_CPU set to every other supported level. */
+static void test_other_levels(void **state) {
+    (void)state;
+    if (getenv("NIGHTJAR_CPU")) skip();          /* we are the child */
+    const nj_kernels *cur = kernels_get();
+    int runs = 0;
+    for (int l = 0; l < NJ_KL_COUNT; l++) {
+        if (l == cur->level || !kernels_at(l)) continue;
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "NIGHTJAR_CPU=%s '%s' > /dev/null 2>&1", kernels_level_name(l),
+                 self_path);
+        int rc = system(cmd);
+        if (rc != 0) {
+            print_error("matmul tests fail with NIGHTJAR_CPU=%s (rerun it to see)\n",
+                        kernels_level_name(l));
+            fail();
+        }
+        runs++;
+    }
+    print_message("re-ran under %d other kernel level(s)\n", runs);
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    self_path = argv[0];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_types_small),
         cmocka_unit_test(test_larger),
         cmocka_unit_test(test_no_pool_and_errors),
         cmocka_unit_test(test_row_stride),
+        cmocka_unit_test(test_other_levels),
     };
     return cmocka_run_group_tests_name("matmul", tests, setup, teardown);
 }

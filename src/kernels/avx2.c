@@ -23,6 +23,7 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define KINLINE static inline __attribute__((always_inline))
 #define NT_MAX 4
@@ -109,128 +110,127 @@ KINLINE __m256i scale2(int a, int b) {
 
 #define XROW(T, vx, xs, t) ((const T *)((const char *)(vx) + (size_t)(t) * (xs)))
 
-/* ---- Q8_0 x Q8_0 ------------------------------------------------------- */
-KINLINE void tile_q8_0(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q8_0 *w = vw;
-    const block_q8_0 *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_0, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
-    const int nb = n / QK8_0;
-    for (int i = 0; i < nb; i++) {
-        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        const __m256i aw = _mm256_sign_epi8(qw, qw);
-        const float dw = h2f(w[i].d);
-        for (int t = 0; t < nt; t++) {
-            const __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[t][i].qs), qw);
-            const __m256 p = i16pairs_f(_mm256_maddubs_epi16(aw, sx));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(x[t][i].d)), p, acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
-}
-DEFINE_KERNELS(q8_0, tile_q8_0)
+/* ---- 32-element formats ------------------------------------------------
+ *
+ * Blocks are taken eight at a time.  Each block's exact int32 dot product
+ * (8 lanes) is reduced to one integer S by a hadd tree, the eight S values
+ * go to float in one vector, and the four canonical chains (block i ->
+ * chain i % 4) live in the four lanes of an xmm accumulator:  lanes 0..3 of
+ * a group are blocks 8j..8j+3, lanes 4..7 blocks 8j+4..8j+7, both mapping
+ * onto chains 0..3 in order.  A short last group is zero-padded (a zero
+ * block adds fma(0, 0, c) = c). */
 
-/* ---- Q4_0 x Q8_0 ------------------------------------------------------- */
-KINLINE void tile_q4_0(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q4_0 *w = vw;
-    const block_q8_0 *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_0, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
-    const int nb = n / QK4_0;
-    for (int i = 0; i < nb; i++) {
-        const __m256i qw = _mm256_sub_epi8(nibbles32(w[i].qs), _mm256_set1_epi8(8));
-        const __m256i aw = _mm256_sign_epi8(qw, qw);
-        const float dw = h2f(w[i].d);
-        for (int t = 0; t < nt; t++) {
-            const __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[t][i].qs), qw);
-            const __m256 p = i16pairs_f(_mm256_maddubs_epi16(aw, sx));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(x[t][i].d)), p, acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
+/* S[k] = sum of the 8 int32 lanes of p[k], k = 0..7. */
+KINLINE __m256i reduce8(const __m256i p[8]) {
+    const __m256i a01 = _mm256_hadd_epi32(p[0], p[1]), a23 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i a45 = _mm256_hadd_epi32(p[4], p[5]), a67 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i b0 = _mm256_hadd_epi32(a01, a23), b1 = _mm256_hadd_epi32(a45, a67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20),
+                            _mm256_permute2x128_si256(b0, b1, 0x31));
 }
-DEFINE_KERNELS(q4_0, tile_q4_0)
 
-/* ---- Q4_1 x Q8_1:  sum (d q + m) dy qy = d dy sum(q qy) + m s ------------ */
-KINLINE void tile_q4_1(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q4_1 *w = vw;
-    const block_q8_1 *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    float summ[NT_MAX];
-    for (int t = 0; t < nt; t++) {
-        x[t] = XROW(block_q8_1, vx, xs, t);
-        acc[t] = _mm256_setzero_ps();
-        summ[t] = 0.0f;
-    }
-    const int nb = n / QK4_1;
-    for (int i = 0; i < nb; i++) {
-        const __m256i qw = nibbles32(w[i].qs);
-        const float dw = h2f(w[i].d), mw = h2f(w[i].m);
-        for (int t = 0; t < nt; t++) {
-            const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i].qs);
-            const __m256 p = i16pairs_f(_mm256_maddubs_epi16(qw, qx));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(x[t][i].d)), p, acc[t]);
-            summ[t] += mw * h2f(x[t][i].s);
-        }
-    }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]) + summ[t];
+KINLINE __m256 halves8(const uint16_t h[8]) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
-DEFINE_KERNELS(q4_1, tile_q4_1)
 
-/* ---- Q5_0 x Q8_0:  q = nibble | bit4, minus 16 ------------------------- */
-KINLINE void tile_q5_0(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q5_0 *w = vw;
-    const block_q8_0 *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_0, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
-    const int nb = n / QK5_0;
-    for (int i = 0; i < nb; i++) {
-        /* where bit 4 is clear, q - 16 == q | 0xf0 as int8 */
-        const __m256i hi = _mm256_andnot_si256(bits32(w[i].qh), _mm256_set1_epi8((char)0xf0));
-        const __m256i qw = _mm256_or_si256(nibbles32(w[i].qs), hi);
-        const __m256i aw = _mm256_sign_epi8(qw, qw);
-        const float dw = h2f(w[i].d);
-        for (int t = 0; t < nt; t++) {
-            const __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[t][i].qs), qw);
-            const __m256 p = i16pairs_f(_mm256_maddubs_epi16(aw, sx));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(x[t][i].d)), p, acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
+KINLINE float chains4_finish(__m128 c) {
+    const __m128 t = _mm_add_ps(c, _mm_shuffle_ps(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehl_ps(t, t)));
 }
-DEFINE_KERNELS(q5_0, tile_q5_0)
 
-/* ---- Q5_1 x Q8_1 ------------------------------------------------------- */
-KINLINE void tile_q5_1(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q5_1 *w = vw;
-    const block_q8_1 *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    float summ[NT_MAX];
-    for (int t = 0; t < nt; t++) {
-        x[t] = XROW(block_q8_1, vx, xs, t);
-        acc[t] = _mm256_setzero_ps();
-        summ[t] = 0.0f;
-    }
-    const int nb = n / QK5_1;
-    for (int i = 0; i < nb; i++) {
-        const __m256i hi = _mm256_and_si256(bits32(w[i].qh), _mm256_set1_epi8(0x10));
-        const __m256i qw = _mm256_or_si256(nibbles32(w[i].qs), hi);
-        const float dw = h2f(w[i].d), mw = h2f(w[i].m);
-        for (int t = 0; t < nt; t++) {
-            const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i].qs);
-            const __m256 p = i16pairs_f(_mm256_maddubs_epi16(qw, qx));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(x[t][i].d)), p, acc[t]);
-            summ[t] += mw * h2f(x[t][i].s);
-        }
-    }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]) + summ[t];
+/* Unpackers: 32 weights of one block as bytes (signed or unsigned). */
+KINLINE __m256i unpack_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+KINLINE __m256i unpack_q4_0(const block_q4_0 *b) {
+    return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
 }
-DEFINE_KERNELS(q5_1, tile_q5_1)
+KINLINE __m256i unpack_q5_0(const block_q5_0 *b) {
+    /* where bit 4 is clear, q - 16 == q | 0xf0 as int8 */
+    const __m256i hi = _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xf0));
+    return _mm256_or_si256(nibbles32(b->qs), hi);
+}
+KINLINE __m256i unpack_q4_1(const block_q4_1 *b) { return nibbles32(b->qs); }
+KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
+    return _mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+}
+
+#define GET_M_NONE(b) 0
+#define GET_M_M(b) ((b)->m)
+#define GET_S_NONE(b) 0
+#define GET_S_S(b) ((b)->s)
+
+/* SIGNED: weights are signed bytes (|w| x sign-moved activations);
+ * otherwise unsigned.  HAS_M: Q4_1/Q5_1's "+ m * s" term. */
+#define DEFINE_B32(name, WT, XT, SIGNED, HAS_M, GET_M, GET_S)                           \
+    KINLINE void group8_##name(const WT *w, const XT *const *x, int xoff, __m128 *acc,  \
+                               const int nt) {                                          \
+        __m256i wq[8], wa[8];                                                           \
+        uint16_t dh[8], mh[8];                                                          \
+        for (int k = 0; k < 8; k++) {                                                   \
+            wq[k] = unpack_##name(&w[k]);                                               \
+            if (SIGNED) wa[k] = _mm256_sign_epi8(wq[k], wq[k]);                         \
+            dh[k] = w[k].d;                                                             \
+            mh[k] = (uint16_t)GET_M(&w[k]);                                             \
+        }                                                                               \
+        const __m256 dw = halves8(dh), mw = halves8(mh);                                \
+        const __m256i ones = _mm256_set1_epi16(1);                                      \
+        for (int t = 0; t < nt; t++) {                                                  \
+            const XT *xb = x[t] + xoff;                                                 \
+            __m256i p[8];                                                               \
+            uint16_t xd[8], xsum[8];                                                    \
+            for (int k = 0; k < 8; k++) {                                               \
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)xb[k].qs);      \
+                const __m256i pr = SIGNED ? _mm256_maddubs_epi16(wa[k], _mm256_sign_epi8(qx, wq[k])) \
+                                          : _mm256_maddubs_epi16(wq[k], qx);            \
+                p[k] = _mm256_madd_epi16(pr, ones);                                     \
+                xd[k] = xb[k].d;                                                        \
+                xsum[k] = (uint16_t)GET_S(&xb[k]);                                      \
+            }                                                                           \
+            const __m256 S = _mm256_cvtepi32_ps(reduce8(p));                            \
+            const __m256 d = _mm256_mul_ps(dw, halves8(xd));                            \
+            __m128 a = acc[t];                                                          \
+            if (HAS_M) {                                                                \
+                const __m256 xs = halves8(xsum);                                        \
+                a = _mm_fmadd_ps(_mm256_castps256_ps128(d), _mm256_castps256_ps128(S), a); \
+                a = _mm_fmadd_ps(_mm256_castps256_ps128(mw), _mm256_castps256_ps128(xs), a); \
+                a = _mm_fmadd_ps(_mm256_extractf128_ps(d, 1), _mm256_extractf128_ps(S, 1), a); \
+                a = _mm_fmadd_ps(_mm256_extractf128_ps(mw, 1), _mm256_extractf128_ps(xs, 1), a); \
+            } else {                                                                    \
+                a = _mm_fmadd_ps(_mm256_castps256_ps128(d), _mm256_castps256_ps128(S), a); \
+                a = _mm_fmadd_ps(_mm256_extractf128_ps(d, 1), _mm256_extractf128_ps(S, 1), a); \
+            }                                                                           \
+            acc[t] = a;                                                                 \
+        }                                                                               \
+    }                                                                                   \
+    KINLINE void tile_##name(int n, const void *restrict vw, const void *restrict vx,   \
+                             size_t xs, float *restrict y, size_t ldy, const int nt) {  \
+        const WT *w = vw;                                                               \
+        const XT *x[NT_MAX];                                                            \
+        __m128 acc[NT_MAX];                                                             \
+        for (int t = 0; t < nt; t++) { x[t] = XROW(XT, vx, xs, t); acc[t] = _mm_setzero_ps(); } \
+        const int nb = n / 32, nfull = nb & ~7;                                         \
+        for (int i = 0; i < nfull; i += 8) group8_##name(w + i, x, i, acc, nt);         \
+        if (nb > nfull) {                                                               \
+            WT wpad[8];                                                                 \
+            XT xpad[NT_MAX][8];                                                         \
+            const XT *xp[NT_MAX];                                                       \
+            memset(wpad, 0, sizeof wpad);                                               \
+            memcpy(wpad, w + nfull, sizeof(WT) * (size_t)(nb - nfull));                 \
+            for (int t = 0; t < nt; t++) {                                              \
+                memset(xpad[t], 0, sizeof xpad[t]);                                     \
+                memcpy(xpad[t], x[t] + nfull, sizeof(XT) * (size_t)(nb - nfull));       \
+                xp[t] = xpad[t];                                                        \
+            }                                                                           \
+            group8_##name(wpad, xp, 0, acc, nt);                                        \
+        }                                                                               \
+        for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = chains4_finish(acc[t]);       \
+    }                                                                                   \
+    DEFINE_KERNELS(name, tile_##name)
+
+DEFINE_B32(q8_0, block_q8_0, block_q8_0, 1, 0, GET_M_NONE, GET_S_NONE)
+DEFINE_B32(q4_0, block_q4_0, block_q8_0, 1, 0, GET_M_NONE, GET_S_NONE)
+DEFINE_B32(q5_0, block_q5_0, block_q8_0, 1, 0, GET_M_NONE, GET_S_NONE)
+DEFINE_B32(q4_1, block_q4_1, block_q8_1, 0, 1, GET_M_M, GET_S_S)
+DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1, GET_M_M, GET_S_S)
 
 /* ---- K-quant helpers --------------------------------------------------- */
 
@@ -262,13 +262,8 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q4_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    float summ[NT_MAX];
-    for (int t = 0; t < nt; t++) {
-        x[t] = XROW(block_q8_K, vx, xs, t);
-        acc[t] = _mm256_setzero_ps();
-        summ[t] = 0.0f;
-    }
+    float acc[NT_MAX];
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -294,11 +289,12 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            summ[t] -= (mw * yd) * (float)k4_mins_dot(x[t][i].bsums, mins16);
+            const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
+            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
+            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]) + summ[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q4_K, tile_q4_K)
 
@@ -313,13 +309,8 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q5_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    float summ[NT_MAX];
-    for (int t = 0; t < nt; t++) {
-        x[t] = XROW(block_q8_K, vx, xs, t);
-        acc[t] = _mm256_setzero_ps();
-        summ[t] = 0.0f;
-    }
+    float acc[NT_MAX];
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -347,11 +338,12 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            summ[t] -= (mw * yd) * (float)k4_mins_dot(x[t][i].bsums, mins16);
+            const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
+            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
+            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]) + summ[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q5_K, tile_q5_K)
 
@@ -360,8 +352,8 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q6_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
+    float acc[NT_MAX];
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -394,11 +386,11 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
             /* the -32 offset: 32 * sum_g sc[g] * bsums[g] */
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
             const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
-            const __m256i s = _mm256_sub_epi32(sumi[t], corr);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), _mm256_cvtepi32_ps(s), acc[t]);
+            const int S = hsum_i32_8(_mm256_sub_epi32(sumi[t], corr));
+            acc[t] = fmaf(dw * x[t][i].d, (float)S, acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q6_K, tile_q6_K)
 
@@ -407,13 +399,8 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q2_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    float summ[NT_MAX];
-    for (int t = 0; t < nt; t++) {
-        x[t] = XROW(block_q8_K, vx, xs, t);
-        acc[t] = _mm256_setzero_ps();
-        summ[t] = 0.0f;
-    }
+    float acc[NT_MAX];
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -440,12 +427,12 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
-            const int m = hsum_i32_8(_mm256_madd_epi16(mins16, bs));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            summ[t] -= (mw * yd) * (float)m;
+            const int S = hsum_i32_8(sumi[t]), M = hsum_i32_8(_mm256_madd_epi16(mins16, bs));
+            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
+            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]) + summ[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q2_K, tile_q2_K)
 
@@ -469,8 +456,8 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q3_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    __m256 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
+    float acc[NT_MAX];
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m2 = _mm256_set1_epi8(0x03), four = _mm256_set1_epi8(4);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -498,10 +485,9 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
         }
         const float dw = h2f(w[i].d);
         for (int t = 0; t < nt; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), _mm256_cvtepi32_ps(sumi[t]),
-                                     acc[t]);
+            acc[t] = fmaf(dw * x[t][i].d, (float)hsum_i32_8(sumi[t]), acc[t]);
     }
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q3_K, tile_q3_K)
 
@@ -538,14 +524,9 @@ KINLINE float el_bf16(const void *p, int i) { return kern_bf16_to_fp32(((const u
                 a1[t] = _mm256_fmadd_ps(w1, LD(x[t], i + 8), a1[t]);                    \
             }                                                                           \
         }                                                                               \
-        if (i + 8 <= n) {                                                               \
-            const __m256 w0 = LD(w, i);                                                 \
-            for (int t = 0; t < nt; t++) a0[t] = _mm256_fmadd_ps(w0, LD(x[t], i), a0[t]); \
-            i += 8;                                                                     \
-        }                                                                               \
         for (int t = 0; t < nt; t++) {                                                  \
             float s = hsum8(_mm256_add_ps(a0[t], a1[t]));                               \
-            for (int k = i; k < n; k++) s += EL(w, k) * EL(x[t], k);                    \
+            for (int k = i; k < n; k++) s = fmaf(EL(w, k), EL(x[t], k), s);             \
             y[(size_t)t * ldy] = s;                                                     \
         }                                                                               \
     }                                                                                   \

@@ -128,6 +128,275 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
     }
 }
 
+/* ---- canonical dot products ---------------------------------------------
+ *
+ * Every level computes, per (weight row, activation row), the same float
+ * operations in the same order, so all levels and all tile shapes give
+ * bit-identical results (see kernels.h).  The integer part of each block
+ * (S, and M for the formats with mins) is exact, however a SIMD kernel
+ * arranges it; the float part is fixed here:
+ *
+ *   32-element formats: four chains, block i feeding chain i % 4:
+ *       c[i%4] = fma(dw*dx, S_i, c[i%4])      (+ c = fma(m, s_x, c) for Q4_1/Q5_1)
+ *       y = (c0 + c1) + (c2 + c3)
+ *   K-quants: one chain over super-blocks:
+ *       acc = fma(dw*dx, S_i, acc)            (+ acc = fma(-(dmin*dx), M_i, acc))
+ *   F32/F16/BF16: sixteen lanes, element k feeding lane k % 16 for the
+ *       whole 16-element steps, reduced as
+ *       b[k] = a[k] + a[k+8];  c[k] = b[k] + b[k+4];  y = (c0 + c2) + (c1 + c3)
+ *       then the tail elements fma'ed into y in order.
+ *
+ * S_i and M_i are converted to float with round-to-nearest (exact below
+ * 2^24, which real data never leaves).  The Q6_K -32 offset and the
+ * K-quant mins use the activation's bsums, as the SIMD kernels do.
+ */
+static inline float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
+static inline float chains4(const float c[4]) { return (c[0] + c[1]) + (c[2] + c[3]); }
+
+static int dot32_i8(const int8_t *a, const int8_t *b) {
+    int s = 0;
+    for (int j = 0; j < 32; j++) s += a[j] * b[j];
+    return s;
+}
+
+/* 32 nibbles as in Q4_0/Q4_1: element j < 16 low nibble of q[j], else high
+ * nibble of q[j-16]; plus bit j of qh << 4 when qh != NULL. */
+static void unpack32(const uint8_t *q, const uint8_t *qh, int offset, int8_t out[32]) {
+    uint32_t h = 0;
+    if (qh) memcpy(&h, qh, 4);
+    for (int j = 0; j < 16; j++) {
+        out[j] = (int8_t)((q[j] & 15) + (int)(((h >> j) & 1) << 4) - offset);
+        out[j + 16] = (int8_t)((q[j] >> 4) + (int)(((h >> (j + 16)) & 1) << 4) - offset);
+    }
+}
+
+static void dot_q8_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q8_0 *w = vw, *x = vx;
+    float c[4] = {0};
+    for (int i = 0; i < n / 32; i++)
+        c[i & 3] = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(w[i].qs, x[i].qs), c[i & 3]);
+    *s = chains4(c);
+}
+
+static void dot_q4_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float c[4] = {0};
+    int8_t q[32];
+    for (int i = 0; i < n / 32; i++) {
+        unpack32(w[i].qs, NULL, 8, q);
+        c[i & 3] = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), c[i & 3]);
+    }
+    *s = chains4(c);
+}
+
+static void dot_q5_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q5_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float c[4] = {0};
+    int8_t q[32];
+    for (int i = 0; i < n / 32; i++) {
+        unpack32(w[i].qs, w[i].qh, 16, q);
+        c[i & 3] = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), c[i & 3]);
+    }
+    *s = chains4(c);
+}
+
+static void dot_q4_1(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_1 *w = vw;
+    const block_q8_1 *x = vx;
+    float c[4] = {0};
+    int8_t q[32];
+    for (int i = 0; i < n / 32; i++) {
+        unpack32(w[i].qs, NULL, 0, q);
+        float *ci = &c[i & 3];
+        *ci = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), *ci);
+        *ci = fmaf(h2f(w[i].m), h2f(x[i].s), *ci);
+    }
+    *s = chains4(c);
+}
+
+static void dot_q5_1(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q5_1 *w = vw;
+    const block_q8_1 *x = vx;
+    float c[4] = {0};
+    int8_t q[32];
+    for (int i = 0; i < n / 32; i++) {
+        unpack32(w[i].qs, w[i].qh, 0, q);
+        float *ci = &c[i & 3];
+        *ci = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), *ci);
+        *ci = fmaf(h2f(w[i].m), h2f(x[i].s), *ci);
+    }
+    *s = chains4(c);
+}
+
+/* Q4_K/Q5_K scales: 8 six-bit scales and mins from 12 bytes. */
+static void k4_scales(const uint8_t *b, int sc[8], int mn[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = b[j] & 63;
+        mn[j] = b[j + 4] & 63;
+        sc[j + 4] = (b[j + 8] & 15) | ((b[j] >> 6) << 4);
+        mn[j + 4] = (b[j + 8] >> 4) | ((b[j + 4] >> 6) << 4);
+    }
+}
+
+/* sum_k mn[k] * (bsums[2k] + bsums[2k+1]) */
+static int k4_mins(const int mn[8], const int16_t *bsums) {
+    int m = 0;
+    for (int k = 0; k < 8; k++) m += mn[k] * (bsums[2 * k] + bsums[2 * k + 1]);
+    return m;
+}
+
+static void dot_q4_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_K *w = vw;
+    const block_q8_K *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int sc[8], mn[8], S = 0;
+        k4_scales(w[i].scales, sc, mn);
+        for (int j = 0; j < 4; j++) {            /* 64 elements: low then high nibbles */
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                lo += (w[i].qs[32 * j + l] & 15) * x[i].qs[64 * j + l];
+                hi += (w[i].qs[32 * j + l] >> 4) * x[i].qs[64 * j + 32 + l];
+            }
+            S += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+        }
+        const int M = k4_mins(mn, x[i].bsums);
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+        acc = fmaf(-(h2f(w[i].dmin) * x[i].d), (float)M, acc);
+    }
+    *s = acc;
+}
+
+static void dot_q5_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q5_K *w = vw;
+    const block_q8_K *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int sc[8], mn[8], S = 0;
+        k4_scales(w[i].scales, sc, mn);
+        for (int j = 0; j < 4; j++) {
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                const int h = w[i].qh[l];
+                lo += ((w[i].qs[32 * j + l] & 15) | (((h >> (2 * j)) & 1) << 4)) * x[i].qs[64 * j + l];
+                hi += ((w[i].qs[32 * j + l] >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) *
+                      x[i].qs[64 * j + 32 + l];
+            }
+            S += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+        }
+        const int M = k4_mins(mn, x[i].bsums);
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+        acc = fmaf(-(h2f(w[i].dmin) * x[i].d), (float)M, acc);
+    }
+    *s = acc;
+}
+
+static void dot_q6_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q6_K *w = vw;
+    const block_q8_K *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int S = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
+            for (int g = 0; g < 4; g++) {        /* elements 128h + 32g + l */
+                int part[2] = {0, 0};
+                for (int l = 0; l < 32; l++) {
+                    const int lq = g & 1 ? ql[32 + l] : ql[l];
+                    const int q = (g < 2 ? lq & 15 : lq >> 4) | (((qh[l] >> (2 * g)) & 3) << 4);
+                    part[l >> 4] += q * x[i].qs[128 * h + 32 * g + l];
+                }
+                S += w[i].scales[8 * h + 2 * g] * part[0] + w[i].scales[8 * h + 2 * g + 1] * part[1];
+            }
+        }
+        int off = 0;
+        for (int g = 0; g < 16; g++) off += w[i].scales[g] * x[i].bsums[g];
+        S -= 32 * off;
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+    }
+    *s = acc;
+}
+
+static void dot_q2_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int S = 0, M = 0;
+        for (int h = 0; h < 2; h++)
+            for (int g = 0; g < 4; g++) {
+                int part[2] = {0, 0};
+                for (int l = 0; l < 32; l++)
+                    part[l >> 4] += ((w[i].qs[32 * h + l] >> (2 * g)) & 3) * x[i].qs[128 * h + 32 * g + l];
+                S += (w[i].scales[8 * h + 2 * g] & 15) * part[0] +
+                     (w[i].scales[8 * h + 2 * g + 1] & 15) * part[1];
+            }
+        for (int g = 0; g < 16; g++) M += (w[i].scales[g] >> 4) * x[i].bsums[g];
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+        acc = fmaf(-(h2f(w[i].dmin) * x[i].d), (float)M, acc);
+    }
+    *s = acc;
+}
+
+/* Q3_K scales: 16 six-bit values from 12 bytes (low 4 bits from bytes
+ * 0..7, high 2 bits from bytes 8..11), minus 32. */
+static void k3_scales(const uint8_t *b, int sc[16]) {
+    for (int j = 0; j < 16; j++) {
+        const int lo = j < 8 ? b[j] & 15 : b[j - 8] >> 4;
+        const int hi = (b[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+        sc[j] = (lo | (hi << 4)) - 32;
+    }
+}
+
+static void dot_q3_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q3_K *w = vw;
+    const block_q8_K *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int sc[16], S = 0;
+        k3_scales(w[i].scales, sc);
+        for (int h = 0; h < 2; h++)
+            for (int g = 0; g < 4; g++) {
+                int part[2] = {0, 0};
+                for (int l = 0; l < 32; l++) {
+                    const int q = ((w[i].qs[32 * h + l] >> (2 * g)) & 3) -
+                                  ((w[i].hmask[l] >> (4 * h + g)) & 1 ? 0 : 4);
+                    part[l >> 4] += q * x[i].qs[128 * h + 32 * g + l];
+                }
+                S += sc[8 * h + 2 * g] * part[0] + sc[8 * h + 2 * g + 1] * part[1];
+            }
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+    }
+    *s = acc;
+}
+
+/* Float formats: 16 lanes, fixed reduction, tail chain (see top). */
+static float lanes16_reduce(const float a[16]) {
+    float b[8], c[4];
+    for (int k = 0; k < 8; k++) b[k] = a[k] + a[k + 8];
+    for (int k = 0; k < 4; k++) c[k] = b[k] + b[k + 4];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+#define DEFINE_FLOAT_DOT(name, T, CONV)                                                 \
+    static void dot_##name(int n, float *restrict s, const void *restrict vw,          \
+                           const void *restrict vx) {                                  \
+        const T *w = vw, *x = vx;                                                       \
+        float a[16] = {0};                                                              \
+        int i = 0;                                                                      \
+        for (; i + 16 <= n; i += 16)                                                    \
+            for (int k = 0; k < 16; k++) a[k] = fmaf(CONV(w[i + k]), CONV(x[i + k]), a[k]); \
+        float r = lanes16_reduce(a);                                                    \
+        for (; i < n; i++) r = fmaf(CONV(w[i]), CONV(x[i]), r);                         \
+        *s = r;                                                                         \
+    }
+#define CONV_F32(v) (v)
+DEFINE_FLOAT_DOT(f32, float, CONV_F32)
+DEFINE_FLOAT_DOT(f16, uint16_t, kern_fp16_to_fp32)
+DEFINE_FLOAT_DOT(bf16, uint16_t, kern_bf16_to_fp32)
+
 void kern_scalar_fill(nj_kernels *k) {
     for (int t = 0; t < NJ_TYPE_COUNT; t++) {
         const nj_type_traits *ref = quant_traits_ref(t);
@@ -137,6 +406,19 @@ void kern_scalar_fill(nj_kernels *k) {
         k->to_float[t] = ref->to_float;
         k->gemm[t] = NULL;     /* matmul falls back to kern_gemm_generic */
     }
+    k->vec_dot[NJ_F32] = dot_f32;
+    k->vec_dot[NJ_F16] = dot_f16;
+    k->vec_dot[NJ_BF16] = dot_bf16;
+    k->vec_dot[NJ_Q4_0] = dot_q4_0;
+    k->vec_dot[NJ_Q4_1] = dot_q4_1;
+    k->vec_dot[NJ_Q5_0] = dot_q5_0;
+    k->vec_dot[NJ_Q5_1] = dot_q5_1;
+    k->vec_dot[NJ_Q8_0] = dot_q8_0;
+    k->vec_dot[NJ_Q2_K] = dot_q2_K;
+    k->vec_dot[NJ_Q3_K] = dot_q3_K;
+    k->vec_dot[NJ_Q4_K] = dot_q4_K;
+    k->vec_dot[NJ_Q5_K] = dot_q5_K;
+    k->vec_dot[NJ_Q6_K] = dot_q6_K;
 #if defined(__x86_64__) || defined(__i386__)
     k->from_float[NJ_Q8_0] = kern_quantize_q8_0_x86;
     k->from_float[NJ_Q8_1] = kern_quantize_q8_1_x86;

@@ -1,0 +1,125 @@
+/*
+ * api — the nj_model_* entry points of nightjar.h: open the GGUF, read the
+ * hyper-parameters, bind the weights, load the tokenizer; describe the model
+ * and estimate its memory.  The forward pass is in session.c, the sampler in
+ * sampler.c, tokenizer and chat templates in their own modules; the
+ * nj_tokenize / nj_chat_apply wrappers here only forward to them.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "model.h"
+#include "session.h"
+#include "util.h"
+
+static int get_tok_id(const gguf_file *gf, const char *key) {
+    uint32_t v;
+    return gguf_get_u32(gf, key, &v) == 0 && v < (1u << 24) ? (int)v : -1;
+}
+
+nj_model *nj_model_load(const char *path, const nj_model_params *p, int *err) {
+    int rc = 0;
+    nj_model *m = nj_calloc(1, sizeof *m);
+    if (!m) { rc = nj_fail(-ENOMEM, "out of memory"); goto err; }
+    m->n_threads = p && p->n_threads > 0 ? p->n_threads : 2;
+    m->vocab_only = p && p->vocab_only;
+    m->gf = gguf_open(path, &rc);
+    if (!m->gf) goto err;
+    m->file_bytes = gguf_file_size(m->gf);
+
+    gguf_str nm;
+    if (gguf_get_str(m->gf, "general.name", &nm) == 0 && nm.len) {
+        size_t n = nm.len < sizeof m->name - 1 ? (size_t)nm.len : sizeof m->name - 1;
+        memcpy(m->name, nm.ptr, n);
+    } else {
+        const char *b = strrchr(path, '/');
+        snprintf(m->name, sizeof m->name, "%s", b ? b + 1 : path);
+    }
+
+    if ((rc = model_load_hparams(m->gf, &m->hp, m->arch_name, sizeof m->arch_name))) {
+        if (!(m->vocab_only && rc == NJ_EUNSUPPORTED)) goto err;
+        rc = 0;   /* a tokenizer-only load does not need a runnable arch */
+    }
+    if (!m->vocab_only && (rc = model_bind_tensors(m))) goto err;
+
+    /* tokenizer: wired to the tokenizer module when it lands */
+    if (err) *err = 0;
+    return m;
+err:
+    nj_model_free(m);
+    if (err) *err = rc ? rc : -ENOMEM;
+    return NULL;
+}
+
+void nj_model_free(nj_model *m) {
+    if (!m) return;
+    nj_free(m->layers);
+    nj_free(m->f32_store);
+    if (m->gf) gguf_close(m->gf);
+    nj_free(m);
+}
+
+void nj_model_describe(const nj_model *m, nj_model_desc *d) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->arch, sizeof d->arch, "%s", m->arch_name);
+    snprintf(d->name, sizeof d->name, "%s", m->name);
+    const nj_hparams *hp = &m->hp;
+    d->n_vocab = hp->n_vocab;
+    d->n_ctx_train = hp->n_ctx_train;
+    d->n_embd = hp->n_embd;
+    d->n_layer = hp->n_layer;
+    d->n_head = hp->n_head;
+    d->n_head_kv = hp->n_head_kv;
+    d->head_dim = hp->head_dim_k;
+    d->n_ff = hp->n_ff;
+    d->n_params = m->n_params;
+    d->file_bytes = m->file_bytes;
+    d->weight_bytes = m->weight_bytes;
+    d->bos = get_tok_id(m->gf, "tokenizer.ggml.bos_token_id");
+    d->eos = get_tok_id(m->gf, "tokenizer.ggml.eos_token_id");
+    d->eot = get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
+}
+
+/* Resident bytes once a session of n_ctx runs: the mapped file (tensor
+ * data is touched by every token; metadata by the tokenizer), the KV cache
+ * and the session's scratch exactly as nj_session_new sizes them (default
+ * n_batch and threads), the model's own tables, and an allowance for the
+ * tokenizer's tables and thread stacks. */
+uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type) {
+    if (n_ctx <= 0) n_ctx = 4096;
+    if (m->hp.n_ctx_train && n_ctx > m->hp.n_ctx_train) n_ctx = m->hp.n_ctx_train;
+    int n_batch = n_ctx < 256 ? n_ctx : 256;
+    uint64_t b = m->file_bytes;
+    if (m->vocab_only || !m->layers) return b;
+    b += model_kv_bytes(m, n_ctx, kv_type);
+    b += session_scratch_bytes(m, n_batch, m->n_threads);
+    b += (uint64_t)m->hp.n_layer * sizeof(nj_layer) + m->f32_store_len * sizeof(float);
+    b += (uint64_t)m->hp.n_vocab * 64;             /* tokenizer tables */
+    b += (uint64_t)m->n_threads * (256u << 10);    /* worker stacks in use */
+    return b;
+}
+
+/* ---- tokenizer and chat: forwarded to their modules ---- */
+
+int nj_tokenize(const nj_model *m, const char *text, size_t len, bool add_special,
+                bool parse_special, int32_t *ids, int max) {
+    (void)m; (void)text; (void)len; (void)add_special; (void)parse_special; (void)ids; (void)max;
+    return nj_fail(NJ_EUNSUPPORTED, "tokenizer not built in yet");
+}
+
+int nj_token_to_piece(const nj_model *m, int32_t id, bool special, char *buf, size_t cap) {
+    (void)m; (void)id; (void)special; (void)buf; (void)cap;
+    return nj_fail(NJ_EUNSUPPORTED, "tokenizer not built in yet");
+}
+
+bool nj_token_is_eog(const nj_model *m, int32_t id) {
+    return id == get_tok_id(m->gf, "tokenizer.ggml.eos_token_id") ||
+           id == get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
+}
+
+int nj_chat_apply(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs, int n,
+                  bool add_assistant, char *buf, size_t cap) {
+    (void)m; (void)tmpl_name; (void)msgs; (void)n; (void)add_assistant; (void)buf; (void)cap;
+    return nj_fail(NJ_EUNSUPPORTED, "chat templates not built in yet");
+}

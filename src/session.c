@@ -1,0 +1,866 @@
+/*
+ * session — the forward pass over one sequence.
+ *
+ * Buffers.  nj_session_new allocates everything once: the f16 KV cache
+ * (n_layer x n_ctx x n_head_kv x head_dim, K and V apart) and one 64-byte
+ * aligned scratch block carved into the activations of a chunk of n_batch
+ * tokens (shapes below), the RoPE tables, the per-thread attention
+ * workspaces and the matmul scratch sized for the largest product.  The
+ * evaluation path never allocates; weights are borrowed views into the
+ * model's mmap.
+ *
+ * Flow.  nj_session_eval splits the tokens into chunks of n_batch and runs
+ * each chunk through all layers at once: every projection is one matmul()
+ * with n_tok = chunk length (a GEMM), attention is threaded over
+ * (token, head) rows with the session's pool, element-wise work (norms,
+ * RoPE, activations) runs on the calling thread.  In the last layer only
+ * the rows whose logits are wanted go through the output projection and
+ * the FFN.
+ *
+ * Numerics (chosen to reproduce llama.cpp's CPU backend as configured by
+ * default, which is flash attention ON and an f16 KV cache):
+ *  - RMSNorm: sum of squares in double of f32 products, scale =
+ *    1/sqrtf(mean + eps), y = (x * scale) * w, all f32.
+ *  - Matmuls quantize the activations to the weight's vec_dot_type (inside
+ *    matmul()).
+ *  - RoPE: ggml's rope_ext: theta = pos * base^(-2i/n_rot) computed by
+ *    repeated f32 multiplication, optional frequency factors, YaRN ramp.
+ *  - K and V are rounded to f16 when written to the cache.
+ *  - Attention follows ggml's flash_attn_ext, whose path depends on the
+ *    shape of llama.cpp's micro-batch (n_ubatch 512) a query falls in:
+ *      * micro-batch of >= 64 queries ("tiled"): q in f32, K and V widened
+ *        to f32, scores and the V sum in f32, online softmax per 64-key
+ *        tile;
+ *      * smaller micro-batches, and decoding ("vec"): q rounded to f16,
+ *        q.k as an f16 dot product, online softmax one key at a time with
+ *        the V accumulator itself held in f16 (rounded after every update);
+ *        when one token is decoded against a padded KV length >= 512 the
+ *        keys are split into n_threads chunks whose partial results are
+ *        combined in f32, as ggml's split-KV path does.
+ *    We emulate the micro-batch split from the position of each token in
+ *    the nj_session_eval call, so a prompt passed in one call takes the
+ *    same paths as in llama-completion even though our chunks are smaller.
+ *  - SwiGLU: silu(g) * u in f32; GeGLU: ggml's f16 table of gelu-tanh
+ *    (x rounded to f16, looked up, result widened) times u.
+ *  - Final logit softcap: cap * tanh(x * (1/cap)).
+ *
+ * Threads.  A session is driven by one thread at a time (its caller); the
+ * caller's thread is worker 0 of the session's own pool, whose workers only
+ * run inside pool_run.  The model is shared read-only.
+ */
+#include "session.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "matmul.h"
+#include "model.h"
+#include "pool.h"
+#include "quant.h"
+#include "util.h"
+
+#define FA_TILE      64    /* ggml's flash-attention tile, queries and keys */
+#define LLAMA_UBATCH 512   /* llama.cpp's default micro-batch */
+#define KV_PAD       256   /* llama.cpp pads the KV length it attends over */
+#define SPLIT_KV_MIN 512   /* ggml splits decode attention from this length */
+
+struct nj_session {
+    nj_model  *m;
+    nj_pool   *pool;
+    int        n_ctx, n_batch, n_threads, kv_type;
+    int        pos;            /* tokens in the cache */
+    bool       have_logits;
+
+    /* KV cache, f16.  Layer il, position p: k_cache + (il*n_ctx + p)*k_row. */
+    uint16_t  *k_cache, *v_cache;
+    size_t     k_row, v_row;   /* n_head_kv*head_dim_k, n_head_kv*head_dim_v */
+
+    /* Scratch (one block).  B = n_batch, E = n_embd. */
+    void      *block;
+    float     *x;      /* (B, E) residual stream */
+    float     *xn;     /* (B, E) normed input of a projection */
+    float     *q;      /* (B, n_head*head_dim_k) */
+    float     *k;      /* (B, n_head_kv*head_dim_k) */
+    float     *v;      /* (B, n_head_kv*head_dim_v) */
+    float     *qkv;    /* (B, q+k+v) fused projection output, or NULL */
+    float     *att;    /* (B, n_head*head_dim_v) attention output */
+    float     *tmp;    /* (B, E) projection back to the residual width */
+    float     *gate;   /* (B, n_ff) */
+    float     *up;     /* (B, n_ff) */
+    float     *rope_g; /* (B, n_rot) cos/sin pairs, global layers */
+    float     *rope_l; /* (B, n_rot) cos/sin pairs, sliding-window layers */
+    float     *logits; /* (n_vocab) */
+    float     *attn_ws;   /* n_threads x ws_stride floats */
+    size_t     ws_stride;
+    void      *mm_scratch;
+};
+
+/* ---- f16 helpers ---- */
+
+/* Round an f32 to the nearest f16 value (ties to even), kept as f32.  This
+ * is what storing into ggml's f16 accumulator does. */
+static inline float f16_round(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    uint32_t a = b & 0x7fffffffu;
+    if (a >= 0x38800000u) {                   /* |x| >= 2^-14: f16 normal */
+        if (a >= 0x477ff000u) {               /* rounds to >= 65520: inf */
+            if (a > 0x7f800000u) return x;    /* NaN */
+            b = (b & 0x80000000u) | 0x7f800000u;
+        } else {
+            b += 0x0fffu + ((b >> 13) & 1u);  /* round mantissa to 10 bits */
+            b &= ~0x1fffu;
+        }
+        memcpy(&x, &b, 4);
+        return x;
+    }
+    /* f16 subnormals are multiples of 2^-24; 0.75 has that ulp. */
+    volatile float t = x + 0.75f;
+    return t - 0.75f;
+}
+
+/* a*b + c with one rounding, as the fused multiply-add ggml's compiler
+ * emits: the product of two floats is exact in double, so only the sum is
+ * rounded (twice, to double then to float; the two roundings can differ
+ * from one only when the double result lands exactly on a float tie, about
+ * one case in 2^29). */
+static inline float fma_d(float a, float b, float c) { return (float)((double)a * b + c); }
+
+/* ggml's vectorised expf (ggml_v_expf, after ARM's optimized-routines):
+ * 2^n * p(b) with n = round(x / ln2) and a degree-5 polynomial; within
+ * ~1.5 ulp of expf but not equal to it, and ggml uses it for SiLU and the
+ * softmax of the tiled attention, so we evaluate the same steps. */
+static inline float expf_ggml(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fma_d(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fma_d(-n, 0x1.7f7d1cp-20f, fma_d(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fma_d(fma_d(fma_d(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                fma_d(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                          u, fma_d(0x1.ffffecp-1f, b, 1.0f));
+    return ldexpf(j, (int)n);
+}
+
+/* Horizontal sum of 16 lanes in the order of a 512-bit reduce-add:
+ * halves, quarters, then pairs. */
+static inline float hsum16(const float *a) {
+    float b[8], c[4];
+    for (int i = 0; i < 8; i++) b[i] = a[i + 8] + a[i];
+    for (int i = 0; i < 4; i++) c[i] = b[i + 4] + b[i];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+/* f16 bits -> f32 through a table (filled once). */
+static float f16_tab[1 << 16];
+static float gelu_tab[1 << 16];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+/* ggml evaluates gelu through a table indexed by the f16 bits of x. */
+static void tables_init(void) {
+    const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
+    for (uint32_t i = 0; i < (1u << 16); i++) f16_tab[i] = nj_fp16_to_fp32((uint16_t)i);
+    for (uint32_t i = 0; i < (1u << 16); i++) {
+        float x = f16_tab[i];
+        float g = 0.5f * x * (1.0f + tanhf(c * x * fma_d(a * x, x, 1.0f)));
+        gelu_tab[i] = f16_tab[nj_fp32_to_fp16(g)];
+    }
+}
+
+/* q.k over n f16 values as ggml's AVX-512 f16 dot product orders it:
+ * 4 accumulators of 16 lanes over steps of 64, folded pairwise, reduced
+ * across lanes, then the tail added in double. */
+static float dot_f16_ggml(const uint16_t *x, const uint16_t *y, int n) {
+    float acc[4][16] = {{0}};
+    const int np = n & ~63;
+    for (int i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++)
+                acc[j][l] += f16_tab[x[i + 16 * j + l]] * f16_tab[y[i + 16 * j + l]];
+    for (int l = 0; l < 16; l++) {
+        acc[0][l] += acc[2][l];
+        acc[1][l] += acc[3][l];
+        acc[0][l] += acc[1][l];
+    }
+    double sum = hsum16(acc[0]);
+    for (int i = np; i < n; i++) sum += (double)(f16_tab[x[i]] * f16_tab[y[i]]);
+    return (float)sum;
+}
+
+/* ---- sizes and layout ---- */
+
+typedef struct layout {
+    size_t x, xn, q, k, v, qkv, att, tmp, gate, up, rope_g, rope_l, logits, ws, mm;
+    size_t ws_stride;   /* floats per thread */
+    size_t total;
+} layout;
+
+static size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static size_t attn_ws_floats(const nj_hparams *hp) {
+    size_t hk = (size_t)hp->head_dim_k, hv = (size_t)hp->head_dim_v;
+    size_t gq = (size_t)(hp->n_head / hp->n_head_kv);
+    /* vec path: q16 (hk halves), vkq, acc, v32 */
+    size_t vec = (hk + 1) / 2 + 3 * hv;
+    /* tiled path: per query row M, S, vkq; K and V tile in f32; scores */
+    size_t tiled = FA_TILE * gq * (2 + hv) + FA_TILE * (hk + hv) + FA_TILE;
+    return (vec + tiled + 15) & ~(size_t)15;
+}
+
+static size_t mm_scratch_max(const nj_model *m, int n_tok) {
+    size_t mx = 0;
+#define MM(W)                                                                     \
+    do {                                                                          \
+        if ((W).data) {                                                           \
+            size_t z = matmul_scratch_size((W).type, (W).cols, n_tok);            \
+            if (z > mx) mx = z;                                                   \
+        }                                                                         \
+    } while (0)
+    MM(m->output);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const nj_layer *L = &m->layers[il];
+        MM(L->wq); MM(L->wk); MM(L->wv); MM(L->wqkv); MM(L->wo);
+        MM(L->w_gate); MM(L->w_up); MM(L->w_down);
+    }
+#undef MM
+    return mx;
+}
+
+static bool any_fused(const nj_model *m) {
+    for (int il = 0; il < m->hp.n_layer; il++)
+        if (m->layers[il].wqkv.data) return true;
+    return false;
+}
+
+static void make_layout(const nj_model *m, int B, int n_threads, layout *L) {
+    const nj_hparams *hp = &m->hp;
+    size_t b = (size_t)B, off = 0;
+    size_t nq = (size_t)hp->n_head * hp->head_dim_k, nk = (size_t)hp->n_head_kv * hp->head_dim_k;
+    size_t nv = (size_t)hp->n_head_kv * hp->head_dim_v, no = (size_t)hp->n_head * hp->head_dim_v;
+    size_t E = (size_t)hp->n_embd, F = (size_t)hp->n_ff, R = (size_t)hp->n_rot;
+#define PUT(field, bytes) do { L->field = off; off += al64(bytes); } while (0)
+    PUT(x, b * E * 4);
+    PUT(xn, b * E * 4);
+    PUT(q, b * nq * 4);
+    PUT(k, b * nk * 4);
+    PUT(v, b * nv * 4);
+    PUT(qkv, any_fused(m) ? b * (nq + nk + nv) * 4 : 0);
+    PUT(att, b * no * 4);
+    PUT(tmp, b * E * 4);
+    PUT(gate, b * F * 4);
+    PUT(up, b * F * 4);
+    PUT(rope_g, b * R * 4);
+    PUT(rope_l, b * R * 4);
+    PUT(logits, (size_t)hp->n_vocab * 4);
+    L->ws_stride = attn_ws_floats(hp);
+    PUT(ws, (size_t)n_threads * L->ws_stride * 4);
+    PUT(mm, mm_scratch_max(m, B));
+#undef PUT
+    L->total = off;
+}
+
+uint64_t session_scratch_bytes(const nj_model *m, int n_batch, int n_threads) {
+    layout L;
+    make_layout(m, n_batch, n_threads, &L);
+    return L.total;
+}
+
+/* ---- lifecycle ---- */
+
+nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err) {
+    int rc = 0;
+    nj_session *s = NULL;
+    if (!m || m->vocab_only || !m->layers) {
+        rc = nj_fail(NJ_ESTATE, "model was loaded without weights");
+        goto err;
+    }
+    nj_session_params d = {0};
+    if (p) d = *p;
+    if (d.kv_type != NJ_KV_F16) {
+        rc = nj_fail(NJ_EUNSUPPORTED, "KV cache type %d is not implemented (only f16)", d.kv_type);
+        goto err;
+    }
+    if (d.n_ctx < 0 || d.n_batch < 0 || d.n_threads < 0) {
+        rc = nj_fail(-EINVAL, "negative session parameter");
+        goto err;
+    }
+    s = nj_calloc(1, sizeof *s);
+    if (!s) { rc = -ENOMEM; goto err; }
+    s->m = m;
+    s->kv_type = d.kv_type;
+    s->n_ctx = d.n_ctx ? d.n_ctx : 4096;
+    if (s->n_ctx > m->hp.n_ctx_train) s->n_ctx = m->hp.n_ctx_train;
+    s->n_batch = d.n_batch ? d.n_batch : 256;
+    if (s->n_batch > s->n_ctx) s->n_batch = s->n_ctx;
+    s->n_threads = d.n_threads ? d.n_threads : (m->n_threads ? m->n_threads : 2);
+
+    const nj_hparams *hp = &m->hp;
+    s->k_row = (size_t)hp->n_head_kv * hp->head_dim_k;
+    s->v_row = (size_t)hp->n_head_kv * hp->head_dim_v;
+    size_t kv_elems = (size_t)hp->n_layer * (size_t)s->n_ctx;
+    s->k_cache = nj_malloc_aligned(kv_elems * s->k_row * sizeof(uint16_t));
+    s->v_cache = nj_malloc_aligned(kv_elems * s->v_row * sizeof(uint16_t));
+    if (!s->k_cache || !s->v_cache) {
+        rc = nj_fail(-ENOMEM, "out of memory for a %d-token KV cache", s->n_ctx);
+        goto err;
+    }
+
+    layout L;
+    make_layout(m, s->n_batch, s->n_threads, &L);
+    s->block = nj_malloc_aligned(L.total);
+    if (!s->block) { rc = nj_fail(-ENOMEM, "out of memory for session buffers"); goto err; }
+    memset(s->block, 0, L.total);
+    char *B = s->block;
+    s->x = (float *)(B + L.x);
+    s->xn = (float *)(B + L.xn);
+    s->q = (float *)(B + L.q);
+    s->k = (float *)(B + L.k);
+    s->v = (float *)(B + L.v);
+    s->qkv = any_fused(m) ? (float *)(B + L.qkv) : NULL;
+    s->att = (float *)(B + L.att);
+    s->tmp = (float *)(B + L.tmp);
+    s->gate = (float *)(B + L.gate);
+    s->up = (float *)(B + L.up);
+    s->rope_g = (float *)(B + L.rope_g);
+    s->rope_l = (float *)(B + L.rope_l);
+    s->logits = (float *)(B + L.logits);
+    s->attn_ws = (float *)(B + L.ws);
+    s->ws_stride = L.ws_stride;
+    s->mm_scratch = B + L.mm;
+
+    s->pool = pool_new(s->n_threads, &rc);
+    if (!s->pool) goto err;
+    pthread_once(&tables_once, tables_init);
+    if (err) *err = 0;
+    return s;
+err:
+    nj_session_free(s);
+    if (err) *err = rc ? rc : -ENOMEM;
+    return NULL;
+}
+
+void nj_session_free(nj_session *s) {
+    if (!s) return;
+    if (s->pool) pool_free(s->pool);
+    nj_free_aligned(s->block);
+    nj_free_aligned(s->k_cache);
+    nj_free_aligned(s->v_cache);
+    nj_free(s);
+}
+
+int nj_session_n_ctx(const nj_session *s) { return s->n_ctx; }
+int nj_session_pos(const nj_session *s) { return s->pos; }
+
+int nj_session_truncate(nj_session *s, int pos) {
+    if (pos < 0 || pos > s->pos)
+        return nj_fail(-EINVAL, "truncate to %d but the cache holds %d tokens", pos, s->pos);
+    if (pos < s->pos) s->have_logits = false;
+    s->pos = pos;
+    return 0;
+}
+
+const float *nj_session_logits(const nj_session *s) {
+    return s->have_logits ? s->logits : NULL;
+}
+
+/* ---- element-wise pieces ---- */
+
+/* y = x / rms(x) * w   over rows of n; w may be NULL (no weight). */
+static void rmsnorm_rows(float *y, const float *x, const float *w, int rows, int n, float eps) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * n;
+        float *yr = y + (size_t)r * n;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        const float mean = (float)(sum / n);
+        const float scale = 1.0f / sqrtf(mean + eps);
+        if (w) for (int i = 0; i < n; i++) yr[i] = xr[i] * scale * w[i];
+        else   for (int i = 0; i < n; i++) yr[i] = xr[i] * scale;
+    }
+}
+
+static void add_bias(float *y, const float *b, int rows, int n) {
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
+}
+
+static void add_rows(float *y, const float *x, int rows, int n) {
+    size_t N = (size_t)rows * n;
+    for (size_t i = 0; i < N; i++) y[i] += x[i];
+}
+
+static void scale_rows(float *y, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] *= s;
+}
+
+/* ---- RoPE ---- */
+
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+/* cache (n_rot): cos, sin of every rotated pair for position p, as ggml's
+ * rope cache: theta_i = p * base^(-2i/n_rot) by repeated multiplication,
+ * divided by the frequency factor, YaRN-interpolated. */
+static void rope_cache(const nj_hparams *hp, const float *freq_factors, float base, float scale,
+                       int p, float *cache) {
+    const int nd = hp->n_rot;
+    const float theta_scale = powf(base, -2.0f / nd);
+    float corr[2];
+    {
+        float start = floorf(yarn_corr_dim(nd, hp->n_ctx_orig, hp->yarn_beta_fast, base));
+        float end = ceilf(yarn_corr_dim(nd, hp->n_ctx_orig, hp->yarn_beta_slow, base));
+        corr[0] = start > 0 ? start : 0;
+        corr[1] = end < nd - 1 ? end : (float)(nd - 1);
+    }
+    const float ext = hp->yarn_ext_factor;
+    float theta = (float)p;
+    for (int i0 = 0; i0 < nd; i0 += 2) {
+        const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
+        const float theta_extrap = theta / ff;
+        const float theta_interp = scale * theta_extrap;
+        float th = theta_interp, mscale = hp->yarn_attn_factor;
+        if (ext != 0.0f) {
+            float y = (i0 / 2 - corr[0]) / fmaxf(0.001f, corr[1] - corr[0]);
+            float ramp = 1 - fminf(1, fmaxf(0, y));
+            float mix = ramp * ext;
+            th = theta_interp * (1 - mix) + theta_extrap * mix;
+            mscale *= 1.0f + 0.1f * logf(1.0f / scale);
+        }
+        cache[i0 + 0] = cosf(th) * mscale;
+        cache[i0 + 1] = sinf(th) * mscale;
+        theta *= theta_scale;
+    }
+}
+
+/* Rotate the first n_rot dims of each of n_heads heads (stride hd) in x.
+ * x0*c - x1*s is evaluated with the first product fused, as ggml's build
+ * contracts it. */
+static void rope_apply(float *x, int n_heads, int hd, int n_rot, bool neox, const float *cache) {
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * hd;
+        if (neox) {
+            const int half = n_rot / 2;
+            for (int i0 = 0; i0 < n_rot; i0 += 2) {
+                const int ic = i0 / 2;
+                const float c = cache[i0], s = cache[i0 + 1];
+                const float x0 = v[ic], x1 = v[ic + half];
+                v[ic] = fma_d(x0, c, -(x1 * s));
+                v[ic + half] = fma_d(x0, s, x1 * c);
+            }
+        } else {
+            for (int i0 = 0; i0 < n_rot; i0 += 2) {
+                const float c = cache[i0], s = cache[i0 + 1];
+                const float x0 = v[i0], x1 = v[i0 + 1];
+                v[i0] = fma_d(x0, c, -(x1 * s));
+                v[i0 + 1] = fma_d(x0, s, x1 * c);
+            }
+        }
+    }
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_job {
+    nj_session *s;
+    int         il;
+    int         n;        /* tokens in the chunk */
+    int         p0;       /* position of the chunk's first token */
+    bool        split_ok; /* vec tokens form a single-token micro-batch */
+    int         n_tiled;  /* tokens [0, n_tiled) take the tiled path */
+    int         n_vec;    /* tokens [n_tiled, n) take the vec path */
+} attn_job;
+
+/* llama.cpp's KV cache size for our n_ctx (padded) and the padded number of
+ * cells it attends over when the cache holds `used` positions. */
+static int kv_cells_attended(const nj_session *s, bool swa, int used) {
+    const nj_hparams *hp = &s->m->hp;
+    int size = (s->n_ctx + KV_PAD - 1) / KV_PAD * KV_PAD;
+    if (swa && hp->n_swa > 0) {
+        int sz = (hp->n_swa + LLAMA_UBATCH + KV_PAD - 1) / KV_PAD * KV_PAD;
+        if (sz < size) size = sz;
+    }
+    int padded = (used + KV_PAD - 1) / KV_PAD * KV_PAD;
+    if (padded < KV_PAD) padded = KV_PAD;
+    return padded < size ? padded : size;
+}
+
+/* Vec path over keys [a, b): online softmax with the V accumulator in f16
+ * precision, as ggml's one_chunk kernel.  Updates *M, *S, vkq (hv floats
+ * holding f16 values). */
+static void attn_vec_range(const nj_session *s, int il, int kvh, const uint16_t *q16, int a,
+                           int b, float scale, float *M, float *S, float *vkq) {
+    const nj_hparams *hp = &s->m->hp;
+    const int hk = hp->head_dim_k, hv = hp->head_dim_v;
+    const uint16_t *K = s->k_cache + (size_t)il * s->n_ctx * s->k_row + (size_t)kvh * hk;
+    const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
+    for (int ic = a; ic < b; ic++) {
+        const float sc = dot_f16_ggml(K + (size_t)ic * s->k_row, q16, hk) * scale;
+        const float Mold = *M;
+        float ms = 1.0f, vs = 1.0f;
+        if (sc > Mold) {
+            *M = sc;
+            ms = expf(Mold - sc);
+            for (int d = 0; d < hv; d++) vkq[d] = f16_round(vkq[d] * ms);
+        } else {
+            vs = expf(sc - Mold);
+        }
+        const uint16_t *vr = V + (size_t)ic * s->v_row;
+        for (int d = 0; d < hv; d++) vkq[d] = f16_round(fma_d(f16_tab[vr[d]], vs, vkq[d]));
+        *S = fma_d(*S, ms, vs);
+    }
+}
+
+/* One query row (token t of the chunk, head h) on the vec path. */
+static void attn_row_vec(const attn_job *j, int t, int h, float *ws) {
+    nj_session *s = j->s;
+    const nj_hparams *hp = &s->m->hp;
+    const nj_layer *L = &s->m->layers[j->il];
+    const int hk = hp->head_dim_k, hv = hp->head_dim_v;
+    const int kvh = h / (hp->n_head / hp->n_head_kv);
+    const int p = j->p0 + t;
+    const int lo = (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) ? p - hp->n_swa + 1 : 0;
+    const int hi = p + 1;   /* keys [lo, hi) */
+
+    uint16_t *q16 = (uint16_t *)ws;
+    float *vkq = ws + (hk + 1) / 2, *acc = vkq + hv;
+    const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
+    float *out = s->att + (size_t)t * hp->n_head * hv + (size_t)h * hv;
+    quant_traits(NJ_F16)->from_float(qf, q16, hk);
+
+    const int n_kv = kv_cells_attended(s, L->swa, p + 1);
+    if (j->split_ok && n_kv >= SPLIT_KV_MIN) {
+        /* ggml's split-KV decode: n_threads chunks of the padded range,
+         * each an f16-accumulated partial, combined in f32. */
+        const int nth = s->n_threads;
+        const int cs = (n_kv + nth - 1) / nth;
+        float Mf = -INFINITY, Sf = 0.0f;
+        for (int d = 0; d < hv; d++) acc[d] = 0.0f;
+        for (int c = 0; c < nth; c++) {
+            int a = c * cs, b = a + cs < n_kv ? a + cs : n_kv;
+            if (a < lo) a = lo;
+            if (b > hi) b = hi;
+            if (a >= b) continue;
+            float Mc = -INFINITY, Sc = 0.0f;
+            for (int d = 0; d < hv; d++) vkq[d] = 0.0f;
+            attn_vec_range(s, j->il, kvh, q16, a, b, hp->kq_scale, &Mc, &Sc, vkq);
+            if (Sc == 0.0f) continue;
+            const float Mn = fmaxf(Mf, Mc);
+            const float so = expf(Mf - Mn), sn = expf(Mc - Mn);
+            for (int d = 0; d < hv; d++) acc[d] = fma_d(acc[d], so, vkq[d] * sn);
+            Sf = fma_d(Sf, so, Sc * sn);
+            Mf = Mn;
+        }
+        const float inv = Sf != 0.0f ? 1.0f / Sf : 0.0f;
+        for (int d = 0; d < hv; d++) out[d] = acc[d] * inv;
+        return;
+    }
+    float M = -INFINITY, S = 0.0f;
+    for (int d = 0; d < hv; d++) vkq[d] = 0.0f;
+    attn_vec_range(s, j->il, kvh, q16, lo, hi, hp->kq_scale, &M, &S, vkq);
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int d = 0; d < hv; d++) out[d] = vkq[d] * inv;
+}
+
+/* Tiled path for up to FA_TILE consecutive tiled tokens starting at chunk
+ * index t0 and all query heads of kv head kvh.  Each key tile is widened to
+ * f32 once and used by every query row of the group. */
+static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *ws) {
+    nj_session *s = j->s;
+    const nj_hparams *hp = &s->m->hp;
+    const nj_layer *L = &s->m->layers[j->il];
+    const int hk = hp->head_dim_k, hv = hp->head_dim_v;
+    const int gq = hp->n_head / hp->n_head_kv;
+    const int nr = nt * gq;                    /* query rows in the group */
+    const float scale = hp->kq_scale;
+
+    float *ws_t = ws + (hk + 1) / 2 + 3 * hv;  /* after the vec-path area */
+    float *Ms = ws_t, *Ss = Ms + FA_TILE * gq, *vkq = Ss + FA_TILE * gq;
+    float *K32 = vkq + (size_t)FA_TILE * gq * hv, *V32 = K32 + (size_t)FA_TILE * hk;
+    float *kq = V32 + (size_t)FA_TILE * hv;
+
+    for (int r = 0; r < nr; r++) { Ms[r] = -INFINITY; Ss[r] = 0.0f; }
+    memset(vkq, 0, sizeof(float) * (size_t)nr * hv);
+
+    const uint16_t *K = s->k_cache + (size_t)j->il * s->n_ctx * s->k_row + (size_t)kvh * hk;
+    const uint16_t *V = s->v_cache + (size_t)j->il * s->n_ctx * s->v_row + (size_t)kvh * hv;
+    const int p_first = j->p0 + t0, p_last = j->p0 + t0 + nt - 1;
+    int k_lo = 0;
+    if (L->swa && hp->n_swa > 0 && p_first - hp->n_swa + 1 > 0) k_lo = p_first - hp->n_swa + 1;
+    for (int ic = k_lo / FA_TILE * FA_TILE; ic <= p_last; ic += FA_TILE) {
+        const int kt = ic + FA_TILE <= p_last + 1 ? FA_TILE : p_last + 1 - ic;
+        for (int tk = 0; tk < kt; tk++) {
+            const uint16_t *kr = K + (size_t)(ic + tk) * s->k_row, *vr = V + (size_t)(ic + tk) * s->v_row;
+            for (int d = 0; d < hk; d++) K32[(size_t)tk * hk + d] = f16_tab[kr[d]];
+            for (int d = 0; d < hv; d++) V32[(size_t)tk * hv + d] = f16_tab[vr[d]];
+        }
+        for (int r = 0; r < nr; r++) {
+            const int t = t0 + r / gq, h = kvh * gq + r % gq;
+            const int p = j->p0 + t;
+            int lo = 0;
+            if (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) lo = p - hp->n_swa + 1;
+            const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
+            float tmax = -INFINITY;
+            for (int tk = 0; tk < FA_TILE; tk++) {
+                const int key = ic + tk;
+                if (tk >= kt || key < lo || key > p) { kq[tk] = -INFINITY; continue; }
+                /* ggml's tile GEMM: one fused multiply-add chain over d */
+                const float *kr = K32 + (size_t)tk * hk;
+                float d = 0.0f;
+                for (int e = 0; e < hk; e++) d = fma_d(qf[e], kr[e], d);
+                kq[tk] = d * scale;
+                if (kq[tk] > tmax) tmax = kq[tk];
+            }
+            if (tmax == -INFINITY) continue;
+            float *acc = vkq + (size_t)r * hv;
+            const float Mold = Ms[r], Mnew = fmaxf(Mold, tmax);
+            if (Mnew > Mold) {
+                const float ms = expf(Mold - Mnew);
+                for (int d = 0; d < hv; d++) acc[d] *= ms;
+                Ss[r] *= ms;
+            }
+            Ms[r] = Mnew;
+            /* softmax over the tile in 16-lane chunks, as ggml's
+             * vectorised soft_max: approximate exp, lane-ordered sums */
+            double sum = 0.0;
+            for (int c0 = 0; c0 < FA_TILE; c0 += 16) {
+                for (int tk = c0; tk < c0 + 16; tk++) kq[tk] = expf_ggml(kq[tk] - Mnew);
+                sum += hsum16(kq + c0);
+            }
+            Ss[r] = (float)(Ss[r] + sum);
+            for (int tk = 0; tk < kt; tk++) {
+                const float w = kq[tk];
+                if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
+                const float *vr = V32 + (size_t)tk * hv;
+                for (int d = 0; d < hv; d++) acc[d] = fma_d(w, vr[d], acc[d]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        const int t = t0 + r / gq, h = kvh * gq + r % gq;
+        float *out = s->att + (size_t)t * hp->n_head * hv + (size_t)h * hv;
+        const float inv = Ss[r] == 0.0f ? 0.0f : 1.0f / Ss[r];
+        for (int d = 0; d < hv; d++) out[d] = vkq[(size_t)r * hv + d] * inv;
+    }
+}
+
+/* Work units: tiled blocks first (n_kv_head x ceil(n_tiled/64)), then vec
+ * rows (n_vec x n_head).  Tiled tokens are the first n_tiled of the chunk
+ * (the micro-batch emulation guarantees they precede the vec tokens). */
+static void attn_worker(void *ctx, int ith, int nth) {
+    const attn_job *j = ctx;
+    nj_session *s = j->s;
+    const nj_hparams *hp = &s->m->hp;
+    float *ws = s->attn_ws + (size_t)ith * s->ws_stride;
+    const int n_blocks = (j->n_tiled + FA_TILE - 1) / FA_TILE;
+    const int n_tiled_units = n_blocks * hp->n_head_kv;
+    const int n_units = n_tiled_units + j->n_vec * hp->n_head;
+    for (int u = ith; u < n_units; u += nth) {
+        if (u < n_tiled_units) {
+            const int blk = u / hp->n_head_kv, kvh = u % hp->n_head_kv;
+            const int t0 = blk * FA_TILE;
+            const int nt = j->n_tiled - t0 < FA_TILE ? j->n_tiled - t0 : FA_TILE;
+            attn_block_tiled(j, kvh, t0, nt, ws);
+        } else {
+            const int r = u - n_tiled_units;
+            attn_row_vec(j, j->n_tiled + r / hp->n_head, r % hp->n_head, ws);
+        }
+    }
+}
+
+/* ---- forward ---- */
+
+static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y) {
+    int rc = matmul(s->pool, W, X, n, Y, s->mm_scratch);
+    if (rc) return nj_fail(rc, "matmul failed for a %s weight (%lld x %lld)",
+                           quant_type_name(W->type), (long long)W->rows, (long long)W->cols);
+    return 0;
+}
+
+/* Run n tokens (n <= n_batch) at positions pos..pos+n-1.  ev0 is the index
+ * of ids[0] within the whole eval call of n_eval tokens (for the
+ * micro-batch emulation).  out_rows: NULL = logits of the last row only
+ * into s->logits; else all n rows into out_rows (n, n_vocab) as well. */
+static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int n_eval,
+                         float *out_rows, bool want_logits) {
+    const nj_model *m = s->m;
+    const nj_hparams *hp = &m->hp;
+    const int E = hp->n_embd, F = hp->n_ff;
+    const int hk = hp->head_dim_k, hv = hp->head_dim_v, R = hp->n_rot;
+    const int nq = hp->n_head * hk, nk = hp->n_head_kv * hk, nv = hp->n_head_kv * hv;
+    const int no = hp->n_head * hv;
+    const int p0 = s->pos;
+    const nj_type_traits *emb = quant_traits(m->tok_embd.type);
+    const nj_type_traits *f16 = quant_traits(NJ_F16);
+    int rc;
+
+    /* x (n, E) = embd[ids] * embd_scale */
+    for (int t = 0; t < n; t++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes;
+        emb->to_float(row, s->x + (size_t)t * E, E);
+    }
+    if (hp->embd_scale != 1.0f) scale_rows(s->x, hp->embd_scale, (size_t)n * E);
+
+    /* RoPE tables (n, n_rot) for global and sliding-window layers. */
+    bool any_swa = hp->n_swa > 0;
+    for (int t = 0; t < n; t++) {
+        rope_cache(hp, m->rope_freqs, hp->rope_base, hp->rope_scale, p0 + t, s->rope_g + (size_t)t * R);
+        if (any_swa)
+            rope_cache(hp, m->rope_freqs, hp->rope_base_swa, hp->rope_scale_swa, p0 + t,
+                       s->rope_l + (size_t)t * R);
+    }
+
+    /* Attention path per token, from llama.cpp's micro-batch it falls in. */
+    attn_job job = {.s = s, .n = n, .p0 = p0};
+    {
+        int n_tiled = 0;
+        for (int t = 0; t < n; t++) {
+            const int i = ev0 + t;
+            const int ub_start = i / LLAMA_UBATCH * LLAMA_UBATCH;
+            const int ub_size = n_eval - ub_start < LLAMA_UBATCH ? n_eval - ub_start : LLAMA_UBATCH;
+            n_tiled += ub_size >= FA_TILE;
+        }
+        job.n_tiled = n_tiled;
+        job.n_vec = n - n_tiled;
+        /* Vec tokens all sit in the call's last micro-batch. */
+        job.split_ok = n_eval % LLAMA_UBATCH == 1;
+    }
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const nj_layer *L = &m->layers[il];
+        const bool last = il == hp->n_layer - 1;
+
+        /* xn (n, E) = rmsnorm(x) * attn_norm */
+        rmsnorm_rows(s->xn, s->x, L->attn_norm, n, E, hp->rms_eps);
+
+        /* q (n, nq), k (n, nk), v (n, nv) = xn @ Wq^T, Wk^T, Wv^T (+ bias) */
+        if (L->wqkv.data) {
+            if ((rc = mm(s, &L->wqkv, s->xn, n, s->qkv))) return rc;
+            for (int t = 0; t < n; t++) {
+                const float *r = s->qkv + (size_t)t * (nq + nk + nv);
+                memcpy(s->q + (size_t)t * nq, r, sizeof(float) * nq);
+                memcpy(s->k + (size_t)t * nk, r + nq, sizeof(float) * nk);
+                memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
+            }
+        } else {
+            if ((rc = mm(s, &L->wq, s->xn, n, s->q))) return rc;
+            if ((rc = mm(s, &L->wk, s->xn, n, s->k))) return rc;
+            if ((rc = mm(s, &L->wv, s->xn, n, s->v))) return rc;
+        }
+        if (L->bq) add_bias(s->q, L->bq, n, nq);
+        if (L->bk) add_bias(s->k, L->bk, n, nk);
+        if (L->bv) add_bias(s->v, L->bv, n, nv);
+
+        /* per-head RMS norm (qwen3, gemma3): heads are rows of hk */
+        if (hp->qk_norm) {
+            rmsnorm_rows(s->q, s->q, L->q_norm, n * hp->n_head, hk, hp->rms_eps);
+            rmsnorm_rows(s->k, s->k, L->k_norm, n * hp->n_head_kv, hk, hp->rms_eps);
+        }
+        /* RoPE on q (n, n_head, hk) and k (n, n_head_kv, hk) */
+        const float *rc_tab = L->swa ? s->rope_l : s->rope_g;
+        for (int t = 0; t < n; t++) {
+            const float *c = rc_tab + (size_t)t * R;
+            rope_apply(s->q + (size_t)t * nq, hp->n_head, hk, R, hp->rope_neox, c);
+            rope_apply(s->k + (size_t)t * nk, hp->n_head_kv, hk, R, hp->rope_neox, c);
+        }
+        if (hp->q_scale != 1.0f) scale_rows(s->q, hp->q_scale, (size_t)n * nq);
+
+        /* cache[il][p0+t] = f16(k), f16(v) */
+        for (int t = 0; t < n; t++) {
+            size_t row = (size_t)il * s->n_ctx + (size_t)(p0 + t);
+            f16->from_float(s->k + (size_t)t * nk, s->k_cache + row * s->k_row, nk);
+            f16->from_float(s->v + (size_t)t * nv, s->v_cache + row * s->v_row, nv);
+        }
+
+        /* att (n, n_head*hv) = softmax(q k^T * scale + mask) v */
+        job.il = il;
+        pool_run(s->pool, attn_worker, &job);
+
+        /* In the last layer only the rows whose logits are wanted go on. */
+        int r0 = 0, nr = n;
+        if (last) {
+            if (!want_logits) return 0;
+            if (!out_rows) { r0 = n - 1; nr = 1; }
+        }
+        float *x = s->x + (size_t)r0 * E;
+
+        /* tmp (nr, E) = att @ Wo^T (+ bo);  gemma3: rmsnorm * post_attn_norm */
+        if ((rc = mm(s, &L->wo, s->att + (size_t)r0 * no, nr, s->tmp))) return rc;
+        if (L->bo) add_bias(s->tmp, L->bo, nr, E);
+        if (L->post_attn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_attn_norm, nr, E, hp->rms_eps);
+        add_rows(x, s->tmp, nr, E);
+
+        /* FFN: xn = rmsnorm(x) * ffn_norm; gate, up (nr, F); tmp (nr, E) */
+        rmsnorm_rows(s->xn, x, L->ffn_norm, nr, E, hp->rms_eps);
+        if ((rc = mm(s, &L->w_gate, s->xn, nr, s->gate))) return rc;
+        if ((rc = mm(s, &L->w_up, s->xn, nr, s->up))) return rc;
+        const size_t nf = (size_t)nr * F;
+        if (hp->act == NJ_ACT_SILU) {
+            /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
+             * its approximate exp and the tail with expf */
+            for (int r = 0; r < nr; r++) {
+                float *g = s->gate + (size_t)r * F;
+                const float *u = s->up + (size_t)r * F;
+                const int nvec = F & ~15;
+                int i = 0;
+                for (; i < nvec; i++) g[i] = g[i] / (1.0f + expf_ggml(0.0f - g[i])) * u[i];
+                for (; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+            }
+        } else {
+            for (size_t i = 0; i < nf; i++) {
+                const float g = s->gate[i];
+                float a;
+                if (g <= -10.0f) a = 0.0f;
+                else if (g >= 10.0f) a = g;
+                else a = gelu_tab[nj_fp32_to_fp16(g)];
+                s->gate[i] = a * s->up[i];
+            }
+        }
+        if ((rc = mm(s, &L->w_down, s->gate, nr, s->tmp))) return rc;
+        if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, nr, E, hp->rms_eps);
+        add_rows(x, s->tmp, nr, E);
+        if (last) {
+            /* logits (nr, n_vocab) = rmsnorm(x) * output_norm @ Wout^T */
+            rmsnorm_rows(s->xn, x, m->output_norm, nr, E, hp->rms_eps);
+            float *dst = out_rows ? out_rows : s->logits;
+            if ((rc = mm(s, &m->output, s->xn, nr, dst))) return rc;
+            const int V = hp->n_vocab;
+            if (m->output_bias) add_bias(dst, m->output_bias, nr, V);
+            if (hp->final_softcap > 0.0f) {
+                const float cap = hp->final_softcap, inv = 1.0f / cap;
+                for (size_t i = 0; i < (size_t)nr * V; i++) dst[i] = tanhf(dst[i] * inv) * cap;
+            }
+            if (out_rows) memcpy(s->logits, out_rows + (size_t)(nr - 1) * V, sizeof(float) * V);
+        }
+    }
+    return 0;
+}
+
+int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits) {
+    if (n < 0 || (n > 0 && !ids)) return nj_fail(-EINVAL, "bad token array");
+    if (n == 0) return 0;
+    if (n > s->n_ctx - s->pos)
+        return nj_fail(NJ_ECTX, "%d tokens at position %d exceed the context of %d", n, s->pos,
+                       s->n_ctx);
+    const int V = s->m->hp.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return nj_fail(-EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+    s->have_logits = false;
+    for (int i = 0; i < n; i += s->n_batch) {
+        const int c = n - i < s->n_batch ? n - i : s->n_batch;
+        const bool final = i + c == n;
+        float *rows = all_logits ? all_logits + (size_t)i * V : NULL;
+        int rc = forward_chunk(s, ids + i, c, i, n, rows, final || rows);
+        if (rc) return rc;
+        s->pos += c;
+    }
+    s->have_logits = true;
+    return 0;
+}
+
+int nj_session_eval(nj_session *s, const int32_t *ids, int n) {
+    return session_eval_ex(s, ids, n, NULL);
+}

@@ -1,0 +1,261 @@
+/*
+ * kbench — kernel micro-benchmark: GEMV / GEMM speed per weight type on
+ * Llama-2-7B shapes, and the machine's memory read bandwidth (the roofline
+ * for decode, which must stream every weight once per token).
+ *
+ *   kbench [-t 1,2] [-T Q4_K,Q6_K,...] [-n 64] [-m MiB] [-r reps] [-l level]
+ *
+ * A "layer" is the 7 matrices of one Llama-2-7B block: q, k, v, o
+ * (4096 x 4096), gate, up (11008 x 4096), down (4096 x 11008), filled with
+ * random blocks.  Enough layers are allocated to exceed -m MiB (default
+ * 1024, well above the last-level cache) and the benchmark walks them in
+ * order, so GEMV reads come from DRAM as in real decoding.
+ *   GEMV: n_tok = 1; GB/s = weight bytes / time; "7B tok/s" = 1 / (32 x
+ *         time per layer), i.e. the matmul part of a 7B decode step.
+ *   GEMM: n_tok = -n (default 64, a prefill chunk); tok/s likewise for a
+ *         7B prefill; GMAC/s = multiply-adds per second.
+ *   BW:   sum of 64-bit words over a buffer of -m MiB, per thread slices.
+ * Output is Markdown.  -l forces a kernel level (sets NIGHTJAR_CPU).
+ */
+#include "kernels/kernels.h"
+#include "matmul.h"
+#include "pool.h"
+#include "quant.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rs = 88172645463325252ull;
+static inline uint64_t rnd(void) {
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+
+static uint16_t rand_half(void) {
+    float v = ldexpf(1.0f + (float)(rnd() & 0xffff) / 65536.0f, -8 - (int)(rnd() % 4));
+    return nj_fp32_to_fp16(v);
+}
+
+/* Random bytes, then finite fp16 scales at each block's d (and m/dmin). */
+static void fill(int type, uint8_t *p, size_t rows, size_t row_bytes) {
+    size_t total = rows * row_bytes;
+    for (size_t i = 0; i + 8 <= total; i += 8) {
+        uint64_t v = rnd();
+        memcpy(p + i, &v, 8);
+    }
+    const nj_type_traits *t = quant_traits_ref(type);
+    if (type == NJ_F32 || type == NJ_F16 || type == NJ_BF16) {
+        for (size_t i = 0; i < total / t->size; i++) {
+            float f = (float)((int)(rnd() & 0xffff) - 32768) / 32768.0f;
+            if (type == NJ_F32) memcpy(p + 4 * i, &f, 4);
+            else {
+                uint16_t h = type == NJ_F16 ? nj_fp32_to_fp16(f) : nj_fp32_to_bf16(f);
+                memcpy(p + 2 * i, &h, 2);
+            }
+        }
+        return;
+    }
+    size_t off_d = 0, off_m = (size_t)-1;
+    switch (type) {
+    case NJ_Q4_1: case NJ_Q5_1: off_m = 2; break;
+    case NJ_Q2_K: off_d = 80; off_m = 82; break;
+    case NJ_Q3_K: off_d = 108; break;
+    case NJ_Q4_K: case NJ_Q5_K: off_m = 2; break;
+    case NJ_Q6_K: off_d = 208; break;
+    default: break;
+    }
+    for (size_t b = 0; b < total / t->size; b++) {
+        uint16_t h = rand_half();
+        memcpy(p + b * t->size + off_d, &h, 2);
+        if (off_m != (size_t)-1) {
+            h = rand_half();
+            memcpy(p + b * t->size + off_m, &h, 2);
+        }
+    }
+}
+
+struct shape { const char *name; int64_t rows, cols; };
+static const struct shape layer[] = {
+    {"q", 4096, 4096}, {"k", 4096, 4096}, {"v", 4096, 4096}, {"o", 4096, 4096},
+    {"gate", 11008, 4096}, {"up", 11008, 4096}, {"down", 4096, 11008},
+};
+#define NMAT ((int)NJ_ARRAY_LEN(layer))
+
+/* ---- memory bandwidth ---------------------------------------------------- */
+struct bw_job { const uint64_t *buf; size_t n; uint64_t sum[64]; };
+
+static void bw_task(void *ctx, int ith, int nth) {
+    struct bw_job *j = ctx;
+    size_t a = j->n * (size_t)ith / (size_t)nth, b = j->n * (size_t)(ith + 1) / (size_t)nth;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    for (size_t i = a; i + 8 <= b; i += 8) {
+        s0 += j->buf[i]; s1 += j->buf[i + 1]; s2 += j->buf[i + 2]; s3 += j->buf[i + 3];
+        s4 += j->buf[i + 4]; s5 += j->buf[i + 5]; s6 += j->buf[i + 6]; s7 += j->buf[i + 7];
+    }
+    j->sum[ith & 63] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+}
+
+static double bench_bw(nj_pool *pool, size_t bytes, int reps) {
+    size_t n = bytes / 8;
+    uint64_t *buf = nj_malloc_aligned(n * 8);
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
+    struct bw_job j = {.buf = buf, .n = n};
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; r++) {
+        double t0 = nj_now();
+        pool_run(pool, bw_task, &j);
+        double dt = nj_now() - t0;
+        if (r > 0 && dt < best) best = dt;   /* first pass warms the TLB */
+    }
+    nj_free_aligned(buf);
+    return (double)bytes / best / 1e9;
+}
+
+/* ---- matmul over layers -------------------------------------------------- */
+struct layers {
+    int type, n_layers;
+    uint8_t *mem;
+    nj_mat m[64][NMAT];
+    size_t layer_bytes;
+};
+
+static int make_layers(struct layers *L, int type, size_t min_bytes) {
+    L->type = type;
+    L->layer_bytes = 0;
+    for (int i = 0; i < NMAT; i++) L->layer_bytes += quant_row_size(type, layer[i].cols) * (size_t)layer[i].rows;
+    L->n_layers = (int)NJ_MIN((min_bytes + L->layer_bytes - 1) / L->layer_bytes, (size_t)32);
+    if (L->n_layers < 1) L->n_layers = 1;
+    L->mem = nj_malloc_aligned(L->layer_bytes * (size_t)L->n_layers);
+    if (!L->mem) return -ENOMEM;
+    uint8_t *p = L->mem;
+    for (int l = 0; l < L->n_layers; l++) {
+        for (int i = 0; i < NMAT; i++) {
+            size_t rb = quant_row_size(type, layer[i].cols);
+            L->m[l][i] = (nj_mat){.type = type, .rows = layer[i].rows, .cols = layer[i].cols,
+                                  .row_bytes = rb, .data = p};
+            fill(type, p, (size_t)layer[i].rows, rb);
+            p += rb * (size_t)layer[i].rows;
+        }
+    }
+    return 0;
+}
+
+/* Seconds per layer (best of reps) for n_tok tokens. */
+static double bench_layers(nj_pool *pool, struct layers *L, int n_tok, int reps, int max_layers,
+                           float *x, float *y, void *scratch) {
+    double best = 1e30;
+    int nl = NJ_MIN(L->n_layers, max_layers);
+    for (int r = 0; r < reps; r++) {
+        double t0 = nj_now();
+        for (int l = 0; l < nl; l++)
+            for (int i = 0; i < NMAT; i++)
+                if (matmul(pool, &L->m[l][i], x, n_tok, y, scratch) != 0) return -1;
+        double dt = (nj_now() - t0) / nl;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        out[n++] = atoi(s);
+        const char *c = strchr(s, ',');
+        if (!c) break;
+        s = c + 1;
+    }
+    return n;
+}
+
+static int type_from_name(const char *s, size_t len) {
+    for (int t = 0; t < NJ_TYPE_COUNT; t++) {
+        const char *nm = quant_type_name(t);
+        if (strlen(nm) == len && strncmp(nm, s, len) == 0) return t;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    int threads[8] = {1, 2}, n_threads = 2, n_gemm = 64, reps = 3;
+    size_t mib = 1024;
+    int types[32] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_Q4_0, NJ_Q5_K, NJ_F16}, n_types = 7;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) { fprintf(stderr, "kbench: %s needs a value\n", a); return 2; }
+        i++;
+        if (!strcmp(a, "-t")) n_threads = parse_list(v, threads, 8);
+        else if (!strcmp(a, "-n")) n_gemm = atoi(v);
+        else if (!strcmp(a, "-r")) reps = atoi(v);
+        else if (!strcmp(a, "-m")) mib = (size_t)atol(v);
+        else if (!strcmp(a, "-l")) setenv("NIGHTJAR_CPU", v, 1);
+        else if (!strcmp(a, "-T")) {
+            n_types = 0;
+            for (const char *s = v; *s && n_types < 32;) {
+                const char *c = strchr(s, ',');
+                size_t len = c ? (size_t)(c - s) : strlen(s);
+                int t = type_from_name(s, len);
+                if (t < 0) { fprintf(stderr, "kbench: unknown type %.*s\n", (int)len, s); return 2; }
+                types[n_types++] = t;
+                if (!c) break;
+                s = c + 1;
+            }
+        } else {
+            fprintf(stderr, "usage: kbench [-t 1,2] [-T Q4_K,...] [-n 64] [-m MiB] [-r reps] [-l level]\n");
+            return 2;
+        }
+    }
+    if (n_gemm < 1 || reps < 1 || n_threads < 1) { fprintf(stderr, "kbench: bad arguments\n"); return 2; }
+
+    printf("kernels: %s\n\n", kernels_describe());
+    nj_pool *pools[8];
+    for (int i = 0; i < n_threads; i++) {
+        pools[i] = pool_new(threads[i], NULL);
+        if (!pools[i]) { fprintf(stderr, "kbench: pool_new(%d) failed\n", threads[i]); return 1; }
+    }
+
+    printf("| threads | memory read GB/s |\n|---|---|\n");
+    for (int i = 0; i < n_threads; i++)
+        printf("| %d | %.1f |\n", threads[i], bench_bw(pools[i], mib << 20, reps));
+    printf("\n");
+
+    float *x = nj_malloc_aligned(sizeof(float) * 11008 * (size_t)n_gemm);
+    float *y = nj_malloc_aligned(sizeof(float) * 11008 * (size_t)n_gemm);
+    for (size_t i = 0; i < 11008 * (size_t)n_gemm; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+    printf("| type | threads | GEMV ms/layer | GEMV GB/s | 7B decode tok/s (matmuls) "
+           "| GEMM n=%d ms/layer | GEMM GMAC/s | 7B prefill tok/s (matmuls) |\n", n_gemm);
+    printf("|---|---|---|---|---|---|---|---|\n");
+    for (int ti = 0; ti < n_types; ti++) {
+        const int type = types[ti];
+        struct layers L;
+        size_t ss = 0;
+        for (int i = 0; i < NMAT; i++) ss = NJ_MAX(ss, matmul_scratch_size(type, layer[i].cols, n_gemm));
+        void *scratch = ss ? nj_malloc_aligned(ss) : NULL;
+        if (make_layers(&L, type, mib << 20) != 0 || (ss && !scratch)) {
+            fprintf(stderr, "kbench: out of memory for %s\n", quant_type_name(type));
+            return 1;
+        }
+        double macs = 0;
+        for (int i = 0; i < NMAT; i++) macs += (double)layer[i].rows * layer[i].cols;
+        for (int pi = 0; pi < n_threads; pi++) {
+            double tv = bench_layers(pools[pi], &L, 1, reps, L.n_layers, x, y, scratch);
+            double tm = bench_layers(pools[pi], &L, n_gemm, 1, 2, x, y, scratch);
+            if (tv < 0 || tm < 0) { fprintf(stderr, "kbench: matmul failed: %s\n", nj_last_error()); return 1; }
+            printf("| %s | %d | %.2f | %.1f | %.2f | %.1f | %.1f | %.1f |\n", quant_type_name(type),
+                   threads[pi], tv * 1e3, (double)L.layer_bytes / tv / 1e9, 1.0 / (32 * tv),
+                   tm * 1e3, macs * n_gemm / tm / 1e9, n_gemm / (32 * tm));
+            fflush(stdout);
+        }
+        nj_free_aligned(L.mem);
+        nj_free_aligned(scratch);
+    }
+    nj_free_aligned(x);
+    nj_free_aligned(y);
+    for (int i = 0; i < n_threads; i++) pool_free(pools[i]);
+    return 0;
+}
