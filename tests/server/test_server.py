@@ -232,8 +232,8 @@ def test_basic(s, port):
           chunks and chunks[0]["choices"][0].get("delta", {}).get("role") == "assistant", str(chunks[:1]))
 
     # stop string cut from the greedy text
-    words = text.split()
-    if len(text) > 8 and len(words) >= 2:
+    words = (text or "").split()
+    if len(text or "") > 8 and len(words) >= 2:
         stop = words[1]
         at = text.find(stop)
         code, body, _, _ = curl(sock, "POST", "/v1/chat/completions", dict(CHAT, stop=[stop]))
@@ -509,16 +509,16 @@ def main():
             s.stop()
         else:
             try:
-                test_basic(s, port)
-                test_errors(s)
-                test_health_while_busy(s)
-                test_metrics(s)
-                test_openai(port)
-                test_sighup(s, cfg)
-                test_idle_unload(s)
-                test_token()
-                test_mem_budget()
-                test_sigterm(s)
+                for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
+                                 ("health while busy", lambda: test_health_while_busy(s)),
+                                 ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
+                                 ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s)),
+                                 ("token", test_token), ("memory budget", test_mem_budget),
+                                 ("sigterm", lambda: test_sigterm(s))):
+                    try:
+                        fn()
+                    except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
+                        check(f"{name}: group ran to the end", False, repr(e))
             finally:
                 if s.p.poll() is None:
                     s.stop(signal.SIGKILL)
