@@ -460,7 +460,10 @@ static void run(nj_worker *w, worker_req *r) {
     int rc = render_prompt(w, in, &text, &tlen);
     if (rc < 0) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
-        req_fail(r, 400, "invalid_request_error", "cannot apply the chat template: %s (%s)", msg, nj_strerror(rc));
+        if (rc == -EINVAL)    /* the messages do not fit the template (e.g. roles) */
+            req_fail(r, 400, "invalid_request_error", "cannot apply the chat template: %s", msg);
+        else
+            req_fail(r, 500, "server_error", "cannot apply the chat template: %s (%s)", msg, nj_strerror(rc));
         return;
     }
     int n = nj_tokenize(w->model, text, tlen, true, true, w->toks, w->n_ctx + 1);

@@ -232,8 +232,8 @@ def test_basic(s, port):
           chunks and chunks[0]["choices"][0].get("delta", {}).get("role") == "assistant", str(chunks[:1]))
 
     # stop string cut from the greedy text
-    words = text.split()
-    if len(text) > 8 and len(words) >= 2:
+    words = (text or "").split()
+    if len(text or "") > 8 and len(words) >= 2:
         stop = words[1]
         at = text.find(stop)
         code, body, _, _ = curl(sock, "POST", "/v1/chat/completions", dict(CHAT, stop=[stop]))
@@ -435,6 +435,28 @@ def _wait_ready_token(self, timeout=60):
 Server.wait_ready_token = _wait_ready_token
 
 
+def test_mem_budget():
+    """The budget shrinks the context (reported in /health) or refuses the model."""
+    r = subprocess.run([BIN, "serve", "-m", MODEL, "--mem-budget", "16M", "--socket", os.path.join(TMP, "b.sock")],
+                       capture_output=True, text=True, env=env(), timeout=60)
+    check("memory budget below the weights: refused with the numbers", r.returncode == 1
+          and "memory budget" in r.stderr and "GiB" in r.stderr, f"rc {r.returncode} {r.stderr!r}")
+    # weights of the 135M test model are ~0.09 GiB; 8192 tokens of f16 KV
+    # are ~0.19 GiB more, so a 200M budget must cut the context
+    s = Server("-m", MODEL, "--mem-budget", "200M", "--ctx-size", "8192", name="budget")
+    if not check("server with a tight memory budget starts", s.wait_ready()):
+        print(s.logtext())
+        s.stop()
+        return
+    h = jbody(curl(s.sock, "GET", "/health")[1]) or {}
+    m = h.get("model", {})
+    check("memory budget: context shrunk and said so in /health", m.get("ctx_shrunk") is True
+          and 0 < m.get("n_ctx", 0) < 8192 and m.get("mem_estimate_bytes", 1 << 62) <= 200 << 20
+          and any("shrunk" in n for n in h.get("notes", [])), str(h)[:400])
+    check("memory budget: shrink logged", "context shrunk from 8192" in s.logtext())
+    check("budget server exits 0", s.stop() == 0)
+
+
 def test_sigterm(s):
     """SIGTERM while a request is in flight: the request completes, exit 0."""
     req = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 120, "temperature": 0}
@@ -487,15 +509,16 @@ def main():
             s.stop()
         else:
             try:
-                test_basic(s, port)
-                test_errors(s)
-                test_health_while_busy(s)
-                test_metrics(s)
-                test_openai(port)
-                test_sighup(s, cfg)
-                test_idle_unload(s)
-                test_token()
-                test_sigterm(s)
+                for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
+                                 ("health while busy", lambda: test_health_while_busy(s)),
+                                 ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
+                                 ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s)),
+                                 ("token", test_token), ("memory budget", test_mem_budget),
+                                 ("sigterm", lambda: test_sigterm(s))):
+                    try:
+                        fn()
+                    except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
+                        check(f"{name}: group ran to the end", False, repr(e))
             finally:
                 if s.p.poll() is None:
                     s.stop(signal.SIGKILL)
