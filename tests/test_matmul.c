@@ -250,9 +250,11 @@ static void test_other_levels(void **state) {
     int runs = 0;
     for (int l = 0; l < NJ_KL_COUNT; l++) {
         if (l == cur->level || !kernels_at(l)) continue;
+        /* NJ_TEST_EXEC_PREFIX: e.g. "qemu-aarch64" when cross-testing */
+        const char *prefix = getenv("NJ_TEST_EXEC_PREFIX");
         char cmd[1200];
-        snprintf(cmd, sizeof cmd, "NIGHTJAR_CPU=%s '%s' > /dev/null 2>&1", kernels_level_name(l),
-                 self_path);
+        snprintf(cmd, sizeof cmd, "NIGHTJAR_CPU=%s %s '%s' > /dev/null 2>&1", kernels_level_name(l),
+                 prefix ? prefix : "", self_path);
         int rc = system(cmd);
         if (rc != 0) {
             print_error("matmul tests fail with NIGHTJAR_CPU=%s (rerun it to see)\n",
