@@ -165,6 +165,53 @@ def strings(seed, count, invalid=False):
     return out
 
 
+def llama_cpp_aborts(s):
+    """True if llama.cpp's UTF-8 decoder would yield a code point above
+    U+10FFFF (it then throws std::invalid_argument out of llama_tokenize and
+    the process aborts); nightjar reads such a sequence as U+FFFD."""
+    i, n = 0, len(s)
+    while i < n:
+        b = s[i]
+        if b < 0x80 or not b & 0x40:
+            i += 1
+        elif not b & 0x20:
+            i += 2 if i + 1 < n and (s[i + 1] & 0xC0) == 0x80 else 1
+        elif not b & 0x10:
+            i += 3 if i + 2 < n and all((s[i + k] & 0xC0) == 0x80 for k in (1, 2)) else 1
+        elif not b & 0x08:
+            if i + 3 < n and all((s[i + k] & 0xC0) == 0x80 for k in (1, 2, 3)):
+                c = ((b & 7) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F)
+                if c > 0x10FFFF:
+                    return True
+                i += 4
+            else:
+                i += 1
+        else:
+            i += 1
+    return False
+
+
+def random_bytes(seed, count):
+    """Hostile input: random bytes, whitespace/control/invalid-UTF-8 soups."""
+    r = random.Random(seed)
+    soup1 = b" \t\n\r\x0b\x0c\x85\xa0\xc2\xe2\x80\x81\x8b\xef\xbb\xbfab1!<|>_\xf0\x9f\x98\x80\xed\xa0\x80"
+    soup2 = bytes([0x20, 0x0A, 0x41, 0x61, 0x30, 0x27, 0x73, 0xC3, 0xA9, 0xE4, 0xB8, 0xAD, 0xF4, 0x8F, 0xBF, 0xBF])
+    out = []
+    while len(out) < count:
+        n = r.randint(0, 40)
+        k = r.random()
+        if k < 0.4:
+            s = bytes(r.randint(0, 255) for _ in range(n))
+        elif k < 0.7:
+            s = bytes(r.choice(soup1) for _ in range(n))
+        else:
+            s = bytes(r.choice(soup2) for _ in range(n))
+        s = s.replace(b"__ggml_vocab_test__", b"x")
+        if not llama_cpp_aborts(s):
+            out.append(s)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=4)
