@@ -301,6 +301,150 @@ KINLINE void rows_q6_K(int nb, const char *w, size_t ws, const int R, const char
         for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
 }
 
+/* ---- Q2_K / Q3_K: 16-element groups, small quants ------------------------
+ * Unpacked to unsigned bytes: Q2_K q in 0..3; Q3_K u = q + 4 in 0..7 (the
+ * -4 is folded in through the block sums, like Q6_K's -32).  A group's
+ * partial sum fits int16 (|D| <= 16 * 7 * 127), so vpdpwssd with
+ * (scale, 0) pairs scales and accumulates in one instruction. */
+KINLINE void unpack_q2_K(const block_q2_K *b, uint8_t out[256]) {
+    const __m256i m2 = _mm256_set1_epi8(0x03);
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
+        UNROLL
+        for (int g = 0; g < 4; g++)
+            _mm256_storeu_si256((__m256i *)(out + 128 * h + 32 * g),
+                                _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2));
+    }
+}
+
+KINLINE void unpack_q3_K(const block_q3_K *b, uint8_t out[256]) {
+    const __m256i m2 = _mm256_set1_epi8(0x03), four = _mm256_set1_epi8(4);
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
+        UNROLL
+        for (int g = 0; g < 4; g++) {
+            const __m256i sel = _mm256_set1_epi8((char)(1 << (4 * h + g)));
+            const __m256i hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, sel), sel), four);
+            _mm256_storeu_si256((__m256i *)(out + 128 * h + 32 * g),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2), hi));
+        }
+    }
+}
+
+/* 12 bytes -> 16 six-bit Q3_K scales minus 32 (see avx2.c). */
+KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
+    uint32_t a[4];
+    memcpy(a, b, 12);
+    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
+    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
+    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
+    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
+    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
+    uint8_t u[16];
+    memcpy(u, a, 16);
+    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
+}
+
+KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                      const int G, float *y, size_t ldy, const int is_q3) {
+    __m512 acc[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
+        int sc[RMAX][16], mn[RMAX][16];
+        float dw[RMAX], dm[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q3) {
+                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
+                int8_t s8[16];
+                unpack_q3_K(b, wb[r]);
+                k3_scales(b->scales, s8);
+                for (int k = 0; k < 16; k++) { sc[r][k] = s8[k]; mn[r][k] = -4 * s8[k]; }
+                dw[r] = h2f(b->d);
+                dm[r] = 0.0f;
+            } else {
+                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+                unpack_q2_K(b, wb[r]);
+                for (int k = 0; k < 16; k++) { sc[r][k] = b->scales[k] & 15; mn[r][k] = b->scales[k] >> 4; }
+                dw[r] = h2f(b->d);
+                dm[r] = h2f(b->dmin);
+            }
+        }
+        const kern_pk_q8_K *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
+        /* S: the scaled group sums (Q3_K: plus -4 * sc . bsums);
+         * M: Q2_K's mins term sum_g m_g * bsums_g */
+        __m512i S[RMAX][GMAX], M[RMAX][GMAX];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int g = 0; g < G; g++) { S[r][g] = _mm512_setzero_si512(); M[r][g] = _mm512_setzero_si512(); }
+        UNROLL
+        for (int m = 0; m < 8; m++) {
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m512i mp = _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1]));
+                UNROLL
+                for (int g = 0; g < G; g++) {
+                    const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
+                    if (is_q3) S[r][g] = _mm512_dpwssd_epi32(S[r][g], B, mp);
+                    else M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
+                }
+            }
+        }
+        UNROLL
+        for (int q = 0; q < 16; q++) {
+            __m512i D[RMAX][GMAX];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                __m512i a[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                }
+            }
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m512i s = _mm512_set1_epi32(sc[r][q] & 0xffff);
+                UNROLL
+                for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], s);
+            }
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            const __m512 dx = _mm512_load_ps(p[g]->d);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
+                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
+                if (!is_q3)
+                    acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
+                                                 _mm512_cvtepi32_ps(M[r][g]), acc[r][g]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
 /* ---- 32-element formats ---------------------------------------------------
  * Eight blocks (256 weights) are unpacked per row at a time; the packed
  * activations are padded to a multiple of eight blocks with zero blocks,
@@ -491,6 +635,10 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
 DEFINE_GEMM16(q4_K, CALL_Q4K, K_R1, K_R2)
 DEFINE_GEMM16(q5_K, CALL_Q5K, K_R1, K_R2)
 DEFINE_GEMM16(q6_K, CALL_Q6K, K_R1, K_R2)
+#define CALL_Q2K(R_, G_) rows_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 0)
+#define CALL_Q3K(R_, G_) rows_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 1)
+DEFINE_GEMM16(q2_K, CALL_Q2K, K_R1, K_R2)
+DEFINE_GEMM16(q3_K, CALL_Q3K, K_R1, K_R2)
 
 #define CALL_Q80(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q8_0)
 #define CALL_Q40(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q4_0)
@@ -508,6 +656,8 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
+    k->gemm16[NJ_Q2_K] = gemm16_q2_K;
+    k->gemm16[NJ_Q3_K] = gemm16_q3_K;
     k->gemm16[NJ_Q4_K] = gemm16_q4_K;
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;

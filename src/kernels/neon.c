@@ -497,6 +497,401 @@ DEFINE_FLOAT_TILE(f32, ld_f32, el_f32)
 DEFINE_FLOAT_TILE(f16, ld_f16, el_f16)
 DEFINE_FLOAT_TILE(bf16, ld_bf16, el_bf16)
 
+/* ---- packed GEMM: 16 tokens per group, 4 per vector ---------------------
+ *
+ * The packed layout of kernels.h puts bytes 4k..4k+3 of tokens 0..15 in 64
+ * consecutive bytes, i.e. four int8x16 vectors of four tokens each.  The
+ * lane-indexed sdot multiplies such a vector with one 32-bit lane of a
+ * weight register, so four unpacked weight dwords in a register feed four
+ * sdots per token vector without any broadcast.  Weights are unpacked to
+ * their signed values, so the integer sums need no offset correction
+ * (except the K-quant mins, which come from the packed block sums).  The
+ * float chain per token is the canonical one, lane by lane.  R = 2 rows x
+ * 16 tokens per pass: 8 int32 sums + 4 activation vectors + weights fit
+ * the 32 registers. */
+#define NR16 2
+
+KINLINE int32x4_t sdot_lane(int32x4_t acc, int8x16_t a, int8x16_t w, const int lane) {
+    switch (lane) {
+    case 0:  return vdotq_laneq_s32(acc, a, w, 0);
+    case 1:  return vdotq_laneq_s32(acc, a, w, 1);
+    case 2:  return vdotq_laneq_s32(acc, a, w, 2);
+    default: return vdotq_laneq_s32(acc, a, w, 3);
+    }
+}
+
+/* D[r][v] += sum over dwords k0..k0+4*nq-1 of token vector v x weights
+ * wq[r][q] (lane k % 4 of register k / 4). */
+KINLINE void dot_dwords(int32x4_t D[NR16][4], const int R, const int8_t (*qs)[16][4], int k0,
+                        int8x16_t wq[NR16][2], const int nq) {
+    UNROLL
+    for (int q = 0; q < nq; q++)
+        UNROLL
+        for (int l = 0; l < 4; l++) {
+            const int8_t *a = &qs[k0 + 4 * q + l][0][0];
+            const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16), a2 = vld1q_s8(a + 32),
+                            a3 = vld1q_s8(a + 48);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                D[r][0] = sdot_lane(D[r][0], a0, wq[r][q], l);
+                D[r][1] = sdot_lane(D[r][1], a1, wq[r][q], l);
+                D[r][2] = sdot_lane(D[r][2], a2, wq[r][q], l);
+                D[r][3] = sdot_lane(D[r][3], a3, wq[r][q], l);
+            }
+        }
+}
+
+KINLINE void store16(const float32x4_t a[4], float *y, size_t ldy) {
+    float tmp[16];
+    UNROLL
+    for (int v = 0; v < 4; v++) vst1q_f32(tmp + 4 * v, a[v]);
+    for (int t = 0; t < 16; t++) y[(size_t)t * ldy] = tmp[t];
+}
+
+/* Q4_K / Q5_K */
+KINLINE void rows16_k45(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                        float *y, size_t ldy, const int is_q5) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), h16 = vdupq_n_u8(16);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[NR16], *qh[NR16];
+        uint8_t sc[NR16][8], mn[NR16][8];
+        float dw[NR16], dm[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q5) {
+                const block_q5_K *b = (const block_q5_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; qh[r] = b->qh; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                k4_scales(b->scales, sc[r], mn[r]);
+            } else {
+                const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; qh[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                k4_scales(b->scales, sc[r], mn[r]);
+            }
+        }
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            int8x16_t lo[NR16][2], hi[NR16][2];
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    const uint8x16_t b = vld1q_u8(qs[r] + 32 * j + 16 * q);
+                    uint8x16_t l = vandq_u8(b, m4), u = vshrq_n_u8(b, 4);
+                    if (is_q5) {
+                        const uint8x16_t hb = vld1q_u8(qh[r] + 16 * q);
+                        l = vorrq_u8(l, vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(1 << (2 * j)))), h16));
+                        u = vorrq_u8(u, vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(2 << (2 * j)))), h16));
+                    }
+                    lo[r][q] = vreinterpretq_s8_u8(l);
+                    hi[r][q] = vreinterpretq_s8_u8(u);
+                }
+            }
+            int32x4_t D[NR16][4];
+            UNROLL
+            for (int half = 0; half < 2; half++) {
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                dot_dwords(D, R, p->qs, 16 * j + 8 * half, half ? hi : lo, 2);
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int v = 0; v < 4; v++) S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][2 * j + half]);
+            }
+        }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            int32x4_t Mlo[4], Mhi[4];
+            UNROLL
+            for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
+            UNROLL
+            for (int m = 0; m < 4; m++) {
+                const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
+                                       mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
+                const int16x8_t mv = vld1q_s16(mp);
+                UNROLL
+                for (int v = 0; v < 4; v++) {
+                    const int16x8_t B = vld1q_s16(&p->bs32[m][4 * v][0]);
+                    Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
+                    Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                }
+            }
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                const int32x4_t M = vpaddq_s32(Mlo[v], Mhi[v]);
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
+                acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M));
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
+/* Q6_K: signed q - 32, 16-element scale groups */
+KINLINE void rows16_q6_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                         float *y, size_t ldy) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
+    const int8x16_t m32 = vdupq_n_s8(32);
+    for (int i = 0; i < nb; i++) {
+        const block_q6_K *b[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) b[r] = (const block_q6_K *)(w + (size_t)r * ws) + i;
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++)
+            UNROLL
+            for (int g = 0; g < 4; g++) {
+                /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
+                int8x16_t wq[NR16][2];
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int q = 0; q < 2; q++) {
+                        const uint8_t *lq = b[r]->ql + 64 * h + (g & 1 ? 32 : 0) + 16 * q;
+                        uint8x16_t nib = vld1q_u8(lq);
+                        nib = g < 2 ? vandq_u8(nib, m4) : vshrq_n_u8(nib, 4);
+                        const uint8x16_t hb = vandq_u8(vshlq_u8(vld1q_u8(b[r]->qh + 32 * h + 16 * q),
+                                                                vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        wq[r][q] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(nib, vshlq_n_u8(hb, 4))), m32);
+                    }
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    int32x4_t D[NR16][4];
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                    int8x16_t one[NR16][2];
+                    UNROLL
+                    for (int r = 0; r < R; r++) one[r][0] = one[r][1] = wq[r][q];
+                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, one, 1);
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++)
+                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], b[r]->scales[8 * h + 2 * g + q]);
+                }
+            }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const float dw = h2f(b[r]->d);
+            UNROLL
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw), vcvtq_f32_s32(S[r][v]));
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
+/* Q2_K (q 0..3, 4-bit scales and mins) and Q3_K (signed q -4..3, 6-bit
+ * scales): 16-element groups, weights unpacked per group. */
+KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                        float *y, size_t ldy, const int is_q3) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[NR16], *hm[NR16];
+        int8_t sc[NR16][16];
+        int16_t mn[NR16][16];
+        float dw[NR16], dm[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q3) {
+                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; hm[r] = b->hmask; dw[r] = h2f(b->d); dm[r] = 0.0f;
+                k3_scales(b->scales, sc[r]);
+            } else {
+                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; hm[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
+            }
+        }
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++)
+            UNROLL
+            for (int g = 0; g < 4; g++)
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
+                    int8x16_t wq[NR16][2];
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const uint8x16_t low = vandq_u8(vshlq_u8(vld1q_u8(qs[r] + 32 * h + 16 * q),
+                                                                 vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        if (is_q3) {
+                            const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << (4 * h + g)));
+                            const uint8x16_t neg = vbicq_u8(four, vtstq_u8(vld1q_u8(hm[r] + 16 * q), sel));
+                            wq[r][0] = vsubq_s8(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(neg));
+                        } else {
+                            wq[r][0] = vreinterpretq_s8_u8(low);
+                        }
+                        wq[r][1] = wq[r][0];
+                    }
+                    int32x4_t D[NR16][4];
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, wq, 1);
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++)
+                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][8 * h + 2 * g + q]);
+                }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            int32x4_t M[4];
+            if (!is_q3) {
+                int32x4_t Mlo[4], Mhi[4];
+                UNROLL
+                for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
+                UNROLL
+                for (int m = 0; m < 8; m++) {
+                    const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
+                                           mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
+                    const int16x8_t mv = vld1q_s16(mp);
+                    UNROLL
+                    for (int v = 0; v < 4; v++) {
+                        const int16x8_t B = vld1q_s16(&p->bs16[m][4 * v][0]);
+                        Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
+                        Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                    }
+                }
+                UNROLL
+                for (int v = 0; v < 4; v++) M[v] = vpaddq_s32(Mlo[v], Mhi[v]);
+            }
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
+                if (!is_q3) acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
+/* 32-element formats: chains (block i -> chain i % 4) kept per row and
+ * token vector; one block per step (8 dwords, two weight registers). */
+KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_0 *xp,
+                        float *y, size_t ldy, const int kind) {
+    const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
+    const size_t bs = b32_size(kind);
+    float32x4_t c[NR16][4][4];   /* [row][chain][token vector] */
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int ch = 0; ch < 4; ch++)
+            UNROLL
+            for (int v = 0; v < 4; v++) c[r][ch][v] = vdupq_n_f32(0.0f);
+    for (int i = 0; i < nb; i++) {
+        int8x16_t wq[NR16][2];
+        float dw[NR16], mw[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *blk = w + (size_t)r * ws + (size_t)i * bs;
+            b32_unpack(blk, kind, &wq[r][0], &wq[r][1]);
+            dw[r] = b32_d(blk);
+            mw[r] = has_m ? b32_m(blk) : 0.0f;
+        }
+        const kern_pk_q8_0 *p = &xp[i];
+        int32x4_t D[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+        dot_dwords(D, R, p->qs, 0, wq, 2);
+        const int ch = i & 3;
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                c[r][ch][v] = vfmaq_f32(c[r][ch][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(D[r][v]));
+                if (has_m) c[r][ch][v] = vfmaq_n_f32(c[r][ch][v], vld1q_f32(p->s + 4 * v), mw[r]);
+            }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        float32x4_t out[4];
+        UNROLL
+        for (int v = 0; v < 4; v++)
+            out[v] = vaddq_f32(vaddq_f32(c[r][0][v], c[r][1][v]), vaddq_f32(c[r][2][v], c[r][3][v]));
+        store16(out, y + r, ldy);
+    }
+}
+
+#define DEFINE_GEMM16(name, PK, CALL)                                                   \
+    static void gemm16_##name(int n, const void *restrict w, size_t ws, int nr,         \
+                              const void *restrict vxp, size_t gs, int ng,              \
+                              float *restrict y, size_t ldy) {                          \
+        for (int g = 0; g < ng; g++) {                                                  \
+            const PK *xp = (const PK *)((const char *)vxp + (size_t)g * gs);            \
+            float *yg = y + (size_t)16 * g * ldy;                                       \
+            const char *wb = w;                                                         \
+            int r = 0;                                                                  \
+            for (; r + NR16 <= nr; r += NR16) CALL(NR16);                               \
+            for (; r < nr; r++) CALL(1);                                                \
+        }                                                                               \
+    }
+#define CALL16_Q4K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
+#define CALL16_Q5K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
+#define CALL16_Q6K(R_) rows16_q6_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
+#define CALL16_Q2K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
+#define CALL16_Q3K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
+#define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
+#define CALL16_Q40(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_0)
+#define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
+#define CALL16_Q41(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_1)
+#define CALL16_Q51(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_1)
+DEFINE_GEMM16(q4_K, kern_pk_q8_K, CALL16_Q4K)
+DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
+DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
+DEFINE_GEMM16(q2_K, kern_pk_q8_K, CALL16_Q2K)
+DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
+DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
+DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
+DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
+DEFINE_GEMM16(q4_1, kern_pk_q8_0, CALL16_Q41)
+DEFINE_GEMM16(q5_1, kern_pk_q8_0, CALL16_Q51)
+
 /* ---- conversions and activation quantizers (ARM numerics) --------------- */
 static void to_float_f16(const void *restrict vx, float *restrict y, int64_t n) {
     const uint16_t *x = vx;
@@ -607,4 +1002,17 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->from_float[NJ_Q8_K] = quantize_q8_K;
     k->from_float[NJ_F16] = from_float_f16;
     k->to_float[NJ_F16] = to_float_f16;
+    k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
+    k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
+    k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
+    k->gemm16[NJ_Q2_K] = gemm16_q2_K;
+    k->gemm16[NJ_Q3_K] = gemm16_q3_K;
+    k->gemm16[NJ_Q4_K] = gemm16_q4_K;
+    k->gemm16[NJ_Q5_K] = gemm16_q5_K;
+    k->gemm16[NJ_Q6_K] = gemm16_q6_K;
+    k->gemm16[NJ_Q8_0] = gemm16_q8_0;
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
+    k->gemm16[NJ_Q5_0] = gemm16_q5_0;
+    k->gemm16[NJ_Q4_1] = gemm16_q4_1;
+    k->gemm16[NJ_Q5_1] = gemm16_q5_1;
 }

@@ -61,8 +61,8 @@ static inline void shim_fail(const char *file, int line, const char *fmt, ...) {
     if (a_ == b_) shim_fail(__FILE__, __LINE__, "%jd == %jd", a_, b_); } while (0)
 #define assert_non_null(p) do { if ((p) == NULL) shim_fail(__FILE__, __LINE__, "%s is NULL", #p); } while (0)
 #define assert_null(p) do { if ((p) != NULL) shim_fail(__FILE__, __LINE__, "%s is not NULL", #p); } while (0)
-#define assert_ptr_equal(a, b) do { const void *a_ = (const void *)(a), *b_ = (const void *)(b); \
-    if (a_ != b_) shim_fail(__FILE__, __LINE__, "%p != %p", a_, b_); } while (0)
+#define assert_ptr_equal(a, b) do { uintptr_t a_ = (uintptr_t)(a), b_ = (uintptr_t)(b); \
+    if (a_ != b_) shim_fail(__FILE__, __LINE__, "%#jx != %#jx", (uintmax_t)a_, (uintmax_t)b_); } while (0)
 #define assert_string_equal(a, b) do { const char *a_ = (a), *b_ = (b); \
     if (strcmp(a_, b_) != 0) shim_fail(__FILE__, __LINE__, "\"%s\" != \"%s\"", a_, b_); } while (0)
 #define assert_memory_equal(a, b, n) do { if (memcmp((a), (b), (n)) != 0) \
@@ -73,13 +73,13 @@ static inline void shim_fail(const char *file, int line, const char *fmt, ...) {
 static inline int shim_run(const char *group, const struct CMUnitTest *t, size_t n,
                            CMFixtureFunction setup, CMFixtureFunction teardown) {
     void *state = NULL;
-    size_t passed = 0, failed = 0, skipped = 0;
+    volatile size_t passed = 0, failed = 0, skipped = 0;   /* live across longjmp */
     printf("[==========] %s: Running %zu test(s).\n", group, n);
     if (setup && setup(&state) != 0) {
         printf("[  ERROR   ] %s: group setup failed\n", group);
         return (int)n;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (volatile size_t i = 0; i < n; i++) {
         printf("[ RUN      ] %s\n", t[i].name);
         fflush(stdout);
         shim_status = 0;
@@ -91,9 +91,9 @@ static inline int shim_run(const char *group, const struct CMUnitTest *t, size_t
     }
     if (teardown) teardown(&state);
     printf("[==========] %s: %zu test(s) run.\n", group, n);
-    printf("[  PASSED  ] %zu test(s).\n", passed);
-    if (skipped) printf("[  SKIPPED ] %zu test(s).\n", skipped);
-    if (failed) printf("[  FAILED  ] %zu test(s).\n", failed);
+    printf("[  PASSED  ] %zu test(s).\n", (size_t)passed);
+    if (skipped) printf("[  SKIPPED ] %zu test(s).\n", (size_t)skipped);
+    if (failed) printf("[  FAILED  ] %zu test(s).\n", (size_t)failed);
     return (int)failed;
 }
 #define cmocka_run_group_tests_name(name, tests, setup, teardown) \
