@@ -89,7 +89,7 @@ check-tsan:
 	$(MAKE) O=build-tsan OPT="-O1 -fsanitize=thread" test
 
 bench: all
-	bench/run
+	bench/compare
 
 fuzz:
 	scripts/fuzz

@@ -485,6 +485,7 @@ struct nj_tok {
     int32_t fim_pre, fim_suf, fim_mid, fim_pad, fim_rep, fim_sep;
     bool add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces,
          escape_ws, byte_encode;
+    bool spm_cut_ok;     /* SPM text may be cut before "\u2581" (see spm_encode) */
 };
 
 /* ---- strmap ---- */
@@ -1138,6 +1139,20 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
         pbuf = NULL;
     }
 
+    /* SPM segmentation is exact when every vocabulary entry is "\u2581"*X
+     * with no "\u2581" inside X: then no merge can join a symbol that is not
+     * "\u2581" to a following "\u2581" (merged symbols are always entries). */
+    if (t->type == TOK_TYPE_SPM) {
+        t->spm_cut_ok = true;
+        for (int32_t i = 0; i < t->n_vocab && t->spm_cut_ok; i++) {
+            const uint8_t *p = (const uint8_t *)t->str[i].ptr;
+            size_t n = t->str[i].len, k = 0;
+            while (k + 3 <= n && memcmp(p + k, "\xE2\x96\x81", 3) == 0) k += 3;
+            for (; k + 3 <= n; k++)
+                if (memcmp(p + k, "\xE2\x96\x81", 3) == 0) { t->spm_cut_ok = false; break; }
+        }
+    }
+
     /* newline token */
     if (t->type == TOK_TYPE_SPM) {
         t->nl = t->spm_byte['\n'] >= 0 ? t->spm_byte['\n'] : t->pad;
@@ -1199,7 +1214,53 @@ typedef struct {
     size_t heap_n, heap_cap;
     uint8_t *buf; size_t buf_cap;       /* SPM text / misc */
     pcre2_match_data *md[MAX_STEPS];
+    /* word cache for long inputs: word bytes -> ids, bounded, this call only */
+    struct wc_slot { uint64_t h; uint32_t key_off, ids_off; uint16_t key_len, n_ids; } *wc;
+    uint8_t *wc_keys;
+    int32_t *wc_ids;
+    size_t wc_keys_used, wc_ids_used;
 } scratch;
+
+#define WC_SLOTS   16384          /* power of two */
+#define WC_KEYS    (256u << 10)  /* bytes of cached word text */
+#define WC_IDS     (64u << 10)   /* cached ids */
+#define WC_MAXWORD 64
+#define WC_MIN_TEXT (16u << 10)  /* inputs shorter than this are not cached */
+
+static int wc_init(scratch *s) {
+    s->wc = nj_calloc(WC_SLOTS, sizeof *s->wc);
+    s->wc_keys = nj_malloc(WC_KEYS);
+    s->wc_ids = nj_malloc(WC_IDS * sizeof *s->wc_ids);
+    if (!s->wc || !s->wc_keys || !s->wc_ids) return -ENOMEM;
+    return 0;
+}
+
+/* Cached ids of word w (appended to s->out) or false. */
+static bool wc_get(scratch *s, const uint8_t *w, size_t n, uint64_t h) {
+    const struct wc_slot *e = &s->wc[h & (WC_SLOTS - 1)];
+    if (e->h != h || e->key_len != n || memcmp(s->wc_keys + e->key_off, w, n) != 0) return false;
+    if (i32_reserve(&s->out, s->out.n + e->n_ids)) return false;   /* recompute instead */
+    memcpy(s->out.v + s->out.n, s->wc_ids + e->ids_off, e->n_ids * sizeof *s->wc_ids);
+    s->out.n += e->n_ids;
+    return true;
+}
+
+/* Remember the ids out[first..] produced for word w; when a pool is full
+ * the whole cache starts over (memory stays bounded). */
+static void wc_put(scratch *s, const uint8_t *w, size_t n, uint64_t h, size_t first) {
+    size_t k = s->out.n - first;
+    if (k > 0xFFFF || k > WC_IDS) return;
+    if (s->wc_keys_used + n > WC_KEYS || s->wc_ids_used + k > WC_IDS) {
+        memset(s->wc, 0, WC_SLOTS * sizeof *s->wc);
+        s->wc_keys_used = s->wc_ids_used = 0;
+    }
+    struct wc_slot *e = &s->wc[h & (WC_SLOTS - 1)];
+    memcpy(s->wc_keys + s->wc_keys_used, w, n);
+    memcpy(s->wc_ids + s->wc_ids_used, s->out.v + first, k * sizeof *s->wc_ids);
+    *e = (struct wc_slot){h, (uint32_t)s->wc_keys_used, (uint32_t)s->wc_ids_used, (uint16_t)n, (uint16_t)k};
+    s->wc_keys_used += n;
+    s->wc_ids_used += k;
+}
 
 static int grow_bytes(uint8_t **p, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
@@ -1216,6 +1277,7 @@ static void scratch_free(scratch *s) {
     nj_free(s->retext); nj_free(s->re_off.v); nj_free(s->words.v); nj_free(s->words2.v);
     nj_free(s->clean); nj_free(s->coff.v); nj_free(s->enc); nj_free(s->sym);
     nj_free(s->heap); nj_free(s->buf);
+    nj_free(s->wc); nj_free(s->wc_keys); nj_free(s->wc_ids);
     for (int i = 0; i < MAX_STEPS; i++) pcre2_match_data_free(s->md[i]);
 }
 
@@ -1284,7 +1346,8 @@ static int spm_try_pair(const nj_tok *t, scratch *s, const uint8_t *text, int32_
     return heap_push(s, (struct hent){spm_key(t->score[id], l), l, r, (int32_t)n, 0});
 }
 
-static int spm_encode(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
+/* One SPM segment: merge with a heap, then ids (with byte fallback). */
+static int spm_segment(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
     int rc;
     if (len == 0) return 0;
     if ((rc = sym_reserve(s, len))) return rc;
@@ -1321,6 +1384,39 @@ static int spm_encode(const nj_tok *t, scratch *s, const uint8_t *text, size_t l
         }
     }
     return 0;
+}
+
+static int spm_segment_cached(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
+    if (!s->wc || len > WC_MAXWORD) return spm_segment(t, s, text, len);
+    uint64_t h = hash_bytes(text, len);
+    if (wc_get(s, text, len, h)) return 0;
+    size_t first = s->out.n;
+    int rc = spm_segment(t, s, text, len);
+    if (rc == 0) wc_put(s, text, len, h, first);
+    return rc;
+}
+
+/* SPM over a whole fragment.  When the vocabulary allows (spm_cut_ok), the
+ * text is cut before every "\u2581" symbol that follows a symbol that is not
+ * "\u2581": no merge can cross such a cut, merges on the two sides never
+ * interact, and the (score, left) order within a side is unchanged, so the
+ * result is the same as one global heap, with word-sized heaps. */
+static int spm_encode(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
+    if (!t->spm_cut_ok) return spm_segment(t, s, text, len);
+    size_t seg = 0;
+    bool prev_sp = false;
+    for (size_t off = 0; off < len;) {
+        size_t k = NJ_MIN(utf8_len_lead(text[off]), len - off);
+        bool sp = k == 3 && memcmp(text + off, "\xE2\x96\x81", 3) == 0;
+        if (sp && !prev_sp && off > seg) {
+            int rc = spm_segment_cached(t, s, text + seg, off - seg);
+            if (rc) return rc;
+            seg = off;
+        }
+        prev_sp = sp;
+        off += k;
+    }
+    return spm_segment_cached(t, s, text + seg, len - seg);
 }
 
 /* ---- pre-tokenizer splitters (per piece [b, e) of code points) ---- */
@@ -1688,7 +1784,14 @@ static int bpe_fragment(const nj_tok *t, scratch *s, const uint8_t *text, size_t
     for (size_t w = 0; w < s->words.n; w++) {
         size_t b = pos, e = pos + s->words.v[w];
         pos = e;
-        if ((rc = bpe_word(t, s, s->coff.v[b], s->coff.v[e]))) return rc;
+        size_t wb = s->coff.v[b], we = s->coff.v[e];
+        if (s->wc && we - wb <= WC_MAXWORD) {
+            uint64_t h = hash_bytes(s->clean + wb, we - wb);
+            if (wc_get(s, s->clean + wb, we - wb, h)) continue;
+            size_t first = s->out.n;
+            if ((rc = bpe_word(t, s, wb, we))) return rc;
+            wc_put(s, s->clean + wb, we - wb, h, first);
+        } else if ((rc = bpe_word(t, s, wb, we))) return rc;
     }
     return 0;
 }
@@ -1793,6 +1896,7 @@ int tok_encode(const nj_tok *t, const char *text, size_t len, bool add_special,
     if (!t || (!text && len)) return -EINVAL;
     const uint8_t *u = (const uint8_t *)text;
 
+    if (len >= WC_MIN_TEXT && (rc = wc_init(&s))) goto done;
     if (add_special && t->add_bos && (rc = i32_push(&s.out, t->bos))) goto done;
     if ((rc = partition(t, u, len, parse_special, &fr))) goto done;
 
