@@ -439,11 +439,6 @@ static void run(nj_worker *w, worker_req *r) {
         req_fail(r, 503, "unavailable_error", "request cancelled");
         return;
     }
-    pthread_mutex_lock(&r->mu);
-    r->state = WREQ_RUNNING;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-
     if (!w->model) {
         NJ_INFO("loading the model again after an idle unload");
         int rc = load(w);
@@ -502,6 +497,14 @@ static void run(nj_worker *w, worker_req *r) {
         return;
     }
     if (max_tokens < 0) max_tokens = NJ_MIN(default_max, w->n_ctx - n);
+
+    /* Accepted: from here on the answer is 200 (a stream may start).  The
+     * state changes only now so that a streaming handler waiting for it
+     * still gets the validation errors above as a plain error response. */
+    pthread_mutex_lock(&r->mu);
+    r->state = WREQ_RUNNING;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 
     /* reuse the cached prefix; at least one token must be evaluated for logits */
     int keep = 0;
