@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat.h"
 #include "gguf.h"
 #include "model.h"
 #include "session.h"
+#include "tokenizer.h"
 #include "util.h"
 
 static int get_tok_id(const gguf_file *gf, const char *key) {
@@ -43,7 +45,26 @@ nj_model *nj_model_load(const char *path, const nj_model_params *p, int *err) {
     }
     if (!m->vocab_only && (rc = model_bind_tensors(m))) goto err;
 
-    /* tokenizer: wired to the tokenizer module when it lands */
+    /* Tokenizer and chat template.  A model whose tokenizer we cannot load
+     * still runs on token ids (--prompt-ids, conformance); the text entry
+     * points then return the load error. */
+    int terr = 0;
+    m->tok = tok_load(m->gf, &terr);
+    if (!m->tok) {
+        if (terr == -ENOMEM) { rc = terr; goto err; }
+        m->tok_err = terr ? terr : NJ_EFORMAT;
+        snprintf(m->tok_msg, sizeof m->tok_msg, "%s", nj_last_error());
+        NJ_WARN("%s: tokenizer not loaded: %s", path, m->tok_msg);
+    }
+    gguf_str tmpl;
+    m->chat_tmpl = -1;
+    if (gguf_get_str(m->gf, "tokenizer.chat_template", &tmpl) == 0) {
+        m->chat_tmpl = chat_detect(tmpl.ptr, (size_t)tmpl.len);
+        if (m->chat_tmpl < 0) snprintf(m->chat_msg, sizeof m->chat_msg, "%s", nj_last_error());
+    } else {
+        snprintf(m->chat_msg, sizeof m->chat_msg, "the model has no chat template");
+    }
+    nj_clear_error();
     if (err) *err = 0;
     return m;
 err:
@@ -54,6 +75,7 @@ err:
 
 void nj_model_free(nj_model *m) {
     if (!m) return;
+    tok_free(m->tok);
     nj_free(m->layers);
     nj_free(m->f32_store);
     if (m->gf) gguf_close(m->gf);
@@ -76,9 +98,15 @@ void nj_model_describe(const nj_model *m, nj_model_desc *d) {
     d->n_params = m->n_params;
     d->file_bytes = m->file_bytes;
     d->weight_bytes = m->weight_bytes;
-    d->bos = get_tok_id(m->gf, "tokenizer.ggml.bos_token_id");
-    d->eos = get_tok_id(m->gf, "tokenizer.ggml.eos_token_id");
-    d->eot = get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
+    if (m->tok) {
+        d->bos = tok_bos(m->tok);
+        d->eos = tok_eos(m->tok);
+        d->eot = tok_eot(m->tok);
+    } else {
+        d->bos = get_tok_id(m->gf, "tokenizer.ggml.bos_token_id");
+        d->eos = get_tok_id(m->gf, "tokenizer.ggml.eos_token_id");
+        d->eot = get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
+    }
 }
 
 /* Resident bytes once a session of n_ctx runs: the mapped file (tensor
@@ -102,24 +130,40 @@ uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type) {
 
 /* ---- tokenizer and chat: forwarded to their modules ---- */
 
+static int no_tok(const nj_model *m) {
+    return nj_fail(m->tok_err ? m->tok_err : NJ_EUNSUPPORTED, "no tokenizer: %s", m->tok_msg);
+}
+
 int nj_tokenize(const nj_model *m, const char *text, size_t len, bool add_special,
                 bool parse_special, int32_t *ids, int max) {
-    (void)m; (void)text; (void)len; (void)add_special; (void)parse_special; (void)ids; (void)max;
-    return nj_fail(NJ_EUNSUPPORTED, "tokenizer not built in yet");
+    if (!m->tok) return no_tok(m);
+    if (!text && len) return nj_fail(-EINVAL, "NULL text");
+    return tok_encode(m->tok, text ? text : "", len, add_special, parse_special, ids, max);
 }
 
 int nj_token_to_piece(const nj_model *m, int32_t id, bool special, char *buf, size_t cap) {
-    (void)m; (void)id; (void)special; (void)buf; (void)cap;
-    return nj_fail(NJ_EUNSUPPORTED, "tokenizer not built in yet");
+    if (!m->tok) return no_tok(m);
+    return tok_piece(m->tok, id, special, buf, cap);
 }
 
 bool nj_token_is_eog(const nj_model *m, int32_t id) {
+    if (m->tok) return tok_is_eog(m->tok, id);
     return id == get_tok_id(m->gf, "tokenizer.ggml.eos_token_id") ||
            id == get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
 }
 
 int nj_chat_apply(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs, int n,
                   bool add_assistant, char *buf, size_t cap) {
-    (void)m; (void)tmpl_name; (void)msgs; (void)n; (void)add_assistant; (void)buf; (void)cap;
-    return nj_fail(NJ_EUNSUPPORTED, "chat templates not built in yet");
+    int t;
+    if (tmpl_name) {
+        t = chat_from_name(tmpl_name);
+        if (t < 0) return t;
+    } else {
+        t = m->chat_tmpl;
+        if (t < 0)
+            return nj_fail(NJ_EUNSUPPORTED, "%s; name a template (known: %s)", m->chat_msg,
+                           chat_known_names());
+    }
+    if (n < 0 || (n > 0 && !msgs)) return nj_fail(-EINVAL, "bad message array");
+    return chat_apply(t, msgs, n, add_assistant, buf, cap);
 }

@@ -125,7 +125,11 @@ struct nj_model {
     float       *f32_store;       /* owned: converted 1-D weights */
     size_t       f32_store_len, f32_store_used;
 
-    void        *tok;             /* tokenizer (tokenizer.h), owned */
+    struct nj_tok *tok;           /* tokenizer (tokenizer.h), owned; NULL if it failed */
+    int          tok_err;         /* why tok is NULL */
+    char         tok_msg[160];
+    int          chat_tmpl;       /* enum chat_tmpl of the file's template, or < 0 */
+    char         chat_msg[160];   /* why chat_tmpl < 0 */
     int          n_threads;       /* default compute threads */
     bool         vocab_only;
     char         arch_name[32];

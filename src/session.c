@@ -141,7 +141,15 @@ static inline float expf_ggml(float x) {
     const float j = fma_d(fma_d(fma_d(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
                                 fma_d(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
                           u, fma_d(0x1.ffffecp-1f, b, 1.0f));
-    return ldexpf(j, (int)n);
+    const int ni = (int)n;
+    if (ni > -126 && ni < 127) {                 /* 2^n normal: exact scaling */
+        uint32_t bits = (uint32_t)(ni + 127) << 23;
+        float two_n;
+        memcpy(&two_n, &bits, 4);
+        const float r2 = j * two_n;
+        if (fabsf(r2) >= 0x1p-126f) return r2;   /* normal result: same as scalef */
+    }
+    return ldexpf(j, ni);
 }
 
 /* Horizontal sum of 16 lanes in the order of a 512-bit reduce-add:
@@ -591,29 +599,39 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     if (L->swa && hp->n_swa > 0 && p_first - hp->n_swa + 1 > 0) k_lo = p_first - hp->n_swa + 1;
     for (int ic = k_lo / FA_TILE * FA_TILE; ic <= p_last; ic += FA_TILE) {
         const int kt = ic + FA_TILE <= p_last + 1 ? FA_TILE : p_last + 1 - ic;
-        for (int tk = 0; tk < kt; tk++) {
-            const uint16_t *kr = K + (size_t)(ic + tk) * s->k_row, *vr = V + (size_t)(ic + tk) * s->v_row;
-            for (int d = 0; d < hk; d++) K32[(size_t)tk * hk + d] = f16_tab[kr[d]];
-            for (int d = 0; d < hv; d++) V32[(size_t)tk * hv + d] = f16_tab[vr[d]];
+        /* K tile transposed (hk, 64) so the score chains of 64 keys run
+         * side by side; V tile (64, hv).  Keys past the tile are zero. */
+        for (int tk = 0; tk < FA_TILE; tk++) {
+            if (tk < kt) {
+                const uint16_t *kr = K + (size_t)(ic + tk) * s->k_row;
+                const uint16_t *vr = V + (size_t)(ic + tk) * s->v_row;
+                for (int d = 0; d < hk; d++) K32[(size_t)d * FA_TILE + tk] = f16_tab[kr[d]];
+                for (int d = 0; d < hv; d++) V32[(size_t)tk * hv + d] = f16_tab[vr[d]];
+            } else {
+                for (int d = 0; d < hk; d++) K32[(size_t)d * FA_TILE + tk] = 0.0f;
+            }
         }
         for (int r = 0; r < nr; r++) {
             const int t = t0 + r / gq, h = kvh * gq + r % gq;
             const int p = j->p0 + t;
             int lo = 0;
             if (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) lo = p - hp->n_swa + 1;
+            if (ic + kt - 1 < lo || ic > p) continue;      /* tile fully masked */
             const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
+            /* ggml's tile GEMM: per key one fused multiply-add chain over d */
+            for (int tk = 0; tk < FA_TILE; tk++) kq[tk] = 0.0f;
+            for (int e = 0; e < hk; e++) {
+                const float qe = qf[e];
+                const float *kr = K32 + (size_t)e * FA_TILE;
+                for (int tk = 0; tk < FA_TILE; tk++) kq[tk] = fma_d(qe, kr[tk], kq[tk]);
+            }
             float tmax = -INFINITY;
             for (int tk = 0; tk < FA_TILE; tk++) {
                 const int key = ic + tk;
-                if (tk >= kt || key < lo || key > p) { kq[tk] = -INFINITY; continue; }
-                /* ggml's tile GEMM: one fused multiply-add chain over d */
-                const float *kr = K32 + (size_t)tk * hk;
-                float d = 0.0f;
-                for (int e = 0; e < hk; e++) d = fma_d(qf[e], kr[e], d);
-                kq[tk] = d * scale;
+                if (tk >= kt || key < lo || key > p) kq[tk] = -INFINITY;
+                else kq[tk] *= scale;
                 if (kq[tk] > tmax) tmax = kq[tk];
             }
-            if (tmax == -INFINITY) continue;
             float *acc = vkq + (size_t)r * hv;
             const float Mold = Ms[r], Mnew = fmaxf(Mold, tmax);
             if (Mnew > Mold) {
@@ -630,11 +648,15 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
                 sum += hsum16(kq + c0);
             }
             Ss[r] = (float)(Ss[r] + sum);
+            /* acc += p . V, one fused chain per output element over keys */
             for (int tk = 0; tk < kt; tk++) {
                 const float w = kq[tk];
                 if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
                 const float *vr = V32 + (size_t)tk * hv;
-                for (int d = 0; d < hv; d++) acc[d] = fma_d(w, vr[d], acc[d]);
+                int d = 0;
+                for (; d + 16 <= hv; d += 16)
+                    for (int e = 0; e < 16; e++) acc[d + e] = fma_d(w, vr[d + e], acc[d + e]);
+                for (; d < hv; d++) acc[d] = fma_d(w, vr[d], acc[d]);
             }
         }
     }
