@@ -246,20 +246,29 @@ DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1)
 
 /* ---- K-quant helpers --------------------------------------------------- */
 
-/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales sc[] and 8 six-bit mins mn[].
+/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins.
  *   j < 4:  sc = b[j] & 63,                    mn = b[j+4] & 63
  *   j >= 4: sc = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
  *           mn = (b[j+4] >> 4) | (b[j] >> 6) << 4
- * done four at a time in 32-bit words. */
-KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], s[2], m[2];
+ * done four at a time in 32-bit words, and returned in registers: scales
+ * as 8 int16 in both 128-bit halves (for lane broadcasts), mins as 8 int16.
+ * (Going through a byte array would cost a store-forwarding stall per
+ * super-block.) */
+KINLINE void k4_scales(const uint8_t *b, __m256i *scales, __m128i *mins) {
+    uint32_t u[3];
     memcpy(u, b, 12);
-    s[0] = u[0] & 0x3f3f3f3fu;
-    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    m[0] = u[1] & 0x3f3f3f3fu;
-    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    memcpy(sc, s, 8);
-    memcpy(mn, m, 8);
+    const uint32_t s0 = u[0] & 0x3f3f3f3fu;
+    const uint32_t s1 = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    const uint32_t m0 = u[1] & 0x3f3f3f3fu;
+    const uint32_t m1 = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const __m128i v = _mm_set_epi32((int)m1, (int)m0, (int)s1, (int)s0);
+    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+}
+
+/* int16 lane k of each 128-bit half, broadcast. */
+KINLINE __m256i lane16(__m256i v, const int k) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)((2 * k) | ((2 * k + 1) << 8))));
 }
 
 /* sum_k mn[k] * (bsums[2k] + bsums[2k+1]): the K-quant min correction. */
@@ -280,9 +289,9 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
-        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+        __m256i scales;
+        __m128i mins16;
+        k4_scales(w[i].scales, &scales, &mins16);
         __m256i sumi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
@@ -291,7 +300,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
             const __m256i lo = _mm256_and_si256(bits, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const __m256i sl = lane16(scales, 2 * j), sh = lane16(scales, 2 * j + 1);
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
@@ -333,9 +342,9 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
-        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+        __m256i scales;
+        __m128i mins16;
+        k4_scales(w[i].scales, &scales, &mins16);
         const __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
         __m256i sumi[NT_MAX];
         UNROLL
@@ -346,7 +355,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), bit_to_16(hb, 2 * j));
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                                                bit_to_16(hb, 2 * j + 1));
-            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const __m256i sl = lane16(scales, 2 * j), sh = lane16(scales, 2 * j + 1);
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
