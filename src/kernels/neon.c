@@ -31,6 +31,11 @@ KINLINE float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
 
 #define XROW(T, vx, xs, t) ((const T *)((const char *)(vx) + (size_t)(t) * (xs)))
 
+/* Prefetch the weight stream this far ahead (see avx2.c: decode must
+ * overlap DRAM reads with compute). */
+#define PF_AHEAD 1536
+KINLINE void prefetch_w(const void *p) { __builtin_prefetch((const char *)p + PF_AHEAD, 0, 3); }
+
 #define DEFINE_KERNELS(name, tile)                                                      \
     static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
                                const void *restrict x) {                               \
@@ -132,6 +137,7 @@ KINLINE void tile_b32(int n, const void *restrict vw, const void *restrict vx, s
     const int nb = n / 32;
     for (int i0 = 0; i0 < nb; i0 += 4) {
         const int cnt = nb - i0 < 4 ? nb - i0 : 4;
+        prefetch_w(w + (size_t)i0 * ws);
         int8x16_t w0[4], w1[4];
         float dw[4] = {0, 0, 0, 0}, mw[4] = {0, 0, 0, 0};
         UNROLL
@@ -222,6 +228,7 @@ KINLINE void tile_k45(int n, const void *restrict vw, const void *restrict vx, s
     for (int i = 0; i < nb; i++) {
         const uint8_t *qs, *scales;
         float dw, mw;
+        prefetch_w((const char *)vw + (size_t)i * (is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K)));
         uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
         if (is_q5) {
             const block_q5_K *b = (const block_q5_K *)vw + i;
@@ -293,6 +300,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
     const int8x16_t m32 = vdupq_n_s8(32);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i]);
         const int8_t *sc = w[i].scales;
         int32x4_t sum[NT_MAX];
         UNROLL
@@ -341,6 +349,7 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
     const uint8x16_t m2 = vdupq_n_u8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i]);
         const uint8_t *sc = w[i].scales;
         const uint8x16_t sraw = vld1q_u8(sc);
         const int16x8_t mn0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(vshrq_n_u8(sraw, 4))));
@@ -407,6 +416,7 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
     const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i]);
         int8_t sc[16];
         k3_scales(w[i].scales, sc);
         const uint8x16_t hm0 = vld1q_u8(w[i].hmask), hm1 = vld1q_u8(w[i].hmask + 16);
