@@ -54,6 +54,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "attn_ops.h"
 #include "matmul.h"
 #include "model.h"
 #include "pool.h"
@@ -96,80 +97,17 @@ struct nj_session {
     void      *mm_scratch;
 };
 
-/* ---- f16 helpers ---- */
+/* ---- tables ---- */
 
-/* Round an f32 to the nearest f16 value (ties to even), kept as f32.  This
- * is what storing into ggml's f16 accumulator does. */
-static inline float f16_round(float x) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    uint32_t a = b & 0x7fffffffu;
-    if (a >= 0x38800000u) {                   /* |x| >= 2^-14: f16 normal */
-        if (a >= 0x477ff000u) {               /* rounds to >= 65520: inf */
-            if (a > 0x7f800000u) return x;    /* NaN */
-            b = (b & 0x80000000u) | 0x7f800000u;
-        } else {
-            b += 0x0fffu + ((b >> 13) & 1u);  /* round mantissa to 10 bits */
-            b &= ~0x1fffu;
-        }
-        memcpy(&x, &b, 4);
-        return x;
-    }
-    /* f16 subnormals are multiples of 2^-24; 0.75 has that ulp. */
-    volatile float t = x + 0.75f;
-    return t - 0.75f;
-}
-
-/* a*b + c with one rounding, as the fused multiply-add ggml's compiler
- * emits: the product of two floats is exact in double, so only the sum is
- * rounded (twice, to double then to float; the two roundings can differ
- * from one only when the double result lands exactly on a float tie, about
- * one case in 2^29). */
-static inline float fma_d(float a, float b, float c) { return (float)((double)a * b + c); }
-
-/* ggml's vectorised expf (ggml_v_expf, after ARM's optimized-routines):
- * 2^n * p(b) with n = round(x / ln2) and a degree-5 polynomial; within
- * ~1.5 ulp of expf but not equal to it, and ggml uses it for SiLU and the
- * softmax of the tiled attention, so we evaluate the same steps. */
-static inline float expf_ggml(float x) {
-    const float r = 0x1.8p23f;
-    const float z = fma_d(x, 0x1.715476p+0f, r);
-    const float n = z - r;
-    const float b = fma_d(-n, 0x1.7f7d1cp-20f, fma_d(-n, 0x1.62e4p-1f, x));
-    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
-    const float u = b * b;
-    const float j = fma_d(fma_d(fma_d(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
-                                fma_d(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                          u, fma_d(0x1.ffffecp-1f, b, 1.0f));
-    const int ni = (int)n;
-    if (ni > -126 && ni < 127) {                 /* 2^n normal: exact scaling */
-        uint32_t bits = (uint32_t)(ni + 127) << 23;
-        float two_n;
-        memcpy(&two_n, &bits, 4);
-        const float r2 = j * two_n;
-        if (fabsf(r2) >= 0x1p-126f) return r2;   /* normal result: same as scalef */
-    }
-    return ldexpf(j, ni);
-}
-
-/* Horizontal sum of 16 lanes in the order of a 512-bit reduce-add:
- * halves, quarters, then pairs. */
-static inline float hsum16(const float *a) {
-    float b[8], c[4];
-    for (int i = 0; i < 8; i++) b[i] = a[i + 8] + a[i];
-    for (int i = 0; i < 4; i++) c[i] = b[i + 4] + b[i];
-    return (c[0] + c[2]) + (c[1] + c[3]);
-}
-
-/* f16 bits -> f32 through a table (filled once). */
-static float f16_tab[1 << 16];
 static float gelu_tab[1 << 16];
+static const attn_ops *ops;   /* set once with the tables */
+#define f16_tab attn_f16_tab
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 /* ggml evaluates gelu through a table indexed by the f16 bits of x. */
 static void tables_init(void) {
     const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
-    for (uint32_t i = 0; i < (1u << 16); i++) f16_tab[i] = nj_fp16_to_fp32((uint16_t)i);
+    ops = attn_ops_get();   /* also fills attn_f16_tab */
     for (uint32_t i = 0; i < (1u << 16); i++) {
         float x = f16_tab[i];
         float g = 0.5f * x * (1.0f + tanhf(c * x * fma_d(a * x, x, 1.0f)));
@@ -515,8 +453,7 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, const uint16_t 
         } else {
             vs = expf(sc - Mold);
         }
-        const uint16_t *vr = V + (size_t)ic * s->v_row;
-        for (int d = 0; d < hv; d++) vkq[d] = f16_round(fma_d(f16_tab[vr[d]], vs, vkq[d]));
+        ops->v_mad_f16(hv, V + (size_t)ic * s->v_row, vs, vkq);
         *S = fma_d(*S, ms, vs);
     }
 }
@@ -619,12 +556,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
             if (ic + kt - 1 < lo || ic > p) continue;      /* tile fully masked */
             const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
             /* ggml's tile GEMM: per key one fused multiply-add chain over d */
-            for (int tk = 0; tk < FA_TILE; tk++) kq[tk] = 0.0f;
-            for (int e = 0; e < hk; e++) {
-                const float qe = qf[e];
-                const float *kr = K32 + (size_t)e * FA_TILE;
-                for (int tk = 0; tk < FA_TILE; tk++) kq[tk] = fma_d(qe, kr[tk], kq[tk]);
-            }
+            ops->kq_tile(hk, qf, K32, kq);
             float tmax = -INFINITY;
             for (int tk = 0; tk < FA_TILE; tk++) {
                 const int key = ic + tk;
@@ -643,21 +575,10 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
             /* softmax over the tile in 16-lane chunks, as ggml's
              * vectorised soft_max: approximate exp, lane-ordered sums */
             double sum = 0.0;
-            for (int c0 = 0; c0 < FA_TILE; c0 += 16) {
-                for (int tk = c0; tk < c0 + 16; tk++) kq[tk] = expf_ggml(kq[tk] - Mnew);
-                sum += hsum16(kq + c0);
-            }
+            for (int c0 = 0; c0 < FA_TILE; c0 += 16) sum += ops->softmax16(kq + c0, Mnew);
             Ss[r] = (float)(Ss[r] + sum);
             /* acc += p . V, one fused chain per output element over keys */
-            for (int tk = 0; tk < kt; tk++) {
-                const float w = kq[tk];
-                if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
-                const float *vr = V32 + (size_t)tk * hv;
-                int d = 0;
-                for (; d + 16 <= hv; d += 16)
-                    for (int e = 0; e < 16; e++) acc[d + e] = fma_d(w, vr[d + e], acc[d + e]);
-                for (; d < hv; d++) acc[d] = fma_d(w, vr[d], acc[d]);
-            }
+            ops->pv_tile(hv, kt, kq, V32, acc);
         }
     }
     for (int r = 0; r < nr; r++) {
@@ -822,14 +743,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         if (hp->act == NJ_ACT_SILU) {
             /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
              * its approximate exp and the tail with expf */
-            for (int r = 0; r < nr; r++) {
-                float *g = s->gate + (size_t)r * F;
-                const float *u = s->up + (size_t)r * F;
-                const int nvec = F & ~15;
-                int i = 0;
-                for (; i < nvec; i++) g[i] = g[i] / (1.0f + expf_ggml(0.0f - g[i])) * u[i];
-                for (; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-            }
+            for (int r = 0; r < nr; r++)
+                ops->swiglu(F, s->gate + (size_t)r * F, s->up + (size_t)r * F);
         } else {
             for (size_t i = 0; i < nf; i++) {
                 const float g = s->gate[i];
