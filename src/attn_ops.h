@@ -35,9 +35,9 @@ typedef struct attn_ops {
     /* x[j] = exp_ggml(x[j] - max) for j < 16; returns their 16-lane sum in
      * the order of a 512-bit reduce-add. */
     float (*softmax16)(float *x, float max);
-    /* acc[d] = f16(fma(v[d], s, acc[d])) for d < hv; v as f16 bits, acc
-     * holding f16 values as floats (ggml's f16 V accumulator). */
-    void  (*v_mad_f16)(int hv, const uint16_t *v, float s, float *acc);
+    /* acc[d] = f16(fma(v[d], s, acc[d])) for d < hv; v (f16 values as
+     * floats) and acc (likewise) model ggml's f16 V accumulator. */
+    void  (*v_mad_f16)(int hv, const float *v, float s, float *acc);
     /* g[i] = silu(g[i]) * u[i] over a row of n: 16-wide with ggml's
      * approximate exp, the tail with expf. */
     void  (*swiglu)(int n, float *g, const float *u);

@@ -62,14 +62,11 @@ TGT static float SFX(softmax16)(float *x, float max) {
     return hsum16(x);
 }
 
-TGT static void SFX(v_mad_f16)(int hv, const uint16_t *restrict v, float s, float *restrict acc) {
+TGT static void SFX(v_mad_f16)(int hv, const float *restrict v, float s, float *restrict acc) {
     int d = 0;
-    for (; d + 16 <= hv; d += 16) {
-        float t[16];
-        for (int e = 0; e < 16; e++) t[e] = attn_f16_tab[v[d + e]];
-        for (int e = 0; e < 16; e++) acc[d + e] = f16_round(FMA(t[e], s, acc[d + e]));
-    }
-    for (; d < hv; d++) acc[d] = f16_round(FMA(attn_f16_tab[v[d]], s, acc[d]));
+    for (; d + 16 <= hv; d += 16)
+        for (int e = 0; e < 16; e++) acc[d + e] = f16_round(FMA(v[d + e], s, acc[d + e]));
+    for (; d < hv; d++) acc[d] = f16_round(FMA(v[d], s, acc[d]));
 }
 
 TGT static void SFX(swiglu)(int n, float *restrict g, const float *restrict u) {
