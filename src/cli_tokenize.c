@@ -21,6 +21,10 @@
  *                  by the line "__nj_msg__", each "role\ncontent".
  *                  --prompt prints the rendered prompt instead of ids;
  *                  --no-assistant leaves off the assistant header.
+ *   --template-file FILE   with --chat: detect the family from the Jinja
+ *                  template text in FILE instead of the model's.
+ *   --roundtrip    with --batch: print "ok" per text whose ids decode back
+ *                  to the exact input bytes, else "diff".
  *   --repeat N     tokenize N times and report the time per run on stderr.
  */
 #include <stdio.h>
@@ -44,8 +48,10 @@ static void usage(FILE *o) {
         "  --batch FILE       texts separated by a line __ggml_vocab_test__; one line of ids each\n"
         "  --chat FILE        tokenize a conversation rendered with the chat template\n"
         "  --template NAME    chat template override (%s)\n"
+        "  --template-file F  with --chat: detect the template family from the Jinja text in F\n"
         "  --prompt           with --chat: print the rendered prompt, not ids\n"
         "  --no-assistant     with --chat: do not open an assistant turn\n"
+        "  --roundtrip        with --batch: print ok/diff per text (decode(encode(text)) == text)\n"
         "  --repeat N         tokenize N times, report time per run on stderr\n",
         chat_known_names());
 }
@@ -121,8 +127,10 @@ static int parse_chat(char *buf, size_t len, nj_chat_msg *msgs, int max) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *file = NULL, *text = NULL, *batch = NULL, *chat = NULL, *tmpl_name = NULL;
-    bool ids_only = false, no_bos = false, special = false, show_prompt = false, add_ass = true;
+    const char *model = NULL, *file = NULL, *text = NULL, *batch = NULL, *chat = NULL, *tmpl_name = NULL,
+               *tmpl_file = NULL;
+    bool ids_only = false, no_bos = false, special = false, show_prompt = false, add_ass = true,
+         roundtrip = false;
     long repeat = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -133,6 +141,8 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--batch") && has_val) batch = argv[++i];
         else if (!strcmp(a, "--chat") && has_val) chat = argv[++i];
         else if (!strcmp(a, "--template") && has_val) tmpl_name = argv[++i];
+        else if (!strcmp(a, "--template-file") && has_val) tmpl_file = argv[++i];
+        else if (!strcmp(a, "--roundtrip")) roundtrip = true;
         else if (!strcmp(a, "--repeat") && has_val) repeat = strtol(argv[++i], NULL, 10);
         else if (!strcmp(a, "--ids")) ids_only = true;
         else if (!strcmp(a, "--no-bos")) no_bos = true;
@@ -187,7 +197,17 @@ int cmd_tokenize(int argc, char **argv) {
             size_t n = q ? (size_t)(q - p) : (size_t)(end - p);
             int k = encode_alloc(t, p, n, add_special, special, &ids);
             if (k < 0) { fprintf(stderr, "nightjar tokenize: %s\n", nj_strerror(k)); goto out; }
-            print_tokens(t, ids, k, true);
+            if (roundtrip) {
+                unsigned fl = TOK_DECODE_NO_CLEAN | (special ? TOK_DECODE_SPECIAL : 0) |
+                              (add_special ? TOK_DECODE_REMOVE_SPECIAL : 0);
+                int m = tok_decode(t, ids, k, fl, NULL, 0);
+                char *back = m >= 0 ? nj_malloc((size_t)m + 1) : NULL;
+                if (back) tok_decode(t, ids, k, fl, back, (size_t)m + 1);
+                puts(back && (size_t)m == n && memcmp(back, p, n) == 0 ? "ok" : "diff");
+                nj_free(back);
+            } else {
+                print_tokens(t, ids, k, true);
+            }
             nj_free(ids); ids = NULL;
             if (!q) break;
             p = q + sizeof sep - 1;
@@ -202,7 +222,13 @@ int cmd_tokenize(int argc, char **argv) {
         int nm = parse_chat(data, len, msgs, 256);
         int tmpl;
         if (tmpl_name) tmpl = chat_from_name(tmpl_name);
-        else {
+        else if (tmpl_file) {
+            size_t tl;
+            char *tt = read_file(tmpl_file, &tl);
+            if (!tt) { fprintf(stderr, "nightjar tokenize: cannot read %s\n", tmpl_file); goto out; }
+            tmpl = chat_detect(tt, tl);
+            nj_free(tt);
+        } else {
             gguf_str ts;
             if (gguf_get_str(f, "tokenizer.chat_template", &ts)) {
                 fprintf(stderr, "nightjar tokenize: the model has no chat template; use --template (%s)\n",

@@ -7,6 +7,10 @@
  *     is).  Small inputs (decode: one token) are quantized by the calling
  *     thread, which saves a pool round trip per matmul; large ones are split
  *     across threads by blocks.
+ *     When the level has a packed GEMM for W's type (gemm16, AVX-512 VNNI)
+ *     and there are at least 16 tokens, each full group of 16 quantized
+ *     rows is also re-laid into the packed token-per-lane layout, by the
+ *     thread that quantized it.
  *  2. Split the output into work items and let threads pull them from an
  *     atomic counter (dynamic, so a thread slowed by another process does
  *     not hold the others up).  An item is a block of RB weight rows times
@@ -17,10 +21,10 @@
  *     per token.  For one token an item is simply RB rows (decode is a
  *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
  *
- * Determinism: every output element is computed by exactly one kernel call,
- * and the SIMD tile kernels do the same arithmetic per token whatever the
- * tile width, so Y does not depend on the thread count or on how the
- * tokens are chunked (tests check both).
+ * Determinism: every kernel level, tile shape and the packed GEMM follow
+ * one canonical float order per output element (kernels.h, scalar.c), so
+ * Y does not depend on the thread count, on how tokens are grouped or
+ * chunked, or on the kernel level (tests check all three).
  *
  * Threads: pool_run's caller owns all arguments for the call's duration;
  * workers write disjoint parts of the scratch and of Y.
@@ -31,6 +35,7 @@
 #include "util.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
 /* Quantize on the calling thread below this many activation elements. */
 #define MM_SERIAL_QUANT 32768
@@ -38,13 +43,28 @@
 #define MM_CHUNK_BYTES  (192 * 1024)
 #define MM_TC_MAX       64
 
-size_t matmul_scratch_size(int type, int64_t cols, int n_tok) {
+/* Scratch layout: n_tok quantized rows, then (64-aligned) n_tok / 16
+ * packed groups when the type has a packed layout. */
+static bool scratch_layout(int type, int64_t cols, int n_tok, size_t *rows_bytes,
+                           size_t *group_bytes, size_t *total) {
     const nj_type_traits *t = quant_traits_ref(type);
-    if (!t || n_tok <= 0 || cols <= 0 || t->vec_dot_type == NJ_F32) return 0;
+    if (!t || n_tok <= 0 || cols <= 0 || t->vec_dot_type == NJ_F32) return false;
     size_t row = quant_row_size(t->vec_dot_type, cols);
-    uint64_t total;
-    if (!row || !nj_mul_ok(row, (uint64_t)n_tok, &total) || total > SIZE_MAX - 63) return 0;
-    return (size_t)((total + 63) & ~(uint64_t)63);
+    uint64_t q, g, sum;
+    if (!row || !nj_mul_ok(row, (uint64_t)n_tok, &q) || q > SIZE_MAX / 2) return false;
+    q = (q + 63) & ~(uint64_t)63;
+    size_t gb = kernels_pack16_size(t->vec_dot_type, cols);
+    if (!nj_mul_ok(gb, (uint64_t)(n_tok / 16), &g) || !nj_add_ok(q, g, &sum) || sum > SIZE_MAX / 2)
+        return false;
+    *rows_bytes = (size_t)q;
+    *group_bytes = gb;
+    *total = (size_t)sum;
+    return true;
+}
+
+size_t matmul_scratch_size(int type, int64_t cols, int n_tok) {
+    size_t rb, gb, total;
+    return scratch_layout(type, cols, n_tok, &rb, &gb, &total) ? total : 0;
 }
 
 struct quant_job {
@@ -54,7 +74,27 @@ struct quant_job {
     int64_t          cols, blck, nb_row;   /* blocks per row */
     size_t           xq_stride;
     int64_t          nb_total;
+    /* packed groups (n_groups == 0: none) */
+    nj_pack16_fn     pack16;
+    char            *packed;
+    size_t           group_bytes;
+    int              n_tok, n_groups;
 };
+
+/* Thread ith quantizes and packs groups ith, ith+nth, ...; the rows after
+ * the last full group count as one more (unpacked) group. */
+static void quant_pack_task(void *ctx, int ith, int nth) {
+    const struct quant_job *j = ctx;
+    const int units = j->n_groups + (j->n_tok > 16 * j->n_groups);
+    for (int g = ith; g < units; g += nth) {
+        const int t0 = 16 * g, t1 = NJ_MIN(t0 + 16, j->n_tok);
+        for (int t = t0; t < t1; t++)
+            j->from_float(j->x + (size_t)t * j->cols, j->xq + (size_t)t * j->xq_stride, j->cols);
+        if (g < j->n_groups)
+            j->pack16((int)j->cols, j->xq + (size_t)t0 * j->xq_stride, j->xq_stride, 16,
+                      j->packed + (size_t)g * j->group_bytes);
+    }
+}
 
 /* Thread ith quantizes blocks [nb_total*ith/nth, nb_total*(ith+1)/nth) of
  * the flattened (token, block) sequence, in row-bounded segments. */
@@ -75,6 +115,10 @@ struct mm_job {
     const nj_kernels *k;
     int               type;
     nj_gemm_fn        gemm;      /* NULL: generic loop over vec_dot */
+    nj_gemm16_fn      gemm16;    /* packed groups, NULL if none */
+    const char       *packed;
+    size_t            group_bytes;
+    int               n_groups;  /* tokens [0, 16*n_groups) are packed */
     nj_vec_dot_fn     dot;
     int               n;         /* cols */
     const char       *w;
@@ -100,6 +144,16 @@ static void mm_task(void *ctx, int ith, int nth) {
         int nr = (int)NJ_MIN((int64_t)j->rb, j->rows - r0);
         int nt = (int)NJ_MIN((int64_t)j->tc, (int64_t)j->n_tok - t0);
         const char *w = j->w + (size_t)r0 * j->w_stride;
+        /* full packed groups first (t0 is a multiple of 16 then) */
+        if (nt >= 16 && t0 / 16 < j->n_groups) {
+            const int ng = (int)NJ_MIN((int64_t)(nt / 16), (int64_t)(j->n_groups - t0 / 16));
+            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(t0 / 16) * j->group_bytes,
+                      j->group_bytes, ng, j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0,
+                      (size_t)j->rows);
+            t0 += 16 * ng;
+            nt -= 16 * ng;
+        }
+        if (nt == 0) continue;
         const char *x = j->x + (size_t)t0 * j->x_stride;
         float *y = j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0;
         if (j->gemm)
@@ -128,21 +182,33 @@ int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
                        (long long)W->cols, quant_type_name(W->type), W->row_bytes);
 
     const char *xq;
+    struct quant_job qj = {0};
     if (vdt == NJ_F32) {
         xq = (const char *)X;
     } else {
-        if (!scratch || !xt->from_float)
+        size_t rows_bytes, group_bytes, total;
+        if (!scratch || !xt->from_float ||
+            !scratch_layout(W->type, W->cols, n_tok, &rows_bytes, &group_bytes, &total))
             return nj_fail(scratch ? NJ_EUNSUPPORTED : -EINVAL,
                            "matmul: no scratch or no quantizer for %s", quant_type_name(vdt));
-        struct quant_job qj = {
+        qj = (struct quant_job){
             .from_float = xt->from_float, .x = X, .xq = scratch, .cols = W->cols,
-            .blck = xt->blck, .nb_row = W->cols / xt->blck, .xq_stride = x_row,
+            .blck = xt->blck, .nb_row = W->cols / xt->blck, .xq_stride = x_row, .n_tok = n_tok,
         };
         qj.nb_total = qj.nb_row * n_tok;
-        if (!pool || pool_size(pool) == 1 || (int64_t)n_tok * W->cols < MM_SERIAL_QUANT)
+        const bool serial = !pool || pool_size(pool) == 1 || (int64_t)n_tok * W->cols < MM_SERIAL_QUANT;
+        if (k->gemm16[W->type] && k->pack16[vdt] && n_tok >= 16 && group_bytes) {
+            qj.pack16 = k->pack16[vdt];
+            qj.packed = (char *)scratch + rows_bytes;
+            qj.group_bytes = group_bytes;
+            qj.n_groups = n_tok / 16;
+            if (serial) quant_pack_task(&qj, 0, 1);
+            else pool_run(pool, quant_pack_task, &qj);
+        } else if (serial) {
             quant_task(&qj, 0, 1);
-        else
+        } else {
             pool_run(pool, quant_task, &qj);
+        }
         xq = scratch;
     }
 
@@ -150,6 +216,8 @@ int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
         .k = k, .type = W->type, .gemm = k->gemm[W->type], .dot = tt->vec_dot,
         .n = (int)W->cols, .w = W->data, .w_stride = W->row_bytes, .rows = W->rows,
         .x = xq, .x_stride = x_row, .n_tok = n_tok, .y = Y,
+        .gemm16 = qj.n_groups ? k->gemm16[W->type] : NULL, .packed = qj.packed,
+        .group_bytes = qj.group_bytes, .n_groups = qj.n_groups,
     };
     int nth = pool ? pool_size(pool) : 1;
     if (n_tok == 1) {
@@ -160,7 +228,7 @@ int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
         j.tc = 1;
     } else {
         int64_t tc = MM_CHUNK_BYTES / (int64_t)x_row;
-        tc = NJ_MAX((int64_t)4, NJ_MIN(tc, (int64_t)MM_TC_MAX)) & ~(int64_t)3;
+        tc = NJ_MAX((int64_t)16, NJ_MIN(tc, (int64_t)MM_TC_MAX)) & ~(int64_t)15;
         j.tc = (int)NJ_MIN(tc, (int64_t)n_tok);
         j.rb = 16;
     }

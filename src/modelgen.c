@@ -27,6 +27,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,13 +458,40 @@ static void llama3_rope_factors(const modelgen_params *p, float *out, int n) {
     }
 }
 
+/* Rows [r0, r1) of one slab: generate and quantize.  Each row has its own
+ * generator seeded with (seed, tensor name, row), so the bytes do not depend
+ * on the slab size or the number of threads. */
+typedef struct slab_job {
+    const modelgen_params *p;
+    const gtensor *t;
+    nj_from_float_fn q;
+    float  mean, std;
+    size_t row_bytes;
+    int64_t base, r0, r1;     /* base: first row of the slab */
+    float *fbuf;
+    void  *qbuf;
+} slab_job;
+
+static void *slab_run(void *arg) {
+    const slab_job *j = arg;
+    const int64_t ne0 = j->t->ne[0];
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        rng g;
+        char key[GGUF_WRITE_MAX_NAME + 24];
+        snprintf(key, sizeof key, "%s#%lld", j->t->name, (long long)r);
+        rng_seed(&g, j->p->seed, key);
+        float *x = j->fbuf + (r - j->base) * ne0;
+        for (int64_t i = 0; i < ne0; i++) x[i] = j->mean + j->std * rng_normal(&g);
+        j->q(x, (char *)j->qbuf + (size_t)(r - j->base) * j->row_bytes, ne0);
+    }
+    return NULL;
+}
+
 static int write_tensor(gguf_writer *w, const modelgen_params *p, const gtensor *t,
                         float *fbuf, void *qbuf, int64_t slab_elems) {
     const int64_t ne0 = t->ne[0], rows = t->ne[1];
     nj_from_float_fn q = quantizer(t->type);
     if (!q) return nj_fail(NJ_EUNSUPPORTED, "modelgen: no quantizer for %s (tensor %s)", quant_type_name(t->type), t->name);
-    rng r;
-    rng_seed(&r, p->seed, t->name);
     if (t->kind == K_ROPEF) {
         llama3_rope_factors(p, fbuf, (int)ne0);
         q(fbuf, qbuf, ne0);
@@ -485,10 +513,25 @@ static int write_tensor(gguf_writer *w, const modelgen_params *p, const gtensor 
     if (t->kind == K_BIAS) std = 0.05f;
     int64_t slab_rows = NJ_MAX(1, slab_elems / ne0);
     size_t row_bytes = quant_row_size(t->type, ne0);
+    int nt = p->n_threads > 1 ? NJ_MIN(p->n_threads, 16) : 1;
     for (int64_t r0 = 0; r0 < rows; r0 += slab_rows) {
         int64_t nr = NJ_MIN(slab_rows, rows - r0);
-        for (int64_t i = 0; i < nr * ne0; i++) fbuf[i] = mean + std * rng_normal(&r);
-        for (int64_t i = 0; i < nr; i++) q(fbuf + i * ne0, (char *)qbuf + i * row_bytes, ne0);
+        int use = (int)NJ_MIN((int64_t)nt, nr);
+        slab_job jobs[16];
+        pthread_t th[16];
+        bool started[16] = {false};
+        for (int k = 0; k < use; k++) {
+            jobs[k] = (slab_job){.p = p, .t = t, .q = q, .mean = mean, .std = std, .row_bytes = row_bytes,
+                                 .base = r0, .r0 = r0 + nr * k / use, .r1 = r0 + nr * (k + 1) / use,
+                                 .fbuf = fbuf, .qbuf = qbuf};
+            /* thread 0's share runs here; others on threads (inline if one cannot start) */
+            if (k > 0 && pthread_create(&th[k], NULL, slab_run, &jobs[k]) == 0) started[k] = true;
+        }
+        slab_run(&jobs[0]);
+        for (int k = 1; k < use; k++) {
+            if (started[k]) pthread_join(th[k], NULL);
+            else slab_run(&jobs[k]);
+        }
         int rc = gguf_writer_write(w, qbuf, (size_t)nr * row_bytes);
         if (rc) return rc;
     }

@@ -10,11 +10,12 @@
  * file and their logits are compared (scripts/conformance-engine,
  * tests/test_golden.c).  The tool is tools/mkmodel.c.
  *
- * Determinism.  Every tensor's values come from its own generator, seeded
- * with (seed, tensor name), so a tensor does not change when the shape of
- * another does, and the same seed gives the same float weights for every
- * tensor type (only the quantization differs).  The generator and the
- * quantizers are plain scalar C: the same bytes on every machine.
+ * Determinism.  Every row of every tensor has its own generator, seeded
+ * with (seed, tensor name, row), so a tensor does not change when the shape
+ * of another does, the bytes do not depend on the thread count, and the same
+ * seed gives the same float weights for every tensor type (only the
+ * quantization differs).  The generator and the quantizers are plain scalar
+ * C: the same bytes on every machine.
  *
  * Distributions (chosen so activations stay O(1) and logits are peaked
  * enough that greedy decoding is not a coin toss): matrices
@@ -62,6 +63,8 @@ typedef struct modelgen_params {
     uint64_t seed;
     const gguf_file *tok_src; /* tokenizer source; NULL = synthetic SPM */
     int      synth_vocab;     /* size of the synthetic vocabulary (default 512) */
+    int      n_threads;       /* generation/quantization threads (<= 1: the caller's only);
+                                 the bytes do not depend on it */
 } modelgen_params;
 
 /* Fill p from a named preset ("tiny-llama", "tiny-qwen2", "tiny-qwen3",

@@ -40,7 +40,10 @@
  *    other) and \p{X} by that byte plus the ASCII members of X; we hold the
  *    same patterns pre-translated and run them byte-wise.  Regexes without
  *    \p{..} run on the code points (non-ASCII whitespace replaced by 0x0B).
- *    Unmatched stretches between matches become pieces too.
+ *    Unmatched stretches between matches become pieces too.  The pattern
+ *    lists are written as the models define them; compile_steps routes the
+ *    five patterns llama.cpp special-cases to the splitters and translates
+ *    the others with collapse_pattern.
  *    Each word is then re-encoded to UTF-8 and merged: symbols start as
  *    single bytes (mapped through the GPT-2 byte alphabet), and a min-heap
  *    keyed by (merge rank, left index) applies merges.  Strings are
@@ -58,6 +61,7 @@
 #include "tokenizer.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,12 +205,9 @@ static uint16_t cp_flags_slow(uint32_t c) {
 }
 
 static uint16_t g_ascii_flags[128];
-static _Atomic int g_ascii_ready;
 
 static void ascii_flags_init(void) {
-    if (g_ascii_ready) return;
     for (uint32_t c = 0; c < 128; c++) g_ascii_flags[c] = cp_flags_slow(c);
-    g_ascii_ready = 1;   /* idempotent: racing initialisers write equal values */
 }
 
 static inline uint16_t cp_flags(uint32_t c) {
@@ -267,13 +268,11 @@ static inline size_t utf8_len_lead(uint8_t b) {
 
 /* GPT-2 byte alphabet: bytes that are printable Latin-1 map to themselves,
  * the other 68 to U+0100.. in byte order.  Both directions are built once
- * (racing initialisers write identical values). */
+ * (tables_init, under pthread_once). */
 static uint32_t g_b2c[256];
 static int16_t  g_c2b[0x144];
-static _Atomic int g_alpha_ready;
 
 static void alphabet_init(void) {
-    if (g_alpha_ready) return;
     uint32_t n = 0;
     for (int i = 0; i < 0x144; i++) g_c2b[i] = -1;
     for (int c = 0; c < 256; c++) {
@@ -281,8 +280,10 @@ static void alphabet_init(void) {
         g_b2c[c] = keep ? (uint32_t)c : 256 + n++;
         g_c2b[g_b2c[c]] = (int16_t)c;
     }
-    g_alpha_ready = 1;
 }
+
+static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT;
+static void tables_init(void) { ascii_flags_init(); alphabet_init(); }
 static inline uint32_t byte_to_cp(uint8_t b) { return g_b2c[b]; }
 static inline int cp_to_byte(uint32_t c) { return c < 0x144 ? g_c2b[c] : -1; }
 
@@ -290,133 +291,308 @@ static inline int cp_to_byte(uint32_t c) { return c < 0x144 ? g_c2b[c] : -1; }
 /* pre-tokenizers                                                      */
 /* ------------------------------------------------------------------ */
 
+/* How one pattern of a pre-tokenizer runs. */
 enum step_kind { ST_NONE = 0, ST_GPT2, ST_LLAMA3, ST_QWEN2, ST_QWEN35, ST_NEWLINES,
                  ST_RE_BYTE /* regex over the collapsed class string */,
                  ST_RE_UTF  /* regex over the code points */ };
 
-typedef struct { int kind; const char *re; } step_def;
-
-/* \p{..} in collapsed form: the class byte plus the ASCII members. */
-#define C_N "\\x{D1}0-9"
-#define C_L "\\x{D2}A-Za-z"
-#define C_P "\\x{D3}\\x{21}-\\x{23}\\x{25}-\\x{2A}\\x{2C}-\\x{2F}\\x{3A}-\\x{3B}\\x{3F}-\\x{40}\\x{5B}-\\x{5D}\\x{5F}\\x{7B}\\x{7D}"
-
-enum regime { RG_DEFAULT, RG_GPT2, RG_LLAMA3, RG_QWEN2, RG_QWEN35, RG_STARCODER, RG_FALCON,
-              RG_DEEPSEEK_LLM, RG_DEEPSEEK_CODER, RG_GEMMA4, RG_COUNT };
-
 #define MAX_STEPS 6
-static const step_def regime_steps[RG_COUNT][MAX_STEPS] = {
-    [RG_DEFAULT] = {
-        {ST_RE_BYTE, "[" C_P "\\$\\+<=>\\^~\\|]+"},
-        {ST_GPT2, NULL},
-        {ST_RE_BYTE, "[" C_N "]+"},
-        {ST_RE_UTF, "[0-9][0-9][0-9]"},
-    },
-    [RG_GPT2] = { {ST_GPT2, NULL} },
-    [RG_LLAMA3] = { {ST_LLAMA3, NULL} },
-    [RG_QWEN2] = { {ST_QWEN2, NULL} },
-    [RG_QWEN35] = { {ST_QWEN35, NULL} },
-    [RG_STARCODER] = {
-        {ST_RE_BYTE, "[" C_N "]"},
-        {ST_GPT2, NULL},
-    },
-    [RG_FALCON] = {
-        {ST_RE_BYTE, "[" C_P "\\$\\+<=>\\^~\\|`]+"},
-        {ST_GPT2, NULL},
-        {ST_RE_UTF, "[0-9][0-9][0-9]"},
-    },
-    [RG_DEEPSEEK_LLM] = {
-        {ST_RE_UTF, "[\\r\\n]"},
-        {ST_RE_UTF,
-         "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"
-         "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"
-         "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-"
-         "\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}"
-         "\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}"
-         "\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}"
-         "\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}"
-         "\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-"
-         "\\x{1FC4}\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-"
-         "\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}"
-         "\\x{2115}\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-"
-         "\\x{2134}\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}"
-         "\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}"
-         "\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}"
-         "\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}"
-         "\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}"
-         "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
-         "\\x{1E900}-\\x{1E943}]+"},
-        {ST_RE_UTF, "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+"},
-        {ST_RE_UTF, "\\s+$"},
-        {ST_RE_UTF, "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"},
-        {ST_RE_BYTE, "[" C_N "]+"},
-    },
-    [RG_DEEPSEEK_CODER] = {
-        {ST_RE_UTF, "[\\r\\n]"},
-        {ST_RE_BYTE, "\\s?[" C_L "]+"},
-        {ST_RE_BYTE, "\\s?[" C_P "]+"},
-        {ST_RE_UTF, "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"},
-        {ST_RE_BYTE, "[" C_N "]"},
-    },
-    [RG_GEMMA4] = { {ST_NEWLINES, NULL} },
+
+/* Patterns llama.cpp runs with hand-written splitters (it recognises them by
+ * exact text, so do we; the splitters below reproduce those). */
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+#define RE_CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+#define RE_LLAMA3_I "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|" \
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_LLAMA3 RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|" \
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_QWEN2 RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|" \
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_QWEN35 RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}|" \
+    " ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_NEWLINES "[^\\n]+|[\\n]+"
+
+static const struct { const char *re; int kind; } custom_steps[] = {
+    {RE_GPT2, ST_GPT2}, {RE_LLAMA3_I, ST_LLAMA3}, {RE_LLAMA3, ST_LLAMA3},
+    {RE_QWEN2, ST_QWEN2}, {RE_QWEN35, ST_QWEN35}, {RE_NEWLINES, ST_NEWLINES},
 };
+
+/* The pattern lists of the pre-tokenizers, as the models' tokenizer.json
+ * files define them (in the adapted form llama.cpp runs: (?i:...) spelled
+ * out; non-ASCII characters written as \x{..}).  Applied in order, each
+ * pattern cutting every piece the previous ones produced. */
+static const char *const RS_LLAMA3[] = {   /* llama3, dbrx, smaug, chatglm4 */
+    RE_LLAMA3,
+    NULL};
+static const char *const RS_JAIS2[] = {   /* jais2 */
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s{512}(?!\\S)|"
+    "\\s{256}(?!\\S)|\\s{128}(?!\\S)|\\s{64}(?!\\S)|\\s{32}(?!\\S)|\\s{16}(?!\\S)|"
+    "\\s{8}(?!\\S)|\\s{4}(?!\\S)|\\s{1,2}(?!\\S)|\\s{1}",
+    NULL};
+static const char *const RS_DEEPSEEK_LLM[] = {   /* deepseek_llm */
+    "[\r\n]",
+    "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"
+    "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"
+    "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-"
+    "\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}"
+    "\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-"
+    "\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}"
+    "\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}"
+    "\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}"
+    "\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-"
+    "\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}"
+    "\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}"
+    "\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}"
+    "\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-"
+    "\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}"
+    "\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}"
+    "\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}"
+    "\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}]+",
+    "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-"
+    "\\x{3002}]+",
+    "\\s+$",
+    "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+    "\\p{N}+",
+    NULL};
+static const char *const RS_DEEPSEEK3_LLM[] = {   /* deepseek3_llm, hunyuan_dense, joyai_llm, hy_v4 */
+    "\\p{N}{1,3}",
+    "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|"
+    "[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|"
+    "\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_SPARK2_5[] = {   /* spark2_5 */
+    "\\p{N}{1,3}",
+    "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|"
+    "[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+|[\r\n]|\\s+(?!\\S)|\\s+",
+    "\\p{N}",
+    NULL};
+static const char *const RS_YOUTU[] = {   /* youtu */
+    "[\\x{AC00}-\\x{D7A3}\\x{3131}-\\x{318E}]+|[\\x{FF01}\\x{2026}\\x{201C}\\x{201D}\\x{2018}"
+    "\\x{2019}\\x{2014}\\x{FF1A}\\x{FF1B}\\x{FF0C}\\x{3001}-\\x{303F}\\x{FE30}-\\x{FE4F}]+|["
+    "\\x{3105}-\\x{312F}]+|[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]"
+    "+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]"
+    "*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}|"
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_DEEPSEEK_CODER[] = {   /* deepseek_coder */
+    "[\r\n]",
+    "\\s?\\p{L}+",
+    "\\s?\\p{P}+",
+    "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+    "\\p{N}",
+    NULL};
+static const char *const RS_FALCON[] = {   /* falcon */
+    "[\\p{P}\\$\\+<=>\\^~\\|`]+",
+    RE_GPT2,
+    "[0-9][0-9][0-9]",
+    NULL};
+static const char *const RS_STARCODER[] = {   /* starcoder, refact, command_r, smollm, codeshell, exaone, minerva, mellum2 */
+    "\\p{N}",
+    RE_GPT2,
+    NULL};
+static const char *const RS_GPT2[] = {   /* gpt2, mpt, olmo, jais, trillion, granite_docling */
+    RE_GPT2,
+    NULL};
+static const char *const RS_QWEN2[] = {   /* qwen2, stablelm2, hunyuan, solar_open, grok_2 */
+    RE_QWEN2,
+    NULL};
+static const char *const RS_QWEN35[] = {   /* qwen35 */
+    RE_QWEN35,
+    NULL};
+static const char *const RS_PORO[] = {   /* poro, bloom, gpt3_finnish */
+    " ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C})]+",
+    NULL};
+static const char *const RS_VIKING[] = {   /* viking */
+    " ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C})]+",
+    "\\p{N}",
+    NULL};
+static const char *const RS_TEKKEN[] = {   /* tekken */
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|"
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}|"
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_CHAMELEON[] = {   /* chameleon */
+    "<sentinel:[0-9]+>",
+    "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
+    "([\\t\\n]|    |  )",
+    "\\p{N}",
+    "[\\p{P}!-/:-@\\[-`{-~]",
+    RE_GPT2,
+    NULL};
+static const char *const RS_GPT4O[] = {   /* gpt4o, minimax_m2 */
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|"
+    "'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|"
+    "'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_GRANITE_EMB_MULTI[] = {   /* granite_emb_multi */
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}\\p{M}])([^a-z]))*((?=[\\p{L}\\p{M}])([^A-Z]))+(?:'[sS]"
+    "|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}\\p{M}])([^a-z]))+((?=[\\p{L}\\p{M}])([^A-Z]))*(?:'[sS]"
+    "|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}{1,3}|"
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_BAILINGMOE[] = {   /* bailingmoe */
+    "'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_SEED_CODER[] = {   /* seed_coder */
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_UFAKZEKA[] = {   /* ufakzeka */
+    "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+    "\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_LAGUNA[] = {   /* laguna */
+    RE_NEWLINES,
+    RE_QWEN2,
+    NULL};
+static const char *const RS_EXAONE_MOE[] = {   /* exaone_moe */
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|"
+    "[^\\r\\n\\p{L}\\p{N}]?(?:\\p{L}\\p{M}*(?: \\p{L}\\p{M}*)*)+|\\p{N}|"
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]?|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_GEMMA4[] = {   /* gemma4, sarvam_moe */
+    RE_NEWLINES,
+    NULL};
+static const char *const RS_MINICPM5[] = {   /* minicpm5 */
+    "\\p{N}{1,3}",
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}+| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL};
+static const char *const RS_DEFAULT[] = {   /* default */
+    "[\\p{P}\\$\\+<=>\\^~\\|]+",
+    RE_GPT2,
+    "\\p{N}+",
+    "[0-9][0-9][0-9]",
+    NULL};
 
 /* tokenizer.ggml.pre values we accept, as llama.cpp maps them. */
 enum { PF_NO_CLEAN = 1, PF_IGNORE_MERGES = 2, PF_ADD_BOS = 4, PF_NO_BOS_ID = 8,
-       PF_ESCAPE_WS = 16 };
-static const struct pre_def { const char *name; int regime; unsigned flags; } pre_defs[] = {
-    {"default",          RG_DEFAULT, 0},
-    {"llama3",           RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"llama-v3",         RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"llama-bpe",        RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"falcon3",          RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"falcon-h1",        RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"pixtral",          RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"midm-2.0",         RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"lfm2",             RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"jina-v5-nano",     RG_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"dbrx",             RG_LLAMA3, 0},
-    {"smaug-bpe",        RG_LLAMA3, 0},
-    {"glm4",             RG_LLAMA3, PF_NO_BOS_ID},
-    {"chatglm-bpe",      RG_LLAMA3, PF_NO_BOS_ID},
-    {"deepseek-llm",     RG_DEEPSEEK_LLM, PF_NO_CLEAN},
-    {"deepseek-coder",   RG_DEEPSEEK_CODER, PF_NO_CLEAN},
-    {"falcon",           RG_FALCON, 0},
-    {"mpt",              RG_GPT2, 0},
-    {"starcoder",        RG_STARCODER, 0},
-    {"gpt-2",            RG_GPT2, 0},
-    {"phi-2",            RG_GPT2, 0},
-    {"jina-es",          RG_GPT2, 0},
-    {"jina-de",          RG_GPT2, 0},
-    {"gigachat",         RG_GPT2, 0},
-    {"jina-v2-es",       RG_GPT2, 0},
-    {"jina-v2-de",       RG_GPT2, 0},
-    {"a.x-4.0",          RG_GPT2, 0},
-    {"mellum",           RG_GPT2, 0},
-    {"modern-bert",      RG_GPT2, 0},
-    {"exaone4",          RG_GPT2, 0},
-    {"olmo",             RG_GPT2, 0},
-    {"jais",             RG_GPT2, 0},
-    {"trillion",         RG_GPT2, PF_NO_CLEAN},
-    {"granite-docling",  RG_GPT2, PF_NO_CLEAN},
-    {"refact",           RG_STARCODER, 0},
-    {"command-r",        RG_STARCODER, PF_NO_CLEAN},
-    {"smollm",           RG_STARCODER, PF_NO_CLEAN},
-    {"codeshell",        RG_STARCODER, 0},
-    {"exaone",           RG_STARCODER, 0},
-    {"minerva-7b",       RG_STARCODER, 0},
-    {"mellum2",          RG_STARCODER, 0},
-    {"qwen2",            RG_QWEN2, PF_NO_CLEAN},
-    {"deepseek-r1-qwen", RG_QWEN2, PF_NO_CLEAN},
-    {"kormo",            RG_QWEN2, PF_NO_CLEAN},
-    {"f2llmv2",          RG_QWEN2, PF_NO_CLEAN},
-    {"megrez",           RG_QWEN2, 0},
-    {"stablelm2",        RG_QWEN2, 0},
-    {"hunyuan",          RG_QWEN2, PF_NO_CLEAN},
-    {"solar-open",       RG_QWEN2, PF_NO_CLEAN},
-    {"qwen35",           RG_QWEN35, PF_NO_CLEAN},
-    {"gemma4",           RG_GEMMA4, PF_ESCAPE_WS},
+       PF_RAW_UTF8 = 16 /* no byte alphabet: U+2581 for spaces, <0xXX> fallback */,
+       PF_GEMMA4 = 32   /* newline-only words may be one token; BOS forced */ };
+static const struct pre_def { const char *names; const char *const *re; unsigned flags; } pre_defs[] = {
+    {"default",                               RS_DEFAULT, 0},
+    {"llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2|jina-v5-nano",
+                                              RS_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"dbrx|smaug-bpe",                        RS_LLAMA3, 0},
+    {"glm4|chatglm-bpe",                      RS_LLAMA3, PF_NO_BOS_ID},
+    {"jais-2",                                RS_JAIS2, 0},
+    {"minicpm5",                              RS_MINICPM5, PF_IGNORE_MERGES},
+    {"deepseek-llm",                          RS_DEEPSEEK_LLM, PF_NO_CLEAN},
+    {"deepseek-coder",                        RS_DEEPSEEK_CODER, PF_NO_CLEAN},
+    {"deepseek-v3|hunyuan-dense|joyai-llm|hy_v4", RS_DEEPSEEK3_LLM, PF_NO_CLEAN},
+    {"spark2_5",                              RS_SPARK2_5, PF_NO_CLEAN},
+    {"youtu",                                 RS_YOUTU, PF_NO_CLEAN | PF_IGNORE_MERGES},
+    {"falcon",                                RS_FALCON, 0},
+    {"gpt-2|phi-2|jina-es|jina-de|gigachat|jina-v2-es|jina-v2-de|a.x-4.0|mellum|modern-bert|"
+     "exaone4|jina-v1-en|jina-v2-code|roberta-bpe|mpt|olmo|jais",
+                                              RS_GPT2, 0},
+    {"trillion|granite-docling",              RS_GPT2, PF_NO_CLEAN},
+    {"starcoder|refact|codeshell|exaone|minerva-7b|mellum2",
+                                              RS_STARCODER, 0},
+    {"command-r|smollm",                      RS_STARCODER, PF_NO_CLEAN},
+    {"qwen2|deepseek-r1-qwen|kormo|f2llmv2|hunyuan|solar-open|grok-2",
+                                              RS_QWEN2, PF_NO_CLEAN},
+    {"megrez|stablelm2",                      RS_QWEN2, 0},
+    {"qwen35",                                RS_QWEN35, PF_NO_CLEAN},
+    {"poro-chat",                             RS_PORO, PF_NO_CLEAN},
+    {"bloom|gpt3-finnish",                    RS_PORO, 0},
+    {"viking",                                RS_VIKING, PF_NO_CLEAN},
+    {"tekken",                                RS_TEKKEN, PF_NO_CLEAN | PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"chameleon",                             RS_CHAMELEON, PF_NO_CLEAN | PF_ADD_BOS},
+    {"gpt-4o|llama4|kanana2|talkie|minimax-m2", RS_GPT4O, PF_NO_CLEAN},
+    {"granite-embed-multi-97m",               RS_GRANITE_EMB_MULTI, PF_NO_CLEAN | PF_IGNORE_MERGES},
+    {"bailingmoe|bailingmoe2|llada-moe",      RS_BAILINGMOE, PF_NO_CLEAN},
+    {"seed-coder",                            RS_SEED_CODER, PF_NO_CLEAN},
+    {"ufakzeka",                              RS_UFAKZEKA, PF_NO_CLEAN},
+    {"laguna",                                RS_LAGUNA, PF_NO_CLEAN},
+    {"exaone-moe",                            RS_EXAONE_MOE, 0},
+    {"gemma4|granite-embed-multi-311m",       RS_GEMMA4, PF_RAW_UTF8 | PF_GEMMA4},
+    {"sarvam-moe",                            RS_GEMMA4, PF_RAW_UTF8 | PF_NO_CLEAN},
 };
+
+static const struct pre_def *find_pre(gguf_str name, char *canon, size_t cap) {
+    for (size_t k = 0; k < NJ_ARRAY_LEN(pre_defs); k++) {
+        const char *p = pre_defs[k].names;
+        while (*p) {
+            const char *bar = strchr(p, '|');
+            size_t n = bar ? (size_t)(bar - p) : strlen(p);
+            if (n == name.len && memcmp(p, name.ptr, n) == 0) {
+                snprintf(canon, cap, "%.*s", (int)n, p);
+                return &pre_defs[k];
+            }
+            p += n + (bar != NULL);
+        }
+    }
+    return NULL;
+}
+
+/* \p{..} classes in the collapsed string: the class byte plus the ASCII
+ * members (what llama.cpp substitutes before running std::regex). */
+static const struct { const char *name; const char *set; } collapse_sets[] = {
+    {"\\p{N}",  "\\x{D1}\\x{30}-\\x{39}"},
+    {"\\p{L}",  "\\x{D2}\\x{41}-\\x{5A}\\x{61}-\\x{7A}"},
+    {"\\p{P}",  "\\x{D3}\\x{21}-\\x{23}\\x{25}-\\x{2A}\\x{2C}-\\x{2F}\\x{3A}-\\x{3B}\\x{3F}-\\x{40}"
+                "\\x{5B}-\\x{5D}\\x{5F}\\x{7B}\\x{7D}"},
+    {"\\p{M}",  "\\x{D4}"},
+    {"\\p{S}",  "\\x{D5}\\x{24}\\x{2B}\\x{3C}-\\x{3E}\\x{5E}\\x{60}\\x{7C}\\x{7E}"},
+    {"\\p{Lu}", "\\x{D2}\\x{41}-\\x{5A}\\x{61}-\\x{7A}"},
+    {"\\p{Ll}", "\\x{D2}\\x{41}-\\x{5A}\\x{61}-\\x{7A}"},
+    {"\\p{Lt}", "\\x{D2}\\x{41}-\\x{5A}\\x{61}-\\x{7A}"},
+    {"\\p{Lm}", "\\x{D2}\\x{41}-\\x{5A}\\x{61}-\\x{7A}"},
+    {"\\p{Lo}", "\\x{D2}\\x{41}-\\x{5A}\\x{61}-\\x{7A}"},
+};
+
+static bool uses_classes(const char *re) {
+    for (size_t k = 0; k < NJ_ARRAY_LEN(collapse_sets); k++)
+        if (strstr(re, collapse_sets[k].name)) return true;
+    return false;
+}
+
+/* Rewrite a pattern for the collapsed string: each known \p{X} becomes its
+ * set, wrapped in [] unless already inside a bracket expression (tracked
+ * the way llama.cpp tracks it: '[' or ']' not preceded by a backslash).
+ * Returns a nj_malloc'd string or NULL. */
+static char *collapse_pattern(const char *re) {
+    size_t n = strlen(re);
+    char *out = nj_malloc(n * 24 + 64);
+    if (!out) return NULL;
+    size_t o = 0;
+    bool inside = false;
+    for (size_t i = 0; i < n; i++) {
+        if (re[i] == '[' && (i == 0 || re[i - 1] != '\\')) { out[o++] = '['; inside = true; continue; }
+        if (inside && re[i] == ']' && re[i - 1] != '\\') { out[o++] = ']'; inside = false; continue; }
+        if (re[i] == '\\' && i + 3 < n && re[i + 1] == 'p' && re[i + 2] == '{') {
+            const char *close = strchr(re + i + 3, '}');
+            if (close && (size_t)(close - re) <= i + 10) {
+                size_t len = (size_t)(close - re) - i + 1;
+                size_t k;
+                for (k = 0; k < NJ_ARRAY_LEN(collapse_sets); k++)
+                    if (strlen(collapse_sets[k].name) == len && !memcmp(re + i, collapse_sets[k].name, len)) break;
+                if (k < NJ_ARRAY_LEN(collapse_sets)) {
+                    if (!inside) out[o++] = '[';
+                    size_t sl = strlen(collapse_sets[k].set);
+                    memcpy(out + o, collapse_sets[k].set, sl);
+                    o += sl;
+                    if (!inside) out[o++] = ']';
+                    i += len - 1;
+                    continue;
+                }
+            }
+        }
+        out[o++] = re[i];
+    }
+    out[o] = 0;
+    return out;
+}
 
 /* ------------------------------------------------------------------ */
 /* the tokenizer object                                                */
@@ -440,7 +616,6 @@ typedef struct trie_node { int32_t child, sibling, special; uint8_t byte; } trie
 struct nj_tok {
     const gguf_file *f;
     int      type;           /* TOK_TYPE_* */
-    int      regime;         /* BPE pre-tokenizer */
     char     pre_name[32];
     int      n_vocab;
 
@@ -485,6 +660,8 @@ struct nj_tok {
     int32_t fim_pre, fim_suf, fim_mid, fim_pad, fim_rep, fim_sep;
     bool add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces,
          escape_ws, byte_encode;
+    bool spm_cut_ok;     /* SPM text may be cut before "\u2581" (see spm_encode) */
+    bool gemma4;         /* gemma4 rules: newline-only words, forced BOS */
 };
 
 /* ---- strmap ---- */
@@ -627,12 +804,11 @@ static int32_t find_first(const nj_tok *t, const char *const *names) {
     return -1;
 }
 
-static int special_cmp_tok;  /* unused; qsort below needs the object */
-static const nj_tok *g_sort_tok;
-static int special_cmp(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    uint32_t lx = g_sort_tok->str[x].len, ly = g_sort_tok->str[y].len;
-    if (lx != ly) return lx > ly ? -1 : 1;
+/* Special tokens in partition order: longer text first, then lower id
+ * (llama.cpp's std::sort leaves equal lengths unordered; the order only
+ * matters for two same-length tokens overlapping in a text). */
+static int u64_cmp(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -889,47 +1065,54 @@ static int build_merges(nj_tok *t, const gguf_str *merges, uint64_t n_merges) {
     return 0;
 }
 
-static int compile_steps(nj_tok *t) {
+/* Prepare the steps of a pre-tokenizer: known patterns go to the
+ * hand-written splitters, the rest are compiled with PCRE2 (collapsed when
+ * they use \p{..}, else in UTF mode), as llama.cpp dispatches them. */
+static int compile_steps(nj_tok *t, const char *const *re) {
+    int rc = 0;
     t->gctx = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
     if (!t->gctx) return -ENOMEM;
     pcre2_compile_context *cctx = pcre2_compile_context_create(t->gctx);
     if (!cctx) return -ENOMEM;
-    for (int i = 0; i < MAX_STEPS; i++) {
-        const step_def *d = &regime_steps[t->regime][i];
-        if (d->kind == ST_NONE) break;
-        t->step_kind[i] = d->kind;
+    for (int i = 0; re[i]; i++) {
+        if (i == MAX_STEPS) { rc = nj_fail(NJ_EUNSUPPORTED, "tokenizer: too many pre-tokenizer steps"); break; }
         t->n_steps = i + 1;
-        if (d->kind == ST_RE_BYTE || d->kind == ST_RE_UTF) {
-            uint32_t opt = PCRE2_DOLLAR_ENDONLY | (d->kind == ST_RE_UTF ? PCRE2_UTF : 0);
-            int ec; PCRE2_SIZE eo;
-            t->step_re[i] = pcre2_compile((PCRE2_SPTR)d->re, PCRE2_ZERO_TERMINATED, opt, &ec, &eo, cctx);
-            if (!t->step_re[i] && ec == PCRE2_ERROR_HEAP_FAILED) {
-                pcre2_compile_context_free(cctx);
-                return -ENOMEM;
-            }
-            if (!t->step_re[i]) {
-                PCRE2_UCHAR msg[160];
-                pcre2_get_error_message(ec, msg, sizeof msg);
-                pcre2_compile_context_free(cctx);
-                return nj_fail(NJ_EUNSUPPORTED, "tokenizer: regex error at %zu: %s", (size_t)eo, (char *)msg);
-            }
-            pcre2_jit_compile(t->step_re[i], PCRE2_JIT_COMPLETE);  /* best effort */
-            if (d->kind == ST_RE_BYTE) t->need_collapsed = true; else t->need_retext = true;
+        int kind = ST_NONE;
+        for (size_t k = 0; k < NJ_ARRAY_LEN(custom_steps); k++)
+            if (!strcmp(re[i], custom_steps[k].re)) kind = custom_steps[k].kind;
+        if (kind != ST_NONE) {
+            t->step_kind[i] = kind;
+            if (kind != ST_NEWLINES) t->need_flags = true;
+            continue;
         }
-        if (d->kind == ST_GPT2 || d->kind == ST_LLAMA3 || d->kind == ST_QWEN2 || d->kind == ST_QWEN35)
-            t->need_flags = true;
+        bool coll = uses_classes(re[i]);
+        char *pat = coll ? collapse_pattern(re[i]) : NULL;
+        if (coll && !pat) { rc = -ENOMEM; break; }
+        t->step_kind[i] = coll ? ST_RE_BYTE : ST_RE_UTF;
+        uint32_t opt = PCRE2_DOLLAR_ENDONLY | (coll ? 0 : PCRE2_UTF);
+        int ec;
+        PCRE2_SIZE eo;
+        t->step_re[i] = pcre2_compile((PCRE2_SPTR)(pat ? pat : re[i]), PCRE2_ZERO_TERMINATED, opt, &ec, &eo, cctx);
+        nj_free(pat);
+        if (!t->step_re[i]) {
+            if (ec == PCRE2_ERROR_HEAP_FAILED) { rc = -ENOMEM; break; }
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            rc = nj_fail(NJ_EUNSUPPORTED, "tokenizer: pre-tokenizer pattern %d: %s at %zu", i, (char *)msg, (size_t)eo);
+            break;
+        }
+        pcre2_jit_compile(t->step_re[i], PCRE2_JIT_COMPLETE);   /* best effort */
+        if (coll) t->need_collapsed = t->need_flags = true; else t->need_retext = true;
     }
-    if (t->need_collapsed) t->need_flags = true;
     pcre2_compile_context_free(cctx);
-    return 0;
+    return rc;
 }
 
 nj_tok *tok_load(const gguf_file *f, int *err) {
     int rc = 0;
     nj_tok *t = NULL;
     char *pbuf = NULL;
-    ascii_flags_init();
-    alphabet_init();
+    pthread_once(&g_tables_once, tables_init);
 
     gguf_str model, pre = {"", 0};
     if (gguf_get_str(f, "tokenizer.ggml.model", &model)) {
@@ -948,6 +1131,7 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
     t->fim_pre = t->fim_suf = t->fim_mid = t->fim_pad = t->fim_rep = t->fim_sep = -1;
 
     unsigned pflags = 0;
+    const struct pre_def *pdef = NULL;
     if (gguf_str_eq(model, "llama")) {
         t->type = TOK_TYPE_SPM;
         t->bos = 1; t->eos = 2; t->unk = 0;
@@ -962,22 +1146,19 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
             NJ_WARN("tokenizer: no tokenizer.ggml.pre, using 'default' (quality may suffer)");
             pre.ptr = "default"; pre.len = 7;
         }
-        size_t k;
-        for (k = 0; k < NJ_ARRAY_LEN(pre_defs); k++)
-            if (gguf_str_eq(pre, pre_defs[k].name)) break;
-        if (k == NJ_ARRAY_LEN(pre_defs)) {
+        pdef = find_pre(pre, t->pre_name, sizeof t->pre_name);
+        if (!pdef) {
             rc = nj_fail(NJ_EUNSUPPORTED, "tokenizer: pre-tokenizer '%.*s' is not supported",
                          (int)NJ_MIN(pre.len, 64), pre.ptr);
             goto err;
         }
-        t->regime = pre_defs[k].regime;
-        pflags = pre_defs[k].flags;
-        snprintf(t->pre_name, sizeof t->pre_name, "%s", pre_defs[k].name);
+        pflags = pdef->flags;
         if (pflags & PF_NO_CLEAN) t->clean_spaces = false;
         if (pflags & PF_IGNORE_MERGES) t->ignore_merges = true;
         if (pflags & PF_ADD_BOS) t->add_bos = true;
         if (pflags & PF_NO_BOS_ID) t->bos = -1;
-        if (pflags & PF_ESCAPE_WS) { t->escape_ws = true; t->byte_encode = false; }
+        if (pflags & PF_RAW_UTF8) { t->escape_ws = true; t->byte_encode = false; }
+        if (pflags & PF_GEMMA4) t->gemma4 = true;
     } else {
         rc = nj_fail(NJ_EUNSUPPORTED, "tokenizer: model type '%.*s' is not supported (only llama/SPM, gpt2/BPE, gemma4)",
                      (int)NJ_MIN(model.len, 64), model.ptr);
@@ -1060,7 +1241,7 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
             goto err;
         }
         if ((rc = build_merges(t, ms, m))) goto err;
-        if ((rc = compile_steps(t))) goto err;
+        if ((rc = compile_steps(t, pdef->re))) goto err;
     }
 
     if ((rc = load_ids(t, f))) goto err;
@@ -1068,7 +1249,7 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
         bool b;
         if (gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b) == 0) t->add_bos = b;
         if (gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &b) == 0) t->add_eos = b;
-        if (t->regime == RG_GEMMA4 && t->type == TOK_TYPE_BPE) t->add_bos = true;
+        if (t->gemma4) t->add_bos = true;   /* as llama.cpp does for Gemma 4 */
     }
     if (t->add_bos && t->bos < 0) { rc = nj_fail(NJ_EFORMAT, "tokenizer: add_bos set but no BOS token"); goto err; }
     if (t->add_eos && t->eos < 0) { rc = nj_fail(NJ_EFORMAT, "tokenizer: add_eos set but no EOS token"); goto err; }
@@ -1094,13 +1275,14 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
         for (int32_t i = 0; i < t->n_vocab; i++)
             if (t->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)) cnt++;
         t->special = nj_malloc((size_t)(cnt ? cnt : 1) * sizeof *t->special);
-        if (!t->special) { rc = -ENOMEM; goto err; }
+        uint64_t *keys = nj_malloc((size_t)(cnt ? cnt : 1) * sizeof *keys);
+        if (!t->special || !keys) { nj_free(keys); rc = -ENOMEM; goto err; }
         for (int32_t i = 0; i < t->n_vocab; i++)
             if (t->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN))
-                t->special[t->n_special++] = i;
-        g_sort_tok = t;   /* load is not expected to race with another load's sort */
-        (void)special_cmp_tok;
-        qsort(t->special, (size_t)t->n_special, sizeof *t->special, special_cmp);
+                keys[t->n_special++] = ((uint64_t)(UINT32_MAX - t->str[i].len) << 32) | (uint32_t)i;
+        qsort(keys, (size_t)t->n_special, sizeof *keys, u64_cmp);
+        for (int i = 0; i < t->n_special; i++) t->special[i] = (int32_t)(keys[i] & 0xFFFFFFFFu);
+        nj_free(keys);
         for (int i = 0; i < t->n_special; i++)
             if ((rc = trie_add(t, &t->str[t->special[i]], i))) goto err;
     }
@@ -1136,6 +1318,20 @@ nj_tok *tok_load(const gguf_file *f, int *err) {
         t->piece_off[t->n_vocab] = (uint32_t)len;
         t->piece_buf = pbuf;
         pbuf = NULL;
+    }
+
+    /* SPM segmentation is exact when every vocabulary entry is "\u2581"*X
+     * with no "\u2581" inside X: then no merge can join a symbol that is not
+     * "\u2581" to a following "\u2581" (merged symbols are always entries). */
+    if (t->type == TOK_TYPE_SPM) {
+        t->spm_cut_ok = true;
+        for (int32_t i = 0; i < t->n_vocab && t->spm_cut_ok; i++) {
+            const uint8_t *p = (const uint8_t *)t->str[i].ptr;
+            size_t n = t->str[i].len, k = 0;
+            while (k + 3 <= n && memcmp(p + k, "\xE2\x96\x81", 3) == 0) k += 3;
+            for (; k + 3 <= n; k++)
+                if (memcmp(p + k, "\xE2\x96\x81", 3) == 0) { t->spm_cut_ok = false; break; }
+        }
     }
 
     /* newline token */
@@ -1199,7 +1395,53 @@ typedef struct {
     size_t heap_n, heap_cap;
     uint8_t *buf; size_t buf_cap;       /* SPM text / misc */
     pcre2_match_data *md[MAX_STEPS];
+    /* word cache for long inputs: word bytes -> ids, bounded, this call only */
+    struct wc_slot { uint64_t h; uint32_t key_off, ids_off; uint16_t key_len, n_ids; } *wc;
+    uint8_t *wc_keys;
+    int32_t *wc_ids;
+    size_t wc_keys_used, wc_ids_used;
 } scratch;
+
+#define WC_SLOTS   16384          /* power of two */
+#define WC_KEYS    (256u << 10)  /* bytes of cached word text */
+#define WC_IDS     (64u << 10)   /* cached ids */
+#define WC_MAXWORD 64
+#define WC_MIN_TEXT (16u << 10)  /* inputs shorter than this are not cached */
+
+static int wc_init(scratch *s) {
+    s->wc = nj_calloc(WC_SLOTS, sizeof *s->wc);
+    s->wc_keys = nj_malloc(WC_KEYS);
+    s->wc_ids = nj_malloc(WC_IDS * sizeof *s->wc_ids);
+    if (!s->wc || !s->wc_keys || !s->wc_ids) return -ENOMEM;
+    return 0;
+}
+
+/* Cached ids of word w (appended to s->out) or false. */
+static bool wc_get(scratch *s, const uint8_t *w, size_t n, uint64_t h) {
+    const struct wc_slot *e = &s->wc[h & (WC_SLOTS - 1)];
+    if (e->h != h || e->key_len != n || memcmp(s->wc_keys + e->key_off, w, n) != 0) return false;
+    if (i32_reserve(&s->out, s->out.n + e->n_ids)) return false;   /* recompute instead */
+    memcpy(s->out.v + s->out.n, s->wc_ids + e->ids_off, e->n_ids * sizeof *s->wc_ids);
+    s->out.n += e->n_ids;
+    return true;
+}
+
+/* Remember the ids out[first..] produced for word w; when a pool is full
+ * the whole cache starts over (memory stays bounded). */
+static void wc_put(scratch *s, const uint8_t *w, size_t n, uint64_t h, size_t first) {
+    size_t k = s->out.n - first;
+    if (k > 0xFFFF || k > WC_IDS) return;
+    if (s->wc_keys_used + n > WC_KEYS || s->wc_ids_used + k > WC_IDS) {
+        memset(s->wc, 0, WC_SLOTS * sizeof *s->wc);
+        s->wc_keys_used = s->wc_ids_used = 0;
+    }
+    struct wc_slot *e = &s->wc[h & (WC_SLOTS - 1)];
+    memcpy(s->wc_keys + s->wc_keys_used, w, n);
+    memcpy(s->wc_ids + s->wc_ids_used, s->out.v + first, k * sizeof *s->wc_ids);
+    *e = (struct wc_slot){h, (uint32_t)s->wc_keys_used, (uint32_t)s->wc_ids_used, (uint16_t)n, (uint16_t)k};
+    s->wc_keys_used += n;
+    s->wc_ids_used += k;
+}
 
 static int grow_bytes(uint8_t **p, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
@@ -1216,6 +1458,7 @@ static void scratch_free(scratch *s) {
     nj_free(s->retext); nj_free(s->re_off.v); nj_free(s->words.v); nj_free(s->words2.v);
     nj_free(s->clean); nj_free(s->coff.v); nj_free(s->enc); nj_free(s->sym);
     nj_free(s->heap); nj_free(s->buf);
+    nj_free(s->wc); nj_free(s->wc_keys); nj_free(s->wc_ids);
     for (int i = 0; i < MAX_STEPS; i++) pcre2_match_data_free(s->md[i]);
 }
 
@@ -1284,7 +1527,8 @@ static int spm_try_pair(const nj_tok *t, scratch *s, const uint8_t *text, int32_
     return heap_push(s, (struct hent){spm_key(t->score[id], l), l, r, (int32_t)n, 0});
 }
 
-static int spm_encode(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
+/* One SPM segment: merge with a heap, then ids (with byte fallback). */
+static int spm_segment(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
     int rc;
     if (len == 0) return 0;
     if ((rc = sym_reserve(s, len))) return rc;
@@ -1321,6 +1565,39 @@ static int spm_encode(const nj_tok *t, scratch *s, const uint8_t *text, size_t l
         }
     }
     return 0;
+}
+
+static int spm_segment_cached(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
+    if (!s->wc || len > WC_MAXWORD) return spm_segment(t, s, text, len);
+    uint64_t h = hash_bytes(text, len);
+    if (wc_get(s, text, len, h)) return 0;
+    size_t first = s->out.n;
+    int rc = spm_segment(t, s, text, len);
+    if (rc == 0) wc_put(s, text, len, h, first);
+    return rc;
+}
+
+/* SPM over a whole fragment.  When the vocabulary allows (spm_cut_ok), the
+ * text is cut before every "\u2581" symbol that follows a symbol that is not
+ * "\u2581": no merge can cross such a cut, merges on the two sides never
+ * interact, and the (score, left) order within a side is unchanged, so the
+ * result is the same as one global heap, with word-sized heaps. */
+static int spm_encode(const nj_tok *t, scratch *s, const uint8_t *text, size_t len) {
+    if (!t->spm_cut_ok) return spm_segment(t, s, text, len);
+    size_t seg = 0;
+    bool prev_sp = false;
+    for (size_t off = 0; off < len;) {
+        size_t k = NJ_MIN(utf8_len_lead(text[off]), len - off);
+        bool sp = k == 3 && memcmp(text + off, "\xE2\x96\x81", 3) == 0;
+        if (sp && !prev_sp && off > seg) {
+            int rc = spm_segment_cached(t, s, text + seg, off - seg);
+            if (rc) return rc;
+            seg = off;
+        }
+        prev_sp = sp;
+        off += k;
+    }
+    return spm_segment_cached(t, s, text + seg, len - seg);
 }
 
 /* ---- pre-tokenizer splitters (per piece [b, e) of code points) ---- */
@@ -1507,7 +1784,7 @@ static int bpe_word(const nj_tok *t, scratch *s, size_t wb, size_t we) {
     int rc;
     if (wl == 0) return 0;
 
-    if (t->ignore_merges || (t->regime == RG_GEMMA4 && all_newlines(w, wl))) {
+    if (t->ignore_merges || (t->gemma4 && all_newlines(w, wl))) {
         /* whole word as one token if it is one */
         int32_t id;
         if (t->byte_encode) {
@@ -1688,7 +1965,14 @@ static int bpe_fragment(const nj_tok *t, scratch *s, const uint8_t *text, size_t
     for (size_t w = 0; w < s->words.n; w++) {
         size_t b = pos, e = pos + s->words.v[w];
         pos = e;
-        if ((rc = bpe_word(t, s, s->coff.v[b], s->coff.v[e]))) return rc;
+        size_t wb = s->coff.v[b], we = s->coff.v[e];
+        if (s->wc && we - wb <= WC_MAXWORD) {
+            uint64_t h = hash_bytes(s->clean + wb, we - wb);
+            if (wc_get(s, s->clean + wb, we - wb, h)) continue;
+            size_t first = s->out.n;
+            if ((rc = bpe_word(t, s, wb, we))) return rc;
+            wc_put(s, s->clean + wb, we - wb, h, first);
+        } else if ((rc = bpe_word(t, s, wb, we))) return rc;
     }
     return 0;
 }
@@ -1791,8 +2075,11 @@ int tok_encode(const nj_tok *t, const char *text, size_t len, bool add_special,
     fragvec fr = {0};
     int rc;
     if (!t || (!text && len)) return -EINVAL;
+    if (len > TOK_MAX_TEXT)   /* offsets inside are 32-bit; 4 bytes per code point */
+        return nj_fail(NJ_ETOOBIG, "tokenizer: text of %zu bytes exceeds %u", len, (unsigned)TOK_MAX_TEXT);
     const uint8_t *u = (const uint8_t *)text;
 
+    if (len >= WC_MIN_TEXT && (rc = wc_init(&s))) goto done;
     if (add_special && t->add_bos && (rc = i32_push(&s.out, t->bos))) goto done;
     if ((rc = partition(t, u, len, parse_special, &fr))) goto done;
 

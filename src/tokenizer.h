@@ -18,6 +18,16 @@
  *            tokenizer.ggml.merges are applied lowest rank first.
  *   "gemma4" BPE on raw UTF-8 with U+2581 for spaces and <0xXX> fallback.
  *
+ * Pre-tokenizers (tokenizer.ggml.pre): default, llama3/llama-bpe (and the
+ * names llama.cpp maps to them), gpt-2, mpt, olmo, smollm, starcoder, refact,
+ * command-r, qwen2, qwen35, stablelm2, deepseek-llm, deepseek-coder,
+ * deepseek-v3, falcon, tekken, gpt-4o/llama4, chatglm, jais, jais-2, poro,
+ * bloom, viking, chameleon, minicpm5, youtu, spark2_5, seed-coder,
+ * bailingmoe, ufakzeka, grok-2, laguna, exaone, exaone-moe, granite,
+ * gemma4, sarvam-moe ... (pre_defs in tokenizer.c).  Not implemented
+ * (NJ_EUNSUPPORTED at load): kimi-k2, afmoe, tiny_aya, superbpe, and the
+ * tokenizer models bert (WordPiece), t5 (Unigram), rwkv, plamo2.
+ *
  * Special tokens (control, user-defined, unknown) are cut out of the text
  * before either tokenizer runs, longest first, exactly as llama.cpp's
  * tokenizer_st_partition does.  Control tokens are recognised only when the
@@ -76,12 +86,15 @@ enum tok_attr {
 nj_tok *tok_load(const gguf_file *f, int *err);
 void    tok_free(nj_tok *t);
 
+/* Largest text tok_encode accepts (bytes); longer gives NJ_ETOOBIG. */
+#define TOK_MAX_TEXT (256u << 20)
+
 /* Encode `len` bytes of text (need not be NUL-terminated, may contain NUL).
  * add_special: add BOS/EOS as the model's add_bos/add_eos flags say.
  * parse_special: also recognise control tokens written as text ("<|im_end|>").
  * Writes min(count, max) ids and returns count, which may exceed max (call
- * again with a bigger buffer); < 0 on error (-ENOMEM). `ids` may be NULL when
- * max is 0. */
+ * again with a bigger buffer); < 0 on error (-ENOMEM, NJ_ETOOBIG). `ids` may
+ * be NULL when max is 0. */
 int tok_encode(const nj_tok *t, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *ids, int max);
 

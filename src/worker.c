@@ -439,11 +439,6 @@ static void run(nj_worker *w, worker_req *r) {
         req_fail(r, 503, "unavailable_error", "request cancelled");
         return;
     }
-    pthread_mutex_lock(&r->mu);
-    r->state = WREQ_RUNNING;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-
     if (!w->model) {
         NJ_INFO("loading the model again after an idle unload");
         int rc = load(w);
@@ -460,7 +455,10 @@ static void run(nj_worker *w, worker_req *r) {
     int rc = render_prompt(w, in, &text, &tlen);
     if (rc < 0) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
-        req_fail(r, 400, "invalid_request_error", "cannot apply the chat template: %s (%s)", msg, nj_strerror(rc));
+        if (rc == -EINVAL)    /* the messages do not fit the template (e.g. roles) */
+            req_fail(r, 400, "invalid_request_error", "cannot apply the chat template: %s", msg);
+        else
+            req_fail(r, 500, "server_error", "cannot apply the chat template: %s (%s)", msg, nj_strerror(rc));
         return;
     }
     int n = nj_tokenize(w->model, text, tlen, true, true, w->toks, w->n_ctx + 1);
@@ -499,6 +497,14 @@ static void run(nj_worker *w, worker_req *r) {
         return;
     }
     if (max_tokens < 0) max_tokens = NJ_MIN(default_max, w->n_ctx - n);
+
+    /* Accepted: from here on the answer is 200 (a stream may start).  The
+     * state changes only now so that a streaming handler waiting for it
+     * still gets the validation errors above as a plain error response. */
+    pthread_mutex_lock(&r->mu);
+    r->state = WREQ_RUNNING;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 
     /* reuse the cached prefix; at least one token must be evaluated for logits */
     int keep = 0;

@@ -38,6 +38,8 @@
 
 typedef struct nj_worker nj_worker;
 
+/* QUEUED covers waiting, (re)loading the model and validating the prompt;
+ * RUNNING starts once the request is known to fit (its answer will be 200). */
 enum { WREQ_QUEUED = 0, WREQ_RUNNING, WREQ_DONE };
 
 typedef struct worker_req {
@@ -111,7 +113,8 @@ void        worker_req_unref(worker_req *r);
  * queue is full, NJ_ESTATE when shutting down. */
 int  worker_submit(nj_worker *w, worker_req *r);
 
-/* Block until the request left the queue (state RUNNING or DONE). */
+/* Block until the request was validated against the model (tokenized, fits
+ * the context) and started (RUNNING), or finished (DONE, maybe an error). */
 int  worker_req_wait_started(worker_req *r);
 /* Block until the request is done. */
 void worker_req_wait_done(worker_req *r);

@@ -243,6 +243,64 @@ static void test_gemm_equals_vec_dot(void **state) {
     }
 }
 
+/* Packed 16-token GEMM == vec_dot bit for bit, for full and partial
+ * groups and several row counts. */
+static void test_gemm16_equals_vec_dot(void **state) {
+    (void)state;
+    int checked = 0;
+    for (int l = 0; l < NJ_KL_COUNT; l++) {
+        const nj_kernels *k = kernels_at(l);
+        if (!k) continue;
+        for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+            const int type = all_types[ti];
+            const nj_type_traits *ref = quant_traits_ref(type);
+            const int vdt = ref->vec_dot_type;
+            if (!k->gemm16[type]) continue;
+            assert_non_null(k->pack16[vdt]);
+            const int sizes[] = {ref->blck == 32 ? 96 : 256, ref->blck == 32 ? 544 : 1024};
+            for (size_t si = 0; si < NJ_ARRAY_LEN(sizes); si++) {
+                const int n = sizes[si], nr = 7;
+                const size_t ws = quant_row_size(type, n), xs = quant_row_size(vdt, n);
+                const size_t ps = kernels_pack16_size(vdt, n);
+                assert_true(ps > 0 && ps % 64 == 0);
+                uint8_t *w = malloc(ws * nr), *xq = malloc(xs * 16);
+                void *packed = nj_malloc_aligned(ps);
+                float *x = malloc(sizeof(float) * n), y[16 * 8];
+                rng_seed((uint64_t)type * 31 + (uint64_t)n);
+                for (int r = 0; r < nr; r++) rand_weights(type, w + r * ws, n);
+                for (int t = 0; t < 16; t++) {
+                    rand_floats(x, n);
+                    k->traits[vdt].from_float(x, xq + t * xs, n);
+                }
+                for (int nt = 16; nt >= 1; nt -= 5) {
+                    k->pack16[vdt](n, xq, xs, nt, packed);
+                    for (int rows = 1; rows <= nr; rows += 2) {
+                        for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -1.0f;
+                        k->gemm16[type](n, w, ws, rows, packed, ps, 1, y, 8);
+                        for (int t = 0; t < nt; t++)
+                            for (int r = 0; r < rows; r++) {
+                                float want;
+                                k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
+                                if (memcmp(&want, &y[t * 8 + r], 4) != 0) {
+                                    print_error("level %s %s n %d nt %d rows %d: y[%d][%d] %.9g != vec_dot %.9g\n",
+                                                k->name, ref->name, n, nt, rows, t, r, y[t * 8 + r], want);
+                                    fail();
+                                }
+                                checked++;
+                            }
+                        for (int t = 0; t < 16; t++) assert_true(y[t * 8 + 7] == -1.0f);
+                    }
+                }
+                free(w);
+                free(xq);
+                free(x);
+                nj_free_aligned(packed);
+            }
+        }
+    }
+    print_message("%d packed-GEMM results compared\n", checked);
+}
+
 /* Activation rows that exercise the quantizers' corner cases. */
 static void special_rows(float *x, int n, int which) {
     for (int i = 0; i < n; i++) x[i] = 0.0f;
@@ -394,6 +452,7 @@ int main(void) {
         cmocka_unit_test(test_vec_dot_vs_ref),
         cmocka_unit_test(test_levels_bit_identical),
         cmocka_unit_test(test_gemm_equals_vec_dot),
+        cmocka_unit_test(test_gemm16_equals_vec_dot),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),
     };

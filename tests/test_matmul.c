@@ -78,7 +78,19 @@ static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64
     free(xf);
 }
 
+static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t cols,
+                          const int *toks, int n_toks);
+
 static void run_case(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t cols, int max_tok) {
+    int toks[64];
+    for (int i = 0; i < max_tok && i < 64; i++) toks[i] = i + 1;
+    run_case_list(p1, p2, type, rows, cols, toks, max_tok < 64 ? max_tok : 64);
+}
+
+static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t cols,
+                          const int *toks, int n_toks) {
+    int max_tok = 0;
+    for (int i = 0; i < n_toks; i++) max_tok = toks[i] > max_tok ? toks[i] : max_tok;
     size_t rb;
     void *w = make_weights(type, rows, cols, &rb);
     nj_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
@@ -94,7 +106,8 @@ static void run_case(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int64_t c
     float *y1 = malloc(sizeof(float) * (size_t)rows * max_tok);
     float *y2 = malloc(sizeof(float) * (size_t)rows * max_tok);
     float *single = malloc(sizeof(float) * (size_t)rows);
-    for (int n_tok = 1; n_tok <= max_tok; n_tok++) {
+    for (int ti = 0; ti < n_toks; ti++) {
+        const int n_tok = toks[ti];
         assert_true(matmul_scratch_size(type, cols, n_tok) <= ss);
         assert_int_equal(matmul(p1, &W, x, n_tok, y1, scratch), 0);
         assert_int_equal(matmul(p2, &W, x, n_tok, y2, scratch), 0);
@@ -156,14 +169,16 @@ static void test_all_types_small(void **state) {
     }
 }
 
-/* Bigger shapes: several work items per thread, token chunks, and the
- * parallel activation quantization path (n_tok * cols >= 32768). */
+/* Bigger shapes: several work items per thread, token chunks, several
+ * packed 16-token groups plus a remainder, and the parallel activation
+ * quantization path (n_tok * cols >= 32768). */
 static void test_larger(void **state) {
     (void)state;
-    const int types[] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_F16};
+    const int types[] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_Q5_K, NJ_F16};
+    const int toks[] = {1, 2, 5, 16, 17, 33, 70};
     for (size_t i = 0; i < NJ_ARRAY_LEN(types); i++) {
         rng_seed(1000 + i);
-        run_case(pool1, pool2, types[i], 301, 2048, 17);
+        run_case_list(pool1, pool2, types[i], 301, 2048, toks, (int)NJ_ARRAY_LEN(toks));
     }
 }
 
@@ -235,9 +250,11 @@ static void test_other_levels(void **state) {
     int runs = 0;
     for (int l = 0; l < NJ_KL_COUNT; l++) {
         if (l == cur->level || !kernels_at(l)) continue;
+        /* NJ_TEST_EXEC_PREFIX: e.g. "qemu-aarch64" when cross-testing */
+        const char *prefix = getenv("NJ_TEST_EXEC_PREFIX");
         char cmd[1200];
-        snprintf(cmd, sizeof cmd, "NIGHTJAR_CPU=%s '%s' > /dev/null 2>&1", kernels_level_name(l),
-                 self_path);
+        snprintf(cmd, sizeof cmd, "NIGHTJAR_CPU=%s %s '%s' > /dev/null 2>&1", kernels_level_name(l),
+                 prefix ? prefix : "", self_path);
         int rc = system(cmd);
         if (rc != 0) {
             print_error("matmul tests fail with NIGHTJAR_CPU=%s (rerun it to see)\n",

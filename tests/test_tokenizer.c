@@ -185,6 +185,36 @@ static void test_tiny_spm(void **st) {
     free(b.p);
 }
 
+/* A vocabulary with "\u2581" inside an entry ("a\u2581b") must not be cut
+ * into segments: the merge a+"\u2581" then +"b" crosses the would-be cut. */
+static void test_tiny_spm_nocut(void **st) {
+    (void)st;
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b",
+                                       "\xE2\x96\x81" "a", "a\xE2\x96\x81", "a\xE2\x96\x81" "b"};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 1};
+    static const float scores[] = {0, 0, 0, -5, -3, -3, -2, -1, -1.5f};
+    buf b = {0};
+    header(&b, 5);
+    kv_str(&b, "tokenizer.ggml.model", "llama");
+    kv_strs(&b, "tokenizer.ggml.tokens", toks, 9);
+    kv_i32s(&b, "tokenizer.ggml.token_type", types, 9);
+    kv_f32s(&b, "tokenizer.ggml.scores", scores, 9);
+    kv_bool(&b, "tokenizer.ggml.add_bos_token", false);
+    int err = 0;
+    gguf_file *f = gguf_open_mem(b.p, b.n, &err);
+    assert_non_null(f);
+    nj_tok *t = tok_load(f, &err);
+    assert_non_null(t);
+    int32_t ids[8];
+    /* "\u2581a\u2581b": (a,\u2581)=-1 first, then (a\u2581,b)=-1.5 */
+    assert_int_equal(enc(t, "a b", true, false, ids, 8), 2);
+    assert_int_equal(ids[0], 3);
+    assert_int_equal(ids[1], 8);
+    tok_free(t);
+    gguf_close(f);
+    free(b.p);
+}
+
 static void test_bad_files(void **st) {
     (void)st;
     int err = 0;
@@ -357,6 +387,27 @@ static void test_smol_small_buffer(void **st) {
     assert_int_equal(enc(g_smol, "Hello", false, false, NULL, 0), 1);
 }
 
+/* Long inputs (>= 16 KB) go through the per-call word cache: a paragraph
+ * repeated many times must give the paragraph's ids repeated. */
+static void test_smol_long(void **st) {
+    (void)st;
+    NEED_SMOL();
+    const char *para = "Nov 25 16:26:01 web01 sshd[991]: Failed password for root from 10.0.0.5 port 50122 ssh2; "
+                       "na\xC3\xAFve caf\xC3\xA9 \xF0\x9F\x99\x82 x=42  y=[1,2]\n";
+    size_t pl = strlen(para), reps = 400;
+    char *text = malloc(pl * reps);
+    for (size_t i = 0; i < reps; i++) memcpy(text + i * pl, para, pl);
+    int32_t one[128];
+    int n1 = tok_encode(g_smol, para, pl, false, false, one, 128);
+    assert_true(n1 > 10 && n1 < 128);
+    int32_t *all = malloc(sizeof *all * (size_t)n1 * reps);
+    int n = tok_encode(g_smol, text, pl * reps, false, false, all, n1 * (int)reps);
+    assert_int_equal(n, n1 * (int)reps);
+    for (size_t i = 0; i < reps; i++) assert_memory_equal(all + i * (size_t)n1, one, (size_t)n1 * 4);
+    free(all);
+    free(text);
+}
+
 typedef struct { const nj_tok *t; const char *text; size_t len; int32_t *ids; int n; } job;
 static void *encode_job(void *p) {
     job *j = p;
@@ -489,6 +540,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_bpe),
         cmocka_unit_test(test_tiny_spm),
+        cmocka_unit_test(test_tiny_spm_nocut),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_smol_meta),
@@ -496,6 +548,7 @@ int main(void) {
         cmocka_unit_test(test_smol_special),
         cmocka_unit_test(test_smol_roundtrip),
         cmocka_unit_test(test_smol_small_buffer),
+        cmocka_unit_test(test_smol_long),
         cmocka_unit_test(test_smol_threads),
         cmocka_unit_test(test_vocab_vectors),
     };

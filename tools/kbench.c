@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t rs = 88172645463325252ull;
 static inline uint64_t rnd(void) {
@@ -146,18 +147,29 @@ static int make_layers(struct layers *L, int type, size_t min_bytes) {
     return 0;
 }
 
-/* Seconds per layer (best of reps) for n_tok tokens. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Seconds per layer (best of reps) for n_tok tokens; *busy = CPU time /
+ * (wall time x threads) of that run: below ~0.95 means other processes
+ * took cores away and the number understates the kernels. */
 static double bench_layers(nj_pool *pool, struct layers *L, int n_tok, int reps, int max_layers,
-                           float *x, float *y, void *scratch) {
+                           float *x, float *y, void *scratch, double *busy) {
     double best = 1e30;
     int nl = NJ_MIN(L->n_layers, max_layers);
     for (int r = 0; r < reps; r++) {
-        double t0 = nj_now();
+        double t0 = nj_now(), c0 = cpu_now();
         for (int l = 0; l < nl; l++)
             for (int i = 0; i < NMAT; i++)
                 if (matmul(pool, &L->m[l][i], x, n_tok, y, scratch) != 0) return -1;
-        double dt = (nj_now() - t0) / nl;
-        if (dt < best) best = dt;
+        double wall = nj_now() - t0, dt = wall / nl;
+        if (dt < best) {
+            best = dt;
+            *busy = (cpu_now() - c0) / (wall * pool_size(pool));
+        }
     }
     return best;
 }
@@ -227,9 +239,9 @@ int main(int argc, char **argv) {
     float *x = nj_malloc_aligned(sizeof(float) * 11008 * (size_t)n_gemm);
     float *y = nj_malloc_aligned(sizeof(float) * 11008 * (size_t)n_gemm);
     for (size_t i = 0; i < 11008 * (size_t)n_gemm; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
-    printf("| type | threads | GEMV ms/layer | GEMV GB/s | 7B decode tok/s (matmuls) "
-           "| GEMM n=%d ms/layer | GEMM GMAC/s | 7B prefill tok/s (matmuls) |\n", n_gemm);
-    printf("|---|---|---|---|---|---|---|---|\n");
+    printf("| type | threads | GEMV ms/layer | GEMV GB/s | 7B decode tok/s (matmuls) | busy "
+           "| GEMM n=%d ms/layer | GEMM GMAC/s | 7B prefill tok/s (matmuls) | busy |\n", n_gemm);
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
     for (int ti = 0; ti < n_types; ti++) {
         const int type = types[ti];
         struct layers L;
@@ -243,12 +255,13 @@ int main(int argc, char **argv) {
         double macs = 0;
         for (int i = 0; i < NMAT; i++) macs += (double)layer[i].rows * layer[i].cols;
         for (int pi = 0; pi < n_threads; pi++) {
-            double tv = bench_layers(pools[pi], &L, 1, reps, L.n_layers, x, y, scratch);
-            double tm = bench_layers(pools[pi], &L, n_gemm, 1, 2, x, y, scratch);
+            double bv = 0, bm = 0;
+            double tv = bench_layers(pools[pi], &L, 1, reps, L.n_layers, x, y, scratch, &bv);
+            double tm = bench_layers(pools[pi], &L, n_gemm, reps, 1, x, y, scratch, &bm);
             if (tv < 0 || tm < 0) { fprintf(stderr, "kbench: matmul failed: %s\n", nj_last_error()); return 1; }
-            printf("| %s | %d | %.2f | %.1f | %.2f | %.1f | %.1f | %.1f |\n", quant_type_name(type),
-                   threads[pi], tv * 1e3, (double)L.layer_bytes / tv / 1e9, 1.0 / (32 * tv),
-                   tm * 1e3, macs * n_gemm / tm / 1e9, n_gemm / (32 * tm));
+            printf("| %s | %d | %.2f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f | %.2f |\n",
+                   quant_type_name(type), threads[pi], tv * 1e3, (double)L.layer_bytes / tv / 1e9,
+                   1.0 / (32 * tv), bv, tm * 1e3, macs * n_gemm / tm / 1e9, n_gemm / (32 * tm), bm);
             fflush(stdout);
         }
         nj_free_aligned(L.mem);

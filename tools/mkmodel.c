@@ -24,6 +24,7 @@ static void usage(void) {
         "  --preset NAME      %s\n"
         "  --type T           F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M (default F32)\n"
         "  --seed N           (default 1)\n"
+        "  -t, --threads N    generation threads (default 2; output does not depend on it)\n"
         "  --tokenizer FILE   copy tokenizer.* from a GGUF file\n"
         "  --vocab N          pad/truncate the vocabulary to N tokens\n"
         "  --synth-vocab N    size of the synthetic vocabulary (default 512)\n"
@@ -37,12 +38,14 @@ int main(int argc, char **argv) {
     modelgen_params p;
     const char *out = NULL, *tok = NULL;
     if (modelgen_preset("tiny-llama", &p)) return 1;
+    p.n_threads = 2;
     /* The preset first, so other options override it. */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--preset") && modelgen_preset(argv[i + 1], &p)) {
             fprintf(stderr, "mkmodel: %s\n", nj_last_error());
             return 2;
         }
+    p.n_threads = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) { usage(); return 2; }
@@ -54,6 +57,7 @@ int main(int argc, char **argv) {
             if (p.type == -1) { fprintf(stderr, "mkmodel: unknown type %s\n", v); return 2; }
         }
         else if (!strcmp(a, "--seed")) p.seed = strtoull(v, NULL, 0);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) p.n_threads = atoi(v);
         else if (!strcmp(a, "--tokenizer")) tok = v;
         else if (!strcmp(a, "--vocab")) p.n_vocab = atoi(v);
         else if (!strcmp(a, "--synth-vocab")) p.synth_vocab = atoi(v);

@@ -21,7 +21,8 @@
  *       Prints "n_pos <n> n_vocab <v>".
  *
  * Common options: -t THREADS (2), -c N_CTX (prompt+n rounded up, >= 256),
- * --fa auto|on|off (default auto, llama.cpp's default; on the CPU backend
+ * -ub N (physical batch; default llama.cpp's 512 — -ub 1 makes llama.cpp
+ * evaluate a prompt token by token, the decode path), --fa auto|on|off (default auto, llama.cpp's default; on the CPU backend
  * auto resolves to flash attention ENABLED — the harness reports what
  * llama.cpp chose on stderr as "refharness: flash_attn ..."), -v (llama.cpp
  * logs), --ids-file F (ids from a file instead of the command line).
@@ -46,7 +47,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: refharness greedy -m MODEL (--prompt-ids \"ids\" | --ids-file F) [-n N]\n"
             "       refharness logits -m MODEL (--ids \"ids\" | --ids-file F) -o OUT.f32\n"
-            "options: -t THREADS  -c N_CTX  --fa auto|on|off  -v\n");
+            "options: -t THREADS  -c N_CTX  -ub N_UBATCH  --fa auto|on|off  -v\n");
     exit(2);
 }
 
@@ -94,7 +95,7 @@ static void top2(const float *l, int n, int *i1, int *i2) {
 int main(int argc, char **argv) {
     if (argc < 2) usage();
     const char *mode = argv[1], *model_path = NULL, *ids_str = NULL, *ids_file = NULL, *out = NULL;
-    int n_gen = 64, threads = 2, n_ctx = 0;
+    int n_gen = 64, threads = 2, n_ctx = 0, n_ubatch = 0;
     enum llama_flash_attn_type fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -106,6 +107,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-t")) threads = atoi(NEXT());
         else if (!strcmp(a, "-c")) n_ctx = atoi(NEXT());
         else if (!strcmp(a, "-o")) out = NEXT();
+        else if (!strcmp(a, "-ub")) n_ubatch = atoi(NEXT());
         else if (!strcmp(a, "-v")) verbose = 1;
         else if (!strcmp(a, "--fa")) {
             const char *v = NEXT();
@@ -142,6 +144,7 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.flash_attn_type = fa;
+    if (n_ubatch > 0) cp.n_ubatch = (uint32_t)n_ubatch;
     cp.no_perf = 1;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "refharness: cannot create context\n"); return 1; }

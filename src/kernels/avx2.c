@@ -26,6 +26,9 @@
 #include <math.h>
 
 #define KINLINE static inline __attribute__((always_inline))
+/* Small constant-trip loops (rows, tokens, sub-blocks) must be unrolled
+ * so their accumulators live in registers; -O2 alone does not. */
+#define UNROLL _Pragma("GCC unroll 16")
 #define NT_MAX 4
 
 KINLINE float h2f(nj_half h) { return _cvtsh_ss(h); }
@@ -129,8 +132,21 @@ KINLINE __m256i reduce8(const __m256i p[8]) {
                             _mm256_permute2x128_si256(b0, b1, 0x31));
 }
 
-KINLINE __m256 halves8(const uint16_t h[8]) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+/* The first 32-bit word of 8 consecutive blocks of `size` bytes: every
+ * format here starts with its fp16 d, and Q4_1/Q5_1/Q8_1 follow it with m
+ * or s, so one gather fetches both.  (Assembling them with scalar stores
+ * and a vector reload would stall on store forwarding.) */
+KINLINE __m256i head8(const void *blocks, int size) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32(size));
+    return _mm256_i32gather_epi32((const int *)blocks, idx, 1);
+}
+
+/* fp16 in the low (hi = 0) or high (hi = 1) half of each 32-bit lane -> f32 */
+KINLINE __m256 half_lanes(__m256i v, const int hi) {
+    v = hi ? _mm256_srli_epi32(v, 16) : _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(v, v), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
 }
 
 KINLINE float chains4_finish(__m128 c) {
@@ -153,43 +169,39 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     return _mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
 }
 
-#define GET_M_NONE(b) 0
-#define GET_M_M(b) ((b)->m)
-#define GET_S_NONE(b) 0
-#define GET_S_S(b) ((b)->s)
 
 /* SIGNED: weights are signed bytes (|w| x sign-moved activations);
  * otherwise unsigned.  HAS_M: Q4_1/Q5_1's "+ m * s" term. */
-#define DEFINE_B32(name, WT, XT, SIGNED, HAS_M, GET_M, GET_S)                           \
+#define DEFINE_B32(name, WT, XT, SIGNED, HAS_M)                                         \
     KINLINE void group8_##name(const WT *w, const XT *const *x, int xoff, __m128 *acc,  \
                                const int nt) {                                          \
         __m256i wq[8], wa[8];                                                           \
-        uint16_t dh[8], mh[8];                                                          \
+        UNROLL                                                                          \
         for (int k = 0; k < 8; k++) {                                                   \
             wq[k] = unpack_##name(&w[k]);                                               \
             if (SIGNED) wa[k] = _mm256_sign_epi8(wq[k], wq[k]);                         \
-            dh[k] = w[k].d;                                                             \
-            mh[k] = (uint16_t)GET_M(&w[k]);                                             \
         }                                                                               \
-        const __m256 dw = halves8(dh), mw = halves8(mh);                                \
+        const __m256i wh = head8(w, (int)sizeof(WT));                                   \
+        const __m256 dw = half_lanes(wh, 0);                                            \
+        const __m256 mw = HAS_M ? half_lanes(wh, 1) : _mm256_setzero_ps();              \
         const __m256i ones = _mm256_set1_epi16(1);                                      \
+        UNROLL                                                                          \
         for (int t = 0; t < nt; t++) {                                                  \
             const XT *xb = x[t] + xoff;                                                 \
             __m256i p[8];                                                               \
-            uint16_t xd[8], xsum[8];                                                    \
+            UNROLL                                                                      \
             for (int k = 0; k < 8; k++) {                                               \
                 const __m256i qx = _mm256_loadu_si256((const __m256i *)xb[k].qs);      \
                 const __m256i pr = SIGNED ? _mm256_maddubs_epi16(wa[k], _mm256_sign_epi8(qx, wq[k])) \
                                           : _mm256_maddubs_epi16(wq[k], qx);            \
                 p[k] = _mm256_madd_epi16(pr, ones);                                     \
-                xd[k] = xb[k].d;                                                        \
-                xsum[k] = (uint16_t)GET_S(&xb[k]);                                      \
             }                                                                           \
+            const __m256i xh = head8(xb, (int)sizeof(XT));                              \
             const __m256 S = _mm256_cvtepi32_ps(reduce8(p));                            \
-            const __m256 d = _mm256_mul_ps(dw, halves8(xd));                            \
+            const __m256 d = _mm256_mul_ps(dw, half_lanes(xh, 0));                      \
             __m128 a = acc[t];                                                          \
             if (HAS_M) {                                                                \
-                const __m256 xs = halves8(xsum);                                        \
+                const __m256 xs = half_lanes(xh, 1);                                    \
                 a = _mm_fmadd_ps(_mm256_castps256_ps128(d), _mm256_castps256_ps128(S), a); \
                 a = _mm_fmadd_ps(_mm256_castps256_ps128(mw), _mm256_castps256_ps128(xs), a); \
                 a = _mm_fmadd_ps(_mm256_extractf128_ps(d, 1), _mm256_extractf128_ps(S, 1), a); \
@@ -226,11 +238,11 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     }                                                                                   \
     DEFINE_KERNELS(name, tile_##name)
 
-DEFINE_B32(q8_0, block_q8_0, block_q8_0, 1, 0, GET_M_NONE, GET_S_NONE)
-DEFINE_B32(q4_0, block_q4_0, block_q8_0, 1, 0, GET_M_NONE, GET_S_NONE)
-DEFINE_B32(q5_0, block_q5_0, block_q8_0, 1, 0, GET_M_NONE, GET_S_NONE)
-DEFINE_B32(q4_1, block_q4_1, block_q8_1, 0, 1, GET_M_M, GET_S_S)
-DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1, GET_M_M, GET_S_S)
+DEFINE_B32(q8_0, block_q8_0, block_q8_0, 1, 0)
+DEFINE_B32(q4_0, block_q4_0, block_q8_0, 1, 0)
+DEFINE_B32(q5_0, block_q5_0, block_q8_0, 1, 0)
+DEFINE_B32(q4_1, block_q4_1, block_q8_1, 0, 1)
+DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1)
 
 /* ---- K-quant helpers --------------------------------------------------- */
 
@@ -263,6 +275,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
     const block_q4_K *w = vw;
     const block_q8_K *x[NT_MAX];
     float acc[NT_MAX];
+    UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
@@ -271,12 +284,15 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
         k4_scales(w[i].scales, sc, mn);
         const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
         __m256i sumi[NT_MAX];
+        UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
+        UNROLL
         for (int j = 0; j < QK_K / 64; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
             const __m256i lo = _mm256_and_si256(bits, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
                 const __m256i pl = _mm256_madd_epi16(sl,
@@ -287,6 +303,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
             }
         }
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        UNROLL
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
             const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
@@ -294,6 +311,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
             acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q4_K, tile_q4_K)
@@ -310,6 +328,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
     const block_q5_K *w = vw;
     const block_q8_K *x[NT_MAX];
     float acc[NT_MAX];
+    UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
@@ -319,13 +338,16 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
         const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
         const __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
         __m256i sumi[NT_MAX];
+        UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
+        UNROLL
         for (int j = 0; j < QK_K / 64; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), bit_to_16(hb, 2 * j));
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                                                bit_to_16(hb, 2 * j + 1));
             const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
                 const __m256i pl = _mm256_madd_epi16(sl,
@@ -336,6 +358,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
             }
         }
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        UNROLL
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
             const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
@@ -343,6 +366,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
             acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q5_K, tile_q5_K)
@@ -353,17 +377,21 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
     const block_q6_K *w = vw;
     const block_q8_K *x[NT_MAX];
     float acc[NT_MAX];
+    UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
         const int8_t *sc = w[i].scales;
         __m256i sumi[NT_MAX];
+        UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
+            UNROLL
             for (int g = 0; g < 4; g++) {
                 /* group g: elements 128h + 32g .. +31 */
                 const __m256i lq = g & 1 ? l1 : l0;
@@ -372,6 +400,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                 const __m256i h2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
                 const __m256i q = _mm256_or_si256(nib, _mm256_slli_epi16(h2, 4));
                 const __m256i s = scale2(sc[8 * h + 2 * g], sc[8 * h + 2 * g + 1]);
+                UNROLL
                 for (int t = 0; t < nt; t++) {
                     const __m256i qx = _mm256_loadu_si256(
                         (const __m256i *)(x[t][i].qs + 128 * h + 32 * g));
@@ -382,6 +411,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
         }
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         const float dw = h2f(w[i].d);
+        UNROLL
         for (int t = 0; t < nt; t++) {
             /* the -32 offset: 32 * sum_g sc[g] * bsums[g] */
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
@@ -390,6 +420,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
             acc[t] = fmaf(dw * x[t][i].d, (float)S, acc[t]);
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q6_K, tile_q6_K)
@@ -400,6 +431,7 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
     const block_q2_K *w = vw;
     const block_q8_K *x[NT_MAX];
     float acc[NT_MAX];
+    UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
@@ -409,12 +441,16 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sraw, 4),
                                                                   _mm_set1_epi8(0x0f)));
         __m256i sumi[NT_MAX];
+        UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            UNROLL
             for (int g = 0; g < 4; g++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2);
                 const __m256i s = scale2(sc[8 * h + 2 * g] & 15, sc[8 * h + 2 * g + 1] & 15);
+                UNROLL
                 for (int t = 0; t < nt; t++) {
                     const __m256i qx = _mm256_loadu_si256(
                         (const __m256i *)(x[t][i].qs + 128 * h + 32 * g));
@@ -424,6 +460,7 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
             }
         }
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        UNROLL
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
@@ -432,6 +469,7 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
             acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q2_K, tile_q2_K)
@@ -449,6 +487,7 @@ KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
     a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
     uint8_t u[16];
     memcpy(u, a, 16);
+    UNROLL
     for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
 }
 
@@ -457,6 +496,7 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
     const block_q3_K *w = vw;
     const block_q8_K *x[NT_MAX];
     float acc[NT_MAX];
+    UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
     const __m256i m2 = _mm256_set1_epi8(0x03), four = _mm256_set1_epi8(4);
     const int nb = n / QK_K;
@@ -465,15 +505,19 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
         k3_scales(w[i].scales, sc);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
         __m256i sumi[NT_MAX];
+        UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            UNROLL
             for (int g = 0; g < 4; g++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2);
                 const __m256i sel = _mm256_set1_epi8((char)(1 << (4 * h + g)));
                 const __m256i neg4 = _mm256_andnot_si256(
                     _mm256_cmpeq_epi8(_mm256_and_si256(hm, sel), sel), four);
                 const __m256i s = scale2(sc[8 * h + 2 * g], sc[8 * h + 2 * g + 1]);
+                UNROLL
                 for (int t = 0; t < nt; t++) {
                     const __m256i qx = _mm256_loadu_si256(
                         (const __m256i *)(x[t][i].qs + 128 * h + 32 * g));
@@ -484,9 +528,11 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
             }
         }
         const float dw = h2f(w[i].d);
+        UNROLL
         for (int t = 0; t < nt; t++)
             acc[t] = fmaf(dw * x[t][i].d, (float)hsum_i32_8(sumi[t]), acc[t]);
     }
+    UNROLL
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
 }
 DEFINE_KERNELS(q3_K, tile_q3_K)
@@ -584,12 +630,14 @@ static void quantize_q8_0(const float *restrict x, void *restrict vy, int64_t n)
     block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
         __m256 v[4];
+        UNROLL
         for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
         const float amax = amax32(v);
         const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = kern_fp32_to_fp16(d);
         const __m256 mul = _mm256_set1_ps(id);
         __m256i q[4];
+        UNROLL
         for (int k = 0; k < 4; k++) q[k] = rne_epi32(_mm256_mul_ps(v[k], mul));
         _mm256_storeu_si256((__m256i *)y[i].qs, pack_i8(q[0], q[1], q[2], q[3]));
     }
@@ -599,12 +647,14 @@ static void quantize_q8_1(const float *restrict x, void *restrict vy, int64_t n)
     block_q8_1 *y = vy;
     for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
         __m256 v[4];
+        UNROLL
         for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
         const float amax = amax32(v);
         const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = kern_fp32_to_fp16(d);
         const __m256 mul = _mm256_set1_ps(id);
         __m256i q[4];
+        UNROLL
         for (int k = 0; k < 4; k++) q[k] = rne_epi32(_mm256_mul_ps(v[k], mul));
         const int sum = hsum_i32_8(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
                                                     _mm256_add_epi32(q[2], q[3])));
@@ -640,6 +690,7 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
         const __m256 mul = _mm256_set1_ps(iscale);
         for (int k = 0; k < QK_K; k += 32) {
             __m256i q[4];
+            UNROLL
             for (int u = 0; u < 4; u++) q[u] = rne_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * u), mul));
             y[i].bsums[k / 16] = (int16_t)hsum_i32_8(_mm256_add_epi32(q[0], q[1]));
             y[i].bsums[k / 16 + 1] = (int16_t)hsum_i32_8(_mm256_add_epi32(q[2], q[3]));

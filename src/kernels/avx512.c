@@ -1,11 +1,669 @@
 /*
- * avx512 — AVX-512 (F/BW/VL/DQ + VNNI) kernels for the hot types.
- * (work in progress: inherits every entry from avx2 for now)
+ * avx512 — AVX-512 VNNI packed GEMM for prefill (tokens in lanes).
+ *
+ * GEMV (one token) is memory-bound and the AVX2 kernels already stream
+ * weights faster than DRAM delivers them, so this level inherits vec_dot
+ * and the small-batch tiles from avx2 and adds gemm16: a block of weight
+ * rows times a packed group of 16 tokens (kernels.h), one token per 32-bit
+ * lane of a zmm register.
+ *
+ * Inner loop, per 4 weight bytes k of R rows (R = 4):
+ *
+ *     a    = 64 bytes: bytes 4k..4k+3 of tokens 0..15     (one load)
+ *     D[r] = vpdpbusd(D[r], broadcast(w_r[4k..4k+3]), a)   (R ops)
+ *
+ * so one activation load feeds R vpdpbusd and every vpdpbusd does 64
+ * multiply-adds for 16 tokens at once.  Weights are first unpacked to
+ * unsigned bytes in element order (a 256-byte stack buffer per row, hot in
+ * L1), which makes every format the same loop; signed or offset formats
+ * are corrected through the activation sums (Q8_0 is biased by +128,
+ * Q4_0 carries -8, Q5_0 -16, Q6_K -32).  Per-sub-block scales multiply the
+ * exact int32 partial sums (vpmulld), K-quant mins and the Q6_K offset go
+ * through vpdpwssd on the packed 16-bit block sums.  The float part is the
+ * canonical per-token chain (scalar.c), lane by lane, so results are
+ * bit-identical to every other level.
  */
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
 
+#define KINLINE static inline __attribute__((always_inline))
+/* Small constant-trip loops (rows, tokens, sub-blocks) must be unrolled
+ * so their accumulators live in registers; -O2 alone does not. */
+#define UNROLL _Pragma("GCC unroll 16")
+#define RMAX 6
+#define RMAX2 3
+#define GMAX 2
+#ifndef K_R1
+#define K_R1 4
+#define K_R2 3
+#endif
+#ifndef B32_R1
+#define B32_R1 6
+#define B32_R2 0
+#endif
+
+KINLINE float h2f(nj_half h) { return _cvtsh_ss(h); }
+
+KINLINE __m512i bcast32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+KINLINE void store_lanes(__m512 v, float *y, size_t ldy) {
+    float tmp[16];
+    _mm512_storeu_ps(tmp, v);
+    UNROLL
+    for (int t = 0; t < 16; t++) y[(size_t)t * ldy] = tmp[t];
+}
+
+/* ---- weight unpackers: one block (or super-block) -> bytes ------------- */
+
+KINLINE void unpack_nibbles_256(const uint8_t *qs, uint8_t out[256]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    UNROLL
+    for (int j = 0; j < 4; j++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        _mm256_storeu_si256((__m256i *)(out + 64 * j), _mm256_and_si256(bits, m4));
+        _mm256_storeu_si256((__m256i *)(out + 64 * j + 32),
+                            _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
+    }
+}
+
+KINLINE void unpack_q5_K(const block_q5_K *b, uint8_t out[256]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)b->qh);
+    UNROLL
+    for (int j = 0; j < 4; j++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+        const __m256i s0 = _mm256_set1_epi8((char)(1 << (2 * j))), s1 = _mm256_set1_epi8((char)(2 << (2 * j)));
+        const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, s0), s0), sixteen);
+        const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, s1), s1), sixteen);
+        _mm256_storeu_si256((__m256i *)(out + 64 * j), _mm256_or_si256(_mm256_and_si256(bits, m4), h0));
+        _mm256_storeu_si256((__m256i *)(out + 64 * j + 32),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1));
+    }
+}
+
+KINLINE void unpack_q6_K(const block_q6_K *b, uint8_t out[256]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        UNROLL
+        for (int g = 0; g < 4; g++) {
+            const __m256i lq = g & 1 ? l1 : l0;
+            const __m256i nib = g < 2 ? _mm256_and_si256(lq, m4)
+                                      : _mm256_and_si256(_mm256_srli_epi16(lq, 4), m4);
+            const __m256i h2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+            _mm256_storeu_si256((__m256i *)(out + 128 * h + 32 * g),
+                                _mm256_or_si256(nib, _mm256_slli_epi16(h2, 4)));
+        }
+    }
+}
+
+/* Q4_K/Q5_K scales and mins (see avx2.c). */
+KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3], s[2], m[2];
+    memcpy(u, b, 12);
+    s[0] = u[0] & 0x3f3f3f3fu;
+    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    m[0] = u[1] & 0x3f3f3f3fu;
+    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    memcpy(sc, s, 8);
+    memcpy(mn, m, 8);
+}
+
+KINLINE int32_t pair16(int a, int b) {
+    return (int32_t)(((uint32_t)(uint16_t)(int16_t)a) | ((uint32_t)(uint16_t)(int16_t)b << 16));
+}
+
+/* ---- Q4_K / Q5_K ------------------------------------------------------- */
+/* R weight rows x G packed groups (G * 16 tokens): each unpacked weight
+ * and each broadcast is used for G groups, each activation load for R rows. */
+KINLINE void rows_k45(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                      const int G, float *y, size_t ldy, const int is_q5) {
+    __m512 acc[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
+        uint8_t sc[RMAX][8], mn[RMAX][8];
+        float dw[RMAX], dm[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q5) {
+                const block_q5_K *b = (const block_q5_K *)(w + (size_t)r * ws) + i;
+                unpack_q5_K(b, wb[r]);
+                k4_scales(b->scales, sc[r], mn[r]);
+                dw[r] = h2f(b->d);
+                dm[r] = h2f(b->dmin);
+            } else {
+                const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
+                unpack_nibbles_256(b->qs, wb[r]);
+                k4_scales(b->scales, sc[r], mn[r]);
+                dw[r] = h2f(b->d);
+                dm[r] = h2f(b->dmin);
+            }
+        }
+        const kern_pk_q8_K *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
+        __m512i S[RMAX][GMAX];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int g = 0; g < G; g++) S[r][g] = _mm512_setzero_si512();
+        /* Q4_K: a 16-element partial sum fits int16 (|D| <= 16*15*127), so
+         * vpdpwssd with (scale, 0) pairs applies the scale and accumulates
+         * in one instruction; Q5_K's 5-bit values need vpmulld on 32-element
+         * sums. */
+        const int half = is_q5 ? 8 : 4;
+        UNROLL
+        for (int sub = 0; sub < 16; sub++) {
+            if (is_q5 && (sub & 1)) continue;
+            const int e0 = is_q5 ? 32 * (sub / 2) : 16 * sub;   /* first element */
+            __m512i D[RMAX][GMAX];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < half; k++) {
+                __m512i a[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[e0 / 4 + k]);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i b = bcast32(wb[r] + e0 + 4 * k);
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                }
+            }
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const int scv = sc[r][e0 / 32];
+                UNROLL
+                for (int g = 0; g < G; g++)
+                    S[r][g] = is_q5 ? _mm512_add_epi32(S[r][g], _mm512_mullo_epi32(D[r][g], _mm512_set1_epi32(scv)))
+                                    : _mm512_dpwssd_epi32(S[r][g], D[r][g], _mm512_set1_epi32(scv));
+            }
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            __m512i M[RMAX];
+            UNROLL
+            for (int r = 0; r < R; r++) M[r] = _mm512_setzero_si512();
+            UNROLL
+            for (int m = 0; m < 4; m++) {
+                const __m512i B = _mm512_load_si512((const void *)p[g]->bs32[m]);
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    M[r] = _mm512_dpwssd_epi32(M[r], B, _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1])));
+            }
+            const __m512 dx = _mm512_load_ps(p[g]->d);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
+                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
+                acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
+                                             _mm512_cvtepi32_ps(M[r]), acc[r][g]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
+/* ---- Q6_K: q in 0..63, x = d * sc * (q - 32), 16-element scale groups ---- */
+KINLINE void rows_q6_K(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                       const int G, float *y, size_t ldy) {
+    __m512 acc[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
+        const int8_t *sc[RMAX];
+        float dw[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * ws) + i;
+            unpack_q6_K(b, wb[r]);
+            sc[r] = b->scales;
+            dw[r] = h2f(b->d);
+        }
+        const kern_pk_q8_K *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
+        __m512i S[RMAX][GMAX];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int g = 0; g < G; g++) S[r][g] = _mm512_setzero_si512();
+        /* the -32 offset: S -= 32 * sum_g sc[g] * bsums[g] */
+        UNROLL
+        for (int m = 0; m < 8; m++) {
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m512i s = _mm512_set1_epi32(pair16(-32 * sc[r][2 * m], -32 * sc[r][2 * m + 1]));
+                UNROLL
+                for (int g = 0; g < G; g++)
+                    S[r][g] = _mm512_dpwssd_epi32(S[r][g], _mm512_load_si512((const void *)p[g]->bs16[m]), s);
+            }
+        }
+        UNROLL
+        for (int q = 0; q < 16; q++) {
+            __m512i D[RMAX][GMAX];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                __m512i a[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                }
+            }
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m512i s = _mm512_set1_epi32(sc[r][q]);
+                UNROLL
+                for (int g = 0; g < G; g++) S[r][g] = _mm512_add_epi32(S[r][g], _mm512_mullo_epi32(D[r][g], s));
+            }
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            const __m512 dx = _mm512_load_ps(p[g]->d);
+            UNROLL
+            for (int r = 0; r < R; r++)
+                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
+                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
+/* ---- Q2_K / Q3_K: 16-element groups, small quants ------------------------
+ * Unpacked to unsigned bytes: Q2_K q in 0..3; Q3_K u = q + 4 in 0..7 (the
+ * -4 is folded in through the block sums, like Q6_K's -32).  A group's
+ * partial sum fits int16 (|D| <= 16 * 7 * 127), so vpdpwssd with
+ * (scale, 0) pairs scales and accumulates in one instruction. */
+KINLINE void unpack_q2_K(const block_q2_K *b, uint8_t out[256]) {
+    const __m256i m2 = _mm256_set1_epi8(0x03);
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
+        UNROLL
+        for (int g = 0; g < 4; g++)
+            _mm256_storeu_si256((__m256i *)(out + 128 * h + 32 * g),
+                                _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2));
+    }
+}
+
+KINLINE void unpack_q3_K(const block_q3_K *b, uint8_t out[256]) {
+    const __m256i m2 = _mm256_set1_epi8(0x03), four = _mm256_set1_epi8(4);
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * h));
+        UNROLL
+        for (int g = 0; g < 4; g++) {
+            const __m256i sel = _mm256_set1_epi8((char)(1 << (4 * h + g)));
+            const __m256i hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, sel), sel), four);
+            _mm256_storeu_si256((__m256i *)(out + 128 * h + 32 * g),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2), hi));
+        }
+    }
+}
+
+/* 12 bytes -> 16 six-bit Q3_K scales minus 32 (see avx2.c). */
+KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
+    uint32_t a[4];
+    memcpy(a, b, 12);
+    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
+    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
+    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
+    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
+    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
+    uint8_t u[16];
+    memcpy(u, a, 16);
+    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
+}
+
+KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                      const int G, float *y, size_t ldy, const int is_q3) {
+    __m512 acc[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
+        int sc[RMAX][16], mn[RMAX][16];
+        float dw[RMAX], dm[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q3) {
+                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
+                int8_t s8[16];
+                unpack_q3_K(b, wb[r]);
+                k3_scales(b->scales, s8);
+                for (int k = 0; k < 16; k++) { sc[r][k] = s8[k]; mn[r][k] = -4 * s8[k]; }
+                dw[r] = h2f(b->d);
+                dm[r] = 0.0f;
+            } else {
+                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+                unpack_q2_K(b, wb[r]);
+                for (int k = 0; k < 16; k++) { sc[r][k] = b->scales[k] & 15; mn[r][k] = b->scales[k] >> 4; }
+                dw[r] = h2f(b->d);
+                dm[r] = h2f(b->dmin);
+            }
+        }
+        const kern_pk_q8_K *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
+        /* S: the scaled group sums (Q3_K: plus -4 * sc . bsums);
+         * M: Q2_K's mins term sum_g m_g * bsums_g */
+        __m512i S[RMAX][GMAX], M[RMAX][GMAX];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int g = 0; g < G; g++) { S[r][g] = _mm512_setzero_si512(); M[r][g] = _mm512_setzero_si512(); }
+        UNROLL
+        for (int m = 0; m < 8; m++) {
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m512i mp = _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1]));
+                UNROLL
+                for (int g = 0; g < G; g++) {
+                    const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
+                    if (is_q3) S[r][g] = _mm512_dpwssd_epi32(S[r][g], B, mp);
+                    else M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
+                }
+            }
+        }
+        UNROLL
+        for (int q = 0; q < 16; q++) {
+            __m512i D[RMAX][GMAX];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                __m512i a[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                }
+            }
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m512i s = _mm512_set1_epi32(sc[r][q] & 0xffff);
+                UNROLL
+                for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], s);
+            }
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            const __m512 dx = _mm512_load_ps(p[g]->d);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
+                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
+                if (!is_q3)
+                    acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
+                                                 _mm512_cvtepi32_ps(M[r][g]), acc[r][g]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
+/* ---- 32-element formats ---------------------------------------------------
+ * Eight blocks (256 weights) are unpacked per row at a time; the packed
+ * activations are padded to a multiple of eight blocks with zero blocks,
+ * and the weights' last partial chunk is padded with zero blocks too.
+ * Chains: block i -> chain i % 4, four zmm accumulators per row. */
+enum { B32_Q8_0, B32_Q4_0, B32_Q5_0, B32_Q4_1, B32_Q5_1 };
+
+KINLINE size_t b32_size(const int kind) {
+    switch (kind) {
+    case B32_Q8_0: return sizeof(block_q8_0);
+    case B32_Q4_0: return sizeof(block_q4_0);
+    case B32_Q5_0: return sizeof(block_q5_0);
+    case B32_Q4_1: return sizeof(block_q4_1);
+    default:       return sizeof(block_q5_1);
+    }
+}
+
+/* 32 weights of block b as unsigned bytes; *d, *m its scale and min. */
+KINLINE void b32_unpack(const void *vb, const int kind, uint8_t out[32], float *d, float *m) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m128i lo, hi;
+    uint32_t qh = 0;
+    switch (kind) {
+    case B32_Q8_0: {
+        const block_q8_0 *b = vb;
+        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs),
+                                           _mm256_set1_epi8((char)0x80));
+        _mm256_storeu_si256((__m256i *)out, q);
+        *d = h2f(b->d);
+        *m = 0.0f;
+        return;
+    }
+    case B32_Q4_0: {
+        const block_q4_0 *b = vb;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+        lo = _mm_and_si128(raw, m4);
+        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        *d = h2f(b->d);
+        *m = 0.0f;
+        break;
+    }
+    case B32_Q4_1: {
+        const block_q4_1 *b = vb;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+        lo = _mm_and_si128(raw, m4);
+        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        *d = h2f(b->d);
+        *m = h2f(b->m);
+        break;
+    }
+    case B32_Q5_0: {
+        const block_q5_0 *b = vb;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+        lo = _mm_and_si128(raw, m4);
+        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        memcpy(&qh, b->qh, 4);
+        *d = h2f(b->d);
+        *m = 0.0f;
+        break;
+    }
+    default: {
+        const block_q5_1 *b = vb;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+        lo = _mm_and_si128(raw, m4);
+        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        memcpy(&qh, b->qh, 4);
+        *d = h2f(b->d);
+        *m = h2f(b->m);
+        break;
+    }
+    }
+    if (kind == B32_Q5_0 || kind == B32_Q5_1) {
+        /* bit j of qh -> +16 on element j */
+        const __m128i h16 = _mm_set1_epi8(16);
+        lo = _mm_or_si128(lo, _mm_maskz_mov_epi8((__mmask16)(qh & 0xffff), h16));
+        hi = _mm_or_si128(hi, _mm_maskz_mov_epi8((__mmask16)(qh >> 16), h16));
+    }
+    _mm_storeu_si128((__m128i *)out, lo);
+    _mm_storeu_si128((__m128i *)(out + 16), hi);
+}
+
+KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                      const int G, float *y, size_t ldy, const int kind) {
+    const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
+    const int shift = kind == B32_Q8_0 ? 7 : kind == B32_Q4_0 ? 3 : kind == B32_Q5_0 ? 4 : -1;
+    const size_t bs = b32_size(kind);
+    __m512 c[RMAX][GMAX][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++)
+            UNROLL
+            for (int j = 0; j < 4; j++) c[r][g][j] = _mm512_setzero_ps();
+    for (int i0 = 0; i0 < nb; i0 += 8) {
+        const int cnt = nb - i0 < 8 ? nb - i0 : 8;
+        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
+        float dw[RMAX][8], mw[RMAX][8];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *row = w + (size_t)r * ws + (size_t)i0 * bs;
+            for (int k = 0; k < 8; k++) {
+                if (k < cnt) {
+                    b32_unpack(row + (size_t)k * bs, kind, wb[r] + 32 * k, &dw[r][k], &mw[r][k]);
+                } else {
+                    memset(wb[r] + 32 * k, 0, 32);
+                    dw[r][k] = mw[r][k] = 0.0f;
+                }
+            }
+        }
+        UNROLL
+        for (int k = 0; k < 8; k++) {
+            const kern_pk_q8_0 *p[GMAX];
+            __m512i D[RMAX][GMAX];
+            UNROLL
+            for (int g = 0; g < G; g++) {
+                p[g] = (const kern_pk_q8_0 *)(xg + (size_t)g * gs) + i0 + k;
+                __m512i init = _mm512_setzero_si512();
+                if (shift >= 0)
+                    init = _mm512_sub_epi32(init, _mm512_slli_epi32(_mm512_load_si512((const void *)p[g]->sum),
+                                                                    (unsigned)shift));
+                UNROLL
+                for (int r = 0; r < R; r++) D[r][g] = init;
+            }
+            UNROLL
+            for (int q = 0; q < 8; q++) {
+                __m512i a[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[q]);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i b = bcast32(wb[r] + 32 * k + 4 * q);
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                }
+            }
+            const int ch = k & 3;   /* i0 is a multiple of 8: (i0 + k) % 4 == k % 4 */
+            UNROLL
+            for (int g = 0; g < G; g++) {
+                const __m512 dx = _mm512_load_ps(p[g]->d);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    c[r][g][ch] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r][k]), dx),
+                                                  _mm512_cvtepi32_ps(D[r][g]), c[r][g][ch]);
+                    if (has_m)
+                        c[r][g][ch] = _mm512_fmadd_ps(_mm512_set1_ps(mw[r][k]), _mm512_load_ps(p[g]->s),
+                                                      c[r][g][ch]);
+                }
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++)
+            store_lanes(_mm512_add_ps(_mm512_add_ps(c[r][g][0], c[r][g][1]),
+                                      _mm512_add_ps(c[r][g][2], c[r][g][3])),
+                        y + (size_t)16 * g * ldy + r, ldy);
+}
+
+/* ---- entry points ---------------------------------------------------------
+ * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
+ * RMAX rows for single groups and RMAX2 for pairs (register budget: the
+ * accumulators of R x G tiles must fit the 32 zmm registers), tails with a
+ * constant smaller R. */
+#define DEFINE_GEMM16(name, CALL, R1, R2)                                               \
+    static void gemm16_##name(int n, const void *restrict w, size_t ws, int nr,         \
+                              const void *restrict vxp, size_t gs, int ng,              \
+                              float *restrict y, size_t ldy) {                          \
+        const char *wb = w, *xg = vxp;                                                  \
+        for (int g0 = 0; g0 < ng; g0 += (R2) ? 2 : 1) {                                 \
+            float *yg = y + (size_t)16 * g0 * ldy;                                      \
+            const char *xp = xg + (size_t)g0 * gs;                                      \
+            int r = 0;                                                                  \
+            if ((R2) && ng - g0 >= 2) {                                                 \
+                for (; r + (R2) <= nr; r += (R2)) CALL((R2) ? (R2) : 1, 2);             \
+                for (; r < nr; r++) CALL(1, 2);                                         \
+            } else {                                                                    \
+                for (; r + (R1) <= nr; r += (R1)) CALL(R1, 1);                          \
+                for (; r + 2 <= nr; r += 2) CALL(2, 1);                                 \
+                for (; r < nr; r++) CALL(1, 1);                                         \
+            }                                                                           \
+        }                                                                               \
+    }
+
+#define CALL_Q4K(R_, G_) rows_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 0)
+#define CALL_Q5K(R_, G_) rows_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 1)
+#define CALL_Q6K(R_, G_) rows_q6_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
+DEFINE_GEMM16(q4_K, CALL_Q4K, K_R1, K_R2)
+DEFINE_GEMM16(q5_K, CALL_Q5K, K_R1, K_R2)
+DEFINE_GEMM16(q6_K, CALL_Q6K, K_R1, K_R2)
+#define CALL_Q2K(R_, G_) rows_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 0)
+#define CALL_Q3K(R_, G_) rows_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 1)
+DEFINE_GEMM16(q2_K, CALL_Q2K, K_R1, K_R2)
+DEFINE_GEMM16(q3_K, CALL_Q3K, K_R1, K_R2)
+
+#define CALL_Q80(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q8_0)
+#define CALL_Q40(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q4_0)
+#define CALL_Q50(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q5_0)
+#define CALL_Q41(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q4_1)
+#define CALL_Q51(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q5_1)
+DEFINE_GEMM16(q8_0, CALL_Q80, B32_R1, B32_R2)
+DEFINE_GEMM16(q4_0, CALL_Q40, B32_R1, B32_R2)
+DEFINE_GEMM16(q5_0, CALL_Q50, B32_R1, B32_R2)
+DEFINE_GEMM16(q4_1, CALL_Q41, B32_R1, B32_R2)
+DEFINE_GEMM16(q5_1, CALL_Q51, B32_R1, B32_R2)
+
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
-    (void)k; (void)features;
+    (void)features;
+    k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
+    k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
+    k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
+    k->gemm16[NJ_Q2_K] = gemm16_q2_K;
+    k->gemm16[NJ_Q3_K] = gemm16_q3_K;
+    k->gemm16[NJ_Q4_K] = gemm16_q4_K;
+    k->gemm16[NJ_Q5_K] = gemm16_q5_K;
+    k->gemm16[NJ_Q6_K] = gemm16_q6_K;
+    k->gemm16[NJ_Q8_0] = gemm16_q8_0;
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
+    k->gemm16[NJ_Q5_0] = gemm16_q5_0;
+    k->gemm16[NJ_Q4_1] = gemm16_q4_1;
+    k->gemm16[NJ_Q5_1] = gemm16_q5_1;
 }

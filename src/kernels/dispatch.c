@@ -5,9 +5,11 @@
  * every SIMD level the CPU (and the OS, for the register state) supports.
  * They are never written again, so lookups need no locking.
  *
- * x86 features come from cpuid + xgetbv here (the compiler's <cpuid.h>,
- * not an OS interface); on aarch64 NEON is architectural and the optional
- * extensions come from platform_cpu_features(), which asks the OS.
+ * Features come from platform_cpu_features() (cpuid/xgetbv on x86, the
+ * auxiliary vector or sysctl on ARM), which already applies NIGHTJAR_CPU
+ * as a mask: NIGHTJAR_CPU=avx2 hides the AVX-512 bits, so the best level
+ * left is avx2.  The features are read once, at the first kernels_* call;
+ * a later platform_cpu_mask() does not change the chosen kernels.
  */
 #include "kernels/kernels.h"
 #include "platform.h"
@@ -18,9 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
 static nj_kernels     tables[NJ_KL_COUNT];
 static bool           avail[NJ_KL_COUNT];
@@ -33,46 +32,6 @@ static const char *const level_names[NJ_KL_COUNT] = {
     [NJ_KL_SCALAR] = "scalar", [NJ_KL_AVX2] = "avx2",
     [NJ_KL_AVX512] = "avx512", [NJ_KL_NEON] = "neon",
 };
-
-#if defined(__x86_64__) || defined(__i386__)
-static uint64_t xgetbv0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-
-static uint32_t detect(void) {
-    unsigned a, b, c, d;
-    uint32_t f = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
-         f16c = c & (1u << 29);
-    if (!osxsave || !avx) return 0;
-    uint64_t xcr0 = xgetbv0();
-    bool ymm_ok = (xcr0 & 0x6) == 0x6, zmm_ok = (xcr0 & 0xe6) == 0xe6;
-    if (__get_cpuid_max(0, NULL) < 7) return 0;
-    __cpuid_count(7, 0, a, b, c, d);
-    bool avx2 = b & (1u << 5), f512 = b & (1u << 16), dq = b & (1u << 17),
-         bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
-    unsigned a1, b1, c1, d1;
-    __cpuid_count(7, 1, a1, b1, c1, d1);
-    bool bf16 = a1 & (1u << 5);
-    (void)b1; (void)c1; (void)d1;
-    if (ymm_ok && avx2 && fma && f16c) f |= NJ_CPU_AVX2;
-    if (ymm_ok && zmm_ok && (f & NJ_CPU_AVX2) && f512 && dq && bw && vl) {
-        f |= NJ_CPU_AVX512;
-        if (vnni) f |= NJ_CPU_AVX512VNNI;
-        if (bf16) f |= NJ_CPU_AVX512BF16;
-    }
-    return f;
-}
-#elif defined(__aarch64__)
-static uint32_t detect(void) {
-    return NJ_CPU_NEON | (platform_cpu_features() & (NJ_CPU_DOTPROD | NJ_CPU_FP16 | NJ_CPU_I8MM));
-}
-#else
-static uint32_t detect(void) { return 0; }
-#endif
 
 static bool level_supported(int level, uint32_t f) {
     switch (level) {
@@ -135,29 +94,15 @@ static void build(int level) {
 }
 
 static void init(void) {
-    features = detect();
+    features = platform_cpu_features();
     /* Build in order: each SIMD table starts from the one below it. */
     for (int l = 0; l < NJ_KL_COUNT; l++)
         if (level_supported(l, features)) build(l);
-    int best = NJ_KL_SCALAR;
     for (int l = 0; l < NJ_KL_COUNT; l++)
-        if (avail[l]) best = l;
-    chosen = best;
-
+        if (avail[l]) chosen = l;
     const char *env = getenv("NIGHTJAR_CPU");
-    const char *note = "";
-    if (env && *env) {
-        int want = kernels_level_from_name(env);
-        if (want < 0) {
-            NJ_WARN("NIGHTJAR_CPU=%s: unknown level (scalar|avx2|avx512|neon); using %s",
-                    env, level_names[best]);
-        } else if (!avail[want] || (want > best && want != NJ_KL_SCALAR)) {
-            NJ_WARN("NIGHTJAR_CPU=%s: not supported here; using %s", env, level_names[best]);
-        } else {
-            chosen = want;
-            note = " (NIGHTJAR_CPU)";
-        }
-    }
+    char note[64] = "";
+    if (env && *env) snprintf(note, sizeof note, " (NIGHTJAR_CPU=%.32s)", env);
 
     char feat[256] = "";
     static const struct { uint32_t bit; const char *name; } names[] = {
@@ -213,6 +158,17 @@ const char *kernels_level_name(int level) {
 const char *kernels_describe(void) {
     pthread_once(&once, init);
     return describe;
+}
+
+size_t kernels_pack16_size(int vdt, int64_t n) {
+    if (n <= 0) return 0;
+    if (vdt == NJ_Q8_K && n % QK_K == 0) return (size_t)(n / QK_K) * sizeof(kern_pk_q8_K);
+    if ((vdt == NJ_Q8_0 || vdt == NJ_Q8_1) && n % 32 == 0) {
+        int64_t nb = n / 32;
+        nb = (nb + KERN_PK_B32_ROUND - 1) / KERN_PK_B32_ROUND * KERN_PK_B32_ROUND;
+        return (size_t)nb * sizeof(kern_pk_q8_0);
+    }
+    return 0;
 }
 
 void kern_gemm_generic(nj_vec_dot_fn dot, int n, const void *restrict w, size_t w_stride,

@@ -29,7 +29,15 @@
  *
  * GEMM tiles.  gemm[type] computes a block of nr weight rows x nt
  * activation rows; SIMD levels load each weight block once per group of up
- * to 4 tokens (prefill), and fall back to vec_dot for nt == 1 (decode).
+ * to 4 tokens (prefill); nt == 1 is vec_dot (decode).
+ *
+ * Packed GEMM (prefill).  A level may also provide pack16[vec_dot_type] and
+ * gemm16[type]: pack16 re-lays 16 quantized activation rows so that each
+ * 64-byte vector holds 4 consecutive bytes of each of the 16 tokens, and
+ * gemm16 multiplies weight rows against such a group with one token per
+ * 32-bit lane (weights broadcast 4 bytes at a time, vpdpbusd).  The integer
+ * block sums are the same exact integers and the float chain per token is
+ * the canonical one, so gemm16 results are bit-identical to vec_dot too.
  *
  * Only files in src/kernels/ contain intrinsics; everything else calls
  * through these tables (or quant_traits(), which returns kernels_traits()).
@@ -59,6 +67,17 @@ typedef void (*nj_gemm_fn)(int n, const void *restrict w, size_t w_stride, int n
                            const void *restrict x, size_t x_stride, int nt,
                            float *restrict y, size_t ldy);
 
+/* Pack nt <= 16 rows of vec_dot_type activations (row t at x + t*x_stride)
+ * into one 16-token group at dst (64-byte aligned, pack16_size bytes);
+ * tokens nt..15 are zero. */
+typedef void (*nj_pack16_fn)(int n, const void *restrict x, size_t x_stride, int nt,
+                             void *restrict dst);
+/* ng packed groups, group g at xp + g*group_bytes:
+ *   y[(16g + t)*ldy + r] = dot(W row r, token t of group g), t < 16, r < nr. */
+typedef void (*nj_gemm16_fn)(int n, const void *restrict w, size_t w_stride, int nr,
+                             const void *restrict xp, size_t group_bytes, int ng,
+                             float *restrict y, size_t ldy);
+
 typedef struct nj_kernels {
     int              level;                    /* enum nj_kernel_level */
     const char      *name;                     /* "scalar", "avx2", ... */
@@ -66,6 +85,8 @@ typedef struct nj_kernels {
     nj_from_float_fn from_float[NJ_TYPE_COUNT];
     nj_to_float_fn   to_float[NJ_TYPE_COUNT];
     nj_gemm_fn       gemm[NJ_TYPE_COUNT];
+    nj_pack16_fn     pack16[NJ_TYPE_COUNT];    /* by activation type */
+    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type */
     /* quant_traits_ref() entries with the pointers above substituted. */
     nj_type_traits   traits[NJ_TYPE_COUNT];
 } nj_kernels;
@@ -85,6 +106,10 @@ const char *kernels_level_name(int level);
  * e.g. "x86-64: avx2 fma f16c avx512f ... | kernels: avx512".  Static. */
 const char *kernels_describe(void);
 
+/* Bytes of one packed 16-token group of n elements of activation type vdt
+ * (a multiple of 64; 0 if the type has no packed layout). */
+size_t kernels_pack16_size(int vdt, int64_t n);
+
 /* ---- internal to src/kernels/ ---------------------------------------- */
 
 /* Each ISA file overwrites the entries it implements. `features` are the
@@ -103,6 +128,29 @@ void kern_quantize_q8_1_x86(const float *restrict x, void *restrict y, int64_t n
 void kern_quantize_q8_0_arm(const float *restrict x, void *restrict y, int64_t n);
 void kern_quantize_q8_1_arm(const float *restrict x, void *restrict y, int64_t n);
 void kern_quantize_q8_K(const float *restrict x, void *restrict y, int64_t n);
+
+/* Packed 16-token activation groups (see "Packed GEMM" above), one struct
+ * per activation block; [k][t][4] holds bytes 4k..4k+3 of token t. */
+typedef struct {
+    float   d[16];            /* token t's d */
+    int16_t bs32[4][16][2];   /* sums of 32-element sub-blocks 2m, 2m+1 */
+    int16_t bs16[8][16][2];   /* the block's bsums 2m, 2m+1 */
+    int8_t  qs[64][16][4];
+} kern_pk_q8_K;
+typedef struct {
+    float   d[16];            /* fp16 d as f32 */
+    float   s[16];            /* Q8_1: fp16 s as f32; Q8_0: 0 */
+    int32_t sum[16];          /* sum of the 32 quants */
+    int8_t  qs[8][16][4];
+} kern_pk_q8_0;
+_Static_assert(sizeof(kern_pk_q8_K) % 64 == 0, "packed q8_K keeps 64-byte alignment");
+_Static_assert(sizeof(kern_pk_q8_0) % 64 == 0, "packed q8_0 keeps 64-byte alignment");
+/* Q8_0/Q8_1 groups are padded to a multiple of 8 blocks (zero blocks). */
+#define KERN_PK_B32_ROUND 8
+
+void kern_pack16_q8_K(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
+void kern_pack16_q8_0(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
+void kern_pack16_q8_1(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
 
 /* Generic tile product: loops vec_dot (the fallback gemm for every type). */
 void kern_gemm_generic(nj_vec_dot_fn dot, int n, const void *restrict w, size_t w_stride,

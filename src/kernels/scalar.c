@@ -25,6 +25,7 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 /* Round to nearest, ties to even, for |v| < 2^22: adding 1.5 * 2^23 leaves
  * the integer in the low mantissa bits (default rounding mode). */
@@ -396,6 +397,63 @@ static float lanes16_reduce(const float a[16]) {
 DEFINE_FLOAT_DOT(f32, float, CONV_F32)
 DEFINE_FLOAT_DOT(f16, uint16_t, kern_fp16_to_fp32)
 DEFINE_FLOAT_DOT(bf16, uint16_t, kern_bf16_to_fp32)
+
+/* ---- packed 16-token groups (portable; used by the SIMD gemm16s) ------- */
+
+void kern_pack16_q8_K(int n, const void *restrict vx, size_t x_stride, int nt, void *restrict dst) {
+    kern_pk_q8_K *p = dst;
+    const int nb = n / QK_K;
+    memset(p, 0, sizeof *p * (size_t)nb);
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *x = (const block_q8_K *)((const char *)vx + (size_t)t * x_stride);
+        for (int i = 0; i < nb; i++) {
+            p[i].d[t] = x[i].d;
+            for (int m = 0; m < 4; m++) {
+                p[i].bs32[m][t][0] = (int16_t)(x[i].bsums[4 * m] + x[i].bsums[4 * m + 1]);
+                p[i].bs32[m][t][1] = (int16_t)(x[i].bsums[4 * m + 2] + x[i].bsums[4 * m + 3]);
+            }
+            for (int m = 0; m < 8; m++) {
+                p[i].bs16[m][t][0] = x[i].bsums[2 * m];
+                p[i].bs16[m][t][1] = x[i].bsums[2 * m + 1];
+            }
+            for (int k = 0; k < 64; k++) memcpy(p[i].qs[k][t], x[i].qs + 4 * k, 4);
+        }
+    }
+}
+
+static void pack16_b32(int n, const void *restrict vx, size_t x_stride, int nt, void *restrict dst,
+                       bool has_s) {
+    kern_pk_q8_0 *p = dst;
+    const int nb = n / 32, nbp = (nb + KERN_PK_B32_ROUND - 1) / KERN_PK_B32_ROUND * KERN_PK_B32_ROUND;
+    memset(p, 0, sizeof *p * (size_t)nbp);
+    for (int t = 0; t < nt; t++) {
+        const char *row = (const char *)vx + (size_t)t * x_stride;
+        for (int i = 0; i < nb; i++) {
+            const int8_t *qs;
+            if (has_s) {
+                const block_q8_1 *b = (const block_q8_1 *)row + i;
+                p[i].d[t] = h2f(b->d);
+                p[i].s[t] = h2f(b->s);
+                qs = b->qs;
+            } else {
+                const block_q8_0 *b = (const block_q8_0 *)row + i;
+                p[i].d[t] = h2f(b->d);
+                qs = b->qs;
+            }
+            int sum = 0;
+            for (int j = 0; j < 32; j++) sum += qs[j];
+            p[i].sum[t] = sum;
+            for (int k = 0; k < 8; k++) memcpy(p[i].qs[k][t], qs + 4 * k, 4);
+        }
+    }
+}
+
+void kern_pack16_q8_0(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst) {
+    pack16_b32(n, x, x_stride, nt, dst, false);
+}
+void kern_pack16_q8_1(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst) {
+    pack16_b32(n, x, x_stride, nt, dst, true);
+}
 
 void kern_scalar_fill(nj_kernels *k) {
     for (int t = 0; t < NJ_TYPE_COUNT; t++) {

@@ -174,7 +174,7 @@ def test_startup_errors():
 
 CHAT = {"messages": [{"role": "system", "content": "You are a concise assistant."},
                      {"role": "user", "content": "Name three colours."}],
-        "max_tokens": 24, "temperature": 0}
+        "max_tokens": 16, "temperature": 0}
 
 
 def test_basic(s, port):
@@ -203,7 +203,7 @@ def test_basic(s, port):
     check("chat completion 200 with content", code == 200 and isinstance(text, str) and len(text) > 0,
           body[:300])
     check("chat completion finish_reason and usage", ch.get("finish_reason") in ("stop", "length")
-          and 0 < u.get("completion_tokens", 0) <= 24 and u.get("prompt_tokens", 0) > 10, body[:300])
+          and 0 < u.get("completion_tokens", 0) <= 16 and u.get("prompt_tokens", 0) > 10, body[:300])
     check("chat completion object fields", r.get("object") == "chat.completion" and r.get("id", "").startswith("chatcmpl-")
           and "application/json" in hdrs.lower(), body[:200])
 
@@ -232,8 +232,8 @@ def test_basic(s, port):
           chunks and chunks[0]["choices"][0].get("delta", {}).get("role") == "assistant", str(chunks[:1]))
 
     # stop string cut from the greedy text
-    words = text.split()
-    if len(text) > 8 and len(words) >= 2:
+    words = (text or "").split()
+    if len(text or "") > 8 and len(words) >= 2:
         stop = words[1]
         at = text.find(stop)
         code, body, _, _ = curl(sock, "POST", "/v1/chat/completions", dict(CHAT, stop=[stop]))
@@ -289,38 +289,57 @@ def test_errors(s):
                      "/v1/chat/completions", dict(CHAT, max_tokens=5000, stream=True), 400, "exceeds")
 
 
-def test_health_while_busy(s):
-    """/health answers within 50 ms while the engine evaluates a long prompt."""
+def test_health_while_busy():
+    """/health answers within 50 ms while the engine evaluates a long prompt.
+
+    This checks the design (inference on its own thread, /health never waits
+    for a lock the engine holds while computing), so the probe server runs at
+    nice 0 like curl: at the default nice 10, other jobs on a loaded test
+    machine would be measured instead of nightjar."""
+    s = Server("-m", MODEL, "--ctx-size", str(NCTX), "--nice", "0", name="busy")
+    if not check("probe server starts", s.wait_ready()):
+        print(s.logtext())
+        s.stop()
+        return
     sock = s.sock
-    # about 3/4 of the context (SmolLM2 spends ~8 tokens per entry)
-    prompt = "Summarise the following log lines. " + " ".join(f"event {i} user login ok;" for i in range(NCTX * 3 // 32))
-    req = {"prompt": prompt, "max_tokens": 40, "temperature": 0}
-    done = {}
+    # about a quarter of the context (SmolLM2 spends ~8 tokens per entry)
+    prompt = "Summarise the following log lines. " + " ".join(f"event {i} user login ok;" for i in range(NCTX // 32))
+    limit = 0.25 if SLOW else 0.05
 
-    def run():
-        done["r"] = curl(sock, "POST", "/v1/completions", req, timeout=120)
+    def probe(round_):
+        req = {"prompt": prompt + f" (round {round_})", "max_tokens": 8, "temperature": 0}
+        done = {}
 
-    t = threading.Thread(target=run)
-    t.start()
-    busy_seen = False
-    times = []
-    deadline = time.time() + 30
-    while t.is_alive() and time.time() < deadline and len(times) < 10:
-        code, body, secs, _ = curl(sock, "GET", "/health", timeout=5)
-        h = jbody(body) or {}
-        if h.get("busy"):
-            busy_seen = True
-            times.append(secs)
-        time.sleep(0.02)
-    t.join()
-    if not busy_seen:
+        def run():
+            done["r"] = curl(sock, "POST", "/v1/completions", req, timeout=120)
+
+        t = threading.Thread(target=run)
+        t.start()
+        times = []
+        deadline = time.time() + 30
+        while t.is_alive() and time.time() < deadline and len(times) < 10:
+            code, body, secs, _ = curl(sock, "GET", "/health", timeout=5)
+            if (jbody(body) or {}).get("busy"):
+                times.append(secs)
+            time.sleep(0.02)
+        t.join()
+        return times, done.get("r", (0, b""))
+
+    # One retry: a single slow probe can be the test machine's other load.
+    for round_ in (1, 2):
+        times, r = probe(round_)
+        if times and max(times) >= limit and round_ == 1:
+            print(f"note /health probes {[round(x * 1000, 1) for x in times]} ms: one over the limit, retrying once")
+            continue
+        break
+    check("long request completed", r[0] == 200, str(r[:2]))
+    if not times:
         skip("/health within 50 ms while busy", "the request finished before /health saw it busy")
     else:
         worst = max(times)
-        limit = 0.25 if SLOW else 0.05
         check(f"/health within {int(limit * 1000)} ms while busy ({len(times)} probes, worst {worst * 1000:.1f} ms)",
               worst < limit, str([round(x * 1000, 1) for x in times]))
-    check("long request completed", done.get("r", (0,))[0] == 200, str(done.get("r", ("none",))[:2]))
+    check("probe server exits 0", s.stop() == 0)
 
 
 def test_metrics(s):
@@ -435,13 +454,36 @@ def _wait_ready_token(self, timeout=60):
 Server.wait_ready_token = _wait_ready_token
 
 
+def test_mem_budget():
+    """The budget shrinks the context (reported in /health) or refuses the model."""
+    r = subprocess.run([BIN, "serve", "-m", MODEL, "--mem-budget", "16M", "--socket", os.path.join(TMP, "b.sock")],
+                       capture_output=True, text=True, env=env(), timeout=60)
+    check("memory budget below the weights: refused with the numbers", r.returncode == 1
+          and "memory budget" in r.stderr and "GiB" in r.stderr, f"rc {r.returncode} {r.stderr!r}")
+    # weights of the 135M test model are ~0.09 GiB; 8192 tokens of f16 KV
+    # are ~0.19 GiB more, so a 200M budget must cut the context
+    s = Server("-m", MODEL, "--mem-budget", "200M", "--ctx-size", "8192", name="budget")
+    if not check("server with a tight memory budget starts", s.wait_ready()):
+        print(s.logtext())
+        s.stop()
+        return
+    h = jbody(curl(s.sock, "GET", "/health")[1]) or {}
+    m = h.get("model", {})
+    check("memory budget: context shrunk and said so in /health", m.get("ctx_shrunk") is True
+          and 0 < m.get("n_ctx", 0) < 8192 and m.get("mem_estimate_bytes", 1 << 62) <= 200 << 20
+          and any("shrunk" in n for n in h.get("notes", [])), str(h)[:400])
+    check("memory budget: shrink logged", "context shrunk from 8192" in s.logtext())
+    check("budget server exits 0", s.stop() == 0)
+
+
 def test_sigterm(s):
     """SIGTERM while a request is in flight: the request completes, exit 0."""
-    req = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 120, "temperature": 0}
+    req = {"messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+           "max_tokens": 60, "temperature": 0}
     res = {}
 
     def run():
-        res["r"] = curl(s.sock, "POST", "/v1/completions", req, timeout=120)
+        res["r"] = curl(s.sock, "POST", "/v1/chat/completions", req, timeout=120)
 
     t = threading.Thread(target=run)
     t.start()
@@ -487,15 +529,16 @@ def main():
             s.stop()
         else:
             try:
-                test_basic(s, port)
-                test_errors(s)
-                test_health_while_busy(s)
-                test_metrics(s)
-                test_openai(port)
-                test_sighup(s, cfg)
-                test_idle_unload(s)
-                test_token()
-                test_sigterm(s)
+                for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
+                                 ("health while busy", test_health_while_busy),
+                                 ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
+                                 ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s)),
+                                 ("token", test_token), ("memory budget", test_mem_budget),
+                                 ("sigterm", lambda: test_sigterm(s))):
+                    try:
+                        fn()
+                    except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
+                        check(f"{name}: group ran to the end", False, repr(e))
             finally:
                 if s.p.poll() is None:
                     s.stop(signal.SIGKILL)

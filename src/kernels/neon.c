@@ -1,0 +1,1018 @@
+/*
+ * neon — ARMv8.2 NEON + dot-product kernels for every weight type.
+ *
+ * Same structure as avx2.c: one tile function per weight type, one weight
+ * row against nt = 1..4 activation rows, weights unpacked once per block
+ * and dotted with each token (vec_dot is nt = 1, gemm walks tokens in
+ * groups of four).  sdot (vdotq_s32) multiplies signed bytes, so weights
+ * are unpacked to their signed values (q - 8, q - 32, ...) and need no
+ * activation-sum corrections, except the K-quant mins, which the format
+ * defines through the activation's bsums.
+ *
+ * Float order is the canonical one of scalar.c: exact int32 block sums,
+ * then fused multiply-adds per token (32-element formats: four chains in
+ * the four lanes of a float32x4, K-quants: one scalar chain; float types:
+ * sixteen lanes in four float32x4 accumulators with the fixed reduction),
+ * so results are bit-identical to the scalar level.
+ *
+ * Activation quantizers follow llama.cpp's ARM path (scalar.c's *_arm
+ * variants): d = amax/127, q = round-half-even(x * (1/d)).
+ */
+#include "kernels/kernels.h"
+
+#include <arm_neon.h>
+#include <math.h>
+
+#define KINLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+#define NT_MAX 4
+
+KINLINE float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
+
+#define XROW(T, vx, xs, t) ((const T *)((const char *)(vx) + (size_t)(t) * (xs)))
+
+#define DEFINE_KERNELS(name, tile)                                                      \
+    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
+                               const void *restrict x) {                               \
+        tile(n, w, x, 0, s, 0, 1);                                                      \
+    }                                                                                   \
+    static void gemm_##name(int n, const void *restrict w, size_t ws, int nr,          \
+                            const void *restrict x, size_t xs, int nt,                 \
+                            float *restrict y, size_t ldy) {                           \
+        const char *wb = w, *xb = x;                                                    \
+        int t = 0;                                                                      \
+        for (; t + NT_MAX <= nt; t += NT_MAX)                                           \
+            for (int r = 0; r < nr; r++)                                                \
+                tile(n, wb + (size_t)r * ws, xb + (size_t)t * xs, xs,                   \
+                     y + (size_t)t * ldy + r, ldy, NT_MAX);                             \
+        const int rem = nt - t;                                                         \
+        for (int r = 0; r < nr && rem; r++) {                                           \
+            const char *wr = wb + (size_t)r * ws, *xt = xb + (size_t)t * xs;            \
+            float *yt = y + (size_t)t * ldy + r;                                        \
+            if (rem == 3) tile(n, wr, xt, xs, yt, ldy, 3);                              \
+            else if (rem == 2) tile(n, wr, xt, xs, yt, ldy, 2);                         \
+            else tile(n, wr, xt, xs, yt, ldy, 1);                                       \
+        }                                                                               \
+    }
+
+/* 32 int8 products of a block as int32x4 partial sums. */
+KINLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(x)), w1, vld1q_s8(x + 16));
+}
+
+/* byte j of the result is 0xff where bit j of the 16-bit value b is set */
+KINLINE uint8x16_t bits16(uint32_t b) {
+    static const uint8_t sel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t v = vcombine_u8(vdup_n_u8((uint8_t)(b & 0xff)), vdup_n_u8((uint8_t)(b >> 8)));
+    return vtstq_u8(v, vld1q_u8(sel));
+}
+
+/* ---- 32-element formats ------------------------------------------------
+ * Four blocks at a time: their int32 sums S (one lane each, by pairwise
+ * adds) and scales d go to the four lanes of a chain accumulator, block i
+ * -> lane i % 4; a short last group is zero-padded. */
+#define B32_Q8_0 0
+#define B32_Q4_0 1
+#define B32_Q5_0 2
+#define B32_Q4_1 3
+#define B32_Q5_1 4
+
+/* Weights of block b as two signed int8x16 (elements 0..15, 16..31). */
+KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t *w1) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    if (kind == B32_Q8_0) {
+        const block_q8_0 *b = vb;
+        *w0 = vld1q_s8(b->qs);
+        *w1 = vld1q_s8(b->qs + 16);
+        return;
+    }
+    const uint8_t *qs;
+    uint32_t qh = 0;
+    switch (kind) {
+    case B32_Q4_0: qs = ((const block_q4_0 *)vb)->qs; break;
+    case B32_Q4_1: qs = ((const block_q4_1 *)vb)->qs; break;
+    case B32_Q5_0: qs = ((const block_q5_0 *)vb)->qs; memcpy(&qh, ((const block_q5_0 *)vb)->qh, 4); break;
+    default:       qs = ((const block_q5_1 *)vb)->qs; memcpy(&qh, ((const block_q5_1 *)vb)->qh, 4); break;
+    }
+    const uint8x16_t raw = vld1q_u8(qs);
+    uint8x16_t lo = vandq_u8(raw, m4), hi = vshrq_n_u8(raw, 4);
+    if (kind == B32_Q5_0 || kind == B32_Q5_1) {
+        const uint8x16_t h16 = vdupq_n_u8(16);
+        lo = vorrq_u8(lo, vandq_u8(bits16(qh & 0xffff), h16));
+        hi = vorrq_u8(hi, vandq_u8(bits16(qh >> 16), h16));
+    }
+    const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
+    *w0 = vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8((int8_t)off));
+    *w1 = vsubq_s8(vreinterpretq_s8_u8(hi), vdupq_n_s8((int8_t)off));
+}
+
+KINLINE size_t b32_size(const int kind) {
+    switch (kind) {
+    case B32_Q8_0: return sizeof(block_q8_0);
+    case B32_Q4_0: return sizeof(block_q4_0);
+    case B32_Q5_0: return sizeof(block_q5_0);
+    case B32_Q4_1: return sizeof(block_q4_1);
+    default:       return sizeof(block_q5_1);
+    }
+}
+
+/* d (and m) of block b, for the 32-element weight formats. */
+KINLINE float b32_d(const void *vb) { nj_half h; memcpy(&h, vb, 2); return h2f(h); }
+KINLINE float b32_m(const void *vb) { nj_half h; memcpy(&h, (const char *)vb + 2, 2); return h2f(h); }
+
+KINLINE void tile_b32(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                      float *restrict y, size_t ldy, const int nt, const int kind) {
+    const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
+    const size_t ws = b32_size(kind), xbs = has_m ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const char *w = vw;
+    const char *x[NT_MAX];
+    float32x4_t acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = (const char *)vx + (size_t)t * xs; acc[t] = vdupq_n_f32(0.0f); }
+    const int nb = n / 32;
+    for (int i0 = 0; i0 < nb; i0 += 4) {
+        const int cnt = nb - i0 < 4 ? nb - i0 : 4;
+        int8x16_t w0[4], w1[4];
+        float dw[4] = {0, 0, 0, 0}, mw[4] = {0, 0, 0, 0};
+        UNROLL
+        for (int k = 0; k < 4; k++) {
+            if (k < cnt) {
+                const char *b = w + (size_t)(i0 + k) * ws;
+                b32_unpack(b, kind, &w0[k], &w1[k]);
+                dw[k] = b32_d(b);
+                if (has_m) mw[k] = b32_m(b);
+            } else {
+                w0[k] = w1[k] = vdupq_n_s8(0);
+            }
+        }
+        const float32x4_t dwv = vld1q_f32(dw), mwv = vld1q_f32(mw);
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            int32x4_t p[4];
+            float dx[4] = {0, 0, 0, 0}, sx[4] = {0, 0, 0, 0};
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                if (k < cnt) {
+                    const char *xb = x[t] + (size_t)(i0 + k) * xbs;
+                    const int8_t *qs = (const int8_t *)(xb + (has_m ? 4 : 2));
+                    p[k] = dot32(w0[k], w1[k], qs);
+                    dx[k] = b32_d(xb);
+                    if (has_m) sx[k] = b32_m(xb);
+                } else {
+                    p[k] = vdupq_n_s32(0);
+                }
+            }
+            const int32x4_t S = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
+            const float32x4_t d = vmulq_f32(dwv, vld1q_f32(dx));
+            acc[t] = vfmaq_f32(acc[t], d, vcvtq_f32_s32(S));
+            if (has_m) acc[t] = vfmaq_f32(acc[t], mwv, vld1q_f32(sx));
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        const float32x2_t h = vpadd_f32(vget_low_f32(acc[t]), vget_high_f32(acc[t]));
+        y[(size_t)t * ldy] = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+    }
+}
+
+#define DEFINE_B32(name, KIND)                                                          \
+    KINLINE void tile_##name(int n, const void *restrict w, const void *restrict x,     \
+                             size_t xs, float *restrict y, size_t ldy, const int nt) {  \
+        tile_b32(n, w, x, xs, y, ldy, nt, KIND);                                        \
+    }                                                                                   \
+    DEFINE_KERNELS(name, tile_##name)
+
+DEFINE_B32(q8_0, B32_Q8_0)
+DEFINE_B32(q4_0, B32_Q4_0)
+DEFINE_B32(q5_0, B32_Q5_0)
+DEFINE_B32(q4_1, B32_Q4_1)
+DEFINE_B32(q5_1, B32_Q5_1)
+
+/* ---- K-quants ------------------------------------------------------------ */
+
+KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3], s[2], m[2];
+    memcpy(u, b, 12);
+    s[0] = u[0] & 0x3f3f3f3fu;
+    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    m[0] = u[1] & 0x3f3f3f3fu;
+    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    memcpy(sc, s, 8);
+    memcpy(mn, m, 8);
+}
+
+KINLINE int k4_mins(const uint8_t mn[8], const int16_t *bsums) {
+    const int16x8_t b0 = vld1q_s16(bsums), b1 = vld1q_s16(bsums + 8);
+    const int16x8_t pairs = vpaddq_s16(b0, b1);             /* 8 sums of 32 */
+    const int16x8_t m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn)));
+    const int32x4_t p = vmlal_s16(vmull_s16(vget_low_s16(pairs), vget_low_s16(m)),
+                                  vget_high_s16(pairs), vget_high_s16(m));
+    return vaddvq_s32(p);
+}
+
+/* Q4_K and Q5_K (is_q5: fifth bit from qh). */
+KINLINE void tile_k45(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                      float *restrict y, size_t ldy, const int nt, const int is_q5) {
+    const block_q8_K *x[NT_MAX];
+    float acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), h16 = vdupq_n_u8(16);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs, *scales;
+        float dw, mw;
+        uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
+        if (is_q5) {
+            const block_q5_K *b = (const block_q5_K *)vw + i;
+            qs = b->qs; scales = b->scales; dw = h2f(b->d); mw = h2f(b->dmin);
+            qh0 = vld1q_u8(b->qh);
+            qh1 = vld1q_u8(b->qh + 16);
+        } else {
+            const block_q4_K *b = (const block_q4_K *)vw + i;
+            qs = b->qs; scales = b->scales; dw = h2f(b->d); mw = h2f(b->dmin);
+        }
+        uint8_t sc[8], mn[8];
+        k4_scales(scales, sc, mn);
+        int32x4_t sum[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            const uint8x16_t b0 = vld1q_u8(qs + 32 * j), b1 = vld1q_u8(qs + 32 * j + 16);
+            uint8x16_t l0 = vandq_u8(b0, m4), l1 = vandq_u8(b1, m4);
+            uint8x16_t u0 = vshrq_n_u8(b0, 4), u1 = vshrq_n_u8(b1, 4);
+            if (is_q5) {
+                const uint8x16_t sl = vdupq_n_u8((uint8_t)(1 << (2 * j))), sh = vdupq_n_u8((uint8_t)(2 << (2 * j)));
+                l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(qh0, sl), h16));
+                l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(qh1, sl), h16));
+                u0 = vorrq_u8(u0, vandq_u8(vtstq_u8(qh0, sh), h16));
+                u1 = vorrq_u8(u1, vandq_u8(vtstq_u8(qh1, sh), h16));
+            }
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q8 = x[t][i].qs + 64 * j;
+                const int32x4_t pl = dot32(vreinterpretq_s8_u8(l0), vreinterpretq_s8_u8(l1), q8);
+                const int32x4_t ph = dot32(vreinterpretq_s8_u8(u0), vreinterpretq_s8_u8(u1), q8 + 32);
+                sum[t] = vmlaq_n_s32(sum[t], pl, sc[2 * j]);
+                sum[t] = vmlaq_n_s32(sum[t], ph, sc[2 * j + 1]);
+            }
+        }
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const float yd = x[t][i].d;
+            const int S = vaddvq_s32(sum[t]), M = k4_mins(mn, x[t][i].bsums);
+            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
+            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+}
+
+KINLINE void tile_q4_K(int n, const void *restrict w, const void *restrict x, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    tile_k45(n, w, x, xs, y, ldy, nt, 0);
+}
+KINLINE void tile_q5_K(int n, const void *restrict w, const void *restrict x, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    tile_k45(n, w, x, xs, y, ldy, nt, 1);
+}
+DEFINE_KERNELS(q4_K, tile_q4_K)
+DEFINE_KERNELS(q5_K, tile_q5_K)
+
+/* Q6_K: q = (low nibble | 2 bits << 4) - 32, signed; 16-element scales. */
+KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    const block_q6_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
+    const int8x16_t m32 = vdupq_n_s8(32);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        const int8_t *sc = w[i].scales;
+        int32x4_t sum[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
+            const uint8x16_t qh0 = vld1q_u8(qh), qh1 = vld1q_u8(qh + 16);
+            UNROLL
+            for (int g = 0; g < 4; g++) {
+                const uint8_t *lq = ql + (g & 1 ? 32 : 0);
+                uint8x16_t n0 = vld1q_u8(lq), n1 = vld1q_u8(lq + 16);
+                n0 = g < 2 ? vandq_u8(n0, m4) : vshrq_n_u8(n0, 4);
+                n1 = g < 2 ? vandq_u8(n1, m4) : vshrq_n_u8(n1, 4);
+                const uint8x16_t h0 = vandq_u8(vshlq_u8(qh0, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                const uint8x16_t h1 = vandq_u8(vshlq_u8(qh1, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(n0, vshlq_n_u8(h0, 4))), m32);
+                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(n1, vshlq_n_u8(h1, 4))), m32);
+                UNROLL
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
+                    const int32x4_t d0 = vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8));
+                    const int32x4_t d1 = vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16));
+                    sum[t] = vmlaq_n_s32(sum[t], d0, sc[8 * h + 2 * g]);
+                    sum[t] = vmlaq_n_s32(sum[t], d1, sc[8 * h + 2 * g + 1]);
+                }
+            }
+        }
+        const float dw = h2f(w[i].d);
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[t] = fmaf(dw * x[t][i].d, (float)vaddvq_s32(sum[t]), acc[t]);
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+}
+DEFINE_KERNELS(q6_K, tile_q6_K)
+
+/* Q2_K: q 2-bit, x = d sc q - dmin m (4-bit sc and m per 16 elements). */
+KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    const uint8x16_t m2 = vdupq_n_u8(0x03);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *sc = w[i].scales;
+        const uint8x16_t sraw = vld1q_u8(sc);
+        const int16x8_t mn0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(vshrq_n_u8(sraw, 4))));
+        const int16x8_t mn1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(vshrq_n_u8(sraw, 4))));
+        int32x4_t sum[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * h), b1 = vld1q_u8(w[i].qs + 32 * h + 16);
+            UNROLL
+            for (int g = 0; g < 4; g++) {
+                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(b0, vdupq_n_s8((int8_t)(-2 * g))), m2));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(b1, vdupq_n_s8((int8_t)(-2 * g))), m2));
+                UNROLL
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
+                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)),
+                                         sc[8 * h + 2 * g] & 15);
+                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
+                                         sc[8 * h + 2 * g + 1] & 15);
+                }
+            }
+        }
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const int16x8_t bs0 = vld1q_s16(x[t][i].bsums), bs1 = vld1q_s16(x[t][i].bsums + 8);
+            int32x4_t mp = vmull_s16(vget_low_s16(mn0), vget_low_s16(bs0));
+            mp = vmlal_s16(mp, vget_high_s16(mn0), vget_high_s16(bs0));
+            mp = vmlal_s16(mp, vget_low_s16(mn1), vget_low_s16(bs1));
+            mp = vmlal_s16(mp, vget_high_s16(mn1), vget_high_s16(bs1));
+            const float yd = x[t][i].d;
+            acc[t] = fmaf(dw * yd, (float)vaddvq_s32(sum[t]), acc[t]);
+            acc[t] = fmaf(-(mw * yd), (float)vaddvq_s32(mp), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+}
+DEFINE_KERNELS(q2_K, tile_q2_K)
+
+/* Q3_K: q = 2 low bits - (hmask bit clear ? 4 : 0), signed 6-bit scales. */
+KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
+    uint32_t a[4];
+    memcpy(a, b, 12);
+    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
+    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
+    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
+    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
+    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
+    uint8_t u[16];
+    memcpy(u, a, 16);
+    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
+}
+
+KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    const block_q3_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        int8_t sc[16];
+        k3_scales(w[i].scales, sc);
+        const uint8x16_t hm0 = vld1q_u8(w[i].hmask), hm1 = vld1q_u8(w[i].hmask + 16);
+        int32x4_t sum[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * h), b1 = vld1q_u8(w[i].qs + 32 * h + 16);
+            UNROLL
+            for (int g = 0; g < 4; g++) {
+                const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << (4 * h + g)));
+                const uint8x16_t l0 = vandq_u8(vshlq_u8(b0, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                const uint8x16_t l1 = vandq_u8(vshlq_u8(b1, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(l0),
+                                              vreinterpretq_s8_u8(vbicq_u8(four, vtstq_u8(hm0, sel))));
+                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(l1),
+                                              vreinterpretq_s8_u8(vbicq_u8(four, vtstq_u8(hm1, sel))));
+                UNROLL
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
+                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[8 * h + 2 * g]);
+                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
+                                         sc[8 * h + 2 * g + 1]);
+                }
+            }
+        }
+        const float dw = h2f(w[i].d);
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[t] = fmaf(dw * x[t][i].d, (float)vaddvq_s32(sum[t]), acc[t]);
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+}
+DEFINE_KERNELS(q3_K, tile_q3_K)
+
+/* ---- F32 / F16 / BF16: sixteen lanes, canonical reduction --------------- */
+KINLINE float32x4_t ld_f32(const void *p, int i) { return vld1q_f32((const float *)p + i); }
+KINLINE float32x4_t ld_f16(const void *p, int i) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p + i)));
+}
+KINLINE float32x4_t ld_bf16(const void *p, int i) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)p + i), 16));
+}
+KINLINE float el_f32(const void *p, int i) { return ((const float *)p)[i]; }
+KINLINE float el_f16(const void *p, int i) { return h2f(((const uint16_t *)p)[i]); }
+KINLINE float el_bf16(const void *p, int i) { return kern_bf16_to_fp32(((const uint16_t *)p)[i]); }
+
+/* a0..a3 hold lanes 0-3, 4-7, 8-11, 12-15:
+ *   b = a[k] + a[k+8];  c = b[k] + b[k+4];  (c0 + c2) + (c1 + c3) */
+KINLINE float reduce16(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4_t a3) {
+    const float32x4_t c = vaddq_f32(vaddq_f32(a0, a2), vaddq_f32(a1, a3));
+    const float32x4_t d = vaddq_f32(c, vextq_f32(c, c, 2));
+    return vgetq_lane_f32(d, 0) + vgetq_lane_f32(d, 1);
+}
+
+#define DEFINE_FLOAT_TILE(name, LD, EL)                                                 \
+    KINLINE void tile_##name(int n, const void *restrict w, const void *restrict vx,    \
+                             size_t xs, float *restrict y, size_t ldy, const int nt) {  \
+        const void *x[NT_MAX];                                                          \
+        float32x4_t a[NT_MAX][4];                                                       \
+        UNROLL                                                                          \
+        for (int t = 0; t < nt; t++) {                                                  \
+            x[t] = (const char *)vx + (size_t)t * xs;                                   \
+            UNROLL                                                                      \
+            for (int k = 0; k < 4; k++) a[t][k] = vdupq_n_f32(0.0f);                    \
+        }                                                                               \
+        int i = 0;                                                                      \
+        for (; i + 16 <= n; i += 16) {                                                  \
+            float32x4_t wv[4];                                                          \
+            UNROLL                                                                      \
+            for (int k = 0; k < 4; k++) wv[k] = LD(w, i + 4 * k);                       \
+            UNROLL                                                                      \
+            for (int t = 0; t < nt; t++)                                                \
+                UNROLL                                                                  \
+                for (int k = 0; k < 4; k++) a[t][k] = vfmaq_f32(a[t][k], wv[k], LD(x[t], i + 4 * k)); \
+        }                                                                               \
+        UNROLL                                                                          \
+        for (int t = 0; t < nt; t++) {                                                  \
+            float s = reduce16(a[t][0], a[t][1], a[t][2], a[t][3]);                     \
+            for (int k = i; k < n; k++) s = fmaf(EL(w, k), EL(x[t], k), s);             \
+            y[(size_t)t * ldy] = s;                                                     \
+        }                                                                               \
+    }                                                                                   \
+    DEFINE_KERNELS(name, tile_##name)
+
+DEFINE_FLOAT_TILE(f32, ld_f32, el_f32)
+DEFINE_FLOAT_TILE(f16, ld_f16, el_f16)
+DEFINE_FLOAT_TILE(bf16, ld_bf16, el_bf16)
+
+/* ---- packed GEMM: 16 tokens per group, 4 per vector ---------------------
+ *
+ * The packed layout of kernels.h puts bytes 4k..4k+3 of tokens 0..15 in 64
+ * consecutive bytes, i.e. four int8x16 vectors of four tokens each.  The
+ * lane-indexed sdot multiplies such a vector with one 32-bit lane of a
+ * weight register, so four unpacked weight dwords in a register feed four
+ * sdots per token vector without any broadcast.  Weights are unpacked to
+ * their signed values, so the integer sums need no offset correction
+ * (except the K-quant mins, which come from the packed block sums).  The
+ * float chain per token is the canonical one, lane by lane.  R = 2 rows x
+ * 16 tokens per pass: 8 int32 sums + 4 activation vectors + weights fit
+ * the 32 registers. */
+#define NR16 2
+
+KINLINE int32x4_t sdot_lane(int32x4_t acc, int8x16_t a, int8x16_t w, const int lane) {
+    switch (lane) {
+    case 0:  return vdotq_laneq_s32(acc, a, w, 0);
+    case 1:  return vdotq_laneq_s32(acc, a, w, 1);
+    case 2:  return vdotq_laneq_s32(acc, a, w, 2);
+    default: return vdotq_laneq_s32(acc, a, w, 3);
+    }
+}
+
+/* D[r][v] += sum over dwords k0..k0+4*nq-1 of token vector v x weights
+ * wq[r][q] (lane k % 4 of register k / 4). */
+KINLINE void dot_dwords(int32x4_t D[NR16][4], const int R, const int8_t (*qs)[16][4], int k0,
+                        int8x16_t wq[NR16][2], const int nq) {
+    UNROLL
+    for (int q = 0; q < nq; q++)
+        UNROLL
+        for (int l = 0; l < 4; l++) {
+            const int8_t *a = &qs[k0 + 4 * q + l][0][0];
+            const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16), a2 = vld1q_s8(a + 32),
+                            a3 = vld1q_s8(a + 48);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                D[r][0] = sdot_lane(D[r][0], a0, wq[r][q], l);
+                D[r][1] = sdot_lane(D[r][1], a1, wq[r][q], l);
+                D[r][2] = sdot_lane(D[r][2], a2, wq[r][q], l);
+                D[r][3] = sdot_lane(D[r][3], a3, wq[r][q], l);
+            }
+        }
+}
+
+KINLINE void store16(const float32x4_t a[4], float *y, size_t ldy) {
+    float tmp[16];
+    UNROLL
+    for (int v = 0; v < 4; v++) vst1q_f32(tmp + 4 * v, a[v]);
+    for (int t = 0; t < 16; t++) y[(size_t)t * ldy] = tmp[t];
+}
+
+/* Q4_K / Q5_K */
+KINLINE void rows16_k45(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                        float *y, size_t ldy, const int is_q5) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), h16 = vdupq_n_u8(16);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[NR16], *qh[NR16];
+        uint8_t sc[NR16][8], mn[NR16][8];
+        float dw[NR16], dm[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q5) {
+                const block_q5_K *b = (const block_q5_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; qh[r] = b->qh; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                k4_scales(b->scales, sc[r], mn[r]);
+            } else {
+                const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; qh[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                k4_scales(b->scales, sc[r], mn[r]);
+            }
+        }
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            int8x16_t lo[NR16][2], hi[NR16][2];
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    const uint8x16_t b = vld1q_u8(qs[r] + 32 * j + 16 * q);
+                    uint8x16_t l = vandq_u8(b, m4), u = vshrq_n_u8(b, 4);
+                    if (is_q5) {
+                        const uint8x16_t hb = vld1q_u8(qh[r] + 16 * q);
+                        l = vorrq_u8(l, vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(1 << (2 * j)))), h16));
+                        u = vorrq_u8(u, vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(2 << (2 * j)))), h16));
+                    }
+                    lo[r][q] = vreinterpretq_s8_u8(l);
+                    hi[r][q] = vreinterpretq_s8_u8(u);
+                }
+            }
+            int32x4_t D[NR16][4];
+            UNROLL
+            for (int half = 0; half < 2; half++) {
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                dot_dwords(D, R, p->qs, 16 * j + 8 * half, half ? hi : lo, 2);
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int v = 0; v < 4; v++) S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][2 * j + half]);
+            }
+        }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            int32x4_t Mlo[4], Mhi[4];
+            UNROLL
+            for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
+            UNROLL
+            for (int m = 0; m < 4; m++) {
+                const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
+                                       mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
+                const int16x8_t mv = vld1q_s16(mp);
+                UNROLL
+                for (int v = 0; v < 4; v++) {
+                    const int16x8_t B = vld1q_s16(&p->bs32[m][4 * v][0]);
+                    Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
+                    Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                }
+            }
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                const int32x4_t M = vpaddq_s32(Mlo[v], Mhi[v]);
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
+                acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M));
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
+/* Q6_K: signed q - 32, 16-element scale groups */
+KINLINE void rows16_q6_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                         float *y, size_t ldy) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
+    const int8x16_t m32 = vdupq_n_s8(32);
+    for (int i = 0; i < nb; i++) {
+        const block_q6_K *b[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) b[r] = (const block_q6_K *)(w + (size_t)r * ws) + i;
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++)
+            UNROLL
+            for (int g = 0; g < 4; g++) {
+                /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
+                int8x16_t wq[NR16][2];
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int q = 0; q < 2; q++) {
+                        const uint8_t *lq = b[r]->ql + 64 * h + (g & 1 ? 32 : 0) + 16 * q;
+                        uint8x16_t nib = vld1q_u8(lq);
+                        nib = g < 2 ? vandq_u8(nib, m4) : vshrq_n_u8(nib, 4);
+                        const uint8x16_t hb = vandq_u8(vshlq_u8(vld1q_u8(b[r]->qh + 32 * h + 16 * q),
+                                                                vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        wq[r][q] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(nib, vshlq_n_u8(hb, 4))), m32);
+                    }
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    int32x4_t D[NR16][4];
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                    int8x16_t one[NR16][2];
+                    UNROLL
+                    for (int r = 0; r < R; r++) one[r][0] = one[r][1] = wq[r][q];
+                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, one, 1);
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++)
+                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], b[r]->scales[8 * h + 2 * g + q]);
+                }
+            }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const float dw = h2f(b[r]->d);
+            UNROLL
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw), vcvtq_f32_s32(S[r][v]));
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
+/* Q2_K (q 0..3, 4-bit scales and mins) and Q3_K (signed q -4..3, 6-bit
+ * scales): 16-element groups, weights unpacked per group. */
+KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                        float *y, size_t ldy, const int is_q3) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[NR16], *hm[NR16];
+        int8_t sc[NR16][16];
+        int16_t mn[NR16][16];
+        float dw[NR16], dm[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (is_q3) {
+                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; hm[r] = b->hmask; dw[r] = h2f(b->d); dm[r] = 0.0f;
+                k3_scales(b->scales, sc[r]);
+            } else {
+                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+                qs[r] = b->qs; hm[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+                for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
+            }
+        }
+        const kern_pk_q8_K *p = &xp[i];
+        int32x4_t S[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+        UNROLL
+        for (int h = 0; h < 2; h++)
+            UNROLL
+            for (int g = 0; g < 4; g++)
+                UNROLL
+                for (int q = 0; q < 2; q++) {
+                    /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
+                    int8x16_t wq[NR16][2];
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const uint8x16_t low = vandq_u8(vshlq_u8(vld1q_u8(qs[r] + 32 * h + 16 * q),
+                                                                 vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        if (is_q3) {
+                            const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << (4 * h + g)));
+                            const uint8x16_t neg = vbicq_u8(four, vtstq_u8(vld1q_u8(hm[r] + 16 * q), sel));
+                            wq[r][0] = vsubq_s8(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(neg));
+                        } else {
+                            wq[r][0] = vreinterpretq_s8_u8(low);
+                        }
+                        wq[r][1] = wq[r][0];
+                    }
+                    int32x4_t D[NR16][4];
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, wq, 1);
+                    UNROLL
+                    for (int r = 0; r < R; r++)
+                        UNROLL
+                        for (int v = 0; v < 4; v++)
+                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][8 * h + 2 * g + q]);
+                }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            int32x4_t M[4];
+            if (!is_q3) {
+                int32x4_t Mlo[4], Mhi[4];
+                UNROLL
+                for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
+                UNROLL
+                for (int m = 0; m < 8; m++) {
+                    const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
+                                           mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
+                    const int16x8_t mv = vld1q_s16(mp);
+                    UNROLL
+                    for (int v = 0; v < 4; v++) {
+                        const int16x8_t B = vld1q_s16(&p->bs16[m][4 * v][0]);
+                        Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
+                        Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                    }
+                }
+                UNROLL
+                for (int v = 0; v < 4; v++) M[v] = vpaddq_s32(Mlo[v], Mhi[v]);
+            }
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
+                if (!is_q3) acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
+/* 32-element formats: chains (block i -> chain i % 4) kept per row and
+ * token vector; one block per step (8 dwords, two weight registers). */
+KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_0 *xp,
+                        float *y, size_t ldy, const int kind) {
+    const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
+    const size_t bs = b32_size(kind);
+    float32x4_t c[NR16][4][4];   /* [row][chain][token vector] */
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int ch = 0; ch < 4; ch++)
+            UNROLL
+            for (int v = 0; v < 4; v++) c[r][ch][v] = vdupq_n_f32(0.0f);
+    for (int i = 0; i < nb; i++) {
+        int8x16_t wq[NR16][2];
+        float dw[NR16], mw[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *blk = w + (size_t)r * ws + (size_t)i * bs;
+            b32_unpack(blk, kind, &wq[r][0], &wq[r][1]);
+            dw[r] = b32_d(blk);
+            mw[r] = has_m ? b32_m(blk) : 0.0f;
+        }
+        const kern_pk_q8_0 *p = &xp[i];
+        int32x4_t D[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+        dot_dwords(D, R, p->qs, 0, wq, 2);
+        const int ch = i & 3;
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++) {
+                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                c[r][ch][v] = vfmaq_f32(c[r][ch][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(D[r][v]));
+                if (has_m) c[r][ch][v] = vfmaq_n_f32(c[r][ch][v], vld1q_f32(p->s + 4 * v), mw[r]);
+            }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        float32x4_t out[4];
+        UNROLL
+        for (int v = 0; v < 4; v++)
+            out[v] = vaddq_f32(vaddq_f32(c[r][0][v], c[r][1][v]), vaddq_f32(c[r][2][v], c[r][3][v]));
+        store16(out, y + r, ldy);
+    }
+}
+
+#define DEFINE_GEMM16(name, PK, CALL)                                                   \
+    static void gemm16_##name(int n, const void *restrict w, size_t ws, int nr,         \
+                              const void *restrict vxp, size_t gs, int ng,              \
+                              float *restrict y, size_t ldy) {                          \
+        for (int g = 0; g < ng; g++) {                                                  \
+            const PK *xp = (const PK *)((const char *)vxp + (size_t)g * gs);            \
+            float *yg = y + (size_t)16 * g * ldy;                                       \
+            const char *wb = w;                                                         \
+            int r = 0;                                                                  \
+            for (; r + NR16 <= nr; r += NR16) CALL(NR16);                               \
+            for (; r < nr; r++) CALL(1);                                                \
+        }                                                                               \
+    }
+#define CALL16_Q4K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
+#define CALL16_Q5K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
+#define CALL16_Q6K(R_) rows16_q6_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
+#define CALL16_Q2K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
+#define CALL16_Q3K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
+#define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
+#define CALL16_Q40(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_0)
+#define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
+#define CALL16_Q41(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_1)
+#define CALL16_Q51(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_1)
+DEFINE_GEMM16(q4_K, kern_pk_q8_K, CALL16_Q4K)
+DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
+DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
+DEFINE_GEMM16(q2_K, kern_pk_q8_K, CALL16_Q2K)
+DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
+DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
+DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
+DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
+DEFINE_GEMM16(q4_1, kern_pk_q8_0, CALL16_Q41)
+DEFINE_GEMM16(q5_1, kern_pk_q8_0, CALL16_Q51)
+
+/* ---- conversions and activation quantizers (ARM numerics) --------------- */
+static void to_float_f16(const void *restrict vx, float *restrict y, int64_t n) {
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
+    for (; i < n; i++) y[i] = h2f(x[i]);
+}
+
+static void from_float_f16(const float *restrict x, void *restrict vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i < n; i++) y[i] = kern_fp32_to_fp16(x[i]);
+}
+
+/* 32 floats * id, rounded half to even, narrowed to bytes (truncating, as
+ * the reference's int8 store); returns the sum of the 32 integers. */
+KINLINE int q8_32(const float *x, float id, int8_t *out) {
+    int32x4_t acc = vdupq_n_s32(0);
+    UNROLL
+    for (int k = 0; k < 8; k += 2) {
+        const int32x4_t a = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), id));
+        const int32x4_t b = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k + 4), id));
+        acc = vaddq_s32(acc, vaddq_s32(a, b));
+        const int16x8_t h = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
+        vst1_s8(out + 4 * k, vmovn_s16(h));
+    }
+    return vaddvq_s32(acc);
+}
+
+KINLINE float amax32(const float *x) {
+    float32x4_t m = vabsq_f32(vld1q_f32(x));
+    UNROLL
+    for (int k = 1; k < 8; k++) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + 4 * k)));
+    return vmaxvq_f32(m);
+}
+
+static void quantize_q8_0(const float *restrict x, void *restrict vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        const float amax = amax32(x), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_fp32_to_fp16(d);
+        (void)q8_32(x, id, y[i].qs);
+    }
+}
+
+static void quantize_q8_1(const float *restrict x, void *restrict vy, int64_t n) {
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+        const float amax = amax32(x), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = kern_fp32_to_fp16(d);
+        const int sum = q8_32(x, id, y[i].qs);
+        y[i].s = kern_fp32_to_fp16(d * (float)sum);
+    }
+}
+
+static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
+    block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int k = 0; k < QK_K; k += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + k)));
+        const float amax = vmaxvq_f32(m);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = amax;
+        for (int k = 0; k < QK_K; k++)
+            if (fabsf(x[k]) == amax) { max = x[k]; break; }
+        const float iscale = -127.0f / max;
+        const int32x4_t cap = vdupq_n_s32(127);
+        for (int g = 0; g < QK_K / 16; g++) {
+            int32x4_t s = vdupq_n_s32(0);
+            int16x8_t h[2];
+            UNROLL
+            for (int u = 0; u < 2; u++) {
+                const int32x4_t a = vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 16 * g + 8 * u), iscale)), cap);
+                const int32x4_t b = vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 16 * g + 8 * u + 4), iscale)), cap);
+                s = vaddq_s32(s, vaddq_s32(a, b));
+                h[u] = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
+            }
+            vst1q_s8(y[i].qs + 16 * g, vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1])));
+            y[i].bsums[g] = (int16_t)vaddvq_s32(s);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+void kern_neon_fill(nj_kernels *k, uint32_t features) {
+    (void)features;
+#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
+    SET(NJ_Q4_0, q4_0);
+    SET(NJ_Q4_1, q4_1);
+    SET(NJ_Q5_0, q5_0);
+    SET(NJ_Q5_1, q5_1);
+    SET(NJ_Q8_0, q8_0);
+    SET(NJ_Q2_K, q2_K);
+    SET(NJ_Q3_K, q3_K);
+    SET(NJ_Q4_K, q4_K);
+    SET(NJ_Q5_K, q5_K);
+    SET(NJ_Q6_K, q6_K);
+    SET(NJ_F32, f32);
+    SET(NJ_F16, f16);
+    SET(NJ_BF16, bf16);
+#undef SET
+    k->from_float[NJ_Q8_0] = quantize_q8_0;
+    k->from_float[NJ_Q8_1] = quantize_q8_1;
+    k->from_float[NJ_Q8_K] = quantize_q8_K;
+    k->from_float[NJ_F16] = from_float_f16;
+    k->to_float[NJ_F16] = to_float_f16;
+    k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
+    k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
+    k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
+    k->gemm16[NJ_Q2_K] = gemm16_q2_K;
+    k->gemm16[NJ_Q3_K] = gemm16_q3_K;
+    k->gemm16[NJ_Q4_K] = gemm16_q4_K;
+    k->gemm16[NJ_Q5_K] = gemm16_q5_K;
+    k->gemm16[NJ_Q6_K] = gemm16_q6_K;
+    k->gemm16[NJ_Q8_0] = gemm16_q8_0;
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
+    k->gemm16[NJ_Q5_0] = gemm16_q5_0;
+    k->gemm16[NJ_Q4_1] = gemm16_q4_1;
+    k->gemm16[NJ_Q5_1] = gemm16_q5_1;
+}
