@@ -16,6 +16,15 @@
  *         7B prefill; GMAC/s = multiply-adds per second.
  *   BW:   sum of 64-bit words over a buffer of -m MiB, per thread slices.
  * Output is Markdown.  -l forces a kernel level (sets NIGHTJAR_CPU).
+ *
+ *   kbench -k [-T ...]
+ *
+ * Kernel mode: single-thread throughput of each kernel level's code on
+ * cache-resident data (64 rows x 4096, timed in thread CPU time, best of
+ * 20, so other processes on the machine disturb it little): vec_dot
+ * (GEMV), the small-batch tile (16 tokens) and the packed GEMM (32
+ * tokens), in GMAC/s (multiply-adds per second).  -T none skips the
+ * matmul tables (memory bandwidth only).
  */
 #include "kernels/kernels.h"
 #include "matmul.h"
@@ -24,6 +33,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +184,70 @@ static double bench_layers(nj_pool *pool, struct layers *L, int n_tok, int reps,
     return best;
 }
 
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Best-of-20 seconds per call of fn over ctx (each timing runs it `inner`
+ * times). */
+#define TIME_BEST(out, inner, stmt)                                                     \
+    do {                                                                                \
+        double best_ = 1e30;                                                            \
+        for (int rep_ = 0; rep_ < 20; rep_++) {                                         \
+            double t0_ = thread_cpu();                                                  \
+            for (int in_ = 0; in_ < (inner); in_++) { stmt; }                           \
+            double dt_ = (thread_cpu() - t0_) / (inner);                                \
+            if (dt_ < best_) best_ = dt_;                                               \
+        }                                                                               \
+        (out) = best_;                                                                  \
+    } while (0)
+
+static int kernel_mode(const int *types, int n_types) {
+    const int n = 4096, nr = 64, ntok = 32;
+    printf("| type | level | GEMV GMAC/s | tile GEMM (16 tok) GMAC/s | packed GEMM (32 tok) GMAC/s |\n");
+    printf("|---|---|---|---|---|\n");
+    for (int ti = 0; ti < n_types; ti++) {
+        const int type = types[ti];
+        const nj_type_traits *tt = quant_traits_ref(type);
+        const int vdt = tt->vec_dot_type;
+        const size_t ws = quant_row_size(type, n), xs = quant_row_size(vdt, n);
+        uint8_t *w = nj_malloc_aligned(ws * nr), *xq = nj_malloc_aligned(xs * ntok);
+        float *x = nj_malloc_aligned(sizeof(float) * (size_t)n * ntok);
+        float *y = nj_malloc_aligned(sizeof(float) * (size_t)nr * ntok);
+        const size_t gs = kernels_pack16_size(vdt, n);
+        uint8_t *packed = gs ? nj_malloc_aligned(2 * gs) : NULL;
+        if (!w || !xq || !x || !y || (gs && !packed)) return 1;
+        fill(type, w, nr, ws);
+        for (size_t i = 0; i < (size_t)n * ntok; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+        for (int l = 0; l < NJ_KL_COUNT; l++) {
+            const nj_kernels *k = kernels_at(l);
+            if (!k) continue;
+            for (int t = 0; t < ntok; t++)
+                k->traits[vdt].from_float(x + (size_t)t * n, xq + (size_t)t * xs, n);
+            double tv, tg = 0, tp = 0;
+            TIME_BEST(tv, 4, for (int r = 0; r < nr; r++) k->vec_dot[type](n, &y[r], w + (size_t)r * ws, xq));
+            if (k->gemm[type])
+                TIME_BEST(tg, 2, k->gemm[type](n, w, ws, nr, xq, xs, 16, y, nr));
+            if (k->gemm16[type] && packed) {
+                k->pack16[vdt](n, xq, xs, 16, packed);
+                k->pack16[vdt](n, xq + 16 * xs, xs, 16, packed + gs);
+                TIME_BEST(tp, 2, k->gemm16[type](n, w, ws, nr, packed, gs, 2, y, nr));
+            }
+            const double macs = (double)n * nr;
+            char g[32] = "-", pk[32] = "-";
+            if (tg > 0) snprintf(g, sizeof g, "%.1f", macs * 16 / tg / 1e9);
+            if (tp > 0) snprintf(pk, sizeof pk, "%.1f", macs * 32 / tp / 1e9);
+            printf("| %s | %s | %.1f | %s | %s |\n", tt->name, k->name, macs / tv / 1e9, g, pk);
+            fflush(stdout);
+        }
+        nj_free_aligned(w); nj_free_aligned(xq); nj_free_aligned(x); nj_free_aligned(y);
+        nj_free_aligned(packed);
+    }
+    return 0;
+}
+
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
     while (*s && n < max) {
@@ -197,8 +271,10 @@ int main(int argc, char **argv) {
     int threads[8] = {1, 2}, n_threads = 2, n_gemm = 64, reps = 3;
     size_t mib = 1024;
     int types[32] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_Q4_0, NJ_Q5_K, NJ_F16}, n_types = 7;
+    bool kmode = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-k")) { kmode = true; continue; }
         if (!v) { fprintf(stderr, "kbench: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "-t")) n_threads = parse_list(v, threads, 8);
@@ -208,7 +284,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-l")) setenv("NIGHTJAR_CPU", v, 1);
         else if (!strcmp(a, "-T")) {
             n_types = 0;
-            for (const char *s = v; *s && n_types < 32;) {
+            for (const char *s = v; *s && n_types < 32 && strcmp(v, "none") != 0;) {
                 const char *c = strchr(s, ',');
                 size_t len = c ? (size_t)(c - s) : strlen(s);
                 int t = type_from_name(s, len);
@@ -218,13 +294,14 @@ int main(int argc, char **argv) {
                 s = c + 1;
             }
         } else {
-            fprintf(stderr, "usage: kbench [-t 1,2] [-T Q4_K,...] [-n 64] [-m MiB] [-r reps] [-l level]\n");
+            fprintf(stderr, "usage: kbench [-k] [-t 1,2] [-T Q4_K,...|none] [-n 64] [-m MiB] [-r reps] [-l level]\n");
             return 2;
         }
     }
     if (n_gemm < 1 || reps < 1 || n_threads < 1) { fprintf(stderr, "kbench: bad arguments\n"); return 2; }
 
     printf("kernels: %s\n\n", kernels_describe());
+    if (kmode) return kernel_mode(types, n_types);
     nj_pool *pools[8];
     for (int i = 0; i < n_threads; i++) {
         pools[i] = pool_new(threads[i], NULL);
