@@ -25,6 +25,12 @@
  * (GEMV), the small-batch tile (16 tokens) and the packed GEMM (32
  * tokens), in GMAC/s (multiply-adds per second).  -T none skips the
  * matmul tables (memory bandwidth only).
+ *
+ *   kbench -s TYPE,ROWS,COLS,NTOK [-r reps]
+ *
+ * Shape mode: one matmul() of that shape on a 1-thread pool, activation
+ * quantization included, in process CPU time (best rep): the same
+ * measurement bench/ref/ggml_mm makes of the peer, for bench/kernels.
  */
 #include "kernels/kernels.h"
 #include "matmul.h"
@@ -37,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static uint64_t rs = 88172645463325252ull;
@@ -96,6 +103,12 @@ static const struct shape layer[] = {
     {"gate", 11008, 4096}, {"up", 11008, 4096}, {"down", 4096, 11008},
 };
 #define NMAT ((int)NJ_ARRAY_LEN(layer))
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 /* ---- memory bandwidth ---------------------------------------------------- */
 struct bw_job { const uint64_t *buf; size_t n; uint64_t sum[64]; };
@@ -157,11 +170,6 @@ static int make_layers(struct layers *L, int type, size_t min_bytes) {
     return 0;
 }
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Seconds per layer (best of reps) for n_tok tokens; *busy = CPU time /
  * (wall time x threads) of that run: below ~0.95 means other processes
@@ -248,6 +256,43 @@ static int kernel_mode(const int *types, int n_types) {
     return 0;
 }
 
+static int shape_mode(const char *spec, int reps) {
+    char tname[16];
+    long long rows, cols, ntok;
+    if (sscanf(spec, "%15[^,],%lld,%lld,%lld", tname, &rows, &cols, &ntok) != 4 || rows < 1 ||
+        cols < 1 || ntok < 1) {
+        fprintf(stderr, "kbench: -s TYPE,ROWS,COLS,NTOK\n");
+        return 2;
+    }
+    int type = -1;
+    for (int t = 0; t < NJ_TYPE_COUNT; t++)
+        if (!strcasecmp(quant_type_name(t), tname)) type = t;
+    const size_t rb = type >= 0 ? quant_row_size(type, cols) : 0;
+    if (!rb) { fprintf(stderr, "kbench: bad type or shape %s\n", spec); return 2; }
+    uint8_t *w = nj_malloc_aligned(rb * (size_t)rows);
+    float *x = nj_malloc_aligned(sizeof(float) * (size_t)(cols * ntok));
+    float *y = nj_malloc_aligned(sizeof(float) * (size_t)(rows * ntok));
+    size_t ss = matmul_scratch_size(type, cols, (int)ntok);
+    void *scratch = ss ? nj_malloc_aligned(ss) : NULL;
+    nj_pool *pool = pool_new(1, NULL);
+    if (!w || !x || !y || (ss && !scratch) || !pool) return 1;
+    fill(type, w, (size_t)rows, rb);
+    for (long long i = 0; i < cols * ntok; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+    nj_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; r++) {
+        double t0 = cpu_now();
+        if (matmul(pool, &W, x, (int)ntok, y, scratch) != 0) return 1;
+        double dt = cpu_now() - t0;
+        if (r > 0 && dt < best) best = dt;
+    }
+    printf("nightjar %s %lldx%lld ntok=%lld level=%s GMAC/s=%.1f\n", quant_type_name(type), rows, cols,
+           ntok, kernels_get()->name, (double)rows * cols * ntok / best / 1e9);
+    pool_free(pool);
+    nj_free_aligned(w); nj_free_aligned(x); nj_free_aligned(y); nj_free_aligned(scratch);
+    return 0;
+}
+
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
     while (*s && n < max) {
@@ -272,6 +317,7 @@ int main(int argc, char **argv) {
     size_t mib = 1024;
     int types[32] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_Q4_0, NJ_Q5_K, NJ_F16}, n_types = 7;
     bool kmode = false;
+    const char *shape = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-k")) { kmode = true; continue; }
@@ -282,6 +328,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-r")) reps = atoi(v);
         else if (!strcmp(a, "-m")) mib = (size_t)atol(v);
         else if (!strcmp(a, "-l")) setenv("NIGHTJAR_CPU", v, 1);
+        else if (!strcmp(a, "-s")) shape = v;
         else if (!strcmp(a, "-T")) {
             n_types = 0;
             for (const char *s = v; *s && n_types < 32 && strcmp(v, "none") != 0;) {
@@ -294,12 +341,13 @@ int main(int argc, char **argv) {
                 s = c + 1;
             }
         } else {
-            fprintf(stderr, "usage: kbench [-k] [-t 1,2] [-T Q4_K,...|none] [-n 64] [-m MiB] [-r reps] [-l level]\n");
+            fprintf(stderr, "usage: kbench [-k] [-s TYPE,ROWS,COLS,NTOK] [-t 1,2] [-T Q4_K,...|none] [-n 64] [-m MiB] [-r reps] [-l level]\n");
             return 2;
         }
     }
     if (n_gemm < 1 || reps < 1 || n_threads < 1) { fprintf(stderr, "kbench: bad arguments\n"); return 2; }
 
+    if (shape) return shape_mode(shape, reps);
     printf("kernels: %s\n\n", kernels_describe());
     if (kmode) return kernel_mode(types, n_types);
     nj_pool *pools[8];

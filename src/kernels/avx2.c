@@ -78,11 +78,15 @@ KINLINE __m256i bits32(const uint8_t *p) {
 }
 
 /* Scale vector for 32 elements split in two 16-element halves with scales
- * a (elements 0..15) and b (16..31), as int16 for vpmaddwd after
- * vpmaddubsw (int16 lane k holds elements 2k, 2k+1; lanes 0..7 sit in the
- * low 128 bits). */
-KINLINE __m256i scale2(int a, int b) {
-    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+ * sc8[k] (elements 0..15) and sc8[k+1] (16..31), from 16 int8 scales in a
+ * register, as int16 for vpmaddwd after vpmaddubsw (int16 lane m holds
+ * elements 2m, 2m+1; lanes 0..7 sit in the low 128 bits): one byte shuffle
+ * and one sign extension. */
+KINLINE __m256i scale_pair(__m128i sc8, const int k) {
+    const __m128i sel = _mm_setr_epi8((char)k, (char)k, (char)k, (char)k, (char)k, (char)k, (char)k, (char)k,
+                                      (char)(k + 1), (char)(k + 1), (char)(k + 1), (char)(k + 1),
+                                      (char)(k + 1), (char)(k + 1), (char)(k + 1), (char)(k + 1));
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
 }
 
 /* Tile glue: vec_dot is the one-token tile; gemm walks tokens in groups of
@@ -246,20 +250,29 @@ DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1)
 
 /* ---- K-quant helpers --------------------------------------------------- */
 
-/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales sc[] and 8 six-bit mins mn[].
+/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins.
  *   j < 4:  sc = b[j] & 63,                    mn = b[j+4] & 63
  *   j >= 4: sc = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
  *           mn = (b[j+4] >> 4) | (b[j] >> 6) << 4
- * done four at a time in 32-bit words. */
-KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], s[2], m[2];
+ * done four at a time in 32-bit words, and returned in registers: scales
+ * as 8 int16 in both 128-bit halves (for lane broadcasts), mins as 8 int16.
+ * (Going through a byte array would cost a store-forwarding stall per
+ * super-block.) */
+KINLINE void k4_scales(const uint8_t *b, __m256i *scales, __m128i *mins) {
+    uint32_t u[3];
     memcpy(u, b, 12);
-    s[0] = u[0] & 0x3f3f3f3fu;
-    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    m[0] = u[1] & 0x3f3f3f3fu;
-    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    memcpy(sc, s, 8);
-    memcpy(mn, m, 8);
+    const uint32_t s0 = u[0] & 0x3f3f3f3fu;
+    const uint32_t s1 = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    const uint32_t m0 = u[1] & 0x3f3f3f3fu;
+    const uint32_t m1 = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const __m128i v = _mm_set_epi32((int)m1, (int)m0, (int)s1, (int)s0);
+    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+}
+
+/* int16 lane k of each 128-bit half, broadcast. */
+KINLINE __m256i lane16(__m256i v, const int k) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)((2 * k) | ((2 * k + 1) << 8))));
 }
 
 /* sum_k mn[k] * (bsums[2k] + bsums[2k+1]): the K-quant min correction. */
@@ -280,9 +293,9 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
-        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+        __m256i scales;
+        __m128i mins16;
+        k4_scales(w[i].scales, &scales, &mins16);
         __m256i sumi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
@@ -291,7 +304,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
             const __m256i lo = _mm256_and_si256(bits, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const __m256i sl = lane16(scales, 2 * j), sh = lane16(scales, 2 * j + 1);
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
@@ -333,9 +346,9 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
-        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+        __m256i scales;
+        __m128i mins16;
+        k4_scales(w[i].scales, &scales, &mins16);
         const __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
         __m256i sumi[NT_MAX];
         UNROLL
@@ -346,7 +359,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), bit_to_16(hb, 2 * j));
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                                                bit_to_16(hb, 2 * j + 1));
-            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const __m256i sl = lane16(scales, 2 * j), sh = lane16(scales, 2 * j + 1);
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
@@ -383,6 +396,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
         const int8_t *sc = w[i].scales;
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
         __m256i sumi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
@@ -399,7 +413,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                                           : _mm256_and_si256(_mm256_srli_epi16(lq, 4), m4);
                 const __m256i h2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
                 const __m256i q = _mm256_or_si256(nib, _mm256_slli_epi16(h2, 4));
-                const __m256i s = scale2(sc[8 * h + 2 * g], sc[8 * h + 2 * g + 1]);
+                const __m256i s = scale_pair(sc8, 8 * h + 2 * g);
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const __m256i qx = _mm256_loadu_si256(
@@ -409,7 +423,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                 }
             }
         }
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         const float dw = h2f(w[i].d);
         UNROLL
         for (int t = 0; t < nt; t++) {
@@ -438,6 +452,7 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
     for (int i = 0; i < nb; i++) {
         const uint8_t *sc = w[i].scales;
         const __m128i sraw = _mm_loadu_si128((const __m128i *)sc);
+        const __m128i sc4 = _mm_and_si128(sraw, _mm_set1_epi8(0x0f));
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sraw, 4),
                                                                   _mm_set1_epi8(0x0f)));
         __m256i sumi[NT_MAX];
@@ -449,7 +464,7 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
             UNROLL
             for (int g = 0; g < 4; g++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2);
-                const __m256i s = scale2(sc[8 * h + 2 * g] & 15, sc[8 * h + 2 * g + 1] & 15);
+                const __m256i s = scale_pair(sc4, 8 * h + 2 * g);
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const __m256i qx = _mm256_loadu_si256(
@@ -476,19 +491,16 @@ DEFINE_KERNELS(q2_K, tile_q2_K)
 
 /* ---- Q3_K x Q8_K:  q = 2 low bits - (hmask bit clear ? 4 : 0) ----------- */
 
-/* 12 bytes -> 16 six-bit scales, returned minus 32 (signed). */
-KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
-    uint32_t a[4];
+/* 12 bytes -> 16 six-bit scales minus 32, as 16 int8 in a register. */
+KINLINE __m128i k3_scales(const uint8_t *b) {
+    uint32_t a[3];
     memcpy(a, b, 12);
     const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
-    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
-    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
-    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
-    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
-    uint8_t u[16];
-    memcpy(u, a, 16);
-    UNROLL
-    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
+    const uint32_t s2 = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
+    const uint32_t s3 = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
+    const uint32_t s0 = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
+    const uint32_t s1 = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
+    return _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0), _mm_set1_epi8(32));
 }
 
 KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
@@ -501,8 +513,7 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
     const __m256i m2 = _mm256_set1_epi8(0x03), four = _mm256_set1_epi8(4);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
-        int8_t sc[16];
-        k3_scales(w[i].scales, sc);
+        const __m128i sc8 = k3_scales(w[i].scales);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
         __m256i sumi[NT_MAX];
         UNROLL
@@ -516,7 +527,7 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
                 const __m256i sel = _mm256_set1_epi8((char)(1 << (4 * h + g)));
                 const __m256i neg4 = _mm256_andnot_si256(
                     _mm256_cmpeq_epi8(_mm256_and_si256(hm, sel), sel), four);
-                const __m256i s = scale2(sc[8 * h + 2 * g], sc[8 * h + 2 * g + 1]);
+                const __m256i s = scale_pair(sc8, 8 * h + 2 * g);
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const __m256i qx = _mm256_loadu_si256(
