@@ -54,6 +54,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "attn_ops.h"
 #include "matmul.h"
 #include "model.h"
 #include "pool.h"
@@ -96,80 +97,17 @@ struct nj_session {
     void      *mm_scratch;
 };
 
-/* ---- f16 helpers ---- */
+/* ---- tables ---- */
 
-/* Round an f32 to the nearest f16 value (ties to even), kept as f32.  This
- * is what storing into ggml's f16 accumulator does. */
-static inline float f16_round(float x) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    uint32_t a = b & 0x7fffffffu;
-    if (a >= 0x38800000u) {                   /* |x| >= 2^-14: f16 normal */
-        if (a >= 0x477ff000u) {               /* rounds to >= 65520: inf */
-            if (a > 0x7f800000u) return x;    /* NaN */
-            b = (b & 0x80000000u) | 0x7f800000u;
-        } else {
-            b += 0x0fffu + ((b >> 13) & 1u);  /* round mantissa to 10 bits */
-            b &= ~0x1fffu;
-        }
-        memcpy(&x, &b, 4);
-        return x;
-    }
-    /* f16 subnormals are multiples of 2^-24; 0.75 has that ulp. */
-    volatile float t = x + 0.75f;
-    return t - 0.75f;
-}
-
-/* a*b + c with one rounding, as the fused multiply-add ggml's compiler
- * emits: the product of two floats is exact in double, so only the sum is
- * rounded (twice, to double then to float; the two roundings can differ
- * from one only when the double result lands exactly on a float tie, about
- * one case in 2^29). */
-static inline float fma_d(float a, float b, float c) { return (float)((double)a * b + c); }
-
-/* ggml's vectorised expf (ggml_v_expf, after ARM's optimized-routines):
- * 2^n * p(b) with n = round(x / ln2) and a degree-5 polynomial; within
- * ~1.5 ulp of expf but not equal to it, and ggml uses it for SiLU and the
- * softmax of the tiled attention, so we evaluate the same steps. */
-static inline float expf_ggml(float x) {
-    const float r = 0x1.8p23f;
-    const float z = fma_d(x, 0x1.715476p+0f, r);
-    const float n = z - r;
-    const float b = fma_d(-n, 0x1.7f7d1cp-20f, fma_d(-n, 0x1.62e4p-1f, x));
-    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
-    const float u = b * b;
-    const float j = fma_d(fma_d(fma_d(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
-                                fma_d(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                          u, fma_d(0x1.ffffecp-1f, b, 1.0f));
-    const int ni = (int)n;
-    if (ni > -126 && ni < 127) {                 /* 2^n normal: exact scaling */
-        uint32_t bits = (uint32_t)(ni + 127) << 23;
-        float two_n;
-        memcpy(&two_n, &bits, 4);
-        const float r2 = j * two_n;
-        if (fabsf(r2) >= 0x1p-126f) return r2;   /* normal result: same as scalef */
-    }
-    return ldexpf(j, ni);
-}
-
-/* Horizontal sum of 16 lanes in the order of a 512-bit reduce-add:
- * halves, quarters, then pairs. */
-static inline float hsum16(const float *a) {
-    float b[8], c[4];
-    for (int i = 0; i < 8; i++) b[i] = a[i + 8] + a[i];
-    for (int i = 0; i < 4; i++) c[i] = b[i + 4] + b[i];
-    return (c[0] + c[2]) + (c[1] + c[3]);
-}
-
-/* f16 bits -> f32 through a table (filled once). */
-static float f16_tab[1 << 16];
 static float gelu_tab[1 << 16];
+static const attn_ops *ops;   /* set once with the tables */
+#define f16_tab attn_f16_tab
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 /* ggml evaluates gelu through a table indexed by the f16 bits of x. */
 static void tables_init(void) {
     const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
-    for (uint32_t i = 0; i < (1u << 16); i++) f16_tab[i] = nj_fp16_to_fp32((uint16_t)i);
+    ops = attn_ops_get();   /* also fills attn_f16_tab */
     for (uint32_t i = 0; i < (1u << 16); i++) {
         float x = f16_tab[i];
         float g = 0.5f * x * (1.0f + tanhf(c * x * fma_d(a * x, x, 1.0f)));
@@ -177,25 +115,6 @@ static void tables_init(void) {
     }
 }
 
-/* q.k over n f16 values as ggml's AVX-512 f16 dot product orders it:
- * 4 accumulators of 16 lanes over steps of 64, folded pairwise, reduced
- * across lanes, then the tail added in double. */
-static float dot_f16_ggml(const uint16_t *x, const uint16_t *y, int n) {
-    float acc[4][16] = {{0}};
-    const int np = n & ~63;
-    for (int i = 0; i < np; i += 64)
-        for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 16; l++)
-                acc[j][l] += f16_tab[x[i + 16 * j + l]] * f16_tab[y[i + 16 * j + l]];
-    for (int l = 0; l < 16; l++) {
-        acc[0][l] += acc[2][l];
-        acc[1][l] += acc[3][l];
-        acc[0][l] += acc[1][l];
-    }
-    double sum = hsum16(acc[0]);
-    for (int i = np; i < n; i++) sum += (double)(f16_tab[x[i]] * f16_tab[y[i]]);
-    return (float)sum;
-}
 
 /* ---- sizes and layout ---- */
 
@@ -210,8 +129,8 @@ static size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 static size_t attn_ws_floats(const nj_hparams *hp) {
     size_t hk = (size_t)hp->head_dim_k, hv = (size_t)hp->head_dim_v;
     size_t gq = (size_t)(hp->n_head / hp->n_head_kv);
-    /* vec path: q16 (hk halves), vkq, acc, v32 */
-    size_t vec = (hk + 1) / 2 + 3 * hv;
+    /* vec path: per head q, vkq, acc, 4 scalars; one widened K and V row */
+    size_t vec = gq * (hk + 2 * hv + 4) + hk + hv;
     /* tiled path: per query row M, S, vkq; K and V tile in f32; scores */
     size_t tiled = FA_TILE * gq * (2 + hv) + FA_TILE * (hk + hv) + FA_TILE;
     return (vec + tiled + 15) & ~(size_t)15;
@@ -495,81 +414,114 @@ static int kv_cells_attended(const nj_session *s, bool swa, int used) {
     return padded < size ? padded : size;
 }
 
-/* Vec path over keys [a, b): online softmax with the V accumulator in f16
- * precision, as ggml's one_chunk kernel.  Updates *M, *S, vkq (hv floats
- * holding f16 values). */
-static void attn_vec_range(const nj_session *s, int il, int kvh, const uint16_t *q16, int a,
-                           int b, float scale, float *M, float *S, float *vkq) {
+/* q.k as ggml's AVX-512 f16 dot product orders it, on f16 values held as
+ * floats (so every product is exact): 4 accumulators of 16 lanes over
+ * steps of 64, folded pairwise, reduced across lanes, tail in double. */
+static float dot_f16_lanes(const float *x, const float *y, int n) {
+    float acc[4][16] = {{0}};
+    const int np = n & ~63;
+    for (int i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++) acc[j][l] += x[i + 16 * j + l] * y[i + 16 * j + l];
+    for (int l = 0; l < 16; l++) {
+        acc[0][l] += acc[2][l];
+        acc[1][l] += acc[3][l];
+        acc[0][l] += acc[1][l];
+    }
+    double sum = hsum16(acc[0]);
+    for (int i = np; i < n; i++) sum += (double)(x[i] * y[i]);
+    return (float)sum;
+}
+
+/* Vec path over keys [a, b) for the gq query heads sharing kv head kvh:
+ * per head an online softmax with the V accumulator in f16 precision, as
+ * ggml's one_chunk kernel (which runs each head on its own; the results are
+ * per head, so sharing the widened K and V rows changes nothing).
+ * qh (gq, hk): queries rounded to f16; M, S (gq); vkq (gq, hv). */
+static void attn_vec_range(const nj_session *s, int il, int kvh, int gq, const float *qh, int a,
+                           int b, float scale, float *M, float *S, float *vkq, float *kf,
+                           float *vf) {
     const nj_hparams *hp = &s->m->hp;
     const int hk = hp->head_dim_k, hv = hp->head_dim_v;
     const uint16_t *K = s->k_cache + (size_t)il * s->n_ctx * s->k_row + (size_t)kvh * hk;
     const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
     for (int ic = a; ic < b; ic++) {
-        const float sc = dot_f16_ggml(K + (size_t)ic * s->k_row, q16, hk) * scale;
-        const float Mold = *M;
-        float ms = 1.0f, vs = 1.0f;
-        if (sc > Mold) {
-            *M = sc;
-            ms = expf(Mold - sc);
-            for (int d = 0; d < hv; d++) vkq[d] = f16_round(vkq[d] * ms);
-        } else {
-            vs = expf(sc - Mold);
+        const uint16_t *kr = K + (size_t)ic * s->k_row, *vr = V + (size_t)ic * s->v_row;
+        for (int d = 0; d < hk; d++) kf[d] = f16_tab[kr[d]];
+        for (int d = 0; d < hv; d++) vf[d] = f16_tab[vr[d]];
+        for (int g = 0; g < gq; g++) {
+            float *acc = vkq + (size_t)g * hv;
+            const float sc = dot_f16_lanes(kf, qh + (size_t)g * hk, hk) * scale;
+            const float Mold = M[g];
+            float ms = 1.0f, vs = 1.0f;
+            if (sc > Mold) {
+                M[g] = sc;
+                ms = expf(Mold - sc);
+                for (int d = 0; d < hv; d++) acc[d] = f16_round(acc[d] * ms);
+            } else {
+                vs = expf(sc - Mold);
+            }
+            ops->v_mad_f16(hv, vf, vs, acc);
+            S[g] = fma_d(S[g], ms, vs);
         }
-        const uint16_t *vr = V + (size_t)ic * s->v_row;
-        for (int d = 0; d < hv; d++) vkq[d] = f16_round(fma_d(f16_tab[vr[d]], vs, vkq[d]));
-        *S = fma_d(*S, ms, vs);
     }
 }
 
-/* One query row (token t of the chunk, head h) on the vec path. */
-static void attn_row_vec(const attn_job *j, int t, int h, float *ws) {
+/* Token t of the chunk, all query heads of kv head kvh, on the vec path. */
+static void attn_group_vec(const attn_job *j, int t, int kvh, float *ws) {
     nj_session *s = j->s;
     const nj_hparams *hp = &s->m->hp;
     const nj_layer *L = &s->m->layers[j->il];
     const int hk = hp->head_dim_k, hv = hp->head_dim_v;
-    const int kvh = h / (hp->n_head / hp->n_head_kv);
+    const int gq = hp->n_head / hp->n_head_kv;
     const int p = j->p0 + t;
     const int lo = (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) ? p - hp->n_swa + 1 : 0;
     const int hi = p + 1;   /* keys [lo, hi) */
 
-    uint16_t *q16 = (uint16_t *)ws;
-    float *vkq = ws + (hk + 1) / 2, *acc = vkq + hv;
-    const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
-    float *out = s->att + (size_t)t * hp->n_head * hv + (size_t)h * hv;
-    quant_traits(NJ_F16)->from_float(qf, q16, hk);
+    float *qh = ws, *vkq = qh + (size_t)gq * hk, *acc = vkq + (size_t)gq * hv;
+    float *M = acc + (size_t)gq * hv, *S = M + gq, *Mf = S + gq, *Sf = Mf + gq;
+    float *kf = Sf + gq, *vf = kf + hk;
+    /* ggml converts q to the K cache's type (f16) for the dot product */
+    const float *q = s->q + (size_t)t * hp->n_head * hk + (size_t)kvh * gq * hk;
+    for (int i = 0; i < gq * hk; i++) qh[i] = f16_round(q[i]);
 
     const int n_kv = kv_cells_attended(s, L->swa, p + 1);
-    if (j->split_ok && n_kv >= SPLIT_KV_MIN) {
-        /* ggml's split-KV decode: n_threads chunks of the padded range,
-         * each an f16-accumulated partial, combined in f32. */
-        const int nth = s->n_threads;
-        const int cs = (n_kv + nth - 1) / nth;
-        float Mf = -INFINITY, Sf = 0.0f;
-        for (int d = 0; d < hv; d++) acc[d] = 0.0f;
-        for (int c = 0; c < nth; c++) {
-            int a = c * cs, b = a + cs < n_kv ? a + cs : n_kv;
-            if (a < lo) a = lo;
-            if (b > hi) b = hi;
-            if (a >= b) continue;
-            float Mc = -INFINITY, Sc = 0.0f;
-            for (int d = 0; d < hv; d++) vkq[d] = 0.0f;
-            attn_vec_range(s, j->il, kvh, q16, a, b, hp->kq_scale, &Mc, &Sc, vkq);
-            if (Sc == 0.0f) continue;
-            const float Mn = fmaxf(Mf, Mc);
-            const float so = expf(Mf - Mn), sn = expf(Mc - Mn);
-            for (int d = 0; d < hv; d++) acc[d] = fma_d(acc[d], so, vkq[d] * sn);
-            Sf = fma_d(Sf, so, Sc * sn);
-            Mf = Mn;
+    const bool split = j->split_ok && n_kv >= SPLIT_KV_MIN;
+    /* split-KV decode: n_threads chunks of the padded range, each an
+     * f16-accumulated partial, combined in f32; else one chunk */
+    const int nch = split ? s->n_threads : 1;
+    const int cs = split ? (n_kv + nch - 1) / nch : hi;
+    for (int g = 0; g < gq; g++) { Mf[g] = -INFINITY; Sf[g] = 0.0f; }
+    memset(acc, 0, sizeof(float) * (size_t)gq * hv);
+    for (int c = 0; c < nch; c++) {
+        int a = c * cs, b = split ? (a + cs < n_kv ? a + cs : n_kv) : hi;
+        if (a < lo) a = lo;
+        if (b > hi) b = hi;
+        if (a >= b) continue;
+        for (int g = 0; g < gq; g++) { M[g] = -INFINITY; S[g] = 0.0f; }
+        memset(vkq, 0, sizeof(float) * (size_t)gq * hv);
+        attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
+        for (int g = 0; g < gq; g++) {
+            float *ag = acc + (size_t)g * hv, *vg = vkq + (size_t)g * hv;
+            if (!split) {   /* single chunk: the result is the chunk */
+                Sf[g] = S[g];
+                memcpy(ag, vg, sizeof(float) * hv);
+                continue;
+            }
+            if (S[g] == 0.0f) continue;
+            const float Mn = fmaxf(Mf[g], M[g]);
+            const float so = expf(Mf[g] - Mn), sn = expf(M[g] - Mn);
+            for (int d = 0; d < hv; d++) ag[d] = fma_d(ag[d], so, vg[d] * sn);
+            Sf[g] = fma_d(Sf[g], so, S[g] * sn);
+            Mf[g] = Mn;
         }
-        const float inv = Sf != 0.0f ? 1.0f / Sf : 0.0f;
-        for (int d = 0; d < hv; d++) out[d] = acc[d] * inv;
-        return;
     }
-    float M = -INFINITY, S = 0.0f;
-    for (int d = 0; d < hv; d++) vkq[d] = 0.0f;
-    attn_vec_range(s, j->il, kvh, q16, lo, hi, hp->kq_scale, &M, &S, vkq);
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (int d = 0; d < hv; d++) out[d] = vkq[d] * inv;
+    for (int g = 0; g < gq; g++) {
+        const int h = kvh * gq + g;
+        float *out = s->att + (size_t)t * hp->n_head * hv + (size_t)h * hv;
+        const float inv = Sf[g] == 0.0f ? 0.0f : 1.0f / Sf[g];
+        for (int d = 0; d < hv; d++) out[d] = acc[(size_t)g * hv + d] * inv;
+    }
 }
 
 /* Tiled path for up to FA_TILE consecutive tiled tokens starting at chunk
@@ -584,7 +536,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     const int nr = nt * gq;                    /* query rows in the group */
     const float scale = hp->kq_scale;
 
-    float *ws_t = ws + (hk + 1) / 2 + 3 * hv;  /* after the vec-path area */
+    float *ws_t = ws + (size_t)gq * (hk + 2 * hv + 4) + hk + hv;  /* after the vec area */
     float *Ms = ws_t, *Ss = Ms + FA_TILE * gq, *vkq = Ss + FA_TILE * gq;
     float *K32 = vkq + (size_t)FA_TILE * gq * hv, *V32 = K32 + (size_t)FA_TILE * hk;
     float *kq = V32 + (size_t)FA_TILE * hv;
@@ -619,12 +571,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
             if (ic + kt - 1 < lo || ic > p) continue;      /* tile fully masked */
             const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
             /* ggml's tile GEMM: per key one fused multiply-add chain over d */
-            for (int tk = 0; tk < FA_TILE; tk++) kq[tk] = 0.0f;
-            for (int e = 0; e < hk; e++) {
-                const float qe = qf[e];
-                const float *kr = K32 + (size_t)e * FA_TILE;
-                for (int tk = 0; tk < FA_TILE; tk++) kq[tk] = fma_d(qe, kr[tk], kq[tk]);
-            }
+            ops->kq_tile(hk, qf, K32, kq);
             float tmax = -INFINITY;
             for (int tk = 0; tk < FA_TILE; tk++) {
                 const int key = ic + tk;
@@ -643,21 +590,10 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
             /* softmax over the tile in 16-lane chunks, as ggml's
              * vectorised soft_max: approximate exp, lane-ordered sums */
             double sum = 0.0;
-            for (int c0 = 0; c0 < FA_TILE; c0 += 16) {
-                for (int tk = c0; tk < c0 + 16; tk++) kq[tk] = expf_ggml(kq[tk] - Mnew);
-                sum += hsum16(kq + c0);
-            }
+            for (int c0 = 0; c0 < FA_TILE; c0 += 16) sum += ops->softmax16(kq + c0, Mnew);
             Ss[r] = (float)(Ss[r] + sum);
             /* acc += p . V, one fused chain per output element over keys */
-            for (int tk = 0; tk < kt; tk++) {
-                const float w = kq[tk];
-                if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
-                const float *vr = V32 + (size_t)tk * hv;
-                int d = 0;
-                for (; d + 16 <= hv; d += 16)
-                    for (int e = 0; e < 16; e++) acc[d + e] = fma_d(w, vr[d + e], acc[d + e]);
-                for (; d < hv; d++) acc[d] = fma_d(w, vr[d], acc[d]);
-            }
+            ops->pv_tile(hv, kt, kq, V32, acc);
         }
     }
     for (int r = 0; r < nr; r++) {
@@ -669,7 +605,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
 }
 
 /* Work units: tiled blocks first (n_kv_head x ceil(n_tiled/64)), then vec
- * rows (n_vec x n_head).  Tiled tokens are the first n_tiled of the chunk
+ * groups (n_vec x n_head_kv).  Tiled tokens are the first n_tiled of the chunk
  * (the micro-batch emulation guarantees they precede the vec tokens). */
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
@@ -678,7 +614,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
     float *ws = s->attn_ws + (size_t)ith * s->ws_stride;
     const int n_blocks = (j->n_tiled + FA_TILE - 1) / FA_TILE;
     const int n_tiled_units = n_blocks * hp->n_head_kv;
-    const int n_units = n_tiled_units + j->n_vec * hp->n_head;
+    const int n_units = n_tiled_units + j->n_vec * hp->n_head_kv;
     for (int u = ith; u < n_units; u += nth) {
         if (u < n_tiled_units) {
             const int blk = u / hp->n_head_kv, kvh = u % hp->n_head_kv;
@@ -687,7 +623,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
             attn_block_tiled(j, kvh, t0, nt, ws);
         } else {
             const int r = u - n_tiled_units;
-            attn_row_vec(j, j->n_tiled + r / hp->n_head, r % hp->n_head, ws);
+            attn_group_vec(j, j->n_tiled + r / hp->n_head_kv, r % hp->n_head_kv, ws);
         }
     }
 }
@@ -822,14 +758,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         if (hp->act == NJ_ACT_SILU) {
             /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
              * its approximate exp and the tail with expf */
-            for (int r = 0; r < nr; r++) {
-                float *g = s->gate + (size_t)r * F;
-                const float *u = s->up + (size_t)r * F;
-                const int nvec = F & ~15;
-                int i = 0;
-                for (; i < nvec; i++) g[i] = g[i] / (1.0f + expf_ggml(0.0f - g[i])) * u[i];
-                for (; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-            }
+            for (int r = 0; r < nr; r++)
+                ops->swiglu(F, s->gate + (size_t)r * F, s->up + (size_t)r * F);
         } else {
             for (size_t i = 0; i < nf; i++) {
                 const float g = s->gate[i];

@@ -37,13 +37,13 @@
  *    regexes that use \p{..} on a "collapsed" string where every non-ASCII
  *    code point is replaced by one byte naming its class (0xD1 number, 0xD2
  *    letter, 0xD3 punctuation, 0xD4 mark, 0xD5 symbol, 0x0B whitespace, 0xD0
- *    other) and \p{X} by that byte plus the ASCII members of X; we hold the
- *    same patterns pre-translated and run them byte-wise.  Regexes without
- *    \p{..} run on the code points (non-ASCII whitespace replaced by 0x0B).
- *    Unmatched stretches between matches become pieces too.  The pattern
- *    lists are written as the models define them; compile_steps routes the
- *    five patterns llama.cpp special-cases to the splitters and translates
- *    the others with collapse_pattern.
+ *    other) and \p{X} by that byte plus the ASCII members of X; we do the
+ *    same translation at load (collapse_pattern) and run such patterns
+ *    byte-wise with PCRE2.  Regexes without \p{..} run on the code points
+ *    (non-ASCII whitespace replaced by 0x0B) in UTF mode.  Unmatched
+ *    stretches between matches become pieces too.  The pattern lists are
+ *    written as the models define them; compile_steps routes the five
+ *    patterns llama.cpp special-cases to the splitters.
  *    Each word is then re-encoded to UTF-8 and merged: symbols start as
  *    single bytes (mapped through the GPT-2 byte alphabet), and a min-heap
  *    keyed by (merge rank, left index) applies merges.  Strings are
@@ -51,8 +51,14 @@
  *    has an integer id, and the merge table maps (left id, right id) to
  *    (rank, result id), so the merge loop never hashes strings.
  *
- * Unicode classes come from utf8proc (general category) plus the White_Space
- * list llama.cpp uses; no table is hand-written here.
+ * 4. Speed.  Long inputs (>= 16 KB) get a bounded per-call cache from word
+ *    bytes to ids, and SPM text is cut into independent segments before each
+ *    "\u2581" when the vocabulary makes that exact (see spm_encode), so the
+ *    merge heaps stay word-sized.  Neither changes any output.
+ *
+ * Unicode general categories come from utf8proc; the only list written here
+ * is the 25 White_Space code points (PropList.txt), which utf8proc does not
+ * expose and llama.cpp uses for \s.
  *
  * Invariants: after tok_load everything is read-only.  All ids stored in the
  * tables are < n_vocab; "interned" ids >= n_vocab name strings that occur
@@ -723,11 +729,9 @@ static int strmap_grow(nj_tok *t) {
     for (size_t i = 0; i <= old.mask; i++) {
         int32_t id = old.slot[i];
         if (id < 0) continue;
-        size_t j = (size_t)old.hash[i] & t->map.mask;
-        /* re-hash from the stored low bits is not enough for a larger
-         * table: recompute the full hash */
+        /* only the low 32 bits are stored: recompute the full hash */
         uint64_t h = hash_bytes(t->str[id].ptr, t->str[id].len);
-        j = h & t->map.mask;
+        size_t j = h & t->map.mask;
         while (t->map.slot[j] >= 0) j = (j + 1) & t->map.mask;
         t->map.slot[j] = id;
         t->map.hash[j] = (uint32_t)h;
@@ -866,12 +870,21 @@ static int render_piece(const nj_tok *t, int32_t id, char **buf, size_t *len, si
             src = dyn;
         } else {
             /* GPT-2 alphabet -> bytes; unmapped code points render as
-             * "[UNK_BYTE_0x<hex>" + whole token text + "]" like llama.cpp */
-            size_t worst = (size_t)s->len * (s->len + 32) + 16;
-            dyn = nj_malloc(worst);
-            if (!dyn) return -ENOMEM;
+             * "[UNK_BYTE_0x<hex>" + whole token text + "]" like llama.cpp
+             * (sized in a first pass: a hostile file must not make this
+             * quadratic in memory) */
             const uint8_t *p = (const uint8_t *)s->ptr;
-            size_t i = 0;
+            size_t i = 0, need = 1;
+            while (i < s->len) {
+                uint32_t c = utf8_next(p, s->len, &i);
+                uint8_t u[4];
+                need += cp_to_byte(c) >= 0 ? 1 : 13 + 2 * (size_t)utf8_put(c, u) + s->len + 1;
+            }
+            if (need > (16u << 20))
+                return nj_fail(NJ_EFORMAT, "tokenizer: token %d renders to %zu bytes", (int)id, need);
+            dyn = nj_malloc(need);
+            if (!dyn) return -ENOMEM;
+            i = 0;
             while (i < s->len) {
                 uint32_t c = utf8_next(p, s->len, &i);
                 int b = cp_to_byte(c);
@@ -1042,6 +1055,7 @@ static int build_merges(nj_tok *t, const gguf_str *merges, uint64_t n_merges) {
         const char *sp = n > 1 ? memchr(w + 1, ' ', n - 1) : NULL;
         if (!sp) continue;   /* llama.cpp files it under ("", "") : never matches */
         size_t la = (size_t)(sp - w), lb = n - la - 1;
+        if (n > UINT32_MAX / 4) { nj_free(cat); return nj_fail(NJ_EFORMAT, "tokenizer: merge %llu too long", (unsigned long long)r); }
         int32_t a = intern(t, w, la, false);
         int32_t b = intern(t, sp + 1, lb, false);
         if (a < 0 || b < 0) { nj_free(cat); return -ENOMEM; }

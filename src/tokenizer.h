@@ -45,11 +45,15 @@
  * scratch per call (proportional to the input) and frees it before
  * returning; it keeps no cache between calls.
  *
- * Known differences from llama.cpp (see docs in tokenizer.c): Unicode
- * character classes come from utf8proc (Unicode 15.0 on Debian 12) while
- * llama.cpp embeds a newer table, so code points assigned after 15.0 may
- * split differently; input that llama.cpp would abort on (code points above
- * U+10FFFF from 0xF5..0xF7 lead bytes) is treated as U+FFFD instead.
+ * Known differences from llama.cpp: Unicode character classes come from
+ * utf8proc (Unicode 15.0 on Debian 12) while llama.cpp embeds a newer table,
+ * so code points assigned after 15.0 may split differently.  Input that
+ * makes llama.cpp's BPE tokenizer abort the process is handled instead:
+ * 4-byte sequences above U+10FFFF read as U+FFFD, and an overlong-encoded
+ * space in raw-UTF-8 BPE (gemma4) simply does not merge.  Where several
+ * vocabulary entries could be the EOT/FIM token, llama.cpp's choice follows
+ * hash-map order; ours follows a fixed priority list.  Same-length special
+ * tokens that overlap in a text are tried in id order (llama.cpp: unspecified).
  */
 #ifndef NJ_TOKENIZER_H
 #define NJ_TOKENIZER_H

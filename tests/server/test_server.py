@@ -102,12 +102,16 @@ def jbody(b):
         return None
 
 
+SERVERS = []     # every server started, killed at the end whatever happened
+
+
 class Server:
     def __init__(self, *args, name="s"):
         self.sock = os.path.join(TMP, name + ".sock")
         self.log = open(os.path.join(TMP, name + ".log"), "w+")
         self.p = subprocess.Popen([BIN, "serve", "--socket", self.sock, *args], env=env(),
                                   stdout=self.log, stderr=subprocess.STDOUT)
+        SERVERS.append(self)
 
     def wait_ready(self, timeout=60):
         t = time.time()
@@ -540,8 +544,10 @@ def main():
                     except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
                         check(f"{name}: group ran to the end", False, repr(e))
             finally:
-                if s.p.poll() is None:
-                    s.stop(signal.SIGKILL)
+                for srv in SERVERS:
+                    if srv.p.poll() is None:
+                        srv.p.kill()
+                        srv.p.wait()
             log = s.logtext()
             if failed:
                 print("---- server log (tail) ----")

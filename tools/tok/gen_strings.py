@@ -166,28 +166,31 @@ def strings(seed, count, invalid=False):
 
 
 def llama_cpp_aborts(s):
-    """True if llama.cpp's UTF-8 decoder would yield a code point above
-    U+10FFFF (it then throws std::invalid_argument out of llama_tokenize and
-    the process aborts); nightjar reads such a sequence as U+FFFD."""
+    """True for input llama.cpp's tokenizer aborts on (nightjar does not):
+    - a 4-byte sequence decoding above U+10FFFF: std::invalid_argument thrown
+      out of llama_tokenize (nightjar reads U+FFFD);
+    - an overlong encoding of U+0020 (e.g. C0 A0): it survives the U+2581
+      escaping of raw-UTF-8 BPE (gemma-4) and trips GGML_ASSERT in
+      find_bpe_rank."""
     i, n = 0, len(s)
     while i < n:
         b = s[i]
+        c, k = None, 1
         if b < 0x80 or not b & 0x40:
-            i += 1
+            k = 1
         elif not b & 0x20:
-            i += 2 if i + 1 < n and (s[i + 1] & 0xC0) == 0x80 else 1
+            if i + 1 < n and (s[i + 1] & 0xC0) == 0x80:
+                c, k = ((b & 0x1F) << 6) | (s[i + 1] & 0x3F), 2
         elif not b & 0x10:
-            i += 3 if i + 2 < n and all((s[i + k] & 0xC0) == 0x80 for k in (1, 2)) else 1
+            if i + 2 < n and all((s[i + j] & 0xC0) == 0x80 for j in (1, 2)):
+                c, k = ((b & 0x0F) << 12) | ((s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F), 3
         elif not b & 0x08:
-            if i + 3 < n and all((s[i + k] & 0xC0) == 0x80 for k in (1, 2, 3)):
+            if i + 3 < n and all((s[i + j] & 0xC0) == 0x80 for j in (1, 2, 3)):
                 c = ((b & 7) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F)
-                if c > 0x10FFFF:
-                    return True
-                i += 4
-            else:
-                i += 1
-        else:
-            i += 1
+                k = 4
+        if c is not None and (c > 0x10FFFF or c == 0x20):
+            return True
+        i += k
     return False
 
 

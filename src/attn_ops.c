@@ -1,0 +1,64 @@
+/*
+ * attn_ops — see attn_ops.h.  Two instantiations of attn_ops_body.h: the
+ * portable one (fma emulated in double) and, on x86-64 with GCC or Clang,
+ * one compiled for AVX2+FMA via the target attribute, chosen at run time
+ * when platform_cpu_features() reports AVX2 (which implies FMA and F16C).
+ */
+#include "attn_ops.h"
+
+#include <math.h>
+#include <pthread.h>
+
+#include "platform.h"
+#include "quant.h"
+
+float attn_f16_tab[1 << 16];
+
+#define FMA(a, b, c) fma_d(a, b, c)
+#define SFX(name) name##_portable
+#define TGT
+#include "attn_ops_body.h"
+#undef FMA
+#undef SFX
+#undef TGT
+
+static const attn_ops ops_portable = {
+    .name = "portable", .kq_tile = kq_tile_portable, .pv_tile = pv_tile_portable,
+    .softmax16 = softmax16_portable, .v_mad_f16 = v_mad_f16_portable, .swiglu = swiglu_portable,
+};
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_FMA_VARIANT 1
+#define FMA(a, b, c) fmaf(a, b, c)
+#define SFX(name) name##_fma
+#define TGT __attribute__((target("avx2,fma")))
+#include "attn_ops_body.h"
+#undef FMA
+#undef SFX
+#undef TGT
+
+static const attn_ops ops_fma = {
+    .name = "avx2+fma", .kq_tile = kq_tile_fma, .pv_tile = pv_tile_fma,
+    .softmax16 = softmax16_fma, .v_mad_f16 = v_mad_f16_fma, .swiglu = swiglu_fma,
+};
+#endif
+
+static const attn_ops *chosen = &ops_portable;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void init(void) {
+    for (uint32_t i = 0; i < (1u << 16); i++) attn_f16_tab[i] = nj_fp16_to_fp32((uint16_t)i);
+#ifdef HAVE_FMA_VARIANT
+    if (platform_cpu_features() & NJ_CPU_AVX2) chosen = &ops_fma;
+#endif
+}
+
+const attn_ops *attn_ops_get(void) {
+    pthread_once(&once, init);
+    return chosen;
+}
+
+const attn_ops *attn_ops_portable(void) {
+    pthread_once(&once, init);
+    return &ops_portable;
+}

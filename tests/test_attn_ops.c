@@ -1,0 +1,99 @@
+/* test_attn_ops — the attention/SwiGLU inner loops: the dispatched variant
+ * (AVX2+FMA on such CPUs) gives the same bits as the portable one, f16
+ * rounding equals a round trip through f16, and the approximate exp stays
+ * within a few ulp of expf. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "attn_ops.h"
+#include "quant.h"
+
+static uint32_t rng = 12345;
+static float frand(float lo, float hi) {
+    rng = rng * 1664525u + 1013904223u;
+    return lo + (hi - lo) * (float)(rng >> 8) / 16777216.0f;
+}
+
+static void test_variants_agree(void **st) {
+    (void)st;
+    const attn_ops *a = attn_ops_get(), *p = attn_ops_portable();
+    enum { HK = 128, HV = 96, NK = 64 };
+    static float q[HK], kt[HK * ATTN_TILE], v[NK * HV], pr[NK];
+    for (int i = 0; i < HK; i++) q[i] = frand(-2, 2);
+    for (int i = 0; i < HK * ATTN_TILE; i++) kt[i] = frand(-2, 2);
+    for (int i = 0; i < NK * HV; i++) v[i] = frand(-3, 3);
+    for (int i = 0; i < NK; i++) pr[i] = i % 7 ? frand(0, 1) : 0.0f;
+    float k1[ATTN_TILE], k2[ATTN_TILE];
+    a->kq_tile(HK, q, kt, k1);
+    p->kq_tile(HK, q, kt, k2);
+    assert_memory_equal(k1, k2, sizeof k1);
+    float acc1[HV], acc2[HV];
+    for (int d = 0; d < HV; d++) acc1[d] = acc2[d] = frand(-1, 1);
+    a->pv_tile(HV, NK, pr, v, acc1);
+    p->pv_tile(HV, NK, pr, v, acc2);
+    assert_memory_equal(acc1, acc2, sizeof acc1);
+    float x1[16], x2[16];
+    for (int j = 0; j < 16; j++) x1[j] = x2[j] = j == 3 ? -INFINITY : frand(-30, 0);
+    float s1 = a->softmax16(x1, 0.0f), s2 = p->softmax16(x2, 0.0f);
+    assert_memory_equal(x1, x2, sizeof x1);
+    assert_true(s1 == s2);
+    assert_true(x1[3] == 0.0f);
+    float vh[HV];
+    for (int d = 0; d < HV; d++) vh[d] = f16_round(frand(-4, 4));
+    for (int d = 0; d < HV; d++) acc1[d] = acc2[d] = f16_round(frand(-1, 1));
+    for (int it = 0; it < 50; it++) {
+        float s = frand(0, 1);
+        a->v_mad_f16(HV, vh, s, acc1);
+        p->v_mad_f16(HV, vh, s, acc2);
+    }
+    assert_memory_equal(acc1, acc2, sizeof acc1);
+    enum { N = 1000 };   /* not a multiple of 16: vector body and tail */
+    static float g1[N], g2[N], u[N];
+    for (int i = 0; i < N; i++) { g1[i] = g2[i] = frand(-12, 12); u[i] = frand(-2, 2); }
+    a->swiglu(N, g1, u);
+    p->swiglu(N, g2, u);
+    assert_memory_equal(g1, g2, sizeof g1);
+}
+
+static void test_f16_round(void **st) {
+    (void)st;
+    for (int i = 0; i < 200000; i++) {
+        float x = frand(-1, 1) * ldexpf(1.0f, (int)frand(-30, 18));
+        float want = nj_fp16_to_fp32(nj_fp32_to_fp16(x));
+        float got = f16_round(x);
+        if (memcmp(&want, &got, 4) && !(want == 0 && got == 0))
+            fail_msg("f16_round(%a) = %a, want %a", x, got, want);
+    }
+    assert_true(isinf(f16_round(65520.0f)));
+    assert_true(f16_round(65519.0f) == 65504.0f);
+    assert_true(isnan(f16_round(NAN)));
+}
+
+/* ggml's approximate exp is within ~1.5 ulp of expf; softmax16 of x with
+ * max 0 is exp(x). */
+static void test_exp_accuracy(void **st) {
+    (void)st;
+    const attn_ops *p = attn_ops_portable();
+    for (int it = 0; it < 2000; it++) {
+        float x[16], y[16];
+        for (int j = 0; j < 16; j++) x[j] = y[j] = frand(-80, 0);
+        p->softmax16(x, 0.0f);
+        for (int j = 0; j < 16; j++) {
+            float e = expf(y[j]);
+            assert_true(fabsf(x[j] - e) <= 4 * (nextafterf(e, INFINITY) - e));
+        }
+    }
+    float big[16];
+    for (int j = 0; j < 16; j++) big[j] = -200.0f;   /* saturates to 0 */
+    assert_true(p->softmax16(big, 0.0f) == 0.0f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_variants_agree),
+        cmocka_unit_test(test_f16_round),
+        cmocka_unit_test(test_exp_accuracy),
+    };
+    return cmocka_run_group_tests_name("attn_ops", tests, NULL, NULL);
+}
