@@ -80,6 +80,18 @@ typedef struct nj_chat_msg { const char *role; const char *content; } nj_chat_ms
  * of the prompt (may exceed cap; buf NUL-terminated when it fits) or < 0. */
 int nj_chat_apply(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs,
                   int n, bool add_assistant, char *buf, size_t cap);
+/* Render messages as nj_chat_apply does and tokenize the prompt: BOS added
+ * as the model asks, the template's own markers parsed as special tokens,
+ * and every message content fenced so that no special token at all
+ * (control or user-defined) can come out of it; "<|im_end|>" inside a
+ * content stays plain text.  This is the only safe way to tokenize
+ * untrusted chat content: nj_chat_apply + nj_tokenize(parse_special) lets
+ * content forge turns.  Roles are not fenced: pass only known role names.
+ * For content without special-token text the ids equal those of that
+ * two-step path (and llama.cpp's).  Returns the number of ids (may exceed
+ * max: call again with a larger buffer) or < 0. */
+int nj_chat_tokenize(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs,
+                     int n, bool add_assistant, int32_t *ids, int max);
 
 /* ---- session (one sequence) ---- */
 

@@ -3,7 +3,8 @@
  * hyper-parameters, bind the weights, load the tokenizer; describe the model
  * and estimate its memory.  The forward pass is in session.c, the sampler in
  * sampler.c, tokenizer and chat templates in their own modules; the
- * nj_tokenize / nj_chat_apply wrappers here only forward to them.
+ * nj_tokenize / nj_chat_apply / nj_chat_tokenize wrappers here only forward
+ * to them.
  */
 #include <stdio.h>
 #include <string.h>
@@ -152,18 +153,44 @@ bool nj_token_is_eog(const nj_model *m, int32_t id) {
            id == get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
 }
 
+/* Chat family to use: `tmpl_name` if given, else the model's own. */
+static int pick_tmpl(const nj_model *m, const char *tmpl_name) {
+    if (tmpl_name) return chat_from_name(tmpl_name);
+    if (m->chat_tmpl < 0)
+        return nj_fail(NJ_EUNSUPPORTED, "%s; name a template (known: %s)", m->chat_msg,
+                       chat_known_names());
+    return m->chat_tmpl;
+}
+
 int nj_chat_apply(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs, int n,
                   bool add_assistant, char *buf, size_t cap) {
-    int t;
-    if (tmpl_name) {
-        t = chat_from_name(tmpl_name);
-        if (t < 0) return t;
-    } else {
-        t = m->chat_tmpl;
-        if (t < 0)
-            return nj_fail(NJ_EUNSUPPORTED, "%s; name a template (known: %s)", m->chat_msg,
-                           chat_known_names());
-    }
+    int t = pick_tmpl(m, tmpl_name);
+    if (t < 0) return t;
     if (n < 0 || (n > 0 && !msgs)) return nj_fail(-EINVAL, "bad message array");
     return chat_apply(t, msgs, n, add_assistant, buf, cap);
+}
+
+/* Render once to measure, once to fill (with the content spans), then
+ * tokenize with the markers parsed and the contents fenced. */
+int nj_chat_tokenize(const nj_model *m, const char *tmpl_name, const nj_chat_msg *msgs, int n,
+                     bool add_assistant, int32_t *ids, int max) {
+    if (!m->tok) return no_tok(m);
+    int t = pick_tmpl(m, tmpl_name);
+    if (t < 0) return t;
+    if (n < 0 || (n > 0 && !msgs)) return nj_fail(-EINVAL, "bad message array");
+    if (max < 0 || (max > 0 && !ids)) return nj_fail(-EINVAL, "bad id buffer");
+    int len = chat_apply(t, msgs, n, add_assistant, NULL, 0);
+    if (len < 0) return len;
+    char *text = nj_malloc((size_t)len + 1);
+    tok_span *spans = nj_malloc((size_t)(n ? n : 1) * sizeof *spans);
+    int rc, n_spans = 0;
+    if (!text || !spans) { rc = nj_fail(-ENOMEM, "out of memory for the chat prompt"); goto done; }
+    rc = chat_apply_spans(t, msgs, n, add_assistant, text, (size_t)len + 1, spans, &n_spans);
+    if (rc < 0) goto done;
+    if (rc != len) { rc = nj_fail(NJ_ESTATE, "chat template length changed between calls"); goto done; }
+    rc = tok_encode_ex(m->tok, text, (size_t)len, true, true, spans, n_spans, ids, max);
+done:
+    nj_free(spans);
+    nj_free(text);
+    return rc;
 }

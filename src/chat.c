@@ -13,7 +13,9 @@
 
 #include "util.h"
 
-typedef struct { char *buf; size_t cap, len; } writer;
+/* spans: when not NULL, every message content written gets its byte range
+ * appended (room for one per message; each content is written at most once). */
+typedef struct { char *buf; size_t cap, len; tok_span *spans; int n_spans; } writer;
 
 static void put(writer *w, const char *s, size_t n) {
     if (w->len < w->cap) {
@@ -32,6 +34,13 @@ static void put_trim(writer *w, const char *s) {
     while (b < e && c_space((unsigned char)s[b])) b++;
     while (e > b && c_space((unsigned char)s[e - 1])) e--;
     put(w, s + b, e - b);
+}
+
+/* Message content: written like puts_/put_trim, and its range recorded. */
+static void put_content(writer *w, const char *s, bool trim) {
+    size_t at = w->len;
+    if (trim) put_trim(w, s); else puts_(w, s);
+    if (w->spans) w->spans[w->n_spans++] = (tok_span){at, w->len - at};
 }
 
 static const char *const names[CHAT_COUNT] = {
@@ -147,7 +156,13 @@ int chat_detect(const char *tmpl_text, size_t len) {
 /* ---- rendering ---- */
 
 int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf, size_t cap) {
-    writer w = {buf, buf ? cap : 0, 0};
+    return chat_apply_spans(tmpl, msgs, n, add_ass, buf, cap, NULL, NULL);
+}
+
+int chat_apply_spans(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf, size_t cap,
+                     tok_span *spans, int *n_spans) {
+    writer w = {buf, buf ? cap : 0, 0, spans, 0};
+    if (n_spans) *n_spans = 0;
     if (tmpl < 0 || tmpl >= CHAT_COUNT)
         return nj_fail(-EINVAL, "chat template id %d out of range (known: %s)", tmpl, chat_known_names());
     if (n < 0 || (n && !msgs)) return nj_fail(-EINVAL, "chat: bad message list");
@@ -159,7 +174,7 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
         /* <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n */
         for (int i = 0; i < n; i++) {
             puts_(&w, "<|im_start|>"); puts_(&w, msgs[i].role); puts_(&w, "\n");
-            puts_(&w, msgs[i].content); puts_(&w, "<|im_end|>\n");
+            put_content(&w, msgs[i].content, false); puts_(&w, "<|im_end|>\n");
         }
         if (add_ass) puts_(&w, "<|im_start|>assistant\n");
         break;
@@ -168,7 +183,7 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
         /* <|start_header_id|>{role}<|end_header_id|>\n\n{trimmed}<|eot_id|> */
         for (int i = 0; i < n; i++) {
             puts_(&w, "<|start_header_id|>"); puts_(&w, msgs[i].role);
-            puts_(&w, "<|end_header_id|>\n\n"); put_trim(&w, msgs[i].content);
+            puts_(&w, "<|end_header_id|>\n\n"); put_content(&w, msgs[i].content, true);
             puts_(&w, "<|eot_id|>");
         }
         if (add_ass) puts_(&w, "<|start_header_id|>assistant<|end_header_id|>\n\n");
@@ -187,13 +202,13 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
             if (!inside) { inside = true; puts_(&w, bos_in_history ? "<s>[INST] " : "[INST] "); }
             if (!strcmp(role, "system")) {
                 if (sys_ok) { puts_(&w, "<<SYS>>\n"); }
-                if (strip) put_trim(&w, msgs[i].content); else puts_(&w, msgs[i].content);
+                put_content(&w, msgs[i].content, strip);
                 puts_(&w, sys_ok ? "\n<</SYS>>\n\n" : "\n");
             } else if (!strcmp(role, "user")) {
-                if (strip) put_trim(&w, msgs[i].content); else puts_(&w, msgs[i].content);
+                put_content(&w, msgs[i].content, strip);
                 puts_(&w, " [/INST]");
             } else {
-                if (strip) put_trim(&w, msgs[i].content); else puts_(&w, msgs[i].content);
+                put_content(&w, msgs[i].content, strip);
                 puts_(&w, "</s>");
                 inside = false;
             }
@@ -213,12 +228,12 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
             if (!inside) { puts_(&w, lead); puts_(&w, "[INST]"); puts_(&w, trail); inside = true; }
             const char *role = msgs[i].role;
             if (!strcmp(role, "system")) {
-                puts_(&w, msgs[i].content); puts_(&w, "\n\n");
+                put_content(&w, msgs[i].content, false); puts_(&w, "\n\n");
             } else if (!strcmp(role, "user")) {
-                puts_(&w, msgs[i].content); puts_(&w, lead); puts_(&w, "[/INST]");
+                put_content(&w, msgs[i].content, false); puts_(&w, lead); puts_(&w, "[/INST]");
             } else {
                 puts_(&w, trail);
-                if (trim_ass) put_trim(&w, msgs[i].content); else puts_(&w, msgs[i].content);
+                put_content(&w, msgs[i].content, trim_ass);
                 puts_(&w, "</s>");
                 inside = false;
             }
@@ -232,12 +247,12 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
         for (int i = 0; i < n; i++) {
             const char *role = msgs[i].role;
             if (!strcmp(role, "system")) {
-                puts_(&w, "[SYSTEM_PROMPT]"); puts_(&w, sp); puts_(&w, msgs[i].content);
+                puts_(&w, "[SYSTEM_PROMPT]"); puts_(&w, sp); put_content(&w, msgs[i].content, false);
                 puts_(&w, "[/SYSTEM_PROMPT]");
             } else if (!strcmp(role, "user")) {
-                puts_(&w, "[INST]"); puts_(&w, sp); puts_(&w, msgs[i].content); puts_(&w, "[/INST]");
+                puts_(&w, "[INST]"); puts_(&w, sp); put_content(&w, msgs[i].content, false); puts_(&w, "[/INST]");
             } else {
-                puts_(&w, sp); puts_(&w, msgs[i].content); puts_(&w, "</s>");
+                puts_(&w, sp); put_content(&w, msgs[i].content, false); puts_(&w, "</s>");
             }
         }
         break;
@@ -259,11 +274,11 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
             puts_(&w, "<start_of_turn>"); puts_(&w, model ? "model" : role); puts_(&w, "\n");
             if (nsys && !model) {
                 size_t before = w.len;
-                for (int k = 0; k < nsys; k++) put_trim(&w, sys[k]);
+                for (int k = 0; k < nsys; k++) put_content(&w, sys[k], true);
                 if (w.len > before) puts_(&w, "\n\n");
                 nsys = 0;
             }
-            put_trim(&w, msgs[i].content);
+            put_content(&w, msgs[i].content, true);
             puts_(&w, "<end_of_turn>\n");
         }
         if (add_ass) puts_(&w, "<start_of_turn>model\n");
@@ -274,7 +289,7 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
         /* <|{role}|>\n{content}<|end|>\n ... <|assistant|>\n */
         for (int i = 0; i < n; i++) {
             puts_(&w, "<|"); puts_(&w, msgs[i].role); puts_(&w, "|>\n");
-            puts_(&w, msgs[i].content); puts_(&w, "<|end|>\n");
+            put_content(&w, msgs[i].content, false); puts_(&w, "<|end|>\n");
         }
         if (add_ass) puts_(&w, "<|assistant|>\n");
         break;
@@ -282,5 +297,6 @@ int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_ass, char *buf
 
     if (w.len > (size_t)INT32_MAX) return nj_fail(NJ_ETOOBIG, "chat: prompt too long");
     if (buf && w.len < cap) buf[w.len] = 0;
+    if (n_spans) *n_spans = w.n_spans;
     return (int)w.len;
 }

@@ -18,9 +18,12 @@
  * override with chat_from_name().
  *
  * The rendered prompt contains control-token text; tokenize it with
- * parse_special = true.  Message contents are inserted verbatim, so a caller
- * holding untrusted text must escape or fence it first: the renderer does
- * not (it must match llama.cpp byte for byte).  BOS is not part of the text:
+ * parse_special = true.  Message contents are inserted verbatim (the
+ * renderer must match llama.cpp byte for byte), so content holding
+ * "<|im_end|>" would become a real control token.  chat_apply_spans reports
+ * where each content landed so the tokenizer can fence those bytes off
+ * (tok_encode_ex literal spans; nj_chat_tokenize does both).  Roles are
+ * written as template text and are NOT fenced: pass only known role names.  BOS is not part of the text:
  * the tokenizer adds it when the model asks for it.
  *
  * Ownership/threads: pure functions over caller memory; no state.
@@ -32,6 +35,7 @@
 #include <stddef.h>
 
 #include "nightjar.h"   /* nj_chat_msg */
+#include "tokenizer.h"  /* tok_span */
 
 enum chat_tmpl {
     CHAT_CHATML = 0,
@@ -71,5 +75,14 @@ const char *chat_known_names(void);      /* "chatml, llama3, ..." */
  * -EINVAL for a bad family or NULL message fields. */
 int chat_apply(int tmpl, const nj_chat_msg *msgs, int n, bool add_assistant,
                char *buf, size_t cap);
+
+/* chat_apply, and when `spans` is not NULL also the byte range of every
+ * message content in the rendered text, in text order: spans must have room
+ * for n entries; *n_spans (if not NULL) gets how many were written (<= n:
+ * Gemma drops system texts it cannot fold, trimmed contents may be empty).
+ * Ranges are offsets into the full text even when it did not fit in cap.
+ * The text is byte-identical to chat_apply's. */
+int chat_apply_spans(int tmpl, const nj_chat_msg *msgs, int n, bool add_assistant,
+                     char *buf, size_t cap, tok_span *spans, int *n_spans);
 
 #endif

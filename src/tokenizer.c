@@ -2009,9 +2009,24 @@ static int frag_push(fragvec *a, int32_t tok, size_t off, size_t len) {
 
 static inline bool c_isspace(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* Split `text` into raw and special fragments (see the top comment).
+/* Does [off, off+len) overlap any literal span?  `lit` is sorted by offset
+ * and its spans do not overlap each other (tok_encode_ex normalises it), so
+ * the ends are sorted too: binary-search the first span ending after off. */
+static bool in_literal(const tok_span *lit, size_t n_lit, size_t off, size_t len) {
+    size_t lo = 0, hi = n_lit;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (lit[mid].off + lit[mid].len <= off) lo = mid + 1; else hi = mid;
+    }
+    return lo < n_lit && lit[lo].off < off + len;
+}
+
+/* Split `text` into raw and special fragments (see the top comment).  A
+ * special-token match overlapping a literal span is not a match: the search
+ * goes on from the next byte and the bytes stay in the raw fragment.
  * On success *out holds the fragments (caller frees out->v). */
-static int partition(const nj_tok *t, const uint8_t *text, size_t len, bool parse_special, fragvec *out) {
+static int partition(const nj_tok *t, const uint8_t *text, size_t len, bool parse_special,
+                     const tok_span *lit, size_t n_lit, fragvec *out) {
     int rc = 0;
     fragvec a = {0}, b = {0};
     uint8_t *found = NULL;
@@ -2049,14 +2064,17 @@ static int partition(const nj_tok *t, const uint8_t *text, size_t len, bool pars
         for (size_t k = 0; k < a.n; k++) {
             frag fr = a.v[k];
             if (fr.tok >= 0) { if ((rc = frag_push(&b, fr.tok, 0, 0))) goto done; continue; }
-            size_t base = fr.off, blen = fr.len;
+            /* raw fragment [base, base+blen); search it from `pos` on */
+            size_t base = fr.off, blen = fr.len, pos = base;
             for (;;) {
-                const uint8_t *m = blen >= sl ? memmem(text + base, blen, st, sl) : NULL;
+                size_t rest = base + blen - pos;
+                const uint8_t *m = rest >= sl ? memmem(text + pos, rest, st, sl) : NULL;
                 if (!m) {
                     if (blen > 0 && (rc = frag_push(&b, -1, base, blen))) goto done;
                     break;
                 }
                 size_t mo = (size_t)(m - text);
+                if (n_lit && in_literal(lit, n_lit, mo, sl)) { pos = mo + 1; continue; }
                 if (mo > base) {
                     size_t ll = mo - base;
                     if (at & TOK_ATTR_LSTRIP)
@@ -2068,7 +2086,7 @@ static int partition(const nj_tok *t, const uint8_t *text, size_t len, bool pars
                     size_t ro = mo + sl, rl = blen - (mo - base) - sl;
                     if (at & TOK_ATTR_RSTRIP)
                         while (rl > 0 && c_isspace(text[ro])) { ro++; rl--; }
-                    base = ro; blen = rl;
+                    base = pos = ro; blen = rl;
                     if (rl == 0) break;
                 } else break;
             }
@@ -2083,19 +2101,62 @@ done:
     return 0;
 }
 
+static int span_cmp(const void *x, const void *y) {
+    const tok_span *a = x, *b = y;
+    return a->off < b->off ? -1 : a->off > b->off;
+}
+
+/* Copy the non-empty literal spans, clipped to the text, sorted and merged
+ * into disjoint runs.  *out is NULL when there are none. */
+static int literal_norm(const tok_span *lit, int n_lit, size_t len, tok_span **out, size_t *n_out) {
+    *out = NULL; *n_out = 0;
+    if (n_lit <= 0) return 0;
+    tok_span *v = nj_malloc((size_t)n_lit * sizeof *v);
+    if (!v) return -ENOMEM;
+    size_t n = 0;
+    for (int i = 0; i < n_lit; i++) {
+        if (lit[i].off >= len || lit[i].len == 0) continue;
+        v[n].off = lit[i].off;
+        v[n].len = NJ_MIN(lit[i].len, len - lit[i].off);
+        n++;
+    }
+    qsort(v, n, sizeof *v, span_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && v[i].off <= v[m - 1].off + v[m - 1].len) {
+            size_t end = NJ_MAX(v[m - 1].off + v[m - 1].len, v[i].off + v[i].len);
+            v[m - 1].len = end - v[m - 1].off;
+        } else {
+            v[m++] = v[i];
+        }
+    }
+    if (m == 0) { nj_free(v); return 0; }
+    *out = v; *n_out = m;
+    return 0;
+}
+
 int tok_encode(const nj_tok *t, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *ids, int max) {
+    return tok_encode_ex(t, text, len, add_special, parse_special, NULL, 0, ids, max);
+}
+
+int tok_encode_ex(const nj_tok *t, const char *text, size_t len, bool add_special,
+                  bool parse_special, const tok_span *literal, int n_literal,
+                  int32_t *ids, int max) {
     scratch s = {0};
     fragvec fr = {0};
+    tok_span *lit = NULL;
+    size_t n_lit = 0;
     int rc;
-    if (!t || (!text && len)) return -EINVAL;
+    if (!t || (!text && len) || n_literal < 0 || (n_literal > 0 && !literal)) return -EINVAL;
     if (len > TOK_MAX_TEXT)   /* offsets inside are 32-bit; 4 bytes per code point */
         return nj_fail(NJ_ETOOBIG, "tokenizer: text of %zu bytes exceeds %u", len, (unsigned)TOK_MAX_TEXT);
     const uint8_t *u = (const uint8_t *)text;
 
     if (len >= WC_MIN_TEXT && (rc = wc_init(&s))) goto done;
     if (add_special && t->add_bos && (rc = i32_push(&s.out, t->bos))) goto done;
-    if ((rc = partition(t, u, len, parse_special, &fr))) goto done;
+    if ((rc = literal_norm(literal, n_literal, len, &lit, &n_lit))) goto done;
+    if ((rc = partition(t, u, len, parse_special, lit, n_lit, &fr))) goto done;
 
     if (t->type == TOK_TYPE_SPM) {
         bool prev_special = true;   /* the first fragment gets the space too */
@@ -2132,6 +2193,7 @@ int tok_encode(const nj_tok *t, const char *text, size_t len, bool add_special,
     rc = (int)s.out.n;
     if (ids && max > 0 && rc > 0) memcpy(ids, s.out.v, (size_t)NJ_MIN(rc, max) * sizeof *ids);
 done:
+    nj_free(lit);
     nj_free(fr.v);
     scratch_free(&s);
     return rc;

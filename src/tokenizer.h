@@ -34,6 +34,12 @@
  * caller passes parse_special = true; NEVER set it for untrusted text (an
  * event field containing "<|im_end|>" must stay plain text).  User-defined
  * tokens are always recognised, as in llama.cpp and HF tokenizers.
+ * tok_encode_ex adds "literal" byte spans in which no special token of any
+ * kind may be matched: a rendered chat prompt is tokenized with its
+ * template markers parsed as special and the message contents fenced off
+ * (see nj_chat_tokenize).  Fencing only vetoes matches; the text between
+ * accepted special tokens is tokenized exactly as tok_encode would, so for
+ * content that holds no special-token text the ids are the same.
  *
  * Ownership.  tok_load borrows the GGUF mapping: token texts are views into
  * it, so the gguf_file must stay open until tok_free.  Everything else
@@ -101,6 +107,20 @@ void    tok_free(nj_tok *t);
  * be NULL when max is 0. */
 int tok_encode(const nj_tok *t, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *ids, int max);
+
+/* A byte range [off, off + len) of a text. */
+typedef struct tok_span { size_t off, len; } tok_span;
+
+/* tok_encode, except that no special token (control, user-defined or
+ * unknown, whatever parse_special says) is recognised where its match would
+ * overlap one of the n_literal spans in `literal`: such a match is skipped,
+ * the search goes on from the next byte, and the bytes stay plain text.
+ * Spans may come in any order, overlap, be empty or reach past the text
+ * (they are clipped).  `literal` may be NULL when n_literal is 0, which is
+ * tok_encode.  Returns as tok_encode; -EINVAL for n_literal < 0. */
+int tok_encode_ex(const nj_tok *t, const char *text, size_t len, bool add_special,
+                  bool parse_special, const tok_span *literal, int n_literal,
+                  int32_t *ids, int max);
 
 /* Bytes of one token's text, as llama_token_to_piece: byte-level BPE pieces
  * are mapped back from the GPT-2 alphabet, SPM U+2581 becomes a space and

@@ -2,7 +2,8 @@
  * worker — see worker.h for threads, ownership and the idle design.
  *
  * Per request the engine thread: (1) loads the model if an idle unload freed
- * it; (2) renders the prompt (chat template) and tokenizes it; (3) checks
+ * it; (2) renders the prompt (chat template) and tokenizes it, message
+ * contents fenced so they cannot forge control tokens; (3) checks
  * prompt + max_tokens against the context; (4) reuses the longest prefix of
  * the previous request still in the KV cache (requests that share a system
  * prompt skip re-evaluating it); (5) samples token by token, appending text to
@@ -49,8 +50,6 @@ struct nj_worker {
     int32_t        *toks;              /* prompt tokens, n_ctx + 1 */
     int32_t        *cached;            /* tokens whose KV the session holds */
     int             n_cached;
-    char           *pbuf;              /* rendered prompt */
-    size_t          pcap;
     char           *piece;             /* one token's text */
     size_t          piece_cap;
     uint64_t        seed_ctr;
@@ -397,26 +396,20 @@ static int load(nj_worker *w) {
 
 /* ---- one request (engine thread) ---- */
 
-static int render_prompt(nj_worker *w, const oai_request *in, const char **text, size_t *len) {
-    if (in->kind == OAI_COMPLETION) {
-        *text = in->prompt;
-        *len = in->prompt_len;
-        return 0;
-    }
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int n = nj_chat_apply(w->model, w->chat_template, in->msgs, in->n_msgs, true, w->pbuf, w->pcap);
-        if (n < 0) return n;
-        if ((size_t)n < w->pcap) {
-            *text = w->pbuf;
-            *len = (size_t)n;
-            return 0;
-        }
-        char *b = nj_realloc(w->pbuf, (size_t)n + 1);
-        if (!b) return -ENOMEM;
-        w->pbuf = b;
-        w->pcap = (size_t)n + 1;
-    }
-    return nj_fail(NJ_ESTATE, "chat template length changed between calls");
+/* Prompt -> w->toks (room for n_ctx + 1).  A completion prompt is the
+ * caller's own text, template markers and all, so it is parsed for special
+ * tokens.  A chat prompt goes through nj_chat_tokenize: the template's
+ * markers become control tokens, the message contents (event fields,
+ * attacker-controlled) never do.  Returns the count (may exceed n_ctx + 1)
+ * or < 0; *tmpl_err tells a template error (bad messages) from others. */
+static int tokenize_prompt(nj_worker *w, const oai_request *in, bool *tmpl_err) {
+    *tmpl_err = false;
+    if (in->kind == OAI_COMPLETION)
+        return nj_tokenize(w->model, in->prompt, in->prompt_len, true, true, w->toks, w->n_ctx + 1);
+    int n = nj_chat_tokenize(w->model, w->chat_template, in->msgs, in->n_msgs, true, w->toks,
+                             w->n_ctx + 1);
+    *tmpl_err = n < 0;
+    return n;
 }
 
 /* Text of one token into w->piece; returns its length or < 0. */
@@ -450,21 +443,16 @@ static void run(nj_worker *w, worker_req *r) {
     }
 
     /* prompt -> tokens */
-    const char *text = NULL;
-    size_t tlen = 0;
-    int rc = render_prompt(w, in, &text, &tlen);
-    if (rc < 0) {
-        snprintf(msg, sizeof msg, "%s", nj_last_error());
-        if (rc == -EINVAL)    /* the messages do not fit the template (e.g. roles) */
-            req_fail(r, 400, "invalid_request_error", "cannot apply the chat template: %s", msg);
-        else
-            req_fail(r, 500, "server_error", "cannot apply the chat template: %s (%s)", msg, nj_strerror(rc));
-        return;
-    }
-    int n = nj_tokenize(w->model, text, tlen, true, true, w->toks, w->n_ctx + 1);
+    bool tmpl_err;
+    int n = tokenize_prompt(w, in, &tmpl_err);
     if (n < 0) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
-        req_fail(r, 500, "server_error", "tokenization failed: %s (%s)", msg, nj_strerror(n));
+        if (tmpl_err && n == -EINVAL)   /* the messages do not fit the template (e.g. roles) */
+            req_fail(r, 400, "invalid_request_error", "cannot apply the chat template: %s", msg);
+        else if (tmpl_err)
+            req_fail(r, 500, "server_error", "cannot apply the chat template: %s (%s)", msg, nj_strerror(n));
+        else
+            req_fail(r, 500, "server_error", "tokenization failed: %s (%s)", msg, nj_strerror(n));
         return;
     }
     if (n == 0) {
@@ -511,7 +499,7 @@ static void run(nj_worker *w, worker_req *r) {
     while (keep < n && keep < w->n_cached && w->cached[keep] == w->toks[keep]) keep++;
     if (keep == n) keep = n - 1;
     double t0 = nj_now();
-    rc = nj_session_truncate(w->sess, keep);
+    int rc = nj_session_truncate(w->sess, keep);
     if (rc == 0) rc = nj_session_eval(w->sess, w->toks + keep, n - keep);
     if (rc < 0) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
@@ -653,11 +641,9 @@ nj_worker *worker_new(const worker_params *p, int *err) {
     w->p = *p;
     w->model_path = nj_strdup(p->model_path);
     w->chat_template = p->chat_template ? nj_strdup(p->chat_template) : NULL;
-    w->pcap = 4096;
-    w->pbuf = nj_malloc(w->pcap);
     w->piece_cap = 64;
     w->piece = nj_malloc(w->piece_cap);
-    if (!w->model_path || (p->chat_template && !w->chat_template) || !w->pbuf || !w->piece) goto err;
+    if (!w->model_path || (p->chat_template && !w->chat_template) || !w->piece) goto err;
     w->p.model_path = w->model_path;
     w->p.chat_template = w->chat_template;
     const char *base = strrchr(w->model_path, '/');
@@ -687,7 +673,6 @@ err:
     if (w) {
         nj_free(w->model_path);
         nj_free(w->chat_template);
-        nj_free(w->pbuf);
         nj_free(w->piece);
         nj_free(w);
     }
@@ -744,7 +729,6 @@ void worker_free(nj_worker *w) {
     pthread_cond_destroy(&w->idle_cv);
     nj_free(w->model_path);
     nj_free(w->chat_template);
-    nj_free(w->pbuf);
     nj_free(w->piece);
     nj_free(w);
 }
