@@ -4,10 +4,12 @@
  * Structure.  Each weight type has one *tile* function: one weight row
  * against nt (1..4, a compile-time constant after inlining) activation
  * rows.  The weight block is loaded and unpacked once and multiplied with
- * each token's activations; each token has its own accumulators and sees
- * exactly the same sequence of operations whatever nt is, so a token's
- * result does not depend on how many tokens share its tile (vec_dot is the
- * nt = 1 case; tests check gemm == vec_dot bit for bit).
+ * each token's activations; each token has its own accumulators and
+ * follows the canonical float order of scalar.c (exact int32 block sums
+ * reduced to one integer per block, then the fixed fma chains), so results
+ * equal the scalar level's bit for bit whatever nt is (vec_dot is the
+ * nt = 1 case).  The weight stream is prefetched 1.5 KB ahead so decode
+ * (a GEMV from DRAM) overlaps memory and compute.
  *
  * Integer core.  Weights are made non-negative bytes (nibbles, 5/6-bit
  * values, or |w| with the sign moved onto the activation), activations are
