@@ -27,10 +27,9 @@
 
 #include <immintrin.h>
 
-#define KINLINE static inline __attribute__((always_inline))
-/* Small constant-trip loops (rows, tokens, sub-blocks) must be unrolled
- * so their accumulators live in registers; -O2 alone does not. */
-#define UNROLL _Pragma("GCC unroll 16")
+/* The 32-element-format small-batch tiles and GEMV, VNNI flavour. */
+#define X86_AVX512 1
+#include "kernels/x86_tiles.h"
 #define RMAX 6
 #define RMAX2 3
 #define GMAX 2
@@ -42,8 +41,6 @@
 #define B32_R1 6
 #define B32_R2 0
 #endif
-
-KINLINE float h2f(nj_half h) { return _cvtsh_ss(h); }
 
 KINLINE __m512i bcast32(const uint8_t *p) {
     int32_t v;
@@ -653,6 +650,13 @@ DEFINE_GEMM16(q5_1, CALL_Q51, B32_R1, B32_R2)
 
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     (void)features;
+#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
+    SET(NJ_Q4_0, q4_0);
+    SET(NJ_Q4_1, q4_1);
+    SET(NJ_Q5_0, q5_0);
+    SET(NJ_Q5_1, q5_1);
+    SET(NJ_Q8_0, q8_0);
+#undef SET
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1;

@@ -15,8 +15,13 @@
  * under pthread_once, on the first call to any kernels_* function; after
  * that every table is immutable, so any thread may use them.
  *
- * Numerics.  Dot products agree with the scalar reference in quant.c up to
- * float summation order (integer parts are exact).  Activation quantizers
+ * Numerics.  Every level computes each output element with the same float
+ * operations in the same order (the canonical order defined in scalar.c:
+ * exact integer block sums, then a fixed chain of fused multiply-adds), so
+ * all levels, tile widths, packed/unpacked paths, thread counts and batch
+ * compositions give bit-identical results; they agree with quant.c's
+ * reference (ggml's generic C order) up to float summation order, ~1e-6
+ * relative.  Activation quantizers
  * (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
  * architecture and reproduce what llama.cpp's CPU backend produces on that
  * architecture, because the quantized activations decide which tokens come
