@@ -26,6 +26,7 @@
  * every thread; threads created afterwards inherit the caller's value.
  */
 #include "platform.h"
+#include "platform_cpu.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -123,22 +124,6 @@ static uint32_t detect_arm(void) {
 }
 #endif
 
-/* NIGHTJAR_CPU=LEVEL -> the features that level may use.  Unknown values are
- * reported once and ignored (a typo must not silently drop to scalar). */
-static uint32_t env_level_mask(const char *v) {
-    static const struct { const char *name; uint32_t mask; } levels[] = {
-        {"scalar", 0},
-        {"avx2",   NJ_CPU_AVX2},
-        {"avx512", NJ_CPU_AVX2 | NJ_CPU_AVX512 | NJ_CPU_AVX512VNNI | NJ_CPU_AVX512BF16},
-        {"neon",   NJ_CPU_NEON | NJ_CPU_DOTPROD | NJ_CPU_FP16 | NJ_CPU_I8MM},
-        {"native", ~0u},
-    };
-    if (!v || !*v) return ~0u;
-    for (size_t i = 0; i < NJ_ARRAY_LEN(levels); i++)
-        if (!strcmp(v, levels[i].name)) return levels[i].mask;
-    NJ_WARN("NIGHTJAR_CPU=%s not understood (scalar|avx2|avx512|neon|native); ignored", v);
-    return ~0u;
-}
 
 static void cpu_detect_once(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -148,7 +133,7 @@ static void cpu_detect_once(void) {
 #else
     cpu_detected = 0;
 #endif
-    cpu_env_mask = env_level_mask(getenv("NIGHTJAR_CPU"));
+    cpu_env_mask = platform_cpu_env_mask(getenv("NIGHTJAR_CPU"));
 }
 
 uint32_t platform_cpu_features(void) {

@@ -28,6 +28,7 @@
 /* Full Darwin API (getpeereid, QoS, MADV_*) even under -std=c11. */
 #define _DARWIN_C_SOURCE 1
 #include "platform.h"
+#include "platform_cpu.h"
 #include "util.h"
 
 #include <errno.h>
@@ -108,20 +109,6 @@ static uint32_t detect_arm(void) {
 }
 #endif
 
-static uint32_t env_level_mask(const char *v) {
-    static const struct { const char *name; uint32_t mask; } levels[] = {
-        {"scalar", 0},
-        {"avx2",   NJ_CPU_AVX2},
-        {"avx512", NJ_CPU_AVX2 | NJ_CPU_AVX512 | NJ_CPU_AVX512VNNI | NJ_CPU_AVX512BF16},
-        {"neon",   NJ_CPU_NEON | NJ_CPU_DOTPROD | NJ_CPU_FP16 | NJ_CPU_I8MM},
-        {"native", ~0u},
-    };
-    if (!v || !*v) return ~0u;
-    for (size_t i = 0; i < NJ_ARRAY_LEN(levels); i++)
-        if (!strcmp(v, levels[i].name)) return levels[i].mask;
-    NJ_WARN("NIGHTJAR_CPU=%s not understood (scalar|avx2|avx512|neon|native); ignored", v);
-    return ~0u;
-}
 
 static void cpu_detect_once(void) {
 #if defined(__x86_64__)
@@ -131,7 +118,7 @@ static void cpu_detect_once(void) {
 #else
     cpu_detected = 0;
 #endif
-    cpu_env_mask = env_level_mask(getenv("NIGHTJAR_CPU"));
+    cpu_env_mask = platform_cpu_env_mask(getenv("NIGHTJAR_CPU"));
 }
 
 uint32_t platform_cpu_features(void) {
