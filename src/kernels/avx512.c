@@ -39,7 +39,7 @@
 #endif
 #ifndef B32_R1
 #define B32_R1 6
-#define B32_R2 0
+#define B32_R2 4
 #endif
 
 KINLINE __m512i bcast32(const uint8_t *p) {
@@ -443,11 +443,33 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
 }
 
 /* ---- 32-element formats ---------------------------------------------------
- * Eight blocks (256 weights) are unpacked per row at a time; the packed
- * activations are padded to a multiple of eight blocks with zero blocks,
- * and the weights' last partial chunk is padded with zero blocks too.
- * Chains: block i -> chain i % 4, four zmm accumulators per row. */
+ *
+ * Canonical order (scalar.c): per token 8 lane chains, lane m of a block
+ * taking fma(dw*dx, L_m, .) with L_m the exact dot product of its elements
+ * 4m..4m+3 -- and the packed layout gives exactly that: one vpdpbusd of a
+ * broadcast weight dword m against a group's activation vector m leaves the
+ * 16 tokens' L_m in its lanes.  So the float work is one conversion and one
+ * fma per vpdpbusd (where the old one-chain-per-block order summed eight
+ * vpdpbusd before converting); keeping that cheap is the design:
+ *
+ *  - Weights are the signed vpdpbusd operand (q - 8, q - 16, q, as int8),
+ *    so they come straight from memory as an embedded {1to16} broadcast,
+ *    and the activations the unsigned one: the x86 packer stores x + 128
+ *    (kern_pack16_q8_0_x86).  The extra 128 * sum(w over the lane) is
+ *    removed through the accumulator's seed, computed once per row, block
+ *    and lane (shared by all groups).
+ *  - The int32 -> float conversion is folded into the seed as well: seeded
+ *    with the bit pattern of 1.5 * 2^23, the integer sum L_m (|L_m| <=
+ *    2^16) lands in the mantissa, and subtracting 1.5 * 2^23 as a float
+ *    gives L_m exactly -- a vsubps, which runs on either vector port, where
+ *    vcvtdq2ps would compete with vpdpbusd for port 0.
+ *  - Lanes are the outer loop within a chunk of blocks: the R x G lane-m
+ *    accumulators stay in registers for the chunk (in memory between
+ *    lanes), so the tile can be R = 4..6 rows x G = 2 groups wide while the
+ *    8 R G accumulators of the whole product would not fit.
+ * Q4_1/Q5_1's m * s chain runs per (row, group) in block order. */
 enum { B32_Q8_0, B32_Q4_0, B32_Q5_0, B32_Q4_1, B32_Q5_1 };
+#define B32_CHUNK 8
 
 KINLINE size_t b32_size(const int kind) {
     switch (kind) {
@@ -459,146 +481,124 @@ KINLINE size_t b32_size(const int kind) {
     }
 }
 
-/* 32 weights of block b as unsigned bytes; *d, *m its scale and min. */
-KINLINE void b32_unpack(const void *vb, const int kind, uint8_t out[32], float *d, float *m) {
+/* Block b's 32 weights as int8 in element order: Q8_0's own bytes, the
+ * others unpacked into buf; *d, *m its scale and min (0 if none). */
+KINLINE const int8_t *b32_weights(const void *vb, const int kind, int8_t buf[32], float *d, float *m) {
     const __m128i m4 = _mm_set1_epi8(0x0f);
-    __m128i lo, hi;
+    const uint8_t *qs;
     uint32_t qh = 0;
+    nj_half h[2];
+    memcpy(h, vb, 4);
+    *d = h2f(h[0]);
+    *m = kind == B32_Q4_1 || kind == B32_Q5_1 ? h2f(h[1]) : 0.0f;
     switch (kind) {
-    case B32_Q8_0: {
-        const block_q8_0 *b = vb;
-        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs),
-                                           _mm256_set1_epi8((char)0x80));
-        _mm256_storeu_si256((__m256i *)out, q);
-        *d = h2f(b->d);
-        *m = 0.0f;
-        return;
+    case B32_Q8_0: return ((const block_q8_0 *)vb)->qs;
+    case B32_Q4_0: qs = ((const block_q4_0 *)vb)->qs; break;
+    case B32_Q4_1: qs = ((const block_q4_1 *)vb)->qs; break;
+    case B32_Q5_0: qs = ((const block_q5_0 *)vb)->qs; memcpy(&qh, ((const block_q5_0 *)vb)->qh, 4); break;
+    default:       qs = ((const block_q5_1 *)vb)->qs; memcpy(&qh, ((const block_q5_1 *)vb)->qh, 4); break;
     }
-    case B32_Q4_0: {
-        const block_q4_0 *b = vb;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
-        lo = _mm_and_si128(raw, m4);
-        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        *d = h2f(b->d);
-        *m = 0.0f;
-        break;
-    }
-    case B32_Q4_1: {
-        const block_q4_1 *b = vb;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
-        lo = _mm_and_si128(raw, m4);
-        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        *d = h2f(b->d);
-        *m = h2f(b->m);
-        break;
-    }
-    case B32_Q5_0: {
-        const block_q5_0 *b = vb;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
-        lo = _mm_and_si128(raw, m4);
-        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        memcpy(&qh, b->qh, 4);
-        *d = h2f(b->d);
-        *m = 0.0f;
-        break;
-    }
-    default: {
-        const block_q5_1 *b = vb;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
-        lo = _mm_and_si128(raw, m4);
-        hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        memcpy(&qh, b->qh, 4);
-        *d = h2f(b->d);
-        *m = h2f(b->m);
-        break;
-    }
-    }
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
     if (kind == B32_Q5_0 || kind == B32_Q5_1) {
         /* bit j of qh -> +16 on element j */
         const __m128i h16 = _mm_set1_epi8(16);
         lo = _mm_or_si128(lo, _mm_maskz_mov_epi8((__mmask16)(qh & 0xffff), h16));
         hi = _mm_or_si128(hi, _mm_maskz_mov_epi8((__mmask16)(qh >> 16), h16));
     }
-    _mm_storeu_si128((__m128i *)out, lo);
-    _mm_storeu_si128((__m128i *)(out + 16), hi);
+    const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
+    __m256i q = _mm256_set_m128i(hi, lo);
+    if (off) q = _mm256_sub_epi8(q, _mm256_set1_epi8((char)off));
+    _mm256_store_si256((__m256i *)buf, q);
+    return buf;
 }
 
+/* R rows x G packed groups: y[(16g + t)*ldy + r]. */
 KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
                       const int G, float *y, size_t ldy, const int kind) {
     const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
-    const int shift = kind == B32_Q8_0 ? 7 : kind == B32_Q4_0 ? 3 : kind == B32_Q5_0 ? 4 : -1;
     const size_t bs = b32_size(kind);
-    __m512 c[RMAX][GMAX][4];
+    const __m256i magic8 = _mm256_set1_epi32(0x4b400000), ones = _mm256_set1_epi8(1);
+    const __m512 fmagic = _mm512_set1_ps(12582912.0f);
+    __m512 acc[8][RMAX][GMAX], S[RMAX][GMAX];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++)
-            UNROLL
-            for (int j = 0; j < 4; j++) c[r][g][j] = _mm512_setzero_ps();
-    for (int i0 = 0; i0 < nb; i0 += 8) {
-        const int cnt = nb - i0 < 8 ? nb - i0 : 8;
-        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
-        float dw[RMAX][8], mw[RMAX][8];
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            const char *row = w + (size_t)r * ws + (size_t)i0 * bs;
-            for (int k = 0; k < 8; k++) {
-                if (k < cnt) {
-                    b32_unpack(row + (size_t)k * bs, kind, wb[r] + 32 * k, &dw[r][k], &mw[r][k]);
-                } else {
-                    memset(wb[r] + 32 * k, 0, 32);
-                    dw[r][k] = mw[r][k] = 0.0f;
-                }
-            }
+        for (int g = 0; g < G; g++) {
+            S[r][g] = _mm512_setzero_ps();
+            for (int m = 0; m < 8; m++) acc[m][r][g] = _mm512_setzero_ps();
         }
+    for (int i0 = 0; i0 < nb; i0 += B32_CHUNK) {
+        const int cnt = nb - i0 < B32_CHUNK ? nb - i0 : B32_CHUNK;
+        int8_t wbuf[B32_CHUNK][RMAX][32] __attribute__((aligned(32)));
+        const int8_t *wq[B32_CHUNK][RMAX];
+        int32_t seed[B32_CHUNK][RMAX][8] __attribute__((aligned(32)));
+        float dw[B32_CHUNK][RMAX], mw[B32_CHUNK][RMAX];
+        __m512 dd[B32_CHUNK][RMAX][GMAX];
+        const kern_pk_q8_0 *p[GMAX];
         UNROLL
-        for (int k = 0; k < 8; k++) {
-            const kern_pk_q8_0 *p[GMAX];
-            __m512i D[RMAX][GMAX];
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_0 *)(xg + (size_t)g * gs) + i0;
+        for (int k = 0; k < cnt; k++)
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                wq[k][r] = b32_weights(w + (size_t)r * ws + (size_t)(i0 + k) * bs, kind, wbuf[k][r],
+                                       &dw[k][r], &mw[k][r]);
+                /* seed_m = magic - 128 * (sum of the lane's 4 weights) */
+                const __m256i lw = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones,
+                                                       _mm256_loadu_si256((const __m256i *)wq[k][r]));
+                _mm256_store_si256((__m256i *)seed[k][r], _mm256_sub_epi32(magic8, _mm256_slli_epi32(lw, 7)));
+            }
+        /* (a separate pass, so that dw and mw come back from memory as
+         * embedded broadcasts rather than register shuffles) */
+        for (int k = 0; k < cnt; k++)
             UNROLL
             for (int g = 0; g < G; g++) {
-                p[g] = (const kern_pk_q8_0 *)(xg + (size_t)g * gs) + i0 + k;
-                __m512i init = _mm512_setzero_si512();
-                if (shift >= 0)
-                    init = _mm512_sub_epi32(init, _mm512_slli_epi32(_mm512_load_si512((const void *)p[g]->sum),
-                                                                    (unsigned)shift));
-                UNROLL
-                for (int r = 0; r < R; r++) D[r][g] = init;
-            }
-            UNROLL
-            for (int q = 0; q < 8; q++) {
-                __m512i a[GMAX];
-                UNROLL
-                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[q]);
+                const __m512 dx = _mm512_load_ps(p[g][k].d);
                 UNROLL
                 for (int r = 0; r < R; r++) {
-                    const __m512i b = bcast32(wb[r] + 32 * k + 4 * q);
+                    dd[k][r][g] = _mm512_mul_ps(dx, _mm512_set1_ps(dw[k][r]));
+                    if (has_m) S[r][g] = _mm512_fmadd_ps(_mm512_set1_ps(mw[k][r]), _mm512_load_ps(p[g][k].s), S[r][g]);
+                }
+            }
+        for (int m = 0; m < 8; m++) {
+            __m512 a[RMAX][GMAX];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int g = 0; g < G; g++) a[r][g] = acc[m][r][g];
+            for (int k = 0; k < cnt; k++) {
+                __m512i x[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) x[g] = _mm512_load_si512((const void *)p[g][k].qs[m]);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    int32_t wd;
+                    memcpy(&wd, wq[k][r] + 4 * m, 4);
+                    const __m512i sd = _mm512_set1_epi32(seed[k][r][m]), b = _mm512_set1_epi32(wd);
                     UNROLL
-                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    for (int g = 0; g < G; g++) {
+                        const __m512i L = _mm512_dpbusd_epi32(sd, x[g], b);
+                        a[r][g] = _mm512_fmadd_ps(dd[k][r][g], _mm512_sub_ps(_mm512_castsi512_ps(L), fmagic), a[r][g]);
+                    }
                 }
             }
-            const int ch = k & 3;   /* i0 is a multiple of 8: (i0 + k) % 4 == k % 4 */
             UNROLL
-            for (int g = 0; g < G; g++) {
-                const __m512 dx = _mm512_load_ps(p[g]->d);
+            for (int r = 0; r < R; r++)
                 UNROLL
-                for (int r = 0; r < R; r++) {
-                    c[r][g][ch] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r][k]), dx),
-                                                  _mm512_cvtepi32_ps(D[r][g]), c[r][g][ch]);
-                    if (has_m)
-                        c[r][g][ch] = _mm512_fmadd_ps(_mm512_set1_ps(mw[r][k]), _mm512_load_ps(p[g]->s),
-                                                      c[r][g][ch]);
-                }
-            }
+                for (int g = 0; g < G; g++) acc[m][r][g] = a[r][g];
         }
     }
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++)
-            store_lanes(_mm512_add_ps(_mm512_add_ps(c[r][g][0], c[r][g][1]),
-                                      _mm512_add_ps(c[r][g][2], c[r][g][3])),
-                        y + (size_t)16 * g * ldy + r, ldy);
+        for (int g = 0; g < G; g++) {
+            __m512 t[4];
+            UNROLL
+            for (int m = 0; m < 4; m++) t[m] = _mm512_add_ps(acc[m][r][g], acc[m + 4][r][g]);
+            __m512 out = _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3]));
+            if (has_m) out = _mm512_add_ps(out, S[r][g]);
+            store_lanes(out, y + (size_t)16 * g * ldy + r, ldy);
+        }
 }
 
 /* ---- entry points ---------------------------------------------------------
@@ -658,8 +658,8 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q8_0, q8_0);
 #undef SET
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
-    k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
-    k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
+    k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
+    k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;
     k->gemm16[NJ_Q2_K] = gemm16_q2_K;
     k->gemm16[NJ_Q3_K] = gemm16_q3_K;
     k->gemm16[NJ_Q4_K] = gemm16_q4_K;

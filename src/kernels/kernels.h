@@ -145,8 +145,7 @@ typedef struct {
 typedef struct {
     float   d[16];            /* fp16 d as f32 */
     float   s[16];            /* Q8_1: fp16 s as f32; Q8_0: 0 */
-    int32_t sum[16];          /* sum of the 32 quants */
-    int8_t  qs[8][16][4];
+    int8_t  qs[8][16][4];     /* the *_x86 packers store q + 128 (as uint8) */
 } kern_pk_q8_0;
 _Static_assert(sizeof(kern_pk_q8_K) % 64 == 0, "packed q8_K keeps 64-byte alignment");
 _Static_assert(sizeof(kern_pk_q8_0) % 64 == 0, "packed q8_0 keeps 64-byte alignment");
@@ -156,6 +155,10 @@ _Static_assert(sizeof(kern_pk_q8_0) % 64 == 0, "packed q8_0 keeps 64-byte alignm
 void kern_pack16_q8_K(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
 void kern_pack16_q8_0(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
 void kern_pack16_q8_1(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
+/* The same with every quant stored + 128 (unsigned bytes, for vpdpbusd's
+ * unsigned operand); tokens nt..15 are zero blocks as stored (q = 0). */
+void kern_pack16_q8_0_x86(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
+void kern_pack16_q8_1_x86(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
 
 /* Generic tile product: loops vec_dot (the fallback gemm for every type). */
 void kern_gemm_generic(nj_vec_dot_fn dot, int n, const void *restrict w, size_t w_stride,

@@ -73,9 +73,13 @@ KINLINE uint8x16_t bits16(uint32_t b) {
 }
 
 /* ---- 32-element formats ------------------------------------------------
- * Four blocks at a time: their int32 sums S (one lane each, by pairwise
- * adds) and scales d go to the four lanes of a chain accumulator, block i
- * -> lane i % 4; a short last group is zero-padded. */
+ * The canonical order (scalar.c) keeps 8 lane chains per token, lane m of
+ * a block being its elements 4m..4m+3: an sdot over the block's first 16
+ * bytes leaves lanes 0..3 in its int32 lanes, one over the next 16 bytes
+ * lanes 4..7, and each goes to float and into its accumulator (two
+ * float32x4 per token) with one fma by d = dw * dx.  Q4_1/Q5_1 add the
+ * scalar chain c = fma(m, s_x, c).  The chains are serial per block, so
+ * decode (one token) runs two rows at a time. */
 #define B32_Q8_0 0
 #define B32_Q4_0 1
 #define B32_Q5_0 2
@@ -125,68 +129,94 @@ KINLINE size_t b32_size(const int kind) {
 KINLINE float b32_d(const void *vb) { nj_half h; memcpy(&h, vb, 2); return h2f(h); }
 KINLINE float b32_m(const void *vb) { nj_half h; memcpy(&h, (const char *)vb + 2, 2); return h2f(h); }
 
-KINLINE void tile_b32(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                      float *restrict y, size_t ldy, const int nt, const int kind) {
+#define B32_RMAX 2
+
+/* R rows (stride ws) x nt tokens (stride xs): y[t*ldy + r]. */
+KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, const void *restrict vx,
+                      size_t xs, const int nt, float *restrict y, size_t ldy, const int kind) {
     const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
-    const size_t ws = b32_size(kind), xbs = has_m ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const char *w = vw;
-    const char *x[NT_MAX];
-    float32x4_t acc[NT_MAX];
+    const size_t bs = b32_size(kind), xbs = has_m ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const char *w[B32_RMAX], *x[NT_MAX];
+    float32x4_t lo[B32_RMAX][NT_MAX], hi[B32_RMAX][NT_MAX];
+    float c[B32_RMAX][NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = (const char *)vx + (size_t)t * xs; acc[t] = vdupq_n_f32(0.0f); }
-    const int nb = n / 32;
-    for (int i0 = 0; i0 < nb; i0 += 4) {
-        const int cnt = nb - i0 < 4 ? nb - i0 : 4;
-        prefetch_w(w + (size_t)i0 * ws);
-        int8x16_t w0[4], w1[4];
-        float dw[4] = {0, 0, 0, 0}, mw[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; r++) {
+        w[r] = (const char *)vw + (size_t)r * ws;
         UNROLL
-        for (int k = 0; k < 4; k++) {
-            if (k < cnt) {
-                const char *b = w + (size_t)(i0 + k) * ws;
-                b32_unpack(b, kind, &w0[k], &w1[k]);
-                dw[k] = b32_d(b);
-                if (has_m) mw[k] = b32_m(b);
-            } else {
-                w0[k] = w1[k] = vdupq_n_s8(0);
-            }
+        for (int t = 0; t < nt; t++) { lo[r][t] = hi[r][t] = vdupq_n_f32(0.0f); c[r][t] = 0.0f; }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) x[t] = (const char *)vx + (size_t)t * xs;
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        int8x16_t w0[B32_RMAX], w1[B32_RMAX];
+        float dw[B32_RMAX], mw[B32_RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *b = w[r] + (size_t)i * bs;
+            if ((i & 3) == 0) prefetch_w(b);
+            b32_unpack(b, kind, &w0[r], &w1[r]);
+            dw[r] = b32_d(b);
+            mw[r] = has_m ? b32_m(b) : 0.0f;
         }
-        const float32x4_t dwv = vld1q_f32(dw), mwv = vld1q_f32(mw);
         UNROLL
         for (int t = 0; t < nt; t++) {
-            int32x4_t p[4];
-            float dx[4] = {0, 0, 0, 0}, sx[4] = {0, 0, 0, 0};
+            const char *xb = x[t] + (size_t)i * xbs;
+            const int8_t *qs = (const int8_t *)(xb + (has_m ? 4 : 2));
+            const int8x16_t x0 = vld1q_s8(qs), x1 = vld1q_s8(qs + 16);
+            const float dx = b32_d(xb), sx = has_m ? b32_m(xb) : 0.0f;
             UNROLL
-            for (int k = 0; k < 4; k++) {
-                if (k < cnt) {
-                    const char *xb = x[t] + (size_t)(i0 + k) * xbs;
-                    const int8_t *qs = (const int8_t *)(xb + (has_m ? 4 : 2));
-                    p[k] = dot32(w0[k], w1[k], qs);
-                    dx[k] = b32_d(xb);
-                    if (has_m) sx[k] = b32_m(xb);
-                } else {
-                    p[k] = vdupq_n_s32(0);
-                }
+            for (int r = 0; r < R; r++) {
+                const float d = dw[r] * dx;
+                lo[r][t] = vfmaq_n_f32(lo[r][t], vcvtq_f32_s32(vdotq_s32(vdupq_n_s32(0), w0[r], x0)), d);
+                hi[r][t] = vfmaq_n_f32(hi[r][t], vcvtq_f32_s32(vdotq_s32(vdupq_n_s32(0), w1[r], x1)), d);
+                if (has_m) c[r][t] = fmaf(mw[r], sx, c[r][t]);
             }
-            const int32x4_t S = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
-            const float32x4_t d = vmulq_f32(dwv, vld1q_f32(dx));
-            acc[t] = vfmaq_f32(acc[t], d, vcvtq_f32_s32(S));
-            if (has_m) acc[t] = vfmaq_f32(acc[t], mwv, vld1q_f32(sx));
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) {
-        const float32x2_t h = vpadd_f32(vget_low_f32(acc[t]), vget_high_f32(acc[t]));
-        y[(size_t)t * ldy] = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
-    }
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            /* hsum8: (a_k + a_{k+4}), then ((t0 + t2) + (t1 + t3)) */
+            const float32x4_t tk = vaddq_f32(lo[r][t], hi[r][t]);
+            const float32x2_t u = vadd_f32(vget_low_f32(tk), vget_high_f32(tk));
+            const float v = vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
+            y[(size_t)t * ldy + r] = has_m ? v + c[r][t] : v;
+        }
 }
 
+/* Tokens in groups of four (outer), rows inner; one or two leftover tokens
+ * take rows in pairs (independent chains to hide the fma latency). */
 #define DEFINE_B32(name, KIND)                                                          \
-    KINLINE void tile_##name(int n, const void *restrict w, const void *restrict x,     \
-                             size_t xs, float *restrict y, size_t ldy, const int nt) {  \
-        tile_b32(n, w, x, xs, y, ldy, nt, KIND);                                        \
+    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
+                               const void *restrict x) {                               \
+        tile_b32(n, w, 0, 1, x, 0, 1, s, 0, KIND);                                      \
     }                                                                                   \
-    DEFINE_KERNELS(name, tile_##name)
+    static void gemm_##name(int n, const void *restrict w, size_t ws, int nr,          \
+                            const void *restrict x, size_t xs, int nt,                 \
+                            float *restrict y, size_t ldy) {                           \
+        const char *wb = w, *xb = x;                                                    \
+        int t = 0;                                                                      \
+        for (; t + NT_MAX <= nt; t += NT_MAX)                                           \
+            for (int r = 0; r < nr; r++)                                                \
+                tile_b32(n, wb + (size_t)r * ws, ws, 1, xb + (size_t)t * xs, xs, NT_MAX, \
+                         y + (size_t)t * ldy + r, ldy, KIND);                           \
+        const int rem = nt - t;                                                         \
+        if (!rem) return;                                                               \
+        const char *xt = xb + (size_t)t * xs;                                           \
+        float *yt = y + (size_t)t * ldy;                                                \
+        int r = 0;                                                                      \
+        if (rem == 3) {                                                                 \
+            for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 3, yt + r, ldy, KIND); \
+        } else if (rem == 2) {                                                          \
+            for (; r + 2 <= nr; r += 2) tile_b32(n, wb + (size_t)r * ws, ws, 2, xt, xs, 2, yt + r, ldy, KIND); \
+            for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 2, yt + r, ldy, KIND); \
+        } else {                                                                        \
+            for (; r + 2 <= nr; r += 2) tile_b32(n, wb + (size_t)r * ws, ws, 2, xt, xs, 1, yt + r, ldy, KIND); \
+            for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 1, yt + r, ldy, KIND); \
+        }                                                                               \
+    }
 
 DEFINE_B32(q8_0, B32_Q8_0)
 DEFINE_B32(q4_0, B32_Q4_0)
@@ -818,52 +848,78 @@ KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const ker
     for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
 }
 
-/* 32-element formats: chains (block i -> chain i % 4) kept per row and
- * token vector; one block per step (8 dwords, two weight registers). */
+/* 32-element formats: 8 lane chains per token, i.e. per row 8 lanes x 4
+ * token vectors of accumulators -- too many for the register file.  So,
+ * as on AVX-512, blocks go in chunks: a chunk's weights are unpacked and
+ * its d = dw * dx vectors formed first, then each lane m runs through the
+ * chunk with only its R x 4 accumulators live: per block and token vector
+ * one sdot by lane (dword m of the weights) gives the 4 tokens' L_m. */
+#define B32_CHUNK16 8
 KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_0 *xp,
                         float *y, size_t ldy, const int kind) {
     const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
     const size_t bs = b32_size(kind);
-    float32x4_t c[NR16][4][4];   /* [row][chain][token vector] */
+    float32x4_t acc[8][NR16][4], S[NR16][4];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int ch = 0; ch < 4; ch++)
-            UNROLL
-            for (int v = 0; v < 4; v++) c[r][ch][v] = vdupq_n_f32(0.0f);
-    for (int i = 0; i < nb; i++) {
-        int8x16_t wq[NR16][2];
-        float dw[NR16], mw[NR16];
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            const char *blk = w + (size_t)r * ws + (size_t)i * bs;
-            b32_unpack(blk, kind, &wq[r][0], &wq[r][1]);
-            dw[r] = b32_d(blk);
-            mw[r] = has_m ? b32_m(blk) : 0.0f;
+        for (int v = 0; v < 4; v++) {
+            S[r][v] = vdupq_n_f32(0.0f);
+            for (int m = 0; m < 8; m++) acc[m][r][v] = vdupq_n_f32(0.0f);
         }
-        const kern_pk_q8_0 *p = &xp[i];
-        int32x4_t D[NR16][4];
-        UNROLL
-        for (int r = 0; r < R; r++)
+    for (int i0 = 0; i0 < nb; i0 += B32_CHUNK16) {
+        const int cnt = nb - i0 < B32_CHUNK16 ? nb - i0 : B32_CHUNK16;
+        int8x16_t wq[B32_CHUNK16][NR16][2];
+        float32x4_t dd[B32_CHUNK16][NR16][4];
+        for (int k = 0; k < cnt; k++) {
+            const kern_pk_q8_0 *p = &xp[i0 + k];
             UNROLL
-            for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
-        dot_dwords(D, R, p->qs, 0, wq, 2);
-        const int ch = i & 3;
-        UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int v = 0; v < 4; v++) {
-                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
-                c[r][ch][v] = vfmaq_f32(c[r][ch][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(D[r][v]));
-                if (has_m) c[r][ch][v] = vfmaq_n_f32(c[r][ch][v], vld1q_f32(p->s + 4 * v), mw[r]);
+            for (int r = 0; r < R; r++) {
+                const char *blk = w + (size_t)r * ws + (size_t)(i0 + k) * bs;
+                b32_unpack(blk, kind, &wq[k][r][0], &wq[k][r][1]);
+                const float dw = b32_d(blk), mw = has_m ? b32_m(blk) : 0.0f;
+                UNROLL
+                for (int v = 0; v < 4; v++) {
+                    dd[k][r][v] = vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw);
+                    if (has_m) S[r][v] = vfmaq_n_f32(S[r][v], vld1q_f32(p->s + 4 * v), mw);
+                }
             }
+        }
+        UNROLL
+        for (int m = 0; m < 8; m++) {
+            float32x4_t a[NR16][4];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int v = 0; v < 4; v++) a[r][v] = acc[m][r][v];
+            for (int k = 0; k < cnt; k++) {
+                const int8_t *q = &xp[i0 + k].qs[m][0][0];
+                UNROLL
+                for (int v = 0; v < 4; v++) {
+                    const int8x16_t xv = vld1q_s8(q + 16 * v);
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const int32x4_t L = sdot_lane(vdupq_n_s32(0), xv, wq[k][r][m >> 2], m & 3);
+                        a[r][v] = vfmaq_f32(a[r][v], dd[k][r][v], vcvtq_f32_s32(L));
+                    }
+                }
+            }
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int v = 0; v < 4; v++) acc[m][r][v] = a[r][v];
+        }
     }
     UNROLL
     for (int r = 0; r < R; r++) {
         float32x4_t out[4];
         UNROLL
-        for (int v = 0; v < 4; v++)
-            out[v] = vaddq_f32(vaddq_f32(c[r][0][v], c[r][1][v]), vaddq_f32(c[r][2][v], c[r][3][v]));
+        for (int v = 0; v < 4; v++) {
+            const float32x4_t t0 = vaddq_f32(acc[0][r][v], acc[4][r][v]), t1 = vaddq_f32(acc[1][r][v], acc[5][r][v]);
+            const float32x4_t t2 = vaddq_f32(acc[2][r][v], acc[6][r][v]), t3 = vaddq_f32(acc[3][r][v], acc[7][r][v]);
+            out[v] = vaddq_f32(vaddq_f32(t0, t2), vaddq_f32(t1, t3));
+            if (has_m) out[v] = vaddq_f32(out[v], S[r][v]);
+        }
         store16(out, y + r, ldy);
     }
 }

@@ -137,9 +137,12 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  * (S, and M for the formats with mins) is exact, however a SIMD kernel
  * arranges it; the float part is fixed here:
  *
- *   32-element formats: four chains, block i feeding chain i % 4:
- *       c[i%4] = fma(dw*dx, S_i, c[i%4])      (+ c = fma(m, s_x, c) for Q4_1/Q5_1)
- *       y = (c0 + c1) + (c2 + c3)
+ *   32-element formats (llama.cpp's x86 order): eight lane chains, lane m
+ *   of a block being its elements 4m..4m+3 in logical element order:
+ *       L_m  = exact integer dot product of lane m
+ *       a[m] = fma(dw*dx, L_m, a[m])           for m = 0..7, blocks in order
+ *       (Q4_1/Q5_1 also: c = fma(m, s_x, c), a separate chain)
+ *       y = hsum8(a)  (+ c),   hsum8(a) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))
  *   K-quants: one chain over super-blocks:
  *       acc = fma(dw*dx, S_i, acc)            (+ acc = fma(-(dmin*dx), M_i, acc))
  *   F32/F16/BF16: sixteen lanes, element k feeding lane k % 16 for the
@@ -152,12 +155,22 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  * K-quant mins use the activation's bsums, as the SIMD kernels do.
  */
 static inline float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
-static inline float chains4(const float c[4]) { return (c[0] + c[1]) + (c[2] + c[3]); }
 
-static int dot32_i8(const int8_t *a, const int8_t *b) {
-    int s = 0;
-    for (int j = 0; j < 32; j++) s += a[j] * b[j];
-    return s;
+/* ggml's hsum_float_8: high half + low half, then the two 64-bit halves,
+ * then the two remaining lanes. */
+static inline float hsum8(const float a[8]) {
+    const float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
+    return (t0 + t2) + (t1 + t3);
+}
+
+/* One 32-element block into the eight lane chains: a[m] = fma(d, L_m, a[m])
+ * with L_m = sum_{j=4m}^{4m+3} w[j] * x[j]. */
+static inline void lanes8_fma(float a[8], float d, const int8_t *w, const int8_t *x) {
+    for (int m = 0; m < 8; m++) {
+        int l = 0;
+        for (int j = 4 * m; j < 4 * m + 4; j++) l += w[j] * x[j];
+        a[m] = fmaf(d, (float)l, a[m]);
+    }
 }
 
 /* 32 nibbles as in Q4_0/Q4_1: element j < 16 low nibble of q[j], else high
@@ -173,62 +186,59 @@ static void unpack32(const uint8_t *q, const uint8_t *qh, int offset, int8_t out
 
 static void dot_q8_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q8_0 *w = vw, *x = vx;
-    float c[4] = {0};
-    for (int i = 0; i < n / 32; i++)
-        c[i & 3] = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(w[i].qs, x[i].qs), c[i & 3]);
-    *s = chains4(c);
+    float a[8] = {0};
+    for (int i = 0; i < n / 32; i++) lanes8_fma(a, h2f(w[i].d) * h2f(x[i].d), w[i].qs, x[i].qs);
+    *s = hsum8(a);
 }
 
 static void dot_q4_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q4_0 *w = vw;
     const block_q8_0 *x = vx;
-    float c[4] = {0};
+    float a[8] = {0};
     int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
         unpack32(w[i].qs, NULL, 8, q);
-        c[i & 3] = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), c[i & 3]);
+        lanes8_fma(a, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    *s = chains4(c);
+    *s = hsum8(a);
 }
 
 static void dot_q5_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q5_0 *w = vw;
     const block_q8_0 *x = vx;
-    float c[4] = {0};
+    float a[8] = {0};
     int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
         unpack32(w[i].qs, w[i].qh, 16, q);
-        c[i & 3] = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), c[i & 3]);
+        lanes8_fma(a, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    *s = chains4(c);
+    *s = hsum8(a);
 }
 
 static void dot_q4_1(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q4_1 *w = vw;
     const block_q8_1 *x = vx;
-    float c[4] = {0};
+    float a[8] = {0}, c = 0.0f;
     int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
         unpack32(w[i].qs, NULL, 0, q);
-        float *ci = &c[i & 3];
-        *ci = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), *ci);
-        *ci = fmaf(h2f(w[i].m), h2f(x[i].s), *ci);
+        lanes8_fma(a, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
+        c = fmaf(h2f(w[i].m), h2f(x[i].s), c);
     }
-    *s = chains4(c);
+    *s = hsum8(a) + c;
 }
 
 static void dot_q5_1(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q5_1 *w = vw;
     const block_q8_1 *x = vx;
-    float c[4] = {0};
+    float a[8] = {0}, c = 0.0f;
     int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
         unpack32(w[i].qs, w[i].qh, 0, q);
-        float *ci = &c[i & 3];
-        *ci = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)dot32_i8(q, x[i].qs), *ci);
-        *ci = fmaf(h2f(w[i].m), h2f(x[i].s), *ci);
+        lanes8_fma(a, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
+        c = fmaf(h2f(w[i].m), h2f(x[i].s), c);
     }
-    *s = chains4(c);
+    *s = hsum8(a) + c;
 }
 
 /* Q4_K/Q5_K scales: 8 six-bit scales and mins from 12 bytes. */
@@ -421,16 +431,19 @@ void kern_pack16_q8_K(int n, const void *restrict vx, size_t x_stride, int nt, v
     }
 }
 
+/* bias: 0, or 128 to store every quant + 128 (as the x86 gemm16 wants). */
 static void pack16_b32(int n, const void *restrict vx, size_t x_stride, int nt, void *restrict dst,
-                       bool has_s) {
+                       bool has_s, int bias) {
     kern_pk_q8_0 *p = dst;
     const int nb = n / 32, nbp = (nb + KERN_PK_B32_ROUND - 1) / KERN_PK_B32_ROUND * KERN_PK_B32_ROUND;
     memset(p, 0, sizeof *p * (size_t)nbp);
-    for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < 16; t++) {
         const char *row = (const char *)vx + (size_t)t * x_stride;
-        for (int i = 0; i < nb; i++) {
-            const int8_t *qs;
-            if (has_s) {
+        for (int i = 0; i < nbp; i++) {
+            const int8_t *qs = NULL;
+            if (t >= nt || i >= nb) {
+                /* zero block */
+            } else if (has_s) {
                 const block_q8_1 *b = (const block_q8_1 *)row + i;
                 p[i].d[t] = h2f(b->d);
                 p[i].s[t] = h2f(b->s);
@@ -440,19 +453,24 @@ static void pack16_b32(int n, const void *restrict vx, size_t x_stride, int nt, 
                 p[i].d[t] = h2f(b->d);
                 qs = b->qs;
             }
-            int sum = 0;
-            for (int j = 0; j < 32; j++) sum += qs[j];
-            p[i].sum[t] = sum;
-            for (int k = 0; k < 8; k++) memcpy(p[i].qs[k][t], qs + 4 * k, 4);
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++)
+                    p[i].qs[k][t][j] = (int8_t)(uint8_t)((qs ? (uint8_t)qs[4 * k + j] : 0) + bias);
         }
     }
 }
 
 void kern_pack16_q8_0(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst) {
-    pack16_b32(n, x, x_stride, nt, dst, false);
+    pack16_b32(n, x, x_stride, nt, dst, false, 0);
 }
 void kern_pack16_q8_1(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst) {
-    pack16_b32(n, x, x_stride, nt, dst, true);
+    pack16_b32(n, x, x_stride, nt, dst, true, 0);
+}
+void kern_pack16_q8_0_x86(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst) {
+    pack16_b32(n, x, x_stride, nt, dst, false, 128);
+}
+void kern_pack16_q8_1_x86(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst) {
+    pack16_b32(n, x, x_stride, nt, dst, true, 128);
 }
 
 void kern_scalar_fill(nj_kernels *k) {

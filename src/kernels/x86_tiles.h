@@ -135,22 +135,20 @@ KINLINE void prefetch_w(const void *p, const int bytes) {
 
 /* ---- 32-element formats ------------------------------------------------
  *
- * Blocks are taken eight at a time.  Each block's exact int32 dot product
- * (8 lanes) is reduced to one integer S by a hadd tree, the eight S values
- * go to float in one vector, and the four canonical chains (block i ->
- * chain i % 4) live in the four lanes of an xmm accumulator:  lanes 0..3 of
- * a group are blocks 8j..8j+3, lanes 4..7 blocks 8j+4..8j+7, both mapping
- * onto chains 0..3 in order.  A short last group is zero-padded (a zero
- * block adds fma(0, 0, c) = c). */
-
-/* S[k] = sum of the 8 int32 lanes of p[k], k = 0..7. */
-KINLINE __m256i reduce8(const __m256i p[8]) {
-    const __m256i a01 = _mm256_hadd_epi32(p[0], p[1]), a23 = _mm256_hadd_epi32(p[2], p[3]);
-    const __m256i a45 = _mm256_hadd_epi32(p[4], p[5]), a67 = _mm256_hadd_epi32(p[6], p[7]);
-    const __m256i b0 = _mm256_hadd_epi32(a01, a23), b1 = _mm256_hadd_epi32(a45, a67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20),
-                            _mm256_permute2x128_si256(b0, b1, 0x31));
-}
+ * The canonical order (scalar.c) is llama.cpp's: per token, an 8-lane
+ * float accumulator whose lane m takes fma(dw*dx, L_m, .) per block, L_m
+ * being the exact int32 dot product of the block's elements 4m..4m+3 --
+ * which is what one vpdpbusd (or vpmaddubsw + vpmaddwd) over the block's 32
+ * bytes leaves in int32 lane m.  So a block costs one conversion and one
+ * fma per token; Q4_1/Q5_1 also carry a scalar chain c = fma(m, s_x, c).
+ *
+ * The lane chains are serial per block (fma latency), so a tile interleaves
+ * R weight rows x NT tokens of independent chains: decode (one token) runs
+ * two rows at a time.  Blocks go in groups of eight so that their scales
+ * come in with one gather per row and token (head8); d = dw*dx is formed
+ * for the eight blocks in one multiply and broadcast from memory.  A short
+ * last group is zero-padded: a zero block adds fma(0, 0, a) = a (the
+ * chains start at +0 and can never become -0, so this is exact). */
 
 /* The first 32-bit word of 8 consecutive blocks of `size` bytes: every
  * format here starts with its fp16 d, and Q4_1/Q5_1/Q8_1 follow it with m
@@ -169,11 +167,6 @@ KINLINE __m256 half_lanes(__m256i v, const int hi) {
     return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
 }
 
-KINLINE float chains4_finish(__m128 c) {
-    const __m128 t = _mm_add_ps(c, _mm_shuffle_ps(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehl_ps(t, t)));
-}
-
 /* Unpackers: 32 weights of one block as bytes (signed or unsigned). */
 KINLINE __m256i unpack_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
 KINLINE __m256i unpack_q4_0(const block_q4_0 *b) {
@@ -189,75 +182,130 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     return _mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
 }
 
+#define B32_RMAX 2
 
 /* SIGNED: weights are signed bytes (|w| x sign-moved activations);
- * otherwise unsigned.  HAS_M: Q4_1/Q5_1's "+ m * s" term. */
+ * otherwise unsigned.  HAS_M: Q4_1/Q5_1's "+ m * s" chain.
+ * group8: blocks off..off+7 of R rows w[r] and nt token rows x[t]. */
 #define DEFINE_B32(name, WT, XT, SIGNED, HAS_M)                                         \
-    KINLINE void group8_##name(const WT *w, const XT *const *x, int xoff, __m128 *acc,  \
-                               const int nt) {                                          \
-        __m256i wq[8], wa[8];                                                           \
+    KINLINE void group8_##name(const WT *const *w, const XT *const *x, int off,         \
+                               __m256 acc[B32_RMAX][NT_MAX], float c[B32_RMAX][NT_MAX], \
+                               const int R, const int nt) {                             \
+        float dd[B32_RMAX][NT_MAX][8] __attribute__((aligned(32)));                     \
+        float mw[B32_RMAX][8] __attribute__((aligned(32)));                             \
+        float sx[NT_MAX][8] __attribute__((aligned(32)));                               \
+        __m256 dw[B32_RMAX];                                                            \
         UNROLL                                                                          \
-        for (int k = 0; k < 8; k++) {                                                   \
-            wq[k] = unpack_##name(&w[k]);                                               \
-            if (SIGNED) wa[k] = _mm256_sign_epi8(wq[k], wq[k]);                         \
+        for (int r = 0; r < R; r++) {                                                   \
+            const __m256i wh = head8(w[r] + off, (int)sizeof(WT));                      \
+            dw[r] = half_lanes(wh, 0);                                                  \
+            if (HAS_M) _mm256_store_ps(mw[r], half_lanes(wh, 1));                       \
         }                                                                               \
-        const __m256i wh = head8(w, (int)sizeof(WT));                                   \
-        const __m256 dw = half_lanes(wh, 0);                                            \
-        const __m256 mw = HAS_M ? half_lanes(wh, 1) : _mm256_setzero_ps();              \
         UNROLL                                                                          \
         for (int t = 0; t < nt; t++) {                                                  \
-            const XT *xb = x[t] + xoff;                                                 \
-            __m256i p[8];                                                               \
+            const __m256i xh = head8(x[t] + off, (int)sizeof(XT));                      \
+            const __m256 dx = half_lanes(xh, 0);                                        \
             UNROLL                                                                      \
-            for (int k = 0; k < 8; k++) {                                               \
-                const __m256i qx = _mm256_loadu_si256((const __m256i *)xb[k].qs);      \
-                p[k] = SIGNED ? dot_u8s8(wa[k], _mm256_sign_epi8(qx, wq[k]))            \
-                              : dot_u8s8(wq[k], qx);                                    \
+            for (int r = 0; r < R; r++) _mm256_store_ps(dd[r][t], _mm256_mul_ps(dw[r], dx)); \
+            if (HAS_M) _mm256_store_ps(sx[t], half_lanes(xh, 1));                       \
+        }                                                                               \
+        UNROLL                                                                          \
+        for (int k = 0; k < 8; k++) {                                                   \
+            __m256i wq[B32_RMAX], wa[B32_RMAX];                                         \
+            UNROLL                                                                      \
+            for (int r = 0; r < R; r++) {                                               \
+                wq[r] = unpack_##name(&w[r][off + k]);                                  \
+                if (SIGNED) wa[r] = _mm256_sign_epi8(wq[r], wq[r]);                     \
             }                                                                           \
-            const __m256i xh = head8(xb, (int)sizeof(XT));                              \
-            const __m256 S = _mm256_cvtepi32_ps(reduce8(p));                            \
-            const __m256 d = _mm256_mul_ps(dw, half_lanes(xh, 0));                      \
-            __m128 a = acc[t];                                                          \
-            if (HAS_M) {                                                                \
-                const __m256 xs = half_lanes(xh, 1);                                    \
-                a = _mm_fmadd_ps(_mm256_castps256_ps128(d), _mm256_castps256_ps128(S), a); \
-                a = _mm_fmadd_ps(_mm256_castps256_ps128(mw), _mm256_castps256_ps128(xs), a); \
-                a = _mm_fmadd_ps(_mm256_extractf128_ps(d, 1), _mm256_extractf128_ps(S, 1), a); \
-                a = _mm_fmadd_ps(_mm256_extractf128_ps(mw, 1), _mm256_extractf128_ps(xs, 1), a); \
-            } else {                                                                    \
-                a = _mm_fmadd_ps(_mm256_castps256_ps128(d), _mm256_castps256_ps128(S), a); \
-                a = _mm_fmadd_ps(_mm256_extractf128_ps(d, 1), _mm256_extractf128_ps(S, 1), a); \
+            UNROLL                                                                      \
+            for (int t = 0; t < nt; t++) {                                              \
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][off + k].qs); \
+                UNROLL                                                                  \
+                for (int r = 0; r < R; r++) {                                           \
+                    const __m256i p = SIGNED ? dot_u8s8(wa[r], _mm256_sign_epi8(qx, wq[r])) \
+                                             : dot_u8s8(wq[r], qx);                     \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[r][t][k]),       \
+                                                _mm256_cvtepi32_ps(p), acc[r][t]);      \
+                    if (HAS_M) c[r][t] = fmaf(mw[r][k], sx[t][k], c[r][t]);             \
+                }                                                                       \
             }                                                                           \
-            acc[t] = a;                                                                 \
         }                                                                               \
     }                                                                                   \
-    KINLINE void tile_##name(int n, const void *restrict vw, const void *restrict vx,   \
-                             size_t xs, float *restrict y, size_t ldy, const int nt) {  \
-        const WT *w = vw;                                                               \
+    /* R rows (stride ws) x nt tokens (stride xs): y[t*ldy + r]. */                     \
+    KINLINE void tile_##name(int n, const void *restrict vw, size_t ws, const int R,    \
+                             const void *restrict vx, size_t xs, const int nt,          \
+                             float *restrict y, size_t ldy) {                           \
+        const WT *w[B32_RMAX];                                                          \
         const XT *x[NT_MAX];                                                            \
-        __m128 acc[NT_MAX];                                                             \
-        for (int t = 0; t < nt; t++) { x[t] = XROW(XT, vx, xs, t); acc[t] = _mm_setzero_ps(); } \
+        __m256 acc[B32_RMAX][NT_MAX];                                                   \
+        float c[B32_RMAX][NT_MAX];                                                      \
+        UNROLL                                                                          \
+        for (int r = 0; r < R; r++) {                                                   \
+            w[r] = (const WT *)((const char *)vw + (size_t)r * ws);                     \
+            UNROLL                                                                      \
+            for (int t = 0; t < nt; t++) { acc[r][t] = _mm256_setzero_ps(); c[r][t] = 0.0f; } \
+        }                                                                               \
+        UNROLL                                                                          \
+        for (int t = 0; t < nt; t++) x[t] = XROW(XT, vx, xs, t);                        \
         const int nb = n / 32, nfull = nb & ~7;                                         \
         for (int i = 0; i < nfull; i += 8) {                                            \
-            prefetch_w(w + i, (int)sizeof(WT) * 8);                                     \
-            group8_##name(w + i, x, i, acc, nt);                                        \
+            UNROLL                                                                      \
+            for (int r = 0; r < R; r++) prefetch_w(w[r] + i, (int)sizeof(WT) * 8);      \
+            group8_##name(w, x, i, acc, c, R, nt);                                      \
         }                                                                               \
         if (nb > nfull) {                                                               \
-            WT wpad[8];                                                                 \
+            WT wpad[B32_RMAX][8];                                                       \
             XT xpad[NT_MAX][8];                                                         \
+            const WT *wp[B32_RMAX];                                                     \
             const XT *xp[NT_MAX];                                                       \
-            memset(wpad, 0, sizeof wpad);                                               \
-            memcpy(wpad, w + nfull, sizeof(WT) * (size_t)(nb - nfull));                 \
+            for (int r = 0; r < R; r++) {                                               \
+                memset(wpad[r], 0, sizeof wpad[r]);                                     \
+                memcpy(wpad[r], w[r] + nfull, sizeof(WT) * (size_t)(nb - nfull));       \
+                wp[r] = wpad[r];                                                        \
+            }                                                                           \
             for (int t = 0; t < nt; t++) {                                              \
                 memset(xpad[t], 0, sizeof xpad[t]);                                     \
                 memcpy(xpad[t], x[t] + nfull, sizeof(XT) * (size_t)(nb - nfull));       \
                 xp[t] = xpad[t];                                                        \
             }                                                                           \
-            group8_##name(wpad, xp, 0, acc, nt);                                        \
+            group8_##name(wp, xp, 0, acc, c, R, nt);                                    \
         }                                                                               \
-        for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = chains4_finish(acc[t]);       \
+        UNROLL                                                                          \
+        for (int r = 0; r < R; r++)                                                     \
+            UNROLL                                                                      \
+            for (int t = 0; t < nt; t++)                                                \
+                y[(size_t)t * ldy + r] = HAS_M ? hsum8(acc[r][t]) + c[r][t] : hsum8(acc[r][t]); \
     }                                                                                   \
-    DEFINE_KERNELS(name, tile_##name)
+    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
+                               const void *restrict x) {                               \
+        tile_##name(n, w, 0, 1, x, 0, 1, s, 0);                                         \
+    }                                                                                   \
+    /* Tokens in groups of four (outer, so their activations stay in L1),     \
+     * rows inner; one or two leftover tokens take rows in pairs. */                   \
+    static void gemm_##name(int n, const void *restrict w, size_t ws, int nr,          \
+                            const void *restrict x, size_t xs, int nt,                 \
+                            float *restrict y, size_t ldy) {                           \
+        const char *wb = w, *xb = x;                                                    \
+        int t = 0;                                                                      \
+        for (; t + NT_MAX <= nt; t += NT_MAX)                                           \
+            for (int r = 0; r < nr; r++)                                                \
+                tile_##name(n, wb + (size_t)r * ws, ws, 1, xb + (size_t)t * xs, xs,    \
+                            NT_MAX, y + (size_t)t * ldy + r, ldy);                      \
+        const int rem = nt - t;                                                         \
+        if (!rem) return;                                                               \
+        const char *xt = xb + (size_t)t * xs;                                           \
+        float *yt = y + (size_t)t * ldy;                                                \
+        int r = 0;                                                                      \
+        if (rem == 3) {                                                                 \
+            for (; r < nr; r++) tile_##name(n, wb + (size_t)r * ws, ws, 1, xt, xs, 3, yt + r, ldy); \
+        } else if (rem == 2) {                                                          \
+            for (; r + 2 <= nr; r += 2) tile_##name(n, wb + (size_t)r * ws, ws, 2, xt, xs, 2, yt + r, ldy); \
+            for (; r < nr; r++) tile_##name(n, wb + (size_t)r * ws, ws, 1, xt, xs, 2, yt + r, ldy); \
+        } else {                                                                        \
+            for (; r + 2 <= nr; r += 2) tile_##name(n, wb + (size_t)r * ws, ws, 2, xt, xs, 1, yt + r, ldy); \
+            for (; r < nr; r++) tile_##name(n, wb + (size_t)r * ws, ws, 1, xt, xs, 1, yt + r, ldy); \
+        }                                                                               \
+    }
 
 DEFINE_B32(q8_0, block_q8_0, block_q8_0, 1, 0)
 DEFINE_B32(q4_0, block_q4_0, block_q8_0, 1, 0)
