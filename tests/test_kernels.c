@@ -243,6 +243,62 @@ static void test_gemm_equals_vec_dot(void **state) {
     }
 }
 
+/* Packed GEMM over several groups at once (1..5 groups, so every group
+ * tiling of a level is used) and row counts that leave every row tail,
+ * == vec_dot bit for bit. */
+static void test_gemm16_groups(void **state) {
+    (void)state;
+    enum { NG = 5, NR = 13 };
+    int checked = 0;
+    for (int l = 0; l < NJ_KL_COUNT; l++) {
+        const nj_kernels *k = kernels_at(l);
+        if (!k) continue;
+        for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
+            const int type = all_types[ti];
+            const nj_type_traits *ref = quant_traits_ref(type);
+            const int vdt = ref->vec_dot_type;
+            if (!k->gemm16[type]) continue;
+            const int n = ref->blck == 32 ? 17 * 32 : 2 * QK_K;
+            const size_t ws = quant_row_size(type, n), xs = quant_row_size(vdt, n);
+            const size_t ps = kernels_pack16_size(vdt, n), ldy = NR + 1;
+            uint8_t *w = malloc(ws * NR), *xq = malloc(xs * 16 * NG);
+            char *packed = nj_malloc_aligned(ps * NG);
+            float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * 16 * NG * ldy);
+            rng_seed((uint64_t)type * 57 + 3);
+            for (int r = 0; r < NR; r++) rand_weights(type, w + r * ws, n);
+            for (int t = 0; t < 16 * NG; t++) {
+                rand_floats(x, n);
+                k->traits[vdt].from_float(x, xq + t * xs, n);
+            }
+            for (int g = 0; g < NG; g++) k->pack16[vdt](n, xq + (size_t)16 * g * xs, xs, 16, packed + ps * g);
+            for (int ng = 1; ng <= NG; ng++)
+                for (int rows = ng; rows <= NR; rows += 3) {
+                    for (size_t i = 0; i < 16 * NG * ldy; i++) y[i] = -1.0f;
+                    k->gemm16[type](n, w, ws, rows, packed, ps, ng, y, ldy);
+                    for (int t = 0; t < 16 * ng; t++)
+                        for (int r = 0; r < rows; r++) {
+                            float want;
+                            k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
+                            if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
+                                print_error("level %s %s ng %d rows %d: y[%d][%d] %.9g != vec_dot %.9g\n",
+                                            k->name, ref->name, ng, rows, t, r, y[t * ldy + r], want);
+                                fail();
+                            }
+                            checked++;
+                        }
+                    for (int t = 0; t < 16 * NG; t++)
+                        for (int r = t < 16 * ng ? rows : 0; r < (int)ldy; r++) assert_true(y[t * ldy + r] == -1.0f);
+                }
+            free(w);
+            free(xq);
+            free(x);
+            free(y);
+            nj_free_aligned(packed);
+        }
+    }
+    print_message("%d packed multi-group results compared with vec_dot\n", checked);
+}
+
 /* Packed 16-token GEMM == vec_dot bit for bit, for full and partial
  * groups and several row counts. */
 static void test_gemm16_equals_vec_dot(void **state) {
@@ -453,6 +509,7 @@ int main(void) {
         cmocka_unit_test(test_levels_bit_identical),
         cmocka_unit_test(test_gemm_equals_vec_dot),
         cmocka_unit_test(test_gemm16_equals_vec_dot),
+        cmocka_unit_test(test_gemm16_groups),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),
     };

@@ -37,10 +37,6 @@
 #define K_R1 4
 #define K_R2 3
 #endif
-#ifndef B32_R1
-#define B32_R1 6
-#define B32_R2 4
-#endif
 
 KINLINE __m512i bcast32(const uint8_t *p) {
     int32_t v;
@@ -470,6 +466,9 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
  * Q4_1/Q5_1's m * s chain runs per (row, group) in block order. */
 enum { B32_Q8_0, B32_Q4_0, B32_Q5_0, B32_Q4_1, B32_Q5_1 };
 #define B32_CHUNK 8
+#define B32_RMAX 8
+#define B32_GMAX 4
+#define B32_LPMAX 4
 
 KINLINE size_t b32_size(const int kind) {
     switch (kind) {
@@ -481,46 +480,33 @@ KINLINE size_t b32_size(const int kind) {
     }
 }
 
-/* Block b's 32 weights as int8 in element order: Q8_0's own bytes, the
- * others unpacked into buf; *d, *m its scale and min (0 if none). */
-KINLINE const int8_t *b32_weights(const void *vb, const int kind, int8_t buf[32], float *d, float *m) {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    const uint8_t *qs;
-    uint32_t qh = 0;
+/* Block b's 32 weights as int8 in element order (x86_tiles.h's unpackers),
+ * returned and stored to out; *d, *m: its scale and min (0 if none). */
+KINLINE __m256i b32_weights(const void *vb, const int kind, int8_t out[32], float *d, float *m) {
     nj_half h[2];
     memcpy(h, vb, 4);
     *d = h2f(h[0]);
     *m = kind == B32_Q4_1 || kind == B32_Q5_1 ? h2f(h[1]) : 0.0f;
+    __m256i q;
     switch (kind) {
-    case B32_Q8_0: return ((const block_q8_0 *)vb)->qs;
-    case B32_Q4_0: qs = ((const block_q4_0 *)vb)->qs; break;
-    case B32_Q4_1: qs = ((const block_q4_1 *)vb)->qs; break;
-    case B32_Q5_0: qs = ((const block_q5_0 *)vb)->qs; memcpy(&qh, ((const block_q5_0 *)vb)->qh, 4); break;
-    default:       qs = ((const block_q5_1 *)vb)->qs; memcpy(&qh, ((const block_q5_1 *)vb)->qh, 4); break;
+    case B32_Q8_0: q = unpack_q8_0(vb); break;
+    case B32_Q4_0: q = unpack_q4_0(vb); break;
+    case B32_Q5_0: q = unpack_q5_0(vb); break;
+    case B32_Q4_1: q = unpack_q4_1(vb); break;
+    default:       q = unpack_q5_1(vb); break;
     }
-    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
-    __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-    if (kind == B32_Q5_0 || kind == B32_Q5_1) {
-        /* bit j of qh -> +16 on element j */
-        const __m128i h16 = _mm_set1_epi8(16);
-        lo = _mm_or_si128(lo, _mm_maskz_mov_epi8((__mmask16)(qh & 0xffff), h16));
-        hi = _mm_or_si128(hi, _mm_maskz_mov_epi8((__mmask16)(qh >> 16), h16));
-    }
-    const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
-    __m256i q = _mm256_set_m128i(hi, lo);
-    if (off) q = _mm256_sub_epi8(q, _mm256_set1_epi8((char)off));
-    _mm256_store_si256((__m256i *)buf, q);
-    return buf;
+    _mm256_store_si256((__m256i *)out, q);
+    return q;
 }
 
 /* R rows x G packed groups: y[(16g + t)*ldy + r]. */
 KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
-                      const int G, float *y, size_t ldy, const int kind) {
+                      const int G, const int LP, float *y, size_t ldy, const int kind) {
     const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
     const size_t bs = b32_size(kind);
-    const __m256i magic8 = _mm256_set1_epi32(0x4b400000), ones = _mm256_set1_epi8(1);
+    const __m256i magic8 = _mm256_set1_epi32(0x4b400000), c128 = _mm256_set1_epi8((char)0x80);
     const __m512 fmagic = _mm512_set1_ps(12582912.0f);
-    __m512 acc[8][RMAX][GMAX], S[RMAX][GMAX];
+    __m512 acc[8][B32_RMAX][B32_GMAX], S[B32_RMAX][B32_GMAX];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
@@ -530,23 +516,21 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
         }
     for (int i0 = 0; i0 < nb; i0 += B32_CHUNK) {
         const int cnt = nb - i0 < B32_CHUNK ? nb - i0 : B32_CHUNK;
-        int8_t wbuf[B32_CHUNK][RMAX][32] __attribute__((aligned(32)));
-        const int8_t *wq[B32_CHUNK][RMAX];
-        int32_t seed[B32_CHUNK][RMAX][8] __attribute__((aligned(32)));
-        float dw[B32_CHUNK][RMAX], mw[B32_CHUNK][RMAX];
-        __m512 dd[B32_CHUNK][RMAX][GMAX];
-        const kern_pk_q8_0 *p[GMAX];
+        int8_t wq[B32_CHUNK][B32_RMAX][32] __attribute__((aligned(32)));
+        int32_t seed[B32_CHUNK][B32_RMAX][8] __attribute__((aligned(32)));
+        float dw[B32_CHUNK][B32_RMAX], mw[B32_CHUNK][B32_RMAX];
+        __m512 dd[B32_CHUNK][B32_RMAX][B32_GMAX];
+        const kern_pk_q8_0 *p[B32_GMAX];
         UNROLL
         for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_0 *)(xg + (size_t)g * gs) + i0;
         for (int k = 0; k < cnt; k++)
             UNROLL
             for (int r = 0; r < R; r++) {
-                wq[k][r] = b32_weights(w + (size_t)r * ws + (size_t)(i0 + k) * bs, kind, wbuf[k][r],
-                                       &dw[k][r], &mw[k][r]);
+                const __m256i q = b32_weights(w + (size_t)r * ws + (size_t)(i0 + k) * bs, kind, wq[k][r],
+                                              &dw[k][r], &mw[k][r]);
                 /* seed_m = magic - 128 * (sum of the lane's 4 weights) */
-                const __m256i lw = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones,
-                                                       _mm256_loadu_si256((const __m256i *)wq[k][r]));
-                _mm256_store_si256((__m256i *)seed[k][r], _mm256_sub_epi32(magic8, _mm256_slli_epi32(lw, 7)));
+                const __m256i lw = _mm256_dpbusd_epi32(_mm256_setzero_si256(), c128, q);
+                _mm256_store_si256((__m256i *)seed[k][r], _mm256_sub_epi32(magic8, lw));
             }
         /* (a separate pass, so that dw and mw come back from memory as
          * embedded broadcasts rather than register shuffles) */
@@ -560,32 +544,45 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
                     if (has_m) S[r][g] = _mm512_fmadd_ps(_mm512_set1_ps(mw[k][r]), _mm512_load_ps(p[g][k].s), S[r][g]);
                 }
             }
-        for (int m = 0; m < 8; m++) {
-            __m512 a[RMAX][GMAX];
+        for (int m0 = 0; m0 < 8; m0 += LP) {
+            __m512 a[B32_LPMAX][B32_RMAX][B32_GMAX];
             UNROLL
-            for (int r = 0; r < R; r++)
+            for (int l = 0; l < LP; l++)
                 UNROLL
-                for (int g = 0; g < G; g++) a[r][g] = acc[m][r][g];
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int g = 0; g < G; g++) a[l][r][g] = acc[m0 + l][r][g];
             for (int k = 0; k < cnt; k++) {
-                __m512i x[GMAX];
+                __m512i x[B32_LPMAX][B32_GMAX];
                 UNROLL
-                for (int g = 0; g < G; g++) x[g] = _mm512_load_si512((const void *)p[g][k].qs[m]);
+                for (int l = 0; l < LP; l++)
+                    UNROLL
+                    for (int g = 0; g < G; g++) x[l][g] = _mm512_load_si512((const void *)p[g][k].qs[m0 + l]);
                 UNROLL
                 for (int r = 0; r < R; r++) {
-                    int32_t wd;
-                    memcpy(&wd, wq[k][r] + 4 * m, 4);
-                    const __m512i sd = _mm512_set1_epi32(seed[k][r][m]), b = _mm512_set1_epi32(wd);
+                    __m512 d[B32_GMAX];
                     UNROLL
-                    for (int g = 0; g < G; g++) {
-                        const __m512i L = _mm512_dpbusd_epi32(sd, x[g], b);
-                        a[r][g] = _mm512_fmadd_ps(dd[k][r][g], _mm512_sub_ps(_mm512_castsi512_ps(L), fmagic), a[r][g]);
+                    for (int g = 0; g < G; g++) d[g] = dd[k][r][g];
+                    UNROLL
+                    for (int l = 0; l < LP; l++) {
+                        int32_t wd;
+                        memcpy(&wd, wq[k][r] + 4 * (m0 + l), 4);
+                        const __m512i sd = _mm512_set1_epi32(seed[k][r][m0 + l]), b = _mm512_set1_epi32(wd);
+                        UNROLL
+                        for (int g = 0; g < G; g++) {
+                            const __m512i L = _mm512_dpbusd_epi32(sd, x[l][g], b);
+                            a[l][r][g] = _mm512_fmadd_ps(d[g], _mm512_sub_ps(_mm512_castsi512_ps(L), fmagic),
+                                                         a[l][r][g]);
+                        }
                     }
                 }
             }
             UNROLL
-            for (int r = 0; r < R; r++)
+            for (int l = 0; l < LP; l++)
                 UNROLL
-                for (int g = 0; g < G; g++) acc[m][r][g] = a[r][g];
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int g = 0; g < G; g++) acc[m0 + l][r][g] = a[l][r][g];
         }
     }
     UNROLL
@@ -600,6 +597,45 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
             store_lanes(out, y + (size_t)16 * g * ldy + r, ldy);
         }
 }
+
+/* Groups four at a time (then 3, 2, 1): the more groups share a weight
+ * broadcast and the per-row work of a chunk, the better; rows in blocks
+ * of B32_RG<G> (R x G accumulators + G activation vectors fit 32 zmm). */
+#ifndef B32_RG4
+#define B32_RG4 4
+#define B32_LP4 1
+#define B32_RG3 4
+#define B32_LP3 1
+#define B32_RG2 4
+#define B32_LP2 1
+#define B32_RG1 8
+#define B32_LP1 2
+#endif
+#define B32_ROWS(R_, G_, LP_, CALL)                                                     \
+    do {                                                                                \
+        for (; r + (R_) <= nr; r += (R_)) CALL(R_, G_, LP_);                            \
+        for (; r + 2 <= nr; r += 2) CALL(2, G_, LP_);                                   \
+        for (; r < nr; r++) CALL(1, G_, LP_);                                           \
+    } while (0)
+#define DEFINE_GEMM16_B32(name, KIND)                                                   \
+    static void gemm16_##name(int n, const void *restrict w, size_t ws, int nr,         \
+                              const void *restrict vxp, size_t gs, int ng,              \
+                              float *restrict y, size_t ldy) {                          \
+        const char *wb = w, *xg = vxp;                                                  \
+        const int kind = KIND;                                                          \
+        for (int g0 = 0; g0 < ng;) {                                                    \
+            const int G = ng - g0 < 4 ? ng - g0 : 4;                                    \
+            float *yg = y + (size_t)16 * g0 * ldy;                                      \
+            const char *xp = xg + (size_t)g0 * gs;                                      \
+            int r = 0;                                                                  \
+            if (G == 4) B32_ROWS(B32_RG4, 4, B32_LP4, CALL_B32);                        \
+            else if (G == 3) B32_ROWS(B32_RG3, 3, B32_LP3, CALL_B32);                   \
+            else if (G == 2) B32_ROWS(B32_RG2, 2, B32_LP2, CALL_B32);                   \
+            else B32_ROWS(B32_RG1, 1, B32_LP1, CALL_B32);                               \
+            g0 += G;                                                                    \
+        }                                                                               \
+    }
+#define CALL_B32(R_, G_, LP_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, LP_, yg + r, ldy, kind)
 
 /* ---- entry points ---------------------------------------------------------
  * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
@@ -637,16 +673,11 @@ DEFINE_GEMM16(q6_K, CALL_Q6K, K_R1, K_R2)
 DEFINE_GEMM16(q2_K, CALL_Q2K, K_R1, K_R2)
 DEFINE_GEMM16(q3_K, CALL_Q3K, K_R1, K_R2)
 
-#define CALL_Q80(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q8_0)
-#define CALL_Q40(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q4_0)
-#define CALL_Q50(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q5_0)
-#define CALL_Q41(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q4_1)
-#define CALL_Q51(R_, G_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, B32_Q5_1)
-DEFINE_GEMM16(q8_0, CALL_Q80, B32_R1, B32_R2)
-DEFINE_GEMM16(q4_0, CALL_Q40, B32_R1, B32_R2)
-DEFINE_GEMM16(q5_0, CALL_Q50, B32_R1, B32_R2)
-DEFINE_GEMM16(q4_1, CALL_Q41, B32_R1, B32_R2)
-DEFINE_GEMM16(q5_1, CALL_Q51, B32_R1, B32_R2)
+DEFINE_GEMM16_B32(q8_0, B32_Q8_0)
+DEFINE_GEMM16_B32(q4_0, B32_Q4_0)
+DEFINE_GEMM16_B32(q5_0, B32_Q5_0)
+DEFINE_GEMM16_B32(q4_1, B32_Q4_1)
+DEFINE_GEMM16_B32(q5_1, B32_Q5_1)
 
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     (void)features;

@@ -49,10 +49,11 @@ KINLINE __m256 i16pairs_f(__m256i v) {
 }
 
 /* 32 nibbles: element j < 16 is the low nibble of q[j], j >= 16 the high
- * nibble of q[j-16]. */
+ * nibble of q[j-16].  (The 16 bytes are broadcast to both halves by the
+ * load, and only the high half shifted: no lane insert.) */
 KINLINE __m256i nibbles32(const uint8_t *q) {
-    const __m128i raw = _mm_loadu_si128((const __m128i *)q);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+    const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+    return _mm256_and_si256(_mm256_srlv_epi32(raw, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)),
                             _mm256_set1_epi8(0x0f));
 }
 
@@ -182,19 +183,21 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     return _mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
 }
 
-#define B32_RMAX 2
+#ifndef B32_TRMAX
+#define B32_TRMAX 4
+#endif
 
 /* SIGNED: weights are signed bytes (|w| x sign-moved activations);
  * otherwise unsigned.  HAS_M: Q4_1/Q5_1's "+ m * s" chain.
  * group8: blocks off..off+7 of R rows w[r] and nt token rows x[t]. */
 #define DEFINE_B32(name, WT, XT, SIGNED, HAS_M)                                         \
     KINLINE void group8_##name(const WT *const *w, const XT *const *x, int off,         \
-                               __m256 acc[B32_RMAX][NT_MAX], float c[B32_RMAX][NT_MAX], \
+                               __m256 acc[B32_TRMAX][NT_MAX], float c[B32_TRMAX][NT_MAX], \
                                const int R, const int nt) {                             \
-        float dd[B32_RMAX][NT_MAX][8] __attribute__((aligned(32)));                     \
-        float mw[B32_RMAX][8] __attribute__((aligned(32)));                             \
+        float dd[B32_TRMAX][NT_MAX][8] __attribute__((aligned(32)));                     \
+        float mw[B32_TRMAX][8] __attribute__((aligned(32)));                             \
         float sx[NT_MAX][8] __attribute__((aligned(32)));                               \
-        __m256 dw[B32_RMAX];                                                            \
+        __m256 dw[B32_TRMAX];                                                            \
         UNROLL                                                                          \
         for (int r = 0; r < R; r++) {                                                   \
             const __m256i wh = head8(w[r] + off, (int)sizeof(WT));                      \
@@ -209,9 +212,12 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
             for (int r = 0; r < R; r++) _mm256_store_ps(dd[r][t], _mm256_mul_ps(dw[r], dx)); \
             if (HAS_M) _mm256_store_ps(sx[t], half_lanes(xh, 1));                       \
         }                                                                               \
+        /* read dd, mw, sx back from memory (broadcast and scalar loads), not \
+         * through lane shuffles the compiler would otherwise make of them */ \
+        __asm__ volatile("" ::: "memory");                                              \
         UNROLL                                                                          \
         for (int k = 0; k < 8; k++) {                                                   \
-            __m256i wq[B32_RMAX], wa[B32_RMAX];                                         \
+            __m256i wq[B32_TRMAX], wa[B32_TRMAX];                                         \
             UNROLL                                                                      \
             for (int r = 0; r < R; r++) {                                               \
                 wq[r] = unpack_##name(&w[r][off + k]);                                  \
@@ -224,7 +230,7 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
                 for (int r = 0; r < R; r++) {                                           \
                     const __m256i p = SIGNED ? dot_u8s8(wa[r], _mm256_sign_epi8(qx, wq[r])) \
                                              : dot_u8s8(wq[r], qx);                     \
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[r][t][k]),       \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r][t][k]),            \
                                                 _mm256_cvtepi32_ps(p), acc[r][t]);      \
                     if (HAS_M) c[r][t] = fmaf(mw[r][k], sx[t][k], c[r][t]);             \
                 }                                                                       \
@@ -235,10 +241,10 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     KINLINE void tile_##name(int n, const void *restrict vw, size_t ws, const int R,    \
                              const void *restrict vx, size_t xs, const int nt,          \
                              float *restrict y, size_t ldy) {                           \
-        const WT *w[B32_RMAX];                                                          \
+        const WT *w[B32_TRMAX];                                                          \
         const XT *x[NT_MAX];                                                            \
-        __m256 acc[B32_RMAX][NT_MAX];                                                   \
-        float c[B32_RMAX][NT_MAX];                                                      \
+        __m256 acc[B32_TRMAX][NT_MAX];                                                   \
+        float c[B32_TRMAX][NT_MAX];                                                      \
         UNROLL                                                                          \
         for (int r = 0; r < R; r++) {                                                   \
             w[r] = (const WT *)((const char *)vw + (size_t)r * ws);                     \
@@ -254,9 +260,9 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
             group8_##name(w, x, i, acc, c, R, nt);                                      \
         }                                                                               \
         if (nb > nfull) {                                                               \
-            WT wpad[B32_RMAX][8];                                                       \
+            WT wpad[B32_TRMAX][8];                                                       \
             XT xpad[NT_MAX][8];                                                         \
-            const WT *wp[B32_RMAX];                                                     \
+            const WT *wp[B32_TRMAX];                                                     \
             const XT *xp[NT_MAX];                                                       \
             for (int r = 0; r < R; r++) {                                               \
                 memset(wpad[r], 0, sizeof wpad[r]);                                     \
@@ -302,6 +308,8 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
             for (; r + 2 <= nr; r += 2) tile_##name(n, wb + (size_t)r * ws, ws, 2, xt, xs, 2, yt + r, ldy); \
             for (; r < nr; r++) tile_##name(n, wb + (size_t)r * ws, ws, 1, xt, xs, 2, yt + r, ldy); \
         } else {                                                                        \
+            for (; r + B32_TRMAX <= nr; r += B32_TRMAX)                                 \
+                tile_##name(n, wb + (size_t)r * ws, ws, B32_TRMAX, xt, xs, 1, yt + r, ldy); \
             for (; r + 2 <= nr; r += 2) tile_##name(n, wb + (size_t)r * ws, ws, 2, xt, xs, 1, yt + r, ldy); \
             for (; r < nr; r++) tile_##name(n, wb + (size_t)r * ws, ws, 1, xt, xs, 1, yt + r, ldy); \
         }                                                                               \
