@@ -16,8 +16,10 @@
  * multiply-adds for 16 tokens at once.  Weights are first unpacked to
  * unsigned bytes in element order (a 256-byte stack buffer per row, hot in
  * L1), which makes every format the same loop; signed or offset formats
- * are corrected through the activation sums (Q8_0 is biased by +128,
- * Q4_0 carries -8, Q5_0 -16, Q6_K -32).  Per-sub-block scales multiply the
+ * are corrected through the activation sums (Q6_K's -32).  (The 32-element
+ * formats run the loop the other way round, signed weights times biased
+ * activations, and convert every vpdpbusd result: see their section.)
+ * Per-sub-block scales multiply the
  * exact int32 partial sums (vpmulld), K-quant mins and the Q6_K offset go
  * through vpdpwssd on the packed 16-bit block sums.  The float part is the
  * canonical per-token chain (scalar.c), lane by lane, so results are

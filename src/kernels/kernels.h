@@ -17,7 +17,9 @@
  *
  * Numerics.  Every level computes each output element with the same float
  * operations in the same order (the canonical order defined in scalar.c:
- * exact integer block sums, then a fixed chain of fused multiply-adds), so
+ * exact integer block or lane sums, then fixed chains of fused
+ * multiply-adds and a fixed reduction; for Q4_0..Q8_0 it is llama.cpp's
+ * x86 order), so
  * all levels, tile widths, packed/unpacked paths, thread counts and batch
  * compositions give bit-identical results; they agree with quant.c's
  * reference (ggml's generic C order) up to float summation order, ~1e-6

@@ -10,8 +10,9 @@
  * defines through the activation's bsums.
  *
  * Float order is the canonical one of scalar.c: exact int32 block sums,
- * then fused multiply-adds per token (32-element formats: four chains in
- * the four lanes of a float32x4, K-quants: one scalar chain; float types:
+ * then fused multiply-adds per token (32-element formats: eight lane
+ * chains in two float32x4, one fma per 4-element lane sum; K-quants: one
+ * scalar chain; float types:
  * sixteen lanes in four float32x4 accumulators with the fixed reduction),
  * so results are bit-identical to the scalar level.
  *
