@@ -446,25 +446,27 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
  * taking fma(dw*dx, L_m, .) with L_m the exact dot product of its elements
  * 4m..4m+3 -- and the packed layout gives exactly that: one vpdpbusd of a
  * broadcast weight dword m against a group's activation vector m leaves the
- * 16 tokens' L_m in its lanes.  So the float work is one conversion and one
- * fma per vpdpbusd (where the old one-chain-per-block order summed eight
- * vpdpbusd before converting); keeping that cheap is the design:
+ * 16 tokens' L_m in its lanes.  So every vpdpbusd result needs its own
+ * conversion and fma (an order summing whole blocks in int32 would not):
+ * three vector ops per 64 multiply-adds, and keeping the rest off the two
+ * vector ports is the design:
  *
  *  - Weights are the signed vpdpbusd operand (q - 8, q - 16, q, as int8),
- *    so they come straight from memory as an embedded {1to16} broadcast,
- *    and the activations the unsigned one: the x86 packer stores x + 128
+ *    broadcast straight from the unpacked block by a load, and the
+ *    activations the unsigned one: the x86 packer stores x + 128
  *    (kern_pack16_q8_0_x86).  The extra 128 * sum(w over the lane) is
- *    removed through the accumulator's seed, computed once per row, block
- *    and lane (shared by all groups).
+ *    removed through the accumulator's seed, computed once per row and
+ *    block for all 8 lanes (one vpdpbusd) and shared by all groups.
  *  - The int32 -> float conversion is folded into the seed as well: seeded
  *    with the bit pattern of 1.5 * 2^23, the integer sum L_m (|L_m| <=
  *    2^16) lands in the mantissa, and subtracting 1.5 * 2^23 as a float
  *    gives L_m exactly -- a vsubps, which runs on either vector port, where
  *    vcvtdq2ps would compete with vpdpbusd for port 0.
- *  - Lanes are the outer loop within a chunk of blocks: the R x G lane-m
- *    accumulators stay in registers for the chunk (in memory between
- *    lanes), so the tile can be R = 4..6 rows x G = 2 groups wide while the
- *    8 R G accumulators of the whole product would not fit.
+ *  - Lanes are the outer loop within a chunk of B32_CHUNK blocks, LP lanes
+ *    per pass: only LP x R x G accumulators are live (the rest wait in
+ *    memory), so a tile can be R = 4..8 rows x G = 1..4 groups wide, where
+ *    all 8 R G accumulators would not fit the 32 registers.  Each d =
+ *    dw * dx is formed once per chunk and read back per lane.
  * Q4_1/Q5_1's m * s chain runs per (row, group) in block order. */
 enum { B32_Q8_0, B32_Q4_0, B32_Q5_0, B32_Q4_1, B32_Q5_1 };
 #define B32_CHUNK 8

@@ -145,10 +145,10 @@ KINLINE void prefetch_w(const void *p, const int bytes) {
  *
  * The lane chains are serial per block (fma latency), so a tile interleaves
  * R weight rows x NT tokens of independent chains: decode (one token) runs
- * two rows at a time.  Blocks go in groups of eight so that their scales
- * come in with one gather per row and token (head8); d = dw*dx is formed
- * for the eight blocks in one multiply and broadcast from memory.  A short
- * last group is zero-padded: a zero block adds fma(0, 0, a) = a (the
+ * B32_TRMAX = 4 rows at a time.  Blocks go in groups of eight so that their
+ * scales come in with one gather per row and token (head8); d = dw*dx is
+ * formed for the eight blocks in one multiply and broadcast from memory.  A
+ * short last group is zero-padded: a zero block adds fma(0, 0, a) = a (the
  * chains start at +0 and can never become -0, so this is exact). */
 
 /* The first 32-bit word of 8 consecutive blocks of `size` bytes: every
@@ -194,10 +194,10 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     KINLINE void group8_##name(const WT *const *w, const XT *const *x, int off,         \
                                __m256 acc[B32_TRMAX][NT_MAX], float c[B32_TRMAX][NT_MAX], \
                                const int R, const int nt) {                             \
-        float dd[B32_TRMAX][NT_MAX][8] __attribute__((aligned(32)));                     \
-        float mw[B32_TRMAX][8] __attribute__((aligned(32)));                             \
+        float dd[B32_TRMAX][NT_MAX][8] __attribute__((aligned(32)));                    \
+        float mw[B32_TRMAX][8] __attribute__((aligned(32)));                            \
         float sx[NT_MAX][8] __attribute__((aligned(32)));                               \
-        __m256 dw[B32_TRMAX];                                                            \
+        __m256 dw[B32_TRMAX];                                                           \
         UNROLL                                                                          \
         for (int r = 0; r < R; r++) {                                                   \
             const __m256i wh = head8(w[r] + off, (int)sizeof(WT));                      \
@@ -217,7 +217,7 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
         __asm__ volatile("" ::: "memory");                                              \
         UNROLL                                                                          \
         for (int k = 0; k < 8; k++) {                                                   \
-            __m256i wq[B32_TRMAX], wa[B32_TRMAX];                                         \
+            __m256i wq[B32_TRMAX], wa[B32_TRMAX];                                       \
             UNROLL                                                                      \
             for (int r = 0; r < R; r++) {                                               \
                 wq[r] = unpack_##name(&w[r][off + k]);                                  \
@@ -241,10 +241,10 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
     KINLINE void tile_##name(int n, const void *restrict vw, size_t ws, const int R,    \
                              const void *restrict vx, size_t xs, const int nt,          \
                              float *restrict y, size_t ldy) {                           \
-        const WT *w[B32_TRMAX];                                                          \
+        const WT *w[B32_TRMAX];                                                         \
         const XT *x[NT_MAX];                                                            \
-        __m256 acc[B32_TRMAX][NT_MAX];                                                   \
-        float c[B32_TRMAX][NT_MAX];                                                      \
+        __m256 acc[B32_TRMAX][NT_MAX];                                                  \
+        float c[B32_TRMAX][NT_MAX];                                                     \
         UNROLL                                                                          \
         for (int r = 0; r < R; r++) {                                                   \
             w[r] = (const WT *)((const char *)vw + (size_t)r * ws);                     \
@@ -260,9 +260,9 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
             group8_##name(w, x, i, acc, c, R, nt);                                      \
         }                                                                               \
         if (nb > nfull) {                                                               \
-            WT wpad[B32_TRMAX][8];                                                       \
+            WT wpad[B32_TRMAX][8];                                                      \
             XT xpad[NT_MAX][8];                                                         \
-            const WT *wp[B32_TRMAX];                                                     \
+            const WT *wp[B32_TRMAX];                                                    \
             const XT *xp[NT_MAX];                                                       \
             for (int r = 0; r < R; r++) {                                               \
                 memset(wpad[r], 0, sizeof wpad[r]);                                     \
