@@ -7,7 +7,10 @@
  *     the same bytes within 2e-5 * sum|w_i x_i| (float summation order is
  *     the only allowed difference);
  *   - the gemm tile for 1..9 tokens equals vec_dot bit for bit (so results
- *     do not depend on tiling);
+ *     do not depend on tiling), gemm_b equals vec_dot_b (Q4_K's batched
+ *     order) and packed gemm16 equals the batched-order dot;
+ *   - every level's vec_dot and vec_dot_b equal the scalar level's bit for
+ *     bit, and Q4_K's two orders are different functions;
  *   - activation quantizers are byte-exact against the portable versions in
  *     scalar.c, and on x86 against quant.c's reference, on random data and
  *     on crafted ties, zero blocks and +/- maximum pairs.
@@ -132,13 +135,15 @@ static void test_vec_dot_vs_ref(void **state) {
                     rand_weights(type, w, n);
                     rand_floats(x, n);
                     k->traits[vdt].from_float(x, xq, n);
-                    float got = NAN, want = NAN;
+                    float got = NAN, got_b = NAN, want = NAN;
                     k->vec_dot[type](n, &got, w, xq);
                     ref->vec_dot(n, &want, w, xq);
+                    if (k->vec_dot_b[type]) k->vec_dot_b[type](n, &got_b, w, xq);
+                    else got_b = got;
                     double tol = 2e-5 * abs_dot(type, w, xq, n) + 1e-30;
-                    if (!(fabs((double)got - want) <= tol)) {
-                        print_error("level %s type %s n %d rep %d: got %.9g want %.9g (tol %.3g)\n",
-                                    k->name, ref->name, n, rep, got, want, tol);
+                    if (!(fabs((double)got - want) <= tol) || !(fabs((double)got_b - want) <= tol)) {
+                        print_error("level %s type %s n %d rep %d: got %.9g / %.9g (batched) want %.9g (tol %.3g)\n",
+                                    k->name, ref->name, n, rep, got, got_b, want, tol);
                         fail();
                     }
                     free(w);
@@ -173,8 +178,9 @@ static void test_levels_bit_identical(void **state) {
                 rand_weights(type, w, n);
                 rand_floats(x, n);
                 s->traits[vdt].from_float(x, xq, n);
-                float want;
+                float want, want_b = 0.0f;
                 s->vec_dot[type](n, &want, w, xq);
+                if (s->vec_dot_b[type]) s->vec_dot_b[type](n, &want_b, w, xq);
                 for (int l = 1; l < NJ_KL_COUNT; l++) {
                     const nj_kernels *k = kernels_at(l);
                     if (!k) continue;
@@ -183,6 +189,16 @@ static void test_levels_bit_identical(void **state) {
                     if (memcmp(&got, &want, 4) != 0) {
                         print_error("level %s type %s n %d: %.9g != scalar %.9g\n", k->name,
                                     ref->name, n, got, want);
+                        fail();
+                    }
+                    compared++;
+                    /* a level has a batched order exactly where scalar has one */
+                    assert_true(!k->vec_dot_b[type] == !s->vec_dot_b[type]);
+                    if (!k->vec_dot_b[type]) continue;
+                    k->vec_dot_b[type](n, &got, w, xq);
+                    if (memcmp(&got, &want_b, 4) != 0) {
+                        print_error("level %s type %s n %d: batched %.9g != scalar %.9g\n", k->name,
+                                    ref->name, n, got, want_b);
                         fail();
                     }
                     compared++;
@@ -205,7 +221,7 @@ static void test_gemm_equals_vec_dot(void **state) {
         for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
             const int type = all_types[ti];
             const nj_type_traits *ref = quant_traits_ref(type);
-            if (!k->gemm[type]) continue;   /* generic loop: vec_dot by construction */
+            if (!k->gemm[type] && !k->gemm_b[type]) continue;   /* generic loop: vec_dot by construction */
             const int vdt = ref->vec_dot_type, n = ref->blck == 1 ? 72 : 2 * QK_K;
             const int nr = 5, ntmax = 9;
             const size_t ws = quant_row_size(type, n) + 4;   /* padded strides */
@@ -218,22 +234,29 @@ static void test_gemm_equals_vec_dot(void **state) {
                 rand_floats(x, n);
                 k->traits[vdt].from_float(x, xq + t * xs, n);
             }
-            for (int nt = 1; nt <= ntmax; nt++) {
-                const size_t ldy = nr + 2;
-                float y[9 * 7];
-                for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
-                k->gemm[type](n, w, ws, nr, xq, xs, nt, y, ldy);
-                for (int t = 0; t < nt; t++) {
-                    for (int r = 0; r < nr; r++) {
-                        float want;
-                        k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
-                        if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
-                            print_error("level %s type %s nt %d t %d r %d: gemm %.9g vec_dot %.9g\n",
-                                        k->name, ref->name, nt, t, r, y[t * ldy + r], want);
-                            fail();
+            /* order 0: gemm vs vec_dot; order 1: gemm_b vs vec_dot_b */
+            for (int order = 0; order < 2; order++) {
+                nj_gemm_fn gemm = order ? k->gemm_b[type] : k->gemm[type];
+                nj_vec_dot_fn dot = order ? k->vec_dot_b[type] : k->vec_dot[type];
+                if (!gemm) continue;
+                assert_non_null(dot);
+                for (int nt = 1; nt <= ntmax; nt++) {
+                    const size_t ldy = nr + 2;
+                    float y[9 * 7];
+                    for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
+                    gemm(n, w, ws, nr, xq, xs, nt, y, ldy);
+                    for (int t = 0; t < nt; t++) {
+                        for (int r = 0; r < nr; r++) {
+                            float want;
+                            dot(n, &want, w + r * ws, xq + t * xs);
+                            if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
+                                print_error("level %s type %s order %d nt %d t %d r %d: gemm %.9g vec_dot %.9g\n",
+                                            k->name, ref->name, order, nt, t, r, y[t * ldy + r], want);
+                                fail();
+                            }
                         }
+                        for (size_t r = nr; r < ldy; r++) assert_true(y[t * ldy + r] == -12345.0f);
                     }
-                    for (size_t r = nr; r < ldy; r++) assert_true(y[t * ldy + r] == -12345.0f);
                 }
             }
             free(w);
@@ -243,8 +266,8 @@ static void test_gemm_equals_vec_dot(void **state) {
     }
 }
 
-/* Packed 16-token GEMM == vec_dot bit for bit, for full and partial
- * groups and several row counts. */
+/* Packed 16-token GEMM == the batched-order vec_dot bit for bit, for full
+ * and partial groups and several row counts. */
 static void test_gemm16_equals_vec_dot(void **state) {
     (void)state;
     int checked = 0;
@@ -257,6 +280,7 @@ static void test_gemm16_equals_vec_dot(void **state) {
             const int vdt = ref->vec_dot_type;
             if (!k->gemm16[type]) continue;
             assert_non_null(k->pack16[vdt]);
+            nj_vec_dot_fn dot = k->vec_dot_b[type] ? k->vec_dot_b[type] : k->vec_dot[type];
             const int sizes[] = {ref->blck == 32 ? 96 : 256, ref->blck == 32 ? 544 : 1024};
             for (size_t si = 0; si < NJ_ARRAY_LEN(sizes); si++) {
                 const int n = sizes[si], nr = 7;
@@ -280,7 +304,7 @@ static void test_gemm16_equals_vec_dot(void **state) {
                         for (int t = 0; t < nt; t++)
                             for (int r = 0; r < rows; r++) {
                                 float want;
-                                k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
+                                dot(n, &want, w + r * ws, xq + t * xs);
                                 if (memcmp(&want, &y[t * 8 + r], 4) != 0) {
                                     print_error("level %s %s n %d nt %d rows %d: y[%d][%d] %.9g != vec_dot %.9g\n",
                                                 k->name, ref->name, n, nt, rows, t, r, y[t * 8 + r], want);
@@ -299,6 +323,35 @@ static void test_gemm16_equals_vec_dot(void **state) {
         }
     }
     print_message("%d packed-GEMM results compared\n", checked);
+}
+
+/* Q4_K's two orders are different float orders: on random rows they
+ * disagree in the last bits for some (else the single/batched split that
+ * matmul and the session implement would go untested). */
+static void test_q4_K_orders_differ(void **state) {
+    (void)state;
+    const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
+    assert_non_null(s->vec_dot_b[NJ_Q4_K]);
+    assert_true(s->vec_dot_b[NJ_Q4_K] != s->vec_dot[NJ_Q4_K]);
+    const int n = 8 * QK_K;
+    void *w = malloc(quant_row_size(NJ_Q4_K, n)), *xq = malloc(quant_row_size(NJ_Q8_K, n));
+    float *x = malloc(sizeof(float) * n);
+    int differ = 0;
+    rng_seed(314);
+    for (int rep = 0; rep < 50; rep++) {
+        rand_weights(NJ_Q4_K, w, n);
+        rand_floats(x, n);
+        s->from_float[NJ_Q8_K](x, xq, n);
+        float a, b;
+        s->vec_dot[NJ_Q4_K](n, &a, w, xq);
+        s->vec_dot_b[NJ_Q4_K](n, &b, w, xq);
+        differ += memcmp(&a, &b, 4) != 0;
+    }
+    print_message("Q4_K single vs batched order: %d of 50 rows differ\n", differ);
+    assert_true(differ > 0);
+    free(w);
+    free(xq);
+    free(x);
 }
 
 /* Activation rows that exercise the quantizers' corner cases. */
@@ -453,6 +506,7 @@ int main(void) {
         cmocka_unit_test(test_levels_bit_identical),
         cmocka_unit_test(test_gemm_equals_vec_dot),
         cmocka_unit_test(test_gemm16_equals_vec_dot),
+        cmocka_unit_test(test_q4_K_orders_differ),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),
     };

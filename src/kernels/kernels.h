@@ -19,10 +19,12 @@
  * operations in the same order (the canonical order defined in scalar.c:
  * exact integer block sums, then a fixed chain of fused multiply-adds), so
  * all levels, tile widths, packed/unpacked paths, thread counts and batch
- * compositions give bit-identical results; they agree with quant.c's
- * reference (ggml's generic C order) up to float summation order, ~1e-6
- * relative.  Activation quantizers
- * (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
+ * compositions give bit-identical results (for Q4_K: given which of its two
+ * orders a token takes, see "Batch-dependent orders"); they agree with
+ * quant.c's reference (ggml's generic C order) up to float summation
+ * order, ~1e-6 relative.  For the K-quants except Q2_K the canonical
+ * order is llama.cpp's x86 order, so those products match it bit for bit.
+ * Activation quantizers (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
  * architecture and reproduce what llama.cpp's CPU backend produces on that
  * architecture, because the quantized activations decide which tokens come
  * out:  on x86 Q8_0/Q8_1 use id = 127/amax and round-half-even (the
@@ -31,6 +33,19 @@
  * reference algorithm everywhere (first element of largest |x| sets the
  * sign, round-half-even).  See scalar.c for the portable versions every
  * SIMD quantizer is tested against.
+ *
+ * Batch-dependent orders.  For most types llama.cpp sums a dot product in
+ * one order whatever the batch, but for Q4_K (which it repacks and runs
+ * through its q4_K_8x8 GEMV/GEMM) the order depends on how the token is
+ * batched: within a micro-batch of u tokens the first u - u % 4 go four at
+ * a time through the GEMM ("batched order") and the last u % 4 one at a
+ * time through the GEMV ("single-token order"; all of them when u <= 3, so
+ * decoding is single-token order).  vec_dot and gemm compute the
+ * single-token order; vec_dot_b and gemm_b the batched order, for the
+ * types where it differs (vec_dot_b == NULL: the type has one order, use
+ * vec_dot/gemm for both).  gemm16 always computes the batched order (for
+ * a type with one order that is the only order).  matmul_ex() says which
+ * tokens take which order.
  *
  * GEMM tiles.  gemm[type] computes a block of nr weight rows x nt
  * activation rows; SIMD levels load each weight block once per group of up
@@ -86,12 +101,16 @@ typedef void (*nj_gemm16_fn)(int n, const void *restrict w, size_t w_stride, int
 typedef struct nj_kernels {
     int              level;                    /* enum nj_kernel_level */
     const char      *name;                     /* "scalar", "avx2", ... */
-    nj_vec_dot_fn    vec_dot[NJ_TYPE_COUNT];
+    nj_vec_dot_fn    vec_dot[NJ_TYPE_COUNT];   /* single-token order */
     nj_from_float_fn from_float[NJ_TYPE_COUNT];
     nj_to_float_fn   to_float[NJ_TYPE_COUNT];
-    nj_gemm_fn       gemm[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm[NJ_TYPE_COUNT];      /* single-token order; NULL: loop vec_dot */
+    /* Batched order, only for types whose order depends on the batch
+     * (vec_dot_b NULL otherwise; gemm_b NULL: loop vec_dot_b). */
+    nj_vec_dot_fn    vec_dot_b[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm_b[NJ_TYPE_COUNT];
     nj_pack16_fn     pack16[NJ_TYPE_COUNT];    /* by activation type */
-    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type */
+    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type; batched order */
     /* quant_traits_ref() entries with the pointers above substituted. */
     nj_type_traits   traits[NJ_TYPE_COUNT];
 } nj_kernels;
