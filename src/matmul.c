@@ -21,11 +21,12 @@
  *     per token.  For one token an item is simply RB rows (decode is a
  *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
  *
- * Orders: tokens [0, n_tok - n_single) take the batched float order
- * (gemm_b tiles, packed groups), the last n_single the single-token order
- * (gemm tiles, vec_dot); for types with one order both are the same
- * kernels (kernels.h, "Batch-dependent orders").  Only batched tokens are
- * packed.
+ * Orders: when llama.cpp would repack W (its type has repacked orders and
+ * W->rows % KERN_REPACK_ROWS == 0), tokens [0, n_tok - n_single) take the
+ * batched order (gemm_rb tiles, packed groups) and the last n_single the
+ * single-token order (gemm_rs tiles); otherwise every token takes the
+ * type's plain order (gemm tiles, and packed groups if the type has no
+ * repacked orders).  Only batched tokens are packed.
  *
  * Determinism: every kernel level, tile shape and the packed GEMM follow
  * one canonical float order per output element and order (kernels.h,
@@ -131,9 +132,9 @@ struct mm_job {
     int               type;
     /* tokens [0, n_batched): batched order; [n_batched, n_tok): single */
     int               n_batched;
-    nj_gemm_fn        gemm;      /* single-token order; NULL: loop over dot */
+    nj_gemm_fn        gemm;      /* single tokens' order; NULL: loop over dot */
     nj_vec_dot_fn     dot;
-    nj_gemm_fn        gemm_b;    /* batched order; NULL: loop over dot_b */
+    nj_gemm_fn        gemm_b;    /* batched tokens' order; NULL: loop over dot_b */
     nj_vec_dot_fn     dot_b;
     nj_gemm16_fn      gemm16;    /* packed groups (batched order), NULL if none */
     const char       *packed;
@@ -228,6 +229,9 @@ int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *
         return nj_fail(-EINVAL, "matmul: %lld columns do not fit %s blocks (or row_bytes %zu)",
                        (long long)W->cols, quant_type_name(W->type), W->row_bytes);
 
+    /* llama.cpp's layout for W, which decides its float orders */
+    const bool repacked = k->vec_dot_rs[W->type] && k->vec_dot_rb[W->type] &&
+                          W->rows % KERN_REPACK_ROWS == 0;
     const char *xq;
     struct quant_job qj = {0};
     if (vdt == NJ_F32) {
@@ -245,7 +249,8 @@ int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *
         qj.nb_total = qj.nb_row * n_tok;
         const bool serial = !pool || pool_size(pool) == 1 || (int64_t)n_tok * W->cols < MM_SERIAL_QUANT;
         const int n_b = n_tok - n_single;   /* only batched tokens are packed */
-        if (k->gemm16[W->type] && k->pack16[vdt] && n_b >= MM_PAD_MIN && group_bytes) {
+        if (k->gemm16[W->type] && k->pack16[vdt] && n_b >= MM_PAD_MIN && group_bytes &&
+            (repacked || !k->vec_dot_rb[W->type])) {
             qj.pack16 = k->pack16[vdt];
             qj.packed = (char *)scratch + rows_bytes;
             qj.group_bytes = group_bytes;
@@ -262,13 +267,12 @@ int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *
         xq = scratch;
     }
 
-    /* types with one order: the single-token kernels serve both */
-    const bool two_orders = k->vec_dot_b[W->type] != NULL;
     struct mm_job j = {
         .k = k, .type = W->type, .n_batched = n_tok - n_single,
-        .gemm = k->gemm[W->type], .dot = tt->vec_dot,
-        .gemm_b = two_orders ? k->gemm_b[W->type] : k->gemm[W->type],
-        .dot_b = two_orders ? k->vec_dot_b[W->type] : tt->vec_dot,
+        .gemm = repacked ? k->gemm_rs[W->type] : k->gemm[W->type],
+        .dot = repacked ? k->vec_dot_rs[W->type] : tt->vec_dot,
+        .gemm_b = repacked ? k->gemm_rb[W->type] : k->gemm[W->type],
+        .dot_b = repacked ? k->vec_dot_rb[W->type] : tt->vec_dot,
         .n = (int)W->cols, .w = W->data, .w_stride = W->row_bytes, .rows = W->rows,
         .x = xq, .x_stride = x_row, .n_tok = n_tok, .y = Y,
         .gemm16 = qj.n_groups ? k->gemm16[W->type] : NULL, .packed = qj.packed,

@@ -5,9 +5,10 @@
  * threads: Y equals, within 2e-5 * sum|w x|, the reference computed as
  * quant_traits_ref(type)->vec_dot over activations quantized by the
  * dispatched from_float (the same bytes matmul uses), and equals bit for
- * bit the scalar kernel level's vec_dot in the order the token takes
- * (matmul(): the last n_tok % 4 tokens single-token order, vec_dot; the
- * others batched order, vec_dot_b where the type has one).  Y is also
+ * bit the scalar kernel level's dot in the order the product takes (for
+ * a W llama.cpp repacks -- Q4_K, rows % 8 == 0 -- vec_dot_rs for the last
+ * n_tok % 4 tokens of matmul() and vec_dot_rb for the others; vec_dot for
+ * any other W).  Y is also
  * checked to be bit-identical across thread counts and across token
  * chunkings (a token's row of Y computed alone, in the same order, equals
  * the one computed in a batch), and matmul_ex's n_single split is checked
@@ -52,12 +53,20 @@ static void *make_weights(int type, int64_t rows, int64_t cols, size_t *row_byte
     return w;
 }
 
+/* The scalar level's dot for W (type, rows) and a token in the
+ * single-token (single = 1) or batched order (kernels.h, "Repacked
+ * orders"). */
+static nj_vec_dot_fn ref_dot(int type, int64_t rows, int single) {
+    const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
+    if (!sk->vec_dot_rs[type] || rows % KERN_REPACK_ROWS != 0) return sk->vec_dot[type];
+    return single ? sk->vec_dot_rs[type] : sk->vec_dot_rb[type];
+}
+
 /* Y_ref (n_tok, rows) and the tolerance per element; ycan, ycan_b: the
  * scalar level's canonical results in the single-token and the batched
  * order. */
 static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
                   const float *x, int n_tok, float *y, double *tol, float *ycan, float *ycan_b) {
-    const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
     const nj_type_traits *t = quant_traits_ref(type);
     const nj_type_traits *xt = quant_traits_ref(t->vec_dot_type);
     const nj_type_traits *xd = kernels_traits(t->vec_dot_type);
@@ -70,9 +79,8 @@ static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64
         for (int64_t r = 0; r < rows; r++) {
             const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
             t->vec_dot((int)cols, &y[(size_t)tok * rows + r], wr, xq);
-            sk->vec_dot[type]((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
-            (sk->vec_dot_b[type] ? sk->vec_dot_b[type] : sk->vec_dot[type])(
-                (int)cols, &ycan_b[(size_t)tok * rows + r], wr, xq);
+            ref_dot(type, rows, 1)((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
+            ref_dot(type, rows, 0)((int)cols, &ycan_b[(size_t)tok * rows + r], wr, xq);
             t->to_float(wr, wf, cols);
             double s = 0;
             for (int64_t c = 0; c < cols; c++) s += fabs((double)wf[c] * xf[c]);
@@ -172,7 +180,7 @@ static int teardown(void **state) {
 
 static void test_all_types_small(void **state) {
     (void)state;
-    const int64_t rows_list[] = {1, 7, 33};
+    const int64_t rows_list[] = {1, 7, 16, 33};
     for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
         const int type = all_types[ti];
         const nj_type_traits *t = quant_traits_ref(type);
@@ -195,21 +203,25 @@ static void test_larger(void **state) {
         rng_seed(1000 + i);
         run_case_list(pool1, pool2, types[i], 301, 2048, toks, (int)NJ_ARRAY_LEN(toks));
     }
+    /* a row count llama.cpp repacks Q4_K at: its two repacked orders */
+    rng_seed(999);
+    run_case_list(pool1, pool2, NJ_Q4_K, 304, 2048, toks, (int)NJ_ARRAY_LEN(toks));
 }
 
 /* matmul_ex: the last n_single tokens take the single-token order, the
  * others the batched one, for every split, on small and packed batches;
- * e.g. matmul of 5 tokens = 4 batched-order vec_dots + 1 single-order one
- * (scalar level).  For a type with one order n_single changes nothing. */
+ * e.g. matmul of 5 tokens = 4 batched-order dots + 1 single-order one
+ * (scalar level).  For a type or row count llama.cpp does not repack
+ * (Q6_K; Q4_K with 37 rows) n_single changes nothing. */
 static void test_single_split(void **state) {
     (void)state;
-    const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
-    const int64_t rows = 37, cols = 512;
+    const int64_t cols = 512;
     const int toks[] = {1, 2, 3, 4, 5, 9, 21, 40};
     const int max_tok = 40;
-    const int types[] = {NJ_Q4_K, NJ_Q6_K};
-    for (size_t ti = 0; ti < NJ_ARRAY_LEN(types); ti++) {
-        const int type = types[ti];
+    const struct { int type; int64_t rows; } cases[] = {{NJ_Q4_K, 40}, {NJ_Q4_K, 37}, {NJ_Q6_K, 40}};
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(cases); ti++) {
+        const int type = cases[ti].type;
+        const int64_t rows = cases[ti].rows;
         rng_seed(77 + ti);
         size_t rb;
         void *w = make_weights(type, rows, cols, &rb);
@@ -225,12 +237,15 @@ static void test_single_split(void **state) {
             kernels_traits(tt->vec_dot_type)->from_float(x + (size_t)t * cols, xq, cols);
             for (int64_t r = 0; r < rows; r++) {
                 const uint8_t *wr = (const uint8_t *)w + (size_t)r * rb;
-                sk->vec_dot[type]((int)cols, &ys[t * rows + r], wr, xq);
-                (sk->vec_dot_b[type] ? sk->vec_dot_b[type] : sk->vec_dot[type])((int)cols, &yb[t * rows + r], wr, xq);
+                ref_dot(type, rows, 1)((int)cols, &ys[t * rows + r], wr, xq);
+                ref_dot(type, rows, 0)((int)cols, &yb[t * rows + r], wr, xq);
             }
         }
-        if (type == NJ_Q4_K)   /* the two orders must differ somewhere, or this tests nothing */
+        /* repacked Q4_K: the two orders must differ somewhere, or this tests nothing */
+        if (type == NJ_Q4_K && rows % KERN_REPACK_ROWS == 0)
             assert_true(memcmp(ys, yb, sizeof(float) * rows * max_tok) != 0);
+        else
+            assert_memory_equal(ys, yb, sizeof(float) * rows * max_tok);
         void *scratch = nj_malloc_aligned(matmul_scratch_size(type, cols, max_tok));
         float *y = malloc(sizeof(float) * rows * max_tok);
         for (size_t k = 0; k < NJ_ARRAY_LEN(toks); k++) {

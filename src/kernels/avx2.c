@@ -9,8 +9,8 @@
  * reduced to one integer per block -- per 32-bit lane for the 8-lane
  * K-quants, per 64-element pair for Q4_K's batched order -- then the fixed
  * fma chains), so results equal the scalar level's bit for bit whatever
- * nt is (vec_dot is the nt = 1 case).  Q4_K has a second tile for its
- * batched order (vec_dot_b/gemm_b, kernels.h).  The weight stream is prefetched 1.5 KB ahead so decode
+ * nt is (vec_dot is the nt = 1 case).  Q4_K has two more tiles for its
+ * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h).  The weight stream is prefetched 1.5 KB ahead so decode
  * (a GEMV from DRAM) overlaps memory and compute.
  *
  * Integer core.  Weights are made non-negative bytes (nibbles, 5/6-bit
@@ -67,14 +67,15 @@ KINLINE int k4_mins_dot(const int16_t *bsums, __m128i mins16) {
 }
 
 /* ---- Q4_K x Q8_K ------------------------------------------------------- */
-/* Two chains A (scales) and B (mins), y = A - B.  Single-token order
- * (BATCHED = 0): one fma per chain and super-block on the super-block's
- * integer sums, as now.  Batched order: one fma per 64-element pair, so
+/* Repacked layout (kernels.h): two chains A (scales) and B (mins),
+ * y = A - B.  Single-token order (BATCHED = 0): one fma per chain and
+ * super-block on the super-block's integer sums.  Batched order: one fma
+ * per 64-element pair, so
  * the four pair sums I_p are kept apart (a hadd tree per super-block) and
  * the chains of the nt tokens run in the lanes of one xmm (4x4 transposes
  * turn per-token pair vectors into per-pair token vectors). */
-KINLINE void tile_q4_K_any(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                           float *restrict y, size_t ldy, const int nt, const int BATCHED) {
+KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                         float *restrict y, size_t ldy, const int nt, const int BATCHED) {
     const block_q4_K *w = vw;
     const block_q8_K *x[NT_MAX];
     float A[NT_MAX], B[NT_MAX];
@@ -165,16 +166,75 @@ KINLINE void tile_q4_K_any(int n, const void *restrict vw, const void *restrict 
         for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = r[t];
     }
 }
-KINLINE void tile_q4_K(int n, const void *restrict w, const void *restrict x, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    tile_q4_K_any(n, w, x, xs, y, ldy, nt, 0);
+KINLINE void tile_q4_K_rs(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q4_K_r(n, w, x, xs, y, ldy, nt, 0);
 }
-KINLINE void tile_q4_K_b(int n, const void *restrict w, const void *restrict x, size_t xs,
-                         float *restrict y, size_t ldy, const int nt) {
-    tile_q4_K_any(n, w, x, xs, y, ldy, nt, 1);
+KINLINE void tile_q4_K_rb(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q4_K_r(n, w, x, xs, y, ldy, nt, 1);
+}
+DEFINE_KERNELS(q4_K_rs, tile_q4_K_rs)
+DEFINE_KERNELS(q4_K_rb, tile_q4_K_rb)
+
+/* Plain layout: the scales' lanes in eight float chains (as Q5_K), the
+ * mins' four pair sums in the four lanes of an xmm chain. */
+KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    const block_q4_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    __m256 acc[NT_MAX];
+    __m128 am[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        x[t] = XROW(block_q8_K, vx, xs, t);
+        acc[t] = _mm256_setzero_ps();
+        am[t] = _mm_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i], (int)sizeof w[i]);
+        __m256i scales;
+        __m128i mins16;
+        k4_scales(w[i].scales, &scales, &mins16);
+        __m256i sumi[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
+        UNROLL
+        for (int j = 0; j < QK_K / 64; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(bits, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i sl = lane16(scales, 2 * j), sh = lane16(scales, 2 * j + 1);
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q8 = x[t][i].qs + 64 * j;
+                const __m256i pl = _mm256_madd_epi16(sl,
+                    _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)));
+                const __m256i ph = _mm256_madd_epi16(sh,
+                    _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+            }
+        }
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const float yd = x[t][i].d;
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
+            const __m128i b8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            am[t] = _mm_fmadd_ps(_mm_set1_ps(-yd * mw), _mm_cvtepi32_ps(_mm_madd_epi16(mins16, b8)), am[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        __m128 m = _mm_add_ps(am[t], _mm_movehl_ps(am[t], am[t]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[(size_t)t * ldy] = hsum8(acc[t]) + _mm_cvtss_f32(m);
+    }
 }
 DEFINE_KERNELS(q4_K, tile_q4_K)
-DEFINE_KERNELS(q4_K_b, tile_q4_K_b)
 
 /* ---- Q5_K x Q8_K:  Q4_K plus a fifth bit from qh ------------------------ */
 KINLINE __m256i bit_to_16(__m256i hb, int bit) {
@@ -578,8 +638,10 @@ void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q2_K, q2_K);
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
-    k->vec_dot_b[NJ_Q4_K] = vec_dot_q4_K_b;
-    k->gemm_b[NJ_Q4_K] = gemm_q4_K_b;
+    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
+    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
+    k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
+    k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
     SET(NJ_Q5_K, q5_K);
     SET(NJ_Q6_K, q6_K);
     SET(NJ_F32, f32);

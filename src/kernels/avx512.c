@@ -17,11 +17,15 @@
  * unsigned bytes in element order (a 256-byte stack buffer per row, hot in
  * L1), which makes every format the same loop; signed or offset formats
  * are corrected through the activation sums (Q8_0 is biased by +128,
- * Q4_0 carries -8, Q5_0 -16, Q6_K -32).  Per-sub-block scales multiply the
- * exact int32 partial sums (vpmulld), K-quant mins and the Q6_K offset go
- * through vpdpwssd on the packed 16-bit block sums.  The float part is the
- * canonical per-token chain (scalar.c), lane by lane, so results are
- * bit-identical to every other level.
+ * Q4_0 carries -8, Q5_0 -16, Q6_K -32, Q3_K -4).  Per-sub-block scales
+ * multiply the exact int32 partial sums (vpmulld, or vpdpwssd when the
+ * partial sum fits int16), K-quant mins and the Q6_K offset go through
+ * vpdpwssd on the packed 16-bit block sums.  The float part is the
+ * canonical per-token order (scalar.c), lane by lane, so results are
+ * bit-identical to every other level: for Q6_K/Q5_K/Q3_K that means eight
+ * integer lane sums per token (rows_l8), for Q4_K the batched order (one
+ * fma per 64-element pair, rows_q4_K; gemm16 only ever sees batched
+ * tokens).
  */
 #include "kernels/kernels.h"
 
@@ -36,6 +40,11 @@
 #ifndef K_R1
 #define K_R1 4
 #define K_R2 3
+#endif
+/* Q4_K keeps two float chains per row and group: 3 x 2 tiles spill */
+#ifndef Q4K_R1
+#define Q4K_R1 4
+#define Q4K_R2 2
 #endif
 #ifndef B32_R1
 #define B32_R1 6
@@ -660,7 +669,7 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
 #define CALL_Q4K(R_, G_) rows_q4_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
 #define CALL_Q5K(R_, G_) rows_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, L8_Q5_K)
 #define CALL_Q6K(R_, G_) rows_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, L8_Q6_K)
-DEFINE_GEMM16(q4_K, CALL_Q4K, K_R1, K_R2)
+DEFINE_GEMM16(q4_K, CALL_Q4K, Q4K_R1, Q4K_R2)
 DEFINE_GEMM16(q5_K, CALL_Q5K, K_R1, K_R2)
 DEFINE_GEMM16(q6_K, CALL_Q6K, K_R1, K_R2)
 #define CALL_Q2K(R_, G_) rows_q2_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)

@@ -19,8 +19,8 @@
  * operations in the same order (the canonical order defined in scalar.c:
  * exact integer block sums, then a fixed chain of fused multiply-adds), so
  * all levels, tile widths, packed/unpacked paths, thread counts and batch
- * compositions give bit-identical results (for Q4_K: given which of its two
- * orders a token takes, see "Batch-dependent orders"); they agree with
+ * compositions give bit-identical results (for Q4_K: given which of its
+ * three orders a product takes, see "Repacked orders"); they agree with
  * quant.c's reference (ggml's generic C order) up to float summation
  * order, ~1e-6 relative.  For the K-quants except Q2_K the canonical
  * order is llama.cpp's x86 order, so those products match it bit for bit.
@@ -34,18 +34,25 @@
  * sign, round-half-even).  See scalar.c for the portable versions every
  * SIMD quantizer is tested against.
  *
- * Batch-dependent orders.  For most types llama.cpp sums a dot product in
- * one order whatever the batch, but for Q4_K (which it repacks and runs
- * through its q4_K_8x8 GEMV/GEMM) the order depends on how the token is
- * batched: within a micro-batch of u tokens the first u - u % 4 go four at
- * a time through the GEMM ("batched order") and the last u % 4 one at a
- * time through the GEMV ("single-token order"; all of them when u <= 3, so
- * decoding is single-token order).  vec_dot and gemm compute the
- * single-token order; vec_dot_b and gemm_b the batched order, for the
- * types where it differs (vec_dot_b == NULL: the type has one order, use
- * vec_dot/gemm for both).  gemm16 always computes the batched order (for
- * a type with one order that is the only order).  matmul_ex() says which
- * tokens take which order.
+ * Repacked orders.  llama.cpp repacks some weight types at load time on
+ * x86 (Q4_K, into 8-row interleaved blocks: every matrix it multiplies
+ * whose row count is a multiple of KERN_REPACK_ROWS, a tied output matrix
+ * included, since it loads a separate copy of token_embd for that) and
+ * multiplies repacked tensors with other kernels, in other float orders,
+ * which also depend on the batch: within
+ * a micro-batch of u tokens the first u - u % 4 go four at a time through
+ * its GEMM ("batched order") and the last u % 4 one at a time through its
+ * GEMV ("single-token order"; all of them when u <= 3, so decoding is
+ * single-token order).  So a type it repacks has three orders here:
+ *   vec_dot, gemm          plain tensors (llama.cpp's vec_dot), any batch;
+ *   vec_dot_rs, gemm_rs    repacked tensors, single-token order;
+ *   vec_dot_rb, gemm_rb    repacked tensors, batched order;
+ * the _rs/_rb entries are NULL for types llama.cpp does not repack (their
+ * vec_dot order holds for every tensor and batch).  gemm16 computes the
+ * batched order: vec_dot_rb's where the type has one (so it serves only
+ * repacked tensors), else vec_dot's.  matmul decides which tensors count
+ * as repacked (by type and row count) and matmul_ex() which tokens take
+ * the single-token order.
  *
  * GEMM tiles.  gemm[type] computes a block of nr weight rows x nt
  * activation rows; SIMD levels load each weight block once per group of up
@@ -57,7 +64,8 @@
  * gemm16 multiplies weight rows against such a group with one token per
  * 32-bit lane (weights broadcast 4 bytes at a time, vpdpbusd).  The integer
  * block sums are the same exact integers and the float chain per token is
- * the canonical one, so gemm16 results are bit-identical to vec_dot too.
+ * the canonical one, so gemm16 results are bit-identical to vec_dot (or
+ * vec_dot_rb, above) too.
  *
  * Only files in src/kernels/ contain intrinsics; everything else calls
  * through these tables (or quant_traits(), which returns kernels_traits()).
@@ -101,19 +109,26 @@ typedef void (*nj_gemm16_fn)(int n, const void *restrict w, size_t w_stride, int
 typedef struct nj_kernels {
     int              level;                    /* enum nj_kernel_level */
     const char      *name;                     /* "scalar", "avx2", ... */
-    nj_vec_dot_fn    vec_dot[NJ_TYPE_COUNT];   /* single-token order */
+    nj_vec_dot_fn    vec_dot[NJ_TYPE_COUNT];
     nj_from_float_fn from_float[NJ_TYPE_COUNT];
     nj_to_float_fn   to_float[NJ_TYPE_COUNT];
-    nj_gemm_fn       gemm[NJ_TYPE_COUNT];      /* single-token order; NULL: loop vec_dot */
-    /* Batched order, only for types whose order depends on the batch
-     * (vec_dot_b NULL otherwise; gemm_b NULL: loop vec_dot_b). */
-    nj_vec_dot_fn    vec_dot_b[NJ_TYPE_COUNT];
-    nj_gemm_fn       gemm_b[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm[NJ_TYPE_COUNT];      /* NULL: loop over vec_dot */
+    /* Types llama.cpp repacks (see "Repacked orders"; NULL otherwise): its
+     * GEMV (single-token) and GEMM (batched) orders; gemm_rs/gemm_rb NULL:
+     * loop over the dot. */
+    nj_vec_dot_fn    vec_dot_rs[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm_rs[NJ_TYPE_COUNT];
+    nj_vec_dot_fn    vec_dot_rb[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm_rb[NJ_TYPE_COUNT];
     nj_pack16_fn     pack16[NJ_TYPE_COUNT];    /* by activation type */
-    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type; batched order */
+    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type; vec_dot_rb's order if any */
     /* quant_traits_ref() entries with the pointers above substituted. */
     nj_type_traits   traits[NJ_TYPE_COUNT];
 } nj_kernels;
+
+/* llama.cpp repacks a tensor of a type with repacked orders only when its
+ * row count is a multiple of this (its 8-row interleaved blocks). */
+#define KERN_REPACK_ROWS 8
 
 /* The dispatched table (best supported level, NIGHTJAR_CPU applied). */
 const nj_kernels *kernels_get(void);

@@ -150,12 +150,16 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  *       y = hsum8(acc) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
  *       Q5_K adds a separate mins chain S = fma(-dx*dmin, M_i, S) and
  *       y = hsum8(acc) + S.
- *     Q4_K: two chains, y = A - B, over the four 64-element pairs p of a
- *       super-block with exact I_p (scaled sums) and N_p (mins . bsums):
- *         single-token order  A = fma(I_0+..+I_3, dw*dx, A),
+ *     Q4_K, plain layout (vec_dot): eight lanes as Q5_K; the mins in four
+ *       chains am_p = fma(-dx*dmin, N_p, am_p), one per 64-element pair p,
+ *       y = hsum8(acc) + ((am_0 + am_2) + (am_1 + am_3)).
+ *     Q4_K, repacked layout: two chains, y = A - B, over the four pairs p
+ *       of a super-block with exact I_p (scaled sums) and N_p (mins . bsums):
+ *         single-token order  A = fma(I_0+..+I_3, dw*dx, A),   (vec_dot_rs)
  *                             B = fma(N_0+..+N_3, dmin*dx, B) per super-block;
- *         batched order       A = fma(I_p, dw*dx, A), B = fma(N_p, dmin*dx, B)
- *                             per pair (vec_dot_b; see kernels.h).
+ *         batched order       A = fma(I_p, dw*dx, A),          (vec_dot_rb)
+ *                             B = fma(N_p, dmin*dx, B) per pair.
+ *       (kernels.h, "Repacked orders", says which products take which.)
  *     Q2_K: one chain over super-blocks (not llama.cpp's order: it repacks
  *       Q2_K on AVX-512 machines; not matched yet):
  *       acc = fma(dw*dx, S_i, acc);  acc = fma(-(dmin*dx), M_i, acc)
@@ -291,8 +295,8 @@ static void q4_K_pairs(const block_q4_K *w, const block_q8_K *x, int I[4], int N
     }
 }
 
-/* single-token order: one fma per super-block and chain */
-static void dot_q4_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+/* repacked, single-token order: one fma per super-block and chain */
+static void dot_q4_K_rs(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q4_K *w = vw;
     const block_q8_K *x = vx;
     float A = 0.0f, B = 0.0f;
@@ -306,8 +310,8 @@ static void dot_q4_K(int n, float *restrict s, const void *restrict vw, const vo
     *s = A - B;
 }
 
-/* batched order: one fma per pair and chain */
-static void dot_q4_K_b(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+/* repacked, batched order: one fma per pair and chain */
+static void dot_q4_K_rb(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q4_K *w = vw;
     const block_q8_K *x = vx;
     float A = 0.0f, B = 0.0f;
@@ -328,6 +332,32 @@ static void dot_q4_K_b(int n, float *restrict s, const void *restrict vw, const 
 static inline void lane_parts(const int8_t q[32], const int8_t *x, int part[8]) {
     for (int m = 0; m < 8; m++) part[m] = 0;
     for (int l = 0; l < 32; l++) part[l >> 2] += q[l] * x[l];
+}
+
+/* plain layout: eight lane chains like Q5_K, the mins in four chains, one
+ * per pair (llama.cpp's AVX2 vec_dot) */
+static void dot_q4_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_K *w = vw;
+    const block_q8_K *x = vx;
+    float acc[8] = {0}, am[4] = {0};
+    for (int i = 0; i < n / QK_K; i++) {
+        int sc[8], mn[8], L[8] = {0}, part[8], I[4], N[4];
+        k4_scales(w[i].scales, sc, mn);
+        for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
+            int8_t q[32];
+            for (int l = 0; l < 32; l++) {
+                const uint8_t b = w[i].qs[32 * (c / 2) + l];
+                q[l] = (int8_t)(c & 1 ? b >> 4 : b & 15);
+            }
+            lane_parts(q, x[i].qs + 32 * c, part);
+            for (int m = 0; m < 8; m++) L[m] += sc[c] * part[m];
+        }
+        q4_K_pairs(&w[i], &x[i], I, N);
+        const float D = x[i].d * h2f(w[i].d), Dm = -x[i].d * h2f(w[i].dmin);
+        for (int m = 0; m < 8; m++) acc[m] = fmaf(D, (float)L[m], acc[m]);
+        for (int p = 0; p < 4; p++) am[p] = fmaf(Dm, (float)N[p], am[p]);
+    }
+    *s = hsum8(acc) + ((am[0] + am[2]) + (am[1] + am[3]));
 }
 
 static void dot_q5_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
@@ -533,7 +563,8 @@ void kern_scalar_fill(nj_kernels *k) {
     k->vec_dot[NJ_Q2_K] = dot_q2_K;
     k->vec_dot[NJ_Q3_K] = dot_q3_K;
     k->vec_dot[NJ_Q4_K] = dot_q4_K;
-    k->vec_dot_b[NJ_Q4_K] = dot_q4_K_b;
+    k->vec_dot_rs[NJ_Q4_K] = dot_q4_K_rs;
+    k->vec_dot_rb[NJ_Q4_K] = dot_q4_K_rb;
     k->vec_dot[NJ_Q5_K] = dot_q5_K;
     k->vec_dot[NJ_Q6_K] = dot_q6_K;
 #if defined(__x86_64__) || defined(__i386__)
