@@ -12,6 +12,7 @@
 #include "chat.h"
 #include "gguf.h"
 #include "model.h"
+#include "platform.h"
 #include "session.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -111,7 +112,8 @@ void nj_model_describe(const nj_model *m, nj_model_desc *d) {
 }
 
 /* Resident bytes once a session of n_ctx runs: the mapped file (tensor
- * data is touched by every token; metadata by the tokenizer), the KV cache
+ * data is touched by every token; metadata by the tokenizer) except an
+ * untied embedding table, the KV cache
  * and the session's scratch exactly as nj_session_new sizes them (default
  * n_batch and threads), the model's own tables, and an allowance for the
  * tokenizer's tables and thread stacks. */
@@ -121,6 +123,14 @@ uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type) {
     int n_batch = n_ctx < 256 ? n_ctx : 256;
     uint64_t b = m->file_bytes;
     if (m->vocab_only || !m->layers) return b;
+    /* An untied embedding table is read a row at a time and its pages are
+     * released after each lookup (nj_model.release_embd): count only the
+     * pages one batch of lookups can hold at once. */
+    if (m->release_embd) {
+        uint64_t tbl = (uint64_t)m->tok_embd.rows * m->tok_embd.row_bytes;
+        uint64_t held = (uint64_t)n_batch * (m->tok_embd.row_bytes + 2 * platform_page_size());
+        b -= tbl - (held < tbl ? held : tbl);
+    }
     b += model_kv_bytes(m, n_ctx, kv_type);
     b += session_scratch_bytes(m, n_batch, m->n_threads);
     b += (uint64_t)m->hp.n_layer * sizeof(nj_layer) + m->f32_store_len * sizeof(float);

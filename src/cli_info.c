@@ -125,8 +125,16 @@ int cmd_info(int argc, char **argv) {
     human(b2, sizeof b2, model_kv_bytes(m, ctx, kv));
     human(b3, sizeof b3, session_scratch_bytes(m, n_batch, m->n_threads));
     human(b4, sizeof b4, est);
-    printf("memory        %s at context %d: file %s + KV f16 %s + buffers %s (+ tables)\n", b4,
-           ctx, b1, b2, b3);
+    char b5[48] = "";
+    if (m->release_embd) {
+        char t[24];
+        human(t, sizeof t, (uint64_t)m->tok_embd.rows * m->tok_embd.row_bytes);
+        snprintf(b5, sizeof b5, " - token_embd %s", t);
+    }
+    printf("memory        %s at context %d: file %s%s + KV f16 %s + buffers %s (+ tables)\n", b4,
+           ctx, b1, b5, b2, b3);
+    if (m->release_embd)
+        printf("              (the untied token_embd is read row by row and not kept resident)\n");
     nj_model_free(m);
     return 0;
 }

@@ -80,6 +80,8 @@ const char *gguf_vtype_name(uint32_t t) {
     return t < GGUF_T_COUNT ? n[t] : "?";
 }
 
+bool gguf_is_mapped(const gguf_file *f) { return f && f->mapped; }
+
 bool gguf_str_eq(gguf_str s, const char *c) {
     size_t n = strlen(c);
     return s.len == n && memcmp(s.ptr, c, n) == 0;

@@ -72,6 +72,10 @@ typedef struct gguf_file gguf_file;
  * file, -errno for I/O) and nj_last_error() describing it. */
 gguf_file *gguf_open(const char *path, int *err);
 gguf_file *gguf_open_mem(const void *buf, size_t len, int *err);
+/* True when the data is our own read-only file mapping (gguf_open), whose
+ * pages may be dropped from the resident set and re-read; false for
+ * gguf_open_mem's caller-owned buffer. */
+bool gguf_is_mapped(const gguf_file *f);
 void       gguf_close(gguf_file *f);
 
 uint32_t gguf_version(const gguf_file *f);

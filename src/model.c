@@ -399,6 +399,7 @@ int model_bind_tensors(nj_model *m) {
     if ((rc = bind_mat(m, &m->output, "output.weight", 0, hp->n_vocab, E, false))) return rc;
     m->tied_output = m->output.data == NULL;
     if (m->tied_output) m->output = m->tok_embd;
+    m->release_embd = !m->tied_output && gguf_is_mapped(m->gf);
     if ((rc = bind_vec(m, &m->output_bias, "output.bias", 0, hp->n_vocab, false))) return rc;
     if ((rc = bind_vec(m, &m->rope_freqs, "rope_freqs.weight", 0, hp->n_rot / 2, false)))
         return rc;

@@ -121,6 +121,11 @@ struct nj_model {
     const float *output_bias;     /* (n_vocab) or NULL */
     const float *rope_freqs;      /* (n_rot/2) llama3 frequency factors, or NULL */
     bool         tied_output;
+    /* Untied token_embd in a file mapping: the session drops the pages of
+     * the rows it read from the resident set after each lookup (the page
+     * cache keeps them), so a huge table never becomes RSS.  The memory
+     * estimate counts no embedding rows then. */
+    bool         release_embd;
 
     float       *f32_store;       /* owned: converted 1-D weights */
     size_t       f32_store_len, f32_store_used;

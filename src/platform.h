@@ -45,7 +45,10 @@ const char *platform_runtime_dir(void);     /* $XDG_RUNTIME_DIR/nightjar | $TMPD
 /* Peer credentials of a connected Unix socket: 0 and *uid, or -errno. */
 int platform_peer_uid(int fd, uint32_t *uid);
 
-/* Drop page cache pages / advise: release resident pages of a mapping. */
-int platform_release_pages(void *addr, size_t len);
+/* Memory (platform_posix.c).  The VM page size; and: release the whole
+ * pages inside [addr, addr+len) from the resident set (file mappings re-read
+ * them on access, anonymous memory loses its contents).  0 or -errno. */
+size_t platform_page_size(void);
+int    platform_release_pages(void *addr, size_t len);
 
 #endif

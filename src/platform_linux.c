@@ -314,20 +314,3 @@ int platform_peer_uid(int fd, uint32_t *uid) {
     *uid = (uint32_t)cr.uid;
     return 0;
 }
-
-/* -------------------------------------------------------------- memory --- */
-
-/* Contract: only whole pages inside [addr, addr+len) are released (the range
- * is rounded inwards), so bytes outside the range are never touched.  For a
- * file mapping the pages are re-read from the file on next access; for
- * anonymous private memory they come back zero-filled, so only call it on
- * memory whose contents are disposable.  Returns 0 or -errno. */
-int platform_release_pages(void *addr, size_t len) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)addr, end = a + len;
-    if (end < a) return -EINVAL;
-    uintptr_t lo = (a + page - 1) & ~(page - 1), hi = end & ~(page - 1);
-    if (hi <= lo) return 0;
-    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) return -errno;
-    return 0;
-}

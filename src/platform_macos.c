@@ -243,19 +243,3 @@ int platform_peer_uid(int fd, uint32_t *uid) {
     *uid = (uint32_t)u;
     return 0;
 }
-
-/* -------------------------------------------------------------- memory --- */
-
-/* Same contract as on Linux: whole pages inside the range only.  On macOS
- * MADV_DONTNEED is advisory (the pages become first to be reclaimed, contents
- * of anonymous memory may or may not survive), so treat the contents as
- * disposable. */
-int platform_release_pages(void *addr, size_t len) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)addr, end = a + len;
-    if (end < a) return -EINVAL;
-    uintptr_t lo = (a + page - 1) & ~(page - 1), hi = end & ~(page - 1);
-    if (hi <= lo) return 0;
-    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) return -errno;
-    return 0;
-}

@@ -2,20 +2,37 @@
  * pool — see pool.h for the contract.
  *
  * Threads and ownership.  The pool owns n-1 worker threads; the thread that
- * calls pool_run is worker 0 for the duration of the call.  All shared state
- * (fn, ctx, generation, pending, quit) is guarded by `mu`.  A run is:
+ * calls pool_run is worker 0 for the duration of the call.
  *
- *   caller:  lock; publish fn/ctx; pending = n-1; generation++; broadcast(go);
- *            unlock; fn(ctx, 0, n); lock; wait(done) until pending == 0; unlock
- *   worker:  lock; wait(go) until generation changes or quit; read fn/ctx;
- *            unlock; fn(ctx, i, n); lock; if --pending == 0 signal(done); unlock
+ * A forward pass calls pool_run a few hundred times per token (every matmul
+ * and the attention), with microseconds of serial work between runs.  A
+ * futex wake and a futex wait per run cost 10-40 us each way, which is a
+ * large share of a small model's token time.  So both sides spin briefly
+ * before they sleep:
  *
- * Workers block on the `go` condition variable between runs, so an idle pool
- * consumes no CPU time at all (issue #3's 0-tick requirement): there is no
- * spinning phase.  The cost is a futex wake per run (~5-20 us), negligible
- * against a matmul of a 7B layer; if profiling shows it matters for small
- * ops, a short bounded spin before blocking can be added *only while a
- * forward pass is in progress*.
+ *   caller:  fn/ctx = ...; pending = n-1; generation++ (release);
+ *            if any worker is parked: lock; broadcast(go); unlock
+ *            fn(ctx, 0, n)
+ *            spin until pending == 0, at most SPIN_NS; then
+ *            lock; caller_parked = 1; wait(done) until pending == 0; unlock
+ *   worker:  spin until generation changes, at most SPIN_NS; then
+ *            lock; parked++; wait(go) until generation changes or quit;
+ *            parked--; unlock
+ *            fn(ctx, i, n); if --pending == 0 and caller_parked: lock; signal(done)
+ *
+ * The spin is bounded (SPIN_NS, 100 us) and only follows a run, so it only
+ * happens inside a burst of runs; between requests every worker is parked on
+ * the condition variable and an idle pool uses no CPU at all (tests/test_idle
+ * checks 0 ticks over 5 s).
+ *
+ * Memory ordering.  fn/ctx are plain fields written before the release
+ * increment of `generation` and read after an acquire load that sees it.
+ * The lost-wakeup cases are closed by sequentially consistent accesses:
+ * the caller increments `generation` then reads `parked`; a worker
+ * increments `parked` (under mu) then re-reads `generation` before waiting,
+ * so either the caller sees the worker parked and broadcasts under mu, or
+ * the worker sees the new generation and does not wait.  `pending` and
+ * `caller_parked` pair up the same way for the done signal.
  *
  * Lock order: only `mu`.  fn runs without the lock held.
  */
@@ -23,39 +40,73 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define SPIN_NS 100000u   /* spin this long after a run before sleeping */
 
 struct worker { nj_pool *pool; int ith; pthread_t tid; };
 
 struct nj_pool {
-    int             n;          /* total threads including the caller */
-    pthread_mutex_t mu;
-    pthread_cond_t  go, done;
-    uint64_t        generation; /* bumped for each run */
-    int             pending;    /* workers still running this generation */
-    bool            quit;
-    nj_pool_fn      fn;
-    void           *ctx;
-    struct worker  *workers;    /* n-1 entries */
-    int             started;    /* workers successfully created */
+    int              n;             /* total threads including the caller */
+    pthread_mutex_t  mu;
+    pthread_cond_t   go, done;
+    _Atomic uint64_t generation;    /* bumped for each run */
+    atomic_int       pending;       /* workers still running this generation */
+    atomic_int       parked;        /* workers asleep on `go` */
+    atomic_int       caller_parked; /* the caller sleeps on `done` */
+    atomic_bool      quit;
+    nj_pool_fn       fn;
+    void            *ctx;
+    struct worker   *workers;       /* n-1 entries */
+    int              started;       /* workers successfully created */
 };
+
+/* Spin until *gen != seen or quit, for at most SPIN_NS.  True if it did. */
+static bool spin_for_run(nj_pool *p, uint64_t seen) {
+    uint64_t t0 = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+            atomic_load_explicit(&p->quit, memory_order_relaxed))
+            return true;
+        CPU_RELAX();
+        if ((i & 63) == 63) {
+            uint64_t t = nj_now_ns();
+            if (!t0) t0 = t;
+            else if (t - t0 > SPIN_NS) return false;
+        }
+    }
+}
 
 static void *worker_main(void *arg) {
     struct worker *w = arg;
     nj_pool *p = w->pool;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->generation == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) break;
-        seen = p->generation;
-        nj_pool_fn fn = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-        fn(ctx, w->ith, p->n);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        if (!spin_for_run(p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->parked, 1);
+            while (atomic_load(&p->generation) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->go, &p->mu);
+            atomic_fetch_sub(&p->parked, 1);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        p->fn(p->ctx, w->ith, p->n);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_parked)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -68,6 +119,11 @@ nj_pool *pool_new(int n_threads, int *err) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->parked, 0);
+    atomic_init(&p->caller_parked, 0);
+    atomic_init(&p->quit, false);
     if (n_threads > 1) {
         p->workers = nj_calloc((size_t)n_threads - 1, sizeof *p->workers);
         if (!p->workers) { rc = -ENOMEM; goto err; }
@@ -92,7 +148,7 @@ fail:
 void pool_free(nj_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = true;
+    atomic_store(&p->quit, true);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->started; i++) pthread_join(p->workers[i].tid, NULL);
@@ -107,15 +163,31 @@ int pool_size(const nj_pool *p) { return p->n; }
 
 void pool_run(nj_pool *p, nj_pool_fn fn, void *ctx) {
     if (p->n == 1) { fn(ctx, 0, 1); return; }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->pending, p->n - 1);
+    atomic_fetch_add(&p->generation, 1);            /* seq_cst: publishes fn/ctx */
+    if (atomic_load(&p->parked) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
     fn(ctx, 0, p->n);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+
+    uint64_t t0 = 0;
+    for (unsigned i = 0; atomic_load(&p->pending) > 0; i++) {
+        CPU_RELAX();
+        if ((i & 63) == 63) {
+            uint64_t t = nj_now_ns();
+            if (!t0) t0 = t;
+            else if (t - t0 > SPIN_NS) break;
+        }
+    }
+    if (atomic_load(&p->pending) > 0) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_parked, 1);
+        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+        atomic_store(&p->caller_parked, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

@@ -4,8 +4,10 @@
  * pool_run(p, fn, ctx) runs fn(ctx, ith, nth) for ith = 0..nth-1, one call
  * per thread, the calling thread taking ith = 0, and returns when all calls
  * have returned (a barrier).  Work is split by the callee from (ith, nth):
- * the pool imposes no chunking.  Between runs, workers sleep on a condition
- * variable: an idle pool uses no CPU (no spinning, no timers).
+ * the pool imposes no chunking.  After a run, workers (and the caller,
+ * waiting for them) spin for at most 100 us for the next one, then sleep on
+ * a condition variable: an idle pool uses no CPU (no timers, no spinning
+ * beyond that bound after the last run of a burst).
  *
  * Threads: pool_run must be called from one thread at a time (the engine's
  * compute thread); fn must not call pool_run.  The pool owns its workers;

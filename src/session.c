@@ -22,9 +22,10 @@
  *  - RMSNorm: sum of squares in double of f32 products, scale =
  *    1/sqrtf(mean + eps), y = (x * scale) * w, all f32.
  *  - Matmuls quantize the activations to the weight's vec_dot_type (inside
- *    matmul()).  Q4_K products are summed in one of two orders (see
- *    kernels.h): llama.cpp's GEMV order for the last u % 4 tokens of a
- *    micro-batch of u tokens, its GEMM order for the others; we pass each
+ *    matmul()).  Products with weights llama.cpp repacks (Q4_K with
+ *    rows % 8 == 0) are summed in one of two orders (kernels.h, "Repacked
+ *    orders"): its GEMV order for the last u % 4 tokens of a micro-batch
+ *    of u tokens, its GEMM order for the others; we pass each
  *    matmul how many of its trailing rows take the GEMV order.  In the last
  *    layer llama.cpp still multiplies Wo over the whole micro-batch but the
  *    FFN and output only over the rows whose logits are wanted (one row:
@@ -63,6 +64,7 @@
 #include "attn_ops.h"
 #include "matmul.h"
 #include "model.h"
+#include "platform.h"
 #include "pool.h"
 #include "quant.h"
 #include "util.h"
@@ -658,6 +660,20 @@ static int single_tail(int first, int count, int n_eval) {
     return k < 0 ? 0 : k;
 }
 
+/* Drop the pages holding one row of a file-mapped table from the resident
+ * set (see nj_model.release_embd).  The range is widened to whole pages but
+ * kept inside the table's own pages; a page shared with a neighbouring
+ * tensor is simply re-read from the page cache when that tensor is used. */
+static void release_row(const nj_mat *t, const uint8_t *row) {
+    const uintptr_t pg = (uintptr_t)platform_page_size();
+    uintptr_t lo = (uintptr_t)row & ~(pg - 1), hi = ((uintptr_t)row + t->row_bytes + pg - 1) & ~(pg - 1);
+    const uintptr_t tlo = (uintptr_t)t->data & ~(pg - 1);
+    const uintptr_t thi = ((uintptr_t)t->data + (uintptr_t)t->rows * t->row_bytes + pg - 1) & ~(pg - 1);
+    if (lo < tlo) lo = tlo;
+    if (hi > thi) hi = thi;
+    if (hi > lo) (void)platform_release_pages((void *)lo, hi - lo);
+}
+
 /* Run n tokens (n <= n_batch) at positions pos..pos+n-1.  ev0 is the index
  * of ids[0] within the whole eval call of n_eval tokens (for the
  * micro-batch emulation).  out_rows: NULL = logits of the last row only
@@ -679,6 +695,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     for (int t = 0; t < n; t++) {
         const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes;
         emb->to_float(row, s->x + (size_t)t * E, E);
+        if (m->release_embd) release_row(&m->tok_embd, row);
     }
     if (hp->embd_scale != 1.0f) scale_rows(s->x, hp->embd_scale, (size_t)n * E);
 

@@ -39,6 +39,7 @@ struct nj_worker {
     bool            stop, closed;
     double          last_activity;     /* nj_now() of the last finished request */
     worker_status   st;                /* snapshot fields for /health */
+    uint64_t        base_rss;          /* process RSS with no model, at load */
 
     pthread_t       thread;
     bool            thread_started;
@@ -262,8 +263,12 @@ int worker_submit(nj_worker *w, worker_req *r) {
 
 /* ---- model life cycle (engine thread) ---- */
 
+/* The whole process at context ctx: what it held with no model loaded
+ * (code, libraries, the HTTP daemon; measured when load() starts), the
+ * model's estimate (weights, KV, session buffers) and our token buffers. */
 static uint64_t estimate(nj_worker *w, int ctx) {
-    return nj_model_mem_estimate(w->model, ctx, w->p.kv_type);
+    return w->base_rss + nj_model_mem_estimate(w->model, ctx, w->p.kv_type) +
+           2 * ((uint64_t)ctx + 1) * sizeof(int32_t);
 }
 
 static void unload(nj_worker *w) {
@@ -290,6 +295,7 @@ static int load(nj_worker *w) {
     int err = 0;
     uint64_t budget = w->p.mem_budget;
     char msg[512];
+    w->base_rss = platform_rss_bytes();
 
     /* 1. Weights from the GGUF header, before mapping the model for real:
      *    a model that cannot fit is refused without touching its pages. */

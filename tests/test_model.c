@@ -365,6 +365,51 @@ static void test_mem_estimate(void **st) {
     nj_model_free(m);
 }
 
+/* An untied token_embd in a mapped file is read row by row and its pages
+ * are dropped from the resident set after each lookup: the logits must be
+ * bit-identical to a model that keeps the pages, across repeated lookups of
+ * the same rows (re-read from the page cache). */
+static void test_untied_embd_release(void **st) {
+    (void)st;
+    const char *path = tmp_model("tiny-llama", NJ_Q8_0, -1, "untied-llama.gguf");
+    int err = 0;
+    nj_model *a = nj_model_load(path, NULL, &err), *b = nj_model_load(path, NULL, &err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_false(a->tied_output);
+    assert_true(a->release_embd);
+    b->release_embd = false;
+    nj_model_desc d;
+    nj_model_describe(a, &d);
+    const int32_t ids[] = {1, 7, 7, 300, 42, 7, 511, 1, 42, 300};
+    float *la = nj_malloc(sizeof(float) * (size_t)d.n_vocab);
+    assert_non_null(la);
+    for (int round = 0; round < 2; round++) {
+        nj_session_params sp = {.n_ctx = 256, .n_threads = 2};
+        nj_session *sa = nj_session_new(a, &sp, &err), *sb = nj_session_new(b, &sp, &err);
+        assert_non_null(sa);
+        assert_non_null(sb);
+        for (size_t i = 0; i < NJ_ARRAY_LEN(ids); i++) {   /* decode, one row per call */
+            assert_int_equal(nj_session_eval(sa, &ids[i], 1), 0);
+            assert_int_equal(nj_session_eval(sb, &ids[i], 1), 0);
+            memcpy(la, nj_session_logits(sa), sizeof(float) * (size_t)d.n_vocab);
+            assert_memory_equal(la, nj_session_logits(sb), sizeof(float) * (size_t)d.n_vocab);
+        }
+        nj_session_free(sa);
+        nj_session_free(sb);
+    }
+    /* the estimate leaves the table out (its rows are not kept resident) */
+    uint64_t tbl = (uint64_t)a->tok_embd.rows * a->tok_embd.row_bytes;
+    a->release_embd = false;
+    uint64_t keep = nj_model_mem_estimate(a, 256, NJ_KV_F16);
+    a->release_embd = true;
+    uint64_t rel = nj_model_mem_estimate(a, 256, NJ_KV_F16);
+    assert_true(rel <= keep && keep - rel <= tbl);
+    nj_free(la);
+    nj_model_free(a);
+    nj_model_free(b);
+}
+
 /* Every allocation failure on the load and session paths fails cleanly
  * and leaks nothing. */
 static void test_alloc_failures(void **st) {
@@ -396,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_gemma3_sliding_window),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mem_estimate),
+        cmocka_unit_test(test_untied_embd_release),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -1,0 +1,41 @@
+/*
+ * platform_posix — the parts of the platform layer that are the same on
+ * Linux and macOS (plain POSIX), kept once here instead of in both
+ * platform_linux.c and platform_macos.c.
+ *
+ * Memory.  platform_release_pages drops whole pages of a mapping from the
+ * process's resident set with madvise(MADV_DONTNEED).  For a file mapping
+ * the pages are re-read from the file (page cache) on the next access; for
+ * anonymous private memory they come back zero-filled on Linux and may or
+ * may not survive on macOS (where the advice only marks them first to be
+ * reclaimed), so callers use it only on memory whose contents are
+ * disposable or re-readable.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "platform.h"
+
+size_t platform_page_size(void) {
+    static size_t page;
+    if (!page) {
+        long v = sysconf(_SC_PAGESIZE);
+        page = v > 0 ? (size_t)v : 4096;
+    }
+    return page;
+}
+
+/* Contract: only whole pages inside [addr, addr+len) are released (the range
+ * is rounded inwards), so bytes outside the range are never touched.
+ * Returns 0 or -errno. */
+int platform_release_pages(void *addr, size_t len) {
+    const uintptr_t page = (uintptr_t)platform_page_size();
+    uintptr_t a = (uintptr_t)addr, end = a + len;
+    if (end < a) return -EINVAL;
+    uintptr_t lo = (a + page - 1) & ~(page - 1), hi = end & ~(page - 1);
+    if (hi <= lo) return 0;
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) return -errno;
+    return 0;
+}
