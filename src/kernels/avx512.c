@@ -18,9 +18,9 @@
  * L1), which makes every format the same loop; signed or offset formats
  * are corrected through the activation sums (Q8_0 is biased by +128,
  * Q4_0 carries -8, Q5_0 -16, Q6_K -32, Q3_K -4).  Per-sub-block scales
- * multiply the exact int32 partial sums (vpmulld, or vpdpwssd when the
- * partial sum fits int16), K-quant mins and the Q6_K offset go through
- * vpdpwssd on the packed 16-bit block sums.  The float part is the
+ * multiply the exact int32 partial sums with vpdpwssd and a (scale, 0)
+ * pair (the partial sums fit int16), K-quant mins and the Q6_K offset go
+ * through vpdpwssd on the packed 16-bit block sums.  The float part is the
  * canonical per-token order (scalar.c), lane by lane, so results are
  * bit-identical to every other level: for Q6_K/Q5_K/Q3_K that means eight
  * integer lane sums per token (rows_l8), for Q4_K the batched order (one
