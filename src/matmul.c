@@ -21,10 +21,18 @@
  *     per token.  For one token an item is simply RB rows (decode is a
  *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
  *
+ * Orders: when llama.cpp would repack W (its type has repacked orders and
+ * W->rows % KERN_REPACK_ROWS == 0), tokens [0, n_tok - n_single) take the
+ * batched order (gemm_rb tiles, packed groups) and the last n_single the
+ * single-token order (gemm_rs tiles); otherwise every token takes the
+ * type's plain order (gemm tiles, and packed groups if the type has no
+ * repacked orders).  Only batched tokens are packed.
+ *
  * Determinism: every kernel level, tile shape and the packed GEMM follow
- * one canonical float order per output element (kernels.h, scalar.c), so
- * Y does not depend on the thread count, on how tokens are grouped or
- * chunked, or on the kernel level (tests check all three).
+ * one canonical float order per output element and order (kernels.h,
+ * scalar.c), so Y does not depend on the thread count, on how tokens are
+ * grouped or chunked, or on the kernel level (tests check all three); a
+ * token's row depends only on its inputs and on which order it takes.
  *
  * Threads: pool_run's caller owns all arguments for the call's duration;
  * workers write disjoint parts of the scratch and of Y.
@@ -85,21 +93,22 @@ struct quant_job {
     char            *packed;
     size_t           group_bytes;
     int              n_tok, n_groups;
+    int              n_packed;             /* tokens [0, n_packed) go into groups */
 };
 
-/* Thread ith quantizes and packs groups ith, ith+nth, ...; the rows after
- * the last packed group count as one more (unpacked) group.  The last
- * packed group may be partial (zero-padded tokens). */
+/* Thread ith quantizes rows [16g, 16g + 16) for g = ith, ith+nth, ...
+ * and packs the first n_packed of them into group g when g < n_groups.
+ * The last packed group may be partial (zero-padded tokens). */
 static void quant_pack_task(void *ctx, int ith, int nth) {
     const struct quant_job *j = ctx;
-    const int units = j->n_groups + (j->n_tok > 16 * j->n_groups);
+    const int units = (j->n_tok + 15) / 16;
     for (int g = ith; g < units; g += nth) {
         const int t0 = 16 * g, t1 = NJ_MIN(t0 + 16, j->n_tok);
         for (int t = t0; t < t1; t++)
             j->from_float(j->x + (size_t)t * j->cols, j->xq + (size_t)t * j->xq_stride, j->cols);
         if (g < j->n_groups)
-            j->pack16((int)j->cols, j->xq + (size_t)t0 * j->xq_stride, j->xq_stride, t1 - t0,
-                      j->packed + (size_t)g * j->group_bytes);
+            j->pack16((int)j->cols, j->xq + (size_t)t0 * j->xq_stride, j->xq_stride,
+                      NJ_MIN(t0 + 16, j->n_packed) - t0, j->packed + (size_t)g * j->group_bytes);
     }
 }
 
@@ -121,12 +130,16 @@ static void quant_task(void *ctx, int ith, int nth) {
 struct mm_job {
     const nj_kernels *k;
     int               type;
-    nj_gemm_fn        gemm;      /* NULL: generic loop over vec_dot */
-    nj_gemm16_fn      gemm16;    /* packed groups, NULL if none */
+    /* tokens [0, n_batched): batched order; [n_batched, n_tok): single */
+    int               n_batched;
+    nj_gemm_fn        gemm;      /* single tokens' order; NULL: loop over dot */
+    nj_vec_dot_fn     dot;
+    nj_gemm_fn        gemm_b;    /* batched tokens' order; NULL: loop over dot_b */
+    nj_vec_dot_fn     dot_b;
+    nj_gemm16_fn      gemm16;    /* packed groups (batched order), NULL if none */
     const char       *packed;
     size_t            group_bytes;
-    int               n_groups;  /* tokens [0, 16*n_groups) are packed */
-    nj_vec_dot_fn     dot;
+    int               n_groups;  /* batched tokens [0, 16*n_groups) are packed */
     int               n;         /* cols */
     const char       *w;
     size_t            w_stride;
@@ -140,6 +153,18 @@ struct mm_job {
     atomic_llong      next;
 };
 
+/* Rows [r0, r0+nr) (weights at w) x tokens [t0, t0+nt) through a tile
+ * kernel, or the generic loop over dot when there is none. */
+static void tile(nj_gemm_fn gemm, nj_vec_dot_fn dot, const struct mm_job *j, const char *w,
+                 int nr, int64_t t0, int nt, int64_t r0) {
+    const char *x = j->x + (size_t)t0 * j->x_stride;
+    float *y = j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0;
+    if (gemm)
+        gemm(j->n, w, j->w_stride, nr, x, j->x_stride, nt, y, (size_t)j->rows);
+    else
+        kern_gemm_generic(dot, j->n, w, j->w_stride, nr, x, j->x_stride, nt, y, (size_t)j->rows);
+}
+
 static void mm_task(void *ctx, int ith, int nth) {
     struct mm_job *j = ctx;
     (void)ith; (void)nth;
@@ -151,40 +176,45 @@ static void mm_task(void *ctx, int ith, int nth) {
         int nr = (int)NJ_MIN((int64_t)j->rb, j->rows - r0);
         int nt = (int)NJ_MIN((int64_t)j->tc, (int64_t)j->n_tok - t0);
         const char *w = j->w + (size_t)r0 * j->w_stride;
-        /* full packed groups first (t0 is a multiple of 16 then) */
-        if (nt >= 16 && t0 / 16 < j->n_groups) {
-            const int ng = (int)NJ_MIN((int64_t)(nt / 16), (int64_t)(j->n_groups - t0 / 16));
-            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(t0 / 16) * j->group_bytes,
-                      j->group_bytes, ng, j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0,
+        /* batched tokens [t0, tb_end), then single ones [tb_end, t0 + nt) */
+        const int64_t tb_end = NJ_MIN(t0 + nt, (int64_t)j->n_batched);
+        int64_t tb = t0;
+        /* full packed groups first (tb is a multiple of 16 then) */
+        if (tb + 16 <= tb_end && tb / 16 < j->n_groups) {
+            const int ng = (int)NJ_MIN((tb_end - tb) / 16, (int64_t)j->n_groups - tb / 16);
+            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(tb / 16) * j->group_bytes,
+                      j->group_bytes, ng, j->y + (size_t)tb * (size_t)j->rows + (size_t)r0,
                       (size_t)j->rows);
-            t0 += 16 * ng;
-            nt -= 16 * ng;
+            tb += 16 * ng;
         }
         /* a partial last group: gemm16 writes all 16 token rows, so into a
          * bounce buffer (nr <= MM_RB) */
-        if (nt > 0 && t0 / 16 < j->n_groups) {
+        if (tb < tb_end && tb / 16 < j->n_groups) {
             float tmp[16 * MM_RB];
-            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(t0 / 16) * j->group_bytes,
+            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(tb / 16) * j->group_bytes,
                       j->group_bytes, 1, tmp, (size_t)nr);
-            for (int t = 0; t < nt; t++)
-                memcpy(j->y + (size_t)(t0 + t) * (size_t)j->rows + (size_t)r0, tmp + (size_t)t * nr,
+            for (int64_t t = tb; t < tb_end; t++)
+                memcpy(j->y + (size_t)t * (size_t)j->rows + (size_t)r0, tmp + (size_t)(t - tb) * nr,
                        sizeof(float) * (size_t)nr);
-            continue;
+            tb = tb_end;
         }
-        if (nt == 0) continue;
-        const char *x = j->x + (size_t)t0 * j->x_stride;
-        float *y = j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0;
-        if (j->gemm)
-            j->gemm(j->n, w, j->w_stride, nr, x, j->x_stride, nt, y, (size_t)j->rows);
-        else
-            kern_gemm_generic(j->dot, j->n, w, j->w_stride, nr, x, j->x_stride, nt, y,
-                              (size_t)j->rows);
+        if (tb < tb_end)
+            tile(j->gemm_b, j->dot_b, j, w, nr, tb, (int)(tb_end - tb), r0);
+        const int64_t ts = NJ_MAX(t0, tb_end);
+        if (ts < t0 + nt)
+            tile(j->gemm, j->dot, j, w, nr, ts, (int)(t0 + nt - ts), r0);
     }
 }
 
 int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
            void *scratch) {
-    if (!W || !X || !Y || n_tok <= 0 || W->rows <= 0 || W->cols <= 0 || !W->data)
+    return matmul_ex(pool, W, X, n_tok, Y, scratch, n_tok > 0 ? n_tok % 4 : 0);
+}
+
+int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
+              void *scratch, int n_single) {
+    if (!W || !X || !Y || n_tok <= 0 || W->rows <= 0 || W->cols <= 0 || !W->data ||
+        n_single < 0 || n_single > n_tok)
         return nj_fail(-EINVAL, "matmul: bad arguments");
     const nj_kernels *k = kernels_get();
     const nj_type_traits *tt = kernels_traits(W->type);
@@ -199,6 +229,9 @@ int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
         return nj_fail(-EINVAL, "matmul: %lld columns do not fit %s blocks (or row_bytes %zu)",
                        (long long)W->cols, quant_type_name(W->type), W->row_bytes);
 
+    /* llama.cpp's layout for W, which decides its float orders */
+    const bool repacked = k->vec_dot_rs[W->type] && k->vec_dot_rb[W->type] &&
+                          W->rows % KERN_REPACK_ROWS == 0;
     const char *xq;
     struct quant_job qj = {0};
     if (vdt == NJ_F32) {
@@ -215,12 +248,15 @@ int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
         };
         qj.nb_total = qj.nb_row * n_tok;
         const bool serial = !pool || pool_size(pool) == 1 || (int64_t)n_tok * W->cols < MM_SERIAL_QUANT;
-        if (k->gemm16[W->type] && k->pack16[vdt] && n_tok >= MM_PAD_MIN && group_bytes) {
+        const int n_b = n_tok - n_single;   /* only batched tokens are packed */
+        if (k->gemm16[W->type] && k->pack16[vdt] && n_b >= MM_PAD_MIN && group_bytes &&
+            (repacked || !k->vec_dot_rb[W->type])) {
             qj.pack16 = k->pack16[vdt];
             qj.packed = (char *)scratch + rows_bytes;
             qj.group_bytes = group_bytes;
+            qj.n_packed = n_b;
             /* a partial group is worth padding from MM_PAD_MIN tokens on */
-            qj.n_groups = n_tok / 16 + (n_tok % 16 >= MM_PAD_MIN);
+            qj.n_groups = n_b / 16 + (n_b % 16 >= MM_PAD_MIN);
             if (serial) quant_pack_task(&qj, 0, 1);
             else pool_run(pool, quant_pack_task, &qj);
         } else if (serial) {
@@ -232,7 +268,11 @@ int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
     }
 
     struct mm_job j = {
-        .k = k, .type = W->type, .gemm = k->gemm[W->type], .dot = tt->vec_dot,
+        .k = k, .type = W->type, .n_batched = n_tok - n_single,
+        .gemm = repacked ? k->gemm_rs[W->type] : k->gemm[W->type],
+        .dot = repacked ? k->vec_dot_rs[W->type] : tt->vec_dot,
+        .gemm_b = repacked ? k->gemm_rb[W->type] : k->gemm[W->type],
+        .dot_b = repacked ? k->vec_dot_rb[W->type] : tt->vec_dot,
         .n = (int)W->cols, .w = W->data, .w_stride = W->row_bytes, .rows = W->rows,
         .x = xq, .x_stride = x_row, .n_tok = n_tok, .y = Y,
         .gemm16 = qj.n_groups ? k->gemm16[W->type] : NULL, .packed = qj.packed,

@@ -30,7 +30,18 @@ typedef struct nj_mat {
 } nj_mat;
 
 size_t matmul_scratch_size(int type, int64_t cols, int n_tok);
-/* 0, or NJ_EUNSUPPORTED if W's type has no kernel. */
+
+/* Y = X @ W^T with the last n_single tokens (0 <= n_single <= n_tok) in
+ * the single-token float order and the others in the batched order.  This
+ * only matters for a W that llama.cpp repacks (kernels.h, "Repacked
+ * orders": today Q4_K with rows % 8 == 0); any other W has one order.  To reproduce llama.cpp, give each token the order llama.cpp
+ * gives it: in a micro-batch of u tokens, the last u % 4.
+ * Returns 0, -EINVAL on bad arguments, NJ_EUNSUPPORTED if W's type has no
+ * kernel. */
+int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
+              void *scratch, int n_single);
+/* matmul_ex(..., n_tok % 4): the product as llama.cpp computes it for one
+ * micro-batch of n_tok tokens (so one token takes the single-token order). */
 int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
            void *scratch);
 

@@ -22,7 +22,14 @@
  *  - RMSNorm: sum of squares in double of f32 products, scale =
  *    1/sqrtf(mean + eps), y = (x * scale) * w, all f32.
  *  - Matmuls quantize the activations to the weight's vec_dot_type (inside
- *    matmul()).
+ *    matmul()).  Products with weights llama.cpp repacks (Q4_K with
+ *    rows % 8 == 0) are summed in one of two orders (kernels.h, "Repacked
+ *    orders"): its GEMV order for the last u % 4 tokens of a micro-batch
+ *    of u tokens, its GEMM order for the others; we pass each
+ *    matmul how many of its trailing rows take the GEMV order.  In the last
+ *    layer llama.cpp still multiplies Wo over the whole micro-batch but the
+ *    FFN and output only over the rows whose logits are wanted (one row:
+ *    GEMV order).
  *  - RoPE: ggml's rope_ext: theta = pos * base^(-2i/n_rot) computed by
  *    repeated f32 multiplication, optional frequency factors, YaRN ramp.
  *  - K and V are rounded to f16 when written to the cache.
@@ -631,11 +638,26 @@ static void attn_worker(void *ctx, int ith, int nth) {
 
 /* ---- forward ---- */
 
-static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y) {
-    int rc = matmul(s->pool, W, X, n, Y, s->mm_scratch);
+/* Y (n, rows) = X (n, cols) @ W^T; the last n_single rows in the
+ * single-token float order (matmul_ex). */
+static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y, int n_single) {
+    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, n_single);
     if (rc) return nj_fail(rc, "matmul failed for a %s weight (%lld x %lld)",
                            quant_type_name(W->type), (long long)W->rows, (long long)W->cols);
     return 0;
+}
+
+_Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
+
+/* How many of the eval call's tokens [first, first + count) llama.cpp
+ * multiplies in the single-token order when the product runs over their
+ * whole micro-batch: the last u % 4 of a micro-batch of u; only the call's
+ * last micro-batch can have u % 4 != 0, so that is the call's last
+ * n_eval % 4 tokens. */
+static int single_tail(int first, int count, int n_eval) {
+    const int s0 = n_eval - n_eval % 4;
+    const int k = first + count - (first > s0 ? first : s0);
+    return k < 0 ? 0 : k;
 }
 
 /* Drop the pages holding one row of a file-mapped table from the resident
@@ -686,6 +708,9 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                        s->rope_l + (size_t)t * R);
     }
 
+    /* Trailing rows of this chunk in the single-token matmul order. */
+    const int ns = single_tail(ev0, n, n_eval);
+
     /* Attention path per token, from llama.cpp's micro-batch it falls in. */
     attn_job job = {.s = s, .n = n, .p0 = p0};
     {
@@ -711,7 +736,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
 
         /* q (n, nq), k (n, nk), v (n, nv) = xn @ Wq^T, Wk^T, Wv^T (+ bias) */
         if (L->wqkv.data) {
-            if ((rc = mm(s, &L->wqkv, s->xn, n, s->qkv))) return rc;
+            if ((rc = mm(s, &L->wqkv, s->xn, n, s->qkv, ns))) return rc;
             for (int t = 0; t < n; t++) {
                 const float *r = s->qkv + (size_t)t * (nq + nk + nv);
                 memcpy(s->q + (size_t)t * nq, r, sizeof(float) * nq);
@@ -719,9 +744,9 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                 memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
             }
         } else {
-            if ((rc = mm(s, &L->wq, s->xn, n, s->q))) return rc;
-            if ((rc = mm(s, &L->wk, s->xn, n, s->k))) return rc;
-            if ((rc = mm(s, &L->wv, s->xn, n, s->v))) return rc;
+            if ((rc = mm(s, &L->wq, s->xn, n, s->q, ns))) return rc;
+            if ((rc = mm(s, &L->wk, s->xn, n, s->k, ns))) return rc;
+            if ((rc = mm(s, &L->wv, s->xn, n, s->v, ns))) return rc;
         }
         if (L->bq) add_bias(s->q, L->bq, n, nq);
         if (L->bk) add_bias(s->k, L->bk, n, nk);
@@ -759,17 +784,22 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
             if (!out_rows) { r0 = n - 1; nr = 1; }
         }
         float *x = s->x + (size_t)r0 * E;
+        /* Wo runs over the whole micro-batch in llama.cpp; the FFN and the
+         * output over the wanted rows only (one row when only the last
+         * logits are wanted). */
+        const int ns_o = single_tail(ev0 + r0, nr, n_eval);
+        const int ns_f = last && !out_rows ? nr : ns_o;
 
         /* tmp (nr, E) = att @ Wo^T (+ bo);  gemma3: rmsnorm * post_attn_norm */
-        if ((rc = mm(s, &L->wo, s->att + (size_t)r0 * no, nr, s->tmp))) return rc;
+        if ((rc = mm(s, &L->wo, s->att + (size_t)r0 * no, nr, s->tmp, ns_o))) return rc;
         if (L->bo) add_bias(s->tmp, L->bo, nr, E);
         if (L->post_attn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_attn_norm, nr, E, hp->rms_eps);
         add_rows(x, s->tmp, nr, E);
 
         /* FFN: xn = rmsnorm(x) * ffn_norm; gate, up (nr, F); tmp (nr, E) */
         rmsnorm_rows(s->xn, x, L->ffn_norm, nr, E, hp->rms_eps);
-        if ((rc = mm(s, &L->w_gate, s->xn, nr, s->gate))) return rc;
-        if ((rc = mm(s, &L->w_up, s->xn, nr, s->up))) return rc;
+        if ((rc = mm(s, &L->w_gate, s->xn, nr, s->gate, ns_f))) return rc;
+        if ((rc = mm(s, &L->w_up, s->xn, nr, s->up, ns_f))) return rc;
         const size_t nf = (size_t)nr * F;
         if (hp->act == NJ_ACT_SILU) {
             /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
@@ -786,14 +816,14 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                 s->gate[i] = a * s->up[i];
             }
         }
-        if ((rc = mm(s, &L->w_down, s->gate, nr, s->tmp))) return rc;
+        if ((rc = mm(s, &L->w_down, s->gate, nr, s->tmp, ns_f))) return rc;
         if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, nr, E, hp->rms_eps);
         add_rows(x, s->tmp, nr, E);
         if (last) {
             /* logits (nr, n_vocab) = rmsnorm(x) * output_norm @ Wout^T */
             rmsnorm_rows(s->xn, x, m->output_norm, nr, E, hp->rms_eps);
             float *dst = out_rows ? out_rows : s->logits;
-            if ((rc = mm(s, &m->output, s->xn, nr, dst))) return rc;
+            if ((rc = mm(s, &m->output, s->xn, nr, dst, ns_f))) return rc;
             const int V = hp->n_vocab;
             if (m->output_bias) add_bias(dst, m->output_bias, nr, V);
             if (hp->final_softcap > 0.0f) {

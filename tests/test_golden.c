@@ -8,14 +8,19 @@
  *   - hash mismatch: the generator or the quantizers changed (rerun
  *     tools/gen-golden if that was intended);
  *   - logits mismatch: the engine disagrees with llama.cpp.
- * The sequence is fed in four nj_session_eval calls (1, 7, 8 and 8 tokens)
- * and the last-token logits of each are compared with llama.cpp's at
- * positions 0, 7, 15 and 23 (one batch there): per position the top-1 id
+ * The sequence is fed in one evaluation with every position's logits
+ * (session_eval_ex), as gen-golden had llama.cpp decode it (one batch, all
+ * logits): llama.cpp's float order for Q4_K depends on its micro-batch
+ * (kernels.h, "Repacked orders") and we reproduce that, so only the same
+ * batching compares like with like (test_model checks incremental against
+ * batch evaluation).  The logits at positions 0, 7, 15 and 23 are compared
+ * with llama.cpp's: per position the top-1 id
  * must match unless llama.cpp's top-2 logits are within 1e-3 relative (a
  * near tie), and the mean KL(ours || llama.cpp) must be <= 1e-3 — the
  * conformance thresholds.  Float types must also agree in every logit to
  * 2e-2 absolute (F32, F16) or 0.16 (BF16: 8x coarser rounding than F16);
- * on x86-64, Q4_1, Q5_0, Q5_1 and Q8_0 must agree exactly.
+ * on x86-64, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K and Q4_K_M must
+ * agree exactly.
  *
  * Combos listed in `pending` are known not to match yet; they run and are
  * reported but do not fail the suite (and a pending combo that passes is
@@ -27,6 +32,7 @@
 #include "gguf.h"
 #include "modelgen.h"
 #include "nightjar.h"
+#include "session.h"
 #include "quant.h"
 #include "util.h"
 
@@ -163,13 +169,19 @@ static bool compare_engine(const char *path, const golden *g, double abs_tol, ch
     bool ok = (uint32_t)d.n_vocab == g->n_vocab;
     double kl_sum = 0, max_abs = 0;
     int top1_bad = 0, ties = 0;
-    int done = 0;
+    /* positions 0 .. last compared one, all logits */
+    const int n_eval = g->n_pos ? g->pos[g->n_pos - 1] + 1 : 0;
+    float *all = ok && n_eval > 0 ? malloc(sizeof(float) * (size_t)n_eval * g->n_vocab) : NULL;
+    if (ok && (!all || (uint32_t)n_eval > g->n_ids)) {
+        snprintf(msg, cap, "bad golden positions");
+        ok = false;
+    }
+    if (ok && session_eval_ex(s, g->ids, n_eval, all) != 0) {
+        snprintf(msg, cap, "eval: %s", nj_last_error());
+        ok = false;
+    }
     for (uint32_t k = 0; k < g->n_pos && ok; k++) {
-        int upto = g->pos[k] + 1;
-        int rc = nj_session_eval(s, g->ids + done, upto - done);
-        if (rc) { snprintf(msg, cap, "eval: %s", nj_last_error()); ok = false; break; }
-        done = upto;
-        const float *o = nj_session_logits(s), *r = g->logits + (size_t)k * g->n_vocab;
+        const float *o = all + (size_t)g->pos[k] * g->n_vocab, *r = g->logits + (size_t)k * g->n_vocab;
         int ao = 0, ar = 0, ar2 = -1;
         double mo = -INFINITY, mr = -INFINITY;
         for (uint32_t i = 0; i < g->n_vocab; i++) {
@@ -199,6 +211,7 @@ static bool compare_engine(const char *path, const golden *g, double abs_tol, ch
         ok = top1_bad == 0 && mkl <= 1e-3 && max_abs <= abs_tol;
         snprintf(msg, cap, "top-1 misses %d (near ties %d), mean KL %.2e, max |dlogit| %.2e", top1_bad, ties, mkl, max_abs);
     }
+    free(all);
     nj_session_free(s);
     nj_model_free(m);
     return ok;
@@ -230,11 +243,15 @@ static void test_golden_logits(void **st) {
                 double tol = !strcmp(types[t], "BF16") ? 0.16
                            : !strcmp(types[t], "F32") || !strcmp(types[t], "F16") ? 2e-2 : INFINITY;
 #if defined(__x86_64__)
-                /* These sum in llama.cpp's x86 order at every kernel level
+                /* These sum in llama.cpp's x86 orders at every kernel level
                  * (kernels/scalar.c), so the logits are bit-identical.  (Not
-                 * Q4_0: llama.cpp repacks it to q4_0_8x8, another order.) */
+                 * Q4_0 and Q2_K: llama.cpp repacks them to q4_0_8x8 and
+                 * q2_K_8x8 here, orders we do not reproduce yet.  Tiny
+                 * Q4_K_M mixes only Q4_K and Q6_K.) */
                 if (!strcmp(types[t], "Q4_1") || !strcmp(types[t], "Q5_0") ||
-                    !strcmp(types[t], "Q5_1") || !strcmp(types[t], "Q8_0"))
+                    !strcmp(types[t], "Q5_1") || !strcmp(types[t], "Q8_0") ||
+                    !strcmp(types[t], "Q3_K") || !strcmp(types[t], "Q4_K") || !strcmp(types[t], "Q5_K") ||
+                    !strcmp(types[t], "Q6_K") || !strcmp(types[t], "Q4_K_M"))
                     tol = 0.0;
 #endif
                 bool ok = compare_engine(mpath, &g, tol, msg, sizeof msg);

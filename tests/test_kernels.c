@@ -7,7 +7,11 @@
  *     the same bytes within 2e-5 * sum|w_i x_i| (float summation order is
  *     the only allowed difference);
  *   - the gemm tile for 1..9 tokens equals vec_dot bit for bit (so results
- *     do not depend on tiling);
+ *     do not depend on tiling), gemm_rs/gemm_rb equal vec_dot_rs/vec_dot_rb
+ *     (Q4_K's repacked orders) and packed gemm16 equals vec_dot_rb where
+ *     the type has it, else vec_dot;
+ *   - every level's vec_dot, vec_dot_rs and vec_dot_rb equal the scalar
+ *     level's bit for bit, and Q4_K's three orders are different functions;
  *   - activation quantizers are byte-exact against the portable versions in
  *     scalar.c, and on x86 against quant.c's reference, on random data and
  *     on crafted ties, zero blocks and +/- maximum pairs.
@@ -93,6 +97,16 @@ static double abs_dot(int type, const void *w, const void *xq, int n) {
     return s;
 }
 
+/* The type's dot in order o: 0 plain (vec_dot), 1 repacked single-token
+ * (vec_dot_rs), 2 repacked batched (vec_dot_rb); NULL if it has no such
+ * order. */
+static nj_vec_dot_fn dot_of(const nj_kernels *k, int type, int o) {
+    return o == 0 ? k->vec_dot[type] : o == 1 ? k->vec_dot_rs[type] : k->vec_dot_rb[type];
+}
+static nj_gemm_fn gemm_of(const nj_kernels *k, int type, int o) {
+    return o == 0 ? k->gemm[type] : o == 1 ? k->gemm_rs[type] : k->gemm_rb[type];
+}
+
 static int sizes_for(int type, int *out) {
     const nj_type_traits *tt = quant_traits_ref(type);
     int k = 0;
@@ -132,14 +146,19 @@ static void test_vec_dot_vs_ref(void **state) {
                     rand_weights(type, w, n);
                     rand_floats(x, n);
                     k->traits[vdt].from_float(x, xq, n);
-                    float got = NAN, want = NAN;
-                    k->vec_dot[type](n, &got, w, xq);
+                    float want = NAN;
                     ref->vec_dot(n, &want, w, xq);
                     double tol = 2e-5 * abs_dot(type, w, xq, n) + 1e-30;
-                    if (!(fabs((double)got - want) <= tol)) {
-                        print_error("level %s type %s n %d rep %d: got %.9g want %.9g (tol %.3g)\n",
-                                    k->name, ref->name, n, rep, got, want, tol);
-                        fail();
+                    for (int o = 0; o < 3; o++) {
+                        nj_vec_dot_fn dot = dot_of(k, type, o);
+                        if (!dot) continue;
+                        float got = NAN;
+                        dot(n, &got, w, xq);
+                        if (!(fabs((double)got - want) <= tol)) {
+                            print_error("level %s type %s order %d n %d rep %d: got %.9g want %.9g (tol %.3g)\n",
+                                        k->name, ref->name, o, n, rep, got, want, tol);
+                            fail();
+                        }
                     }
                     free(w);
                     free(xq);
@@ -173,19 +192,32 @@ static void test_levels_bit_identical(void **state) {
                 rand_weights(type, w, n);
                 rand_floats(x, n);
                 s->traits[vdt].from_float(x, xq, n);
-                float want;
-                s->vec_dot[type](n, &want, w, xq);
+                for (int o = 0; o < 3; o++) {
+                    nj_vec_dot_fn sdot = dot_of(s, type, o);
+                    if (!sdot) continue;
+                    float want;
+                    sdot(n, &want, w, xq);
+                    for (int l = 1; l < NJ_KL_COUNT; l++) {
+                        const nj_kernels *k = kernels_at(l);
+                        if (!k) continue;
+                        /* a level has the repacked orders exactly where scalar has them */
+                        nj_vec_dot_fn dot = dot_of(k, type, o);
+                        assert_non_null(dot);
+                        float got;
+                        dot(n, &got, w, xq);
+                        if (memcmp(&got, &want, 4) != 0) {
+                            print_error("level %s type %s order %d n %d: %.9g != scalar %.9g\n", k->name,
+                                        ref->name, o, n, got, want);
+                            fail();
+                        }
+                        compared++;
+                    }
+                }
                 for (int l = 1; l < NJ_KL_COUNT; l++) {
                     const nj_kernels *k = kernels_at(l);
                     if (!k) continue;
-                    float got;
-                    k->vec_dot[type](n, &got, w, xq);
-                    if (memcmp(&got, &want, 4) != 0) {
-                        print_error("level %s type %s n %d: %.9g != scalar %.9g\n", k->name,
-                                    ref->name, n, got, want);
-                        fail();
-                    }
-                    compared++;
+                    assert_true(!k->vec_dot_rs[type] == !s->vec_dot_rs[type]);
+                    assert_true(!k->vec_dot_rb[type] == !s->vec_dot_rb[type]);
                 }
             }
             free(w);
@@ -205,7 +237,8 @@ static void test_gemm_equals_vec_dot(void **state) {
         for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
             const int type = all_types[ti];
             const nj_type_traits *ref = quant_traits_ref(type);
-            if (!k->gemm[type]) continue;   /* generic loop: vec_dot by construction */
+            if (!k->gemm[type] && !k->gemm_rs[type] && !k->gemm_rb[type])
+                continue;   /* generic loop: vec_dot by construction */
             const int vdt = ref->vec_dot_type, n = ref->blck == 1 ? 72 : 2 * QK_K;
             const int nr = 5, ntmax = 9;
             const size_t ws = quant_row_size(type, n) + 4;   /* padded strides */
@@ -218,22 +251,29 @@ static void test_gemm_equals_vec_dot(void **state) {
                 rand_floats(x, n);
                 k->traits[vdt].from_float(x, xq + t * xs, n);
             }
-            for (int nt = 1; nt <= ntmax; nt++) {
-                const size_t ldy = nr + 2;
-                float y[9 * 7];
-                for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
-                k->gemm[type](n, w, ws, nr, xq, xs, nt, y, ldy);
-                for (int t = 0; t < nt; t++) {
-                    for (int r = 0; r < nr; r++) {
-                        float want;
-                        k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
-                        if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
-                            print_error("level %s type %s nt %d t %d r %d: gemm %.9g vec_dot %.9g\n",
-                                        k->name, ref->name, nt, t, r, y[t * ldy + r], want);
-                            fail();
+            /* gemm vs vec_dot, gemm_rs vs vec_dot_rs, gemm_rb vs vec_dot_rb */
+            for (int order = 0; order < 3; order++) {
+                nj_gemm_fn gemm = gemm_of(k, type, order);
+                nj_vec_dot_fn dot = dot_of(k, type, order);
+                if (!gemm) continue;
+                assert_non_null(dot);
+                for (int nt = 1; nt <= ntmax; nt++) {
+                    const size_t ldy = nr + 2;
+                    float y[9 * 7];
+                    for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
+                    gemm(n, w, ws, nr, xq, xs, nt, y, ldy);
+                    for (int t = 0; t < nt; t++) {
+                        for (int r = 0; r < nr; r++) {
+                            float want;
+                            dot(n, &want, w + r * ws, xq + t * xs);
+                            if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
+                                print_error("level %s type %s order %d nt %d t %d r %d: gemm %.9g vec_dot %.9g\n",
+                                            k->name, ref->name, order, nt, t, r, y[t * ldy + r], want);
+                                fail();
+                            }
                         }
+                        for (size_t r = nr; r < ldy; r++) assert_true(y[t * ldy + r] == -12345.0f);
                     }
-                    for (size_t r = nr; r < ldy; r++) assert_true(y[t * ldy + r] == -12345.0f);
                 }
             }
             free(w);
@@ -245,7 +285,7 @@ static void test_gemm_equals_vec_dot(void **state) {
 
 /* Packed GEMM over several groups at once (1..5 groups, so every group
  * tiling of a level is used) and row counts that leave every row tail,
- * == vec_dot bit for bit. */
+ * == vec_dot_rb (types llama.cpp repacks) or vec_dot bit for bit. */
 static void test_gemm16_groups(void **state) {
     (void)state;
     enum { NG = 5, NR = 13 };
@@ -278,7 +318,8 @@ static void test_gemm16_groups(void **state) {
                     for (int t = 0; t < 16 * ng; t++)
                         for (int r = 0; r < rows; r++) {
                             float want;
-                            k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
+                            (k->vec_dot_rb[type] ? k->vec_dot_rb[type] : k->vec_dot[type])(
+                                n, &want, w + r * ws, xq + t * xs);
                             if (memcmp(&want, &y[t * ldy + r], 4) != 0) {
                                 print_error("level %s %s ng %d rows %d: y[%d][%d] %.9g != vec_dot %.9g\n",
                                             k->name, ref->name, ng, rows, t, r, y[t * ldy + r], want);
@@ -299,8 +340,8 @@ static void test_gemm16_groups(void **state) {
     print_message("%d packed multi-group results compared with vec_dot\n", checked);
 }
 
-/* Packed 16-token GEMM == vec_dot bit for bit, for full and partial
- * groups and several row counts. */
+/* Packed 16-token GEMM == vec_dot_rb (types llama.cpp repacks) or vec_dot
+ * bit for bit, for full and partial groups and several row counts. */
 static void test_gemm16_equals_vec_dot(void **state) {
     (void)state;
     int checked = 0;
@@ -313,6 +354,7 @@ static void test_gemm16_equals_vec_dot(void **state) {
             const int vdt = ref->vec_dot_type;
             if (!k->gemm16[type]) continue;
             assert_non_null(k->pack16[vdt]);
+            nj_vec_dot_fn dot = k->vec_dot_rb[type] ? k->vec_dot_rb[type] : k->vec_dot[type];
             const int sizes[] = {ref->blck == 32 ? 96 : 256, ref->blck == 32 ? 544 : 1024};
             for (size_t si = 0; si < NJ_ARRAY_LEN(sizes); si++) {
                 const int n = sizes[si], nr = 7;
@@ -336,7 +378,7 @@ static void test_gemm16_equals_vec_dot(void **state) {
                         for (int t = 0; t < nt; t++)
                             for (int r = 0; r < rows; r++) {
                                 float want;
-                                k->vec_dot[type](n, &want, w + r * ws, xq + t * xs);
+                                dot(n, &want, w + r * ws, xq + t * xs);
                                 if (memcmp(&want, &y[t * 8 + r], 4) != 0) {
                                     print_error("level %s %s n %d nt %d rows %d: y[%d][%d] %.9g != vec_dot %.9g\n",
                                                 k->name, ref->name, n, nt, rows, t, r, y[t * 8 + r], want);
@@ -355,6 +397,37 @@ static void test_gemm16_equals_vec_dot(void **state) {
         }
     }
     print_message("%d packed-GEMM results compared\n", checked);
+}
+
+/* Q4_K's three orders are different float orders: on random rows each
+ * pair disagrees in the last bits for some (else the choice of order that
+ * matmul and the session make would go untested). */
+static void test_q4_K_orders_differ(void **state) {
+    (void)state;
+    const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
+    nj_vec_dot_fn dots[3] = {s->vec_dot[NJ_Q4_K], s->vec_dot_rs[NJ_Q4_K], s->vec_dot_rb[NJ_Q4_K]};
+    for (int o = 0; o < 3; o++) assert_non_null(dots[o]);
+    const int n = 8 * QK_K;
+    void *w = malloc(quant_row_size(NJ_Q4_K, n)), *xq = malloc(quant_row_size(NJ_Q8_K, n));
+    float *x = malloc(sizeof(float) * n);
+    int differ[3] = {0, 0, 0};   /* plain vs rs, plain vs rb, rs vs rb */
+    rng_seed(314);
+    for (int rep = 0; rep < 50; rep++) {
+        rand_weights(NJ_Q4_K, w, n);
+        rand_floats(x, n);
+        s->from_float[NJ_Q8_K](x, xq, n);
+        float y[3];
+        for (int o = 0; o < 3; o++) dots[o](n, &y[o], w, xq);
+        differ[0] += memcmp(&y[0], &y[1], 4) != 0;
+        differ[1] += memcmp(&y[0], &y[2], 4) != 0;
+        differ[2] += memcmp(&y[1], &y[2], 4) != 0;
+    }
+    print_message("Q4_K orders, rows of 50 that differ: plain/rs %d, plain/rb %d, rs/rb %d\n",
+                  differ[0], differ[1], differ[2]);
+    for (int i = 0; i < 3; i++) assert_true(differ[i] > 0);
+    free(w);
+    free(xq);
+    free(x);
 }
 
 /* Activation rows that exercise the quantizers' corner cases. */
@@ -510,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_equals_vec_dot),
         cmocka_unit_test(test_gemm16_equals_vec_dot),
         cmocka_unit_test(test_gemm16_groups),
+        cmocka_unit_test(test_q4_K_orders_differ),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),
     };

@@ -5,10 +5,14 @@
  * threads: Y equals, within 2e-5 * sum|w x|, the reference computed as
  * quant_traits_ref(type)->vec_dot over activations quantized by the
  * dispatched from_float (the same bytes matmul uses), and equals bit for
- * bit the scalar kernel level's vec_dot (all levels follow one canonical
- * float order).  Y is also checked to be bit-identical across thread
- * counts and across token chunkings (a token's row of Y computed alone
- * equals the one computed in a batch).  The binary re-runs itself once per
+ * bit the scalar kernel level's dot in the order the product takes (for
+ * a W llama.cpp repacks -- Q4_K, rows % 8 == 0 -- vec_dot_rs for the last
+ * n_tok % 4 tokens of matmul() and vec_dot_rb for the others; vec_dot for
+ * any other W).  Y is also
+ * checked to be bit-identical across thread counts and across token
+ * chunkings (a token's row of Y computed alone, in the same order, equals
+ * the one computed in a batch), and matmul_ex's n_single split is checked
+ * token by token for every n_single.  The binary re-runs itself once per
  * other kernel level the CPU supports (NIGHTJAR_CPU=...), so matmul is
  * exercised on every level.
  */
@@ -49,11 +53,20 @@ static void *make_weights(int type, int64_t rows, int64_t cols, size_t *row_byte
     return w;
 }
 
-/* Y_ref (n_tok, rows) and the tolerance per element; Y_can: the scalar
- * level's canonical result. */
-static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
-                  const float *x, int n_tok, float *y, double *tol, float *ycan) {
+/* The scalar level's dot for W (type, rows) and a token in the
+ * single-token (single = 1) or batched order (kernels.h, "Repacked
+ * orders"). */
+static nj_vec_dot_fn ref_dot(int type, int64_t rows, int single) {
     const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
+    if (!sk->vec_dot_rs[type] || rows % KERN_REPACK_ROWS != 0) return sk->vec_dot[type];
+    return single ? sk->vec_dot_rs[type] : sk->vec_dot_rb[type];
+}
+
+/* Y_ref (n_tok, rows) and the tolerance per element; ycan, ycan_b: the
+ * scalar level's canonical results in the single-token and the batched
+ * order. */
+static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
+                  const float *x, int n_tok, float *y, double *tol, float *ycan, float *ycan_b) {
     const nj_type_traits *t = quant_traits_ref(type);
     const nj_type_traits *xt = quant_traits_ref(t->vec_dot_type);
     const nj_type_traits *xd = kernels_traits(t->vec_dot_type);
@@ -66,7 +79,8 @@ static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64
         for (int64_t r = 0; r < rows; r++) {
             const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
             t->vec_dot((int)cols, &y[(size_t)tok * rows + r], wr, xq);
-            sk->vec_dot[type]((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
+            ref_dot(type, rows, 1)((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
+            ref_dot(type, rows, 0)((int)cols, &ycan_b[(size_t)tok * rows + r], wr, xq);
             t->to_float(wr, wf, cols);
             double s = 0;
             for (int64_t c = 0; c < cols; c++) s += fabs((double)wf[c] * xf[c]);
@@ -91,6 +105,7 @@ static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int6
                           const int *toks, int n_toks) {
     int max_tok = 0;
     for (int i = 0; i < n_toks; i++) max_tok = toks[i] > max_tok ? toks[i] : max_tok;
+    assert_int_equal(toks[n_toks - 1], max_tok);   /* y1 ends up holding max_tok tokens */
     size_t rb;
     void *w = make_weights(type, rows, cols, &rb);
     nj_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
@@ -99,7 +114,8 @@ static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int6
     float *yref = malloc(sizeof(float) * (size_t)rows * max_tok);
     double *tol = malloc(sizeof(double) * (size_t)rows * max_tok);
     float *ycan = malloc(sizeof(float) * (size_t)rows * max_tok);
-    naive(type, w, rb, rows, cols, x, max_tok, yref, tol, ycan);
+    float *ycan_b = malloc(sizeof(float) * (size_t)rows * max_tok);
+    naive(type, w, rb, rows, cols, x, max_tok, yref, tol, ycan, ycan_b);
 
     size_t ss = matmul_scratch_size(type, cols, max_tok);
     void *scratch = ss ? nj_malloc_aligned(ss) : NULL;
@@ -122,21 +138,28 @@ static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int6
                 }
             }
         }
-        /* the canonical order: bit-identical to the scalar level */
-        if (memcmp(y1, ycan, sizeof(float) * (size_t)rows * n_tok) != 0) {
-            print_error("%s n_tok %d: not bit-identical to the scalar level (%s)\n",
-                        quant_type_name(type), n_tok, kernels_get()->name);
-            fail();
+        /* the canonical order: bit-identical to the scalar level, the last
+         * n_tok % 4 tokens in the single-token order */
+        for (int tok = 0; tok < n_tok; tok++) {
+            const float *want = (tok >= n_tok - n_tok % 4 ? ycan : ycan_b) + (size_t)tok * rows;
+            if (memcmp(y1 + (size_t)tok * rows, want, sizeof(float) * (size_t)rows) != 0) {
+                print_error("%s n_tok %d token %d: not bit-identical to the scalar level (%s)\n",
+                            quant_type_name(type), n_tok, tok, kernels_get()->name);
+                fail();
+            }
         }
         /* bit-identical across thread counts */
         assert_memory_equal(y1, y2, sizeof(float) * (size_t)rows * n_tok);
     }
-    /* a token alone gives the same row as inside the batch of max_tok */
+    /* a token alone, in the order it has in the batch of max_tok, gives the
+     * same row as inside the batch (y1 holds the last n_tok = max_tok) */
     for (int tok = 0; tok < max_tok; tok += 5) {
-        assert_int_equal(matmul(p2, &W, x + (size_t)tok * cols, 1, single, scratch), 0);
+        const int is_single = tok >= max_tok - max_tok % 4;
+        assert_int_equal(matmul_ex(p2, &W, x + (size_t)tok * cols, 1, single, scratch, is_single), 0);
         assert_memory_equal(single, y1 + (size_t)tok * rows, sizeof(float) * (size_t)rows);
     }
-    free(w); free(x); free(yref); free(tol); free(ycan); free(y1); free(y2); free(single);
+    free(w); free(x); free(yref); free(tol); free(ycan); free(ycan_b); free(y1); free(y2);
+    free(single);
     nj_free_aligned(scratch);
 }
 
@@ -157,7 +180,7 @@ static int teardown(void **state) {
 
 static void test_all_types_small(void **state) {
     (void)state;
-    const int64_t rows_list[] = {1, 7, 33};
+    const int64_t rows_list[] = {1, 7, 16, 33};
     for (size_t ti = 0; ti < NJ_ARRAY_LEN(all_types); ti++) {
         const int type = all_types[ti];
         const nj_type_traits *t = quant_traits_ref(type);
@@ -179,6 +202,75 @@ static void test_larger(void **state) {
     for (size_t i = 0; i < NJ_ARRAY_LEN(types); i++) {
         rng_seed(1000 + i);
         run_case_list(pool1, pool2, types[i], 301, 2048, toks, (int)NJ_ARRAY_LEN(toks));
+    }
+    /* a row count llama.cpp repacks Q4_K at: its two repacked orders */
+    rng_seed(999);
+    run_case_list(pool1, pool2, NJ_Q4_K, 304, 2048, toks, (int)NJ_ARRAY_LEN(toks));
+}
+
+/* matmul_ex: the last n_single tokens take the single-token order, the
+ * others the batched one, for every split, on small and packed batches;
+ * e.g. matmul of 5 tokens = 4 batched-order dots + 1 single-order one
+ * (scalar level).  For a type or row count llama.cpp does not repack
+ * (Q6_K; Q4_K with 37 rows) n_single changes nothing. */
+static void test_single_split(void **state) {
+    (void)state;
+    const int64_t cols = 512;
+    const int toks[] = {1, 2, 3, 4, 5, 9, 21, 40};
+    const int max_tok = 40;
+    const struct { int type; int64_t rows; } cases[] = {{NJ_Q4_K, 40}, {NJ_Q4_K, 37}, {NJ_Q6_K, 40}};
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(cases); ti++) {
+        const int type = cases[ti].type;
+        const int64_t rows = cases[ti].rows;
+        rng_seed(77 + ti);
+        size_t rb;
+        void *w = make_weights(type, rows, cols, &rb);
+        nj_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
+        float *x = malloc(sizeof(float) * (size_t)cols * max_tok);
+        for (int64_t i = 0; i < cols * max_tok; i++) x[i] = rng_sym();
+        /* scalar-level references in both orders */
+        const nj_type_traits *tt = quant_traits_ref(type);
+        const size_t xrow = quant_row_size(tt->vec_dot_type, cols);
+        uint8_t *xq = malloc(xrow);
+        float *ys = malloc(sizeof(float) * rows * max_tok), *yb = malloc(sizeof(float) * rows * max_tok);
+        for (int t = 0; t < max_tok; t++) {
+            kernels_traits(tt->vec_dot_type)->from_float(x + (size_t)t * cols, xq, cols);
+            for (int64_t r = 0; r < rows; r++) {
+                const uint8_t *wr = (const uint8_t *)w + (size_t)r * rb;
+                ref_dot(type, rows, 1)((int)cols, &ys[t * rows + r], wr, xq);
+                ref_dot(type, rows, 0)((int)cols, &yb[t * rows + r], wr, xq);
+            }
+        }
+        /* repacked Q4_K: the two orders must differ somewhere, or this tests nothing */
+        if (type == NJ_Q4_K && rows % KERN_REPACK_ROWS == 0)
+            assert_true(memcmp(ys, yb, sizeof(float) * rows * max_tok) != 0);
+        else
+            assert_memory_equal(ys, yb, sizeof(float) * rows * max_tok);
+        void *scratch = nj_malloc_aligned(matmul_scratch_size(type, cols, max_tok));
+        float *y = malloc(sizeof(float) * rows * max_tok);
+        for (size_t k = 0; k < NJ_ARRAY_LEN(toks); k++) {
+            const int n_tok = toks[k];
+            for (int ns = 0; ns <= n_tok; ns++) {
+                if (n_tok > 9 && ns > 4 && ns != n_tok - 16 && ns != n_tok) continue;
+                assert_int_equal(matmul_ex(pool2, &W, x, n_tok, y, scratch, ns), 0);
+                for (int t = 0; t < n_tok; t++) {
+                    const float *want = (t >= n_tok - ns ? ys : yb) + (size_t)t * rows;
+                    if (memcmp(y + (size_t)t * rows, want, sizeof(float) * rows) != 0) {
+                        print_error("%s n_tok %d n_single %d: token %d not in its order (%s)\n",
+                                    quant_type_name(type), n_tok, ns, t, kernels_get()->name);
+                        fail();
+                    }
+                }
+            }
+        }
+        /* matmul() is one micro-batch: 5 tokens = 4 batched + 1 single */
+        assert_int_equal(matmul(pool1, &W, x, 5, y, scratch), 0);
+        assert_memory_equal(y, yb, sizeof(float) * rows * 4);
+        assert_memory_equal(y + 4 * rows, ys + 4 * rows, sizeof(float) * rows);
+        assert_int_equal(matmul_ex(pool1, &W, x, 5, y, scratch, -1), -EINVAL);
+        assert_int_equal(matmul_ex(pool1, &W, x, 5, y, scratch, 6), -EINVAL);
+        nj_free_aligned(scratch);
+        free(w); free(x); free(xq); free(ys); free(yb); free(y);
     }
 }
 
@@ -272,6 +364,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_types_small),
         cmocka_unit_test(test_larger),
+        cmocka_unit_test(test_single_split),
         cmocka_unit_test(test_no_pool_and_errors),
         cmocka_unit_test(test_row_stride),
         cmocka_unit_test(test_other_levels),

@@ -22,8 +22,8 @@
  * Kernel mode: single-thread throughput of each kernel level's code on
  * cache-resident data (64 rows x 4096, timed in thread CPU time, best of
  * 20, so other processes on the machine disturb it little): vec_dot
- * (GEMV), the small-batch tile (16 tokens) and the packed GEMM (32
- * tokens), in GMAC/s (multiply-adds per second).  -T none skips the
+ * (GEMV; the plain order), the small-batch tile (16 tokens; Q4_K's
+ * repacked batched-order one) and the packed GEMM (32 tokens), in GMAC/s (multiply-adds per second).  -T none skips the
  * matmul tables (memory bandwidth only).
  *
  *   kbench -s TYPE,ROWS,COLS,NTOK [-r reps]
@@ -236,8 +236,10 @@ static int kernel_mode(const int *types, int n_types) {
                 k->traits[vdt].from_float(x + (size_t)t * n, xq + (size_t)t * xs, n);
             double tv, tg = 0, tp = 0;
             TIME_BEST(tv, 4, for (int r = 0; r < nr; r++) k->vec_dot[type](n, &y[r], w + (size_t)r * ws, xq));
-            if (k->gemm[type])
-                TIME_BEST(tg, 2, k->gemm[type](n, w, ws, nr, xq, xs, 16, y, nr));
+            /* the tile prefill uses: for repacked types, the batched order's */
+            nj_gemm_fn tile = k->vec_dot_rb[type] ? k->gemm_rb[type] : k->gemm[type];
+            if (tile)
+                TIME_BEST(tg, 2, tile(n, w, ws, nr, xq, xs, 16, y, nr));
             if (k->gemm16[type] && packed) {
                 k->pack16[vdt](n, xq, xs, 16, packed);
                 k->pack16[vdt](n, xq + 16 * xs, xs, 16, packed + gs);

@@ -6,9 +6,11 @@
  * rows.  The weight block is loaded and unpacked once and multiplied with
  * each token's activations; each token has its own accumulators and
  * follows the canonical float order of scalar.c (exact int32 block sums
- * reduced to one integer per block, then the fixed fma chains), so results
- * equal the scalar level's bit for bit whatever nt is (vec_dot is the
- * nt = 1 case).  The weight stream is prefetched 1.5 KB ahead so decode
+ * reduced to one integer per block -- per 32-bit lane for the 8-lane
+ * K-quants, per 64-element pair for Q4_K's batched order -- then the fixed
+ * fma chains), so results equal the scalar level's bit for bit whatever
+ * nt is (vec_dot is the nt = 1 case).  Q4_K has two more tiles for its
+ * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h).  The weight stream is prefetched 1.5 KB ahead so decode
  * (a GEMV from DRAM) overlaps memory and compute.
  *
  * Integer core.  Weights are made non-negative bytes (nibbles, 5/6-bit
@@ -65,13 +67,130 @@ KINLINE int k4_mins_dot(const int16_t *bsums, __m128i mins16) {
 }
 
 /* ---- Q4_K x Q8_K ------------------------------------------------------- */
+/* Repacked layout (kernels.h): two chains A (scales) and B (mins),
+ * y = A - B.  Single-token order (BATCHED = 0): one fma per chain and
+ * super-block on the super-block's integer sums.  Batched order: one fma
+ * per 64-element pair, so
+ * the four pair sums I_p are kept apart (a hadd tree per super-block) and
+ * the chains of the nt tokens run in the lanes of one xmm (4x4 transposes
+ * turn per-token pair vectors into per-pair token vectors). */
+KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                         float *restrict y, size_t ldy, const int nt, const int BATCHED) {
+    const block_q4_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float A[NT_MAX], B[NT_MAX];
+    __m128 Av = _mm_setzero_ps(), Bv = _mm_setzero_ps();
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); A[t] = B[t] = 0.0f; }
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i], (int)sizeof w[i]);
+        __m256i scales;
+        __m128i mins16;
+        k4_scales(w[i].scales, &scales, &mins16);
+        __m256i sumi[NT_MAX], part[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) sumi[t] = part[t] = _mm256_setzero_si256();
+        UNROLL
+        for (int j = 0; j < QK_K / 64; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(bits, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i sl = lane16(scales, 2 * j), sh = lane16(scales, 2 * j + 1);
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q8 = x[t][i].qs + 64 * j;
+                const __m256i pl = _mm256_madd_epi16(sl,
+                    _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)));
+                const __m256i ph = _mm256_madd_epi16(sh,
+                    _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+                const __m256i pj = _mm256_add_epi32(pl, ph);
+                if (!BATCHED) {
+                    sumi[t] = _mm256_add_epi32(sumi[t], pj);
+                } else if (j & 1) {
+                    /* pairs (j-1, j) -> 4 partial sums each, per 128-bit half */
+                    const __m256i h = _mm256_hadd_epi32(part[t], pj);
+                    sumi[t] = j == 1 ? h : _mm256_hadd_epi32(sumi[t], h);
+                } else {
+                    part[t] = pj;
+                }
+            }
+        }
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        if (!BATCHED) {
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const float yd = x[t][i].d;
+                const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
+                A[t] = fmaf((float)S, dw * yd, A[t]);
+                B[t] = fmaf((float)M, mw * yd, B[t]);
+            }
+        } else {
+            /* If[t] = (I_0..I_3) of token t, Nf[t] = (N_0..N_3) */
+            __m128 If[4], Nf[4];
+            float dx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            UNROLL
+            for (int t = 0; t < 4; t++) {
+                if (t < nt) {
+                    const __m128i I = _mm_add_epi32(_mm256_castsi256_si128(sumi[t]),
+                                                    _mm256_extracti128_si256(sumi[t], 1));
+                    const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
+                    const __m128i b8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs),
+                                                      _mm256_extracti128_si256(bs, 1));
+                    If[t] = _mm_cvtepi32_ps(I);
+                    Nf[t] = _mm_cvtepi32_ps(_mm_madd_epi16(mins16, b8));
+                    dx[t] = x[t][i].d;
+                } else {
+                    If[t] = Nf[t] = _mm_setzero_ps();
+                }
+            }
+            _MM_TRANSPOSE4_PS(If[0], If[1], If[2], If[3]);
+            _MM_TRANSPOSE4_PS(Nf[0], Nf[1], Nf[2], Nf[3]);
+            const __m128 dxv = _mm_loadu_ps(dx);
+            const __m128 D = _mm_mul_ps(_mm_set1_ps(dw), dxv), Dm = _mm_mul_ps(_mm_set1_ps(mw), dxv);
+            UNROLL
+            for (int p = 0; p < 4; p++) {
+                Av = _mm_fmadd_ps(If[p], D, Av);
+                Bv = _mm_fmadd_ps(Nf[p], Dm, Bv);
+            }
+        }
+    }
+    if (!BATCHED) {
+        UNROLL
+        for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = A[t] - B[t];
+    } else {
+        float r[4];
+        _mm_storeu_ps(r, _mm_sub_ps(Av, Bv));
+        UNROLL
+        for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = r[t];
+    }
+}
+KINLINE void tile_q4_K_rs(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q4_K_r(n, w, x, xs, y, ldy, nt, 0);
+}
+KINLINE void tile_q4_K_rb(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q4_K_r(n, w, x, xs, y, ldy, nt, 1);
+}
+DEFINE_KERNELS(q4_K_rs, tile_q4_K_rs)
+DEFINE_KERNELS(q4_K_rb, tile_q4_K_rb)
+
+/* Plain layout: the scales' lanes in eight float chains (as Q5_K), the
+ * mins' four pair sums in the four lanes of an xmm chain. */
 KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q4_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    __m256 acc[NT_MAX];
+    __m128 am[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) {
+        x[t] = XROW(block_q8_K, vx, xs, t);
+        acc[t] = _mm256_setzero_ps();
+        am[t] = _mm_setzero_ps();
+    }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -102,13 +221,18 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
         UNROLL
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
-            const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
-            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
+            const __m128i b8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            am[t] = _mm_fmadd_ps(_mm_set1_ps(-yd * mw), _mm_cvtepi32_ps(_mm_madd_epi16(mins16, b8)), am[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) {
+        __m128 m = _mm_add_ps(am[t], _mm_movehl_ps(am[t], am[t]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[(size_t)t * ldy] = hsum8(acc[t]) + _mm_cvtss_f32(m);
+    }
 }
 DEFINE_KERNELS(q4_K, tile_q4_K)
 
@@ -123,9 +247,14 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q5_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    __m256 acc[NT_MAX];
+    float sm[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) {
+        x[t] = XROW(block_q8_K, vx, xs, t);
+        acc[t] = _mm256_setzero_ps();
+        sm[t] = 0.0f;
+    }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -158,13 +287,13 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
         UNROLL
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
-            const int S = hsum_i32_8(sumi[t]), M = k4_mins_dot(x[t][i].bsums, mins16);
-            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
+            const int M = k4_mins_dot(x[t][i].bsums, mins16);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            sm[t] = fmaf(-yd * mw, (float)M, sm[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]) + sm[t];
 }
 DEFINE_KERNELS(q5_K, tile_q5_K)
 
@@ -173,9 +302,9 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q6_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    __m256 acc[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -212,15 +341,15 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
         const float dw = h2f(w[i].d);
         UNROLL
         for (int t = 0; t < nt; t++) {
-            /* the -32 offset: 32 * sum_g sc[g] * bsums[g] */
+            /* the -32 offset, lane m: 32 * (sc[2m] bsums[2m] + sc[2m+1] bsums[2m+1]) */
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
             const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
-            const int S = hsum_i32_8(_mm256_sub_epi32(sumi[t], corr));
-            acc[t] = fmaf(dw * x[t][i].d, (float)S, acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x[t][i].d * dw),
+                                     _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], corr)), acc[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
 }
 DEFINE_KERNELS(q6_K, tile_q6_K)
 
@@ -293,9 +422,9 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q3_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    __m256 acc[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
     const __m256i m2 = _mm256_set1_epi8(0x03), four = _mm256_set1_epi8(4);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -328,10 +457,10 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
         const float dw = h2f(w[i].d);
         UNROLL
         for (int t = 0; t < nt; t++)
-            acc[t] = fmaf(dw * x[t][i].d, (float)hsum_i32_8(sumi[t]), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x[t][i].d * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
 }
 DEFINE_KERNELS(q3_K, tile_q3_K)
 
@@ -509,6 +638,10 @@ void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q2_K, q2_K);
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
+    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
+    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
+    k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
+    k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
     SET(NJ_Q5_K, q5_K);
     SET(NJ_Q6_K, q6_K);
     SET(NJ_F32, f32);

@@ -16,14 +16,18 @@
  * multiply-adds for 16 tokens at once.  Weights are first unpacked to
  * unsigned bytes in element order (a 256-byte stack buffer per row, hot in
  * L1), which makes every format the same loop; signed or offset formats
- * are corrected through the activation sums (Q6_K's -32).  (The 32-element
- * formats run the loop the other way round, signed weights times biased
- * activations, and convert every vpdpbusd result: see their section.)
- * Per-sub-block scales multiply the
- * exact int32 partial sums (vpmulld), K-quant mins and the Q6_K offset go
+ * are corrected through the activation sums (Q6_K's -32, Q3_K's -4).  (The
+ * 32-element formats run the loop the other way round, signed weights times
+ * biased activations, and convert every vpdpbusd result: see their
+ * section.)  Per-sub-block scales multiply the exact int32 partial sums
+ * with vpdpwssd and a (scale, 0) pair (the partial sums fit int16),
+ * K-quant mins and the Q6_K offset go
  * through vpdpwssd on the packed 16-bit block sums.  The float part is the
- * canonical per-token chain (scalar.c), lane by lane, so results are
- * bit-identical to every other level.
+ * canonical per-token order (scalar.c), lane by lane, so results are
+ * bit-identical to every other level: for Q6_K/Q5_K/Q3_K that means eight
+ * integer lane sums per token (rows_l8), for Q4_K the batched order (one
+ * fma per 64-element pair, rows_q4_K; gemm16 only ever sees batched
+ * tokens).
  */
 #include "kernels/kernels.h"
 
@@ -38,6 +42,11 @@
 #ifndef K_R1
 #define K_R1 4
 #define K_R2 3
+#endif
+/* Q4_K keeps two float chains per row and group: 3 x 2 tiles spill */
+#ifndef Q4K_R1
+#define Q4K_R1 4
+#define Q4K_R2 2
 #endif
 
 KINLINE __m512i bcast32(const uint8_t *p) {
@@ -116,191 +125,97 @@ KINLINE int32_t pair16(int a, int b) {
     return (int32_t)(((uint32_t)(uint16_t)(int16_t)a) | ((uint32_t)(uint16_t)(int16_t)b << 16));
 }
 
-/* ---- Q4_K / Q5_K ------------------------------------------------------- */
-/* R weight rows x G packed groups (G * 16 tokens): each unpacked weight
- * and each broadcast is used for G groups, each activation load for R rows. */
-KINLINE void rows_k45(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
-                      const int G, float *y, size_t ldy, const int is_q5) {
-    __m512 acc[RMAX][GMAX];
+/* ---- Q4_K: two chains, one fma each per 64-element pair -------------------
+ * R weight rows x G packed groups (G * 16 tokens): each unpacked weight
+ * and each broadcast is used for G groups, each activation load for R
+ * rows.  A 16-element partial sum fits int16 (|D| <= 16*15*127), so
+ * vpdpwssd with (scale, 0) pairs applies the scale and accumulates in one
+ * instruction; the pair's exact sum I_p then feeds chain A and its mins
+ * term N_p (vpdpwssd on the packed 32-element block sums) chain B. */
+KINLINE void rows_q4_K(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                       const int G, float *y, size_t ldy) {
+    __m512 A[RMAX][GMAX], B[RMAX][GMAX];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+        for (int g = 0; g < G; g++) A[r][g] = B[r][g] = _mm512_setzero_ps();
     for (int i = 0; i < nb; i++) {
         uint8_t wb[RMAX][256] __attribute__((aligned(64)));
         uint8_t sc[RMAX][8], mn[RMAX][8];
         float dw[RMAX], dm[RMAX];
         UNROLL
         for (int r = 0; r < R; r++) {
-            if (is_q5) {
-                const block_q5_K *b = (const block_q5_K *)(w + (size_t)r * ws) + i;
-                unpack_q5_K(b, wb[r]);
-                k4_scales(b->scales, sc[r], mn[r]);
-                dw[r] = h2f(b->d);
-                dm[r] = h2f(b->dmin);
-            } else {
-                const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
-                unpack_nibbles_256(b->qs, wb[r]);
-                k4_scales(b->scales, sc[r], mn[r]);
-                dw[r] = h2f(b->d);
-                dm[r] = h2f(b->dmin);
-            }
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
+            unpack_nibbles_256(b->qs, wb[r]);
+            k4_scales(b->scales, sc[r], mn[r]);
+            dw[r] = h2f(b->d);
+            dm[r] = h2f(b->dmin);
         }
         const kern_pk_q8_K *p[GMAX];
         UNROLL
         for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
-        __m512i S[RMAX][GMAX];
         UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int g = 0; g < G; g++) S[r][g] = _mm512_setzero_si512();
-        /* Q4_K: a 16-element partial sum fits int16 (|D| <= 16*15*127), so
-         * vpdpwssd with (scale, 0) pairs applies the scale and accumulates
-         * in one instruction; Q5_K's 5-bit values need vpmulld on 32-element
-         * sums. */
-        const int half = is_q5 ? 8 : 4;
-        UNROLL
-        for (int sub = 0; sub < 16; sub++) {
-            if (is_q5 && (sub & 1)) continue;
-            const int e0 = is_q5 ? 32 * (sub / 2) : 16 * sub;   /* first element */
-            __m512i D[RMAX][GMAX];
+        for (int q = 0; q < 4; q++) {            /* pair q: elements 64q .. 64q+63 */
+            __m512i S[RMAX][GMAX];
             UNROLL
             for (int r = 0; r < R; r++)
                 UNROLL
-                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+                for (int g = 0; g < G; g++) S[r][g] = _mm512_setzero_si512();
             UNROLL
-            for (int k = 0; k < half; k++) {
-                __m512i a[GMAX];
-                UNROLL
-                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[e0 / 4 + k]);
-                UNROLL
-                for (int r = 0; r < R; r++) {
-                    const __m512i b = bcast32(wb[r] + e0 + 4 * k);
-                    UNROLL
-                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
-                }
-            }
-            UNROLL
-            for (int r = 0; r < R; r++) {
-                const int scv = sc[r][e0 / 32];
-                UNROLL
-                for (int g = 0; g < G; g++)
-                    S[r][g] = is_q5 ? _mm512_add_epi32(S[r][g], _mm512_mullo_epi32(D[r][g], _mm512_set1_epi32(scv)))
-                                    : _mm512_dpwssd_epi32(S[r][g], D[r][g], _mm512_set1_epi32(scv));
-            }
-        }
-        UNROLL
-        for (int g = 0; g < G; g++) {
-            __m512i M[RMAX];
-            UNROLL
-            for (int r = 0; r < R; r++) M[r] = _mm512_setzero_si512();
-            UNROLL
-            for (int m = 0; m < 4; m++) {
-                const __m512i B = _mm512_load_si512((const void *)p[g]->bs32[m]);
+            for (int sub = 4 * q; sub < 4 * q + 4; sub++) {
+                const int e0 = 16 * sub;         /* first element */
+                __m512i D[RMAX][GMAX];
                 UNROLL
                 for (int r = 0; r < R; r++)
-                    M[r] = _mm512_dpwssd_epi32(M[r], B, _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1])));
-            }
-            const __m512 dx = _mm512_load_ps(p[g]->d);
-            UNROLL
-            for (int r = 0; r < R; r++) {
-                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
-                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
-                acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
-                                             _mm512_cvtepi32_ps(M[r]), acc[r][g]);
-            }
-        }
-    }
-    UNROLL
-    for (int r = 0; r < R; r++)
-        UNROLL
-        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
-}
-
-/* ---- Q6_K: q in 0..63, x = d * sc * (q - 32), 16-element scale groups ---- */
-KINLINE void rows_q6_K(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
-                       const int G, float *y, size_t ldy) {
-    __m512 acc[RMAX][GMAX];
-    UNROLL
-    for (int r = 0; r < R; r++)
-        UNROLL
-        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
-        const int8_t *sc[RMAX];
-        float dw[RMAX];
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * ws) + i;
-            unpack_q6_K(b, wb[r]);
-            sc[r] = b->scales;
-            dw[r] = h2f(b->d);
-        }
-        const kern_pk_q8_K *p[GMAX];
-        UNROLL
-        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
-        __m512i S[RMAX][GMAX];
-        UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int g = 0; g < G; g++) S[r][g] = _mm512_setzero_si512();
-        /* the -32 offset: S -= 32 * sum_g sc[g] * bsums[g] */
-        UNROLL
-        for (int m = 0; m < 8; m++) {
-            UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m512i s = _mm512_set1_epi32(pair16(-32 * sc[r][2 * m], -32 * sc[r][2 * m + 1]));
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
                 UNROLL
-                for (int g = 0; g < G; g++)
-                    S[r][g] = _mm512_dpwssd_epi32(S[r][g], _mm512_load_si512((const void *)p[g]->bs16[m]), s);
-            }
-        }
-        UNROLL
-        for (int q = 0; q < 16; q++) {
-            __m512i D[RMAX][GMAX];
-            UNROLL
-            for (int r = 0; r < R; r++)
-                UNROLL
-                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
-            UNROLL
-            for (int k = 0; k < 4; k++) {
-                __m512i a[GMAX];
-                UNROLL
-                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+                for (int k = 0; k < 4; k++) {
+                    __m512i a[GMAX];
+                    UNROLL
+                    for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[e0 / 4 + k]);
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const __m512i b = bcast32(wb[r] + e0 + 4 * k);
+                        UNROLL
+                        for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    }
+                }
                 UNROLL
                 for (int r = 0; r < R; r++) {
-                    const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                    const __m512i scv = _mm512_set1_epi32(sc[r][e0 / 32]);
                     UNROLL
-                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], scv);
                 }
             }
             UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m512i s = _mm512_set1_epi32(sc[r][q]);
+            for (int g = 0; g < G; g++) {
+                const __m512i bs = _mm512_load_si512((const void *)p[g]->bs32[q]);
+                const __m512 dx = _mm512_load_ps(p[g]->d);
                 UNROLL
-                for (int g = 0; g < G; g++) S[r][g] = _mm512_add_epi32(S[r][g], _mm512_mullo_epi32(D[r][g], s));
+                for (int r = 0; r < R; r++) {
+                    const __m512i N = _mm512_dpwssd_epi32(_mm512_setzero_si512(), bs,
+                                                          _mm512_set1_epi32(pair16(mn[r][2 * q], mn[r][2 * q + 1])));
+                    A[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][g]),
+                                              _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx), A[r][g]);
+                    B[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(N),
+                                              _mm512_mul_ps(_mm512_set1_ps(dm[r]), dx), B[r][g]);
+                }
             }
-        }
-        UNROLL
-        for (int g = 0; g < G; g++) {
-            const __m512 dx = _mm512_load_ps(p[g]->d);
-            UNROLL
-            for (int r = 0; r < R; r++)
-                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
-                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
         }
     }
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+        for (int g = 0; g < G; g++)
+            store_lanes(_mm512_sub_ps(A[r][g], B[r][g]), y + (size_t)16 * g * ldy + r, ldy);
 }
 
-/* ---- Q2_K / Q3_K: 16-element groups, small quants ------------------------
- * Unpacked to unsigned bytes: Q2_K q in 0..3; Q3_K u = q + 4 in 0..7 (the
- * -4 is folded in through the block sums, like Q6_K's -32).  A group's
- * partial sum fits int16 (|D| <= 16 * 7 * 127), so vpdpwssd with
- * (scale, 0) pairs scales and accumulates in one instruction. */
+/* ---- Q2_K: 16-element groups, small quants --------------------------------
+ * Unpacked to unsigned bytes q in 0..3 (Q3_K: u = q + 4 in 0..7, used by
+ * rows_l8 below).  A group's partial sum fits int16 (|D| <= 16 * 3 * 127),
+ * so vpdpwssd with (scale, 0) pairs scales and accumulates in one
+ * instruction. */
 KINLINE void unpack_q2_K(const block_q2_K *b, uint8_t out[256]) {
     const __m256i m2 = _mm256_set1_epi8(0x03);
     UNROLL
@@ -343,8 +258,8 @@ KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
     for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
 }
 
-KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
-                      const int G, float *y, size_t ldy, const int is_q3) {
+KINLINE void rows_q2_K(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                       const int G, float *y, size_t ldy) {
     __m512 acc[RMAX][GMAX];
     UNROLL
     for (int r = 0; r < R; r++)
@@ -356,27 +271,16 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
         float dw[RMAX], dm[RMAX];
         UNROLL
         for (int r = 0; r < R; r++) {
-            if (is_q3) {
-                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
-                int8_t s8[16];
-                unpack_q3_K(b, wb[r]);
-                k3_scales(b->scales, s8);
-                for (int k = 0; k < 16; k++) { sc[r][k] = s8[k]; mn[r][k] = -4 * s8[k]; }
-                dw[r] = h2f(b->d);
-                dm[r] = 0.0f;
-            } else {
-                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
-                unpack_q2_K(b, wb[r]);
-                for (int k = 0; k < 16; k++) { sc[r][k] = b->scales[k] & 15; mn[r][k] = b->scales[k] >> 4; }
-                dw[r] = h2f(b->d);
-                dm[r] = h2f(b->dmin);
-            }
+            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+            unpack_q2_K(b, wb[r]);
+            for (int k = 0; k < 16; k++) { sc[r][k] = b->scales[k] & 15; mn[r][k] = b->scales[k] >> 4; }
+            dw[r] = h2f(b->d);
+            dm[r] = h2f(b->dmin);
         }
         const kern_pk_q8_K *p[GMAX];
         UNROLL
         for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
-        /* S: the scaled group sums (Q3_K: plus -4 * sc . bsums);
-         * M: Q2_K's mins term sum_g m_g * bsums_g */
+        /* S: the scaled group sums; M: the mins term sum_g m_g * bsums_g */
         __m512i S[RMAX][GMAX], M[RMAX][GMAX];
         UNROLL
         for (int r = 0; r < R; r++)
@@ -390,8 +294,7 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
                 UNROLL
                 for (int g = 0; g < G; g++) {
                     const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
-                    if (is_q3) S[r][g] = _mm512_dpwssd_epi32(S[r][g], B, mp);
-                    else M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
+                    M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
                 }
             }
         }
@@ -428,9 +331,8 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
             for (int r = 0; r < R; r++) {
                 acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
                                             _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
-                if (!is_q3)
-                    acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
-                                                 _mm512_cvtepi32_ps(M[r][g]), acc[r][g]);
+                acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
+                                             _mm512_cvtepi32_ps(M[r][g]), acc[r][g]);
             }
         }
     }
@@ -438,6 +340,144 @@ KINLINE void rows_q23(int nb, const char *w, size_t ws, const int R, const char 
     for (int r = 0; r < R; r++)
         UNROLL
         for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
+/* ---- the 8-lane K-quants: Q3_K, Q5_K, Q6_K ---------------------------------
+ * Canonical order: per super-block and lane m (elements 4m..4m+3 of each
+ * 32-element chunk) an exact L_m, then acc_m = fma(D, L_m, acc_m); the
+ * eight chains are reduced at the end (scalar.c).  So the loop runs over
+ * lanes m outside and chunks c inside: dword (c, m) is one vpdpbusd (at
+ * most 4*63*128 in magnitude, so it fits int16) scaled and accumulated by
+ * one vpdpwssd with its 16-element group's (scale, 0); after the eight
+ * chunks S is L_m for 16 tokens.  Q6_K's q is 0..63 with llama.cpp's
+ * lane-wise -32 correction (-32 * (sc[2m] bsums[2m] + sc[2m+1] bsums[2m+1]))
+ * as S's start value; Q3_K's q = u - 4 with u = q + 4 unpacked unsigned:
+ * the dword starts from -4 * (its four activations) (one vpdpbusd per
+ * group, shared by the R rows); Q5_K's q is unsigned, its mins go into a
+ * separate chain per super-block.  The acc_m live in memory (8 per row and
+ * group do not fit the registers); they are touched once per lane and
+ * super-block. */
+enum { L8_Q3_K, L8_Q5_K, L8_Q6_K };
+
+KINLINE void rows_l8(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                     const int G, float *y, size_t ldy, const int kind) {
+    __m512 acc[RMAX][GMAX][8], sm[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            sm[r][g] = _mm512_setzero_ps();
+            for (int m = 0; m < 8; m++) acc[r][g][m] = _mm512_setzero_ps();
+        }
+    for (int i = 0; i < nb; i++) {
+        uint8_t wb[RMAX][256] __attribute__((aligned(64)));
+        int32_t scv[RMAX][16];        /* 16-element group's scale as an int16 (sc, 0) pair */
+        int32_t pairs[RMAX][8];       /* Q6_K: -32 * scale pairs; Q5_K: mins pairs */
+        float dw[RMAX], dm[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *row = w + (size_t)r * ws;
+            if (kind == L8_Q6_K) {
+                const block_q6_K *b = (const block_q6_K *)row + i;
+                unpack_q6_K(b, wb[r]);
+                for (int k = 0; k < 16; k++) scv[r][k] = pair16(b->scales[k], 0);
+                for (int m = 0; m < 8; m++)
+                    pairs[r][m] = pair16(-32 * b->scales[2 * m], -32 * b->scales[2 * m + 1]);
+                dw[r] = h2f(b->d);
+                dm[r] = 0.0f;
+            } else if (kind == L8_Q5_K) {
+                const block_q5_K *b = (const block_q5_K *)row + i;
+                uint8_t sc[8], mn[8];
+                unpack_q5_K(b, wb[r]);
+                k4_scales(b->scales, sc, mn);
+                for (int k = 0; k < 16; k++) scv[r][k] = sc[k / 2];
+                for (int m = 0; m < 4; m++) pairs[r][m] = pair16(mn[2 * m], mn[2 * m + 1]);
+                dw[r] = h2f(b->d);
+                dm[r] = h2f(b->dmin);
+            } else {
+                const block_q3_K *b = (const block_q3_K *)row + i;
+                int8_t s8[16];
+                unpack_q3_K(b, wb[r]);
+                k3_scales(b->scales, s8);
+                for (int k = 0; k < 16; k++) scv[r][k] = pair16(s8[k], 0);
+                dw[r] = h2f(b->d);
+                dm[r] = 0.0f;
+            }
+        }
+        const kern_pk_q8_K *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
+        for (int m = 0; m < 8; m++) {
+            const int h = m >= 4;               /* lane m's 16-element half */
+            __m512i S[RMAX][GMAX];
+            UNROLL
+            for (int g = 0; g < G; g++) {
+                const __m512i bs = kind == L8_Q6_K ? _mm512_load_si512((const void *)p[g]->bs16[m])
+                                                   : _mm512_setzero_si512();
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    S[r][g] = kind == L8_Q6_K
+                                  ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), bs, _mm512_set1_epi32(pairs[r][m]))
+                                  : _mm512_setzero_si512();
+            }
+            UNROLL
+            for (int c = 0; c < 8; c++) {
+                __m512i a[GMAX], d0[GMAX];
+                UNROLL
+                for (int g = 0; g < G; g++) {
+                    a[g] = _mm512_load_si512((const void *)p[g]->qs[8 * c + m]);
+                    d0[g] = kind == L8_Q3_K
+                                ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                                       _mm512_set1_epi8(4), a[g]))
+                                : _mm512_setzero_si512();
+                }
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i b = bcast32(wb[r] + 32 * c + 4 * m);
+                    const __m512i sv = _mm512_set1_epi32(scv[r][2 * c + h]);
+                    UNROLL
+                    for (int g = 0; g < G; g++)
+                        S[r][g] = _mm512_dpwssd_epi32(S[r][g], _mm512_dpbusd_epi32(d0[g], b, a[g]), sv);
+                }
+            }
+            UNROLL
+            for (int g = 0; g < G; g++) {
+                const __m512 dx = _mm512_load_ps(p[g]->d);
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    acc[r][g][m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
+                                                   _mm512_cvtepi32_ps(S[r][g]), acc[r][g][m]);
+            }
+        }
+        if (kind == L8_Q5_K) {
+            UNROLL
+            for (int g = 0; g < G; g++) {
+                const __m512 dx = _mm512_load_ps(p[g]->d);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    __m512i M = _mm512_setzero_si512();
+                    UNROLL
+                    for (int q = 0; q < 4; q++)
+                        M = _mm512_dpwssd_epi32(M, _mm512_load_si512((const void *)p[g]->bs32[q]),
+                                                _mm512_set1_epi32(pairs[r][q]));
+                    sm[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
+                                                _mm512_cvtepi32_ps(M), sm[r][g]);
+                }
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            const __m512 *a = acc[r][g];
+            const __m512 t0 = _mm512_add_ps(a[0], a[4]), t1 = _mm512_add_ps(a[1], a[5]);
+            const __m512 t2 = _mm512_add_ps(a[2], a[6]), t3 = _mm512_add_ps(a[3], a[7]);
+            __m512 v = _mm512_add_ps(_mm512_add_ps(t0, t2), _mm512_add_ps(t1, t3));
+            if (kind == L8_Q5_K) v = _mm512_add_ps(v, sm[r][g]);
+            store_lanes(v, y + (size_t)16 * g * ldy + r, ldy);
+        }
 }
 
 /* ---- 32-element formats ---------------------------------------------------
@@ -666,14 +706,14 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
         }                                                                               \
     }
 
-#define CALL_Q4K(R_, G_) rows_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 0)
-#define CALL_Q5K(R_, G_) rows_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 1)
-#define CALL_Q6K(R_, G_) rows_q6_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
-DEFINE_GEMM16(q4_K, CALL_Q4K, K_R1, K_R2)
+#define CALL_Q4K(R_, G_) rows_q4_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
+#define CALL_Q5K(R_, G_) rows_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, L8_Q5_K)
+#define CALL_Q6K(R_, G_) rows_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, L8_Q6_K)
+DEFINE_GEMM16(q4_K, CALL_Q4K, Q4K_R1, Q4K_R2)
 DEFINE_GEMM16(q5_K, CALL_Q5K, K_R1, K_R2)
 DEFINE_GEMM16(q6_K, CALL_Q6K, K_R1, K_R2)
-#define CALL_Q2K(R_, G_) rows_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 0)
-#define CALL_Q3K(R_, G_) rows_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, 1)
+#define CALL_Q2K(R_, G_) rows_q2_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
+#define CALL_Q3K(R_, G_) rows_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy, L8_Q3_K)
 DEFINE_GEMM16(q2_K, CALL_Q2K, K_R1, K_R2)
 DEFINE_GEMM16(q3_K, CALL_Q3K, K_R1, K_R2)
 

@@ -21,10 +21,12 @@
  * multiply-adds and a fixed reduction; for Q4_0..Q8_0 it is llama.cpp's
  * x86 order), so
  * all levels, tile widths, packed/unpacked paths, thread counts and batch
- * compositions give bit-identical results; they agree with quant.c's
- * reference (ggml's generic C order) up to float summation order, ~1e-6
- * relative.  Activation quantizers
- * (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
+ * compositions give bit-identical results (for Q4_K: given which of its
+ * three orders a product takes, see "Repacked orders"); they agree with
+ * quant.c's reference (ggml's generic C order) up to float summation
+ * order, ~1e-6 relative.  For the K-quants except Q2_K the canonical
+ * order is llama.cpp's x86 order, so those products match it bit for bit.
+ * Activation quantizers (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
  * architecture and reproduce what llama.cpp's CPU backend produces on that
  * architecture, because the quantized activations decide which tokens come
  * out:  on x86 Q8_0/Q8_1 use id = 127/amax and round-half-even (the
@@ -33,6 +35,26 @@
  * reference algorithm everywhere (first element of largest |x| sets the
  * sign, round-half-even).  See scalar.c for the portable versions every
  * SIMD quantizer is tested against.
+ *
+ * Repacked orders.  llama.cpp repacks some weight types at load time on
+ * x86 (Q4_K, into 8-row interleaved blocks: every matrix it multiplies
+ * whose row count is a multiple of KERN_REPACK_ROWS, a tied output matrix
+ * included, since it loads a separate copy of token_embd for that) and
+ * multiplies repacked tensors with other kernels, in other float orders,
+ * which also depend on the batch: within
+ * a micro-batch of u tokens the first u - u % 4 go four at a time through
+ * its GEMM ("batched order") and the last u % 4 one at a time through its
+ * GEMV ("single-token order"; all of them when u <= 3, so decoding is
+ * single-token order).  So a type it repacks has three orders here:
+ *   vec_dot, gemm          plain tensors (llama.cpp's vec_dot), any batch;
+ *   vec_dot_rs, gemm_rs    repacked tensors, single-token order;
+ *   vec_dot_rb, gemm_rb    repacked tensors, batched order;
+ * the _rs/_rb entries are NULL for types llama.cpp does not repack (their
+ * vec_dot order holds for every tensor and batch).  gemm16 computes the
+ * batched order: vec_dot_rb's where the type has one (so it serves only
+ * repacked tensors), else vec_dot's.  matmul decides which tensors count
+ * as repacked (by type and row count) and matmul_ex() which tokens take
+ * the single-token order.
  *
  * GEMM tiles.  gemm[type] computes a block of nr weight rows x nt
  * activation rows; SIMD levels load each weight block once per group of up
@@ -44,7 +66,8 @@
  * gemm16 multiplies weight rows against such a group with one token per
  * 32-bit lane (weights broadcast 4 bytes at a time, vpdpbusd).  The integer
  * block sums are the same exact integers and the float chain per token is
- * the canonical one, so gemm16 results are bit-identical to vec_dot too.
+ * the canonical one, so gemm16 results are bit-identical to vec_dot (or
+ * vec_dot_rb, above) too.
  *
  * Only files in src/kernels/ contain intrinsics; everything else calls
  * through these tables (or quant_traits(), which returns kernels_traits()).
@@ -91,12 +114,23 @@ typedef struct nj_kernels {
     nj_vec_dot_fn    vec_dot[NJ_TYPE_COUNT];
     nj_from_float_fn from_float[NJ_TYPE_COUNT];
     nj_to_float_fn   to_float[NJ_TYPE_COUNT];
-    nj_gemm_fn       gemm[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm[NJ_TYPE_COUNT];      /* NULL: loop over vec_dot */
+    /* Types llama.cpp repacks (see "Repacked orders"; NULL otherwise): its
+     * GEMV (single-token) and GEMM (batched) orders; gemm_rs/gemm_rb NULL:
+     * loop over the dot. */
+    nj_vec_dot_fn    vec_dot_rs[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm_rs[NJ_TYPE_COUNT];
+    nj_vec_dot_fn    vec_dot_rb[NJ_TYPE_COUNT];
+    nj_gemm_fn       gemm_rb[NJ_TYPE_COUNT];
     nj_pack16_fn     pack16[NJ_TYPE_COUNT];    /* by activation type */
-    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type */
+    nj_gemm16_fn     gemm16[NJ_TYPE_COUNT];    /* by weight type; vec_dot_rb's order if any */
     /* quant_traits_ref() entries with the pointers above substituted. */
     nj_type_traits   traits[NJ_TYPE_COUNT];
 } nj_kernels;
+
+/* llama.cpp repacks a tensor of a type with repacked orders only when its
+ * row count is a multiple of this (its 8-row interleaved blocks). */
+#define KERN_REPACK_ROWS 8
 
 /* The dispatched table (best supported level, NIGHTJAR_CPU applied). */
 const nj_kernels *kernels_get(void);

@@ -5,16 +5,18 @@
  * row against nt = 1..4 activation rows, weights unpacked once per block
  * and dotted with each token (vec_dot is nt = 1, gemm walks tokens in
  * groups of four).  sdot (vdotq_s32) multiplies signed bytes, so weights
- * are unpacked to their signed values (q - 8, q - 32, ...) and need no
+ * are unpacked to their signed values (q - 8, q - 16, ...) and need no
  * activation-sum corrections, except the K-quant mins, which the format
- * defines through the activation's bsums.
+ * defines through the activation's bsums, and Q6_K's -32 (below).
  *
  * Float order is the canonical one of scalar.c: exact int32 block sums,
- * then fused multiply-adds per token (32-element formats: eight lane
- * chains in two float32x4, one fma per 4-element lane sum; K-quants: one
- * scalar chain; float types:
- * sixteen lanes in four float32x4 accumulators with the fixed reduction),
- * so results are bit-identical to the scalar level.
+ * then fused multiply-adds per token (32-element formats, Q6_K/Q5_K/Q3_K
+ * and plain Q4_K: eight lane chains in two float32x4, one fma per 4-element
+ * lane sum; Q2_K and repacked Q4_K: scalar chains; float types: sixteen
+ * lanes in four float32x4 accumulators with the fixed reduction), so
+ * results are bit-identical to the scalar level.  Q6_K is summed with q in
+ * 0..63 and its -32 corrected per lane through the bsums, as llama.cpp's
+ * x86 code does (the lane split must match).
  *
  * Activation quantizers follow llama.cpp's ARM path (scalar.c's *_arm
  * variants): d = amax/127, q = round-half-even(x * (1/d)).
@@ -247,95 +249,214 @@ KINLINE int k4_mins(const uint8_t mn[8], const int16_t *bsums) {
     return vaddvq_s32(p);
 }
 
-/* Q4_K and Q5_K (is_q5: fifth bit from qh). */
-KINLINE void tile_k45(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                      float *restrict y, size_t ldy, const int nt, const int is_q5) {
+/* N_p = mn[2p] (bs[4p] + bs[4p+1]) + mn[2p+1] (bs[4p+2] + bs[4p+3]), p = 0..3 */
+KINLINE int32x4_t k4_pair_mins(const uint8_t mn[8], const int16_t *bsums) {
+    const int16x8_t pairs = vpaddq_s16(vld1q_s16(bsums), vld1q_s16(bsums + 8));
+    const int16x8_t m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn)));
+    return vpaddq_s32(vmull_s16(vget_low_s16(pairs), vget_low_s16(m)), vmull_high_s16(pairs, m));
+}
+
+/* ggml's hsum_float_8 over lanes lo = a0..a3, hi = a4..a7:
+ * ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
+KINLINE float hsum8_f32(float32x4_t lo, float32x4_t hi) {
+    const float32x4_t t = vaddq_f32(lo, hi);
+    const float32x2_t u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
+    return vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
+}
+
+/* Q4_K, repacked layout (kernels.h): chains A (scales) and B (mins),
+ * y = A - B; single-token order (batched = 0): one fma per chain and
+ * super-block, batched order: one per 64-element pair (scalar.c). */
+KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                           float *restrict y, size_t ldy, const int nt, const int batched) {
+    const block_q4_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    float A[NT_MAX], B[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), h16 = vdupq_n_u8(16);
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); A[t] = B[t] = 0.0f; }
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
-        const uint8_t *qs, *scales;
-        float dw, mw;
-        prefetch_w((const char *)vw + (size_t)i * (is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K)));
-        uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
-        if (is_q5) {
-            const block_q5_K *b = (const block_q5_K *)vw + i;
-            qs = b->qs; scales = b->scales; dw = h2f(b->d); mw = h2f(b->dmin);
-            qh0 = vld1q_u8(b->qh);
-            qh1 = vld1q_u8(b->qh + 16);
-        } else {
-            const block_q4_K *b = (const block_q4_K *)vw + i;
-            qs = b->qs; scales = b->scales; dw = h2f(b->d); mw = h2f(b->dmin);
-        }
+        prefetch_w(&w[i]);
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
-        k4_scales(scales, sc, mn);
+        k4_scales(w[i].scales, sc, mn);
         int32x4_t sum[NT_MAX];
+        int I[NT_MAX][4];
         UNROLL
         for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
         UNROLL
         for (int j = 0; j < 4; j++) {
-            const uint8x16_t b0 = vld1q_u8(qs + 32 * j), b1 = vld1q_u8(qs + 32 * j + 16);
-            uint8x16_t l0 = vandq_u8(b0, m4), l1 = vandq_u8(b1, m4);
-            uint8x16_t u0 = vshrq_n_u8(b0, 4), u1 = vshrq_n_u8(b1, 4);
-            if (is_q5) {
-                const uint8x16_t sl = vdupq_n_u8((uint8_t)(1 << (2 * j))), sh = vdupq_n_u8((uint8_t)(2 << (2 * j)));
-                l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(qh0, sl), h16));
-                l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(qh1, sl), h16));
-                u0 = vorrq_u8(u0, vandq_u8(vtstq_u8(qh0, sh), h16));
-                u1 = vorrq_u8(u1, vandq_u8(vtstq_u8(qh1, sh), h16));
-            }
+            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * j), b1 = vld1q_u8(w[i].qs + 32 * j + 16);
+            const int8x16_t l0 = vreinterpretq_s8_u8(vandq_u8(b0, m4)), l1 = vreinterpretq_s8_u8(vandq_u8(b1, m4));
+            const int8x16_t u0 = vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), u1 = vreinterpretq_s8_u8(vshrq_n_u8(b1, 4));
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
-                const int32x4_t pl = dot32(vreinterpretq_s8_u8(l0), vreinterpretq_s8_u8(l1), q8);
-                const int32x4_t ph = dot32(vreinterpretq_s8_u8(u0), vreinterpretq_s8_u8(u1), q8 + 32);
-                sum[t] = vmlaq_n_s32(sum[t], pl, sc[2 * j]);
-                sum[t] = vmlaq_n_s32(sum[t], ph, sc[2 * j + 1]);
+                int32x4_t pj = vmulq_n_s32(dot32(l0, l1, q8), sc[2 * j]);
+                pj = vmlaq_n_s32(pj, dot32(u0, u1, q8 + 32), sc[2 * j + 1]);
+                if (batched) I[t][j] = vaddvq_s32(pj);
+                else sum[t] = vaddq_s32(sum[t], pj);
             }
         }
         UNROLL
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
-            const int S = vaddvq_s32(sum[t]), M = k4_mins(mn, x[t][i].bsums);
-            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
+            if (!batched) {
+                A[t] = fmaf((float)vaddvq_s32(sum[t]), dw * yd, A[t]);
+                B[t] = fmaf((float)k4_mins(mn, x[t][i].bsums), mw * yd, B[t]);
+            } else {
+                int Nv[4];
+                vst1q_s32(Nv, k4_pair_mins(mn, x[t][i].bsums));
+                const float D = dw * yd, Dm = mw * yd;
+                UNROLL
+                for (int p = 0; p < 4; p++) {
+                    A[t] = fmaf((float)I[t][p], D, A[t]);
+                    B[t] = fmaf((float)Nv[p], Dm, B[t]);
+                }
+            }
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = A[t] - B[t];
 }
 
-KINLINE void tile_q4_K(int n, const void *restrict w, const void *restrict x, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    tile_k45(n, w, x, xs, y, ldy, nt, 0);
+KINLINE void tile_q4_K_rs(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q4_K_r(n, w, x, xs, y, ldy, nt, 0);
 }
-KINLINE void tile_q5_K(int n, const void *restrict w, const void *restrict x, size_t xs,
+KINLINE void tile_q4_K_rb(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q4_K_r(n, w, x, xs, y, ldy, nt, 1);
+}
+DEFINE_KERNELS(q4_K_rs, tile_q4_K_rs)
+DEFINE_KERNELS(q4_K_rb, tile_q4_K_rb)
+
+/* The 8-lane K-quants (Q5_K, Q6_K, Q3_K): lane m of a 32-element chunk is
+ * its elements 4m..4m+3, which are exactly lane m % 4 of the sdot of the
+ * chunk's first (m < 4) or second 16 bytes, so each token keeps two int32x4
+ * sums (lanes 0..3 and 4..7) and two float32x4 chains. */
+
+/* Q4_K, plain layout: eight lane chains as Q5_K, the mins in four chains
+ * (one per pair) reduced as (m0 + m2) + (m1 + m3). */
+KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
-    tile_k45(n, w, x, xs, y, ldy, nt, 1);
+    const block_q4_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float32x4_t alo[NT_MAX], ahi[NT_MAX], am[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        x[t] = XROW(block_q8_K, vx, xs, t);
+        alo[t] = ahi[t] = am[t] = vdupq_n_f32(0.0f);
+    }
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i]);
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        uint8_t sc[8], mn[8];
+        k4_scales(w[i].scales, sc, mn);
+        int32x4_t slo[NT_MAX], shi[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
+        UNROLL
+        for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
+            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * (c / 2)), b1 = vld1q_u8(w[i].qs + 32 * (c / 2) + 16);
+            const int8x16_t q0 = vreinterpretq_s8_u8(c & 1 ? vshrq_n_u8(b0, 4) : vandq_u8(b0, m4));
+            const int8x16_t q1 = vreinterpretq_s8_u8(c & 1 ? vshrq_n_u8(b1, 4) : vandq_u8(b1, m4));
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q8 = x[t][i].qs + 32 * c;
+                slo[t] = vmlaq_n_s32(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[c]);
+                shi[t] = vmlaq_n_s32(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)), sc[c]);
+            }
+        }
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const float yd = x[t][i].d;
+            alo[t] = vfmaq_n_f32(alo[t], vcvtq_f32_s32(slo[t]), yd * dw);
+            ahi[t] = vfmaq_n_f32(ahi[t], vcvtq_f32_s32(shi[t]), yd * dw);
+            am[t] = vfmaq_n_f32(am[t], vcvtq_f32_s32(k4_pair_mins(mn, x[t][i].bsums)), -yd * mw);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        const float32x2_t u = vadd_f32(vget_low_f32(am[t]), vget_high_f32(am[t]));
+        y[(size_t)t * ldy] = hsum8_f32(alo[t], ahi[t]) + (vget_lane_f32(u, 0) + vget_lane_f32(u, 1));
+    }
 }
 DEFINE_KERNELS(q4_K, tile_q4_K)
+
+/* Q5_K: unsigned 5-bit q, one scale per chunk, mins in their own chain. */
+KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                       float *restrict y, size_t ldy, const int nt) {
+    const block_q5_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float32x4_t alo[NT_MAX], ahi[NT_MAX];
+    float sm[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        x[t] = XROW(block_q8_K, vx, xs, t);
+        alo[t] = ahi[t] = vdupq_n_f32(0.0f);
+        sm[t] = 0.0f;
+    }
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), h16 = vdupq_n_u8(16);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i]);
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        const uint8x16_t qh0 = vld1q_u8(w[i].qh), qh1 = vld1q_u8(w[i].qh + 16);
+        uint8_t sc[8], mn[8];
+        k4_scales(w[i].scales, sc, mn);
+        int32x4_t slo[NT_MAX], shi[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
+        UNROLL
+        for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
+            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * (c / 2)), b1 = vld1q_u8(w[i].qs + 32 * (c / 2) + 16);
+            const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << c));
+            const uint8x16_t n0 = c & 1 ? vshrq_n_u8(b0, 4) : vandq_u8(b0, m4);
+            const uint8x16_t n1 = c & 1 ? vshrq_n_u8(b1, 4) : vandq_u8(b1, m4);
+            const int8x16_t q0 = vreinterpretq_s8_u8(vorrq_u8(n0, vandq_u8(vtstq_u8(qh0, sel), h16)));
+            const int8x16_t q1 = vreinterpretq_s8_u8(vorrq_u8(n1, vandq_u8(vtstq_u8(qh1, sel), h16)));
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q8 = x[t][i].qs + 32 * c;
+                slo[t] = vmlaq_n_s32(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[c]);
+                shi[t] = vmlaq_n_s32(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)), sc[c]);
+            }
+        }
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const float yd = x[t][i].d;
+            alo[t] = vfmaq_n_f32(alo[t], vcvtq_f32_s32(slo[t]), yd * dw);
+            ahi[t] = vfmaq_n_f32(ahi[t], vcvtq_f32_s32(shi[t]), yd * dw);
+            sm[t] = fmaf(-yd * mw, (float)k4_mins(mn, x[t][i].bsums), sm[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8_f32(alo[t], ahi[t]) + sm[t];
+}
 DEFINE_KERNELS(q5_K, tile_q5_K)
 
-/* Q6_K: q = (low nibble | 2 bits << 4) - 32, signed; 16-element scales. */
+/* Q6_K: q = low nibble | 2 bits << 4, in 0..63 (unsigned, as llama.cpp
+ * sums it); 16-element scales; lane m's -32 correction
+ * 32 * (sc[2m] bsums[2m] + sc[2m+1] bsums[2m+1]). */
 KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q6_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    float32x4_t alo[NT_MAX], ahi[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); alo[t] = ahi[t] = vdupq_n_f32(0.0f); }
     const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
-    const int8x16_t m32 = vdupq_n_s8(32);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
         prefetch_w(&w[i]);
         const int8_t *sc = w[i].scales;
-        int32x4_t sum[NT_MAX];
+        int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
-        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
         UNROLL
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
@@ -348,24 +469,33 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                 n1 = g < 2 ? vandq_u8(n1, m4) : vshrq_n_u8(n1, 4);
                 const uint8x16_t h0 = vandq_u8(vshlq_u8(qh0, vdupq_n_s8((int8_t)(-2 * g))), m2);
                 const uint8x16_t h1 = vandq_u8(vshlq_u8(qh1, vdupq_n_s8((int8_t)(-2 * g))), m2);
-                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(n0, vshlq_n_u8(h0, 4))), m32);
-                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(n1, vshlq_n_u8(h1, 4))), m32);
+                const int8x16_t q0 = vreinterpretq_s8_u8(vorrq_u8(n0, vshlq_n_u8(h0, 4)));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vorrq_u8(n1, vshlq_n_u8(h1, 4)));
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
-                    const int32x4_t d0 = vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8));
-                    const int32x4_t d1 = vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16));
-                    sum[t] = vmlaq_n_s32(sum[t], d0, sc[8 * h + 2 * g]);
-                    sum[t] = vmlaq_n_s32(sum[t], d1, sc[8 * h + 2 * g + 1]);
+                    slo[t] = vmlaq_n_s32(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[8 * h + 2 * g]);
+                    shi[t] = vmlaq_n_s32(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
+                                         sc[8 * h + 2 * g + 1]);
                 }
             }
         }
+        const int16x8_t sc0 = vmovl_s8(vld1_s8(sc)), sc1 = vmovl_s8(vld1_s8(sc + 8));
         const float dw = h2f(w[i].d);
         UNROLL
-        for (int t = 0; t < nt; t++) acc[t] = fmaf(dw * x[t][i].d, (float)vaddvq_s32(sum[t]), acc[t]);
+        for (int t = 0; t < nt; t++) {
+            const int16x8_t bs0 = vld1q_s16(x[t][i].bsums), bs1 = vld1q_s16(x[t][i].bsums + 8);
+            const int32x4_t c0 = vpaddq_s32(vmull_s16(vget_low_s16(bs0), vget_low_s16(sc0)),
+                                            vmull_high_s16(bs0, sc0));
+            const int32x4_t c1 = vpaddq_s32(vmull_s16(vget_low_s16(bs1), vget_low_s16(sc1)),
+                                            vmull_high_s16(bs1, sc1));
+            const float D = x[t][i].d * dw;
+            alo[t] = vfmaq_n_f32(alo[t], vcvtq_f32_s32(vsubq_s32(slo[t], vshlq_n_s32(c0, 5))), D);
+            ahi[t] = vfmaq_n_f32(ahi[t], vcvtq_f32_s32(vsubq_s32(shi[t], vshlq_n_s32(c1, 5))), D);
+        }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8_f32(alo[t], ahi[t]);
 }
 DEFINE_KERNELS(q6_K, tile_q6_K)
 
@@ -441,9 +571,9 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
                        float *restrict y, size_t ldy, const int nt) {
     const block_q3_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    float32x4_t alo[NT_MAX], ahi[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); alo[t] = ahi[t] = vdupq_n_f32(0.0f); }
     const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -451,9 +581,9 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
         int8_t sc[16];
         k3_scales(w[i].scales, sc);
         const uint8x16_t hm0 = vld1q_u8(w[i].hmask), hm1 = vld1q_u8(w[i].hmask + 16);
-        int32x4_t sum[NT_MAX];
+        int32x4_t slo[NT_MAX], shi[NT_MAX];   /* lanes 0..3 and 4..7 (see tile_q5_K) */
         UNROLL
-        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
         UNROLL
         for (int h = 0; h < 2; h++) {
             const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * h), b1 = vld1q_u8(w[i].qs + 32 * h + 16);
@@ -469,18 +599,22 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
-                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[8 * h + 2 * g]);
-                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
+                    slo[t] = vmlaq_n_s32(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[8 * h + 2 * g]);
+                    shi[t] = vmlaq_n_s32(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
                                          sc[8 * h + 2 * g + 1]);
                 }
             }
         }
         const float dw = h2f(w[i].d);
         UNROLL
-        for (int t = 0; t < nt; t++) acc[t] = fmaf(dw * x[t][i].d, (float)vaddvq_s32(sum[t]), acc[t]);
+        for (int t = 0; t < nt; t++) {
+            const float D = x[t][i].d * dw;
+            alo[t] = vfmaq_n_f32(alo[t], vcvtq_f32_s32(slo[t]), D);
+            ahi[t] = vfmaq_n_f32(ahi[t], vcvtq_f32_s32(shi[t]), D);
+        }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8_f32(alo[t], ahi[t]);
 }
 DEFINE_KERNELS(q3_K, tile_q3_K)
 
@@ -589,56 +723,43 @@ KINLINE void store16(const float32x4_t a[4], float *y, size_t ldy) {
     for (int t = 0; t < 16; t++) y[(size_t)t * ldy] = tmp[t];
 }
 
-/* Q4_K / Q5_K */
-KINLINE void rows16_k45(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
-                        float *y, size_t ldy, const int is_q5) {
-    float32x4_t acc[NR16][4];
+/* Q4_K: per 64-element pair j the exact sums S (scales) and N (mins)
+ * feed the chains A and B (batched order, scalar.c), y = A - B. */
+KINLINE void rows16_q4_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                         float *y, size_t ldy) {
+    float32x4_t A[NR16][4], B[NR16][4];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), h16 = vdupq_n_u8(16);
+        for (int v = 0; v < 4; v++) A[r][v] = B[r][v] = vdupq_n_f32(0.0f);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
     for (int i = 0; i < nb; i++) {
-        const uint8_t *qs[NR16], *qh[NR16];
+        const uint8_t *qs[NR16];
         uint8_t sc[NR16][8], mn[NR16][8];
         float dw[NR16], dm[NR16];
         UNROLL
         for (int r = 0; r < R; r++) {
-            if (is_q5) {
-                const block_q5_K *b = (const block_q5_K *)(w + (size_t)r * ws) + i;
-                qs[r] = b->qs; qh[r] = b->qh; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-                k4_scales(b->scales, sc[r], mn[r]);
-            } else {
-                const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
-                qs[r] = b->qs; qh[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-                k4_scales(b->scales, sc[r], mn[r]);
-            }
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
+            qs[r] = b->qs; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+            k4_scales(b->scales, sc[r], mn[r]);
         }
         const kern_pk_q8_K *p = &xp[i];
-        int32x4_t S[NR16][4];
-        UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
         UNROLL
         for (int j = 0; j < 4; j++) {
             int8x16_t lo[NR16][2], hi[NR16][2];
             UNROLL
-            for (int r = 0; r < R; r++) {
+            for (int r = 0; r < R; r++)
                 UNROLL
                 for (int q = 0; q < 2; q++) {
                     const uint8x16_t b = vld1q_u8(qs[r] + 32 * j + 16 * q);
-                    uint8x16_t l = vandq_u8(b, m4), u = vshrq_n_u8(b, 4);
-                    if (is_q5) {
-                        const uint8x16_t hb = vld1q_u8(qh[r] + 16 * q);
-                        l = vorrq_u8(l, vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(1 << (2 * j)))), h16));
-                        u = vorrq_u8(u, vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(2 << (2 * j)))), h16));
-                    }
-                    lo[r][q] = vreinterpretq_s8_u8(l);
-                    hi[r][q] = vreinterpretq_s8_u8(u);
+                    lo[r][q] = vreinterpretq_s8_u8(vandq_u8(b, m4));
+                    hi[r][q] = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
                 }
-            }
-            int32x4_t D[NR16][4];
+            int32x4_t S[NR16][4], D[NR16][4];
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
             UNROLL
             for (int half = 0; half < 2; half++) {
                 UNROLL
@@ -651,130 +772,218 @@ KINLINE void rows16_k45(int nb, const char *w, size_t ws, const int R, const ker
                     UNROLL
                     for (int v = 0; v < 4; v++) S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][2 * j + half]);
             }
-        }
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            int32x4_t Mlo[4], Mhi[4];
             UNROLL
-            for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
-            UNROLL
-            for (int m = 0; m < 4; m++) {
-                const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
-                                       mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
+            for (int r = 0; r < R; r++) {
+                const int16_t mp[8] = {mn[r][2 * j], mn[r][2 * j + 1], mn[r][2 * j], mn[r][2 * j + 1],
+                                       mn[r][2 * j], mn[r][2 * j + 1], mn[r][2 * j], mn[r][2 * j + 1]};
                 const int16x8_t mv = vld1q_s16(mp);
                 UNROLL
                 for (int v = 0; v < 4; v++) {
-                    const int16x8_t B = vld1q_s16(&p->bs32[m][4 * v][0]);
-                    Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
-                    Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                    const int16x8_t bs = vld1q_s16(&p->bs32[j][4 * v][0]);
+                    const int32x4_t N = vpaddq_s32(vmull_s16(vget_low_s16(bs), vget_low_s16(mv)),
+                                                   vmull_high_s16(bs, mv));
+                    const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                    A[r][v] = vfmaq_f32(A[r][v], vcvtq_f32_s32(S[r][v]), vmulq_n_f32(dx, dw[r]));
+                    B[r][v] = vfmaq_f32(B[r][v], vcvtq_f32_s32(N), vmulq_n_f32(dx, dm[r]));
                 }
-            }
-            UNROLL
-            for (int v = 0; v < 4; v++) {
-                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
-                const int32x4_t M = vpaddq_s32(Mlo[v], Mhi[v]);
-                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
-                acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M));
             }
         }
     }
     UNROLL
-    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+    for (int r = 0; r < R; r++) {
+        float32x4_t out[4];
+        UNROLL
+        for (int v = 0; v < 4; v++) out[v] = vsubq_f32(A[r][v], B[r][v]);
+        store16(out, y + r, ldy);
+    }
 }
 
-/* Q6_K: signed q - 32, 16-element scale groups */
-KINLINE void rows16_q6_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+/* The 8-lane K-quants (Q3_K, Q5_K, Q6_K), 16 tokens: lanes m outside,
+ * chunks c inside, so one int32x4 per row and token vector holds L_m
+ * (see avx512.c's rows_l8); the eight float chains per row and token
+ * vector live in memory.  Weights are unpacked to int8 (Q6_K 0..63, Q5_K
+ * 0..31, Q3_K signed -4..3) in element order. */
+enum { L8_Q3_K, L8_Q5_K, L8_Q6_K };
+
+KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
+                       float *y, size_t ldy, const int kind) {
+    float32x4_t acc[NR16][8][4], sm[NR16][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++) {
+            sm[r][v] = vdupq_n_f32(0.0f);
+            for (int m = 0; m < 8; m++) acc[r][m][v] = vdupq_n_f32(0.0f);
+        }
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03), h16 = vdupq_n_u8(16), four = vdupq_n_u8(4);
+    for (int i = 0; i < nb; i++) {
+        int8_t wb[NR16][256] __attribute__((aligned(16)));
+        int sc[NR16][16];               /* 16-element group scales */
+        int16_t pr[NR16][8];            /* Q6_K: the scales as int16; Q5_K: the mins */
+        float dw[NR16], dm[NR16];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *row = w + (size_t)r * ws;
+            if (kind == L8_Q6_K) {
+                const block_q6_K *b = (const block_q6_K *)row + i;
+                for (int h = 0; h < 2; h++) {
+                    const uint8x16_t qh0 = vld1q_u8(b->qh + 32 * h), qh1 = vld1q_u8(b->qh + 32 * h + 16);
+                    for (int g = 0; g < 4; g++) {
+                        const uint8_t *lq = b->ql + 64 * h + (g & 1 ? 32 : 0);
+                        uint8x16_t n0 = vld1q_u8(lq), n1 = vld1q_u8(lq + 16);
+                        n0 = g < 2 ? vandq_u8(n0, m4) : vshrq_n_u8(n0, 4);
+                        n1 = g < 2 ? vandq_u8(n1, m4) : vshrq_n_u8(n1, 4);
+                        const uint8x16_t h0 = vandq_u8(vshlq_u8(qh0, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        const uint8x16_t h1 = vandq_u8(vshlq_u8(qh1, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        vst1q_s8(wb[r] + 128 * h + 32 * g, vreinterpretq_s8_u8(vorrq_u8(n0, vshlq_n_u8(h0, 4))));
+                        vst1q_s8(wb[r] + 128 * h + 32 * g + 16, vreinterpretq_s8_u8(vorrq_u8(n1, vshlq_n_u8(h1, 4))));
+                    }
+                }
+                for (int k = 0; k < 16; k++) sc[r][k] = b->scales[k];
+                dw[r] = h2f(b->d);
+                dm[r] = 0.0f;
+            } else if (kind == L8_Q5_K) {
+                const block_q5_K *b = (const block_q5_K *)row + i;
+                uint8_t s6[8], m6[8];
+                k4_scales(b->scales, s6, m6);
+                const uint8x16_t qh0 = vld1q_u8(b->qh), qh1 = vld1q_u8(b->qh + 16);
+                for (int c = 0; c < 8; c++) {
+                    const uint8x16_t b0 = vld1q_u8(b->qs + 32 * (c / 2)), b1 = vld1q_u8(b->qs + 32 * (c / 2) + 16);
+                    const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << c));
+                    const uint8x16_t n0 = c & 1 ? vshrq_n_u8(b0, 4) : vandq_u8(b0, m4);
+                    const uint8x16_t n1 = c & 1 ? vshrq_n_u8(b1, 4) : vandq_u8(b1, m4);
+                    vst1q_s8(wb[r] + 32 * c, vreinterpretq_s8_u8(vorrq_u8(n0, vandq_u8(vtstq_u8(qh0, sel), h16))));
+                    vst1q_s8(wb[r] + 32 * c + 16, vreinterpretq_s8_u8(vorrq_u8(n1, vandq_u8(vtstq_u8(qh1, sel), h16))));
+                }
+                for (int k = 0; k < 16; k++) sc[r][k] = s6[k / 2];
+                for (int k = 0; k < 8; k++) pr[r][k] = m6[k];
+                dw[r] = h2f(b->d);
+                dm[r] = h2f(b->dmin);
+            } else {
+                const block_q3_K *b = (const block_q3_K *)row + i;
+                int8_t s8[16];
+                k3_scales(b->scales, s8);
+                const uint8x16_t hm0 = vld1q_u8(b->hmask), hm1 = vld1q_u8(b->hmask + 16);
+                for (int h = 0; h < 2; h++) {
+                    const uint8x16_t b0 = vld1q_u8(b->qs + 32 * h), b1 = vld1q_u8(b->qs + 32 * h + 16);
+                    for (int g = 0; g < 4; g++) {
+                        const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << (4 * h + g)));
+                        const uint8x16_t l0 = vandq_u8(vshlq_u8(b0, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        const uint8x16_t l1 = vandq_u8(vshlq_u8(b1, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                        vst1q_s8(wb[r] + 128 * h + 32 * g, vsubq_s8(vreinterpretq_s8_u8(l0),
+                                 vreinterpretq_s8_u8(vbicq_u8(four, vtstq_u8(hm0, sel)))));
+                        vst1q_s8(wb[r] + 128 * h + 32 * g + 16, vsubq_s8(vreinterpretq_s8_u8(l1),
+                                 vreinterpretq_s8_u8(vbicq_u8(four, vtstq_u8(hm1, sel)))));
+                    }
+                }
+                for (int k = 0; k < 16; k++) sc[r][k] = s8[k];
+                dw[r] = h2f(b->d);
+                dm[r] = 0.0f;
+            }
+        }
+        const kern_pk_q8_K *p = &xp[i];
+        for (int m = 0; m < 8; m++) {
+            const int h = m >= 4;
+            int32x4_t S[NR16][4];
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                UNROLL
+                for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
+                if (kind == L8_Q6_K) {
+                    /* -32 * (sc[2m] bsums[2m] + sc[2m+1] bsums[2m+1]) per token */
+                    const int16_t a0 = (int16_t)(-32 * sc[r][2 * m]), a1 = (int16_t)(-32 * sc[r][2 * m + 1]);
+                    const int16_t cp[8] = {a0, a1, a0, a1, a0, a1, a0, a1};
+                    const int16x8_t cv = vld1q_s16(cp);
+                    UNROLL
+                    for (int v = 0; v < 4; v++) {
+                        const int16x8_t bs = vld1q_s16(&p->bs16[m][4 * v][0]);
+                        S[r][v] = vpaddq_s32(vmull_s16(vget_low_s16(bs), vget_low_s16(cv)),
+                                             vmull_high_s16(bs, cv));
+                    }
+                }
+            }
+            UNROLL
+            for (int c = 0; c < 8; c++) {
+                const int8_t *a = &p->qs[8 * c + m][0][0];
+                const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16), a2 = vld1q_s8(a + 32),
+                                a3 = vld1q_s8(a + 48);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    int32_t wd;
+                    memcpy(&wd, wb[r] + 32 * c + 4 * m, 4);
+                    const int8x16_t wv = vreinterpretq_s8_s32(vdupq_n_s32(wd));
+                    const int s = sc[r][2 * c + h];
+                    S[r][0] = vmlaq_n_s32(S[r][0], vdotq_s32(vdupq_n_s32(0), a0, wv), s);
+                    S[r][1] = vmlaq_n_s32(S[r][1], vdotq_s32(vdupq_n_s32(0), a1, wv), s);
+                    S[r][2] = vmlaq_n_s32(S[r][2], vdotq_s32(vdupq_n_s32(0), a2, wv), s);
+                    S[r][3] = vmlaq_n_s32(S[r][3], vdotq_s32(vdupq_n_s32(0), a3, wv), s);
+                }
+            }
+            UNROLL
+            for (int r = 0; r < R; r++)
+                UNROLL
+                for (int v = 0; v < 4; v++)
+                    acc[r][m][v] = vfmaq_f32(acc[r][m][v], vcvtq_f32_s32(S[r][v]),
+                                             vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw[r]));
+        }
+        if (kind == L8_Q5_K) {
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                int32x4_t Mlo[4], Mhi[4];
+                UNROLL
+                for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
+                UNROLL
+                for (int q = 0; q < 4; q++) {
+                    const int16_t mp[8] = {pr[r][2 * q], pr[r][2 * q + 1], pr[r][2 * q], pr[r][2 * q + 1],
+                                           pr[r][2 * q], pr[r][2 * q + 1], pr[r][2 * q], pr[r][2 * q + 1]};
+                    const int16x8_t mv = vld1q_s16(mp);
+                    UNROLL
+                    for (int v = 0; v < 4; v++) {
+                        const int16x8_t B = vld1q_s16(&p->bs32[q][4 * v][0]);
+                        Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
+                        Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
+                    }
+                }
+                UNROLL
+                for (int v = 0; v < 4; v++) {
+                    const float32x4_t dx = vld1q_f32(p->d + 4 * v);
+                    sm[r][v] = vfmsq_f32(sm[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(vpaddq_s32(Mlo[v], Mhi[v])));
+                }
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        float32x4_t out[4];
+        UNROLL
+        for (int v = 0; v < 4; v++) {
+            const float32x4_t t0 = vaddq_f32(acc[r][0][v], acc[r][4][v]), t1 = vaddq_f32(acc[r][1][v], acc[r][5][v]);
+            const float32x4_t t2 = vaddq_f32(acc[r][2][v], acc[r][6][v]), t3 = vaddq_f32(acc[r][3][v], acc[r][7][v]);
+            out[v] = vaddq_f32(vaddq_f32(t0, t2), vaddq_f32(t1, t3));
+            if (kind == L8_Q5_K) out[v] = vaddq_f32(out[v], sm[r][v]);
+        }
+        store16(out, y + r, ldy);
+    }
+}
+
+/* Q2_K (q 0..3, 4-bit scales and mins): 16-element groups, weights
+ * unpacked per group. */
+KINLINE void rows16_q2_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
                          float *y, size_t ldy) {
     float32x4_t acc[NR16][4];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
         for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
-    const int8x16_t m32 = vdupq_n_s8(32);
+    const uint8x16_t m2 = vdupq_n_u8(0x03);
     for (int i = 0; i < nb; i++) {
-        const block_q6_K *b[NR16];
-        UNROLL
-        for (int r = 0; r < R; r++) b[r] = (const block_q6_K *)(w + (size_t)r * ws) + i;
-        const kern_pk_q8_K *p = &xp[i];
-        int32x4_t S[NR16][4];
-        UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
-        UNROLL
-        for (int h = 0; h < 2; h++)
-            UNROLL
-            for (int g = 0; g < 4; g++) {
-                /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
-                int8x16_t wq[NR16][2];
-                UNROLL
-                for (int r = 0; r < R; r++)
-                    UNROLL
-                    for (int q = 0; q < 2; q++) {
-                        const uint8_t *lq = b[r]->ql + 64 * h + (g & 1 ? 32 : 0) + 16 * q;
-                        uint8x16_t nib = vld1q_u8(lq);
-                        nib = g < 2 ? vandq_u8(nib, m4) : vshrq_n_u8(nib, 4);
-                        const uint8x16_t hb = vandq_u8(vshlq_u8(vld1q_u8(b[r]->qh + 32 * h + 16 * q),
-                                                                vdupq_n_s8((int8_t)(-2 * g))), m2);
-                        wq[r][q] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(nib, vshlq_n_u8(hb, 4))), m32);
-                    }
-                UNROLL
-                for (int q = 0; q < 2; q++) {
-                    int32x4_t D[NR16][4];
-                    UNROLL
-                    for (int r = 0; r < R; r++)
-                        UNROLL
-                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
-                    int8x16_t one[NR16][2];
-                    UNROLL
-                    for (int r = 0; r < R; r++) one[r][0] = one[r][1] = wq[r][q];
-                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, one, 1);
-                    UNROLL
-                    for (int r = 0; r < R; r++)
-                        UNROLL
-                        for (int v = 0; v < 4; v++)
-                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], b[r]->scales[8 * h + 2 * g + q]);
-                }
-            }
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            const float dw = h2f(b[r]->d);
-            UNROLL
-            for (int v = 0; v < 4; v++)
-                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw), vcvtq_f32_s32(S[r][v]));
-        }
-    }
-    UNROLL
-    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
-}
-
-/* Q2_K (q 0..3, 4-bit scales and mins) and Q3_K (signed q -4..3, 6-bit
- * scales): 16-element groups, weights unpacked per group. */
-KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
-                        float *y, size_t ldy, const int is_q3) {
-    float32x4_t acc[NR16][4];
-    UNROLL
-    for (int r = 0; r < R; r++)
-        UNROLL
-        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
-    const uint8x16_t m2 = vdupq_n_u8(0x03), four = vdupq_n_u8(4);
-    for (int i = 0; i < nb; i++) {
-        const uint8_t *qs[NR16], *hm[NR16];
+        const uint8_t *qs[NR16];
         int8_t sc[NR16][16];
         int16_t mn[NR16][16];
         float dw[NR16], dm[NR16];
         UNROLL
         for (int r = 0; r < R; r++) {
-            if (is_q3) {
-                const block_q3_K *b = (const block_q3_K *)(w + (size_t)r * ws) + i;
-                qs[r] = b->qs; hm[r] = b->hmask; dw[r] = h2f(b->d); dm[r] = 0.0f;
-                k3_scales(b->scales, sc[r]);
-            } else {
-                const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
-                qs[r] = b->qs; hm[r] = NULL; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-                for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
-            }
+            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
+            qs[r] = b->qs; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
+            for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
         }
         const kern_pk_q8_K *p = &xp[i];
         int32x4_t S[NR16][4];
@@ -794,14 +1003,7 @@ KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const ker
                     for (int r = 0; r < R; r++) {
                         const uint8x16_t low = vandq_u8(vshlq_u8(vld1q_u8(qs[r] + 32 * h + 16 * q),
                                                                  vdupq_n_s8((int8_t)(-2 * g))), m2);
-                        if (is_q3) {
-                            const uint8x16_t sel = vdupq_n_u8((uint8_t)(1 << (4 * h + g)));
-                            const uint8x16_t neg = vbicq_u8(four, vtstq_u8(vld1q_u8(hm[r] + 16 * q), sel));
-                            wq[r][0] = vsubq_s8(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(neg));
-                        } else {
-                            wq[r][0] = vreinterpretq_s8_u8(low);
-                        }
-                        wq[r][1] = wq[r][0];
+                        wq[r][0] = wq[r][1] = vreinterpretq_s8_u8(low);
                     }
                     int32x4_t D[NR16][4];
                     UNROLL
@@ -818,7 +1020,7 @@ KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const ker
         UNROLL
         for (int r = 0; r < R; r++) {
             int32x4_t M[4];
-            if (!is_q3) {
+            {
                 int32x4_t Mlo[4], Mhi[4];
                 UNROLL
                 for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
@@ -841,7 +1043,7 @@ KINLINE void rows16_q23(int nb, const char *w, size_t ws, const int R, const ker
             for (int v = 0; v < 4; v++) {
                 const float32x4_t dx = vld1q_f32(p->d + 4 * v);
                 acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
-                if (!is_q3) acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
+                acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
             }
         }
     }
@@ -938,11 +1140,11 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
             for (; r < nr; r++) CALL(1);                                                \
         }                                                                               \
     }
-#define CALL16_Q4K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
-#define CALL16_Q5K(R_) rows16_k45(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
-#define CALL16_Q6K(R_) rows16_q6_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
-#define CALL16_Q2K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 0)
-#define CALL16_Q3K(R_) rows16_q23(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, 1)
+#define CALL16_Q4K(R_) rows16_q4_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
+#define CALL16_Q5K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q5_K)
+#define CALL16_Q6K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q6_K)
+#define CALL16_Q2K(R_) rows16_q2_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
+#define CALL16_Q3K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q3_K)
 #define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
 #define CALL16_Q40(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_0)
 #define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
@@ -1058,6 +1260,10 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q2_K, q2_K);
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
+    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
+    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
+    k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
+    k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
     SET(NJ_Q5_K, q5_K);
     SET(NJ_Q6_K, q6_K);
     SET(NJ_F32, f32);

@@ -143,8 +143,29 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  *       a[m] = fma(dw*dx, L_m, a[m])           for m = 0..7, blocks in order
  *       (Q4_1/Q5_1 also: c = fma(m, s_x, c), a separate chain)
  *       y = hsum8(a)  (+ c),   hsum8(a) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))
- *   K-quants: one chain over super-blocks:
- *       acc = fma(dw*dx, S_i, acc)            (+ acc = fma(-(dmin*dx), M_i, acc))
+ *   K-quants: llama.cpp's x86 orders (its AVX2 vec_dots and, for Q4_K,
+ *       its repacked q4_K_8x8 GEMV/GEMM), so greedy output matches it:
+ *     Q6_K, Q3_K, Q5_K: eight lanes.  Lane m of a 32-element chunk is its
+ *       elements 4m..4m+3; per super-block, L_m = sum over the 8 chunks of
+ *       (the chunk's scale for lane m) * (lane m's integer dot), Q6_K minus
+ *       32 * (sc[2m] * bsums[2m] + sc[2m+1] * bsums[2m+1]) (q taken 0..63);
+ *       then acc_m = fma(dx*dw, L_m, acc_m), and at the end
+ *       y = hsum8(acc) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
+ *       Q5_K adds a separate mins chain S = fma(-dx*dmin, M_i, S) and
+ *       y = hsum8(acc) + S.
+ *     Q4_K, plain layout (vec_dot): eight lanes as Q5_K; the mins in four
+ *       chains am_p = fma(-dx*dmin, N_p, am_p), one per 64-element pair p,
+ *       y = hsum8(acc) + ((am_0 + am_2) + (am_1 + am_3)).
+ *     Q4_K, repacked layout: two chains, y = A - B, over the four pairs p
+ *       of a super-block with exact I_p (scaled sums) and N_p (mins . bsums):
+ *         single-token order  A = fma(I_0+..+I_3, dw*dx, A),   (vec_dot_rs)
+ *                             B = fma(N_0+..+N_3, dmin*dx, B) per super-block;
+ *         batched order       A = fma(I_p, dw*dx, A),          (vec_dot_rb)
+ *                             B = fma(N_p, dmin*dx, B) per pair.
+ *       (kernels.h, "Repacked orders", says which products take which.)
+ *     Q2_K: one chain over super-blocks (not llama.cpp's order: it repacks
+ *       Q2_K on AVX-512 machines; not matched yet):
+ *       acc = fma(dw*dx, S_i, acc);  acc = fma(-(dmin*dx), M_i, acc)
  *   F32/F16/BF16: sixteen lanes, element k feeding lane k % 16 for the
  *       whole 16-element steps, reduced as
  *       b[k] = a[k] + a[k+8];  c[k] = b[k] + b[k+4];  y = (c0 + c2) + (c1 + c3)
@@ -152,7 +173,9 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  *
  * S_i and M_i are converted to float with round-to-nearest (exact below
  * 2^24, which real data never leaves).  The Q6_K -32 offset and the
- * K-quant mins use the activation's bsums, as the SIMD kernels do.
+ * K-quant mins use the activation's bsums, as llama.cpp does; since the
+ * lane split matters for Q6_K/Q3_K/Q5_K, a SIMD kernel must keep the eight
+ * lane sums apart (only the sums inside one lane may be rearranged).
  */
 static inline float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
 
@@ -258,76 +281,134 @@ static int k4_mins(const int mn[8], const int16_t *bsums) {
     return m;
 }
 
+/* Q4_K: per pair p of 32-element chunks (elements 64p .. 64p+63) the
+ * scaled sum I_p and the mins term N_p (see the top of this section). */
+static void q4_K_pairs(const block_q4_K *w, const block_q8_K *x, int I[4], int N[4]) {
+    int sc[8], mn[8];
+    k4_scales(w->scales, sc, mn);
+    for (int p = 0; p < 4; p++) {
+        int lo = 0, hi = 0;
+        for (int l = 0; l < 32; l++) {
+            lo += (w->qs[32 * p + l] & 15) * x->qs[64 * p + l];
+            hi += (w->qs[32 * p + l] >> 4) * x->qs[64 * p + 32 + l];
+        }
+        I[p] = sc[2 * p] * lo + sc[2 * p + 1] * hi;
+        N[p] = mn[2 * p] * (x->bsums[4 * p] + x->bsums[4 * p + 1]) +
+               mn[2 * p + 1] * (x->bsums[4 * p + 2] + x->bsums[4 * p + 3]);
+    }
+}
+
+/* repacked, single-token order: one fma per super-block and chain */
+static void dot_q4_K_rs(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_K *w = vw;
+    const block_q8_K *x = vx;
+    float A = 0.0f, B = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int I[4], N[4];
+        q4_K_pairs(&w[i], &x[i], I, N);
+        const float D = h2f(w[i].d) * x[i].d, Dm = h2f(w[i].dmin) * x[i].d;
+        A = fmaf((float)(I[0] + I[1] + I[2] + I[3]), D, A);
+        B = fmaf((float)(N[0] + N[1] + N[2] + N[3]), Dm, B);
+    }
+    *s = A - B;
+}
+
+/* repacked, batched order: one fma per pair and chain */
+static void dot_q4_K_rb(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_K *w = vw;
+    const block_q8_K *x = vx;
+    float A = 0.0f, B = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int I[4], N[4];
+        q4_K_pairs(&w[i], &x[i], I, N);
+        const float D = h2f(w[i].d) * x[i].d, Dm = h2f(w[i].dmin) * x[i].d;
+        for (int p = 0; p < 4; p++) {
+            A = fmaf((float)I[p], D, A);
+            B = fmaf((float)N[p], Dm, B);
+        }
+    }
+    *s = A - B;
+}
+
+/* The 8-lane K-quants: lane m of a 32-element chunk is its elements
+ * 4m .. 4m+3; part[m] += q_j * x_j over the chunk's elements j. */
+static inline void lane_parts(const int8_t q[32], const int8_t *x, int part[8]) {
+    for (int m = 0; m < 8; m++) part[m] = 0;
+    for (int l = 0; l < 32; l++) part[l >> 2] += q[l] * x[l];
+}
+
+/* plain layout: eight lane chains like Q5_K, the mins in four chains, one
+ * per pair (llama.cpp's AVX2 vec_dot) */
 static void dot_q4_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q4_K *w = vw;
     const block_q8_K *x = vx;
-    float acc = 0.0f;
+    float acc[8] = {0}, am[4] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[8], mn[8], S = 0;
+        int sc[8], mn[8], L[8] = {0}, part[8], I[4], N[4];
         k4_scales(w[i].scales, sc, mn);
-        for (int j = 0; j < 4; j++) {            /* 64 elements: low then high nibbles */
-            int lo = 0, hi = 0;
+        for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
+            int8_t q[32];
             for (int l = 0; l < 32; l++) {
-                lo += (w[i].qs[32 * j + l] & 15) * x[i].qs[64 * j + l];
-                hi += (w[i].qs[32 * j + l] >> 4) * x[i].qs[64 * j + 32 + l];
+                const uint8_t b = w[i].qs[32 * (c / 2) + l];
+                q[l] = (int8_t)(c & 1 ? b >> 4 : b & 15);
             }
-            S += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+            lane_parts(q, x[i].qs + 32 * c, part);
+            for (int m = 0; m < 8; m++) L[m] += sc[c] * part[m];
         }
-        const int M = k4_mins(mn, x[i].bsums);
-        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
-        acc = fmaf(-(h2f(w[i].dmin) * x[i].d), (float)M, acc);
+        q4_K_pairs(&w[i], &x[i], I, N);
+        const float D = x[i].d * h2f(w[i].d), Dm = -x[i].d * h2f(w[i].dmin);
+        for (int m = 0; m < 8; m++) acc[m] = fmaf(D, (float)L[m], acc[m]);
+        for (int p = 0; p < 4; p++) am[p] = fmaf(Dm, (float)N[p], am[p]);
     }
-    *s = acc;
+    *s = hsum8(acc) + ((am[0] + am[2]) + (am[1] + am[3]));
 }
 
 static void dot_q5_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q5_K *w = vw;
     const block_q8_K *x = vx;
-    float acc = 0.0f;
+    float acc[8] = {0}, S = 0.0f;
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[8], mn[8], S = 0;
+        int sc[8], mn[8], L[8] = {0}, part[8];
         k4_scales(w[i].scales, sc, mn);
-        for (int j = 0; j < 4; j++) {
-            int lo = 0, hi = 0;
+        for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
+            int8_t q[32];
             for (int l = 0; l < 32; l++) {
-                const int h = w[i].qh[l];
-                lo += ((w[i].qs[32 * j + l] & 15) | (((h >> (2 * j)) & 1) << 4)) * x[i].qs[64 * j + l];
-                hi += ((w[i].qs[32 * j + l] >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) *
-                      x[i].qs[64 * j + 32 + l];
+                const int nib = c & 1 ? w[i].qs[32 * (c / 2) + l] >> 4 : w[i].qs[32 * (c / 2) + l] & 15;
+                q[l] = (int8_t)(nib | (((w[i].qh[l] >> c) & 1) << 4));
             }
-            S += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+            lane_parts(q, x[i].qs + 32 * c, part);
+            for (int m = 0; m < 8; m++) L[m] += sc[c] * part[m];
         }
         const int M = k4_mins(mn, x[i].bsums);
-        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
-        acc = fmaf(-(h2f(w[i].dmin) * x[i].d), (float)M, acc);
+        const float D = x[i].d * h2f(w[i].d), Dm = -x[i].d * h2f(w[i].dmin);
+        for (int m = 0; m < 8; m++) acc[m] = fmaf(D, (float)L[m], acc[m]);
+        S = fmaf(Dm, (float)M, S);
     }
-    *s = acc;
+    *s = hsum8(acc) + S;
 }
 
 static void dot_q6_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q6_K *w = vw;
     const block_q8_K *x = vx;
-    float acc = 0.0f;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int S = 0;
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
-            for (int g = 0; g < 4; g++) {        /* elements 128h + 32g + l */
-                int part[2] = {0, 0};
-                for (int l = 0; l < 32; l++) {
-                    const int lq = g & 1 ? ql[32 + l] : ql[l];
-                    const int q = (g < 2 ? lq & 15 : lq >> 4) | (((qh[l] >> (2 * g)) & 3) << 4);
-                    part[l >> 4] += q * x[i].qs[128 * h + 32 * g + l];
-                }
-                S += w[i].scales[8 * h + 2 * g] * part[0] + w[i].scales[8 * h + 2 * g + 1] * part[1];
-            }
+        const int8_t *sc = w[i].scales;
+        int L[8] = {0}, part[8];
+        for (int c = 0; c < 8; c++) {            /* chunk c = 4h + g: elements 128h + 32g + l */
+            const int h = c / 4, g = c % 4;
+            const uint8_t *ql = w[i].ql + 64 * h + (g & 1 ? 32 : 0), *qh = w[i].qh + 32 * h;
+            int8_t q[32];
+            for (int l = 0; l < 32; l++)
+                q[l] = (int8_t)((g < 2 ? ql[l] & 15 : ql[l] >> 4) | (((qh[l] >> (2 * g)) & 3) << 4));
+            lane_parts(q, x[i].qs + 32 * c, part);
+            for (int m = 0; m < 8; m++) L[m] += sc[2 * c + (m >= 4)] * part[m];
         }
-        int off = 0;
-        for (int g = 0; g < 16; g++) off += w[i].scales[g] * x[i].bsums[g];
-        S -= 32 * off;
-        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+        for (int m = 0; m < 8; m++)
+            L[m] -= 32 * (sc[2 * m] * x[i].bsums[2 * m] + sc[2 * m + 1] * x[i].bsums[2 * m + 1]);
+        const float D = x[i].d * h2f(w[i].d);
+        for (int m = 0; m < 8; m++) acc[m] = fmaf(D, (float)L[m], acc[m]);
     }
-    *s = acc;
+    *s = hsum8(acc);
 }
 
 static void dot_q2_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
@@ -364,23 +445,23 @@ static void k3_scales(const uint8_t *b, int sc[16]) {
 static void dot_q3_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q3_K *w = vw;
     const block_q8_K *x = vx;
-    float acc = 0.0f;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[16], S = 0;
+        int sc[16], L[8] = {0}, part[8];
         k3_scales(w[i].scales, sc);
-        for (int h = 0; h < 2; h++)
-            for (int g = 0; g < 4; g++) {
-                int part[2] = {0, 0};
-                for (int l = 0; l < 32; l++) {
-                    const int q = ((w[i].qs[32 * h + l] >> (2 * g)) & 3) -
-                                  ((w[i].hmask[l] >> (4 * h + g)) & 1 ? 0 : 4);
-                    part[l >> 4] += q * x[i].qs[128 * h + 32 * g + l];
-                }
-                S += sc[8 * h + 2 * g] * part[0] + sc[8 * h + 2 * g + 1] * part[1];
-            }
-        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
+        for (int c = 0; c < 8; c++) {            /* chunk c = 4h + g: elements 128h + 32g + l */
+            const int h = c / 4, g = c % 4;
+            int8_t q[32];
+            for (int l = 0; l < 32; l++)
+                q[l] = (int8_t)(((w[i].qs[32 * h + l] >> (2 * g)) & 3) -
+                                ((w[i].hmask[l] >> c) & 1 ? 0 : 4));
+            lane_parts(q, x[i].qs + 32 * c, part);
+            for (int m = 0; m < 8; m++) L[m] += sc[2 * c + (m >= 4)] * part[m];
+        }
+        const float D = x[i].d * h2f(w[i].d);
+        for (int m = 0; m < 8; m++) acc[m] = fmaf(D, (float)L[m], acc[m]);
     }
-    *s = acc;
+    *s = hsum8(acc);
 }
 
 /* Float formats: 16 lanes, fixed reduction, tail chain (see top). */
@@ -493,6 +574,8 @@ void kern_scalar_fill(nj_kernels *k) {
     k->vec_dot[NJ_Q2_K] = dot_q2_K;
     k->vec_dot[NJ_Q3_K] = dot_q3_K;
     k->vec_dot[NJ_Q4_K] = dot_q4_K;
+    k->vec_dot_rs[NJ_Q4_K] = dot_q4_K_rs;
+    k->vec_dot_rb[NJ_Q4_K] = dot_q4_K_rb;
     k->vec_dot[NJ_Q5_K] = dot_q5_K;
     k->vec_dot[NJ_Q6_K] = dot_q6_K;
 #if defined(__x86_64__) || defined(__i386__)
