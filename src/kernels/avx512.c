@@ -258,13 +258,16 @@ KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
     for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
 }
 
+/* Q2_K's batched repacked order (kernels.h): chains A (scales) and B
+ * (mins), one fma each per 128-element half h on its exact sums I_h
+ * (groups 8h .. 8h+7) and N_h; y = A - B. */
 KINLINE void rows_q2_K(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
                        const int G, float *y, size_t ldy) {
-    __m512 acc[RMAX][GMAX];
+    __m512 A[RMAX][GMAX], Bc[RMAX][GMAX];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+        for (int g = 0; g < G; g++) A[r][g] = Bc[r][g] = _mm512_setzero_ps();
     for (int i = 0; i < nb; i++) {
         uint8_t wb[RMAX][256] __attribute__((aligned(64)));
         int sc[RMAX][16], mn[RMAX][16];
@@ -280,66 +283,70 @@ KINLINE void rows_q2_K(int nb, const char *w, size_t ws, const int R, const char
         const kern_pk_q8_K *p[GMAX];
         UNROLL
         for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
-        /* S: the scaled group sums; M: the mins term sum_g m_g * bsums_g */
-        __m512i S[RMAX][GMAX], M[RMAX][GMAX];
         UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int g = 0; g < G; g++) { S[r][g] = _mm512_setzero_si512(); M[r][g] = _mm512_setzero_si512(); }
-        UNROLL
-        for (int m = 0; m < 8; m++) {
-            UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m512i mp = _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1]));
-                UNROLL
-                for (int g = 0; g < G; g++) {
-                    const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
-                    M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
-                }
-            }
-        }
-        UNROLL
-        for (int q = 0; q < 16; q++) {
-            __m512i D[RMAX][GMAX];
+        for (int h = 0; h < 2; h++) {
+            /* S: the half's scaled group sums; M: sum_g m_g * bsums_g */
+            __m512i S[RMAX][GMAX], M[RMAX][GMAX];
             UNROLL
             for (int r = 0; r < R; r++)
                 UNROLL
-                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+                for (int g = 0; g < G; g++) { S[r][g] = _mm512_setzero_si512(); M[r][g] = _mm512_setzero_si512(); }
             UNROLL
-            for (int k = 0; k < 4; k++) {
-                __m512i a[GMAX];
-                UNROLL
-                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+            for (int m = 4 * h; m < 4 * h + 4; m++) {
                 UNROLL
                 for (int r = 0; r < R; r++) {
-                    const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                    const __m512i mp = _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1]));
                     UNROLL
-                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    for (int g = 0; g < G; g++) {
+                        const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
+                        M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
+                    }
                 }
             }
             UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m512i s = _mm512_set1_epi32(sc[r][q] & 0xffff);
+            for (int q = 8 * h; q < 8 * h + 8; q++) {
+                __m512i D[RMAX][GMAX];
                 UNROLL
-                for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], s);
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+                UNROLL
+                for (int k = 0; k < 4; k++) {
+                    __m512i a[GMAX];
+                    UNROLL
+                    for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                        UNROLL
+                        for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    }
+                }
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i s = _mm512_set1_epi32(sc[r][q] & 0xffff);
+                    UNROLL
+                    for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], s);
+                }
             }
-        }
-        UNROLL
-        for (int g = 0; g < G; g++) {
-            const __m512 dx = _mm512_load_ps(p[g]->d);
             UNROLL
-            for (int r = 0; r < R; r++) {
-                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
-                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
-                acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
-                                             _mm512_cvtepi32_ps(M[r][g]), acc[r][g]);
+            for (int g = 0; g < G; g++) {
+                const __m512 dx = _mm512_load_ps(p[g]->d);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    A[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][g]),
+                                              _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx), A[r][g]);
+                    Bc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M[r][g]),
+                                               _mm512_mul_ps(_mm512_set1_ps(dm[r]), dx), Bc[r][g]);
+                }
             }
         }
     }
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+        for (int g = 0; g < G; g++)
+            store_lanes(_mm512_sub_ps(A[r][g], Bc[r][g]), y + (size_t)16 * g * ldy + r, ldy);
 }
 
 /* ---- the 8-lane K-quants: Q3_K, Q5_K, Q6_K ---------------------------------
@@ -741,7 +748,9 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
+    /* Q4_0's packed gemm16 would need the repacked single-chain order
+     * (vec_dot_rb): not written yet, batched Q4_0 takes gemm_rb. */
+    (void)gemm16_q4_0;
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;

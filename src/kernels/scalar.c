@@ -226,6 +226,22 @@ static void dot_q4_0(int n, float *restrict s, const void *restrict vw, const vo
     *s = hsum8(a);
 }
 
+/* repacked layout (q4_0_8x8), single-token and batched alike: one chain
+ * over blocks on the block's exact integer sum, no lanes */
+static void dot_q4_0_r(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float acc = 0.0f;
+    int8_t q[32];
+    for (int i = 0; i < n / 32; i++) {
+        unpack32(w[i].qs, NULL, 8, q);
+        int I = 0;
+        for (int j = 0; j < 32; j++) I += q[j] * x[i].qs[j];
+        acc = fmaf((float)I, h2f(w[i].d) * h2f(x[i].d), acc);
+    }
+    *s = acc;
+}
+
 static void dot_q5_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q5_0 *w = vw;
     const block_q8_0 *x = vx;
@@ -432,6 +448,56 @@ static void dot_q2_K(int n, float *restrict s, const void *restrict vw, const vo
     *s = acc;
 }
 
+/* Q2_K, repacked layout: per half h (elements 128h .. 128h+127, groups
+ * 8h .. 8h+7) the scaled sum I_h and the mins term N_h. */
+static void q2_K_halves(const block_q2_K *w, const block_q8_K *x, int I[2], int N[2]) {
+    for (int h = 0; h < 2; h++) {
+        I[h] = N[h] = 0;
+        for (int g = 8 * h; g < 8 * h + 8; g++) {
+            const int c = g / 2 - 4 * h, sh = 2 * c;  /* 32-element column c of half h */
+            int dot = 0;
+            for (int l = 0; l < 16; l++) {
+                const int e = 16 * (g & 1) + l;
+                dot += ((w->qs[32 * h + e] >> sh) & 3) * x->qs[16 * g + l];
+            }
+            I[h] += (w->scales[g] & 15) * dot;
+            N[h] += (w->scales[g] >> 4) * x->bsums[g];
+        }
+    }
+}
+
+/* repacked, single-token order: one fma per super-block and chain */
+static void dot_q2_K_rs(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x = vx;
+    float A = 0.0f, B = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int I[2], N[2];
+        q2_K_halves(&w[i], &x[i], I, N);
+        const float D = h2f(w[i].d) * x[i].d, Dm = h2f(w[i].dmin) * x[i].d;
+        A = fmaf((float)(I[0] + I[1]), D, A);
+        B = fmaf((float)(N[0] + N[1]), Dm, B);
+    }
+    *s = A - B;
+}
+
+/* repacked, batched order: one fma per half and chain */
+static void dot_q2_K_rb(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x = vx;
+    float A = 0.0f, B = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int I[2], N[2];
+        q2_K_halves(&w[i], &x[i], I, N);
+        const float D = h2f(w[i].d) * x[i].d, Dm = h2f(w[i].dmin) * x[i].d;
+        for (int h = 0; h < 2; h++) {
+            A = fmaf((float)I[h], D, A);
+            B = fmaf((float)N[h], Dm, B);
+        }
+    }
+    *s = A - B;
+}
+
 /* Q3_K scales: 16 six-bit values from 12 bytes (low 4 bits from bytes
  * 0..7, high 2 bits from bytes 8..11), minus 32. */
 static void k3_scales(const uint8_t *b, int sc[16]) {
@@ -571,7 +637,11 @@ void kern_scalar_fill(nj_kernels *k) {
     k->vec_dot[NJ_Q5_0] = dot_q5_0;
     k->vec_dot[NJ_Q5_1] = dot_q5_1;
     k->vec_dot[NJ_Q8_0] = dot_q8_0;
+    k->vec_dot_rs[NJ_Q4_0] = dot_q4_0_r;
+    k->vec_dot_rb[NJ_Q4_0] = dot_q4_0_r;
     k->vec_dot[NJ_Q2_K] = dot_q2_K;
+    k->vec_dot_rs[NJ_Q2_K] = dot_q2_K_rs;
+    k->vec_dot_rb[NJ_Q2_K] = dot_q2_K_rb;
     k->vec_dot[NJ_Q3_K] = dot_q3_K;
     k->vec_dot[NJ_Q4_K] = dot_q4_K;
     k->vec_dot_rs[NJ_Q4_K] = dot_q4_K_rs;
