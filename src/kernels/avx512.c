@@ -739,6 +739,10 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q5_1, q5_1);
     SET(NJ_Q8_0, q8_0);
 #undef SET
+    k->vec_dot_rs[NJ_Q4_0] = vec_dot_q4_0_r;
+    k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
+    k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
+    k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;

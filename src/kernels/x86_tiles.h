@@ -321,5 +321,61 @@ DEFINE_B32(q5_0, block_q5_0, block_q8_0, 1, 0)
 DEFINE_B32(q4_1, block_q4_1, block_q8_1, 0, 1)
 DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1)
 
+/* ---- Q4_0, repacked order (kernels.h): one chain per output ------------
+ * acc = fma((float)I_i, dw*dx, acc) over blocks i, I_i the block's exact
+ * integer dot product; single-token and batched orders are the same.
+ * Eight blocks' sums are reduced together (a hadd tree leaves block k's
+ * sum in lane k), then the chain runs through them in order. */
+KINLINE __m256i hsum8x8_i32(const __m256i p[8]) {
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+    /* a: lanes 0..3 low halves of p0..p3, lanes 4..7 their high halves */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+KINLINE void tile_q4_0_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                         float *restrict y, size_t ldy, const int nt) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x[NT_MAX];
+    float acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_0, vx, xs, t); acc[t] = 0.0f; }
+    const int nb = n / 32, nfull = nb & ~7;
+    int i = 0;
+    for (; i < nfull; i += 8) {
+        prefetch_w(w + i, (int)sizeof(block_q4_0) * 8);
+        __m256i wq[8];
+        float dw[8];
+        UNROLL
+        for (int k = 0; k < 8; k++) { wq[k] = unpack_q4_0(&w[i + k]); dw[k] = h2f(w[i + k].d); }
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            __m256i p[8];
+            UNROLL
+            for (int k = 0; k < 8; k++) {
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i + k].qs);
+                p[k] = dot_u8s8(_mm256_sign_epi8(wq[k], wq[k]), _mm256_sign_epi8(qx, wq[k]));
+            }
+            float If[8];
+            _mm256_storeu_ps(If, _mm256_cvtepi32_ps(hsum8x8_i32(p)));
+            UNROLL
+            for (int k = 0; k < 8; k++) acc[t] = fmaf(If[k], dw[k] * h2f(x[t][i + k].d), acc[t]);
+        }
+    }
+    for (; i < nb; i++) {
+        const __m256i wq = unpack_q4_0(&w[i]), wa = _mm256_sign_epi8(wq, wq);
+        const float dw = h2f(w[i].d);
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i].qs);
+            const int I = hsum_i32_8(dot_u8s8(wa, _mm256_sign_epi8(qx, wq)));
+            acc[t] = fmaf((float)I, dw * h2f(x[t][i].d), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+}
+DEFINE_KERNELS(q4_0_r, tile_q4_0_r)
+
 
 #endif
