@@ -423,14 +423,15 @@ KINLINE void tile_q2_K_rb(int n, const void *restrict w, const void *restrict x,
     tile_q2_K_r(n, w, x, xs, y, ldy, nt, 1);
 }
 
-/* Plain layout (not llama.cpp's order for it; see scalar.c). */
+/* Plain layout (llama.cpp's AVX2 vec_dot, scalar.c): eight lane chains,
+ * mins term first, then the scaled lane sums. */
 KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q2_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    __m256 acc[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
     const __m256i m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -464,13 +465,13 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
-            const int S = hsum_i32_8(sumi[t]), M = hsum_i32_8(_mm256_madd_epi16(mins16, bs));
-            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(-yd * mw),
+                                     _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bs)), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
 }
 DEFINE_KERNELS(q2_K, tile_q2_K)
 DEFINE_KERNELS(q2_K_rs, tile_q2_K_rs)

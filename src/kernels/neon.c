@@ -1257,7 +1257,10 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q5_0, q5_0);
     SET(NJ_Q5_1, q5_1);
     SET(NJ_Q8_0, q8_0);
-    SET(NJ_Q2_K, q2_K);
+    /* Q2_K: this tile still sums in the old single-chain order; the
+     * scalar level's (llama.cpp's AVX2 lane order) is used instead */
+    (void)vec_dot_q2_K;
+    (void)gemm_q2_K;
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
     k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
