@@ -27,7 +27,8 @@
  * bit-identical to every other level: for Q6_K/Q5_K/Q3_K that means eight
  * integer lane sums per token (rows_l8), for Q4_K the batched order (one
  * fma per 64-element pair, rows_q4_K; gemm16 only ever sees batched
- * tokens).
+ * tokens), for Q2_K its batched order (one fma per 128-element half), for
+ * Q4_0 its repacked one (one fma per block, rows_q4_0_r).
  */
 #include "kernels/kernels.h"
 
@@ -688,6 +689,68 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
     }
 #define CALL_B32(R_, G_, LP_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, LP_, yg + r, ldy, kind)
 
+/* ---- Q4_0, repacked order: one chain per token ----------------------------
+ * acc = fma((float)I_i, dw*dx, acc) with I_i the whole block's exact sum
+ * (kernels.h), so the eight dword products of a block accumulate into one
+ * vpdpbusd chain, seeded with -128 * (sum of the block's weights) to remove
+ * the packer's +128 bias. */
+KINLINE void rows_q4_0_r(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                         const int G, float *y, size_t ldy) {
+    const __m256i c128 = _mm256_set1_epi8((char)0x80);
+    __m512 acc[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        int8_t wq[RMAX][32] __attribute__((aligned(32)));
+        int32_t seed[RMAX];
+        float dw[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q4_0 *b = (const block_q4_0 *)(w + (size_t)r * ws) + i;
+            const __m256i q = unpack_q4_0(b);
+            _mm256_store_si256((__m256i *)wq[r], q);
+            seed[r] = -hsum_i32_8(_mm256_dpbusd_epi32(_mm256_setzero_si256(), c128, q));
+            dw[r] = h2f(b->d);
+        }
+        const kern_pk_q8_0 *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_0 *)(xg + (size_t)g * gs) + i;
+        __m512i S[RMAX][GMAX];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int g = 0; g < G; g++) S[r][g] = _mm512_set1_epi32(seed[r]);
+        UNROLL
+        for (int m = 0; m < 8; m++) {
+            __m512i a[GMAX];
+            UNROLL
+            for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[m]);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                int32_t wd;
+                memcpy(&wd, wq[r] + 4 * m, 4);
+                const __m512i b = _mm512_set1_epi32(wd);
+                UNROLL
+                for (int g = 0; g < G; g++) S[r][g] = _mm512_dpbusd_epi32(S[r][g], a[g], b);
+            }
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            const __m512 dx = _mm512_load_ps(p[g]->d);
+            UNROLL
+            for (int r = 0; r < R; r++)
+                acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][g]),
+                                            _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx), acc[r][g]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
 /* ---- entry points ---------------------------------------------------------
  * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
  * RMAX rows for single groups and RMAX2 for pairs (register budget: the
@@ -725,7 +788,8 @@ DEFINE_GEMM16(q2_K, CALL_Q2K, K_R1, K_R2)
 DEFINE_GEMM16(q3_K, CALL_Q3K, K_R1, K_R2)
 
 DEFINE_GEMM16_B32(q8_0, B32_Q8_0)
-DEFINE_GEMM16_B32(q4_0, B32_Q4_0)
+#define CALL_Q40R(R_, G_) rows_q4_0_r(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
+DEFINE_GEMM16(q4_0_r, CALL_Q40R, RMAX, RMAX2)
 DEFINE_GEMM16_B32(q5_0, B32_Q5_0)
 DEFINE_GEMM16_B32(q4_1, B32_Q4_1)
 DEFINE_GEMM16_B32(q5_1, B32_Q5_1)
@@ -752,9 +816,7 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    /* Q4_0's packed gemm16 would need the repacked single-chain order
-     * (vec_dot_rb): not written yet, batched Q4_0 takes gemm_rb. */
-    (void)gemm16_q4_0;
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0_r;   /* repacked order (vec_dot_rb) */
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;
