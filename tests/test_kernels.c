@@ -241,7 +241,7 @@ static void test_gemm_equals_vec_dot(void **state) {
             if (!k->gemm[type] && !k->gemm_rs[type] && !k->gemm_rb[type])
                 continue;   /* generic loop: vec_dot by construction */
             const int vdt = ref->vec_dot_type, n = ref->blck == 1 ? 72 : 2 * QK_K;
-            const int nr = 5, ntmax = 9;
+            const int nr = 13, ntmax = 9;   /* 8 + 4 + 1-row tiles */
             const size_t ws = quant_row_size(type, n) + 4;   /* padded strides */
             const size_t xs = quant_row_size(vdt, n) + 8;
             uint8_t *w = malloc(ws * nr), *xq = malloc(xs * ntmax);
@@ -260,7 +260,7 @@ static void test_gemm_equals_vec_dot(void **state) {
                 assert_non_null(dot);
                 for (int nt = 1; nt <= ntmax; nt++) {
                     const size_t ldy = nr + 2;
-                    float y[9 * 7];
+                    float y[9 * 15];   /* ntmax * (nr + 2) */
                     for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
                     gemm(n, w, ws, nr, xq, xs, nt, y, ldy);
                     for (int t = 0; t < nt; t++) {

@@ -397,11 +397,54 @@ KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R,
         UNROLL
         for (int t = 0; t < nt; t++) y[(size_t)t * ldy + r] = acc[r][t];
 }
+/* 8 rows x nt tokens with the chains of the 8 rows in the lanes of one
+ * vector per token (as llama.cpp's 8-row interleaved GEMV): per block the
+ * hadd tree turns the 8 rows' products into their 8 exact sums. */
+KINLINE void tile_q4_0_r8(int n, const void *restrict vw, size_t ws,
+                          const void *restrict vx, size_t xs, const int nt,
+                          float *restrict y, size_t ldy) {
+    const block_q4_0 *w[8];
+    const block_q8_0 *x[NT_MAX];
+    __m256 acc[NT_MAX];
+    UNROLL
+    for (int r = 0; r < 8; r++) w[r] = (const block_q4_0 *)((const char *)vw + (size_t)r * ws);
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_0, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        __m256i wq[8];
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            if ((i & 7) == 0) prefetch_w(w[r] + i, (int)sizeof(block_q4_0) * 8);
+            wq[r] = unpack_q4_0(&w[r][i]);
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+            (short)w[0][i].d, (short)w[1][i].d, (short)w[2][i].d, (short)w[3][i].d,
+            (short)w[4][i].d, (short)w[5][i].d, (short)w[6][i].d, (short)w[7][i].d));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i].qs);
+            __m256i p[8];
+            UNROLL
+            for (int r = 0; r < 8; r++)
+                p[r] = dot_u8s8(_mm256_sign_epi8(wq[r], wq[r]), _mm256_sign_epi8(qx, wq[r]));
+            const __m256 D = _mm256_mul_ps(dw, _mm256_set1_ps(h2f(x[t][i].d)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8x8_i32(p)), D, acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        float o[8];
+        _mm256_storeu_ps(o, acc[t]);
+        UNROLL
+        for (int r = 0; r < 8; r++) y[(size_t)t * ldy + r] = o[r];
+    }
+}
 static void vec_dot_q4_0_r(int n, float *restrict s, const void *restrict w, const void *restrict x) {
     tile_q4_0_r(n, w, 0, 1, x, 0, 1, s, 0);
 }
 /* Tokens in groups of four, one row at a time; leftover tokens take rows
- * four at a time. */
+ * eight (then four) at a time. */
 static void gemm_q4_0_r(int n, const void *restrict w, size_t ws, int nr, const void *restrict x,
                         size_t xs, int nt, float *restrict y, size_t ldy) {
     const char *wb = w, *xb = x;
@@ -417,6 +460,7 @@ static void gemm_q4_0_r(int n, const void *restrict w, size_t ws, int nr, const 
     int r = 0;
 #define Q40R_ROWS(NT_)                                                                  \
     do {                                                                                \
+        for (; r + 8 <= nr; r += 8) tile_q4_0_r8(n, wb + (size_t)r * ws, ws, xt, xs, NT_, yt + r, ldy); \
         for (; r + 4 <= nr; r += 4) tile_q4_0_r(n, wb + (size_t)r * ws, ws, 4, xt, xs, NT_, yt + r, ldy); \
         for (; r < nr; r++) tile_q4_0_r(n, wb + (size_t)r * ws, ws, 1, xt, xs, NT_, yt + r, ldy); \
     } while (0)
