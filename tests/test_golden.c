@@ -141,10 +141,6 @@ static int make_model(const char *arch, const char *type, uint64_t seed, char *p
 #if HAVE_ENGINE
 /* arch:type combos the engine does not match yet (see the report). */
 static const char *pending[] = {
-    /* engine of main d1dc092: llama.cpp's own logits here do not depend on
-     * its batch size (checked with refharness -ub 1 / 8 / 512), so these
-     * are engine-side numeric differences */
-    "gemma3:Q2_K",    /* mean KL 1.24e-3, max |dlogit| 0.16 */
     NULL};
 
 static bool is_pending(const char *arch, const char *type) {
@@ -244,11 +240,11 @@ static void test_golden_logits(void **st) {
                            : !strcmp(types[t], "F32") || !strcmp(types[t], "F16") ? 2e-2 : INFINITY;
 #if defined(__x86_64__)
                 /* These sum in llama.cpp's x86 orders at every kernel level
-                 * (kernels/scalar.c), so the logits are bit-identical.  (Not
-                 * Q4_0 and Q2_K: llama.cpp repacks them to q4_0_8x8 and
-                 * q2_K_8x8 here, orders we do not reproduce yet.  Tiny
+                 * (kernels/scalar.c; for Q4_0, Q2_K and Q4_K the repacked
+                 * orders too), so the logits are bit-identical.  (Tiny
                  * Q4_K_M mixes only Q4_K and Q6_K.) */
-                if (!strcmp(types[t], "Q4_1") || !strcmp(types[t], "Q5_0") ||
+                if (!strcmp(types[t], "Q4_0") || !strcmp(types[t], "Q2_K") ||
+                    !strcmp(types[t], "Q4_1") || !strcmp(types[t], "Q5_0") ||
                     !strcmp(types[t], "Q5_1") || !strcmp(types[t], "Q8_0") ||
                     !strcmp(types[t], "Q3_K") || !strcmp(types[t], "Q4_K") || !strcmp(types[t], "Q5_K") ||
                     !strcmp(types[t], "Q6_K") || !strcmp(types[t], "Q4_K_M"))

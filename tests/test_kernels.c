@@ -11,7 +11,8 @@
  *     (Q4_K's repacked orders) and packed gemm16 equals vec_dot_rb where
  *     the type has it, else vec_dot;
  *   - every level's vec_dot, vec_dot_rs and vec_dot_rb equal the scalar
- *     level's bit for bit, and Q4_K's three orders are different functions;
+ *     level's bit for bit, and the repacked types' orders (Q4_K, Q2_K,
+ *     Q4_0) are different functions;
  *   - activation quantizers are byte-exact against the portable versions in
  *     scalar.c, and on x86 against quant.c's reference, on random data and
  *     on crafted ties, zero blocks and +/- maximum pairs.
@@ -240,7 +241,7 @@ static void test_gemm_equals_vec_dot(void **state) {
             if (!k->gemm[type] && !k->gemm_rs[type] && !k->gemm_rb[type])
                 continue;   /* generic loop: vec_dot by construction */
             const int vdt = ref->vec_dot_type, n = ref->blck == 1 ? 72 : 2 * QK_K;
-            const int nr = 5, ntmax = 9;
+            const int nr = 13, ntmax = 9;   /* 8 + 4 + 1-row tiles */
             const size_t ws = quant_row_size(type, n) + 4;   /* padded strides */
             const size_t xs = quant_row_size(vdt, n) + 8;
             uint8_t *w = malloc(ws * nr), *xq = malloc(xs * ntmax);
@@ -259,7 +260,7 @@ static void test_gemm_equals_vec_dot(void **state) {
                 assert_non_null(dot);
                 for (int nt = 1; nt <= ntmax; nt++) {
                     const size_t ldy = nr + 2;
-                    float y[9 * 7];
+                    float y[9 * 15];   /* ntmax * (nr + 2) */
                     for (size_t i = 0; i < NJ_ARRAY_LEN(y); i++) y[i] = -12345.0f;
                     gemm(n, w, ws, nr, xq, xs, nt, y, ldy);
                     for (int t = 0; t < nt; t++) {
@@ -399,35 +400,45 @@ static void test_gemm16_equals_vec_dot(void **state) {
     print_message("%d packed-GEMM results compared\n", checked);
 }
 
-/* Q4_K's three orders are different float orders: on random rows each
- * pair disagrees in the last bits for some (else the choice of order that
- * matmul and the session make would go untested). */
-static void test_q4_K_orders_differ(void **state) {
-    (void)state;
+/* The repacked types' orders are different float orders: on random rows
+ * each pair that should differ disagrees in the last bits for some (else
+ * the choice of order that matmul and the session make would go
+ * untested).  Q4_0's repacked order is one function for both (rs == rb). */
+static void orders_differ(int type, int vdt, int n, uint32_t seed) {
     const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
-    nj_vec_dot_fn dots[3] = {s->vec_dot[NJ_Q4_K], s->vec_dot_rs[NJ_Q4_K], s->vec_dot_rb[NJ_Q4_K]};
+    nj_vec_dot_fn dots[3] = {s->vec_dot[type], s->vec_dot_rs[type], s->vec_dot_rb[type]};
     for (int o = 0; o < 3; o++) assert_non_null(dots[o]);
-    const int n = 8 * QK_K;
-    void *w = malloc(quant_row_size(NJ_Q4_K, n)), *xq = malloc(quant_row_size(NJ_Q8_K, n));
+    const bool same_r = dots[1] == dots[2];
+    void *w = malloc(quant_row_size(type, n)), *xq = malloc(quant_row_size(vdt, n));
     float *x = malloc(sizeof(float) * n);
     int differ[3] = {0, 0, 0};   /* plain vs rs, plain vs rb, rs vs rb */
-    rng_seed(314);
+    rng_seed(seed);
     for (int rep = 0; rep < 50; rep++) {
-        rand_weights(NJ_Q4_K, w, n);
+        rand_weights(type, w, n);
         rand_floats(x, n);
-        s->from_float[NJ_Q8_K](x, xq, n);
+        s->from_float[vdt](x, xq, n);
         float y[3];
         for (int o = 0; o < 3; o++) dots[o](n, &y[o], w, xq);
         differ[0] += memcmp(&y[0], &y[1], 4) != 0;
         differ[1] += memcmp(&y[0], &y[2], 4) != 0;
         differ[2] += memcmp(&y[1], &y[2], 4) != 0;
     }
-    print_message("Q4_K orders, rows of 50 that differ: plain/rs %d, plain/rb %d, rs/rb %d\n",
-                  differ[0], differ[1], differ[2]);
-    for (int i = 0; i < 3; i++) assert_true(differ[i] > 0);
+    print_message("%s orders, rows of 50 that differ: plain/rs %d, plain/rb %d, rs/rb %d\n",
+                  quant_type_name(type), differ[0], differ[1], differ[2]);
+    assert_true(differ[0] > 0);
+    assert_true(differ[1] > 0);
+    if (same_r) assert_int_equal(differ[2], 0);
+    else assert_true(differ[2] > 0);
     free(w);
     free(xq);
     free(x);
+}
+
+static void test_repacked_orders_differ(void **state) {
+    (void)state;
+    orders_differ(NJ_Q4_K, NJ_Q8_K, 8 * QK_K, 314);
+    orders_differ(NJ_Q2_K, NJ_Q8_K, 8 * QK_K, 315);
+    orders_differ(NJ_Q4_0, NJ_Q8_0, 8 * QK_K, 316);
 }
 
 /* Activation rows that exercise the quantizers' corner cases. */
@@ -583,7 +594,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_equals_vec_dot),
         cmocka_unit_test(test_gemm16_equals_vec_dot),
         cmocka_unit_test(test_gemm16_groups),
-        cmocka_unit_test(test_q4_K_orders_differ),
+        cmocka_unit_test(test_repacked_orders_differ),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),
     };

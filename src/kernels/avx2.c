@@ -354,13 +354,84 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
 DEFINE_KERNELS(q6_K, tile_q6_K)
 
 /* ---- Q2_K x Q8_K:  x = d sc q - dmin m, q 2-bit ------------------------ */
+/* Repacked layout (kernels.h): chains A (scales) and B (mins), y = A - B;
+ * the two 128-element halves' sums are kept apart, single-token order
+ * (BATCHED = 0) adds them before its one fma per super-block, batched
+ * order takes one fma per half. */
+KINLINE void tile_q2_K_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
+                         float *restrict y, size_t ldy, const int nt, const int BATCHED) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x[NT_MAX];
+    float A[NT_MAX], B[NT_MAX];
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); A[t] = B[t] = 0.0f; }
+    const __m256i m2 = _mm256_set1_epi8(0x03);
+    const int nb = n / QK_K;
+    for (int i = 0; i < nb; i++) {
+        prefetch_w(&w[i], (int)sizeof w[i]);
+        const __m128i sraw = _mm_loadu_si128((const __m128i *)w[i].scales);
+        const __m128i sc4 = _mm_and_si128(sraw, _mm_set1_epi8(0x0f));
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sraw, 4),
+                                                                  _mm_set1_epi8(0x0f)));
+        __m256i sumi[2][NT_MAX];
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            UNROLL
+            for (int t = 0; t < nt; t++) sumi[h][t] = _mm256_setzero_si256();
+            UNROLL
+            for (int g = 0; g < 4; g++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2);
+                const __m256i s = scale_pair(sc4, 8 * h + 2 * g);
+                UNROLL
+                for (int t = 0; t < nt; t++) {
+                    const __m256i qx = _mm256_loadu_si256(
+                        (const __m256i *)(x[t][i].qs + 128 * h + 32 * g));
+                    sumi[h][t] = _mm256_add_epi32(sumi[h][t],
+                        _mm256_madd_epi16(s, _mm256_maddubs_epi16(q, qx)));
+                }
+            }
+        }
+        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const float yd = x[t][i].d, D = dw * yd, Dm = mw * yd;
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
+            const __m256i mm = _mm256_madd_epi16(mins16, bs);   /* lanes 0..3: half 0 */
+            const int I0 = hsum_i32_8(sumi[0][t]), I1 = hsum_i32_8(sumi[1][t]);
+            const int N0 = hsum_i32_4(_mm256_castsi256_si128(mm)), N1 = hsum_i32_4(_mm256_extracti128_si256(mm, 1));
+            if (!BATCHED) {
+                A[t] = fmaf((float)(I0 + I1), D, A[t]);
+                B[t] = fmaf((float)(N0 + N1), Dm, B[t]);
+            } else {
+                A[t] = fmaf((float)I0, D, A[t]);
+                B[t] = fmaf((float)N0, Dm, B[t]);
+                A[t] = fmaf((float)I1, D, A[t]);
+                B[t] = fmaf((float)N1, Dm, B[t]);
+            }
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = A[t] - B[t];
+}
+KINLINE void tile_q2_K_rs(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q2_K_r(n, w, x, xs, y, ldy, nt, 0);
+}
+KINLINE void tile_q2_K_rb(int n, const void *restrict w, const void *restrict x, size_t xs,
+                          float *restrict y, size_t ldy, const int nt) {
+    tile_q2_K_r(n, w, x, xs, y, ldy, nt, 1);
+}
+
+/* Plain layout (llama.cpp's AVX2 vec_dot, scalar.c): eight lane chains,
+ * mins term first, then the scaled lane sums. */
 KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q2_K *w = vw;
     const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
+    __m256 acc[NT_MAX];
     UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
     const __m256i m2 = _mm256_set1_epi8(0x03);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
@@ -394,15 +465,17 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
         for (int t = 0; t < nt; t++) {
             const float yd = x[t][i].d;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][i].bsums);
-            const int S = hsum_i32_8(sumi[t]), M = hsum_i32_8(_mm256_madd_epi16(mins16, bs));
-            acc[t] = fmaf(dw * yd, (float)S, acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)M, acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(-yd * mw),
+                                     _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bs)), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
+    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8(acc[t]);
 }
 DEFINE_KERNELS(q2_K, tile_q2_K)
+DEFINE_KERNELS(q2_K_rs, tile_q2_K_rs)
+DEFINE_KERNELS(q2_K_rb, tile_q2_K_rb)
 
 /* ---- Q3_K x Q8_K:  q = 2 low bits - (hmask bit clear ? 4 : 0) ----------- */
 
@@ -636,6 +709,14 @@ void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q5_1, q5_1);
     SET(NJ_Q8_0, q8_0);
     SET(NJ_Q2_K, q2_K);
+    k->vec_dot_rs[NJ_Q2_K] = vec_dot_q2_K_rs;
+    k->gemm_rs[NJ_Q2_K] = gemm_q2_K_rs;
+    k->vec_dot_rb[NJ_Q2_K] = vec_dot_q2_K_rb;
+    k->gemm_rb[NJ_Q2_K] = gemm_q2_K_rb;
+    k->vec_dot_rs[NJ_Q4_0] = vec_dot_q4_0_r;
+    k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
+    k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
+    k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
     k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;

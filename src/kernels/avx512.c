@@ -27,7 +27,8 @@
  * bit-identical to every other level: for Q6_K/Q5_K/Q3_K that means eight
  * integer lane sums per token (rows_l8), for Q4_K the batched order (one
  * fma per 64-element pair, rows_q4_K; gemm16 only ever sees batched
- * tokens).
+ * tokens), for Q2_K its batched order (one fma per 128-element half), for
+ * Q4_0 its repacked one (one fma per block, rows_q4_0_r).
  */
 #include "kernels/kernels.h"
 
@@ -258,13 +259,16 @@ KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
     for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
 }
 
+/* Q2_K's batched repacked order (kernels.h): chains A (scales) and B
+ * (mins), one fma each per 128-element half h on its exact sums I_h
+ * (groups 8h .. 8h+7) and N_h; y = A - B. */
 KINLINE void rows_q2_K(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
                        const int G, float *y, size_t ldy) {
-    __m512 acc[RMAX][GMAX];
+    __m512 A[RMAX][GMAX], Bc[RMAX][GMAX];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+        for (int g = 0; g < G; g++) A[r][g] = Bc[r][g] = _mm512_setzero_ps();
     for (int i = 0; i < nb; i++) {
         uint8_t wb[RMAX][256] __attribute__((aligned(64)));
         int sc[RMAX][16], mn[RMAX][16];
@@ -280,66 +284,70 @@ KINLINE void rows_q2_K(int nb, const char *w, size_t ws, const int R, const char
         const kern_pk_q8_K *p[GMAX];
         UNROLL
         for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_K *)(xg + (size_t)g * gs) + i;
-        /* S: the scaled group sums; M: the mins term sum_g m_g * bsums_g */
-        __m512i S[RMAX][GMAX], M[RMAX][GMAX];
         UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int g = 0; g < G; g++) { S[r][g] = _mm512_setzero_si512(); M[r][g] = _mm512_setzero_si512(); }
-        UNROLL
-        for (int m = 0; m < 8; m++) {
-            UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m512i mp = _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1]));
-                UNROLL
-                for (int g = 0; g < G; g++) {
-                    const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
-                    M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
-                }
-            }
-        }
-        UNROLL
-        for (int q = 0; q < 16; q++) {
-            __m512i D[RMAX][GMAX];
+        for (int h = 0; h < 2; h++) {
+            /* S: the half's scaled group sums; M: sum_g m_g * bsums_g */
+            __m512i S[RMAX][GMAX], M[RMAX][GMAX];
             UNROLL
             for (int r = 0; r < R; r++)
                 UNROLL
-                for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+                for (int g = 0; g < G; g++) { S[r][g] = _mm512_setzero_si512(); M[r][g] = _mm512_setzero_si512(); }
             UNROLL
-            for (int k = 0; k < 4; k++) {
-                __m512i a[GMAX];
-                UNROLL
-                for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+            for (int m = 4 * h; m < 4 * h + 4; m++) {
                 UNROLL
                 for (int r = 0; r < R; r++) {
-                    const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                    const __m512i mp = _mm512_set1_epi32(pair16(mn[r][2 * m], mn[r][2 * m + 1]));
                     UNROLL
-                    for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    for (int g = 0; g < G; g++) {
+                        const __m512i B = _mm512_load_si512((const void *)p[g]->bs16[m]);
+                        M[r][g] = _mm512_dpwssd_epi32(M[r][g], B, mp);
+                    }
                 }
             }
             UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m512i s = _mm512_set1_epi32(sc[r][q] & 0xffff);
+            for (int q = 8 * h; q < 8 * h + 8; q++) {
+                __m512i D[RMAX][GMAX];
                 UNROLL
-                for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], s);
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int g = 0; g < G; g++) D[r][g] = _mm512_setzero_si512();
+                UNROLL
+                for (int k = 0; k < 4; k++) {
+                    __m512i a[GMAX];
+                    UNROLL
+                    for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[4 * q + k]);
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const __m512i b = bcast32(wb[r] + 16 * q + 4 * k);
+                        UNROLL
+                        for (int g = 0; g < G; g++) D[r][g] = _mm512_dpbusd_epi32(D[r][g], b, a[g]);
+                    }
+                }
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    const __m512i s = _mm512_set1_epi32(sc[r][q] & 0xffff);
+                    UNROLL
+                    for (int g = 0; g < G; g++) S[r][g] = _mm512_dpwssd_epi32(S[r][g], D[r][g], s);
+                }
             }
-        }
-        UNROLL
-        for (int g = 0; g < G; g++) {
-            const __m512 dx = _mm512_load_ps(p[g]->d);
             UNROLL
-            for (int r = 0; r < R; r++) {
-                acc[r][g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dx),
-                                            _mm512_cvtepi32_ps(S[r][g]), acc[r][g]);
-                acc[r][g] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dm[r]), dx),
-                                             _mm512_cvtepi32_ps(M[r][g]), acc[r][g]);
+            for (int g = 0; g < G; g++) {
+                const __m512 dx = _mm512_load_ps(p[g]->d);
+                UNROLL
+                for (int r = 0; r < R; r++) {
+                    A[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][g]),
+                                              _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx), A[r][g]);
+                    Bc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M[r][g]),
+                                               _mm512_mul_ps(_mm512_set1_ps(dm[r]), dx), Bc[r][g]);
+                }
             }
         }
     }
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+        for (int g = 0; g < G; g++)
+            store_lanes(_mm512_sub_ps(A[r][g], Bc[r][g]), y + (size_t)16 * g * ldy + r, ldy);
 }
 
 /* ---- the 8-lane K-quants: Q3_K, Q5_K, Q6_K ---------------------------------
@@ -681,6 +689,68 @@ KINLINE void rows_b32(int nb, const char *w, size_t ws, const int R, const char 
     }
 #define CALL_B32(R_, G_, LP_) rows_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, LP_, yg + r, ldy, kind)
 
+/* ---- Q4_0, repacked order: one chain per token ----------------------------
+ * acc = fma((float)I_i, dw*dx, acc) with I_i the whole block's exact sum
+ * (kernels.h), so the eight dword products of a block accumulate into one
+ * vpdpbusd chain, seeded with -128 * (sum of the block's weights) to remove
+ * the packer's +128 bias. */
+KINLINE void rows_q4_0_r(int nb, const char *w, size_t ws, const int R, const char *xg, size_t gs,
+                         const int G, float *y, size_t ldy) {
+    const __m256i c128 = _mm256_set1_epi8((char)0x80);
+    __m512 acc[RMAX][GMAX];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        int8_t wq[RMAX][32] __attribute__((aligned(32)));
+        int32_t seed[RMAX];
+        float dw[RMAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q4_0 *b = (const block_q4_0 *)(w + (size_t)r * ws) + i;
+            const __m256i q = unpack_q4_0(b);
+            _mm256_store_si256((__m256i *)wq[r], q);
+            seed[r] = -hsum_i32_8(_mm256_dpbusd_epi32(_mm256_setzero_si256(), c128, q));
+            dw[r] = h2f(b->d);
+        }
+        const kern_pk_q8_0 *p[GMAX];
+        UNROLL
+        for (int g = 0; g < G; g++) p[g] = (const kern_pk_q8_0 *)(xg + (size_t)g * gs) + i;
+        __m512i S[RMAX][GMAX];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int g = 0; g < G; g++) S[r][g] = _mm512_set1_epi32(seed[r]);
+        UNROLL
+        for (int m = 0; m < 8; m++) {
+            __m512i a[GMAX];
+            UNROLL
+            for (int g = 0; g < G; g++) a[g] = _mm512_load_si512((const void *)p[g]->qs[m]);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                int32_t wd;
+                memcpy(&wd, wq[r] + 4 * m, 4);
+                const __m512i b = _mm512_set1_epi32(wd);
+                UNROLL
+                for (int g = 0; g < G; g++) S[r][g] = _mm512_dpbusd_epi32(S[r][g], a[g], b);
+            }
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            const __m512 dx = _mm512_load_ps(p[g]->d);
+            UNROLL
+            for (int r = 0; r < R; r++)
+                acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][g]),
+                                            _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx), acc[r][g]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
+}
+
 /* ---- entry points ---------------------------------------------------------
  * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
  * RMAX rows for single groups and RMAX2 for pairs (register budget: the
@@ -718,7 +788,8 @@ DEFINE_GEMM16(q2_K, CALL_Q2K, K_R1, K_R2)
 DEFINE_GEMM16(q3_K, CALL_Q3K, K_R1, K_R2)
 
 DEFINE_GEMM16_B32(q8_0, B32_Q8_0)
-DEFINE_GEMM16_B32(q4_0, B32_Q4_0)
+#define CALL_Q40R(R_, G_) rows_q4_0_r(n / 32, wb + (size_t)r * ws, ws, R_, xp, gs, G_, yg + r, ldy)
+DEFINE_GEMM16(q4_0_r, CALL_Q40R, RMAX, RMAX2)
 DEFINE_GEMM16_B32(q5_0, B32_Q5_0)
 DEFINE_GEMM16_B32(q4_1, B32_Q4_1)
 DEFINE_GEMM16_B32(q5_1, B32_Q5_1)
@@ -732,6 +803,10 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q5_1, q5_1);
     SET(NJ_Q8_0, q8_0);
 #undef SET
+    k->vec_dot_rs[NJ_Q4_0] = vec_dot_q4_0_r;
+    k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
+    k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
+    k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;
@@ -741,7 +816,7 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0_r;   /* repacked order (vec_dot_rb) */
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;

@@ -21,11 +21,12 @@
  * multiply-adds and a fixed reduction; for Q4_0..Q8_0 it is llama.cpp's
  * x86 order), so
  * all levels, tile widths, packed/unpacked paths, thread counts and batch
- * compositions give bit-identical results (for Q4_K: given which of its
- * three orders a product takes, see "Repacked orders"); they agree with
- * quant.c's reference (ggml's generic C order) up to float summation
- * order, ~1e-6 relative.  For the K-quants except Q2_K the canonical
- * order is llama.cpp's x86 order, so those products match it bit for bit.
+ * compositions give bit-identical results (for Q4_K, Q2_K and Q4_0: given
+ * which of their orders a product takes, see "Repacked orders"); they
+ * agree with quant.c's reference (ggml's generic C order) up to float
+ * summation order, ~1e-6 relative.  For the K-quants too the canonical
+ * orders are llama.cpp's x86 orders (Q2_K's repacked ones as on an
+ * AVX-512 machine), so every quantized product matches it bit for bit.
  * Activation quantizers (from_float for Q8_0/Q8_1/Q8_K) are *byte-exact* across levels of one
  * architecture and reproduce what llama.cpp's CPU backend produces on that
  * architecture, because the quantized activations decide which tokens come
@@ -37,7 +38,8 @@
  * SIMD quantizer is tested against.
  *
  * Repacked orders.  llama.cpp repacks some weight types at load time on
- * x86 (Q4_K, into 8-row interleaved blocks: every matrix it multiplies
+ * x86 (Q4_K and Q4_0 with AVX2, Q2_K with AVX-512; into 8-row interleaved
+ * blocks: every matrix it multiplies
  * whose row count is a multiple of KERN_REPACK_ROWS, a tied output matrix
  * included, since it loads a separate copy of token_embd for that) and
  * multiplies repacked tensors with other kernels, in other float orders,
@@ -49,6 +51,7 @@
  *   vec_dot, gemm          plain tensors (llama.cpp's vec_dot), any batch;
  *   vec_dot_rs, gemm_rs    repacked tensors, single-token order;
  *   vec_dot_rb, gemm_rb    repacked tensors, batched order;
+ * (Q4_0's single-token and batched orders are one and the same function);
  * the _rs/_rb entries are NULL for types llama.cpp does not repack (their
  * vec_dot order holds for every tensor and batch).  gemm16 computes the
  * batched order: vec_dot_rb's where the type has one (so it serves only

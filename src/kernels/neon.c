@@ -1257,7 +1257,10 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q5_0, q5_0);
     SET(NJ_Q5_1, q5_1);
     SET(NJ_Q8_0, q8_0);
-    SET(NJ_Q2_K, q2_K);
+    /* Q2_K: this tile still sums in the old single-chain order; the
+     * scalar level's (llama.cpp's AVX2 lane order) is used instead */
+    (void)vec_dot_q2_K;
+    (void)gemm_q2_K;
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
     k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
@@ -1278,13 +1281,13 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
-    k->gemm16[NJ_Q2_K] = gemm16_q2_K;
+    (void)gemm16_q2_K;    /* plain order; Q2_K's gemm16 must compute vec_dot_rb's: not yet */
     k->gemm16[NJ_Q3_K] = gemm16_q3_K;
     k->gemm16[NJ_Q4_K] = gemm16_q4_K;
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
+    (void)gemm16_q4_0;    /* plain order; Q4_0's gemm16 must compute vec_dot_rb's: not yet */
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;

@@ -163,9 +163,16 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  *         batched order       A = fma(I_p, dw*dx, A),          (vec_dot_rb)
  *                             B = fma(N_p, dmin*dx, B) per pair.
  *       (kernels.h, "Repacked orders", says which products take which.)
- *     Q2_K: one chain over super-blocks (not llama.cpp's order: it repacks
- *       Q2_K on AVX-512 machines; not matched yet):
- *       acc = fma(dw*dx, S_i, acc);  acc = fma(-(dmin*dx), M_i, acc)
+ *     Q2_K, plain layout (vec_dot): eight lanes as Q3_K (scale of lane m
+ *       of chunk c: sc[2c + (m >= 4)]), each super-block first doing
+ *       acc_m = fma(-dx*dmin, mn[2m]*bsums[2m] + mn[2m+1]*bsums[2m+1], acc_m)
+ *       then acc_m = fma(dx*dw, L_m, acc_m);  y = hsum8(acc).
+ *     Q2_K, repacked layout (q2_K_8x8, llama.cpp on AVX-512 machines): as
+ *       Q4_K's with the two 128-element halves h in place of the pairs:
+ *         single-token  A = fma(I_0+I_1, dw*dx, A), B = fma(N_0+N_1, dmin*dx, B)
+ *         batched       A = fma(I_h, dw*dx, A),     B = fma(N_h, dmin*dx, B)
+ *     Q4_0, repacked layout (q4_0_8x8, any batch): one chain over blocks,
+ *       acc = fma(I_i, dw*dx, acc), I_i the block's exact integer sum.
  *   F32/F16/BF16: sixteen lanes, element k feeding lane k % 16 for the
  *       whole 16-element steps, reduced as
  *       b[k] = a[k] + a[k+8];  c[k] = b[k] + b[k+4];  y = (c0 + c2) + (c1 + c3)
@@ -224,6 +231,22 @@ static void dot_q4_0(int n, float *restrict s, const void *restrict vw, const vo
         lanes8_fma(a, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
     *s = hsum8(a);
+}
+
+/* repacked layout (q4_0_8x8), single-token and batched alike: one chain
+ * over blocks on the block's exact integer sum, no lanes */
+static void dot_q4_0_r(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float acc = 0.0f;
+    int8_t q[32];
+    for (int i = 0; i < n / 32; i++) {
+        unpack32(w[i].qs, NULL, 8, q);
+        int I = 0;
+        for (int j = 0; j < 32; j++) I += q[j] * x[i].qs[j];
+        acc = fmaf((float)I, h2f(w[i].d) * h2f(x[i].d), acc);
+    }
+    *s = acc;
 }
 
 static void dot_q5_0(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
@@ -411,25 +434,81 @@ static void dot_q6_K(int n, float *restrict s, const void *restrict vw, const vo
     *s = hsum8(acc);
 }
 
+/* plain layout: llama.cpp's AVX2 vec_dot -- eight lane chains like Q3_K,
+ * each super-block first adding its mins term for lane m (groups 2m, 2m+1)
+ * and then its scaled lane sum */
 static void dot_q2_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q2_K *w = vw;
     const block_q8_K *x = vx;
-    float acc = 0.0f;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int S = 0, M = 0;
-        for (int h = 0; h < 2; h++)
-            for (int g = 0; g < 4; g++) {
-                int part[2] = {0, 0};
-                for (int l = 0; l < 32; l++)
-                    part[l >> 4] += ((w[i].qs[32 * h + l] >> (2 * g)) & 3) * x[i].qs[128 * h + 32 * g + l];
-                S += (w[i].scales[8 * h + 2 * g] & 15) * part[0] +
-                     (w[i].scales[8 * h + 2 * g + 1] & 15) * part[1];
-            }
-        for (int g = 0; g < 16; g++) M += (w[i].scales[g] >> 4) * x[i].bsums[g];
-        acc = fmaf(h2f(w[i].d) * x[i].d, (float)S, acc);
-        acc = fmaf(-(h2f(w[i].dmin) * x[i].d), (float)M, acc);
+        const uint8_t *sc = w[i].scales;
+        int L[8] = {0}, part[8];
+        for (int c = 0; c < 8; c++) {            /* chunk c = 4h + g: elements 128h + 32g + l */
+            const int h = c / 4, g = c % 4;
+            int8_t q[32];
+            for (int l = 0; l < 32; l++) q[l] = (int8_t)((w[i].qs[32 * h + l] >> (2 * g)) & 3);
+            lane_parts(q, x[i].qs + 32 * c, part);
+            for (int m = 0; m < 8; m++) L[m] += (sc[2 * c + (m >= 4)] & 15) * part[m];
+        }
+        const float D = x[i].d * h2f(w[i].d), Dm = -x[i].d * h2f(w[i].dmin);
+        for (int m = 0; m < 8; m++) {
+            const int P = (sc[2 * m] >> 4) * x[i].bsums[2 * m] + (sc[2 * m + 1] >> 4) * x[i].bsums[2 * m + 1];
+            acc[m] = fmaf(Dm, (float)P, acc[m]);
+        }
+        for (int m = 0; m < 8; m++) acc[m] = fmaf(D, (float)L[m], acc[m]);
     }
-    *s = acc;
+    *s = hsum8(acc);
+}
+
+/* Q2_K, repacked layout: per half h (elements 128h .. 128h+127, groups
+ * 8h .. 8h+7) the scaled sum I_h and the mins term N_h. */
+static void q2_K_halves(const block_q2_K *w, const block_q8_K *x, int I[2], int N[2]) {
+    for (int h = 0; h < 2; h++) {
+        I[h] = N[h] = 0;
+        for (int g = 8 * h; g < 8 * h + 8; g++) {
+            const int c = g / 2 - 4 * h, sh = 2 * c;  /* 32-element column c of half h */
+            int dot = 0;
+            for (int l = 0; l < 16; l++) {
+                const int e = 16 * (g & 1) + l;
+                dot += ((w->qs[32 * h + e] >> sh) & 3) * x->qs[16 * g + l];
+            }
+            I[h] += (w->scales[g] & 15) * dot;
+            N[h] += (w->scales[g] >> 4) * x->bsums[g];
+        }
+    }
+}
+
+/* repacked, single-token order: one fma per super-block and chain */
+static void dot_q2_K_rs(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x = vx;
+    float A = 0.0f, B = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int I[2], N[2];
+        q2_K_halves(&w[i], &x[i], I, N);
+        const float D = h2f(w[i].d) * x[i].d, Dm = h2f(w[i].dmin) * x[i].d;
+        A = fmaf((float)(I[0] + I[1]), D, A);
+        B = fmaf((float)(N[0] + N[1]), Dm, B);
+    }
+    *s = A - B;
+}
+
+/* repacked, batched order: one fma per half and chain */
+static void dot_q2_K_rb(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q2_K *w = vw;
+    const block_q8_K *x = vx;
+    float A = 0.0f, B = 0.0f;
+    for (int i = 0; i < n / QK_K; i++) {
+        int I[2], N[2];
+        q2_K_halves(&w[i], &x[i], I, N);
+        const float D = h2f(w[i].d) * x[i].d, Dm = h2f(w[i].dmin) * x[i].d;
+        for (int h = 0; h < 2; h++) {
+            A = fmaf((float)I[h], D, A);
+            B = fmaf((float)N[h], Dm, B);
+        }
+    }
+    *s = A - B;
 }
 
 /* Q3_K scales: 16 six-bit values from 12 bytes (low 4 bits from bytes
@@ -571,7 +650,11 @@ void kern_scalar_fill(nj_kernels *k) {
     k->vec_dot[NJ_Q5_0] = dot_q5_0;
     k->vec_dot[NJ_Q5_1] = dot_q5_1;
     k->vec_dot[NJ_Q8_0] = dot_q8_0;
+    k->vec_dot_rs[NJ_Q4_0] = dot_q4_0_r;
+    k->vec_dot_rb[NJ_Q4_0] = dot_q4_0_r;
     k->vec_dot[NJ_Q2_K] = dot_q2_K;
+    k->vec_dot_rs[NJ_Q2_K] = dot_q2_K_rs;
+    k->vec_dot_rb[NJ_Q2_K] = dot_q2_K_rb;
     k->vec_dot[NJ_Q3_K] = dot_q3_K;
     k->vec_dot[NJ_Q4_K] = dot_q4_K;
     k->vec_dot_rs[NJ_Q4_K] = dot_q4_K_rs;

@@ -321,5 +321,155 @@ DEFINE_B32(q5_0, block_q5_0, block_q8_0, 1, 0)
 DEFINE_B32(q4_1, block_q4_1, block_q8_1, 0, 1)
 DEFINE_B32(q5_1, block_q5_1, block_q8_1, 0, 1)
 
+/* ---- Q4_0, repacked order (kernels.h): one chain per output ------------
+ * acc = fma((float)I_i, dw*dx, acc) over blocks i, I_i the block's exact
+ * integer dot product; single-token and batched orders are the same.
+ * Eight blocks' sums are reduced together (a hadd tree leaves block k's
+ * sum in lane k), then the chain runs through them in order. */
+KINLINE __m256i hsum8x8_i32(const __m256i p[8]) {
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+    /* a: lanes 0..3 low halves of p0..p3, lanes 4..7 their high halves */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* R (<= 4) rows (stride ws) x nt tokens: y[t*ldy + r].  The R * nt
+ * chains are independent, which hides the fma latency in GEMV. */
+KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R,
+                         const void *restrict vx, size_t xs, const int nt,
+                         float *restrict y, size_t ldy) {
+    const block_q4_0 *w[4];
+    const block_q8_0 *x[NT_MAX];
+    float acc[4][NT_MAX];
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        w[r] = (const block_q4_0 *)((const char *)vw + (size_t)r * ws);
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[r][t] = 0.0f;
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) x[t] = XROW(block_q8_0, vx, xs, t);
+    const int nb = n / 32, nfull = nb & ~7;
+    int i = 0;
+    for (; i < nfull; i += 8) {
+        float dx[NT_MAX][8];
+        UNROLL
+        for (int t = 0; t < nt; t++)
+            UNROLL
+            for (int k = 0; k < 8; k++) dx[t][k] = h2f(x[t][i + k].d);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            prefetch_w(w[r] + i, (int)sizeof(block_q4_0) * 8);
+            __m256i wq[8];
+            float dw[8];
+            UNROLL
+            for (int k = 0; k < 8; k++) { wq[k] = unpack_q4_0(&w[r][i + k]); dw[k] = h2f(w[r][i + k].d); }
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                __m256i p[8];
+                UNROLL
+                for (int k = 0; k < 8; k++) {
+                    const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i + k].qs);
+                    p[k] = dot_u8s8(_mm256_sign_epi8(wq[k], wq[k]), _mm256_sign_epi8(qx, wq[k]));
+                }
+                float If[8];
+                _mm256_storeu_ps(If, _mm256_cvtepi32_ps(hsum8x8_i32(p)));
+                UNROLL
+                for (int k = 0; k < 8; k++) acc[r][t] = fmaf(If[k], dw[k] * dx[t][k], acc[r][t]);
+            }
+        }
+    }
+    for (; i < nb; i++) {
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const __m256i wq = unpack_q4_0(&w[r][i]), wa = _mm256_sign_epi8(wq, wq);
+            const float dw = h2f(w[r][i].d);
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i].qs);
+                const int I = hsum_i32_8(dot_u8s8(wa, _mm256_sign_epi8(qx, wq)));
+                acc[r][t] = fmaf((float)I, dw * h2f(x[t][i].d), acc[r][t]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int t = 0; t < nt; t++) y[(size_t)t * ldy + r] = acc[r][t];
+}
+/* 8 rows x nt tokens with the chains of the 8 rows in the lanes of one
+ * vector per token (as llama.cpp's 8-row interleaved GEMV): per block the
+ * hadd tree turns the 8 rows' products into their 8 exact sums. */
+KINLINE void tile_q4_0_r8(int n, const void *restrict vw, size_t ws,
+                          const void *restrict vx, size_t xs, const int nt,
+                          float *restrict y, size_t ldy) {
+    const block_q4_0 *w[8];
+    const block_q8_0 *x[NT_MAX];
+    __m256 acc[NT_MAX];
+    UNROLL
+    for (int r = 0; r < 8; r++) w[r] = (const block_q4_0 *)((const char *)vw + (size_t)r * ws);
+    UNROLL
+    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_0, vx, xs, t); acc[t] = _mm256_setzero_ps(); }
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        __m256i wq[8];
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            if ((i & 7) == 0) prefetch_w(w[r] + i, (int)sizeof(block_q4_0) * 8);
+            wq[r] = unpack_q4_0(&w[r][i]);
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+            (short)w[0][i].d, (short)w[1][i].d, (short)w[2][i].d, (short)w[3][i].d,
+            (short)w[4][i].d, (short)w[5][i].d, (short)w[6][i].d, (short)w[7][i].d));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][i].qs);
+            __m256i p[8];
+            UNROLL
+            for (int r = 0; r < 8; r++)
+                p[r] = dot_u8s8(_mm256_sign_epi8(wq[r], wq[r]), _mm256_sign_epi8(qx, wq[r]));
+            const __m256 D = _mm256_mul_ps(dw, _mm256_set1_ps(h2f(x[t][i].d)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8x8_i32(p)), D, acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        float o[8];
+        _mm256_storeu_ps(o, acc[t]);
+        UNROLL
+        for (int r = 0; r < 8; r++) y[(size_t)t * ldy + r] = o[r];
+    }
+}
+static void vec_dot_q4_0_r(int n, float *restrict s, const void *restrict w, const void *restrict x) {
+    tile_q4_0_r(n, w, 0, 1, x, 0, 1, s, 0);
+}
+/* Tokens in groups of four, one row at a time; leftover tokens take rows
+ * eight (then four) at a time. */
+static void gemm_q4_0_r(int n, const void *restrict w, size_t ws, int nr, const void *restrict x,
+                        size_t xs, int nt, float *restrict y, size_t ldy) {
+    const char *wb = w, *xb = x;
+    int t = 0;
+    for (; t + NT_MAX <= nt; t += NT_MAX)
+        for (int r = 0; r < nr; r++)
+            tile_q4_0_r(n, wb + (size_t)r * ws, ws, 1, xb + (size_t)t * xs, xs, NT_MAX,
+                        y + (size_t)t * ldy + r, ldy);
+    const int rem = nt - t;
+    if (!rem) return;
+    const char *xt = xb + (size_t)t * xs;
+    float *yt = y + (size_t)t * ldy;
+    int r = 0;
+#define Q40R_ROWS(NT_)                                                                  \
+    do {                                                                                \
+        for (; r + 8 <= nr; r += 8) tile_q4_0_r8(n, wb + (size_t)r * ws, ws, xt, xs, NT_, yt + r, ldy); \
+        for (; r + 4 <= nr; r += 4) tile_q4_0_r(n, wb + (size_t)r * ws, ws, 4, xt, xs, NT_, yt + r, ldy); \
+        for (; r < nr; r++) tile_q4_0_r(n, wb + (size_t)r * ws, ws, 1, xt, xs, NT_, yt + r, ldy); \
+    } while (0)
+    if (rem == 3) Q40R_ROWS(3);
+    else if (rem == 2) Q40R_ROWS(2);
+    else Q40R_ROWS(1);
+#undef Q40R_ROWS
+}
+
+
 
 #endif
