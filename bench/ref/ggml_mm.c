@@ -18,6 +18,7 @@
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
+#include "peer_weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,13 +48,6 @@ int main(int argc, char **argv) {
     ggml_backend_t be = ggml_backend_cpu_init();
     ggml_backend_cpu_set_n_threads(be, 1);
 
-    /* the repack buffer type, if ggml has one for this tensor */
-    ggml_backend_buffer_type_t wbuft = ggml_backend_cpu_buffer_type();
-    int repack = 0;
-    ggml_backend_reg_t reg = ggml_backend_cpu_reg();
-    ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, 0);
-    ggml_backend_dev_get_extra_bufts_t get_extra =
-        (ggml_backend_dev_get_extra_bufts_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts");
 
     struct ggml_init_params wp = {.mem_size = ggml_tensor_overhead() * 4, .no_alloc = true};
     struct ggml_context *wctx = ggml_init(wp);
@@ -65,25 +59,11 @@ int main(int argc, char **argv) {
     struct ggml_cgraph *gf = ggml_new_graph(ctx);
     ggml_build_forward_expand(gf, Y);
 
-    /* In the repack buffer type, allocation attaches the repacking traits
-     * to W (W->extra) when ggml has a repacked layout for its type and
-     * shape; otherwise fall back to a plain buffer, as llama.cpp does. */
-    ggml_backend_buffer_t wbuf = NULL;
-    if (get_extra) {
-        for (ggml_backend_buffer_type_t *b = get_extra(dev); b && *b && !repack; b++) {
-            if (!strstr(ggml_backend_buft_name(*b), "REPACK")) continue;
-            wbuf = ggml_backend_alloc_ctx_tensors_from_buft(wctx, *b);
-            if (wbuf && W->extra) { repack = 1; break; }
-            if (wbuf) ggml_backend_buffer_free(wbuf);
-            wbuf = NULL;
-            W->buffer = NULL;
-            W->data = NULL;
-        }
-    }
-    if (!wbuf) wbuf = ggml_backend_alloc_ctx_tensors_from_buft(wctx, wbuft);
+    /* W where llama.cpp puts weights (repack buffer if ggml has a layout) */
+    int repack = 0;
+    ggml_backend_buffer_t wbuf = peer_alloc_weights(wctx, W, &repack);
     ggml_backend_buffer_t xbuf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
     if (!wbuf || !xbuf) { fprintf(stderr, "ggml_mm: allocation failed\n"); return 1; }
-    ggml_backend_buffer_set_usage(wbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
 
     /* random weights, quantized by ggml; random activations */
     float *f = malloc(sizeof(float) * (size_t)(rows * cols));
