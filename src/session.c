@@ -62,6 +62,7 @@
 #include <string.h>
 
 #include "attn_ops.h"
+#include "kernels/kernels.h"
 #include "matmul.h"
 #include "model.h"
 #include "platform.h"
@@ -422,25 +423,6 @@ static int kv_cells_attended(const nj_session *s, bool swa, int used) {
     return padded < size ? padded : size;
 }
 
-/* q.k as ggml's AVX-512 f16 dot product orders it, on f16 values held as
- * floats (so every product is exact): 4 accumulators of 16 lanes over
- * steps of 64, folded pairwise, reduced across lanes, tail in double. */
-static float dot_f16_lanes(const float *x, const float *y, int n) {
-    float acc[4][16] = {{0}};
-    const int np = n & ~63;
-    for (int i = 0; i < np; i += 64)
-        for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 16; l++) acc[j][l] += x[i + 16 * j + l] * y[i + 16 * j + l];
-    for (int l = 0; l < 16; l++) {
-        acc[0][l] += acc[2][l];
-        acc[1][l] += acc[3][l];
-        acc[0][l] += acc[1][l];
-    }
-    double sum = hsum16(acc[0]);
-    for (int i = np; i < n; i++) sum += (double)(x[i] * y[i]);
-    return (float)sum;
-}
-
 /* Vec path over keys [a, b) for the gq query heads sharing kv head kvh:
  * per head an online softmax with the V accumulator in f16 precision, as
  * ggml's one_chunk kernel (which runs each head on its own; the results are
@@ -455,11 +437,11 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, int gq, const f
     const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
     for (int ic = a; ic < b; ic++) {
         const uint16_t *kr = K + (size_t)ic * s->k_row, *vr = V + (size_t)ic * s->v_row;
-        for (int d = 0; d < hk; d++) kf[d] = f16_tab[kr[d]];
-        for (int d = 0; d < hv; d++) vf[d] = f16_tab[vr[d]];
+        ops->widen_f16(hk, kr, kf);
+        ops->widen_f16(hv, vr, vf);
         for (int g = 0; g < gq; g++) {
             float *acc = vkq + (size_t)g * hv;
-            const float sc = dot_f16_lanes(kf, qh + (size_t)g * hk, hk) * scale;
+            const float sc = ops->dot_f16(hk, kf, qh + (size_t)g * hk) * scale;
             const float Mold = M[g];
             float ms = 1.0f, vs = 1.0f;
             if (sc > Mold) {
@@ -647,6 +629,15 @@ static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y, i
     return 0;
 }
 
+/* Y[i] (n, W[i].rows) = X @ W[i]^T for products sharing X, in one pool run. */
+static int mm_multi(nj_session *s, const nj_mat *const *W, float *const *Y, int count,
+                    const float *X, int n, int n_single) {
+    int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, n_single);
+    if (rc) return nj_fail(rc, "matmul failed for %d %s-first weights (%lld columns)", count,
+                           quant_type_name(W[0]->type), (long long)W[0]->cols);
+    return 0;
+}
+
 _Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
 
 /* How many of the eval call's tokens [first, first + count) llama.cpp
@@ -688,7 +679,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     const int no = hp->n_head * hv;
     const int p0 = s->pos;
     const nj_type_traits *emb = quant_traits(m->tok_embd.type);
-    const nj_type_traits *f16 = quant_traits(NJ_F16);
+    const nj_type_traits *f16 = kernels_traits(NJ_F16);   /* F16C where the CPU has it */
     int rc;
 
     /* x (n, E) = embd[ids] * embd_scale */
@@ -744,9 +735,9 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                 memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
             }
         } else {
-            if ((rc = mm(s, &L->wq, s->xn, n, s->q, ns))) return rc;
-            if ((rc = mm(s, &L->wk, s->xn, n, s->k, ns))) return rc;
-            if ((rc = mm(s, &L->wv, s->xn, n, s->v, ns))) return rc;
+            const nj_mat *W[3] = {&L->wq, &L->wk, &L->wv};
+            float *const Y[3] = {s->q, s->k, s->v};
+            if ((rc = mm_multi(s, W, Y, 3, s->xn, n, ns))) return rc;
         }
         if (L->bq) add_bias(s->q, L->bq, n, nq);
         if (L->bk) add_bias(s->k, L->bk, n, nk);
@@ -798,8 +789,11 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
 
         /* FFN: xn = rmsnorm(x) * ffn_norm; gate, up (nr, F); tmp (nr, E) */
         rmsnorm_rows(s->xn, x, L->ffn_norm, nr, E, hp->rms_eps);
-        if ((rc = mm(s, &L->w_gate, s->xn, nr, s->gate, ns_f))) return rc;
-        if ((rc = mm(s, &L->w_up, s->xn, nr, s->up, ns_f))) return rc;
+        {
+            const nj_mat *W[2] = {&L->w_gate, &L->w_up};
+            float *const Y[2] = {s->gate, s->up};
+            if ((rc = mm_multi(s, W, Y, 2, s->xn, nr, ns_f))) return rc;
+        }
         const size_t nf = (size_t)nr * F;
         if (hp->act == NJ_ACT_SILU) {
             /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
@@ -807,14 +801,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
             for (int r = 0; r < nr; r++)
                 ops->swiglu(F, s->gate + (size_t)r * F, s->up + (size_t)r * F);
         } else {
-            for (size_t i = 0; i < nf; i++) {
-                const float g = s->gate[i];
-                float a;
-                if (g <= -10.0f) a = 0.0f;
-                else if (g >= 10.0f) a = g;
-                else a = gelu_tab[nj_fp32_to_fp16(g)];
-                s->gate[i] = a * s->up[i];
-            }
+            ops->geglu((int)nf, s->gate, s->up, gelu_tab);
         }
         if ((rc = mm(s, &L->w_down, s->gate, nr, s->tmp, ns_f))) return rc;
         if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, nr, E, hp->rms_eps);

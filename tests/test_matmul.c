@@ -12,7 +12,8 @@
  * checked to be bit-identical across thread counts and across token
  * chunkings (a token's row of Y computed alone, in the same order, equals
  * the one computed in a batch), and matmul_ex's n_single split is checked
- * token by token for every n_single.  The binary re-runs itself once per
+ * token by token for every n_single; matmul_multi is checked against
+ * separate calls.  The binary re-runs itself once per
  * other kernel level the CPU supports (NIGHTJAR_CPU=...), so matmul is
  * exercised on every level.
  */
@@ -332,6 +333,63 @@ static void test_row_stride(void **state) {
     free(wp);
 }
 
+/* matmul_multi equals separate matmul_ex calls bit for bit: products
+ * that share the activation format (one quantization, one pool run), and
+ * mixed formats (the fallback), over decode, small batches and packed
+ * groups, with rows that are and are not multiples of 8 (repacked orders). */
+static void test_multi(void **state) {
+    (void)state;
+    rng_seed(21);
+    static const int sets[][3] = {
+        {NJ_Q4_K, NJ_Q6_K, NJ_Q4_K},    /* one format (Q8_K) */
+        {NJ_Q5_0, NJ_Q8_0, NJ_Q4_0},    /* one format (Q8_0) */
+        {NJ_Q8_0, NJ_Q4_K, NJ_F32},     /* three formats: fallback */
+    };
+    static const int64_t rows[3] = {40, 19, 64};
+    static const int ntoks[] = {1, 3, 6, 21};
+    const int64_t cols = 512;
+    for (size_t si = 0; si < NJ_ARRAY_LEN(sets); si++) {
+        nj_mat W[3];
+        const nj_mat *Wp[3];
+        void *wd[3];
+        size_t scratch_bytes = 0;
+        for (int i = 0; i < 3; i++) {
+            size_t rb;
+            wd[i] = make_weights(sets[si][i], rows[i], cols, &rb);
+            W[i] = (nj_mat){.type = sets[si][i], .rows = rows[i], .cols = cols, .row_bytes = rb,
+                            .data = wd[i]};
+            Wp[i] = &W[i];
+            scratch_bytes = NJ_MAX(scratch_bytes, matmul_scratch_size(sets[si][i], cols, 21));
+        }
+        void *scratch = nj_malloc_aligned(scratch_bytes);
+        float *x = malloc(sizeof(float) * cols * 21);
+        for (int i = 0; i < cols * 21; i++) x[i] = rng_sym();
+        for (size_t ni = 0; ni < NJ_ARRAY_LEN(ntoks); ni++) {
+            const int n = ntoks[ni];
+            for (int ns = 0; ns <= n; ns += n > 3 ? 3 : 1) {
+                float *ym[3], *ys[3];
+                for (int i = 0; i < 3; i++) {
+                    ym[i] = malloc(sizeof(float) * (size_t)(rows[i] * n));
+                    ys[i] = malloc(sizeof(float) * (size_t)(rows[i] * n));
+                    assert_int_equal(matmul_ex(pool1, &W[i], x, n, ys[i], scratch, ns), 0);
+                }
+                assert_int_equal(matmul_multi(pool2, Wp, ym, 3, x, n, scratch, ns), 0);
+                for (int i = 0; i < 3; i++) {
+                    assert_memory_equal(ym[i], ys[i], sizeof(float) * (size_t)(rows[i] * n));
+                    free(ym[i]);
+                    free(ys[i]);
+                }
+            }
+        }
+        float *y1[5] = {0};
+        assert_int_equal(matmul_multi(pool2, Wp, y1, 0, x, 1, scratch, 0), -EINVAL);
+        assert_int_equal(matmul_multi(pool2, Wp, y1, 5, x, 1, scratch, 0), -EINVAL);
+        nj_free_aligned(scratch);
+        free(x);
+        for (int i = 0; i < 3; i++) free(wd[i]);
+    }
+}
+
 static const char *self_path;
 
 /* Re-run this binary with NIGHTJAR_CPU set to every other supported level. */
@@ -367,6 +425,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_single_split),
         cmocka_unit_test(test_no_pool_and_errors),
         cmocka_unit_test(test_row_stride),
+        cmocka_unit_test(test_multi),
         cmocka_unit_test(test_other_levels),
     };
     return cmocka_run_group_tests_name("matmul", tests, setup, teardown);
