@@ -51,6 +51,7 @@ static const attn_ops ops_fma = {
 /* The same loops at 512 bits (the compiler otherwise keeps to 256-bit
  * vectors); lane-parallel only, so the bits are the same. */
 #define ATTN_F16C 1
+#define ATTN_AVX512 1
 #define FMA(a, b, c) fmaf(a, b, c)
 #define SFX(name) name##_avx512
 #ifdef __clang__   /* has no prefer-vector-width target option */
@@ -60,6 +61,7 @@ static const attn_ops ops_fma = {
 #endif
 #include "attn_ops_body.h"
 #undef ATTN_F16C
+#undef ATTN_AVX512
 #undef FMA
 #undef SFX
 #undef TGT

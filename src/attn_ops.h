@@ -24,12 +24,14 @@
 #include <string.h>
 
 #define ATTN_TILE 64   /* ggml's flash-attention tile (queries and keys) */
+#define ATTN_KQ_ROWS 4 /* query rows per kq_tile call, at most */
 
 typedef struct attn_ops {
     const char *name;
-    /* kq[j] for j < 64: fused multiply-add chain over d < hk of
-     * q[d] * kt[d*64 + j] starting from 0 (ggml's tile GEMM). */
-    void  (*kq_tile)(int hk, const float *q, const float *kt, float *kq);
+    /* kq[r*64 + j] for r < nq (<= ATTN_KQ_ROWS), j < 64: fused
+     * multiply-add chain over d < hk of q[r][d] * kt[d*64 + j] starting
+     * from 0 (ggml's tile GEMM). */
+    void  (*kq_tile)(int hk, int nq, const float *const *q, const float *kt, float *kq);
     /* acc[d] for d < hv: fused chains over k < nk of p[k] * v[k*hv + d]
      * (keys with p[k] == 0 leave acc unchanged). */
     void  (*pv_tile)(int hv, int nk, const float *p, const float *v, float *acc);

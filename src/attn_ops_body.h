@@ -63,25 +63,102 @@ TGT static inline __m256 SFX(exp8)(__m256 x) {
 }
 #endif
 
-TGT static void SFX(kq_tile)(int hk, const float *restrict q, const float *restrict kt,
+TGT static void SFX(kq_tile)(int hk, int nq, const float *const *q, const float *restrict kt,
                              float *restrict kq) {
-    float acc[ATTN_TILE];
-    for (int j = 0; j < ATTN_TILE; j++) acc[j] = 0.0f;
-    for (int d = 0; d < hk; d++) {
-        const float qd = q[d];
-        const float *k = kt + (size_t)d * ATTN_TILE;
-        for (int j = 0; j < ATTN_TILE; j++) acc[j] = FMA(qd, k[j], acc[j]);
+    int r = 0;
+#if defined(ATTN_AVX512)
+    /* 4 rows x 64 keys: 16 independent chains in zmm registers, each K
+     * vector loaded once for the 4 rows */
+    for (; r + 4 <= nq; r += 4) {
+        __m512 a[4][4];
+        for (int i = 0; i < 4; i++)
+            for (int c = 0; c < 4; c++) a[i][c] = _mm512_setzero_ps();
+        for (int d = 0; d < hk; d++) {
+            const float *k = kt + (size_t)d * ATTN_TILE;
+            const __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
+            const __m512 k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
+            for (int i = 0; i < 4; i++) {
+                const __m512 qd = _mm512_set1_ps(q[r + i][d]);
+                a[i][0] = _mm512_fmadd_ps(qd, k0, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(qd, k1, a[i][1]);
+                a[i][2] = _mm512_fmadd_ps(qd, k2, a[i][2]);
+                a[i][3] = _mm512_fmadd_ps(qd, k3, a[i][3]);
+            }
+        }
+        for (int i = 0; i < 4; i++)
+            for (int c = 0; c < 4; c++) _mm512_storeu_ps(kq + (size_t)(r + i) * ATTN_TILE + 16 * c, a[i][c]);
     }
-    for (int j = 0; j < ATTN_TILE; j++) kq[j] = acc[j];
+#endif
+#if defined(ATTN_F16C)
+    /* one row x 64 keys: 8 independent chains in ymm registers */
+    for (; r < nq; r++) {
+        __m256 a[8];
+        for (int c = 0; c < 8; c++) a[c] = _mm256_setzero_ps();
+        const float *qr = q[r];
+        for (int d = 0; d < hk; d++) {
+            const float *k = kt + (size_t)d * ATTN_TILE;
+            const __m256 qd = _mm256_set1_ps(qr[d]);
+            for (int c = 0; c < 8; c++) a[c] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8 * c), a[c]);
+        }
+        for (int c = 0; c < 8; c++) _mm256_storeu_ps(kq + (size_t)r * ATTN_TILE + 8 * c, a[c]);
+    }
+#endif
+    for (; r < nq; r++) {
+        float acc[ATTN_TILE];
+        for (int j = 0; j < ATTN_TILE; j++) acc[j] = 0.0f;
+        for (int d = 0; d < hk; d++) {
+            const float qd = q[r][d];
+            const float *k = kt + (size_t)d * ATTN_TILE;
+            for (int j = 0; j < ATTN_TILE; j++) acc[j] = FMA(qd, k[j], acc[j]);
+        }
+        for (int j = 0; j < ATTN_TILE; j++) kq[(size_t)r * ATTN_TILE + j] = acc[j];
+    }
 }
 
 TGT static void SFX(pv_tile)(int hv, int nk, const float *restrict p, const float *restrict v,
                              float *restrict acc) {
+    int d0 = 0;
+#if defined(ATTN_AVX512) || defined(ATTN_F16C)
+    /* the accumulator in registers, 128 columns at a time (16 chains) */
+#if defined(ATTN_AVX512)
+    enum { W = 16 };
+#define VT __m512
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#else
+    enum { W = 8 };
+#define VT __m256
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#endif
+    enum { C = (W == 16 ? 8 : 16) };   /* vectors per column block */
+    for (; d0 + C * W <= hv; d0 += C * W) {
+        VT a[C];
+        for (int c = 0; c < C; c++) a[c] = VLOAD(acc + d0 + W * c);
+        for (int k = 0; k < nk; k++) {
+            const float w = p[k];
+            if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
+            const VT wv = VSET1(w);
+            const float *vr = v + (size_t)k * hv + d0;
+            for (int c = 0; c < C; c++) a[c] = VFMA(wv, VLOAD(vr + W * c), a[c]);
+        }
+        for (int c = 0; c < C; c++) VSTORE(acc + d0 + W * c, a[c]);
+    }
+#undef VT
+#undef VLOAD
+#undef VSTORE
+#undef VSET1
+#undef VFMA
+#endif
     for (int k = 0; k < nk; k++) {
         const float w = p[k];
         if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
         const float *vr = v + (size_t)k * hv;
-        int d = 0;
+        int d = d0;
         for (; d + 16 <= hv; d += 16)
             for (int e = 0; e < 16; e++) acc[d + e] = FMA(w, vr[d + e], acc[d + e]);
         for (; d < hv; d++) acc[d] = FMA(w, vr[d], acc[d]);

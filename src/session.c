@@ -141,7 +141,7 @@ static size_t attn_ws_floats(const nj_hparams *hp) {
     /* vec path: per head q, vkq, acc, 4 scalars; one widened K and V row */
     size_t vec = gq * (hk + 2 * hv + 4) + hk + hv;
     /* tiled path: per query row M, S, vkq; K and V tile in f32; scores */
-    size_t tiled = FA_TILE * gq * (2 + hv) + FA_TILE * (hk + hv) + FA_TILE;
+    size_t tiled = FA_TILE * gq * (2 + hv) + FA_TILE * (hk + hv) + FA_TILE * ATTN_KQ_ROWS;
     return (vec + tiled + 15) & ~(size_t)15;
 }
 
@@ -529,7 +529,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     float *ws_t = ws + (size_t)gq * (hk + 2 * hv + 4) + hk + hv;  /* after the vec area */
     float *Ms = ws_t, *Ss = Ms + FA_TILE * gq, *vkq = Ss + FA_TILE * gq;
     float *K32 = vkq + (size_t)FA_TILE * gq * hv, *V32 = K32 + (size_t)FA_TILE * hk;
-    float *kq = V32 + (size_t)FA_TILE * hv;
+    float *kq4 = V32 + (size_t)FA_TILE * hv;   /* (ATTN_KQ_ROWS, 64) scores */
 
     for (int r = 0; r < nr; r++) { Ms[r] = -INFINITY; Ss[r] = 0.0f; }
     memset(vkq, 0, sizeof(float) * (size_t)nr * hv);
@@ -553,15 +553,27 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
                 for (int d = 0; d < hk; d++) K32[(size_t)d * FA_TILE + tk] = 0.0f;
             }
         }
+        int r0q = 0, nqg = 0;   /* rows [r0q, r0q + nqg) have scores in kq4 */
         for (int r = 0; r < nr; r++) {
-            const int t = t0 + r / gq, h = kvh * gq + r % gq;
+            const int t = t0 + r / gq;
             const int p = j->p0 + t;
             int lo = 0;
             if (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) lo = p - hp->n_swa + 1;
             if (ic + kt - 1 < lo || ic > p) continue;      /* tile fully masked */
-            const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
-            /* ggml's tile GEMM: per key one fused multiply-add chain over d */
-            ops->kq_tile(hk, qf, K32, kq);
+            /* ggml's tile GEMM: per key one fused multiply-add chain over
+             * d; up to ATTN_KQ_ROWS rows share each K load (scores of rows
+             * whose tile turns out fully masked are simply not used) */
+            if (r >= r0q + nqg) {
+                const float *qs[ATTN_KQ_ROWS];
+                nqg = nr - r < ATTN_KQ_ROWS ? nr - r : ATTN_KQ_ROWS;
+                for (int i = 0; i < nqg; i++) {
+                    const int ti = t0 + (r + i) / gq, hi = kvh * gq + (r + i) % gq;
+                    qs[i] = s->q + (size_t)ti * hp->n_head * hk + (size_t)hi * hk;
+                }
+                ops->kq_tile(hk, nqg, qs, K32, kq4);
+                r0q = r;
+            }
+            float *kq = kq4 + (size_t)(r - r0q) * FA_TILE;
             float tmax = -INFINITY;
             for (int tk = 0; tk < FA_TILE; tk++) {
                 const int key = ic + tk;

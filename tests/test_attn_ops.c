@@ -24,15 +24,34 @@ static void test_variants_agree(void **st) {
     for (int i = 0; i < HK * ATTN_TILE; i++) kt[i] = frand(-2, 2);
     for (int i = 0; i < NK * HV; i++) v[i] = frand(-3, 3);
     for (int i = 0; i < NK; i++) pr[i] = i % 7 ? frand(0, 1) : 0.0f;
-    float k1[ATTN_TILE], k2[ATTN_TILE];
-    a->kq_tile(HK, q, kt, k1);
-    p->kq_tile(HK, q, kt, k2);
-    assert_memory_equal(k1, k2, sizeof k1);
+    static float qm[ATTN_KQ_ROWS][HK];
+    const float *qp[ATTN_KQ_ROWS];
+    for (int r = 0; r < ATTN_KQ_ROWS; r++) {
+        qp[r] = qm[r];
+        for (int i = 0; i < HK; i++) qm[r][i] = r ? frand(-2, 2) : q[i];
+    }
+    float k1[ATTN_KQ_ROWS * ATTN_TILE], k2[ATTN_KQ_ROWS * ATTN_TILE];
+    for (int nq = 1; nq <= ATTN_KQ_ROWS; nq++) {
+        a->kq_tile(HK, nq, qp, kt, k1);
+        p->kq_tile(HK, nq, qp, kt, k2);
+        assert_memory_equal(k1, k2, sizeof(float) * ATTN_TILE * (size_t)nq);
+    }
     float acc1[HV], acc2[HV];
     for (int d = 0; d < HV; d++) acc1[d] = acc2[d] = frand(-1, 1);
     a->pv_tile(HV, NK, pr, v, acc1);
     p->pv_tile(HV, NK, pr, v, acc2);
     assert_memory_equal(acc1, acc2, sizeof acc1);
+    /* head sizes with a 128-column block and a remainder */
+    static float v2[NK * 256], acc3[256], acc4[256];
+    static const int hvs[] = {1, 62, 128, 184, 256};
+    for (int i = 0; i < NK * 256; i++) v2[i] = frand(-3, 3);
+    for (size_t hi = 0; hi < NJ_ARRAY_LEN(hvs); hi++) {
+        const int hv = hvs[hi];
+        for (int d = 0; d < hv; d++) acc3[d] = acc4[d] = frand(-1, 1);
+        a->pv_tile(hv, NK - 5, pr, v2, acc3);
+        p->pv_tile(hv, NK - 5, pr, v2, acc4);
+        assert_memory_equal(acc3, acc4, sizeof(float) * (size_t)hv);
+    }
     float x1[16], x2[16];
     for (int j = 0; j < 16; j++) x1[j] = x2[j] = j == 3 ? -INFINITY : frand(-30, 0);
     float s1 = a->softmax16(x1, 0.0f), s2 = p->softmax16(x2, 0.0f);
