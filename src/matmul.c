@@ -22,7 +22,8 @@
  *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
  *
  * Orders: when llama.cpp would repack W (its type has repacked orders and
- * W->rows % KERN_REPACK_ROWS == 0), tokens [0, n_tok - n_single) take the
+ * W->rows % KERN_REPACK_ROWS == 0), or W is BF16 of a shape llama.cpp
+ * hands to tinyBLAS (kern_two_orders), tokens [0, n_tok - n_single) take the
  * batched order (gemm_rb tiles, packed groups) and the last n_single the
  * single-token order (gemm_rs tiles); otherwise every token takes the
  * type's plain order (gemm tiles, and packed groups if the type has no
@@ -206,9 +207,13 @@ static void mm_task(void *ctx, int ith, int nth) {
     }
 }
 
+int matmul_single_count(int type, int u) {
+    return u > 0 ? kern_single_count(type, u) : 0;
+}
+
 int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
            void *scratch) {
-    return matmul_ex(pool, W, X, n_tok, Y, scratch, n_tok > 0 ? n_tok % 4 : 0);
+    return matmul_ex(pool, W, X, n_tok, Y, scratch, W ? matmul_single_count(W->type, n_tok) : 0);
 }
 
 int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
@@ -229,9 +234,10 @@ int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *
         return nj_fail(-EINVAL, "matmul: %lld columns do not fit %s blocks (or row_bytes %zu)",
                        (long long)W->cols, quant_type_name(W->type), W->row_bytes);
 
-    /* llama.cpp's layout for W, which decides its float orders */
+    /* llama.cpp's layout (or, for BF16, its choice of kernel) for W, which
+     * decides whether it has two float orders */
     const bool repacked = k->vec_dot_rs[W->type] && k->vec_dot_rb[W->type] &&
-                          W->rows % KERN_REPACK_ROWS == 0;
+                          kern_two_orders(W->type, W->rows, W->cols);
     const char *xq;
     struct quant_job qj = {0};
     if (vdt == NJ_F32) {

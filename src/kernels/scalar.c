@@ -566,7 +566,60 @@ static float lanes16_reduce(const float a[16]) {
 #define CONV_F32(v) (v)
 DEFINE_FLOAT_DOT(f32, float, CONV_F32)
 DEFINE_FLOAT_DOT(f16, uint16_t, kern_fp16_to_fp32)
-DEFINE_FLOAT_DOT(bf16, uint16_t, kern_bf16_to_fp32)
+
+/* BF16 (see the top): one vdpbf16ps step over a 32-element chunk.  Lane j
+ * takes the pair (2j, 2j+1): the odd product first, then the even one,
+ * each a fused multiply-add (bf16 products are exact in f32) with DAZ
+ * inputs and an FTZ result.  c is always flushed already, so it needs no
+ * DAZ of its own. */
+void kern_bf16_dp32(float c[16], const uint16_t *w, const uint16_t *x) {
+    for (int j = 0; j < 16; j++) {
+        float a = kern_f32_ftz(fmaf(kern_bf16_daz(w[2 * j + 1]), kern_bf16_daz(x[2 * j + 1]), c[j]));
+        c[j] = kern_f32_ftz(fmaf(kern_bf16_daz(w[2 * j]), kern_bf16_daz(x[2 * j]), a));
+    }
+}
+
+/* ggml_vec_dot_bf16: the two lane sets reduced and added in double, then
+ * the tail's plain f32 products (no DAZ) in double, rounded to f32 once. */
+float kern_bf16_finish_single(const float c1[16], const float c2[16], const uint16_t *w,
+                              const uint16_t *x, int i, int n) {
+    double s = 0.0;
+    s += (double)lanes16_reduce(c1);
+    s += (double)lanes16_reduce(c2);
+    for (; i < n; i++) {
+        const float p = kern_bf16_to_fp32(w[i]) * kern_bf16_to_fp32(x[i]);
+        s += (double)p;
+    }
+    return (float)s;
+}
+
+/* tinyBLAS: one reduction.  llama.cpp never takes this order when n % 32
+ * != 0; for such n the tail is defined as an fma chain on the sum. */
+float kern_bf16_finish_batched(const float c[16], const uint16_t *w, const uint16_t *x, int i,
+                               int n) {
+    float r = lanes16_reduce(c);
+    for (; i < n; i++) r = fmaf(kern_bf16_to_fp32(w[i]), kern_bf16_to_fp32(x[i]), r);
+    return r;
+}
+
+static void dot_bf16(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const uint16_t *w = vw, *x = vx;
+    float c1[16] = {0}, c2[16] = {0};
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        kern_bf16_dp32(c1, w + i, x + i);
+        kern_bf16_dp32(c2, w + i + 32, x + i + 32);
+    }
+    *s = kern_bf16_finish_single(c1, c2, w, x, i, n);
+}
+
+static void dot_bf16_b(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const uint16_t *w = vw, *x = vx;
+    float c[16] = {0};
+    int i = 0;
+    for (; i + 32 <= n; i += 32) kern_bf16_dp32(c, w + i, x + i);
+    *s = kern_bf16_finish_batched(c, w, x, i, n);
+}
 
 /* ---- packed 16-token groups (portable; used by the SIMD gemm16s) ------- */
 
@@ -645,6 +698,8 @@ void kern_scalar_fill(nj_kernels *k) {
     k->vec_dot[NJ_F32] = dot_f32;
     k->vec_dot[NJ_F16] = dot_f16;
     k->vec_dot[NJ_BF16] = dot_bf16;
+    k->vec_dot_rs[NJ_BF16] = dot_bf16;
+    k->vec_dot_rb[NJ_BF16] = dot_bf16_b;
     k->vec_dot[NJ_Q4_0] = dot_q4_0;
     k->vec_dot[NJ_Q4_1] = dot_q4_1;
     k->vec_dot[NJ_Q5_0] = dot_q5_0;
