@@ -537,21 +537,16 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
 }
 DEFINE_KERNELS(q3_K, tile_q3_K)
 
-/* ---- F32 / F16 / BF16 (activations in the same type) ------------------- */
+/* ---- F32 / F16 (activations in the same type) ---------------------------- */
 KINLINE __m256 ld_f32(const void *p, int i) { return _mm256_loadu_ps((const float *)p + i); }
 KINLINE __m256 ld_f16(const void *p, int i) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 }
-KINLINE __m256 ld_bf16(const void *p, int i) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
 KINLINE float el_f32(const void *p, int i) { return ((const float *)p)[i]; }
 KINLINE float el_f16(const void *p, int i) { return h2f(((const uint16_t *)p)[i]); }
-KINLINE float el_bf16(const void *p, int i) { return kern_bf16_to_fp32(((const uint16_t *)p)[i]); }
 
 /* Two accumulators per token (16 elements per step), 8-wide then scalar
- * tails; the element loaders make this one template for three types. */
+ * tails; the element loaders make this one template for F32 and F16. */
 #define DEFINE_FLOAT_TILE(name, LD, EL)                                                 \
     KINLINE void tile_##name(int n, const void *restrict w, const void *restrict vx,    \
                              size_t xs, float *restrict y, size_t ldy, const int nt) {  \
