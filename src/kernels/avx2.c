@@ -23,6 +23,9 @@
  * sums where the format provides them.
  *
  * Activation quantizers reproduce scalar.c's x86 variants byte for byte.
+ *
+ * BF16 is not an integer format: its section emulates llama.cpp's
+ * vdpbf16ps steps with fma and explicit subnormal flushing (scalar.c).
  */
 #include "kernels/kernels.h"
 

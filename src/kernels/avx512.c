@@ -29,6 +29,9 @@
  * fma per 64-element pair, rows_q4_K; gemm16 only ever sees batched
  * tokens), for Q2_K its batched order (one fma per 128-element half), for
  * Q4_0 its repacked one (one fma per block, rows_q4_0_r).
+ *
+ * BF16 weights have their own section: llama.cpp's vdpbf16ps kernels, used
+ * when the CPU has AVX512_BF16 (else avx2's emulation stays).
  */
 #include "kernels/kernels.h"
 #include "platform.h"

@@ -3,8 +3,8 @@
  * chosen once from the CPU's features.
  *
  * Design.  A kernel *level* is one instruction-set tier: scalar (portable
- * C), avx2 (AVX2+FMA+F16C), avx512 (F/BW/VL/DQ + VNNI, BF16 used when
- * present), neon (ARMv8 NEON with the dot-product extension).  Each level
+ * C), avx2 (AVX2+FMA+F16C), avx512 (F/BW/VL/DQ + VNNI; vdpbf16ps for BF16
+ * weights when the CPU has AVX512_BF16, else avx2's emulation), neon (ARMv8 NEON with the dot-product extension).  Each level
  * is a table `nj_kernels` indexed by nj_type.  A table is built by copying
  * the level below it and letting the ISA file overwrite the entries it has
  * a faster version of (avx512 starts from avx2, avx2 and neon from scalar),
@@ -53,7 +53,13 @@
  *   vec_dot_rb, gemm_rb    repacked tensors, batched order;
  * (Q4_0's single-token and batched orders are one and the same function);
  * the _rs/_rb entries are NULL for types llama.cpp does not repack (their
- * vec_dot order holds for every tensor and batch).  gemm16 computes the
+ * vec_dot order holds for every tensor and batch), except BF16: llama.cpp
+ * does not repack it but multiplies it by two kernels, ggml_vec_dot_bf16
+ * for a product of one token and llamafile's tinyBLAS for products of
+ * u >= 2 tokens (all u of them) when rows % 4 == 0 and cols % 32 == 0;
+ * so BF16's vec_dot_rs is its vec_dot (single-token order) and its
+ * vec_dot_rb the tinyBLAS order, and kern_two_orders/kern_single_count
+ * below give each type's rule.  gemm16 computes the
  * batched order: vec_dot_rb's where the type has one (so it serves only
  * repacked tensors), else vec_dot's.  matmul decides which tensors count
  * as repacked (by type and row count) and matmul_ex() which tokens take

@@ -173,10 +173,31 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  *         batched       A = fma(I_h, dw*dx, A),     B = fma(N_h, dmin*dx, B)
  *     Q4_0, repacked layout (q4_0_8x8, any batch): one chain over blocks,
  *       acc = fma(I_i, dw*dx, acc), I_i the block's exact integer sum.
- *   F32/F16/BF16: sixteen lanes, element k feeding lane k % 16 for the
+ *   F32/F16: sixteen lanes, element k feeding lane k % 16 for the
  *       whole 16-element steps, reduced as
  *       b[k] = a[k] + a[k+8];  c[k] = b[k] + b[k+4];  y = (c0 + c2) + (c1 + c3)
- *       then the tail elements fma'ed into y in order.
+ *       (reduce16) then the tail elements fma'ed into y in order.
+ *   BF16 (activations rounded to bf16, RNE, NaN quieted, subnormals kept,
+ *       as ggml's from_float): llama.cpp's AVX512_BF16 kernels, built on
+ *       vdpbf16ps.  One vdpbf16ps step over a 32-element chunk updates 16
+ *       lanes, lane j taking the pair (2j, 2j+1):
+ *           c_j = ftz(fma(w[2j+1], x[2j+1], c_j));  c_j = ftz(fma(w[2j], x[2j], c_j))
+ *       (odd product first; a bf16 product is exact in f32, so each add is
+ *       an fma; inputs DAZ: a subnormal bf16 reads as a zero of its sign;
+ *       ftz: a result subnormal after rounding becomes a zero of its sign
+ *       -- Intel's text, and checked against the instruction on 32M random
+ *       and edge lanes, as tests/test_kernels.c keeps doing).  Two orders:
+ *         single-token (ggml_vec_dot_bf16, vec_dot and vec_dot_rs): c1 over
+ *           the first and c2 over the second 32 elements of every full 64;
+ *           y = f32(((0 + (double)reduce16(c1)) + (double)reduce16(c2))
+ *                   + sum of (double)(w_i * x_i) over the tail i >= 64*(n/64)),
+ *           the tail products plain f32 (no DAZ), the sums in double;
+ *         batched (llamafile tinyBLAS, vec_dot_rb): one c over every
+ *           32-element chunk, y = reduce16(c) (llama.cpp only takes it when
+ *           n % 32 == 0; a tail would be fma'ed into y in order).
+ *       kernels.h ("Repacked orders", kern_two_orders) says which products
+ *       take which.  The reductions and tails are the shared finishers
+ *       kern_bf16_finish_*, the steps kern_bf16_dp32 (or the instruction).
  *
  * S_i and M_i are converted to float with round-to-nearest (exact below
  * 2^24, which real data never leaves).  The Q6_K -32 offset and the
