@@ -616,12 +616,16 @@ KINLINE __m256 bf_step(__m256 acc, __m256 wo, __m256 we, __m256 xo, __m256 xe) {
 /* The chunk at offset i of R weight rows times T tokens into c[r][t]. */
 KINLINE void bf_chunk(bf_acc c[4][4], const uint16_t *w, size_t ws, const int R,
                       const uint16_t *x, size_t xs, const int T, int i) {
+    UNROLL
     for (int h = 0; h < 2; h++) {
         __m256 xo[4], xe[4];
+        UNROLL
         for (int t = 0; t < T; t++) bf_load(x + (size_t)t * xs + i + 16 * h, &xo[t], &xe[t]);
+        UNROLL
         for (int r = 0; r < R; r++) {
             __m256 wo, we;
             bf_load(w + (size_t)r * ws + i + 16 * h, &wo, &we);
+            UNROLL
             for (int t = 0; t < T; t++) {
                 if (h == 0) c[r][t].lo = bf_step(c[r][t].lo, wo, we, xo[t], xe[t]);
                 else c[r][t].hi = bf_step(c[r][t].hi, wo, we, xo[t], xe[t]);
@@ -640,7 +644,9 @@ KINLINE void bf_store(bf_acc a, float out[16]) {
 KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uint16_t *x,
                      size_t xs, const int T, float *y, size_t ldy, const int single) {
     bf_acc c1[4][4], c2[4][4];
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) {
             c1[r][t].lo = c1[r][t].hi = _mm256_setzero_ps();
             c2[r][t] = c1[r][t];
@@ -654,7 +660,9 @@ KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uin
     } else {
         for (; i + 32 <= n; i += 32) bf_chunk(c1, w, ws, R, x, xs, T, i);
     }
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) {
             float a1[16], a2[16];
             const uint16_t *wr = w + (size_t)r * ws, *xt = x + (size_t)t * xs;

@@ -806,33 +806,44 @@ DEFINE_GEMM16_B32(q5_1, B32_Q5_1)
  * subnormals and underflowing products).  The single-token order keeps two
  * accumulators (the even and odd 32-element chunks of every 64), the
  * batched order one; the reductions and tails are scalar.c's finishers.
- * Tiles of up to 4 rows x 4 tokens (batched) or 4 x 2 (single) reuse each
- * load across the tile. */
+ * Tiles of up to 4 rows x 6 tokens (batched, as tinyBLAS) or 4 x 2
+ * (single) reuse each load across the tile. */
 KINLINE __m512bh bf_ld(const uint16_t *p) { return (__m512bh)_mm512_loadu_si512(p); }
+static const uint16_t zero32[32];
 
 KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uint16_t *x,
                      size_t xs, const int T, float *y, size_t ldy, const int single) {
-    __m512 c1[4][4], c2[4][4];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) c1[r][t] = c2[r][t] = _mm512_setzero_ps();
+    __m512 c1[4][6], c2[4][6];
+    UNROLL
+    for (int r = 0; r < 4; r++)
+        UNROLL
+        for (int t = 0; t < 6; t++) c1[r][t] = c2[r][t] = _mm512_setzero_ps();
     int i = 0;
     const int step = single ? 64 : 32;
+    __m512bh xv[6], xv2[6];   /* zeroed: only T of them are loaded */
+    UNROLL
+    for (int t = 0; t < 6; t++) xv[t] = xv2[t] = bf_ld(zero32);
     for (; i + step <= n; i += step) {
-        __m512bh xv[4], xv2[4];
+        UNROLL
         for (int t = 0; t < T; t++) {
             xv[t] = bf_ld(x + (size_t)t * xs + i);
             if (single) xv2[t] = bf_ld(x + (size_t)t * xs + i + 32);
         }
+        UNROLL
         for (int r = 0; r < R; r++) {
             const __m512bh wv = bf_ld(w + (size_t)r * ws + i);
+            UNROLL
             for (int t = 0; t < T; t++) c1[r][t] = _mm512_dpbf16_ps(c1[r][t], wv, xv[t]);
             if (single) {
                 const __m512bh wv2 = bf_ld(w + (size_t)r * ws + i + 32);
+                UNROLL
                 for (int t = 0; t < T; t++) c2[r][t] = _mm512_dpbf16_ps(c2[r][t], wv2, xv2[t]);
             }
         }
     }
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) {
             float a1[16], a2[16];
             const uint16_t *wr = w + (size_t)r * ws, *xt = x + (size_t)t * xs;
@@ -846,7 +857,7 @@ KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uin
         }
 }
 
-/* R rows x T tokens, R <= 4 and T <= 4 constant after inlining */
+/* R rows x T tokens, R <= 4 and T <= 6 constant after inlining */
 #define BF_TILE_CASE(R_, T_, SINGLE)                                                           \
     if (R == R_ && T == T_) { bf_tile(n, w, ws, R_, x, xs, T_, yy, ldy, SINGLE); continue; }
 #define DEFINE_BF16_GEMM(name, SINGLE, TMAX)                                                   \
@@ -862,7 +873,7 @@ KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uin
                 const int R = nr - r < 4 ? nr - r : 4, T = nt - t < TMAX ? nt - t : TMAX;      \
                 BF_TILE_CASE(4, TMAX, SINGLE) BF_TILE_CASE(4, 1, SINGLE)                       \
                 BF_TILE_CASE(1, 1, SINGLE) BF_TILE_CASE(4, 2, SINGLE)                          \
-                BF_TILE_CASE(4, 3, SINGLE)                                                     \
+                BF_TILE_CASE(4, 3, SINGLE) BF_TILE_CASE(4, 4, SINGLE)                          \
                 bf_tile(n, w, ws, R, x, xs, T, yy, ldy, SINGLE);                               \
             }                                                                                  \
         }                                                                                      \
@@ -872,7 +883,7 @@ KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uin
         bf_tile(n, w, 0, 1, x, 0, 1, s, 0, SINGLE);                                            \
     }
 DEFINE_BF16_GEMM(bf16, 1, 2)
-DEFINE_BF16_GEMM(bf16_b, 0, 4)
+DEFINE_BF16_GEMM(bf16_b, 0, 6)
 
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
 #define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
