@@ -831,6 +831,7 @@ KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uin
         }
         UNROLL
         for (int r = 0; r < R; r++) {
+            if (single) prefetch_w(w + (size_t)r * ws + i, 128);   /* decode streams W */
             const __m512bh wv = bf_ld(w + (size_t)r * ws + i);
             UNROLL
             for (int t = 0; t < T; t++) c1[r][t] = _mm512_dpbf16_ps(c1[r][t], wv, xv[t]);
