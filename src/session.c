@@ -23,10 +23,13 @@
  *    1/sqrtf(mean + eps), y = (x * scale) * w, all f32.
  *  - Matmuls quantize the activations to the weight's vec_dot_type (inside
  *    matmul()).  Products with weights llama.cpp repacks (Q4_K with
- *    rows % 8 == 0) are summed in one of two orders (kernels.h, "Repacked
- *    orders"): its GEMV order for the last u % 4 tokens of a micro-batch
- *    of u tokens, its GEMM order for the others; we pass each
- *    matmul how many of its trailing rows take the GEMV order.  In the last
+ *    rows % 8 == 0, ...) or multiplies with tinyBLAS (BF16 of suitable
+ *    shape) are summed in one of two orders (kernels.h, "Repacked
+ *    orders"): its single-token order for the last
+ *    matmul_single_count(type, u) tokens of a product of u tokens (u % 4
+ *    for the repacked types; for BF16 the one token of a 1-token product),
+ *    its batched order for the others; we pass each matmul how many of
+ *    its trailing rows take the single-token order (single_rows).  In the last
  *    layer llama.cpp still multiplies Wo over the whole micro-batch but the
  *    FFN and output only over the rows whose logits are wanted (one row:
  *    GEMV order).
