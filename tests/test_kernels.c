@@ -493,6 +493,8 @@ static float bf16_noflush_batched(int n, const uint16_t *w, const uint16_t *x) {
     return (d[0] + d[2]) + (d[1] + d[3]);
 }
 
+static void check_bytes(const char *what, const char *lvl, const void *a, const void *b, size_t n);
+
 static void test_bf16_flush_edges(void **state) {
     (void)state;
     enum { NR = 6, NT = 5, NMAX = 256 };
@@ -548,6 +550,29 @@ static void test_bf16_flush_edges(void **state) {
     print_message("%d BF16 edge results compared with the scalar level; flushing changed %d\n",
                   compared, flush_matters);
     assert_true(flush_matters > 0);
+
+    /* from_float on any bit pattern (NaN, Inf, subnormal, ties) == scalar */
+    enum { NF = 1000 };
+    float f[NF];
+    uint16_t want[NF], got[NF];
+    for (int i = 0; i < NF; i++) {
+        uint32_t u = rng_u32() << 16 ^ rng_u32();
+        if (i % 4 == 1) u = (u & 0xffff8000u) | (rng_u32() & 1 ? 0x8000u : 0x7fffu);  /* near ties */
+        if (i % 4 == 2) u &= 0x807fffffu;                                               /* subnormal */
+        if (i % 8 == 3) u |= 0x7f800000u;                                               /* Inf / NaN */
+        memcpy(&f[i], &u, 4);
+    }
+    s->from_float[NJ_BF16](f, want, NF);
+    for (int i = 0; i < NF; i++) assert_int_equal(want[i], nj_fp32_to_bf16(f[i]));
+    for (int l = 1; l < NJ_KL_COUNT; l++) {
+        const nj_kernels *k = kernels_at(l);
+        if (!k) continue;
+        for (int n = NF - 17; n <= NF; n += 17) {   /* tails */
+            memset(got, 0, sizeof got);
+            k->from_float[NJ_BF16](f, got, n);
+            check_bytes("bf16 from_float", k->name, got, want, sizeof(uint16_t) * (size_t)n);
+        }
+    }
 }
 
 /* Activation rows that exercise the quantizers' corner cases. */

@@ -705,6 +705,32 @@ DEFINE_BF16_GEMM(bf16, 1)
 DEFINE_BF16_GEMM(bf16_b, 0)
 
 /* ---- conversions ------------------------------------------------------- */
+
+/* f32 -> bf16 as ggml's from_float (quant.c's nj_fp32_to_bf16): round to
+ * nearest even on the upper half, NaN kept quiet (| 0x40), subnormals kept;
+ * 8 at a time in 32-bit lanes. */
+KINLINE __m256i bf16_round8(__m256 f) {
+    const __m256i u = _mm256_castps_si256(f);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+    return _mm256_blendv_epi8(r, q, nan);
+}
+
+static void from_float_bf16(const float *restrict x, void *restrict vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i a = bf16_round8(_mm256_loadu_ps(x + i)), b = bf16_round8(_mm256_loadu_ps(x + i + 8));
+        /* packus interleaves 128-bit halves: a0 b0 a1 b1 -> a0 a1 b0 b1 */
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(y + i), p);
+    }
+    for (; i < n; i++) y[i] = nj_fp32_to_bf16(x[i]);
+}
 static void to_float_f16(const void *restrict vx, float *restrict y, int64_t n) {
     const uint16_t *x = vx;
     int64_t i = 0;
@@ -859,5 +885,6 @@ void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     k->from_float[NJ_Q8_1] = quantize_q8_1;
     k->from_float[NJ_Q8_K] = quantize_q8_K;
     k->from_float[NJ_F16] = from_float_f16;
+    k->from_float[NJ_BF16] = from_float_bf16;
     k->to_float[NJ_F16] = to_float_f16;
 }
