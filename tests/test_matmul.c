@@ -210,7 +210,7 @@ static void test_larger(void **state) {
     run_case_list(pool1, pool2, NJ_Q4_K, 304, 2048, toks, (int)NJ_ARRAY_LEN(toks));
     /* a BF16 shape llama.cpp gives to tinyBLAS for >= 2 tokens */
     rng_seed(998);
-    run_case_list(pool1, pool2, NJ_BF16, 304, 2048, toks, (int)NJ_ARRAY_LEN(toks));
+    run_case_list(pool1, pool2, NJ_BF16, 304, 1024, toks, (int)NJ_ARRAY_LEN(toks));
 }
 
 /* matmul_ex: the last n_single tokens take the single-token order, the
