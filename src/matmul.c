@@ -22,7 +22,8 @@
  *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
  *
  * Orders: when llama.cpp would repack W (its type has repacked orders and
- * W->rows % KERN_REPACK_ROWS == 0), tokens [0, n_tok - n_single) take the
+ * W->rows % KERN_REPACK_ROWS == 0), or W is BF16 of a shape llama.cpp
+ * hands to tinyBLAS (kern_two_orders), tokens [0, n_tok - n_single) take the
  * batched order (gemm_rb tiles, packed groups) and the last n_single the
  * single-token order (gemm_rs tiles); otherwise every token takes the
  * type's plain order (gemm tiles, and packed groups if the type has no
@@ -216,9 +217,13 @@ static void mm_task(void *ctx, int ith, int nth) {
     }
 }
 
+int matmul_single_count(int type, int u) {
+    return u > 0 ? kern_single_count(type, u) : 0;
+}
+
 int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
            void *scratch) {
-    return matmul_ex(pool, W, X, n_tok, Y, scratch, n_tok > 0 ? n_tok % 4 : 0);
+    return matmul_ex(pool, W, X, n_tok, Y, scratch, W ? matmul_single_count(W->type, n_tok) : 0);
 }
 
 /* What matmul needs to know of one weight before running: its kernels and
@@ -244,8 +249,10 @@ static int plan_weight(const nj_kernels *k, const nj_mat *W, struct mm_plan *pl)
     if (!w_row || !pl->x_row || W->row_bytes < w_row || W->cols > INT32_MAX)
         return nj_fail(-EINVAL, "matmul: %lld columns do not fit %s blocks (or row_bytes %zu)",
                        (long long)W->cols, quant_type_name(W->type), W->row_bytes);
+    /* llama.cpp's layout (or, for BF16, its choice of kernel) for W, which
+     * decides whether it has two float orders */
     pl->repacked = k->vec_dot_rs[W->type] && k->vec_dot_rb[W->type] &&
-                   W->rows % KERN_REPACK_ROWS == 0;
+                   kern_two_orders(W->type, W->rows, W->cols);
     return 0;
 }
 
@@ -256,24 +263,24 @@ static bool wants_pack(const nj_kernels *k, const nj_mat *W, const struct mm_pla
 }
 
 int matmul_multi(nj_pool *pool, const nj_mat *const *W, float *const *Y, int count,
-                 const float *X, int n_tok, void *scratch, int n_single) {
-    if (!W || !Y || !X || n_tok <= 0 || count <= 0 || count > MM_PARTS_MAX || n_single < 0 ||
-        n_single > n_tok)
+                 const float *X, int n_tok, void *scratch, const int *n_single) {
+    if (!W || !Y || !X || !n_single || n_tok <= 0 || count <= 0 || count > MM_PARTS_MAX)
         return nj_fail(-EINVAL, "matmul: bad arguments");
     const nj_kernels *k = kernels_get();
     struct mm_plan pl[MM_PARTS_MAX];
-    const int n_b = n_tok - n_single;   /* only batched tokens are packed */
+    const int n_b = n_tok - n_single[0];   /* only batched tokens are packed */
     int rc;
     for (int i = 0; i < count; i++) {
-        if (!Y[i]) return nj_fail(-EINVAL, "matmul: bad arguments");
+        if (!Y[i] || n_single[i] < 0 || n_single[i] > n_tok)
+            return nj_fail(-EINVAL, "matmul: bad arguments");
         if ((rc = plan_weight(k, W[i], &pl[i]))) return rc;
     }
     /* One quantized X serves all only if they agree on its format. */
     for (int i = 1; i < count; i++) {
-        if (W[i]->cols != W[0]->cols || pl[i].vdt != pl[0].vdt ||
+        if (W[i]->cols != W[0]->cols || pl[i].vdt != pl[0].vdt || n_single[i] != n_single[0] ||
             wants_pack(k, W[i], &pl[i], n_b) != wants_pack(k, W[0], &pl[0], n_b)) {
             for (int m = 0; m < count; m++)
-                if ((rc = matmul_multi(pool, &W[m], &Y[m], 1, X, n_tok, scratch, n_single)))
+                if ((rc = matmul_multi(pool, &W[m], &Y[m], 1, X, n_tok, scratch, &n_single[m])))
                     return rc;
             return 0;
         }
@@ -361,5 +368,5 @@ int matmul_multi(nj_pool *pool, const nj_mat *const *W, float *const *Y, int cou
 
 int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
               void *scratch, int n_single) {
-    return matmul_multi(pool, &W, &Y, 1, X, n_tok, scratch, n_single);
+    return matmul_multi(pool, &W, &Y, 1, X, n_tok, scratch, &n_single);
 }

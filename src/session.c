@@ -23,10 +23,13 @@
  *    1/sqrtf(mean + eps), y = (x * scale) * w, all f32.
  *  - Matmuls quantize the activations to the weight's vec_dot_type (inside
  *    matmul()).  Products with weights llama.cpp repacks (Q4_K with
- *    rows % 8 == 0) are summed in one of two orders (kernels.h, "Repacked
- *    orders"): its GEMV order for the last u % 4 tokens of a micro-batch
- *    of u tokens, its GEMM order for the others; we pass each
- *    matmul how many of its trailing rows take the GEMV order.  In the last
+ *    rows % 8 == 0, ...) or multiplies with tinyBLAS (BF16 of suitable
+ *    shape) are summed in one of two orders (kernels.h, "Repacked
+ *    orders"): its single-token order for the last
+ *    matmul_single_count(type, u) tokens of a product of u tokens (u % 4
+ *    for the repacked types; for BF16 the one token of a 1-token product),
+ *    its batched order for the others; we pass each matmul how many of
+ *    its trailing rows take the single-token order (single_rows).  In the last
  *    layer llama.cpp still multiplies Wo over the whole micro-batch but the
  *    FFN and output only over the rows whose logits are wanted (one row:
  *    GEMV order).
@@ -632,35 +635,49 @@ static void attn_worker(void *ctx, int ith, int nth) {
 
 /* ---- forward ---- */
 
-/* Y (n, rows) = X (n, cols) @ W^T; the last n_single rows in the
- * single-token float order (matmul_ex). */
-static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y, int n_single) {
-    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, n_single);
+/* Which llama.cpp product a matmul's n rows belong to, for its float
+ * order: rows [first, first + n) of an eval call of n_eval tokens that
+ * llama.cpp multiplies over their whole micro-batches, or (own) a product
+ * of just these n rows (the last layer's wanted rows). */
+typedef struct {
+    int  first, n_eval;
+    bool own;
+} mm_rows;
+
+_Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
+
+/* How many of the product's rows llama.cpp multiplies by W in the
+ * single-token order (matmul_single_count of the product llama.cpp runs).
+ * Over whole micro-batches only the call's last micro-batch, of u tokens,
+ * can have single-order tokens (LLAMA_UBATCH is a multiple of 4 and > 1):
+ * its last matmul_single_count(u), i.e. the call's last ones. */
+static int single_rows(const nj_mat *W, mm_rows r, int n) {
+    if (r.own) return matmul_single_count(W->type, n);
+    const int u = r.n_eval - (r.n_eval - 1) / LLAMA_UBATCH * LLAMA_UBATCH;
+    const int s0 = r.n_eval - matmul_single_count(W->type, u);
+    const int k = r.first + n - (r.first > s0 ? r.first : s0);
+    return k < 0 ? 0 : k > n ? n : k;
+}
+
+/* Y (n, rows) = X (n, cols) @ W^T, each row in llama.cpp's float order for
+ * it (matmul_ex). */
+static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y, mm_rows r) {
+    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, single_rows(W, r, n));
     if (rc) return nj_fail(rc, "matmul failed for a %s weight (%lld x %lld)",
                            quant_type_name(W->type), (long long)W->rows, (long long)W->cols);
     return 0;
 }
 
-/* Y[i] (n, W[i].rows) = X @ W[i]^T for products sharing X, in one pool run. */
+/* Y[i] (n, W[i].rows) = X @ W[i]^T for products sharing X, in one pool
+ * run, each row in llama.cpp's float order for it. */
 static int mm_multi(nj_session *s, const nj_mat *const *W, float *const *Y, int count,
-                    const float *X, int n, int n_single) {
-    int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, n_single);
+                    const float *X, int n, mm_rows r) {
+    int ns[4];
+    for (int i = 0; i < count && i < 4; i++) ns[i] = single_rows(W[i], r, n);
+    int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, ns);
     if (rc) return nj_fail(rc, "matmul failed for %d %s-first weights (%lld columns)", count,
                            quant_type_name(W[0]->type), (long long)W[0]->cols);
     return 0;
-}
-
-_Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
-
-/* How many of the eval call's tokens [first, first + count) llama.cpp
- * multiplies in the single-token order when the product runs over their
- * whole micro-batch: the last u % 4 of a micro-batch of u; only the call's
- * last micro-batch can have u % 4 != 0, so that is the call's last
- * n_eval % 4 tokens. */
-static int single_tail(int first, int count, int n_eval) {
-    const int s0 = n_eval - n_eval % 4;
-    const int k = first + count - (first > s0 ? first : s0);
-    return k < 0 ? 0 : k;
 }
 
 /* Drop the pages holding one row of a file-mapped table from the resident
@@ -711,8 +728,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                        s->rope_l + (size_t)t * R);
     }
 
-    /* Trailing rows of this chunk in the single-token matmul order. */
-    const int ns = single_tail(ev0, n, n_eval);
+    /* The chunk's rows in llama.cpp's products (for the matmul orders). */
+    const mm_rows ns = {.first = ev0, .n_eval = n_eval, .own = false};
 
     /* Attention path per token, from llama.cpp's micro-batch it falls in. */
     attn_job job = {.s = s, .n = n, .p0 = p0};
@@ -790,8 +807,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         /* Wo runs over the whole micro-batch in llama.cpp; the FFN and the
          * output over the wanted rows only (one row when only the last
          * logits are wanted). */
-        const int ns_o = single_tail(ev0 + r0, nr, n_eval);
-        const int ns_f = last && !out_rows ? nr : ns_o;
+        const mm_rows ns_o = {.first = ev0 + r0, .n_eval = n_eval, .own = false};
+        const mm_rows ns_f = {.first = ev0 + r0, .n_eval = n_eval, .own = last && !out_rows};
 
         /* tmp (nr, E) = att @ Wo^T (+ bo);  gemma3: rmsnorm * post_attn_norm */
         if ((rc = mm(s, &L->wo, s->att + (size_t)r0 * no, nr, s->tmp, ns_o))) return rc;
