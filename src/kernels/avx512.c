@@ -751,6 +751,170 @@ KINLINE void rows_q4_0_r(int nb, const char *w, size_t ws, const int R, const ch
         for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
 }
 
+/* ---- Q4_K GEMV, repacked single-token order: eight rows at a time ---------
+ * The order (kernels.h, scalar.c): per row two chains over super-blocks,
+ * A = fma(S, dw*dx, A) and B = fma(M, dmin*dx, B), y = A - B, with S the
+ * super-block's exact scaled sum and M its exact mins term.  Here the
+ * chains of eight rows run in the lanes of two ymm registers (as in
+ * llama.cpp's q4_K_8x8 GEMV), and the integer work per row and
+ * super-block is four zmm steps of 64 elements:
+ *
+ *   qs bytes 0..63:   low nibbles = elements 0..31 | 64..95     (chunks 0, 2)
+ *                     high nibbles = elements 32..63 | 96..127  (chunks 1, 3)
+ *   qs bytes 64..127: likewise chunks 4, 6 and 5, 7
+ *   S += vpdpwssd(vpmaddubsw(nibbles, x in that order), scales per half)
+ *
+ * the activations being put in that order once per super-block for all
+ * eight rows.  The 16-byte block headers (d, dmin, 12 scale bytes) of
+ * four rows share one zmm, where the 6-bit scales and mins are unpacked
+ * for four rows at once.  The eight S accumulators and the mins terms are
+ * reduced together into one lane per row (a transpose-and-add tree).  All
+ * integer sums are exact, so the float operations per row are the
+ * canonical ones. */
+#ifndef Q4KV_PF
+#define Q4KV_PF 16                   /* prefetch distance, super-blocks */
+#endif
+#ifndef Q4KV_HINT
+#define Q4KV_HINT _MM_HINT_T0
+#endif
+
+/* int16 lanes: byte c, then zero (a vpshufb mask); quarters 0-1 take c0,
+ * quarters 2-3 c1 */
+KINLINE __m512i q4kv_mask(int c0, int c1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x8000 | c0))),
+                              _mm256_set1_epi16((short)(0x8000 | c1)), 1);
+}
+
+/* Four 16-byte block headers [d|dmin, u0, u1, u2] (one per 128-bit
+ * quarter) -> [sc0..3, sc4..7, mn0..3, mn4..7] bytes per quarter:
+ *   sc0..3 = u0 & 0x3f.., sc4..7 = (u2 & 0x0f..) | ((u0 >> 2) & 0x30..)
+ *   mn0..3 = u1 & 0x3f.., mn4..7 = ((u2 >> 4) & 0x0f..) | ((u1 >> 2) & 0x30..) */
+KINLINE __m512i q4kv_scales(__m512i h) {
+    const __m512i p = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)_MM_SHUFFLE(3, 2, 3, 1));   /* u0 u2 u1 u2 */
+    const __m512i q = _mm512_srlv_epi32(p, _mm512_set4_epi32(4, 0, 0, 0));
+    const __m512i lo = _mm512_and_si512(q, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    const __m512i r = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)_MM_SHUFFLE(2, 2, 1, 1));   /* u0 u0 u1 u1 */
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(r, 2),
+                                        _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0));
+    return _mm512_or_si512(lo, hi);
+}
+
+KINLINE __m512i q4kv_hdr4(const char *const *w, size_t off) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(w[0] + off)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[1] + off)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[2] + off)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[3] + off)), 3);
+}
+
+/* [a.q0+a.q2, a.q1+a.q3, b.q0+b.q2, b.q1+b.q3] */
+KINLINE __m512i q4kv_fold(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                            _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+/* quarter k: a.q(2k)+a.q(2k+1) for k < 2, b's for k >= 2 */
+KINLINE __m512i q4kv_fold2(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* Rows w[0..7] (super-blocks nb) times one Q8_K row x: y[r] = A_r - B_r. */
+static void rows8_q4_K_rs(int nb, const char *const w[8], const block_q8_K *x, float *y) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i mk0 = q4kv_mask(0, 2), mk1 = q4kv_mask(1, 3), mk2 = q4kv_mask(4, 6), mk3 = q4kv_mask(5, 7);
+    const __m512i mkm = _mm512_broadcast_i32x4(_mm_setr_epi16((short)0x8008, (short)0x8009, (short)0x800a,
+                                                              (short)0x800b, (short)0x800c, (short)0x800d,
+                                                              (short)0x800e, (short)0x800f));
+    __m256 A = _mm256_setzero_ps(), B = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const size_t off = (size_t)i * sizeof(block_q4_K);
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            const char *pf = w[r] + off + Q4KV_PF * sizeof(block_q4_K);
+            _mm_prefetch(pf, Q4KV_HINT);
+            _mm_prefetch(pf + 64, Q4KV_HINT);
+            _mm_prefetch(pf + 128, Q4KV_HINT);
+        }
+        const int8_t *xq = x[i].qs;
+#define LD2(a, b) _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + (a)))), \
+                                     _mm256_loadu_si256((const __m256i *)(xq + (b))), 1)
+        const __m512i X0 = LD2(0, 64), X1 = LD2(32, 96), X2 = LD2(128, 192), X3 = LD2(160, 224);
+#undef LD2
+        const __m128i b8 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x[i].bsums),
+                                          _mm_loadu_si128((const __m128i *)(x[i].bsums + 8)));
+        const __m512i B8 = _mm512_broadcast_i32x4(b8);
+        const __m512i H0 = q4kv_hdr4(w, off), H1 = q4kv_hdr4(w + 4, off);
+        const __m512i SC0 = q4kv_scales(H0), SC1 = q4kv_scales(H1);
+        __m512i S[8];
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            const __m512i sc = r < 4 ? SC0 : SC1;
+            const __m512i bq = _mm512_shuffle_i32x4(sc, sc, (r & 3) * 0x55);
+            const block_q4_K *b = (const block_q4_K *)(w[r] + off);
+            const __m512i W0 = _mm512_loadu_si512((const void *)b->qs);
+            const __m512i W1 = _mm512_loadu_si512((const void *)(b->qs + 64));
+            __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                            _mm512_maddubs_epi16(_mm512_and_si512(W0, m4), X0),
+                                            _mm512_shuffle_epi8(bq, mk0));
+            s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(W0, 4), m4), X1),
+                                    _mm512_shuffle_epi8(bq, mk1));
+            s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_and_si512(W1, m4), X2),
+                                    _mm512_shuffle_epi8(bq, mk2));
+            S[r] = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(W1, 4), m4), X3),
+                                       _mm512_shuffle_epi8(bq, mk3));
+        }
+        /* mins: quarter k = row k's four pair terms */
+        const __m512i M0 = _mm512_madd_epi16(_mm512_shuffle_epi8(SC0, mkm), B8);
+        const __m512i M1 = _mm512_madd_epi16(_mm512_shuffle_epi8(SC1, mkm), B8);
+        /* quarter k of V0 (V1): row k's (k+4's) four partial sums */
+        const __m512i V0 = q4kv_fold2(q4kv_fold(S[0], S[1]), q4kv_fold(S[2], S[3]));
+        const __m512i V1 = q4kv_fold2(q4kv_fold(S[4], S[5]), q4kv_fold(S[6], S[7]));
+        const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi32(V0, V1), _mm512_unpackhi_epi32(V0, V1));
+        const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi32(M0, M1), _mm512_unpackhi_epi32(M0, M1));
+        /* quarter k: [S_k, S_k+4, M_k, M_k+4] */
+        const __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+        const __m256i Si = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), t));
+        const __m256i Mi = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+            _mm512_setr_epi32(2, 6, 10, 14, 3, 7, 11, 15, 0, 0, 0, 0, 0, 0, 0, 0), t));
+        /* d | dmin of the eight rows */
+        const __m256i h8 = _mm512_castsi512_si256(_mm512_permutex2var_epi32(
+            H0, _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0), H1));
+        const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h8));
+        const __m256 dm = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(h8, 16)));
+        const __m256 xd = _mm256_set1_ps(x[i].d);
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Si), _mm256_mul_ps(dw, xd), A);
+        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Mi), _mm256_mul_ps(dm, xd), B);
+    }
+    _mm256_storeu_ps(y, _mm256_sub_ps(A, B));
+}
+
+/* gemm_rs for Q4_K: every token on its own (single-token order is per
+ * token anyway), rows eight at a time; a short last group repeats its
+ * last row in the unused slots. */
+static void gemm_q4_K_rs(int n, const void *restrict vw, size_t ws, int nr, const void *restrict vx,
+                         size_t xs, int nt, float *restrict y, size_t ldy) {
+    const int nb = n / QK_K;
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *x = XROW(block_q8_K, vx, xs, t);
+        float *yt = y + (size_t)t * ldy;
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            const char *w[8];
+            const int R = nr - r0 < 8 ? nr - r0 : 8;
+            for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + (r < R ? r : R - 1)) * ws;
+            if (R == 8) {
+                rows8_q4_K_rs(nb, w, x, yt + r0);
+            } else {
+                float tmp[8];
+                rows8_q4_K_rs(nb, w, x, tmp);
+                memcpy(yt + r0, tmp, sizeof(float) * (size_t)R);
+            }
+        }
+    }
+}
+static void vec_dot_q4_K_rs(int n, float *restrict s, const void *restrict w, const void *restrict x) {
+    gemm_q4_K_rs(n, w, 0, 1, x, 0, 1, s, 0);
+}
+
 /* ---- entry points ---------------------------------------------------------
  * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
  * RMAX rows for single groups and RMAX2 for pairs (register budget: the
@@ -807,6 +971,8 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
     k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
     k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
+    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
+    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;
