@@ -915,6 +915,149 @@ static void vec_dot_q4_K_rs(int n, float *restrict s, const void *restrict w, co
     gemm_q4_K_rs(n, w, 0, 1, x, 0, 1, s, 0);
 }
 
+/* ---- Q6_K GEMV and small batches: two rows per tile, zmm ---------------
+ * The canonical order (scalar.c): per row eight lane chains, lane m of a
+ * 32-element chunk being its elements 4m..4m+3, L_m the exact sum over
+ * the super-block's chunks of (scale) * (lane m's dot) minus 32 * (sc[2m]
+ * bsums[2m] + sc[2m+1] bsums[2m+1]), acc_m = fma(dx*dw, L_m, acc_m).
+ * Here a zmm holds two chunks (64 elements, activations in natural order):
+ *
+ *   chunks 0,1: ql[0..63] & 15   | ((qh[0..31] << 4, << 2) & 0x30)
+ *   chunks 2,3: ql[0..63] >> 4   | ((qh[0..31] >> 0, >> 2) & 0x30)
+ *   chunks 4..7 likewise from ql[64..127], qh[32..63]
+ *
+ * and 128-bit quarter k of the zmm for chunks 2j, 2j+1 has scale
+ * sc[4j + k] (a vpermw of the 16 scales), so vpmaddubsw + vpdpwssd leave
+ * L_m's parts in int32 lanes m and m + 8; the -32 offset is two more
+ * vpdpwssd of (-16 * bsums) by the scales into lanes 0..7.  Two rows'
+ * eight lanes share one zmm float accumulator (lanes 0..7 and 8..15), so
+ * per super-block and pair of rows: one conversion and one fma. */
+#ifndef Q6KV_PF
+#define Q6KV_PF 12                   /* prefetch distance, super-blocks */
+#endif
+#ifndef Q6KV_HINT
+#define Q6KV_HINT _MM_HINT_T0
+#endif
+
+KINLINE __m512i q6kv_idx(int j) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_setr_m128i(_mm_set1_epi16((short)(4 * j)), _mm_set1_epi16((short)(4 * j + 1)))),
+        _mm256_setr_m128i(_mm_set1_epi16((short)(4 * j + 2)), _mm_set1_epi16((short)(4 * j + 3))), 1);
+}
+
+/* R (1 or 2) rows w0, w1 x NT tokens: y[t*ldy + r]. */
+KINLINE void rows2_q6_K(int nb, const block_q6_K *w0, const block_q6_K *w1, const void *vx, size_t xs,
+                        const int NT, float *y, size_t ldy, const int R) {
+    const block_q8_K *x[NT_MAX];
+    __m512 acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < NT; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm512_setzero_ps(); }
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sixteen = _mm512_set1_epi16(16);
+    __m512i ix[4];
+    UNROLL
+    for (int j = 0; j < 4; j++) ix[j] = q6kv_idx(j);
+    for (int i = 0; i < nb; i++) {
+        const block_q6_K *b[2] = {w0 + i, w1 + i};
+        /* both rows' 16 scales as int16: row r's at lanes 16r .. 16r+15 */
+        const __m512i sc = _mm512_cvtepi8_epi16(_mm256_setr_m128i(
+            _mm_loadu_si128((const __m128i *)b[0]->scales),
+            _mm_loadu_si128((const __m128i *)b[R - 1]->scales)));
+        __m512i L[2][NT_MAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *pf = (const char *)(b[r] + Q6KV_PF);
+            _mm_prefetch(pf, Q6KV_HINT);
+            _mm_prefetch(pf + 64, Q6KV_HINT);
+            _mm_prefetch(pf + 128, Q6KV_HINT);
+            _mm_prefetch(pf + 192, Q6KV_HINT);
+            const __m512i Q0 = _mm512_loadu_si512((const void *)b[r]->ql);
+            const __m512i Q1 = _mm512_loadu_si512((const void *)(b[r]->ql + 64));
+            const __m512i T0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[r]->qh));
+            const __m512i T1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[r]->qh + 32)));
+            /* f(A,B,C) = A | (B & C) */
+            const __m512i q0 = _mm512_ternarylogic_epi32(_mm512_and_si512(Q0, m4), _mm512_sllv_epi16(T0, shl), m30, 0xf8);
+            const __m512i q1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(Q0, 4), m4),
+                                                         _mm512_srlv_epi16(T0, shr), m30, 0xf8);
+            const __m512i q2 = _mm512_ternarylogic_epi32(_mm512_and_si512(Q1, m4), _mm512_sllv_epi16(T1, shl), m30, 0xf8);
+            const __m512i q3 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(Q1, 4), m4),
+                                                         _mm512_srlv_epi16(T1, shr), m30, 0xf8);
+            __m512i s[4];
+            UNROLL
+            for (int j = 0; j < 4; j++)
+                s[j] = _mm512_permutexvar_epi16(r ? _mm512_add_epi16(ix[j], sixteen) : ix[j], sc);
+            UNROLL
+            for (int t = 0; t < NT; t++) {
+                const int8_t *xq = x[t][i].qs;
+                __m512i a = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                                _mm512_maddubs_epi16(q0, _mm512_loadu_si512((const void *)xq)), s[0]);
+                a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(q1, _mm512_loadu_si512((const void *)(xq + 64))), s[1]);
+                a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(q2, _mm512_loadu_si512((const void *)(xq + 128))), s[2]);
+                L[r][t] = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(q3, _mm512_loadu_si512((const void *)(xq + 192))), s[3]);
+            }
+        }
+        /* [d0 x 8 | d1 x 8] as floats */
+        const __m512 dw = _mm512_cvtph_ps(_mm256_setr_m128i(_mm_set1_epi16((short)b[0]->d),
+                                                            _mm_set1_epi16((short)b[R - 1]->d)));
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            /* lanes 0..7: row 0's L_m, lanes 8..15: row 1's (a copy of row
+             * 0's when R == 1) */
+            const __m512i l1 = R == 2 ? L[1][t] : L[0][t];
+            __m512i l = _mm512_add_epi32(_mm512_mask_blend_epi64(0xf0, L[0][t], l1),
+                                         _mm512_shuffle_i64x2(L[0][t], l1, 0x4e));
+            /* the -32 offset: twice (-16 * bsums) . scales, int16 lanes 0..15
+             * of each row's half (|16 * 2032| < 32768) */
+            const __m256i bs = _mm256_sub_epi16(_mm256_setzero_si256(),
+                _mm256_slli_epi16(_mm256_loadu_si256((const __m256i *)x[t][i].bsums), 4));
+            const __m512i bs2 = _mm512_broadcast_i64x4(bs);
+            l = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(l, bs2, sc), bs2, sc);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(x[t][i].d), dw), _mm512_cvtepi32_ps(l), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++) {
+        y[(size_t)t * ldy] = hsum8(_mm512_castps512_ps256(acc[t]));
+        if (R == 2) y[(size_t)t * ldy + 1] = hsum8(_mm512_extractf32x8_ps(acc[t], 1));
+    }
+}
+
+/* Tokens in groups of four (outer), rows in pairs (inner). */
+static void gemm_q6_K(int n, const void *restrict w, size_t ws, int nr, const void *restrict x,
+                      size_t xs, int nt, float *restrict y, size_t ldy) {
+    const int nb = n / QK_K;
+    const char *wb = w, *xb = x;
+    for (int t = 0; t < nt; t += NT_MAX) {
+        const int k = nt - t < NT_MAX ? nt - t : NT_MAX;
+        const char *xt = xb + (size_t)t * xs;
+        float *yt = y + (size_t)t * ldy;
+        for (int r = 0; r < nr; r += 2) {
+            const block_q6_K *w0 = (const block_q6_K *)(wb + (size_t)r * ws);
+            if (r + 1 < nr) {
+                const block_q6_K *w1 = (const block_q6_K *)(wb + (size_t)(r + 1) * ws);
+                switch (k) {
+                case 4: rows2_q6_K(nb, w0, w1, xt, xs, 4, yt + r, ldy, 2); break;
+                case 3: rows2_q6_K(nb, w0, w1, xt, xs, 3, yt + r, ldy, 2); break;
+                case 2: rows2_q6_K(nb, w0, w1, xt, xs, 2, yt + r, ldy, 2); break;
+                default: rows2_q6_K(nb, w0, w1, xt, xs, 1, yt + r, ldy, 2); break;
+                }
+            } else {
+                switch (k) {
+                case 4: rows2_q6_K(nb, w0, w0, xt, xs, 4, yt + r, ldy, 1); break;
+                case 3: rows2_q6_K(nb, w0, w0, xt, xs, 3, yt + r, ldy, 1); break;
+                case 2: rows2_q6_K(nb, w0, w0, xt, xs, 2, yt + r, ldy, 1); break;
+                default: rows2_q6_K(nb, w0, w0, xt, xs, 1, yt + r, ldy, 1); break;
+                }
+            }
+        }
+    }
+}
+static void vec_dot_q6_K(int n, float *restrict s, const void *restrict w, const void *restrict x) {
+    gemm_q6_K(n, w, 0, 1, x, 0, 1, s, 0);
+}
+
 /* ---- entry points ---------------------------------------------------------
  * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
  * RMAX rows for single groups and RMAX2 for pairs (register budget: the
@@ -973,6 +1116,8 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
     k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
     k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
+    k->vec_dot[NJ_Q6_K] = vec_dot_q6_K;
+    k->gemm[NJ_Q6_K] = gemm_q6_K;
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;
