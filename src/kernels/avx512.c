@@ -772,10 +772,10 @@ KINLINE void rows_q4_0_r(int nb, const char *w, size_t ws, const int R, const ch
  * integer sums are exact, so the float operations per row are the
  * canonical ones. */
 #ifndef Q4KV_PF
-#define Q4KV_PF 16                   /* prefetch distance, super-blocks */
+#define Q4KV_PF 24                   /* prefetch distance, super-blocks */
 #endif
 #ifndef Q4KV_HINT
-#define Q4KV_HINT _MM_HINT_T0
+#define Q4KV_HINT _MM_HINT_T1
 #endif
 
 /* int16 lanes: byte c, then zero (a vpshufb mask); quarters 0-1 take c0,
@@ -818,18 +818,24 @@ KINLINE __m512i q4kv_fold2(__m512i a, __m512i b) {
 }
 
 /* Rows w[0..7] (super-blocks nb) times one Q8_K row x: y[r] = A_r - B_r. */
-static void rows8_q4_K_rs(int nb, const char *const w[8], const block_q8_K *x, float *y) {
+static void rows8_q4_K_rs(int nb, const char *const w[8], size_t next, const block_q8_K *x, float *y) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i mk0 = q4kv_mask(0, 2), mk1 = q4kv_mask(1, 3), mk2 = q4kv_mask(4, 6), mk3 = q4kv_mask(5, 7);
     const __m512i mkm = _mm512_broadcast_i32x4(_mm_setr_epi16((short)0x8008, (short)0x8009, (short)0x800a,
                                                               (short)0x800b, (short)0x800c, (short)0x800d,
                                                               (short)0x800e, (short)0x800f));
     __m256 A = _mm256_setzero_ps(), B = _mm256_setzero_ps();
+    /* prefetch Q4KV_PF super-blocks ahead in the order the tiles read them:
+     * past a row's end, in the same row of the next tile(s) */
+    size_t pft = Q4KV_PF / nb;
+    int pfb = Q4KV_PF % nb;
     for (int i = 0; i < nb; i++) {
         const size_t off = (size_t)i * sizeof(block_q4_K);
+        const size_t pfo = pft * next + (size_t)pfb * sizeof(block_q4_K);
+        if (++pfb == nb) { pfb = 0; pft++; }
         UNROLL
         for (int r = 0; r < 8; r++) {
-            const char *pf = w[r] + off + Q4KV_PF * sizeof(block_q4_K);
+            const char *pf = w[r] + pfo;
             _mm_prefetch(pf, Q4KV_HINT);
             _mm_prefetch(pf + 64, Q4KV_HINT);
             _mm_prefetch(pf + 128, Q4KV_HINT);
@@ -902,10 +908,10 @@ static void gemm_q4_K_rs(int n, const void *restrict vw, size_t ws, int nr, cons
             const int R = nr - r0 < 8 ? nr - r0 : 8;
             for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + (r < R ? r : R - 1)) * ws;
             if (R == 8) {
-                rows8_q4_K_rs(nb, w, x, yt + r0);
+                rows8_q4_K_rs(nb, w, 8 * ws, x, yt + r0);
             } else {
                 float tmp[8];
-                rows8_q4_K_rs(nb, w, x, tmp);
+                rows8_q4_K_rs(nb, w, 8 * ws, x, tmp);
                 memcpy(yt + r0, tmp, sizeof(float) * (size_t)R);
             }
         }
@@ -936,7 +942,7 @@ static void vec_dot_q4_K_rs(int n, float *restrict s, const void *restrict w, co
 #define Q6KV_PF 12                   /* prefetch distance, super-blocks */
 #endif
 #ifndef Q6KV_HINT
-#define Q6KV_HINT _MM_HINT_T0
+#define Q6KV_HINT _MM_HINT_T1
 #endif
 
 KINLINE __m512i q6kv_idx(int j) {
@@ -946,8 +952,8 @@ KINLINE __m512i q6kv_idx(int j) {
 }
 
 /* R (1 or 2) rows w0, w1 x NT tokens: y[t*ldy + r]. */
-KINLINE void rows2_q6_K(int nb, const block_q6_K *w0, const block_q6_K *w1, const void *vx, size_t xs,
-                        const int NT, float *y, size_t ldy, const int R) {
+KINLINE void rows2_q6_K(int nb, const block_q6_K *w0, const block_q6_K *w1, size_t next, const void *vx,
+                        size_t xs, const int NT, float *y, size_t ldy, const int R) {
     const block_q8_K *x[NT_MAX];
     __m512 acc[NT_MAX];
     UNROLL
@@ -959,8 +965,14 @@ KINLINE void rows2_q6_K(int nb, const block_q6_K *w0, const block_q6_K *w1, cons
     __m512i ix[4];
     UNROLL
     for (int j = 0; j < 4; j++) ix[j] = q6kv_idx(j);
+    /* prefetch Q6KV_PF super-blocks ahead in the order the tiles read them:
+     * past a row's end, in the same row of the next pair(s) */
+    size_t pft = Q6KV_PF / nb;
+    int pfb = Q6KV_PF % nb;
     for (int i = 0; i < nb; i++) {
         const block_q6_K *b[2] = {w0 + i, w1 + i};
+        const char *pfo = (const char *)w0 + pft * next + (size_t)pfb * sizeof(block_q6_K);
+        if (++pfb == nb) { pfb = 0; pft++; }
         /* both rows' 16 scales as int16: row r's at lanes 16r .. 16r+15 */
         const __m512i sc = _mm512_cvtepi8_epi16(_mm256_setr_m128i(
             _mm_loadu_si128((const __m128i *)b[0]->scales),
@@ -968,7 +980,7 @@ KINLINE void rows2_q6_K(int nb, const block_q6_K *w0, const block_q6_K *w1, cons
         __m512i L[2][NT_MAX];
         UNROLL
         for (int r = 0; r < R; r++) {
-            const char *pf = (const char *)(b[r] + Q6KV_PF);
+            const char *pf = pfo + (r ? (const char *)w1 - (const char *)w0 : 0);
             _mm_prefetch(pf, Q6KV_HINT);
             _mm_prefetch(pf + 64, Q6KV_HINT);
             _mm_prefetch(pf + 128, Q6KV_HINT);
@@ -1038,17 +1050,17 @@ static void gemm_q6_K(int n, const void *restrict w, size_t ws, int nr, const vo
             if (r + 1 < nr) {
                 const block_q6_K *w1 = (const block_q6_K *)(wb + (size_t)(r + 1) * ws);
                 switch (k) {
-                case 4: rows2_q6_K(nb, w0, w1, xt, xs, 4, yt + r, ldy, 2); break;
-                case 3: rows2_q6_K(nb, w0, w1, xt, xs, 3, yt + r, ldy, 2); break;
-                case 2: rows2_q6_K(nb, w0, w1, xt, xs, 2, yt + r, ldy, 2); break;
-                default: rows2_q6_K(nb, w0, w1, xt, xs, 1, yt + r, ldy, 2); break;
+                case 4: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 4, yt + r, ldy, 2); break;
+                case 3: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 3, yt + r, ldy, 2); break;
+                case 2: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 2, yt + r, ldy, 2); break;
+                default: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 1, yt + r, ldy, 2); break;
                 }
             } else {
                 switch (k) {
-                case 4: rows2_q6_K(nb, w0, w0, xt, xs, 4, yt + r, ldy, 1); break;
-                case 3: rows2_q6_K(nb, w0, w0, xt, xs, 3, yt + r, ldy, 1); break;
-                case 2: rows2_q6_K(nb, w0, w0, xt, xs, 2, yt + r, ldy, 1); break;
-                default: rows2_q6_K(nb, w0, w0, xt, xs, 1, yt + r, ldy, 1); break;
+                case 4: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 4, yt + r, ldy, 1); break;
+                case 3: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 3, yt + r, ldy, 1); break;
+                case 2: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 2, yt + r, ldy, 1); break;
+                default: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 1, yt + r, ldy, 1); break;
                 }
             }
         }
