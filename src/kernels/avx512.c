@@ -1,11 +1,21 @@
 /*
- * avx512 — AVX-512 VNNI packed GEMM for prefill (tokens in lanes).
+ * avx512 — AVX-512 VNNI packed GEMM for prefill (tokens in lanes), and
+ * zmm GEMV for the two types that carry most of a K-quant model's decode.
  *
- * GEMV (one token) is memory-bound and the AVX2 kernels already stream
- * weights faster than DRAM delivers them, so this level inherits vec_dot
- * and the small-batch tiles from avx2 and adds gemm16: a block of weight
- * rows times a packed group of 16 tokens (kernels.h), one token per 32-bit
- * lane of a zmm register.
+ * GEMV (one token) is memory-bound, but for Q4_K and Q6_K the AVX2 tiles
+ * spent about as long computing a super-block as DRAM took to deliver it,
+ * so the two overlapped badly.  This level replaces Q4_K's single-token
+ * repacked order (gemm_rs: eight rows per tile, the rows' chains in the
+ * lanes of one ymm, as llama.cpp's q4_K_8x8 GEMV) and Q6_K's plain order
+ * (gemm and vec_dot: two rows per tile sharing a zmm accumulator, up to
+ * four tokens) with zmm kernels about twice (Q4_K) and 1.5 times (Q6_K)
+ * as fast from cache; see their sections.  Both prefetch the weight
+ * stream into L2 a fixed number of super-blocks ahead in the order the
+ * tiles read it (past a row's end, into the same row of the next tile).
+ * Every other type inherits vec_dot and the small-batch tiles from avx2.
+ *
+ * For prefill it adds gemm16: a block of weight rows times a packed group
+ * of 16 tokens (kernels.h), one token per 32-bit lane of a zmm register.
  *
  * Inner loop, per 4 weight bytes k of R rows (R = 4):
  *
