@@ -816,6 +816,17 @@ KINLINE __m512i q4kv_hdr4(const char *const *w, size_t off) {
     return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[3] + off)), 3);
 }
 
+/* quarter k of v in all four (k a constant once unrolled; the switch
+ * keeps the shuffle's immediate an immediate without optimization) */
+KINLINE __m512i q4kv_quarter(__m512i v, const int k) {
+    switch (k) {
+    case 0: return _mm512_shuffle_i32x4(v, v, 0x00);
+    case 1: return _mm512_shuffle_i32x4(v, v, 0x55);
+    case 2: return _mm512_shuffle_i32x4(v, v, 0xaa);
+    default: return _mm512_shuffle_i32x4(v, v, 0xff);
+    }
+}
+
 /* [a.q0+a.q2, a.q1+a.q3, b.q0+b.q2, b.q1+b.q3] */
 KINLINE __m512i q4kv_fold(__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
@@ -864,7 +875,7 @@ static void rows8_q4_K_rs(int nb, const char *const w[8], size_t next, const blo
         UNROLL
         for (int r = 0; r < 8; r++) {
             const __m512i sc = r < 4 ? SC0 : SC1;
-            const __m512i bq = _mm512_shuffle_i32x4(sc, sc, (r & 3) * 0x55);
+            const __m512i bq = q4kv_quarter(sc, r & 3);
             const block_q4_K *b = (const block_q4_K *)(w[r] + off);
             const __m512i W0 = _mm512_loadu_si512((const void *)b->qs);
             const __m512i W1 = _mm512_loadu_si512((const void *)(b->qs + 64));
