@@ -1,8 +1,9 @@
 /*
  * attn_ops — see attn_ops.h.  Two instantiations of attn_ops_body.h: the
  * portable one (fma emulated in double) and, on x86-64 with GCC or Clang,
- * one compiled for AVX2+FMA via the target attribute, chosen at run time
- * when platform_cpu_features() reports AVX2 (which implies FMA and F16C).
+ * one compiled for AVX2+FMA+F16C and one for AVX-512 (512-bit vectors) via
+ * the target attribute, chosen at run time from platform_cpu_features()
+ * (AVX-512, else AVX2, which implies FMA and F16C, else portable).
  */
 #include "attn_ops.h"
 
@@ -25,14 +26,18 @@ float attn_f16_tab[1 << 16];
 static const attn_ops ops_portable = {
     .name = "portable", .kq_tile = kq_tile_portable, .pv_tile = pv_tile_portable,
     .softmax16 = softmax16_portable, .v_mad_f16 = v_mad_f16_portable, .swiglu = swiglu_portable,
+    .widen_f16 = widen_f16_portable, .geglu = geglu_portable, .dot_f16 = dot_f16_portable,
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
 #define HAVE_FMA_VARIANT 1
+#define ATTN_F16C 1
 #define FMA(a, b, c) fmaf(a, b, c)
 #define SFX(name) name##_fma
-#define TGT __attribute__((target("avx2,fma")))
+#define TGT __attribute__((target("avx2,fma,f16c")))
 #include "attn_ops_body.h"
+#undef ATTN_F16C
 #undef FMA
 #undef SFX
 #undef TGT
@@ -40,6 +45,31 @@ static const attn_ops ops_portable = {
 static const attn_ops ops_fma = {
     .name = "avx2+fma", .kq_tile = kq_tile_fma, .pv_tile = pv_tile_fma,
     .softmax16 = softmax16_fma, .v_mad_f16 = v_mad_f16_fma, .swiglu = swiglu_fma,
+    .widen_f16 = widen_f16_fma, .geglu = geglu_fma, .dot_f16 = dot_f16_fma,
+};
+
+/* The same loops at 512 bits (the compiler otherwise keeps to 256-bit
+ * vectors); lane-parallel only, so the bits are the same. */
+#define ATTN_F16C 1
+#define ATTN_AVX512 1
+#define FMA(a, b, c) fmaf(a, b, c)
+#define SFX(name) name##_avx512
+#ifdef __clang__   /* has no prefer-vector-width target option */
+#define TGT __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
+#else
+#define TGT __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c,prefer-vector-width=512")))
+#endif
+#include "attn_ops_body.h"
+#undef ATTN_F16C
+#undef ATTN_AVX512
+#undef FMA
+#undef SFX
+#undef TGT
+
+static const attn_ops ops_avx512 = {
+    .name = "avx512", .kq_tile = kq_tile_avx512, .pv_tile = pv_tile_avx512,
+    .softmax16 = softmax16_avx512, .v_mad_f16 = v_mad_f16_avx512, .swiglu = swiglu_avx512,
+    .widen_f16 = widen_f16_avx512, .geglu = geglu_avx512, .dot_f16 = dot_f16_avx512,
 };
 #endif
 
@@ -49,7 +79,9 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void) {
     for (uint32_t i = 0; i < (1u << 16); i++) attn_f16_tab[i] = nj_fp16_to_fp32((uint16_t)i);
 #ifdef HAVE_FMA_VARIANT
-    if (platform_cpu_features() & NJ_CPU_AVX2) chosen = &ops_fma;
+    const unsigned f = platform_cpu_features();
+    if (f & NJ_CPU_AVX512) chosen = &ops_avx512;
+    else if (f & NJ_CPU_AVX2) chosen = &ops_fma;
 #endif
 }
 

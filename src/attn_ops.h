@@ -7,9 +7,10 @@
  * for an FMA-capable CPU, and emulating it in double is several times
  * slower, so this module builds each loop twice from one body
  * (attn_ops_body.h): a portable version (fma in double: exact product,
- * rounded sum) and, on x86-64, a version compiled for AVX2+FMA through the
- * compiler's target attribute (no intrinsics; the loops have fixed 16/64
- * trip counts so the compiler vectorizes them).  attn_ops_get() picks one
+ * rounded sum) and, on x86-64, a version compiled for AVX2+FMA+F16C through
+ * the compiler's target attribute (the loops have fixed 16/64 trip counts
+ * so the compiler vectorizes them; only the f16 conversions, which it
+ * cannot infer from f16_round's bit arithmetic, use F16C intrinsics).  attn_ops_get() picks one
  * once from the CPU features.  Both produce the same bits except when the
  * double-emulated sum lands exactly on a float tie (about 1 in 2^29).
  *
@@ -23,12 +24,14 @@
 #include <string.h>
 
 #define ATTN_TILE 64   /* ggml's flash-attention tile (queries and keys) */
+#define ATTN_KQ_ROWS 4 /* query rows per kq_tile call, at most */
 
 typedef struct attn_ops {
     const char *name;
-    /* kq[j] for j < 64: fused multiply-add chain over d < hk of
-     * q[d] * kt[d*64 + j] starting from 0 (ggml's tile GEMM). */
-    void  (*kq_tile)(int hk, const float *q, const float *kt, float *kq);
+    /* kq[r*64 + j] for r < nq (<= ATTN_KQ_ROWS), j < 64: fused
+     * multiply-add chain over d < hk of q[r][d] * kt[d*64 + j] starting
+     * from 0 (ggml's tile GEMM). */
+    void  (*kq_tile)(int hk, int nq, const float *const *q, const float *kt, float *kq);
     /* acc[d] for d < hv: fused chains over k < nk of p[k] * v[k*hv + d]
      * (keys with p[k] == 0 leave acc unchanged). */
     void  (*pv_tile)(int hv, int nk, const float *p, const float *v, float *acc);
@@ -38,6 +41,14 @@ typedef struct attn_ops {
     /* acc[d] = f16(fma(v[d], s, acc[d])) for d < hv; v (f16 values as
      * floats) and acc (likewise) model ggml's f16 V accumulator. */
     void  (*v_mad_f16)(int hv, const float *v, float s, float *acc);
+    /* g[i] = gelu(g[i]) * u[i] as ggml's GeGLU: 0 at or below -10, g at or
+     * above 10, else tab[f16 bits of g] (tab: gelu on every f16 value). */
+    void  (*geglu)(int n, float *g, const float *u, const float *tab);
+    /* f[i] = the f16 value h[i], for i < n. */
+    void  (*widen_f16)(int n, const uint16_t *h, float *f);
+    /* x.y for f16 values held as floats, in the order of ggml's AVX-512
+     * f16 dot product (4 x 16 lanes, steps of 64, tail in double). */
+    float (*dot_f16)(int n, const float *x, const float *y);
     /* g[i] = silu(g[i]) * u[i] over a row of n: 16-wide with ggml's
      * approximate exp, the tail with expf. */
     void  (*swiglu)(int n, float *g, const float *u);

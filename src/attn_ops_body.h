@@ -32,25 +32,133 @@ TGT static inline float SFX(exp_ggml)(float x) {
     return fabsf(n) > 192.0f ? sat : res;
 }
 
-TGT static void SFX(kq_tile)(int hk, const float *restrict q, const float *restrict kt,
+#ifdef ATTN_F16C
+/* exp_ggml on 8 lanes, the same operations in the same order (the
+ * compiler does not vectorize the scalar version's int/float punning). */
+TGT static inline __m256 SFX(exp8)(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 nn = _mm256_xor_ps(n, _mm256_set1_ps(-0.0f));
+    const __m256 b = _mm256_fmadd_ps(nn, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                     _mm256_fmadd_ps(nn, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    const __m256 nc = _mm256_min_ps(_mm256_max_ps(n, _mm256_set1_ps(-192.0f)), _mm256_set1_ps(192.0f));
+    const __m256i ni = _mm256_cvttps_epi32(nc);
+    /* h1 = ni / 2 rounded toward zero, as C's division */
+    const __m256i h1 = _mm256_srai_epi32(_mm256_sub_epi32(ni, _mm256_srai_epi32(ni, 31)), 1);
+    const __m256i h2 = _mm256_sub_epi32(ni, h1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, bias), 23));
+    const __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, s1), s2);
+    const __m256 sat = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                     _mm256_set1_ps(INFINITY));
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    return _mm256_blendv_ps(res, sat, _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_GT_OQ));
+}
+#endif
+
+TGT static void SFX(kq_tile)(int hk, int nq, const float *const *q, const float *restrict kt,
                              float *restrict kq) {
-    float acc[ATTN_TILE];
-    for (int j = 0; j < ATTN_TILE; j++) acc[j] = 0.0f;
-    for (int d = 0; d < hk; d++) {
-        const float qd = q[d];
-        const float *k = kt + (size_t)d * ATTN_TILE;
-        for (int j = 0; j < ATTN_TILE; j++) acc[j] = FMA(qd, k[j], acc[j]);
+    int r = 0;
+#if defined(ATTN_AVX512)
+    /* 4 rows x 64 keys: 16 independent chains in zmm registers, each K
+     * vector loaded once for the 4 rows */
+    for (; r + 4 <= nq; r += 4) {
+        __m512 a[4][4];
+        for (int i = 0; i < 4; i++)
+            for (int c = 0; c < 4; c++) a[i][c] = _mm512_setzero_ps();
+        for (int d = 0; d < hk; d++) {
+            const float *k = kt + (size_t)d * ATTN_TILE;
+            const __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
+            const __m512 k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
+            for (int i = 0; i < 4; i++) {
+                const __m512 qd = _mm512_set1_ps(q[r + i][d]);
+                a[i][0] = _mm512_fmadd_ps(qd, k0, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(qd, k1, a[i][1]);
+                a[i][2] = _mm512_fmadd_ps(qd, k2, a[i][2]);
+                a[i][3] = _mm512_fmadd_ps(qd, k3, a[i][3]);
+            }
+        }
+        for (int i = 0; i < 4; i++)
+            for (int c = 0; c < 4; c++) _mm512_storeu_ps(kq + (size_t)(r + i) * ATTN_TILE + 16 * c, a[i][c]);
     }
-    for (int j = 0; j < ATTN_TILE; j++) kq[j] = acc[j];
+#endif
+#if defined(ATTN_F16C)
+    /* one row x 64 keys: 8 independent chains in ymm registers */
+    for (; r < nq; r++) {
+        __m256 a[8];
+        for (int c = 0; c < 8; c++) a[c] = _mm256_setzero_ps();
+        const float *qr = q[r];
+        for (int d = 0; d < hk; d++) {
+            const float *k = kt + (size_t)d * ATTN_TILE;
+            const __m256 qd = _mm256_set1_ps(qr[d]);
+            for (int c = 0; c < 8; c++) a[c] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8 * c), a[c]);
+        }
+        for (int c = 0; c < 8; c++) _mm256_storeu_ps(kq + (size_t)r * ATTN_TILE + 8 * c, a[c]);
+    }
+#endif
+    for (; r < nq; r++) {
+        float acc[ATTN_TILE];
+        for (int j = 0; j < ATTN_TILE; j++) acc[j] = 0.0f;
+        for (int d = 0; d < hk; d++) {
+            const float qd = q[r][d];
+            const float *k = kt + (size_t)d * ATTN_TILE;
+            for (int j = 0; j < ATTN_TILE; j++) acc[j] = FMA(qd, k[j], acc[j]);
+        }
+        for (int j = 0; j < ATTN_TILE; j++) kq[(size_t)r * ATTN_TILE + j] = acc[j];
+    }
 }
 
 TGT static void SFX(pv_tile)(int hv, int nk, const float *restrict p, const float *restrict v,
                              float *restrict acc) {
+    int d0 = 0;
+#if defined(ATTN_AVX512) || defined(ATTN_F16C)
+    /* the accumulator in registers, 128 columns at a time (16 chains) */
+#if defined(ATTN_AVX512)
+    enum { W = 16 };
+#define VT __m512
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#else
+    enum { W = 8 };
+#define VT __m256
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#endif
+    enum { C = (W == 16 ? 8 : 16) };   /* vectors per column block */
+    for (; d0 + C * W <= hv; d0 += C * W) {
+        VT a[C];
+        for (int c = 0; c < C; c++) a[c] = VLOAD(acc + d0 + W * c);
+        for (int k = 0; k < nk; k++) {
+            const float w = p[k];
+            if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
+            const VT wv = VSET1(w);
+            const float *vr = v + (size_t)k * hv + d0;
+            for (int c = 0; c < C; c++) a[c] = VFMA(wv, VLOAD(vr + W * c), a[c]);
+        }
+        for (int c = 0; c < C; c++) VSTORE(acc + d0 + W * c, a[c]);
+    }
+#undef VT
+#undef VLOAD
+#undef VSTORE
+#undef VSET1
+#undef VFMA
+#endif
     for (int k = 0; k < nk; k++) {
         const float w = p[k];
         if (w == 0.0f) continue;   /* fma(0, v, acc) == acc */
         const float *vr = v + (size_t)k * hv;
-        int d = 0;
+        int d = d0;
         for (; d + 16 <= hv; d += 16)
             for (int e = 0; e < 16; e++) acc[d + e] = FMA(w, vr[d + e], acc[d + e]);
         for (; d < hv; d++) acc[d] = FMA(w, vr[d], acc[d]);
@@ -58,21 +166,99 @@ TGT static void SFX(pv_tile)(int hv, int nk, const float *restrict p, const floa
 }
 
 TGT static float SFX(softmax16)(float *x, float max) {
+#ifdef ATTN_F16C
+    const __m256 m = _mm256_set1_ps(max);
+    _mm256_storeu_ps(x, SFX(exp8)(_mm256_sub_ps(_mm256_loadu_ps(x), m)));
+    _mm256_storeu_ps(x + 8, SFX(exp8)(_mm256_sub_ps(_mm256_loadu_ps(x + 8), m)));
+#else
     for (int j = 0; j < 16; j++) x[j] = SFX(exp_ggml)(x[j] - max);
+#endif
     return hsum16(x);
 }
 
 TGT static void SFX(v_mad_f16)(int hv, const float *restrict v, float s, float *restrict acc) {
     int d = 0;
+#ifdef ATTN_F16C
+    /* the f16 round trip in hardware (round to nearest even, as f16_round) */
+    const __m256 vs = _mm256_set1_ps(s);
+    for (; d + 8 <= hv; d += 8) {
+        const __m256 r = _mm256_fmadd_ps(_mm256_loadu_ps(v + d), vs, _mm256_loadu_ps(acc + d));
+        _mm256_storeu_ps(acc + d, _mm256_cvtph_ps(_mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT)));
+    }
+#else
     for (; d + 16 <= hv; d += 16)
         for (int e = 0; e < 16; e++) acc[d + e] = f16_round(FMA(v[d + e], s, acc[d + e]));
+#endif
     for (; d < hv; d++) acc[d] = f16_round(FMA(v[d], s, acc[d]));
+}
+
+TGT static void SFX(widen_f16)(int n, const uint16_t *restrict h, float *restrict f) {
+    int i = 0;
+#ifdef ATTN_F16C
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+#endif
+    for (; i < n; i++) f[i] = attn_f16_tab[h[i]];
+}
+
+TGT static void SFX(geglu)(int n, float *restrict g, const float *restrict u,
+                           const float *restrict tab) {
+    int i = 0;
+#ifdef ATTN_F16C
+    const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256i h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+        __m256 a = _mm256_i32gather_ps(tab, h, 4);
+        a = _mm256_blendv_ps(a, x, _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
+        a = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LE_OQ), a);
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(a, _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < n; i++) {
+        const float x = g[i];
+        const float a = x <= -10.0f ? 0.0f : x >= 10.0f ? x : tab[nj_fp32_to_fp16(x)];
+        g[i] = a * u[i];
+    }
+}
+
+/* ggml's AVX-512 f16 dot product order on f16 values held as floats (so
+ * every product is exact and fused or not gives the same sum): 4
+ * accumulators of 16 lanes over steps of 64, folded pairwise, reduced
+ * across lanes, the tail in double. */
+TGT static float SFX(dot_f16)(int n, const float *restrict x, const float *restrict y) {
+    float acc[4][16];
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 16; l++) acc[j][l] = 0.0f;
+    const int np = n & ~63;
+    for (int i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++)
+                acc[j][l] = FMA(x[i + 16 * j + l], y[i + 16 * j + l], acc[j][l]);
+    for (int l = 0; l < 16; l++) {
+        acc[0][l] += acc[2][l];
+        acc[1][l] += acc[3][l];
+        acc[0][l] += acc[1][l];
+    }
+    double sum = hsum16(acc[0]);
+    for (int i = np; i < n; i++) sum += (double)(x[i] * y[i]);
+    return (float)sum;
 }
 
 TGT static void SFX(swiglu)(int n, float *restrict g, const float *restrict u) {
     const int nv = n & ~15;
+#ifdef ATTN_F16C
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int i = 0; i < nv; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = SFX(exp8)(_mm256_sub_ps(_mm256_setzero_ps(), x));   /* 0.0f - g */
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)),
+                                              _mm256_loadu_ps(u + i)));
+    }
+#else
     for (int i = 0; i < nv; i += 16)
         for (int e = 0; e < 16; e++)
             g[i + e] = g[i + e] / (1.0f + SFX(exp_ggml)(0.0f - g[i + e])) * u[i + e];
+#endif
     for (int i = nv; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }

@@ -22,7 +22,8 @@
  *     bandwidth-bound GEMV: long contiguous row ranges, streaming reads).
  *
  * Orders: when llama.cpp would repack W (its type has repacked orders and
- * W->rows % KERN_REPACK_ROWS == 0), tokens [0, n_tok - n_single) take the
+ * W->rows % KERN_REPACK_ROWS == 0), or W is BF16 of a shape llama.cpp
+ * hands to tinyBLAS (kern_two_orders), tokens [0, n_tok - n_single) take the
  * batched order (gemm_rb tiles, packed groups) and the last n_single the
  * single-token order (gemm_rs tiles); otherwise every token takes the
  * type's plain order (gemm tiles, and packed groups if the type has no
@@ -48,8 +49,15 @@
 
 /* Quantize on the calling thread below this many activation elements. */
 #define MM_SERIAL_QUANT 32768
-/* Target bytes of quantized activations per token chunk (stays in L2). */
-#define MM_CHUNK_BYTES  (192 * 1024)
+/* Target bytes of quantized activations per token chunk (stays in L2).
+ * Each weight block is unpacked once per chunk, so bigger chunks amortize
+ * the unpacking better: 1.5 MB (MM_TC_MAX = 64 tokens of rows up to
+ * 24 KB, i.e. up to 21504 columns of Q8_K) ran 7B-shaped prefill products
+ * 1.1-1.6x faster than 192 KB (16-32 tokens) on one thread (tools/kbench
+ * -s, 4 MB L2 per core). */
+#ifndef MM_CHUNK_BYTES
+#define MM_CHUNK_BYTES  (1536 * 1024)
+#endif
 #define MM_TC_MAX       64
 /* Weight rows per work item for n_tok > 1. */
 #define MM_RB           16
@@ -127,42 +135,49 @@ static void quant_task(void *ctx, int ith, int nth) {
     }
 }
 
-struct mm_job {
-    const nj_kernels *k;
-    int               type;
-    /* tokens [0, n_batched): batched order; [n_batched, n_tok): single */
-    int               n_batched;
+/* One product of a job: W's rows against the shared quantized X. */
+struct mm_part {
     nj_gemm_fn        gemm;      /* single tokens' order; NULL: loop over dot */
     nj_vec_dot_fn     dot;
     nj_gemm_fn        gemm_b;    /* batched tokens' order; NULL: loop over dot_b */
     nj_vec_dot_fn     dot_b;
     nj_gemm16_fn      gemm16;    /* packed groups (batched order), NULL if none */
+    const char       *w;
+    size_t            w_stride;
+    int64_t           rows;
+    float            *y;
+    int               rb, tc;    /* rows per item, tokens per item */
+    int64_t           n_rb, n_items;
+};
+
+#define MM_PARTS_MAX 4
+
+struct mm_job {
+    /* tokens [0, n_batched): batched order; [n_batched, n_tok): single */
+    int               n_batched;
     const char       *packed;
     size_t            group_bytes;
     int               n_groups;  /* batched tokens [0, 16*n_groups) are packed */
     int               n;         /* cols */
-    const char       *w;
-    size_t            w_stride;
-    int64_t           rows;
     const char       *x;
     size_t            x_stride;
     int               n_tok;
-    float            *y;
-    int               rb, tc;    /* rows per item, tokens per item */
-    int64_t           n_rb, n_items;
+    int               n_parts;
+    struct mm_part    part[MM_PARTS_MAX];
+    int64_t           n_items;   /* over all parts, part-major */
     atomic_llong      next;
 };
 
 /* Rows [r0, r0+nr) (weights at w) x tokens [t0, t0+nt) through a tile
  * kernel, or the generic loop over dot when there is none. */
-static void tile(nj_gemm_fn gemm, nj_vec_dot_fn dot, const struct mm_job *j, const char *w,
-                 int nr, int64_t t0, int nt, int64_t r0) {
+static void tile(nj_gemm_fn gemm, nj_vec_dot_fn dot, const struct mm_job *j,
+                 const struct mm_part *p, const char *w, int nr, int64_t t0, int nt, int64_t r0) {
     const char *x = j->x + (size_t)t0 * j->x_stride;
-    float *y = j->y + (size_t)t0 * (size_t)j->rows + (size_t)r0;
+    float *y = p->y + (size_t)t0 * (size_t)p->rows + (size_t)r0;
     if (gemm)
-        gemm(j->n, w, j->w_stride, nr, x, j->x_stride, nt, y, (size_t)j->rows);
+        gemm(j->n, w, p->w_stride, nr, x, j->x_stride, nt, y, (size_t)p->rows);
     else
-        kern_gemm_generic(dot, j->n, w, j->w_stride, nr, x, j->x_stride, nt, y, (size_t)j->rows);
+        kern_gemm_generic(dot, j->n, w, p->w_stride, nr, x, j->x_stride, nt, y, (size_t)p->rows);
 }
 
 static void mm_task(void *ctx, int ith, int nth) {
@@ -171,86 +186,132 @@ static void mm_task(void *ctx, int ith, int nth) {
     for (;;) {
         long long it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (it >= j->n_items) break;
-        int64_t c = it / j->n_rb, b = it % j->n_rb;
-        int64_t r0 = b * j->rb, t0 = c * j->tc;
-        int nr = (int)NJ_MIN((int64_t)j->rb, j->rows - r0);
-        int nt = (int)NJ_MIN((int64_t)j->tc, (int64_t)j->n_tok - t0);
-        const char *w = j->w + (size_t)r0 * j->w_stride;
+        const struct mm_part *p = j->part;
+        while (it >= p->n_items) it -= (p++)->n_items;
+        int64_t c = it / p->n_rb, b = it % p->n_rb;
+        int64_t r0 = b * p->rb, t0 = c * p->tc;
+        int nr = (int)NJ_MIN((int64_t)p->rb, p->rows - r0);
+        int nt = (int)NJ_MIN((int64_t)p->tc, (int64_t)j->n_tok - t0);
+        const char *w = p->w + (size_t)r0 * p->w_stride;
+        float *y = p->y;
+        const size_t ldy = (size_t)p->rows;
         /* batched tokens [t0, tb_end), then single ones [tb_end, t0 + nt) */
         const int64_t tb_end = NJ_MIN(t0 + nt, (int64_t)j->n_batched);
         int64_t tb = t0;
         /* full packed groups first (tb is a multiple of 16 then) */
-        if (tb + 16 <= tb_end && tb / 16 < j->n_groups) {
+        if (p->gemm16 && tb + 16 <= tb_end && tb / 16 < j->n_groups) {
             const int ng = (int)NJ_MIN((tb_end - tb) / 16, (int64_t)j->n_groups - tb / 16);
-            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(tb / 16) * j->group_bytes,
-                      j->group_bytes, ng, j->y + (size_t)tb * (size_t)j->rows + (size_t)r0,
-                      (size_t)j->rows);
+            p->gemm16(j->n, w, p->w_stride, nr, j->packed + (size_t)(tb / 16) * j->group_bytes,
+                      j->group_bytes, ng, y + (size_t)tb * ldy + (size_t)r0, ldy);
             tb += 16 * ng;
         }
         /* a partial last group: gemm16 writes all 16 token rows, so into a
          * bounce buffer (nr <= MM_RB) */
-        if (tb < tb_end && tb / 16 < j->n_groups) {
+        if (p->gemm16 && tb < tb_end && tb / 16 < j->n_groups) {
             float tmp[16 * MM_RB];
-            j->gemm16(j->n, w, j->w_stride, nr, j->packed + (size_t)(tb / 16) * j->group_bytes,
+            p->gemm16(j->n, w, p->w_stride, nr, j->packed + (size_t)(tb / 16) * j->group_bytes,
                       j->group_bytes, 1, tmp, (size_t)nr);
             for (int64_t t = tb; t < tb_end; t++)
-                memcpy(j->y + (size_t)t * (size_t)j->rows + (size_t)r0, tmp + (size_t)(t - tb) * nr,
+                memcpy(y + (size_t)t * ldy + (size_t)r0, tmp + (size_t)(t - tb) * nr,
                        sizeof(float) * (size_t)nr);
             tb = tb_end;
         }
         if (tb < tb_end)
-            tile(j->gemm_b, j->dot_b, j, w, nr, tb, (int)(tb_end - tb), r0);
+            tile(p->gemm_b, p->dot_b, j, p, w, nr, tb, (int)(tb_end - tb), r0);
         const int64_t ts = NJ_MAX(t0, tb_end);
         if (ts < t0 + nt)
-            tile(j->gemm, j->dot, j, w, nr, ts, (int)(t0 + nt - ts), r0);
+            tile(p->gemm, p->dot, j, p, w, nr, ts, (int)(t0 + nt - ts), r0);
     }
+}
+
+int matmul_single_count(int type, int u) {
+    return u > 0 ? kern_single_count(type, u) : 0;
 }
 
 int matmul(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
            void *scratch) {
-    return matmul_ex(pool, W, X, n_tok, Y, scratch, n_tok > 0 ? n_tok % 4 : 0);
+    return matmul_ex(pool, W, X, n_tok, Y, scratch, W ? matmul_single_count(W->type, n_tok) : 0);
 }
 
-int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
-              void *scratch, int n_single) {
-    if (!W || !X || !Y || n_tok <= 0 || W->rows <= 0 || W->cols <= 0 || !W->data ||
-        n_single < 0 || n_single > n_tok)
+/* What matmul needs to know of one weight before running: its kernels and
+ * whether llama.cpp would repack it (which decides its float orders). */
+struct mm_plan {
+    const nj_type_traits *tt, *xt;
+    int    vdt;
+    bool   repacked;
+    size_t x_row;
+};
+
+static int plan_weight(const nj_kernels *k, const nj_mat *W, struct mm_plan *pl) {
+    if (!W || W->rows <= 0 || W->cols <= 0 || !W->data)
         return nj_fail(-EINVAL, "matmul: bad arguments");
-    const nj_kernels *k = kernels_get();
-    const nj_type_traits *tt = kernels_traits(W->type);
-    if (!tt || !tt->vec_dot)
+    pl->tt = kernels_traits(W->type);
+    if (!pl->tt || !pl->tt->vec_dot)
         return nj_fail(NJ_EUNSUPPORTED, "matmul: no kernel for type %s",
                        quant_type_name(W->type));
-    const int vdt = tt->vec_dot_type;
-    const nj_type_traits *xt = kernels_traits(vdt);
+    pl->vdt = pl->tt->vec_dot_type;
+    pl->xt = kernels_traits(pl->vdt);
     size_t w_row = quant_row_size(W->type, W->cols);
-    size_t x_row = xt ? quant_row_size(vdt, W->cols) : 0;
-    if (!w_row || !x_row || W->row_bytes < w_row || W->cols > INT32_MAX)
+    pl->x_row = pl->xt ? quant_row_size(pl->vdt, W->cols) : 0;
+    if (!w_row || !pl->x_row || W->row_bytes < w_row || W->cols > INT32_MAX)
         return nj_fail(-EINVAL, "matmul: %lld columns do not fit %s blocks (or row_bytes %zu)",
                        (long long)W->cols, quant_type_name(W->type), W->row_bytes);
+    /* llama.cpp's layout (or, for BF16, its choice of kernel) for W, which
+     * decides whether it has two float orders */
+    pl->repacked = k->vec_dot_rs[W->type] && k->vec_dot_rb[W->type] &&
+                   kern_two_orders(W->type, W->rows, W->cols);
+    return 0;
+}
 
-    /* llama.cpp's layout for W, which decides its float orders */
-    const bool repacked = k->vec_dot_rs[W->type] && k->vec_dot_rb[W->type] &&
-                          W->rows % KERN_REPACK_ROWS == 0;
+/* Whether W's batched tokens go through packed 16-token groups. */
+static bool wants_pack(const nj_kernels *k, const nj_mat *W, const struct mm_plan *pl, int n_b) {
+    return pl->vdt != NJ_F32 && k->gemm16[W->type] && k->pack16[pl->vdt] && n_b >= MM_PAD_MIN &&
+           (pl->repacked || !k->vec_dot_rb[W->type]);
+}
+
+int matmul_multi(nj_pool *pool, const nj_mat *const *W, float *const *Y, int count,
+                 const float *X, int n_tok, void *scratch, const int *n_single) {
+    if (!W || !Y || !X || !n_single || n_tok <= 0 || count <= 0 || count > MM_PARTS_MAX)
+        return nj_fail(-EINVAL, "matmul: bad arguments");
+    const nj_kernels *k = kernels_get();
+    struct mm_plan pl[MM_PARTS_MAX];
+    const int n_b = n_tok - n_single[0];   /* only batched tokens are packed */
+    int rc;
+    for (int i = 0; i < count; i++) {
+        if (!Y[i] || n_single[i] < 0 || n_single[i] > n_tok)
+            return nj_fail(-EINVAL, "matmul: bad arguments");
+        if ((rc = plan_weight(k, W[i], &pl[i]))) return rc;
+    }
+    /* One quantized X serves all only if they agree on its format. */
+    for (int i = 1; i < count; i++) {
+        if (W[i]->cols != W[0]->cols || pl[i].vdt != pl[0].vdt || n_single[i] != n_single[0] ||
+            wants_pack(k, W[i], &pl[i], n_b) != wants_pack(k, W[0], &pl[0], n_b)) {
+            for (int m = 0; m < count; m++)
+                if ((rc = matmul_multi(pool, &W[m], &Y[m], 1, X, n_tok, scratch, &n_single[m])))
+                    return rc;
+            return 0;
+        }
+    }
+    const int vdt = pl[0].vdt;
+    const size_t x_row = pl[0].x_row;
     const char *xq;
     struct quant_job qj = {0};
     if (vdt == NJ_F32) {
         xq = (const char *)X;
     } else {
         size_t rows_bytes, group_bytes, total;
-        if (!scratch || !xt->from_float ||
-            !scratch_layout(W->type, W->cols, n_tok, &rows_bytes, &group_bytes, &total))
+        if (!scratch || !pl[0].xt->from_float ||
+            !scratch_layout(W[0]->type, W[0]->cols, n_tok, &rows_bytes, &group_bytes, &total))
             return nj_fail(scratch ? NJ_EUNSUPPORTED : -EINVAL,
                            "matmul: no scratch or no quantizer for %s", quant_type_name(vdt));
         qj = (struct quant_job){
-            .from_float = xt->from_float, .x = X, .xq = scratch, .cols = W->cols,
-            .blck = xt->blck, .nb_row = W->cols / xt->blck, .xq_stride = x_row, .n_tok = n_tok,
+            .from_float = pl[0].xt->from_float, .x = X, .xq = scratch, .cols = W[0]->cols,
+            .blck = pl[0].xt->blck, .nb_row = W[0]->cols / pl[0].xt->blck, .xq_stride = x_row,
+            .n_tok = n_tok,
         };
         qj.nb_total = qj.nb_row * n_tok;
-        const bool serial = !pool || pool_size(pool) == 1 || (int64_t)n_tok * W->cols < MM_SERIAL_QUANT;
-        const int n_b = n_tok - n_single;   /* only batched tokens are packed */
-        if (k->gemm16[W->type] && k->pack16[vdt] && n_b >= MM_PAD_MIN && group_bytes &&
-            (repacked || !k->vec_dot_rb[W->type])) {
+        const bool serial = !pool || pool_size(pool) == 1 || (int64_t)n_tok * W[0]->cols < MM_SERIAL_QUANT;
+        if (wants_pack(k, W[0], &pl[0], n_b) && group_bytes) {
             qj.pack16 = k->pack16[vdt];
             qj.packed = (char *)scratch + rows_bytes;
             qj.group_bytes = group_bytes;
@@ -268,35 +329,51 @@ int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *
     }
 
     struct mm_job j = {
-        .k = k, .type = W->type, .n_batched = n_tok - n_single,
-        .gemm = repacked ? k->gemm_rs[W->type] : k->gemm[W->type],
-        .dot = repacked ? k->vec_dot_rs[W->type] : tt->vec_dot,
-        .gemm_b = repacked ? k->gemm_rb[W->type] : k->gemm[W->type],
-        .dot_b = repacked ? k->vec_dot_rb[W->type] : tt->vec_dot,
-        .n = (int)W->cols, .w = W->data, .w_stride = W->row_bytes, .rows = W->rows,
-        .x = xq, .x_stride = x_row, .n_tok = n_tok, .y = Y,
-        .gemm16 = qj.n_groups ? k->gemm16[W->type] : NULL, .packed = qj.packed,
-        .group_bytes = qj.group_bytes, .n_groups = qj.n_groups,
+        .n_batched = n_b, .n = (int)W[0]->cols, .x = xq, .x_stride = x_row, .n_tok = n_tok,
+        .packed = qj.packed, .group_bytes = qj.group_bytes, .n_groups = qj.n_groups,
+        .n_parts = count,
     };
-    int nth = pool ? pool_size(pool) : 1;
-    if (n_tok == 1) {
-        /* GEMV: ~8 items per thread, at least 16 rows, multiples of 16. */
-        int64_t rb = (W->rows + nth * 8 - 1) / (nth * 8);
-        rb = (rb + 15) & ~(int64_t)15;
-        j.rb = (int)NJ_MIN(NJ_MAX(rb, (int64_t)16), (int64_t)4096);
-        j.tc = 1;
-    } else {
-        int64_t tc = MM_CHUNK_BYTES / (int64_t)x_row;
-        tc = NJ_MAX((int64_t)16, NJ_MIN(tc, (int64_t)MM_TC_MAX)) & ~(int64_t)15;
-        j.tc = (int)NJ_MIN(tc, (int64_t)n_tok);
-        j.rb = MM_RB;
+    const int nth = pool ? pool_size(pool) : 1;
+    int64_t rows_all = 0;
+    for (int i = 0; i < count; i++) rows_all += W[i]->rows;
+    for (int i = 0; i < count; i++) {
+        const nj_mat *w = W[i];
+        const bool rp = pl[i].repacked;
+        struct mm_part *p = &j.part[i];
+        *p = (struct mm_part){
+            .gemm = rp ? k->gemm_rs[w->type] : k->gemm[w->type],
+            .dot = rp ? k->vec_dot_rs[w->type] : pl[i].tt->vec_dot,
+            .gemm_b = rp ? k->gemm_rb[w->type] : k->gemm[w->type],
+            .dot_b = rp ? k->vec_dot_rb[w->type] : pl[i].tt->vec_dot,
+            .gemm16 = qj.n_groups ? k->gemm16[w->type] : NULL,
+            .w = w->data, .w_stride = w->row_bytes, .rows = w->rows, .y = Y[i],
+        };
+        if (n_tok == 1) {
+            /* GEMV: ~8 items per thread over all parts, at least 16 rows,
+             * multiples of 16. */
+            int64_t rb = (rows_all + nth * 8 - 1) / (nth * 8);
+            rb = (rb + 15) & ~(int64_t)15;
+            p->rb = (int)NJ_MIN(NJ_MAX(rb, (int64_t)16), (int64_t)4096);
+            p->tc = 1;
+        } else {
+            int64_t tc = MM_CHUNK_BYTES / (int64_t)x_row;
+            tc = NJ_MAX((int64_t)16, NJ_MIN(tc, (int64_t)MM_TC_MAX)) & ~(int64_t)15;
+            p->tc = (int)NJ_MIN(tc, (int64_t)n_tok);
+            p->rb = MM_RB;
+        }
+        p->n_rb = (w->rows + p->rb - 1) / p->rb;
+        p->n_items = p->n_rb * ((n_tok + p->tc - 1) / p->tc);
+        j.n_items += p->n_items;
     }
-    j.n_rb = (W->rows + j.rb - 1) / j.rb;
-    j.n_items = j.n_rb * ((n_tok + j.tc - 1) / j.tc);
     atomic_init(&j.next, 0);
     if (!pool || nth == 1 || j.n_items == 1)
         mm_task(&j, 0, 1);
     else
         pool_run(pool, mm_task, &j);
     return 0;
+}
+
+int matmul_ex(nj_pool *pool, const nj_mat *W, const float *X, int n_tok, float *Y,
+              void *scratch, int n_single) {
+    return matmul_multi(pool, &W, &Y, 1, X, n_tok, scratch, &n_single);
 }

@@ -23,10 +23,13 @@
  *    1/sqrtf(mean + eps), y = (x * scale) * w, all f32.
  *  - Matmuls quantize the activations to the weight's vec_dot_type (inside
  *    matmul()).  Products with weights llama.cpp repacks (Q4_K with
- *    rows % 8 == 0) are summed in one of two orders (kernels.h, "Repacked
- *    orders"): its GEMV order for the last u % 4 tokens of a micro-batch
- *    of u tokens, its GEMM order for the others; we pass each
- *    matmul how many of its trailing rows take the GEMV order.  In the last
+ *    rows % 8 == 0, ...) or multiplies with tinyBLAS (BF16 of suitable
+ *    shape) are summed in one of two orders (kernels.h, "Repacked
+ *    orders"): its single-token order for the last
+ *    matmul_single_count(type, u) tokens of a product of u tokens (u % 4
+ *    for the repacked types; for BF16 the one token of a 1-token product),
+ *    its batched order for the others; we pass each matmul how many of
+ *    its trailing rows take the single-token order (single_rows).  In the last
  *    layer llama.cpp still multiplies Wo over the whole micro-batch but the
  *    FFN and output only over the rows whose logits are wanted (one row:
  *    GEMV order).
@@ -62,6 +65,7 @@
 #include <string.h>
 
 #include "attn_ops.h"
+#include "kernels/kernels.h"
 #include "matmul.h"
 #include "model.h"
 #include "platform.h"
@@ -140,7 +144,7 @@ static size_t attn_ws_floats(const nj_hparams *hp) {
     /* vec path: per head q, vkq, acc, 4 scalars; one widened K and V row */
     size_t vec = gq * (hk + 2 * hv + 4) + hk + hv;
     /* tiled path: per query row M, S, vkq; K and V tile in f32; scores */
-    size_t tiled = FA_TILE * gq * (2 + hv) + FA_TILE * (hk + hv) + FA_TILE;
+    size_t tiled = FA_TILE * gq * (2 + hv) + FA_TILE * (hk + hv) + FA_TILE * ATTN_KQ_ROWS;
     return (vec + tiled + 15) & ~(size_t)15;
 }
 
@@ -422,25 +426,6 @@ static int kv_cells_attended(const nj_session *s, bool swa, int used) {
     return padded < size ? padded : size;
 }
 
-/* q.k as ggml's AVX-512 f16 dot product orders it, on f16 values held as
- * floats (so every product is exact): 4 accumulators of 16 lanes over
- * steps of 64, folded pairwise, reduced across lanes, tail in double. */
-static float dot_f16_lanes(const float *x, const float *y, int n) {
-    float acc[4][16] = {{0}};
-    const int np = n & ~63;
-    for (int i = 0; i < np; i += 64)
-        for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 16; l++) acc[j][l] += x[i + 16 * j + l] * y[i + 16 * j + l];
-    for (int l = 0; l < 16; l++) {
-        acc[0][l] += acc[2][l];
-        acc[1][l] += acc[3][l];
-        acc[0][l] += acc[1][l];
-    }
-    double sum = hsum16(acc[0]);
-    for (int i = np; i < n; i++) sum += (double)(x[i] * y[i]);
-    return (float)sum;
-}
-
 /* Vec path over keys [a, b) for the gq query heads sharing kv head kvh:
  * per head an online softmax with the V accumulator in f16 precision, as
  * ggml's one_chunk kernel (which runs each head on its own; the results are
@@ -455,11 +440,11 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, int gq, const f
     const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
     for (int ic = a; ic < b; ic++) {
         const uint16_t *kr = K + (size_t)ic * s->k_row, *vr = V + (size_t)ic * s->v_row;
-        for (int d = 0; d < hk; d++) kf[d] = f16_tab[kr[d]];
-        for (int d = 0; d < hv; d++) vf[d] = f16_tab[vr[d]];
+        ops->widen_f16(hk, kr, kf);
+        ops->widen_f16(hv, vr, vf);
         for (int g = 0; g < gq; g++) {
             float *acc = vkq + (size_t)g * hv;
-            const float sc = dot_f16_lanes(kf, qh + (size_t)g * hk, hk) * scale;
+            const float sc = ops->dot_f16(hk, kf, qh + (size_t)g * hk) * scale;
             const float Mold = M[g];
             float ms = 1.0f, vs = 1.0f;
             if (sc > Mold) {
@@ -547,7 +532,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     float *ws_t = ws + (size_t)gq * (hk + 2 * hv + 4) + hk + hv;  /* after the vec area */
     float *Ms = ws_t, *Ss = Ms + FA_TILE * gq, *vkq = Ss + FA_TILE * gq;
     float *K32 = vkq + (size_t)FA_TILE * gq * hv, *V32 = K32 + (size_t)FA_TILE * hk;
-    float *kq = V32 + (size_t)FA_TILE * hv;
+    float *kq4 = V32 + (size_t)FA_TILE * hv;   /* (ATTN_KQ_ROWS, 64) scores */
 
     for (int r = 0; r < nr; r++) { Ms[r] = -INFINITY; Ss[r] = 0.0f; }
     memset(vkq, 0, sizeof(float) * (size_t)nr * hv);
@@ -571,15 +556,27 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
                 for (int d = 0; d < hk; d++) K32[(size_t)d * FA_TILE + tk] = 0.0f;
             }
         }
+        int r0q = 0, nqg = 0;   /* rows [r0q, r0q + nqg) have scores in kq4 */
         for (int r = 0; r < nr; r++) {
-            const int t = t0 + r / gq, h = kvh * gq + r % gq;
+            const int t = t0 + r / gq;
             const int p = j->p0 + t;
             int lo = 0;
             if (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) lo = p - hp->n_swa + 1;
             if (ic + kt - 1 < lo || ic > p) continue;      /* tile fully masked */
-            const float *qf = s->q + (size_t)t * hp->n_head * hk + (size_t)h * hk;
-            /* ggml's tile GEMM: per key one fused multiply-add chain over d */
-            ops->kq_tile(hk, qf, K32, kq);
+            /* ggml's tile GEMM: per key one fused multiply-add chain over
+             * d; up to ATTN_KQ_ROWS rows share each K load (scores of rows
+             * whose tile turns out fully masked are simply not used) */
+            if (r >= r0q + nqg) {
+                const float *qs[ATTN_KQ_ROWS];
+                nqg = nr - r < ATTN_KQ_ROWS ? nr - r : ATTN_KQ_ROWS;
+                for (int i = 0; i < nqg; i++) {
+                    const int ti = t0 + (r + i) / gq, hi = kvh * gq + (r + i) % gq;
+                    qs[i] = s->q + (size_t)ti * hp->n_head * hk + (size_t)hi * hk;
+                }
+                ops->kq_tile(hk, nqg, qs, K32, kq4);
+                r0q = r;
+            }
+            float *kq = kq4 + (size_t)(r - r0q) * FA_TILE;
             float tmax = -INFINITY;
             for (int tk = 0; tk < FA_TILE; tk++) {
                 const int key = ic + tk;
@@ -638,26 +635,49 @@ static void attn_worker(void *ctx, int ith, int nth) {
 
 /* ---- forward ---- */
 
-/* Y (n, rows) = X (n, cols) @ W^T; the last n_single rows in the
- * single-token float order (matmul_ex). */
-static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y, int n_single) {
-    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, n_single);
+/* Which llama.cpp product a matmul's n rows belong to, for its float
+ * order: rows [first, first + n) of an eval call of n_eval tokens that
+ * llama.cpp multiplies over their whole micro-batches, or (own) a product
+ * of just these n rows (the last layer's wanted rows). */
+typedef struct {
+    int  first, n_eval;
+    bool own;
+} mm_rows;
+
+_Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
+
+/* How many of the product's rows llama.cpp multiplies by W in the
+ * single-token order (matmul_single_count of the product llama.cpp runs).
+ * Over whole micro-batches only the call's last micro-batch, of u tokens,
+ * can have single-order tokens (LLAMA_UBATCH is a multiple of 4 and > 1):
+ * its last matmul_single_count(u), i.e. the call's last ones. */
+static int single_rows(const nj_mat *W, mm_rows r, int n) {
+    if (r.own) return matmul_single_count(W->type, n);
+    const int u = r.n_eval - (r.n_eval - 1) / LLAMA_UBATCH * LLAMA_UBATCH;
+    const int s0 = r.n_eval - matmul_single_count(W->type, u);
+    const int k = r.first + n - (r.first > s0 ? r.first : s0);
+    return k < 0 ? 0 : k > n ? n : k;
+}
+
+/* Y (n, rows) = X (n, cols) @ W^T, each row in llama.cpp's float order for
+ * it (matmul_ex). */
+static int mm(nj_session *s, const nj_mat *W, const float *X, int n, float *Y, mm_rows r) {
+    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, single_rows(W, r, n));
     if (rc) return nj_fail(rc, "matmul failed for a %s weight (%lld x %lld)",
                            quant_type_name(W->type), (long long)W->rows, (long long)W->cols);
     return 0;
 }
 
-_Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
-
-/* How many of the eval call's tokens [first, first + count) llama.cpp
- * multiplies in the single-token order when the product runs over their
- * whole micro-batch: the last u % 4 of a micro-batch of u; only the call's
- * last micro-batch can have u % 4 != 0, so that is the call's last
- * n_eval % 4 tokens. */
-static int single_tail(int first, int count, int n_eval) {
-    const int s0 = n_eval - n_eval % 4;
-    const int k = first + count - (first > s0 ? first : s0);
-    return k < 0 ? 0 : k;
+/* Y[i] (n, W[i].rows) = X @ W[i]^T for products sharing X, in one pool
+ * run, each row in llama.cpp's float order for it. */
+static int mm_multi(nj_session *s, const nj_mat *const *W, float *const *Y, int count,
+                    const float *X, int n, mm_rows r) {
+    int ns[4];
+    for (int i = 0; i < count && i < 4; i++) ns[i] = single_rows(W[i], r, n);
+    int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, ns);
+    if (rc) return nj_fail(rc, "matmul failed for %d %s-first weights (%lld columns)", count,
+                           quant_type_name(W[0]->type), (long long)W[0]->cols);
+    return 0;
 }
 
 /* Drop the pages holding one row of a file-mapped table from the resident
@@ -688,7 +708,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     const int no = hp->n_head * hv;
     const int p0 = s->pos;
     const nj_type_traits *emb = quant_traits(m->tok_embd.type);
-    const nj_type_traits *f16 = quant_traits(NJ_F16);
+    const nj_type_traits *f16 = kernels_traits(NJ_F16);   /* F16C where the CPU has it */
     int rc;
 
     /* x (n, E) = embd[ids] * embd_scale */
@@ -708,8 +728,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                        s->rope_l + (size_t)t * R);
     }
 
-    /* Trailing rows of this chunk in the single-token matmul order. */
-    const int ns = single_tail(ev0, n, n_eval);
+    /* The chunk's rows in llama.cpp's products (for the matmul orders). */
+    const mm_rows ns = {.first = ev0, .n_eval = n_eval, .own = false};
 
     /* Attention path per token, from llama.cpp's micro-batch it falls in. */
     attn_job job = {.s = s, .n = n, .p0 = p0};
@@ -744,9 +764,9 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
                 memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
             }
         } else {
-            if ((rc = mm(s, &L->wq, s->xn, n, s->q, ns))) return rc;
-            if ((rc = mm(s, &L->wk, s->xn, n, s->k, ns))) return rc;
-            if ((rc = mm(s, &L->wv, s->xn, n, s->v, ns))) return rc;
+            const nj_mat *W[3] = {&L->wq, &L->wk, &L->wv};
+            float *const Y[3] = {s->q, s->k, s->v};
+            if ((rc = mm_multi(s, W, Y, 3, s->xn, n, ns))) return rc;
         }
         if (L->bq) add_bias(s->q, L->bq, n, nq);
         if (L->bk) add_bias(s->k, L->bk, n, nk);
@@ -787,8 +807,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         /* Wo runs over the whole micro-batch in llama.cpp; the FFN and the
          * output over the wanted rows only (one row when only the last
          * logits are wanted). */
-        const int ns_o = single_tail(ev0 + r0, nr, n_eval);
-        const int ns_f = last && !out_rows ? nr : ns_o;
+        const mm_rows ns_o = {.first = ev0 + r0, .n_eval = n_eval, .own = false};
+        const mm_rows ns_f = {.first = ev0 + r0, .n_eval = n_eval, .own = last && !out_rows};
 
         /* tmp (nr, E) = att @ Wo^T (+ bo);  gemma3: rmsnorm * post_attn_norm */
         if ((rc = mm(s, &L->wo, s->att + (size_t)r0 * no, nr, s->tmp, ns_o))) return rc;
@@ -798,8 +818,11 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
 
         /* FFN: xn = rmsnorm(x) * ffn_norm; gate, up (nr, F); tmp (nr, E) */
         rmsnorm_rows(s->xn, x, L->ffn_norm, nr, E, hp->rms_eps);
-        if ((rc = mm(s, &L->w_gate, s->xn, nr, s->gate, ns_f))) return rc;
-        if ((rc = mm(s, &L->w_up, s->xn, nr, s->up, ns_f))) return rc;
+        {
+            const nj_mat *W[2] = {&L->w_gate, &L->w_up};
+            float *const Y[2] = {s->gate, s->up};
+            if ((rc = mm_multi(s, W, Y, 2, s->xn, nr, ns_f))) return rc;
+        }
         const size_t nf = (size_t)nr * F;
         if (hp->act == NJ_ACT_SILU) {
             /* silu(g) * u; ggml evaluates each row in 16-wide vectors with
@@ -807,14 +830,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
             for (int r = 0; r < nr; r++)
                 ops->swiglu(F, s->gate + (size_t)r * F, s->up + (size_t)r * F);
         } else {
-            for (size_t i = 0; i < nf; i++) {
-                const float g = s->gate[i];
-                float a;
-                if (g <= -10.0f) a = 0.0f;
-                else if (g >= 10.0f) a = g;
-                else a = gelu_tab[nj_fp32_to_fp16(g)];
-                s->gate[i] = a * s->up[i];
-            }
+            ops->geglu((int)nf, s->gate, s->up, gelu_tab);
         }
         if ((rc = mm(s, &L->w_down, s->gate, nr, s->tmp, ns_f))) return rc;
         if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, nr, E, hp->rms_eps);

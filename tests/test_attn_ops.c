@@ -24,21 +24,50 @@ static void test_variants_agree(void **st) {
     for (int i = 0; i < HK * ATTN_TILE; i++) kt[i] = frand(-2, 2);
     for (int i = 0; i < NK * HV; i++) v[i] = frand(-3, 3);
     for (int i = 0; i < NK; i++) pr[i] = i % 7 ? frand(0, 1) : 0.0f;
-    float k1[ATTN_TILE], k2[ATTN_TILE];
-    a->kq_tile(HK, q, kt, k1);
-    p->kq_tile(HK, q, kt, k2);
-    assert_memory_equal(k1, k2, sizeof k1);
+    static float qm[ATTN_KQ_ROWS][HK];
+    const float *qp[ATTN_KQ_ROWS];
+    for (int r = 0; r < ATTN_KQ_ROWS; r++) {
+        qp[r] = qm[r];
+        for (int i = 0; i < HK; i++) qm[r][i] = r ? frand(-2, 2) : q[i];
+    }
+    float k1[ATTN_KQ_ROWS * ATTN_TILE], k2[ATTN_KQ_ROWS * ATTN_TILE];
+    for (int nq = 1; nq <= ATTN_KQ_ROWS; nq++) {
+        a->kq_tile(HK, nq, qp, kt, k1);
+        p->kq_tile(HK, nq, qp, kt, k2);
+        assert_memory_equal(k1, k2, sizeof(float) * ATTN_TILE * (size_t)nq);
+    }
     float acc1[HV], acc2[HV];
     for (int d = 0; d < HV; d++) acc1[d] = acc2[d] = frand(-1, 1);
     a->pv_tile(HV, NK, pr, v, acc1);
     p->pv_tile(HV, NK, pr, v, acc2);
     assert_memory_equal(acc1, acc2, sizeof acc1);
+    /* head sizes with a 128-column block and a remainder */
+    static float v2[NK * 256], acc3[256], acc4[256];
+    static const int hvs[] = {1, 62, 128, 184, 256};
+    for (int i = 0; i < NK * 256; i++) v2[i] = frand(-3, 3);
+    for (size_t hi = 0; hi < NJ_ARRAY_LEN(hvs); hi++) {
+        const int hv = hvs[hi];
+        for (int d = 0; d < hv; d++) acc3[d] = acc4[d] = frand(-1, 1);
+        a->pv_tile(hv, NK - 5, pr, v2, acc3);
+        p->pv_tile(hv, NK - 5, pr, v2, acc4);
+        assert_memory_equal(acc3, acc4, sizeof(float) * (size_t)hv);
+    }
     float x1[16], x2[16];
     for (int j = 0; j < 16; j++) x1[j] = x2[j] = j == 3 ? -INFINITY : frand(-30, 0);
     float s1 = a->softmax16(x1, 0.0f), s2 = p->softmax16(x2, 0.0f);
     assert_memory_equal(x1, x2, sizeof x1);
     assert_true(s1 == s2);
     assert_true(x1[3] == 0.0f);
+    /* far tails: subnormal results, saturation past |n| > 192, -0 */
+    for (int rep = 0; rep < 20; rep++) {
+        for (int j = 0; j < 16; j++) x1[j] = x2[j] = frand(-1, 0) * ldexpf(1.0f, rep % 12);
+        x1[5] = x2[5] = -0.0f;
+        x1[7] = x2[7] = -140.0f;
+        s1 = a->softmax16(x1, 0.0f);
+        s2 = p->softmax16(x2, 0.0f);
+        assert_memory_equal(x1, x2, sizeof x1);
+        assert_true(s1 == s2);
+    }
     float vh[HV];
     for (int d = 0; d < HV; d++) vh[d] = f16_round(frand(-4, 4));
     for (int d = 0; d < HV; d++) acc1[d] = acc2[d] = f16_round(frand(-1, 1));
@@ -48,9 +77,52 @@ static void test_variants_agree(void **st) {
         p->v_mad_f16(HV, vh, s, acc2);
     }
     assert_memory_equal(acc1, acc2, sizeof acc1);
+    /* tiny scales drive the accumulator through f16 subnormals */
+    for (int it = 0; it < 30; it++) {
+        float s = ldexpf(frand(0, 1), -(int)frand(0, 30));
+        a->v_mad_f16(HV - 3, vh, it % 2 ? s : -s, acc1);
+        p->v_mad_f16(HV - 3, vh, it % 2 ? s : -s, acc2);
+        for (int d = 0; d < HV; d++) { acc1[d] *= 0.25f; acc2[d] *= 0.25f; }
+        assert_memory_equal(acc1, acc2, sizeof acc1);
+    }
+    /* widen_f16 over every f16 bit pattern but NaNs; dot_f16 on a length
+     * with a 64-step body and a tail */
+    static uint16_t hb[65536];
+    static float w1[65536], w2[65536];
+    int nh = 0;
+    for (uint32_t b = 0; b < 65536; b++)
+        if ((b & 0x7c00) != 0x7c00 || !(b & 0x3ff)) hb[nh++] = (uint16_t)b;
+    a->widen_f16(nh, hb, w1);
+    p->widen_f16(nh, hb, w2);
+    assert_memory_equal(w1, w2, sizeof(float) * (size_t)nh);
+    for (int i = 0; i < nh; i += 997) assert_true(w1[i] == nj_fp16_to_fp32(hb[i]) || isnan(w1[i]));
+    enum { ND = 200 };
+    float dx[ND], dy[ND];
+    for (int i = 0; i < ND; i++) { dx[i] = f16_round(frand(-3, 3)); dy[i] = f16_round(frand(-3, 3)); }
+    for (int n = 1; n <= ND; n += 13) {
+        float d1 = a->dot_f16(n, dx, dy), d2 = p->dot_f16(n, dx, dy);
+        assert_memory_equal(&d1, &d2, sizeof d1);
+    }
+    /* geglu: a table with distinct values per f16, inputs across the
+     * clamps (+-10) and the f16 subnormal range */
+    static float tab[65536];
+    for (uint32_t b = 0; b < 65536; b++) tab[b] = (float)b * 0.5f - 7.0f;
+    enum { NG = 203 };
+    float ga[NG], gb[NG], gu[NG];
+    for (int i = 0; i < NG; i++) {
+        ga[i] = gb[i] = i % 5 == 0 ? frand(-12, 12) : frand(-1, 1) * ldexpf(1.0f, -(int)frand(0, 26));
+        gu[i] = frand(-2, 2);
+    }
+    ga[0] = gb[0] = -10.0f; ga[1] = gb[1] = 10.0f;
+    a->geglu(NG, ga, gu, tab);
+    p->geglu(NG, gb, gu, tab);
+    assert_memory_equal(ga, gb, sizeof ga);
     enum { N = 1000 };   /* not a multiple of 16: vector body and tail */
     static float g1[N], g2[N], u[N];
-    for (int i = 0; i < N; i++) { g1[i] = g2[i] = frand(-12, 12); u[i] = frand(-2, 2); }
+    for (int i = 0; i < N; i++) {
+        g1[i] = g2[i] = i % 9 ? frand(-12, 12) : frand(-1, 1) * ldexpf(1.0f, i % 8);
+        u[i] = frand(-2, 2);
+    }
     a->swiglu(N, g1, u);
     p->swiglu(N, g2, u);
     assert_memory_equal(g1, g2, sizeof g1);

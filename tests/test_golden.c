@@ -19,8 +19,8 @@
  * near tie), and the mean KL(ours || llama.cpp) must be <= 1e-3 — the
  * conformance thresholds.  Float types must also agree in every logit to
  * 2e-2 absolute (F32, F16) or 0.16 (BF16: 8x coarser rounding than F16);
- * on x86-64, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K and Q4_K_M must
- * agree exactly.
+ * on x86-64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * Q4_K_M and BF16 must agree exactly.
  *
  * Combos listed in `pending` are known not to match yet; they run and are
  * reported but do not fail the suite (and a pending combo that passes is
@@ -241,13 +241,15 @@ static void test_golden_logits(void **st) {
 #if defined(__x86_64__)
                 /* These sum in llama.cpp's x86 orders at every kernel level
                  * (kernels/scalar.c; for Q4_0, Q2_K and Q4_K the repacked
-                 * orders too), so the logits are bit-identical.  (Tiny
-                 * Q4_K_M mixes only Q4_K and Q6_K.) */
+                 * orders too; BF16 as llama.cpp built with AVX512_BF16,
+                 * which the goldens came from), so the logits are
+                 * bit-identical.  (Tiny Q4_K_M mixes only Q4_K and Q6_K.) */
                 if (!strcmp(types[t], "Q4_0") || !strcmp(types[t], "Q2_K") ||
                     !strcmp(types[t], "Q4_1") || !strcmp(types[t], "Q5_0") ||
                     !strcmp(types[t], "Q5_1") || !strcmp(types[t], "Q8_0") ||
                     !strcmp(types[t], "Q3_K") || !strcmp(types[t], "Q4_K") || !strcmp(types[t], "Q5_K") ||
-                    !strcmp(types[t], "Q6_K") || !strcmp(types[t], "Q4_K_M"))
+                    !strcmp(types[t], "Q6_K") || !strcmp(types[t], "Q4_K_M") ||
+                    !strcmp(types[t], "BF16"))
                     tol = 0.0;
 #endif
                 bool ok = compare_engine(mpath, &g, tol, msg, sizeof msg);

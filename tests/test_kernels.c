@@ -439,6 +439,140 @@ static void test_repacked_orders_differ(void **state) {
     orders_differ(NJ_Q4_K, NJ_Q8_K, 8 * QK_K, 314);
     orders_differ(NJ_Q2_K, NJ_Q8_K, 8 * QK_K, 315);
     orders_differ(NJ_Q4_0, NJ_Q8_0, 8 * QK_K, 316);
+    /* BF16's single-token order is its plain one (ggml_vec_dot_bf16); the
+     * batched one (tinyBLAS) must differ from it */
+    const nj_kernels *sc = kernels_at(NJ_KL_SCALAR);
+    assert_true(sc->vec_dot[NJ_BF16] == sc->vec_dot_rs[NJ_BF16]);
+    uint16_t w[1024], xq[1024];
+    float x[1024];
+    int differ = 0;
+    rng_seed(317);
+    for (int rep = 0; rep < 50; rep++) {
+        rand_weights(NJ_BF16, w, 1024);
+        rand_floats(x, 1024);
+        sc->from_float[NJ_BF16](x, xq, 1024);
+        float a, b;
+        sc->vec_dot_rs[NJ_BF16](1024, &a, w, xq);
+        sc->vec_dot_rb[NJ_BF16](1024, &b, w, xq);
+        differ += memcmp(&a, &b, 4) != 0;
+    }
+    print_message("BF16 orders, rows of 50 that differ: rs/rb %d\n", differ);
+    assert_true(differ > 0);
+}
+
+/* ---- BF16: the vdpbf16ps emulation on the values where it is subtle ----
+ *
+ * scalar.c emulates llama.cpp's _mm512_dpbf16_ps: per lane the odd pair's
+ * product first, fused multiply-adds, subnormal inputs read as zero (DAZ)
+ * and subnormal results flushed (FTZ).  Random normal data never meets the
+ * flushing, so here rows mix subnormals, signed zeros and magnitudes whose
+ * products and partial sums fall around FLT_MIN.  Every level (the avx512
+ * one runs the real instruction on an AVX512_BF16 CPU) must equal the
+ * scalar level bit for bit, and the data must be such that leaving the
+ * flushing out changes results (else this test could not fail). */
+static uint16_t bf16_edge(int mode) {
+    const uint16_t sign = (uint16_t)((rng_u32() & 1) << 15), man = (uint16_t)(rng_u32() & 0x7f);
+    switch (mode == 0 ? (int)(rng_u32() % 4) : 1 + (int)(rng_u32() % 3)) {
+    case 0: return nj_fp32_to_bf16(rng_normal());                        /* ordinary */
+    case 1: return (uint16_t)(sign | man);                               /* subnormal or zero */
+    default: return (uint16_t)(sign | ((56 + rng_u32() % 16) << 7) | man);  /* products ~2^-140..2^-110 */
+    }
+}
+
+/* the canonical order without DAZ/FTZ (batched order, n % 32 == 0) */
+static float bf16_noflush_batched(int n, const uint16_t *w, const uint16_t *x) {
+    float c[16] = {0};
+    for (int i = 0; i < n; i += 32)
+        for (int j = 0; j < 16; j++) {
+            c[j] = fmaf(nj_bf16_to_fp32(w[i + 2 * j + 1]), nj_bf16_to_fp32(x[i + 2 * j + 1]), c[j]);
+            c[j] = fmaf(nj_bf16_to_fp32(w[i + 2 * j]), nj_bf16_to_fp32(x[i + 2 * j]), c[j]);
+        }
+    float b[8], d[4];
+    for (int k = 0; k < 8; k++) b[k] = c[k] + c[k + 8];
+    for (int k = 0; k < 4; k++) d[k] = b[k] + b[k + 4];
+    return (d[0] + d[2]) + (d[1] + d[3]);
+}
+
+static void check_bytes(const char *what, const char *lvl, const void *a, const void *b, size_t n);
+
+static void test_bf16_flush_edges(void **state) {
+    (void)state;
+    enum { NR = 6, NT = 5, NMAX = 256 };
+    static const int sizes[] = {32, 64, 96, 128, 200, 256};
+    const nj_kernels *s = kernels_at(NJ_KL_SCALAR);
+    uint16_t w[NR * NMAX], x[NT * NMAX];
+    int compared = 0, flush_matters = 0;
+    rng_seed(4242);
+    for (size_t si = 0; si < NJ_ARRAY_LEN(sizes); si++) {
+        const int n = sizes[si];
+        for (int rep = 0; rep < 40; rep++) {
+            const int mode = rep % 2;
+            for (int i = 0; i < NR * n; i++) w[i] = bf16_edge(mode);
+            for (int i = 0; i < NT * n; i++) x[i] = bf16_edge(mode);
+            for (int o = 0; o < 3; o++) {
+                nj_vec_dot_fn sdot = dot_of(s, NJ_BF16, o);
+                float want[NT][NR];
+                for (int t = 0; t < NT; t++)
+                    for (int r = 0; r < NR; r++) {
+                        sdot(n, &want[t][r], w + r * n, x + t * n);
+                        if (o == 2 && n % 32 == 0) {
+                            const float nf = bf16_noflush_batched(n, w + r * n, x + t * n);
+                            flush_matters += memcmp(&nf, &want[t][r], 4) != 0;
+                        }
+                    }
+                for (int l = 1; l < NJ_KL_COUNT; l++) {
+                    const nj_kernels *k = kernels_at(l);
+                    if (!k) continue;
+                    nj_vec_dot_fn dot = dot_of(k, NJ_BF16, o);
+                    nj_gemm_fn gemm = gemm_of(k, NJ_BF16, o);
+                    float y[NT][NR];
+                    if (gemm) {
+                        gemm(n, w, 2 * (size_t)n, NR, x, 2 * (size_t)n, NT, &y[0][0], NR);
+                    } else {
+                        for (int t = 0; t < NT; t++)
+                            for (int r = 0; r < NR; r++) dot(n, &y[t][r], w + r * n, x + t * n);
+                    }
+                    for (int t = 0; t < NT; t++)
+                        for (int r = 0; r < NR; r++) {
+                            float d;
+                            dot(n, &d, w + r * n, x + t * n);
+                            if (memcmp(&d, &want[t][r], 4) != 0 || memcmp(&y[t][r], &want[t][r], 4) != 0) {
+                                print_error("level %s order %d n %d t %d r %d: dot %a gemm %a scalar %a\n",
+                                            k->name, o, n, t, r, d, y[t][r], want[t][r]);
+                                fail();
+                            }
+                            compared++;
+                        }
+                }
+            }
+        }
+    }
+    print_message("%d BF16 edge results compared with the scalar level; flushing changed %d\n",
+                  compared, flush_matters);
+    assert_true(flush_matters > 0);
+
+    /* from_float on any bit pattern (NaN, Inf, subnormal, ties) == scalar */
+    enum { NF = 1000 };
+    float f[NF];
+    uint16_t want[NF], got[NF];
+    for (int i = 0; i < NF; i++) {
+        uint32_t u = rng_u32() << 16 ^ rng_u32();
+        if (i % 4 == 1) u = (u & 0xffff8000u) | (rng_u32() & 1 ? 0x8000u : 0x7fffu);  /* near ties */
+        if (i % 4 == 2) u &= 0x807fffffu;                                               /* subnormal */
+        if (i % 8 == 3) u |= 0x7f800000u;                                               /* Inf / NaN */
+        memcpy(&f[i], &u, 4);
+    }
+    s->from_float[NJ_BF16](f, want, NF);
+    for (int i = 0; i < NF; i++) assert_int_equal(want[i], nj_fp32_to_bf16(f[i]));
+    for (int l = 1; l < NJ_KL_COUNT; l++) {
+        const nj_kernels *k = kernels_at(l);
+        if (!k) continue;
+        for (int n = NF - 17; n <= NF; n += 17) {   /* tails */
+            memset(got, 0, sizeof got);
+            k->from_float[NJ_BF16](f, got, n);
+            check_bytes("bf16 from_float", k->name, got, want, sizeof(uint16_t) * (size_t)n);
+        }
+    }
 }
 
 /* Activation rows that exercise the quantizers' corner cases. */
@@ -595,6 +729,7 @@ int main(void) {
         cmocka_unit_test(test_gemm16_equals_vec_dot),
         cmocka_unit_test(test_gemm16_groups),
         cmocka_unit_test(test_repacked_orders_differ),
+        cmocka_unit_test(test_bf16_flush_edges),
         cmocka_unit_test(test_from_float_exact),
         cmocka_unit_test(test_quantizer_variants),
     };

@@ -6,13 +6,15 @@
  * quant_traits_ref(type)->vec_dot over activations quantized by the
  * dispatched from_float (the same bytes matmul uses), and equals bit for
  * bit the scalar kernel level's dot in the order the product takes (for
- * a W llama.cpp repacks -- Q4_K, rows % 8 == 0 -- vec_dot_rs for the last
- * n_tok % 4 tokens of matmul() and vec_dot_rb for the others; vec_dot for
- * any other W).  Y is also
+ * a W llama.cpp multiplies in two orders -- e.g. Q4_K with rows % 8 == 0,
+ * BF16 with rows % 4 == 0 and cols % 32 == 0 -- vec_dot_rs for the last
+ * matmul_single_count(type, n_tok) tokens of matmul() and vec_dot_rb for
+ * the others; vec_dot for any other W).  Y is also
  * checked to be bit-identical across thread counts and across token
  * chunkings (a token's row of Y computed alone, in the same order, equals
  * the one computed in a batch), and matmul_ex's n_single split is checked
- * token by token for every n_single.  The binary re-runs itself once per
+ * token by token for every n_single; matmul_multi is checked against
+ * separate calls.  The binary re-runs itself once per
  * other kernel level the CPU supports (NIGHTJAR_CPU=...), so matmul is
  * exercised on every level.
  */
@@ -53,12 +55,12 @@ static void *make_weights(int type, int64_t rows, int64_t cols, size_t *row_byte
     return w;
 }
 
-/* The scalar level's dot for W (type, rows) and a token in the
+/* The scalar level's dot for W (type, rows, cols) and a token in the
  * single-token (single = 1) or batched order (kernels.h, "Repacked
  * orders"). */
-static nj_vec_dot_fn ref_dot(int type, int64_t rows, int single) {
+static nj_vec_dot_fn ref_dot(int type, int64_t rows, int64_t cols, int single) {
     const nj_kernels *sk = kernels_at(NJ_KL_SCALAR);
-    if (!sk->vec_dot_rs[type] || rows % KERN_REPACK_ROWS != 0) return sk->vec_dot[type];
+    if (!sk->vec_dot_rs[type] || !kern_two_orders(type, rows, cols)) return sk->vec_dot[type];
     return single ? sk->vec_dot_rs[type] : sk->vec_dot_rb[type];
 }
 
@@ -79,8 +81,8 @@ static void naive(int type, const void *w, size_t row_bytes, int64_t rows, int64
         for (int64_t r = 0; r < rows; r++) {
             const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
             t->vec_dot((int)cols, &y[(size_t)tok * rows + r], wr, xq);
-            ref_dot(type, rows, 1)((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
-            ref_dot(type, rows, 0)((int)cols, &ycan_b[(size_t)tok * rows + r], wr, xq);
+            ref_dot(type, rows, cols, 1)((int)cols, &ycan[(size_t)tok * rows + r], wr, xq);
+            ref_dot(type, rows, cols, 0)((int)cols, &ycan_b[(size_t)tok * rows + r], wr, xq);
             t->to_float(wr, wf, cols);
             double s = 0;
             for (int64_t c = 0; c < cols; c++) s += fabs((double)wf[c] * xf[c]);
@@ -139,9 +141,10 @@ static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int6
             }
         }
         /* the canonical order: bit-identical to the scalar level, the last
-         * n_tok % 4 tokens in the single-token order */
+         * matmul_single_count tokens in the single-token order */
+        const int n_single = matmul_single_count(type, n_tok);
         for (int tok = 0; tok < n_tok; tok++) {
-            const float *want = (tok >= n_tok - n_tok % 4 ? ycan : ycan_b) + (size_t)tok * rows;
+            const float *want = (tok >= n_tok - n_single ? ycan : ycan_b) + (size_t)tok * rows;
             if (memcmp(y1 + (size_t)tok * rows, want, sizeof(float) * (size_t)rows) != 0) {
                 print_error("%s n_tok %d token %d: not bit-identical to the scalar level (%s)\n",
                             quant_type_name(type), n_tok, tok, kernels_get()->name);
@@ -154,7 +157,7 @@ static void run_case_list(nj_pool *p1, nj_pool *p2, int type, int64_t rows, int6
     /* a token alone, in the order it has in the batch of max_tok, gives the
      * same row as inside the batch (y1 holds the last n_tok = max_tok) */
     for (int tok = 0; tok < max_tok; tok += 5) {
-        const int is_single = tok >= max_tok - max_tok % 4;
+        const int is_single = tok >= max_tok - matmul_single_count(type, max_tok);
         assert_int_equal(matmul_ex(p2, &W, x + (size_t)tok * cols, 1, single, scratch, is_single), 0);
         assert_memory_equal(single, y1 + (size_t)tok * rows, sizeof(float) * (size_t)rows);
     }
@@ -197,7 +200,7 @@ static void test_all_types_small(void **state) {
  * quantization path (n_tok * cols >= 32768). */
 static void test_larger(void **state) {
     (void)state;
-    const int types[] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_Q5_K, NJ_F16};
+    const int types[] = {NJ_Q4_K, NJ_Q6_K, NJ_Q8_0, NJ_Q4_1, NJ_Q5_K, NJ_F16, NJ_BF16};
     const int toks[] = {1, 2, 5, 16, 17, 33, 70};
     for (size_t i = 0; i < NJ_ARRAY_LEN(types); i++) {
         rng_seed(1000 + i);
@@ -206,19 +209,24 @@ static void test_larger(void **state) {
     /* a row count llama.cpp repacks Q4_K at: its two repacked orders */
     rng_seed(999);
     run_case_list(pool1, pool2, NJ_Q4_K, 304, 2048, toks, (int)NJ_ARRAY_LEN(toks));
+    /* a BF16 shape llama.cpp gives to tinyBLAS for >= 2 tokens */
+    rng_seed(998);
+    run_case_list(pool1, pool2, NJ_BF16, 304, 1024, toks, (int)NJ_ARRAY_LEN(toks));
 }
 
 /* matmul_ex: the last n_single tokens take the single-token order, the
  * others the batched one, for every split, on small and packed batches;
- * e.g. matmul of 5 tokens = 4 batched-order dots + 1 single-order one
- * (scalar level).  For a type or row count llama.cpp does not repack
- * (Q6_K; Q4_K with 37 rows) n_single changes nothing. */
+ * e.g. matmul of 5 tokens = 4 batched-order dots + 1 single-order one for
+ * Q4_K, 5 batched-order ones for BF16 (scalar level).  For a type or shape
+ * llama.cpp multiplies in one order (Q6_K; Q4_K with 37 rows; BF16 with
+ * 37 rows) n_single changes nothing. */
 static void test_single_split(void **state) {
     (void)state;
     const int64_t cols = 512;
     const int toks[] = {1, 2, 3, 4, 5, 9, 21, 40};
     const int max_tok = 40;
-    const struct { int type; int64_t rows; } cases[] = {{NJ_Q4_K, 40}, {NJ_Q4_K, 37}, {NJ_Q6_K, 40}};
+    const struct { int type; int64_t rows; } cases[] = {
+        {NJ_Q4_K, 40}, {NJ_Q4_K, 37}, {NJ_Q6_K, 40}, {NJ_BF16, 40}, {NJ_BF16, 37}};
     for (size_t ti = 0; ti < NJ_ARRAY_LEN(cases); ti++) {
         const int type = cases[ti].type;
         const int64_t rows = cases[ti].rows;
@@ -237,12 +245,13 @@ static void test_single_split(void **state) {
             kernels_traits(tt->vec_dot_type)->from_float(x + (size_t)t * cols, xq, cols);
             for (int64_t r = 0; r < rows; r++) {
                 const uint8_t *wr = (const uint8_t *)w + (size_t)r * rb;
-                ref_dot(type, rows, 1)((int)cols, &ys[t * rows + r], wr, xq);
-                ref_dot(type, rows, 0)((int)cols, &yb[t * rows + r], wr, xq);
+                ref_dot(type, rows, cols, 1)((int)cols, &ys[t * rows + r], wr, xq);
+                ref_dot(type, rows, cols, 0)((int)cols, &yb[t * rows + r], wr, xq);
             }
         }
-        /* repacked Q4_K: the two orders must differ somewhere, or this tests nothing */
-        if (type == NJ_Q4_K && rows % KERN_REPACK_ROWS == 0)
+        /* two orders (repacked Q4_K, tinyBLAS-shaped BF16): they must
+         * differ somewhere, or this tests nothing */
+        if (kernels_at(NJ_KL_SCALAR)->vec_dot_rs[type] && kern_two_orders(type, rows, cols))
             assert_true(memcmp(ys, yb, sizeof(float) * rows * max_tok) != 0);
         else
             assert_memory_equal(ys, yb, sizeof(float) * rows * max_tok);
@@ -263,10 +272,15 @@ static void test_single_split(void **state) {
                 }
             }
         }
-        /* matmul() is one micro-batch: 5 tokens = 4 batched + 1 single */
+        /* matmul() is one micro-batch: 5 tokens = 4 batched + 1 single
+         * (Q4_K), 5 batched (BF16); 1 token = 1 single */
+        const int nb5 = 5 - matmul_single_count(type, 5);
+        assert_int_equal(nb5, type == NJ_BF16 ? 5 : 4);
         assert_int_equal(matmul(pool1, &W, x, 5, y, scratch), 0);
-        assert_memory_equal(y, yb, sizeof(float) * rows * 4);
-        assert_memory_equal(y + 4 * rows, ys + 4 * rows, sizeof(float) * rows);
+        assert_memory_equal(y, yb, sizeof(float) * rows * nb5);
+        assert_memory_equal(y + nb5 * rows, ys + nb5 * rows, sizeof(float) * rows * (5 - nb5));
+        assert_int_equal(matmul(pool1, &W, x, 1, y, scratch), 0);
+        assert_memory_equal(y, ys, sizeof(float) * rows);
         assert_int_equal(matmul_ex(pool1, &W, x, 5, y, scratch, -1), -EINVAL);
         assert_int_equal(matmul_ex(pool1, &W, x, 5, y, scratch, 6), -EINVAL);
         nj_free_aligned(scratch);
@@ -332,6 +346,75 @@ static void test_row_stride(void **state) {
     free(wp);
 }
 
+/* matmul_multi equals separate matmul_ex calls bit for bit: products
+ * that share the activation format (one quantization, one pool run), and
+ * mixed formats (the fallback), over decode, small batches and packed
+ * groups, with rows that are and are not multiples of 8 (repacked orders). */
+static void test_multi(void **state) {
+    (void)state;
+    rng_seed(21);
+    static const int sets[][3] = {
+        {NJ_Q4_K, NJ_Q6_K, NJ_Q4_K},    /* one format (Q8_K) */
+        {NJ_Q5_0, NJ_Q8_0, NJ_Q4_0},    /* one format (Q8_0) */
+        {NJ_Q8_0, NJ_Q4_K, NJ_F32},     /* three formats: fallback */
+    };
+    static const int64_t rows[3] = {40, 19, 64};
+    static const int ntoks[] = {1, 3, 6, 21};
+    const int64_t cols = 512;
+    for (size_t si = 0; si < NJ_ARRAY_LEN(sets); si++) {
+        nj_mat W[3];
+        const nj_mat *Wp[3];
+        void *wd[3];
+        size_t scratch_bytes = 0;
+        for (int i = 0; i < 3; i++) {
+            size_t rb;
+            wd[i] = make_weights(sets[si][i], rows[i], cols, &rb);
+            W[i] = (nj_mat){.type = sets[si][i], .rows = rows[i], .cols = cols, .row_bytes = rb,
+                            .data = wd[i]};
+            Wp[i] = &W[i];
+            scratch_bytes = NJ_MAX(scratch_bytes, matmul_scratch_size(sets[si][i], cols, 21));
+        }
+        void *scratch = nj_malloc_aligned(scratch_bytes);
+        float *x = malloc(sizeof(float) * cols * 21);
+        for (int i = 0; i < cols * 21; i++) x[i] = rng_sym();
+        for (size_t ni = 0; ni < NJ_ARRAY_LEN(ntoks); ni++) {
+            const int n = ntoks[ni];
+            for (int ns = 0; ns <= n; ns += n > 3 ? 3 : 1) {
+                float *ym[3], *ys[3];
+                for (int i = 0; i < 3; i++) {
+                    ym[i] = malloc(sizeof(float) * (size_t)(rows[i] * n));
+                    ys[i] = malloc(sizeof(float) * (size_t)(rows[i] * n));
+                    assert_int_equal(matmul_ex(pool1, &W[i], x, n, ys[i], scratch, ns), 0);
+                }
+                /* equal n_single (one pool run when the formats agree),
+                 * and a different one for the last product (fallback) */
+                const int nsa[3] = {ns, ns, ns};
+                assert_int_equal(matmul_multi(pool2, Wp, ym, 3, x, n, scratch, nsa), 0);
+                for (int i = 0; i < 3; i++)
+                    assert_memory_equal(ym[i], ys[i], sizeof(float) * (size_t)(rows[i] * n));
+                const int nsb[3] = {ns, ns, n - ns};
+                assert_int_equal(matmul_ex(pool1, &W[2], x, n, ys[2], scratch, n - ns), 0);
+                assert_int_equal(matmul_multi(pool2, Wp, ym, 3, x, n, scratch, nsb), 0);
+                for (int i = 0; i < 3; i++) {
+                    assert_memory_equal(ym[i], ys[i], sizeof(float) * (size_t)(rows[i] * n));
+                    free(ym[i]);
+                    free(ys[i]);
+                }
+            }
+        }
+        float *y1[5] = {0};
+        const int zero[5] = {0}, bad[3] = {0, 2, 0};
+        assert_int_equal(matmul_multi(pool2, Wp, y1, 0, x, 1, scratch, zero), -EINVAL);
+        assert_int_equal(matmul_multi(pool2, Wp, y1, 5, x, 1, scratch, zero), -EINVAL);
+        assert_int_equal(matmul_multi(pool2, Wp, y1, 3, x, 1, scratch, NULL), -EINVAL);
+        float *y3[3] = {x, x, x};
+        assert_int_equal(matmul_multi(pool2, Wp, y3, 3, x, 1, scratch, bad), -EINVAL);
+        nj_free_aligned(scratch);
+        free(x);
+        for (int i = 0; i < 3; i++) free(wd[i]);
+    }
+}
+
 static const char *self_path;
 
 /* Re-run this binary with NIGHTJAR_CPU set to every other supported level. */
@@ -367,6 +450,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_single_split),
         cmocka_unit_test(test_no_pool_and_errors),
         cmocka_unit_test(test_row_stride),
+        cmocka_unit_test(test_multi),
         cmocka_unit_test(test_other_levels),
     };
     return cmocka_run_group_tests_name("matmul", tests, setup, teardown);

@@ -6,8 +6,8 @@
  *
  * Reads DIR/w.bin (ROWS rows of TYPE), DIR/x.bin (NTOK x COLS f32) and
  * DIR/y.bin (the peer's NTOK x ROWS f32), computes Y = X @ W^T with
- * matmul_ex() as one llama.cpp micro-batch of NTOK tokens (the last
- * NTOK % 4 in the single-token order), and prints
+ * matmul() as one llama.cpp micro-batch of NTOK tokens (the last
+ * matmul_single_count(TYPE, NTOK) in the single-token order), and prints
  *   mmcmp TYPE ROWSxCOLS ntok=N level=L: M of T differ (max rel R)
  * Exit 0 when every float is bit-identical, 1 when any differs, 2 on a
  * usage or I/O error.  Used by scripts/conformance-kernels.
@@ -68,8 +68,9 @@ int main(int argc, char **argv) {
     if (!w || !x || !want || !y || (ss && !scratch) || !pool) return 2;
 
     nj_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = w};
-    /* one micro-batch: the last ntok % 4 tokens in the single-token order */
-    if (matmul_ex(pool, &W, x, (int)ntok, y, scratch, (int)(ntok % 4)) != 0) {
+    /* one micro-batch: the last matmul_single_count(type, ntok) tokens in
+     * the single-token order */
+    if (matmul(pool, &W, x, (int)ntok, y, scratch) != 0) {
         fprintf(stderr, "mmcmp: matmul: %s\n", nj_last_error());
         return 2;
     }

@@ -23,6 +23,9 @@
  * sums where the format provides them.
  *
  * Activation quantizers reproduce scalar.c's x86 variants byte for byte.
+ *
+ * BF16 is not an integer format: its section emulates llama.cpp's
+ * vdpbf16ps steps with fma and explicit subnormal flushing (scalar.c).
  */
 #include "kernels/kernels.h"
 
@@ -631,21 +634,16 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
 }
 DEFINE_KERNELS(q3_K, tile_q3_K)
 
-/* ---- F32 / F16 / BF16 (activations in the same type) ------------------- */
+/* ---- F32 / F16 (activations in the same type) ---------------------------- */
 KINLINE __m256 ld_f32(const void *p, int i) { return _mm256_loadu_ps((const float *)p + i); }
 KINLINE __m256 ld_f16(const void *p, int i) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 }
-KINLINE __m256 ld_bf16(const void *p, int i) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
 KINLINE float el_f32(const void *p, int i) { return ((const float *)p)[i]; }
 KINLINE float el_f16(const void *p, int i) { return h2f(((const uint16_t *)p)[i]); }
-KINLINE float el_bf16(const void *p, int i) { return kern_bf16_to_fp32(((const uint16_t *)p)[i]); }
 
 /* Two accumulators per token (16 elements per step), 8-wide then scalar
- * tails; the element loaders make this one template for three types. */
+ * tails; the element loaders make this one template for F32 and F16. */
 #define DEFINE_FLOAT_TILE(name, LD, EL)                                                 \
     KINLINE void tile_##name(int n, const void *restrict w, const void *restrict vx,    \
                              size_t xs, float *restrict y, size_t ldy, const int nt) {  \
@@ -674,9 +672,159 @@ KINLINE float el_bf16(const void *p, int i) { return kern_bf16_to_fp32(((const u
 
 DEFINE_FLOAT_TILE(f32, ld_f32, el_f32)
 DEFINE_FLOAT_TILE(f16, ld_f16, el_f16)
-DEFINE_FLOAT_TILE(bf16, ld_bf16, el_bf16)
+
+/* ---- BF16: vdpbf16ps emulated (llama.cpp's two orders, scalar.c) -------
+ *
+ * A 32-element chunk is 16 lanes, lane j the pair (2j, 2j+1): 16 bf16 in a
+ * ymm are 8 dwords whose high halves are the odd elements and low halves
+ * the even ones, so `and 0xffff0000` and `<< 16` give them as f32.  Each
+ * step is acc = ftz(fma(odd_w, odd_x, acc)), then the even pair, inputs
+ * DAZ (done on the 16-bit values: a zero exponent keeps only the sign),
+ * exactly as scalar.c's kern_bf16_dp32.  Lanes 0-7 live in lo, 8-15 in hi;
+ * the reductions and tails are scalar.c's finishers. */
+typedef struct { __m256 lo, hi; } bf_acc;
+
+/* 16 bf16 from p, subnormals flushed to signed zeros, split into odd and
+ * even elements as f32. */
+KINLINE void bf_load(const uint16_t *p, __m256 *odd, __m256 *even) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    const __m256i tiny = _mm256_cmpeq_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x7f80)),
+                                            _mm256_setzero_si256());
+    v = _mm256_andnot_si256(_mm256_and_si256(tiny, _mm256_set1_epi16(0x7fff)), v);
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* FTZ: |v| < FLT_MIN (NaN excluded) -> zero of v's sign */
+KINLINE __m256 bf_ftz(__m256 v) {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 tiny = _mm256_cmp_ps(_mm256_and_ps(v, abs), _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+    return _mm256_andnot_ps(_mm256_and_ps(tiny, abs), v);
+}
+
+KINLINE __m256 bf_step(__m256 acc, __m256 wo, __m256 we, __m256 xo, __m256 xe) {
+    acc = bf_ftz(_mm256_fmadd_ps(wo, xo, acc));
+    return bf_ftz(_mm256_fmadd_ps(we, xe, acc));
+}
+
+/* The chunk at offset i of R weight rows times T tokens into c[r][t]. */
+KINLINE void bf_chunk(bf_acc c[4][4], const uint16_t *w, size_t ws, const int R,
+                      const uint16_t *x, size_t xs, const int T, int i) {
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        __m256 xo[4], xe[4];
+        UNROLL
+        for (int t = 0; t < T; t++) bf_load(x + (size_t)t * xs + i + 16 * h, &xo[t], &xe[t]);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            __m256 wo, we;
+            bf_load(w + (size_t)r * ws + i + 16 * h, &wo, &we);
+            UNROLL
+            for (int t = 0; t < T; t++) {
+                if (h == 0) c[r][t].lo = bf_step(c[r][t].lo, wo, we, xo[t], xe[t]);
+                else c[r][t].hi = bf_step(c[r][t].hi, wo, we, xo[t], xe[t]);
+            }
+        }
+    }
+}
+
+KINLINE void bf_store(bf_acc a, float out[16]) {
+    _mm256_storeu_ps(out, a.lo);
+    _mm256_storeu_ps(out + 8, a.hi);
+}
+
+/* R rows (stride ws elements) x T tokens (stride xs), batched or single
+ * order; y[t*ldy + r]. */
+KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uint16_t *x,
+                     size_t xs, const int T, float *y, size_t ldy, const int single) {
+    bf_acc c1[4][4], c2[4][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int t = 0; t < T; t++) {
+            c1[r][t].lo = c1[r][t].hi = _mm256_setzero_ps();
+            c2[r][t] = c1[r][t];
+        }
+    int i = 0;
+    if (single) {
+        for (; i + 64 <= n; i += 64) {
+            bf_chunk(c1, w, ws, R, x, xs, T, i);
+            bf_chunk(c2, w, ws, R, x, xs, T, i + 32);
+        }
+    } else {
+        for (; i + 32 <= n; i += 32) bf_chunk(c1, w, ws, R, x, xs, T, i);
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int t = 0; t < T; t++) {
+            float a1[16], a2[16];
+            const uint16_t *wr = w + (size_t)r * ws, *xt = x + (size_t)t * xs;
+            bf_store(c1[r][t], a1);
+            if (single) {
+                bf_store(c2[r][t], a2);
+                y[(size_t)t * ldy + r] = kern_bf16_finish_single(a1, a2, wr, xt, i, n);
+            } else {
+                y[(size_t)t * ldy + r] = kern_bf16_finish_batched(a1, wr, xt, i, n);
+            }
+        }
+}
+
+/* Tiles of BF_R rows x BF_T tokens, remainders with smaller constants. */
+#define BF_R 2
+#define BF_T 2
+#define DEFINE_BF16_GEMM(name, SINGLE)                                                         \
+    static void gemm_##name(int n, const void *restrict vw, size_t w_stride, int nr,           \
+                            const void *restrict vx, size_t x_stride, int nt, float *restrict y, \
+                            size_t ldy) {                                                      \
+        const size_t ws = w_stride / 2, xs = x_stride / 2;                                     \
+        for (int t = 0; t < nt; t += BF_T) {                                                   \
+            const uint16_t *x = (const uint16_t *)vx + (size_t)t * xs;                         \
+            for (int r = 0; r < nr; r += BF_R) {                                               \
+                const uint16_t *w = (const uint16_t *)vw + (size_t)r * ws;                     \
+                float *yy = y + (size_t)t * ldy + r;                                           \
+                const int R = nr - r < BF_R ? nr - r : BF_R, T = nt - t < BF_T ? nt - t : BF_T; \
+                if (R == 2 && T == 2) bf_tile(n, w, ws, 2, x, xs, 2, yy, ldy, SINGLE);        \
+                else if (R == 2) bf_tile(n, w, ws, 2, x, xs, 1, yy, ldy, SINGLE);             \
+                else if (T == 2) bf_tile(n, w, ws, 1, x, xs, 2, yy, ldy, SINGLE);             \
+                else bf_tile(n, w, ws, 1, x, xs, 1, yy, ldy, SINGLE);                         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,               \
+                               const void *restrict x) {                                       \
+        bf_tile(n, w, 0, 1, x, 0, 1, s, 0, SINGLE);                                            \
+    }
+DEFINE_BF16_GEMM(bf16, 1)
+DEFINE_BF16_GEMM(bf16_b, 0)
 
 /* ---- conversions ------------------------------------------------------- */
+
+/* f32 -> bf16 as ggml's from_float (quant.c's nj_fp32_to_bf16): round to
+ * nearest even on the upper half, NaN kept quiet (| 0x40), subnormals kept;
+ * 8 at a time in 32-bit lanes. */
+KINLINE __m256i bf16_round8(__m256 f) {
+    const __m256i u = _mm256_castps_si256(f);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+    return _mm256_blendv_epi8(r, q, nan);
+}
+
+static void from_float_bf16(const float *restrict x, void *restrict vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i a = bf16_round8(_mm256_loadu_ps(x + i)), b = bf16_round8(_mm256_loadu_ps(x + i + 8));
+        /* packus interleaves 128-bit halves: a0 b0 a1 b1 -> a0 a1 b0 b1 */
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(y + i), p);
+    }
+    for (; i < n; i++) y[i] = nj_fp32_to_bf16(x[i]);
+}
 static void to_float_f16(const void *restrict vx, float *restrict y, int64_t n) {
     const uint16_t *x = vx;
     int64_t i = 0;
@@ -823,9 +971,14 @@ void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_F16, f16);
     SET(NJ_BF16, bf16);
 #undef SET
+    k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
+    k->gemm_rs[NJ_BF16] = gemm_bf16;
+    k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
+    k->gemm_rb[NJ_BF16] = gemm_bf16_b;
     k->from_float[NJ_Q8_0] = quantize_q8_0;
     k->from_float[NJ_Q8_1] = quantize_q8_1;
     k->from_float[NJ_Q8_K] = quantize_q8_K;
     k->from_float[NJ_F16] = from_float_f16;
+    k->from_float[NJ_BF16] = from_float_bf16;
     k->to_float[NJ_F16] = to_float_f16;
 }

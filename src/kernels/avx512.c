@@ -39,8 +39,12 @@
  * fma per 64-element pair, rows_q4_K; gemm16 only ever sees batched
  * tokens), for Q2_K its batched order (one fma per 128-element half), for
  * Q4_0 its repacked one (one fma per block, rows_q4_0_r).
+ *
+ * BF16 weights have their own section: llama.cpp's vdpbf16ps kernels, used
+ * when the CPU has AVX512_BF16 (else avx2's emulation stays).
  */
 #include "kernels/kernels.h"
+#include "platform.h"
 
 #include <immintrin.h>
 
@@ -1134,8 +1138,95 @@ DEFINE_GEMM16_B32(q5_0, B32_Q5_0)
 DEFINE_GEMM16_B32(q4_1, B32_Q4_1)
 DEFINE_GEMM16_B32(q5_1, B32_Q5_1)
 
+/* ---- BF16: vdpbf16ps, llama.cpp's own instruction (AVX512_BF16 only) ---
+ *
+ * One _mm512_dpbf16_ps is one step of scalar.c's kern_bf16_dp32 on all 16
+ * lanes (the instruction's order and flushing are what that function
+ * reproduces; tests/test_kernels.c checks them against each other on
+ * subnormals and underflowing products).  The single-token order keeps two
+ * accumulators (the even and odd 32-element chunks of every 64), the
+ * batched order one; the reductions and tails are scalar.c's finishers.
+ * Tiles of up to 4 rows x 6 tokens (batched, as tinyBLAS) or 4 x 2
+ * (single) reuse each load across the tile. */
+KINLINE __m512bh bf_ld(const uint16_t *p) { return (__m512bh)_mm512_loadu_si512(p); }
+static const uint16_t zero32[32];
+
+KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uint16_t *x,
+                     size_t xs, const int T, float *y, size_t ldy, const int single) {
+    __m512 c1[4][6], c2[4][6];
+    UNROLL
+    for (int r = 0; r < 4; r++)
+        UNROLL
+        for (int t = 0; t < 6; t++) c1[r][t] = c2[r][t] = _mm512_setzero_ps();
+    int i = 0;
+    const int step = single ? 64 : 32;
+    __m512bh xv[6], xv2[6];   /* zeroed: only T of them are loaded */
+    UNROLL
+    for (int t = 0; t < 6; t++) xv[t] = xv2[t] = bf_ld(zero32);
+    for (; i + step <= n; i += step) {
+        UNROLL
+        for (int t = 0; t < T; t++) {
+            xv[t] = bf_ld(x + (size_t)t * xs + i);
+            if (single) xv2[t] = bf_ld(x + (size_t)t * xs + i + 32);
+        }
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            if (single) prefetch_w(w + (size_t)r * ws + i, 128);   /* decode streams W */
+            const __m512bh wv = bf_ld(w + (size_t)r * ws + i);
+            UNROLL
+            for (int t = 0; t < T; t++) c1[r][t] = _mm512_dpbf16_ps(c1[r][t], wv, xv[t]);
+            if (single) {
+                const __m512bh wv2 = bf_ld(w + (size_t)r * ws + i + 32);
+                UNROLL
+                for (int t = 0; t < T; t++) c2[r][t] = _mm512_dpbf16_ps(c2[r][t], wv2, xv2[t]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int t = 0; t < T; t++) {
+            float a1[16], a2[16];
+            const uint16_t *wr = w + (size_t)r * ws, *xt = x + (size_t)t * xs;
+            _mm512_storeu_ps(a1, c1[r][t]);
+            if (single) {
+                _mm512_storeu_ps(a2, c2[r][t]);
+                y[(size_t)t * ldy + r] = kern_bf16_finish_single(a1, a2, wr, xt, i, n);
+            } else {
+                y[(size_t)t * ldy + r] = kern_bf16_finish_batched(a1, wr, xt, i, n);
+            }
+        }
+}
+
+/* R rows x T tokens, R <= 4 and T <= 6 constant after inlining */
+#define BF_TILE_CASE(R_, T_, SINGLE)                                                           \
+    if (R == R_ && T == T_) { bf_tile(n, w, ws, R_, x, xs, T_, yy, ldy, SINGLE); continue; }
+#define DEFINE_BF16_GEMM(name, SINGLE, TMAX)                                                   \
+    static void gemm_##name(int n, const void *restrict vw, size_t w_stride, int nr,           \
+                            const void *restrict vx, size_t x_stride, int nt, float *restrict y, \
+                            size_t ldy) {                                                      \
+        const size_t ws = w_stride / 2, xs = x_stride / 2;                                     \
+        for (int t = 0; t < nt; t += TMAX) {                                                   \
+            const uint16_t *x = (const uint16_t *)vx + (size_t)t * xs;                         \
+            for (int r = 0; r < nr; r += 4) {                                                  \
+                const uint16_t *w = (const uint16_t *)vw + (size_t)r * ws;                     \
+                float *yy = y + (size_t)t * ldy + r;                                           \
+                const int R = nr - r < 4 ? nr - r : 4, T = nt - t < TMAX ? nt - t : TMAX;      \
+                BF_TILE_CASE(4, TMAX, SINGLE) BF_TILE_CASE(4, 1, SINGLE)                       \
+                BF_TILE_CASE(1, 1, SINGLE) BF_TILE_CASE(4, 2, SINGLE)                          \
+                BF_TILE_CASE(4, 3, SINGLE) BF_TILE_CASE(4, 4, SINGLE)                          \
+                bf_tile(n, w, ws, R, x, xs, T, yy, ldy, SINGLE);                               \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,               \
+                               const void *restrict x) {                                       \
+        bf_tile(n, w, 0, 1, x, 0, 1, s, 0, SINGLE);                                            \
+    }
+DEFINE_BF16_GEMM(bf16, 1, 2)
+DEFINE_BF16_GEMM(bf16_b, 0, 6)
+
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
-    (void)features;
 #define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
     SET(NJ_Q4_0, q4_0);
     SET(NJ_Q4_1, q4_1);
@@ -1164,4 +1255,10 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;
+    if (features & NJ_CPU_AVX512BF16) {   /* else avx2's emulation stays */
+        k->vec_dot[NJ_BF16] = k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
+        k->gemm[NJ_BF16] = k->gemm_rs[NJ_BF16] = gemm_bf16;
+        k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
+        k->gemm_rb[NJ_BF16] = gemm_bf16_b;
+    }
 }

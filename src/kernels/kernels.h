@@ -3,8 +3,8 @@
  * chosen once from the CPU's features.
  *
  * Design.  A kernel *level* is one instruction-set tier: scalar (portable
- * C), avx2 (AVX2+FMA+F16C), avx512 (F/BW/VL/DQ + VNNI, BF16 used when
- * present), neon (ARMv8 NEON with the dot-product extension).  Each level
+ * C), avx2 (AVX2+FMA+F16C), avx512 (F/BW/VL/DQ + VNNI; vdpbf16ps for BF16
+ * weights when the CPU has AVX512_BF16, else avx2's emulation), neon (ARMv8 NEON with the dot-product extension).  Each level
  * is a table `nj_kernels` indexed by nj_type.  A table is built by copying
  * the level below it and letting the ISA file overwrite the entries it has
  * a faster version of (avx512 starts from avx2, avx2 and neon from scalar),
@@ -53,7 +53,13 @@
  *   vec_dot_rb, gemm_rb    repacked tensors, batched order;
  * (Q4_0's single-token and batched orders are one and the same function);
  * the _rs/_rb entries are NULL for types llama.cpp does not repack (their
- * vec_dot order holds for every tensor and batch).  gemm16 computes the
+ * vec_dot order holds for every tensor and batch), except BF16: llama.cpp
+ * does not repack it but multiplies it by two kernels, ggml_vec_dot_bf16
+ * for a product of one token and llamafile's tinyBLAS for products of
+ * u >= 2 tokens (all u of them) when rows % 4 == 0 and cols % 32 == 0;
+ * so BF16's vec_dot_rs is its vec_dot (single-token order) and its
+ * vec_dot_rb the tinyBLAS order, and kern_two_orders/kern_single_count
+ * below give each type's rule.  gemm16 computes the
  * batched order: vec_dot_rb's where the type has one (so it serves only
  * repacked tensors), else vec_dot's.  matmul decides which tensors count
  * as repacked (by type and row count) and matmul_ex() which tokens take
@@ -137,6 +143,30 @@ typedef struct nj_kernels {
  * row count is a multiple of this (its 8-row interleaved blocks). */
 #define KERN_REPACK_ROWS 8
 
+/* BF16 has two orders too, without any repacking (see "BF16" below):
+ * llamafile's tinyBLAS takes a product of u >= 2 tokens when the weight's
+ * rows are a multiple of 4 and its columns of 32; everything else goes
+ * through ggml_vec_dot_bf16. */
+#define KERN_BF16_TB_ROWS 4
+#define KERN_BF16_TB_COLS 32
+
+/* Whether llama.cpp multiplies a (rows, cols) weight of `type` in two
+ * orders (single-token and batched; the _rs/_rb entries), given that the
+ * type has them. */
+static inline int kern_two_orders(int type, int64_t rows, int64_t cols) {
+    if (type == NJ_BF16) return rows % KERN_BF16_TB_ROWS == 0 && cols % KERN_BF16_TB_COLS == 0;
+    return rows % KERN_REPACK_ROWS == 0;
+}
+
+/* How many of the last tokens of a product of u tokens (one llama.cpp
+ * micro-batch, u >= 1) llama.cpp computes in the single-token order, for a
+ * weight with two orders: repacked types u % 4 (its GEMM takes groups of
+ * 4), BF16 all of them when u == 1 (tinyBLAS takes any u >= 2) else none. */
+static inline int kern_single_count(int type, int u) {
+    if (type == NJ_BF16) return u == 1;
+    return u % 4;
+}
+
 /* The dispatched table (best supported level, NIGHTJAR_CPU applied). */
 const nj_kernels *kernels_get(void);
 /* A specific level's table, or NULL if this CPU/build cannot run it
@@ -201,6 +231,21 @@ void kern_pack16_q8_1(int n, const void *restrict x, size_t x_stride, int nt, vo
 void kern_pack16_q8_0_x86(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
 void kern_pack16_q8_1_x86(int n, const void *restrict x, size_t x_stride, int nt, void *restrict dst);
 
+/* BF16 (scalar.c): llama.cpp's two orders are built from vdpbf16ps steps
+ * (one 32-element chunk into 16 lane accumulators, see scalar.c); a SIMD
+ * level computes the lane accumulators and hands them to these finishers,
+ * which apply the canonical reductions and tails, so every level shares
+ * them bit for bit:
+ *   single   (ggml_vec_dot_bf16): c1 over the even 32-element chunks of
+ *            each 64, c2 over the odd ones, i = 64*(n/64) elements done;
+ *   batched  (tinyBLAS): c over every 32-element chunk, i = 32*(n/32). */
+float kern_bf16_finish_single(const float c1[16], const float c2[16], const uint16_t *w,
+                              const uint16_t *x, int i, int n);
+float kern_bf16_finish_batched(const float c[16], const uint16_t *w, const uint16_t *x, int i,
+                               int n);
+/* One vdpbf16ps chunk in portable C (scalar.c's reference step). */
+void kern_bf16_dp32(float c[16], const uint16_t *w, const uint16_t *x);
+
 /* Generic tile product: loops vec_dot (the fallback gemm for every type). */
 void kern_gemm_generic(nj_vec_dot_fn dot, int n, const void *restrict w, size_t w_stride,
                        int nr, const void *restrict x, size_t x_stride, int nt,
@@ -253,6 +298,22 @@ static inline float kern_bf16_to_fp32(uint16_t h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+/* vdpbf16ps's input rule: a subnormal bf16 is read as a zero of its sign
+ * (DAZ). */
+static inline float kern_bf16_daz(uint16_t h) {
+    return kern_bf16_to_fp32((h & 0x7f80) ? h : (uint16_t)(h & 0x8000));
+}
+
+/* vdpbf16ps's output rule: a result that is subnormal after rounding
+ * becomes a zero of its sign (FTZ); NaN passes. */
+static inline float kern_f32_ftz(float v) {
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    if ((b & 0x7f800000u) == 0) b &= 0x80000000u;
+    memcpy(&v, &b, 4);
+    return v;
 }
 
 #endif

@@ -623,12 +623,8 @@ KINLINE float32x4_t ld_f32(const void *p, int i) { return vld1q_f32((const float
 KINLINE float32x4_t ld_f16(const void *p, int i) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p + i)));
 }
-KINLINE float32x4_t ld_bf16(const void *p, int i) {
-    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)p + i), 16));
-}
 KINLINE float el_f32(const void *p, int i) { return ((const float *)p)[i]; }
 KINLINE float el_f16(const void *p, int i) { return h2f(((const uint16_t *)p)[i]); }
-KINLINE float el_bf16(const void *p, int i) { return kern_bf16_to_fp32(((const uint16_t *)p)[i]); }
 
 /* a0..a3 hold lanes 0-3, 4-7, 8-11, 12-15:
  *   b = a[k] + a[k+8];  c = b[k] + b[k+4];  (c0 + c2) + (c1 + c3) */
@@ -670,7 +666,114 @@ KINLINE float reduce16(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4
 
 DEFINE_FLOAT_TILE(f32, ld_f32, el_f32)
 DEFINE_FLOAT_TILE(f16, ld_f16, el_f16)
-DEFINE_FLOAT_TILE(bf16, ld_bf16, el_bf16)
+
+/* ---- BF16: vdpbf16ps emulated (llama.cpp's x86 orders, scalar.c) -------
+ *
+ * As in avx2.c: a 32-element chunk is 16 lanes, lane j the pair (2j,
+ * 2j+1); 8 bf16 in a q register are 4 dwords with the odd element in the
+ * high half, so `and 0xffff0000` and `<< 16` give odd and even as f32.
+ * Each step is acc = ftz(fma(odd_w, odd_x, acc)) then the even pair, with
+ * DAZ inputs (a zero exponent keeps only the sign, on the 16-bit values):
+ * scalar.c's kern_bf16_dp32.  The reductions and tails are scalar.c's
+ * finishers. */
+typedef struct { float32x4_t v[4]; } bf_acc;   /* lanes 4k..4k+3 in v[k] */
+
+KINLINE void bf_load(const uint16_t *p, float32x4_t *odd, float32x4_t *even) {
+    uint16x8_t v = vld1q_u16(p);
+    v = vandq_u16(v, vorrq_u16(vtstq_u16(v, vdupq_n_u16(0x7f80)), vdupq_n_u16(0x8000)));
+    const uint32x4_t d = vreinterpretq_u32_u16(v);
+    *odd = vreinterpretq_f32_u32(vandq_u32(d, vdupq_n_u32(0xffff0000u)));
+    *even = vreinterpretq_f32_u32(vshlq_n_u32(d, 16));
+}
+
+KINLINE float32x4_t bf_ftz(float32x4_t v) {
+    const uint32x4_t tiny = vcaltq_f32(v, vdupq_n_f32(1.17549435e-38f));
+    return vreinterpretq_f32_u32(
+        vbicq_u32(vreinterpretq_u32_f32(v), vandq_u32(tiny, vdupq_n_u32(0x7fffffffu))));
+}
+
+KINLINE void bf_chunk(bf_acc c[4][2], const uint16_t *w, size_t ws, const int R,
+                      const uint16_t *x, size_t xs, const int T, int i) {
+    UNROLL
+    for (int k = 0; k < 4; k++) {
+        float32x4_t xo[2], xe[2];
+        UNROLL
+        for (int t = 0; t < T; t++) bf_load(x + (size_t)t * xs + i + 8 * k, &xo[t], &xe[t]);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            float32x4_t wo, we;
+            bf_load(w + (size_t)r * ws + i + 8 * k, &wo, &we);
+            UNROLL
+            for (int t = 0; t < T; t++) {
+                float32x4_t a = bf_ftz(vfmaq_f32(c[r][t].v[k], wo, xo[t]));
+                c[r][t].v[k] = bf_ftz(vfmaq_f32(a, we, xe[t]));
+            }
+        }
+    }
+}
+
+KINLINE void bf_store(const bf_acc *a, float out[16]) {
+    UNROLL
+    for (int k = 0; k < 4; k++) vst1q_f32(out + 4 * k, a->v[k]);
+}
+
+KINLINE void bf_tile(int n, const uint16_t *w, size_t ws, const int R, const uint16_t *x,
+                     size_t xs, const int T, float *y, size_t ldy, const int single) {
+    bf_acc c1[4][2], c2[4][2];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int t = 0; t < T; t++)
+            UNROLL
+            for (int k = 0; k < 4; k++) c1[r][t].v[k] = c2[r][t].v[k] = vdupq_n_f32(0.0f);
+    int i = 0;
+    if (single) {
+        for (; i + 64 <= n; i += 64) {
+            bf_chunk(c1, w, ws, R, x, xs, T, i);
+            bf_chunk(c2, w, ws, R, x, xs, T, i + 32);
+        }
+    } else {
+        for (; i + 32 <= n; i += 32) bf_chunk(c1, w, ws, R, x, xs, T, i);
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float a1[16], a2[16];
+            const uint16_t *wr = w + (size_t)r * ws, *xt = x + (size_t)t * xs;
+            bf_store(&c1[r][t], a1);
+            if (single) {
+                bf_store(&c2[r][t], a2);
+                y[(size_t)t * ldy + r] = kern_bf16_finish_single(a1, a2, wr, xt, i, n);
+            } else {
+                y[(size_t)t * ldy + r] = kern_bf16_finish_batched(a1, wr, xt, i, n);
+            }
+        }
+}
+
+/* tiles of up to 2 rows x 2 tokens */
+#define DEFINE_BF16_GEMM(name, SINGLE)                                                         \
+    static void gemm_##name(int n, const void *restrict vw, size_t w_stride, int nr,           \
+                            const void *restrict vx, size_t x_stride, int nt, float *restrict y, \
+                            size_t ldy) {                                                      \
+        const size_t ws = w_stride / 2, xs = x_stride / 2;                                     \
+        for (int t = 0; t < nt; t += 2) {                                                      \
+            const uint16_t *x = (const uint16_t *)vx + (size_t)t * xs;                         \
+            for (int r = 0; r < nr; r += 2) {                                                  \
+                const uint16_t *w = (const uint16_t *)vw + (size_t)r * ws;                     \
+                float *yy = y + (size_t)t * ldy + r;                                           \
+                const int R = nr - r < 2 ? nr - r : 2, T = nt - t < 2 ? nt - t : 2;            \
+                if (R == 2 && T == 2) bf_tile(n, w, ws, 2, x, xs, 2, yy, ldy, SINGLE);        \
+                else if (R == 2) bf_tile(n, w, ws, 2, x, xs, 1, yy, ldy, SINGLE);             \
+                else if (T == 2) bf_tile(n, w, ws, 1, x, xs, 2, yy, ldy, SINGLE);             \
+                else bf_tile(n, w, ws, 1, x, xs, 1, yy, ldy, SINGLE);                         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,               \
+                               const void *restrict x) {                                       \
+        bf_tile(n, w, 0, 1, x, 0, 1, s, 0, SINGLE);                                            \
+    }
+DEFINE_BF16_GEMM(bf16, 1)
+DEFINE_BF16_GEMM(bf16_b, 0)
 
 /* ---- packed GEMM: 16 tokens per group, 4 per vector ---------------------
  *
@@ -1273,6 +1376,10 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_F16, f16);
     SET(NJ_BF16, bf16);
 #undef SET
+    k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
+    k->gemm_rs[NJ_BF16] = gemm_bf16;
+    k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
+    k->gemm_rb[NJ_BF16] = gemm_bf16_b;
     k->from_float[NJ_Q8_0] = quantize_q8_0;
     k->from_float[NJ_Q8_1] = quantize_q8_1;
     k->from_float[NJ_Q8_K] = quantize_q8_K;

@@ -173,10 +173,31 @@ void kern_quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n) {
  *         batched       A = fma(I_h, dw*dx, A),     B = fma(N_h, dmin*dx, B)
  *     Q4_0, repacked layout (q4_0_8x8, any batch): one chain over blocks,
  *       acc = fma(I_i, dw*dx, acc), I_i the block's exact integer sum.
- *   F32/F16/BF16: sixteen lanes, element k feeding lane k % 16 for the
+ *   F32/F16: sixteen lanes, element k feeding lane k % 16 for the
  *       whole 16-element steps, reduced as
  *       b[k] = a[k] + a[k+8];  c[k] = b[k] + b[k+4];  y = (c0 + c2) + (c1 + c3)
- *       then the tail elements fma'ed into y in order.
+ *       (reduce16) then the tail elements fma'ed into y in order.
+ *   BF16 (activations rounded to bf16, RNE, NaN quieted, subnormals kept,
+ *       as ggml's from_float): llama.cpp's AVX512_BF16 kernels, built on
+ *       vdpbf16ps.  One vdpbf16ps step over a 32-element chunk updates 16
+ *       lanes, lane j taking the pair (2j, 2j+1):
+ *           c_j = ftz(fma(w[2j+1], x[2j+1], c_j));  c_j = ftz(fma(w[2j], x[2j], c_j))
+ *       (odd product first; a bf16 product is exact in f32, so each add is
+ *       an fma; inputs DAZ: a subnormal bf16 reads as a zero of its sign;
+ *       ftz: a result subnormal after rounding becomes a zero of its sign
+ *       -- Intel's text, and checked against the instruction on 32M random
+ *       and edge lanes, as tests/test_kernels.c keeps doing).  Two orders:
+ *         single-token (ggml_vec_dot_bf16, vec_dot and vec_dot_rs): c1 over
+ *           the first and c2 over the second 32 elements of every full 64;
+ *           y = f32(((0 + (double)reduce16(c1)) + (double)reduce16(c2))
+ *                   + sum of (double)(w_i * x_i) over the tail i >= 64*(n/64)),
+ *           the tail products plain f32 (no DAZ), the sums in double;
+ *         batched (llamafile tinyBLAS, vec_dot_rb): one c over every
+ *           32-element chunk, y = reduce16(c) (llama.cpp only takes it when
+ *           n % 32 == 0; a tail would be fma'ed into y in order).
+ *       kernels.h ("Repacked orders", kern_two_orders) says which products
+ *       take which.  The reductions and tails are the shared finishers
+ *       kern_bf16_finish_*, the steps kern_bf16_dp32 (or the instruction).
  *
  * S_i and M_i are converted to float with round-to-nearest (exact below
  * 2^24, which real data never leaves).  The Q6_K -32 offset and the
@@ -566,7 +587,60 @@ static float lanes16_reduce(const float a[16]) {
 #define CONV_F32(v) (v)
 DEFINE_FLOAT_DOT(f32, float, CONV_F32)
 DEFINE_FLOAT_DOT(f16, uint16_t, kern_fp16_to_fp32)
-DEFINE_FLOAT_DOT(bf16, uint16_t, kern_bf16_to_fp32)
+
+/* BF16 (see the top): one vdpbf16ps step over a 32-element chunk.  Lane j
+ * takes the pair (2j, 2j+1): the odd product first, then the even one,
+ * each a fused multiply-add (bf16 products are exact in f32) with DAZ
+ * inputs and an FTZ result.  c is always flushed already, so it needs no
+ * DAZ of its own. */
+void kern_bf16_dp32(float c[16], const uint16_t *w, const uint16_t *x) {
+    for (int j = 0; j < 16; j++) {
+        float a = kern_f32_ftz(fmaf(kern_bf16_daz(w[2 * j + 1]), kern_bf16_daz(x[2 * j + 1]), c[j]));
+        c[j] = kern_f32_ftz(fmaf(kern_bf16_daz(w[2 * j]), kern_bf16_daz(x[2 * j]), a));
+    }
+}
+
+/* ggml_vec_dot_bf16: the two lane sets reduced and added in double, then
+ * the tail's plain f32 products (no DAZ) in double, rounded to f32 once. */
+float kern_bf16_finish_single(const float c1[16], const float c2[16], const uint16_t *w,
+                              const uint16_t *x, int i, int n) {
+    double s = 0.0;
+    s += (double)lanes16_reduce(c1);
+    s += (double)lanes16_reduce(c2);
+    for (; i < n; i++) {
+        const float p = kern_bf16_to_fp32(w[i]) * kern_bf16_to_fp32(x[i]);
+        s += (double)p;
+    }
+    return (float)s;
+}
+
+/* tinyBLAS: one reduction.  llama.cpp never takes this order when n % 32
+ * != 0; for such n the tail is defined as an fma chain on the sum. */
+float kern_bf16_finish_batched(const float c[16], const uint16_t *w, const uint16_t *x, int i,
+                               int n) {
+    float r = lanes16_reduce(c);
+    for (; i < n; i++) r = fmaf(kern_bf16_to_fp32(w[i]), kern_bf16_to_fp32(x[i]), r);
+    return r;
+}
+
+static void dot_bf16(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const uint16_t *w = vw, *x = vx;
+    float c1[16] = {0}, c2[16] = {0};
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        kern_bf16_dp32(c1, w + i, x + i);
+        kern_bf16_dp32(c2, w + i + 32, x + i + 32);
+    }
+    *s = kern_bf16_finish_single(c1, c2, w, x, i, n);
+}
+
+static void dot_bf16_b(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const uint16_t *w = vw, *x = vx;
+    float c[16] = {0};
+    int i = 0;
+    for (; i + 32 <= n; i += 32) kern_bf16_dp32(c, w + i, x + i);
+    *s = kern_bf16_finish_batched(c, w, x, i, n);
+}
 
 /* ---- packed 16-token groups (portable; used by the SIMD gemm16s) ------- */
 
@@ -645,6 +719,8 @@ void kern_scalar_fill(nj_kernels *k) {
     k->vec_dot[NJ_F32] = dot_f32;
     k->vec_dot[NJ_F16] = dot_f16;
     k->vec_dot[NJ_BF16] = dot_bf16;
+    k->vec_dot_rs[NJ_BF16] = dot_bf16;
+    k->vec_dot_rb[NJ_BF16] = dot_bf16_b;
     k->vec_dot[NJ_Q4_0] = dot_q4_0;
     k->vec_dot[NJ_Q4_1] = dot_q4_1;
     k->vec_dot[NJ_Q5_0] = dot_q5_0;

@@ -148,8 +148,9 @@ KINLINE void prefetch_w(const void *p, const int bytes) {
  * B32_TRMAX = 4 rows at a time.  Blocks go in groups of eight so that their
  * scales come in with one gather per row and token (head8); d = dw*dx is
  * formed for the eight blocks in one multiply and broadcast from memory.  A
- * short last group is zero-padded: a zero block adds fma(0, 0, a) = a (the
- * chains start at +0 and can never become -0, so this is exact). */
+ * short last group of nk < 8 blocks gathers only those heads (head8n) and
+ * runs its block loop nk times, in place: no copy of weights or
+ * activations (for 640-wide rows, a fifth of all blocks are such a tail). */
 
 /* The first 32-bit word of 8 consecutive blocks of `size` bytes: every
  * format here starts with its fp16 d, and Q4_1/Q5_1/Q8_1 follow it with m
@@ -159,6 +160,16 @@ KINLINE __m256i head8(const void *blocks, int size) {
     const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                            _mm256_set1_epi32(size));
     return _mm256_i32gather_epi32((const int *)blocks, idx, 1);
+}
+
+/* head8 of the first nk (1..8) blocks only; lanes nk..7 are 0 and nothing
+ * past block nk - 1 is read (the row's last group may end the mapping). */
+KINLINE __m256i head8n(const void *blocks, int size, const int nk) {
+    if (nk == 8) return head8(blocks, size);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i idx = _mm256_mullo_epi32(lane, _mm256_set1_epi32(size));
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nk), lane);
+    return _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)blocks, idx, m, 1);
 }
 
 /* fp16 in the low (hi = 0) or high (hi = 1) half of each 32-bit lane -> f32 */
@@ -193,20 +204,20 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
 #define DEFINE_B32(name, WT, XT, SIGNED, HAS_M)                                         \
     KINLINE void group8_##name(const WT *const *w, const XT *const *x, int off,         \
                                __m256 acc[B32_TRMAX][NT_MAX], float c[B32_TRMAX][NT_MAX], \
-                               const int R, const int nt) {                             \
+                               const int R, const int nt, const int nk) {               \
         float dd[B32_TRMAX][NT_MAX][8] __attribute__((aligned(32)));                    \
         float mw[B32_TRMAX][8] __attribute__((aligned(32)));                            \
         float sx[NT_MAX][8] __attribute__((aligned(32)));                               \
         __m256 dw[B32_TRMAX];                                                           \
         UNROLL                                                                          \
         for (int r = 0; r < R; r++) {                                                   \
-            const __m256i wh = head8(w[r] + off, (int)sizeof(WT));                      \
+            const __m256i wh = head8n(w[r] + off, (int)sizeof(WT), nk);                 \
             dw[r] = half_lanes(wh, 0);                                                  \
             if (HAS_M) _mm256_store_ps(mw[r], half_lanes(wh, 1));                       \
         }                                                                               \
         UNROLL                                                                          \
         for (int t = 0; t < nt; t++) {                                                  \
-            const __m256i xh = head8(x[t] + off, (int)sizeof(XT));                      \
+            const __m256i xh = head8n(x[t] + off, (int)sizeof(XT), nk);                 \
             const __m256 dx = half_lanes(xh, 0);                                        \
             UNROLL                                                                      \
             for (int r = 0; r < R; r++) _mm256_store_ps(dd[r][t], _mm256_mul_ps(dw[r], dx)); \
@@ -216,7 +227,7 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
          * through lane shuffles the compiler would otherwise make of them */ \
         __asm__ volatile("" ::: "memory");                                              \
         UNROLL                                                                          \
-        for (int k = 0; k < 8; k++) {                                                   \
+        for (int k = 0; k < nk; k++) {                                                  \
             __m256i wq[B32_TRMAX], wa[B32_TRMAX];                                       \
             UNROLL                                                                      \
             for (int r = 0; r < R; r++) {                                               \
@@ -257,25 +268,9 @@ KINLINE __m256i unpack_q5_1(const block_q5_1 *b) {
         for (int i = 0; i < nfull; i += 8) {                                            \
             UNROLL                                                                      \
             for (int r = 0; r < R; r++) prefetch_w(w[r] + i, (int)sizeof(WT) * 8);      \
-            group8_##name(w, x, i, acc, c, R, nt);                                      \
+            group8_##name(w, x, i, acc, c, R, nt, 8);                                   \
         }                                                                               \
-        if (nb > nfull) {                                                               \
-            WT wpad[B32_TRMAX][8];                                                      \
-            XT xpad[NT_MAX][8];                                                         \
-            const WT *wp[B32_TRMAX];                                                    \
-            const XT *xp[NT_MAX];                                                       \
-            for (int r = 0; r < R; r++) {                                               \
-                memset(wpad[r], 0, sizeof wpad[r]);                                     \
-                memcpy(wpad[r], w[r] + nfull, sizeof(WT) * (size_t)(nb - nfull));       \
-                wp[r] = wpad[r];                                                        \
-            }                                                                           \
-            for (int t = 0; t < nt; t++) {                                              \
-                memset(xpad[t], 0, sizeof xpad[t]);                                     \
-                memcpy(xpad[t], x[t] + nfull, sizeof(XT) * (size_t)(nb - nfull));       \
-                xp[t] = xpad[t];                                                        \
-            }                                                                           \
-            group8_##name(wp, xp, 0, acc, c, R, nt);                                    \
-        }                                                                               \
+        if (nb > nfull) group8_##name(w, x, nfull, acc, c, R, nt, nb - nfull);          \
         UNROLL                                                                          \
         for (int r = 0; r < R; r++)                                                     \
             UNROLL                                                                      \
