@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "attn_ops.h"
+#include "util.h"
 #include "quant.h"
 
 static uint32_t rng = 12345;
