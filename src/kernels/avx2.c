@@ -10,8 +10,11 @@
  * K-quants, per 64-element pair for Q4_K's batched order -- then the fixed
  * fma chains), so results equal the scalar level's bit for bit whatever
  * nt is (vec_dot is the nt = 1 case).  Q4_K has two more tiles for its
- * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h).  The weight stream is prefetched 1.5 KB ahead so decode
- * (a GEMV from DRAM) overlaps memory and compute.
+ * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h), and its
+ * single-token GEMV takes eight rows per tile (rows8_q4_K_rs).  The weight
+ * stream is prefetched 1.5 KB ahead (the eight-row tile: 24 super-blocks
+ * ahead in tile order, to L2) so decode (a GEMV from DRAM) overlaps
+ * memory and compute.
  *
  * Integer core.  Weights are made non-negative bytes (nibbles, 5/6-bit
  * values, or |w| with the sign moved onto the activation), activations are
