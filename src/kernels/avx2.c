@@ -10,8 +10,11 @@
  * K-quants, per 64-element pair for Q4_K's batched order -- then the fixed
  * fma chains), so results equal the scalar level's bit for bit whatever
  * nt is (vec_dot is the nt = 1 case).  Q4_K has two more tiles for its
- * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h).  The weight stream is prefetched 1.5 KB ahead so decode
- * (a GEMV from DRAM) overlaps memory and compute.
+ * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h), and its
+ * single-token GEMV takes eight rows per tile (rows8_q4_K_rs).  The weight
+ * stream is prefetched 1.5 KB ahead (the eight-row tile: 24 super-blocks
+ * ahead in tile order, to L2) so decode (a GEMV from DRAM) overlaps
+ * memory and compute.
  *
  * Integer core.  Weights are made non-negative bytes (nibbles, 5/6-bit
  * values, or |w| with the sign moved onto the activation), activations are
@@ -179,6 +182,100 @@ KINLINE void tile_q4_K_rb(int n, const void *restrict w, const void *restrict x,
 }
 DEFINE_KERNELS(q4_K_rs, tile_q4_K_rs)
 DEFINE_KERNELS(q4_K_rb, tile_q4_K_rb)
+
+/* Single-token repacked order, eight rows per tile (decode): the same
+ * float chains as tile_q4_K_rs, with the eight rows' A and B in the lanes
+ * of one ymm each.  Per row and super-block, eight 32-element chunks of
+ * vpmaddubsw + vpmaddwd by the chunk's scale; the block header (d, dmin,
+ * 12 scale bytes) is one 16-byte load, unpacked in an xmm; the eight rows'
+ * integer sums meet in one hadd tree.  Activations are loaded once per
+ * super-block for all eight rows. */
+KINLINE __m128i q4k_hdr_scales(__m128i h) {
+    /* dwords [d|dmin, u0, u1, u2] -> bytes [sc0..3, sc4..7, mn0..3, mn4..7] */
+    const __m128i p = _mm_shuffle_epi32(h, _MM_SHUFFLE(3, 2, 3, 1));   /* u0 u2 u1 u2 */
+    const __m128i q = _mm_srlv_epi32(p, _mm_setr_epi32(0, 0, 0, 4));
+    const __m128i lo = _mm_and_si128(q, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i r = _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 2, 1, 1));   /* u0 u0 u1 u1 */
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(r, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(lo, hi);
+}
+
+#define Q4KR8_PF 24
+static void rows8_q4_K_rs(int nb, const char *w, size_t ws, const block_q8_K *x, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 A = _mm256_setzero_ps(), B = _mm256_setzero_ps();
+    /* prefetch (to L2) Q4KR8_PF super-blocks ahead in the order the tiles
+     * read them: past a row's end, in the same row of the next tile */
+    size_t pft = Q4KR8_PF / nb;
+    int pfb = Q4KR8_PF % nb;
+    for (int i = 0; i < nb; i++) {
+        const size_t off = (size_t)i * sizeof(block_q4_K);
+        const size_t pfo = pft * 8 * ws + (size_t)pfb * sizeof(block_q4_K);
+        if (++pfb == nb) { pfb = 0; pft++; }
+        __m256i X[8];
+        UNROLL
+        for (int k = 0; k < 8; k++) X[k] = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * k));
+        const __m128i b8 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x[i].bsums),
+                                          _mm_loadu_si128((const __m128i *)(x[i].bsums + 8)));
+        __m256i S[8];
+        __m128i M[8];
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws + off);
+            const char *pf = w + (size_t)r * ws + pfo;
+            _mm_prefetch(pf, _MM_HINT_T1);
+            _mm_prefetch(pf + 64, _MM_HINT_T1);
+            _mm_prefetch(pf + 128, _MM_HINT_T1);
+            const __m128i dec = q4k_hdr_scales(_mm_loadu_si128((const __m128i *)b));
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(dec));
+            M[r] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(dec, 8)), b8);
+            __m256i s = _mm256_setzero_si256();
+            UNROLL
+            for (int p = 0; p < 4; p++) {
+                const __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p));
+                const __m256i lo = _mm256_and_si256(bits, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(lane16(sc, 2 * p), _mm256_maddubs_epi16(lo, X[2 * p])));
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(lane16(sc, 2 * p + 1), _mm256_maddubs_epi16(hi, X[2 * p + 1])));
+            }
+            S[r] = s;
+        }
+        const __m256i Si = hsum8x8_i32(S);
+        /* mins: pairs of rows, then a hadd tree -> rows 0 2 4 6 | 1 3 5 7 */
+        const __m256i m01 = _mm256_setr_m128i(M[0], M[1]), m23 = _mm256_setr_m128i(M[2], M[3]);
+        const __m256i m45 = _mm256_setr_m128i(M[4], M[5]), m67 = _mm256_setr_m128i(M[6], M[7]);
+        const __m256i mh = _mm256_hadd_epi32(_mm256_hadd_epi32(m01, m23), _mm256_hadd_epi32(m45, m67));
+        const __m256i Mi = _mm256_permutevar8x32_epi32(mh, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        const block_q4_K *b0 = (const block_q4_K *)(w + off);
+#define HD(r) (short)((const block_q4_K *)((const char *)b0 + (size_t)(r) * ws))->d
+#define HM(r) (short)((const block_q4_K *)((const char *)b0 + (size_t)(r) * ws))->dmin
+        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(HD(0), HD(1), HD(2), HD(3), HD(4), HD(5), HD(6), HD(7)));
+        const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi16(HM(0), HM(1), HM(2), HM(3), HM(4), HM(5), HM(6), HM(7)));
+#undef HD
+#undef HM
+        const __m256 xd = _mm256_set1_ps(x[i].d);
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Si), _mm256_mul_ps(dw, xd), A);
+        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Mi), _mm256_mul_ps(dm, xd), B);
+    }
+    _mm256_storeu_ps(y, _mm256_sub_ps(A, B));
+}
+
+/* gemm_rs: one token (decode), rows eight at a time, the rest one by one;
+ * two or three tokens (a prefill's tail) through the multi-token tile */
+static void gemm_q4_K_rs8(int n, const void *restrict vw, size_t ws, int nr, const void *restrict vx,
+                          size_t xs, int nt, float *restrict y, size_t ldy) {
+    if (nt > 1) {
+        gemm_q4_K_rs(n, vw, ws, nr, vx, xs, nt, y, ldy);
+        return;
+    }
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *x = XROW(block_q8_K, vx, xs, t);
+        float *yt = y + (size_t)t * ldy;
+        int r = 0;
+        for (; r + 8 <= nr; r += 8) rows8_q4_K_rs(n / QK_K, (const char *)vw + (size_t)r * ws, ws, x, yt + r);
+        for (; r < nr; r++) tile_q4_K_rs(n, (const char *)vw + (size_t)r * ws, x, 0, yt + r, 0, 1);
+    }
+}
 
 /* Plain layout: the scales' lanes in eight float chains (as Q5_K), the
  * mins' four pair sums in the four lanes of an xmm chain. */
@@ -868,7 +965,7 @@ void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     SET(NJ_Q3_K, q3_K);
     SET(NJ_Q4_K, q4_K);
     k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
-    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
+    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs8;
     k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
     k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
     SET(NJ_Q5_K, q5_K);

@@ -1,11 +1,21 @@
 /*
- * avx512 — AVX-512 VNNI packed GEMM for prefill (tokens in lanes).
+ * avx512 — AVX-512 VNNI packed GEMM for prefill (tokens in lanes), and
+ * zmm GEMV for the two types that carry most of a K-quant model's decode.
  *
- * GEMV (one token) is memory-bound and the AVX2 kernels already stream
- * weights faster than DRAM delivers them, so this level inherits vec_dot
- * and the small-batch tiles from avx2 and adds gemm16: a block of weight
- * rows times a packed group of 16 tokens (kernels.h), one token per 32-bit
- * lane of a zmm register.
+ * GEMV (one token) is memory-bound, but for Q4_K and Q6_K the AVX2 tiles
+ * spent about as long computing a super-block as DRAM took to deliver it,
+ * so the two overlapped badly.  This level replaces Q4_K's single-token
+ * repacked order (gemm_rs: eight rows per tile, the rows' chains in the
+ * lanes of one ymm, as llama.cpp's q4_K_8x8 GEMV) and Q6_K's plain order
+ * (gemm and vec_dot: two rows per tile sharing a zmm accumulator, up to
+ * four tokens) with zmm kernels about twice (Q4_K) and 1.5 times (Q6_K)
+ * as fast from cache; see their sections.  Both prefetch the weight
+ * stream into L2 a fixed number of super-blocks ahead in the order the
+ * tiles read it (past a row's end, into the same row of the next tile).
+ * Every other type inherits vec_dot and the small-batch tiles from avx2.
+ *
+ * For prefill it adds gemm16: a block of weight rows times a packed group
+ * of 16 tokens (kernels.h), one token per 32-bit lane of a zmm register.
  *
  * Inner loop, per 4 weight bytes k of R rows (R = 4):
  *
@@ -755,6 +765,336 @@ KINLINE void rows_q4_0_r(int nb, const char *w, size_t ws, const int R, const ch
         for (int g = 0; g < G; g++) store_lanes(acc[r][g], y + (size_t)16 * g * ldy + r, ldy);
 }
 
+/* ---- Q4_K GEMV, repacked single-token order: eight rows at a time ---------
+ * The order (kernels.h, scalar.c): per row two chains over super-blocks,
+ * A = fma(S, dw*dx, A) and B = fma(M, dmin*dx, B), y = A - B, with S the
+ * super-block's exact scaled sum and M its exact mins term.  Here the
+ * chains of eight rows run in the lanes of two ymm registers (as in
+ * llama.cpp's q4_K_8x8 GEMV), and the integer work per row and
+ * super-block is four zmm steps of 64 elements:
+ *
+ *   qs bytes 0..63:   low nibbles = elements 0..31 | 64..95     (chunks 0, 2)
+ *                     high nibbles = elements 32..63 | 96..127  (chunks 1, 3)
+ *   qs bytes 64..127: likewise chunks 4, 6 and 5, 7
+ *   S += vpdpwssd(vpmaddubsw(nibbles, x in that order), scales per half)
+ *
+ * the activations being put in that order once per super-block for all
+ * eight rows.  The 16-byte block headers (d, dmin, 12 scale bytes) of
+ * four rows share one zmm, where the 6-bit scales and mins are unpacked
+ * for four rows at once.  The eight S accumulators and the mins terms are
+ * reduced together into one lane per row (a transpose-and-add tree).  All
+ * integer sums are exact, so the float operations per row are the
+ * canonical ones. */
+#ifndef Q4KV_PF
+#define Q4KV_PF 24                   /* prefetch distance, super-blocks */
+#endif
+#ifndef Q4KV_HINT
+#define Q4KV_HINT _MM_HINT_T1
+#endif
+
+/* int16 lanes: byte c, then zero (a vpshufb mask); quarters 0-1 take c0,
+ * quarters 2-3 c1 */
+KINLINE __m512i q4kv_mask(int c0, int c1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x8000 | c0))),
+                              _mm256_set1_epi16((short)(0x8000 | c1)), 1);
+}
+
+/* Four 16-byte block headers [d|dmin, u0, u1, u2] (one per 128-bit
+ * quarter) -> [sc0..3, sc4..7, mn0..3, mn4..7] bytes per quarter:
+ *   sc0..3 = u0 & 0x3f.., sc4..7 = (u2 & 0x0f..) | ((u0 >> 2) & 0x30..)
+ *   mn0..3 = u1 & 0x3f.., mn4..7 = ((u2 >> 4) & 0x0f..) | ((u1 >> 2) & 0x30..) */
+KINLINE __m512i q4kv_scales(__m512i h) {
+    const __m512i p = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)_MM_SHUFFLE(3, 2, 3, 1));   /* u0 u2 u1 u2 */
+    const __m512i q = _mm512_srlv_epi32(p, _mm512_set4_epi32(4, 0, 0, 0));
+    const __m512i lo = _mm512_and_si512(q, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    const __m512i r = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)_MM_SHUFFLE(2, 2, 1, 1));   /* u0 u0 u1 u1 */
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(r, 2),
+                                        _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0));
+    return _mm512_or_si512(lo, hi);
+}
+
+KINLINE __m512i q4kv_hdr4(const char *const *w, size_t off) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(w[0] + off)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[1] + off)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[2] + off)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(w[3] + off)), 3);
+}
+
+/* quarter k of v in all four (k a constant once unrolled; the switch
+ * keeps the shuffle's immediate an immediate without optimization) */
+KINLINE __m512i q4kv_quarter(__m512i v, const int k) {
+    switch (k) {
+    case 0: return _mm512_shuffle_i32x4(v, v, 0x00);
+    case 1: return _mm512_shuffle_i32x4(v, v, 0x55);
+    case 2: return _mm512_shuffle_i32x4(v, v, 0xaa);
+    default: return _mm512_shuffle_i32x4(v, v, 0xff);
+    }
+}
+
+/* [a.q0+a.q2, a.q1+a.q3, b.q0+b.q2, b.q1+b.q3] */
+KINLINE __m512i q4kv_fold(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                            _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+/* quarter k: a.q(2k)+a.q(2k+1) for k < 2, b's for k >= 2 */
+KINLINE __m512i q4kv_fold2(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* Rows w[0..7] (super-blocks nb) times one Q8_K row x: y[r] = A_r - B_r. */
+static void rows8_q4_K_rs(int nb, const char *const w[8], size_t next, const block_q8_K *x, float *y) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i mk0 = q4kv_mask(0, 2), mk1 = q4kv_mask(1, 3), mk2 = q4kv_mask(4, 6), mk3 = q4kv_mask(5, 7);
+    const __m512i mkm = _mm512_broadcast_i32x4(_mm_setr_epi16((short)0x8008, (short)0x8009, (short)0x800a,
+                                                              (short)0x800b, (short)0x800c, (short)0x800d,
+                                                              (short)0x800e, (short)0x800f));
+    __m256 A = _mm256_setzero_ps(), B = _mm256_setzero_ps();
+    /* prefetch Q4KV_PF super-blocks ahead in the order the tiles read them:
+     * past a row's end, in the same row of the next tile(s) */
+    size_t pft = Q4KV_PF / nb;
+    int pfb = Q4KV_PF % nb;
+    for (int i = 0; i < nb; i++) {
+        const size_t off = (size_t)i * sizeof(block_q4_K);
+        const size_t pfo = pft * next + (size_t)pfb * sizeof(block_q4_K);
+        if (++pfb == nb) { pfb = 0; pft++; }
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            const char *pf = w[r] + pfo;
+            _mm_prefetch(pf, Q4KV_HINT);
+            _mm_prefetch(pf + 64, Q4KV_HINT);
+            _mm_prefetch(pf + 128, Q4KV_HINT);
+        }
+        const int8_t *xq = x[i].qs;
+#define LD2(a, b) _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + (a)))), \
+                                     _mm256_loadu_si256((const __m256i *)(xq + (b))), 1)
+        const __m512i X0 = LD2(0, 64), X1 = LD2(32, 96), X2 = LD2(128, 192), X3 = LD2(160, 224);
+#undef LD2
+        const __m128i b8 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x[i].bsums),
+                                          _mm_loadu_si128((const __m128i *)(x[i].bsums + 8)));
+        const __m512i B8 = _mm512_broadcast_i32x4(b8);
+        const __m512i H0 = q4kv_hdr4(w, off), H1 = q4kv_hdr4(w + 4, off);
+        const __m512i SC0 = q4kv_scales(H0), SC1 = q4kv_scales(H1);
+        __m512i S[8];
+        UNROLL
+        for (int r = 0; r < 8; r++) {
+            const __m512i sc = r < 4 ? SC0 : SC1;
+            const __m512i bq = q4kv_quarter(sc, r & 3);
+            const block_q4_K *b = (const block_q4_K *)(w[r] + off);
+            const __m512i W0 = _mm512_loadu_si512((const void *)b->qs);
+            const __m512i W1 = _mm512_loadu_si512((const void *)(b->qs + 64));
+            __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                            _mm512_maddubs_epi16(_mm512_and_si512(W0, m4), X0),
+                                            _mm512_shuffle_epi8(bq, mk0));
+            s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(W0, 4), m4), X1),
+                                    _mm512_shuffle_epi8(bq, mk1));
+            s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_and_si512(W1, m4), X2),
+                                    _mm512_shuffle_epi8(bq, mk2));
+            S[r] = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(W1, 4), m4), X3),
+                                       _mm512_shuffle_epi8(bq, mk3));
+        }
+        /* mins: quarter k = row k's four pair terms */
+        const __m512i M0 = _mm512_madd_epi16(_mm512_shuffle_epi8(SC0, mkm), B8);
+        const __m512i M1 = _mm512_madd_epi16(_mm512_shuffle_epi8(SC1, mkm), B8);
+        /* quarter k of V0 (V1): row k's (k+4's) four partial sums */
+        const __m512i V0 = q4kv_fold2(q4kv_fold(S[0], S[1]), q4kv_fold(S[2], S[3]));
+        const __m512i V1 = q4kv_fold2(q4kv_fold(S[4], S[5]), q4kv_fold(S[6], S[7]));
+        const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi32(V0, V1), _mm512_unpackhi_epi32(V0, V1));
+        const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi32(M0, M1), _mm512_unpackhi_epi32(M0, M1));
+        /* quarter k: [S_k, S_k+4, M_k, M_k+4] */
+        const __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+        const __m256i Si = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), t));
+        const __m256i Mi = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+            _mm512_setr_epi32(2, 6, 10, 14, 3, 7, 11, 15, 0, 0, 0, 0, 0, 0, 0, 0), t));
+        /* d | dmin of the eight rows */
+        const __m256i h8 = _mm512_castsi512_si256(_mm512_permutex2var_epi32(
+            H0, _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0), H1));
+        const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h8));
+        const __m256 dm = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(h8, 16)));
+        const __m256 xd = _mm256_set1_ps(x[i].d);
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Si), _mm256_mul_ps(dw, xd), A);
+        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Mi), _mm256_mul_ps(dm, xd), B);
+    }
+    _mm256_storeu_ps(y, _mm256_sub_ps(A, B));
+}
+
+/* gemm_rs for Q4_K: every token on its own (single-token order is per
+ * token anyway), rows eight at a time; a short last group repeats its
+ * last row in the unused slots. */
+static void gemm_q4_K_rs(int n, const void *restrict vw, size_t ws, int nr, const void *restrict vx,
+                         size_t xs, int nt, float *restrict y, size_t ldy) {
+    const int nb = n / QK_K;
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *x = XROW(block_q8_K, vx, xs, t);
+        float *yt = y + (size_t)t * ldy;
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            const char *w[8];
+            const int R = nr - r0 < 8 ? nr - r0 : 8;
+            for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + (r < R ? r : R - 1)) * ws;
+            if (R == 8) {
+                rows8_q4_K_rs(nb, w, 8 * ws, x, yt + r0);
+            } else {
+                float tmp[8];
+                rows8_q4_K_rs(nb, w, 8 * ws, x, tmp);
+                memcpy(yt + r0, tmp, sizeof(float) * (size_t)R);
+            }
+        }
+    }
+}
+static void vec_dot_q4_K_rs(int n, float *restrict s, const void *restrict w, const void *restrict x) {
+    gemm_q4_K_rs(n, w, 0, 1, x, 0, 1, s, 0);
+}
+
+/* ---- Q6_K GEMV and small batches: two rows per tile, zmm ---------------
+ * The canonical order (scalar.c): per row eight lane chains, lane m of a
+ * 32-element chunk being its elements 4m..4m+3, L_m the exact sum over
+ * the super-block's chunks of (scale) * (lane m's dot) minus 32 * (sc[2m]
+ * bsums[2m] + sc[2m+1] bsums[2m+1]), acc_m = fma(dx*dw, L_m, acc_m).
+ * Here a zmm holds two chunks (64 elements, activations in natural order):
+ *
+ *   chunks 0,1: ql[0..63] & 15   | ((qh[0..31] << 4, << 2) & 0x30)
+ *   chunks 2,3: ql[0..63] >> 4   | ((qh[0..31] >> 0, >> 2) & 0x30)
+ *   chunks 4..7 likewise from ql[64..127], qh[32..63]
+ *
+ * and 128-bit quarter k of the zmm for chunks 2j, 2j+1 has scale
+ * sc[4j + k] (a vpermw of the 16 scales), so vpmaddubsw + vpdpwssd leave
+ * L_m's parts in int32 lanes m and m + 8; the -32 offset is two more
+ * vpdpwssd of (-16 * bsums) by the scales into lanes 0..7.  Two rows'
+ * eight lanes share one zmm float accumulator (lanes 0..7 and 8..15), so
+ * per super-block and pair of rows: one conversion and one fma. */
+#ifndef Q6KV_PF
+#define Q6KV_PF 12                   /* prefetch distance, super-blocks */
+#endif
+#ifndef Q6KV_HINT
+#define Q6KV_HINT _MM_HINT_T1
+#endif
+
+KINLINE __m512i q6kv_idx(int j) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_setr_m128i(_mm_set1_epi16((short)(4 * j)), _mm_set1_epi16((short)(4 * j + 1)))),
+        _mm256_setr_m128i(_mm_set1_epi16((short)(4 * j + 2)), _mm_set1_epi16((short)(4 * j + 3))), 1);
+}
+
+/* R (1 or 2) rows w0, w1 x NT tokens: y[t*ldy + r]. */
+KINLINE void rows2_q6_K(int nb, const block_q6_K *w0, const block_q6_K *w1, size_t next, const void *vx,
+                        size_t xs, const int NT, float *y, size_t ldy, const int R) {
+    const block_q8_K *x[NT_MAX];
+    __m512 acc[NT_MAX];
+    UNROLL
+    for (int t = 0; t < NT; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = _mm512_setzero_ps(); }
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sixteen = _mm512_set1_epi16(16);
+    __m512i ix[4];
+    UNROLL
+    for (int j = 0; j < 4; j++) ix[j] = q6kv_idx(j);
+    /* prefetch Q6KV_PF super-blocks ahead in the order the tiles read them:
+     * past a row's end, in the same row of the next pair(s) */
+    size_t pft = Q6KV_PF / nb;
+    int pfb = Q6KV_PF % nb;
+    for (int i = 0; i < nb; i++) {
+        const block_q6_K *b[2] = {w0 + i, w1 + i};
+        const char *pfo = (const char *)w0 + pft * next + (size_t)pfb * sizeof(block_q6_K);
+        if (++pfb == nb) { pfb = 0; pft++; }
+        /* both rows' 16 scales as int16: row r's at lanes 16r .. 16r+15 */
+        const __m512i sc = _mm512_cvtepi8_epi16(_mm256_setr_m128i(
+            _mm_loadu_si128((const __m128i *)b[0]->scales),
+            _mm_loadu_si128((const __m128i *)b[R - 1]->scales)));
+        __m512i L[2][NT_MAX];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *pf = pfo + (r ? (const char *)w1 - (const char *)w0 : 0);
+            _mm_prefetch(pf, Q6KV_HINT);
+            _mm_prefetch(pf + 64, Q6KV_HINT);
+            _mm_prefetch(pf + 128, Q6KV_HINT);
+            _mm_prefetch(pf + 192, Q6KV_HINT);
+            const __m512i Q0 = _mm512_loadu_si512((const void *)b[r]->ql);
+            const __m512i Q1 = _mm512_loadu_si512((const void *)(b[r]->ql + 64));
+            const __m512i T0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[r]->qh));
+            const __m512i T1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[r]->qh + 32)));
+            /* f(A,B,C) = A | (B & C) */
+            const __m512i q0 = _mm512_ternarylogic_epi32(_mm512_and_si512(Q0, m4), _mm512_sllv_epi16(T0, shl), m30, 0xf8);
+            const __m512i q1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(Q0, 4), m4),
+                                                         _mm512_srlv_epi16(T0, shr), m30, 0xf8);
+            const __m512i q2 = _mm512_ternarylogic_epi32(_mm512_and_si512(Q1, m4), _mm512_sllv_epi16(T1, shl), m30, 0xf8);
+            const __m512i q3 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(Q1, 4), m4),
+                                                         _mm512_srlv_epi16(T1, shr), m30, 0xf8);
+            __m512i s[4];
+            UNROLL
+            for (int j = 0; j < 4; j++)
+                s[j] = _mm512_permutexvar_epi16(r ? _mm512_add_epi16(ix[j], sixteen) : ix[j], sc);
+            UNROLL
+            for (int t = 0; t < NT; t++) {
+                const int8_t *xq = x[t][i].qs;
+                __m512i a = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                                _mm512_maddubs_epi16(q0, _mm512_loadu_si512((const void *)xq)), s[0]);
+                a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(q1, _mm512_loadu_si512((const void *)(xq + 64))), s[1]);
+                a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(q2, _mm512_loadu_si512((const void *)(xq + 128))), s[2]);
+                L[r][t] = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(q3, _mm512_loadu_si512((const void *)(xq + 192))), s[3]);
+            }
+        }
+        /* [d0 x 8 | d1 x 8] as floats */
+        const __m512 dw = _mm512_cvtph_ps(_mm256_setr_m128i(_mm_set1_epi16((short)b[0]->d),
+                                                            _mm_set1_epi16((short)b[R - 1]->d)));
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            /* lanes 0..7: row 0's L_m, lanes 8..15: row 1's (a copy of row
+             * 0's when R == 1) */
+            const __m512i l1 = R == 2 ? L[1][t] : L[0][t];
+            __m512i l = _mm512_add_epi32(_mm512_mask_blend_epi64(0xf0, L[0][t], l1),
+                                         _mm512_shuffle_i64x2(L[0][t], l1, 0x4e));
+            /* the -32 offset: twice (-16 * bsums) . scales, int16 lanes 0..15
+             * of each row's half (|16 * 2032| < 32768) */
+            const __m256i bs = _mm256_sub_epi16(_mm256_setzero_si256(),
+                _mm256_slli_epi16(_mm256_loadu_si256((const __m256i *)x[t][i].bsums), 4));
+            const __m512i bs2 = _mm512_broadcast_i64x4(bs);
+            l = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(l, bs2, sc), bs2, sc);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(x[t][i].d), dw), _mm512_cvtepi32_ps(l), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++) {
+        y[(size_t)t * ldy] = hsum8(_mm512_castps512_ps256(acc[t]));
+        if (R == 2) y[(size_t)t * ldy + 1] = hsum8(_mm512_extractf32x8_ps(acc[t], 1));
+    }
+}
+
+/* Tokens in groups of four (outer), rows in pairs (inner). */
+static void gemm_q6_K(int n, const void *restrict w, size_t ws, int nr, const void *restrict x,
+                      size_t xs, int nt, float *restrict y, size_t ldy) {
+    const int nb = n / QK_K;
+    const char *wb = w, *xb = x;
+    for (int t = 0; t < nt; t += NT_MAX) {
+        const int k = nt - t < NT_MAX ? nt - t : NT_MAX;
+        const char *xt = xb + (size_t)t * xs;
+        float *yt = y + (size_t)t * ldy;
+        for (int r = 0; r < nr; r += 2) {
+            const block_q6_K *w0 = (const block_q6_K *)(wb + (size_t)r * ws);
+            if (r + 1 < nr) {
+                const block_q6_K *w1 = (const block_q6_K *)(wb + (size_t)(r + 1) * ws);
+                switch (k) {
+                case 4: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 4, yt + r, ldy, 2); break;
+                case 3: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 3, yt + r, ldy, 2); break;
+                case 2: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 2, yt + r, ldy, 2); break;
+                default: rows2_q6_K(nb, w0, w1, 2 * ws, xt, xs, 1, yt + r, ldy, 2); break;
+                }
+            } else {
+                switch (k) {
+                case 4: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 4, yt + r, ldy, 1); break;
+                case 3: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 3, yt + r, ldy, 1); break;
+                case 2: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 2, yt + r, ldy, 1); break;
+                default: rows2_q6_K(nb, w0, w0, 2 * ws, xt, xs, 1, yt + r, ldy, 1); break;
+                }
+            }
+        }
+    }
+}
+static void vec_dot_q6_K(int n, float *restrict s, const void *restrict w, const void *restrict x) {
+    gemm_q6_K(n, w, 0, 1, x, 0, 1, s, 0);
+}
+
 /* ---- entry points ---------------------------------------------------------
  * Groups go in pairs (G = 2) with a single one left over; rows in blocks of
  * RMAX rows for single groups and RMAX2 for pairs (register budget: the
@@ -898,6 +1238,10 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
     k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
     k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
+    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
+    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
+    k->vec_dot[NJ_Q6_K] = vec_dot_q6_K;
+    k->gemm[NJ_Q6_K] = gemm_q6_K;
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;

@@ -67,7 +67,9 @@
  *
  * GEMM tiles.  gemm[type] computes a block of nr weight rows x nt
  * activation rows; SIMD levels load each weight block once per group of up
- * to 4 tokens (prefill); nt == 1 is vec_dot (decode).
+ * to 4 tokens (prefill); nt == 1 is the GEMV of decode, where tiles take
+ * several rows at once (AVX-512's Q4_K gemm_rs: eight rows, one token at a
+ * time, since that order sees at most three tokens of a micro-batch).
  *
  * Packed GEMM (prefill).  A level may also provide pack16[vec_dot_type] and
  * gemm16[type]: pack16 re-lays 16 quantized activation rows so that each
