@@ -551,7 +551,7 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
                 const uint16_t *kr = K + (size_t)(ic + tk) * s->k_row;
                 const uint16_t *vr = V + (size_t)(ic + tk) * s->v_row;
                 for (int d = 0; d < hk; d++) K32[(size_t)d * FA_TILE + tk] = f16_tab[kr[d]];
-                for (int d = 0; d < hv; d++) V32[(size_t)tk * hv + d] = f16_tab[vr[d]];
+                ops->widen_f16(hv, vr, V32 + (size_t)tk * hv);
             } else {
                 for (int d = 0; d < hk; d++) K32[(size_t)d * FA_TILE + tk] = 0.0f;
             }

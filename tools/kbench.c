@@ -149,13 +149,13 @@ static double bench_bw(nj_pool *pool, size_t bytes, int reps) {
     for (size_t si = 0; si < NJ_ARRAY_LEN(streams); si++)
         for (size_t k = 0; k < NJ_ARRAY_LEN(pfs); k++) {
             struct bw_job j = {.buf = buf, .n = n, .pf = pfs[k], .streams = streams[si]};
+            /* bytes actually read: whole 64-byte steps of each stream */
+            const size_t per = (n / (size_t)pool_size(pool) / (size_t)streams[si]) & ~(size_t)7;
+            const double rd = (double)per * 8.0 * streams[si] * pool_size(pool);
             for (int r = 0; r < reps + 1; r++) {
                 double t0 = nj_now();
                 pool_run(pool, bw_task, &j);
                 double dt = nj_now() - t0;
-                /* bytes actually read: whole 64-byte steps of each stream */
-                const size_t per = (n / (size_t)pool_size(pool) / (size_t)streams[si]) & ~(size_t)7;
-                const double rd = (double)per * 8.0 * streams[si] * pool_size(pool);
                 if (r > 0 && dt * (double)bytes / rd < best) best = dt * (double)bytes / rd;
             }
         }
