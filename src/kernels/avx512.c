@@ -1138,6 +1138,151 @@ DEFINE_GEMM16_B32(q5_0, B32_Q5_0)
 DEFINE_GEMM16_B32(q4_1, B32_Q4_1)
 DEFINE_GEMM16_B32(q5_1, B32_Q5_1)
 
+/* ---- 32-element formats, GEMV: eight rows at a time, two per zmm -------
+ * The canonical order (x86_tiles.h, scalar.c): per row eight lane chains,
+ * acc_m = fma(dw*dx, L_m, acc_m) per block, L_m the exact int32 dot product
+ * of the block's elements 4m..4m+3; Q4_1/Q5_1 add a scalar chain
+ * c = fma(m, s_x, c); y = hsum8(acc) + c.  The ymm tiles spend one gather
+ * per row and eight blocks on the scales and a sign trick per block, and
+ * stream only about half of what memory delivers.  Here two rows share a
+ * zmm (row A's block in the low 256 bits, row B's in the high), so one
+ * vpdpbusd, conversion and fma serve both, and the weights go in as
+ * unsigned bytes with the format's offset folded into the accumulator's
+ * start value, computed once per block for all eight rows:
+ *
+ *   Q4_0: L = vpdpbusd(-8 * S, nibbles, x)     S_m = sum of x[4m..4m+3]
+ *   Q5_0: L = vpdpbusd(-16 * S, nibbles | 16 * bit, x)
+ *   Q8_0: L = vpdpbusd(-128 * S, w ^ 0x80, x)  (w + 128 as unsigned)
+ *   Q4_1, Q5_1: L = vpdpbusd(0, q, x)          (unsigned already)
+ *
+ * all exact in int32.  The eight rows' block headers come in with one
+ * gather per block: as 16 halves they convert to [d_0, m_0, d_1, m_1, ...]
+ * (m only meaningful for Q4_1/Q5_1), so one multiply by dx gives every
+ * row's dw*dx (a vpermps hands rows 2p, 2p+1 theirs) and one fma by s_x
+ * runs the eight m chains in the odd lanes.  The weight stream is
+ * prefetched into L2 B32V_PF bytes ahead per row, in the order the tiles
+ * read it (past a row's end, into the same row of the next tile). */
+#ifndef B32V_PF
+#define B32V_PF 3072                 /* prefetch distance per row, bytes */
+#endif
+#ifndef B32V_HINT
+#define B32V_HINT _MM_HINT_T1
+#endif
+
+enum { B32V_Q4_0, B32V_Q4_1, B32V_Q5_0, B32V_Q5_1, B32V_Q8_0 };
+
+/* block layout per format: size, offset of qs, of qh (5-bit), activation
+ * block size (Q8_0 or Q8_1) and its qs offset */
+#define B32V_BS(f) ((f) == B32V_Q4_0 ? 18 : (f) == B32V_Q4_1 ? 20 : (f) == B32V_Q5_0 ? 22 : (f) == B32V_Q5_1 ? 24 : 34)
+#define B32V_QS(f) ((f) == B32V_Q4_0 ? 2 : (f) == B32V_Q4_1 ? 4 : (f) == B32V_Q5_0 ? 6 : (f) == B32V_Q5_1 ? 8 : 2)
+#define B32V_QH(f) ((f) == B32V_Q5_0 ? 2 : 4)
+#define B32V_HAS_M(f) ((f) == B32V_Q4_1 || (f) == B32V_Q5_1)
+#define B32V_XBS(f) (B32V_HAS_M(f) ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0))
+#define B32V_XQS(f) (B32V_HAS_M(f) ? 4 : 2)
+
+/* Blocks a (row A) and b (row B) as unsigned bytes in element order:
+ * bytes 0..31 row A's elements, 32..63 row B's. */
+KINLINE __m512i b32v_w(const char *a, const char *b, const int f) {
+    if (f == B32V_Q8_0) {
+        const __m512i v = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 2))),
+            _mm256_loadu_si256((const __m256i *)(b + 2)), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    /* [A.qs | A.qs | B.qs | B.qs]: low nibbles in quarters 0, 2, high in 1, 3 */
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a + B32V_QS(f))));
+    v = _mm512_mask_broadcast_i32x4(v, 0xff00, _mm_loadu_si128((const __m128i *)(b + B32V_QS(f))));
+    v = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                         _mm512_set1_epi8(0x0f));
+    if (f == B32V_Q5_0 || f == B32V_Q5_1) {
+        uint32_t ha, hb;
+        memcpy(&ha, a + B32V_QH(f), 4);
+        memcpy(&hb, b + B32V_QH(f), 4);
+        const __mmask64 k = _cvtu64_mask64((uint64_t)ha | (uint64_t)hb << 32);
+        v = _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(16));
+    }
+    return v;
+}
+
+/* Rows w[0..7] (nb blocks each) times one activation row x: y[0..7].
+ * off[r] = w[r] - w[0] (the gather's indices); next = the distance from a
+ * row to the same row of the next tile (prefetch only). */
+KINLINE void rows8_b32(int nb, const char *const w[8], __m256i off, size_t next, const char *x,
+                       float *y, const int f) {
+    const int bs = B32V_BS(f), xbs = B32V_XBS(f);
+    __m512 acc[4], C = _mm512_setzero_ps();
+    UNROLL
+    for (int p = 0; p < 4; p++) acc[p] = _mm512_setzero_ps();
+    __m512i pidx[4];
+    UNROLL
+    for (int p = 0; p < 4; p++)
+        pidx[p] = _mm512_inserti64x4(_mm512_set1_epi32(4 * p), _mm256_set1_epi32(4 * p + 2), 1);
+    const int bias = f == B32V_Q4_0 ? 8 : f == B32V_Q5_0 ? 16 : f == B32V_Q8_0 ? 128 : 0;
+    const int pfd = B32V_PF / bs;    /* prefetch distance, blocks */
+    size_t pft = (size_t)(pfd / nb);
+    int pfb = pfd % nb;
+    for (int i = 0; i < nb; i++) {
+        const size_t o = (size_t)i * (size_t)bs;
+        const size_t pfo = pft * next + (size_t)pfb * (size_t)bs;
+        if (++pfb == nb) { pfb = 0; pft++; }
+        UNROLL
+        for (int r = 0; r < 8; r++) _mm_prefetch(w[r] + pfo, B32V_HINT);
+        const char *xb = x + (size_t)i * (size_t)xbs;
+        const __m512i X = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xb + B32V_XQS(f))));
+        __m512i L0 = _mm512_setzero_si512();
+        if (bias)
+            L0 = _mm512_sub_epi32(L0, _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                          _mm512_set1_epi8((char)bias), X));
+        nj_half xh[2];
+        memcpy(xh, xb, sizeof(xh));
+        const __m512 F = _mm512_cvtph_ps(_mm256_i32gather_epi32((const int *)(w[0] + o), off, 1));
+        const __m512 DX = _mm512_mul_ps(F, _mm512_set1_ps(h2f(xh[0])));
+        if (B32V_HAS_M(f)) C = _mm512_fmadd_ps(F, _mm512_set1_ps(h2f(xh[1])), C);
+        UNROLL
+        for (int p = 0; p < 4; p++) {
+            const __m512i L = _mm512_dpbusd_epi32(L0, b32v_w(w[2 * p] + o, w[2 * p + 1] + o, f), X);
+            acc[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pidx[p], DX), _mm512_cvtepi32_ps(L), acc[p]);
+        }
+    }
+    float c[16];
+    if (B32V_HAS_M(f)) _mm512_storeu_ps(c, C);
+    UNROLL
+    for (int p = 0; p < 4; p++) {
+        const float a = hsum8(_mm512_castps512_ps256(acc[p]));
+        const float b = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
+        y[2 * p] = B32V_HAS_M(f) ? a + c[4 * p + 1] : a;
+        y[2 * p + 1] = B32V_HAS_M(f) ? b + c[4 * p + 3] : b;
+    }
+}
+
+/* gemm for one token: rows eight at a time through rows8_b32 (the rest
+ * and batches through x86_tiles.h's tiles, same order) */
+#define DEFINE_B32V(name, F)                                                                  \
+    static void gemmv_##name(int n, const void *restrict vw, size_t ws, int nr,                 \
+                             const void *restrict vx, size_t xs, int nt, float *restrict y,    \
+                             size_t ldy) {                                                      \
+        if (nt != 1 || nr < 8 || ws > (size_t)INT32_MAX / 8) {                                  \
+            gemm_##name(n, vw, ws, nr, vx, xs, nt, y, ldy);                                     \
+            return;                                                                             \
+        }                                                                                       \
+        const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),       \
+                                               _mm256_set1_epi32((int)ws));                     \
+        int r0 = 0;                                                                             \
+        for (; r0 + 8 <= nr; r0 += 8) {                                                         \
+            const char *w[8];                                                                   \
+            UNROLL                                                                              \
+            for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + r) * ws;        \
+            rows8_b32(n / 32, w, off, 8 * ws, vx, y + r0, F);                                   \
+        }                                                                                       \
+        if (r0 < nr)                                                                            \
+            gemm_##name(n, (const char *)vw + (size_t)r0 * ws, ws, nr - r0, vx, xs, 1, y + r0, ldy); \
+    }
+DEFINE_B32V(q4_0, B32V_Q4_0)
+DEFINE_B32V(q4_1, B32V_Q4_1)
+DEFINE_B32V(q5_0, B32V_Q5_0)
+DEFINE_B32V(q5_1, B32V_Q5_1)
+DEFINE_B32V(q8_0, B32V_Q8_0)
+
 /* ---- BF16: vdpbf16ps, llama.cpp's own instruction (AVX512_BF16 only) ---
  *
  * One _mm512_dpbf16_ps is one step of scalar.c's kern_bf16_dp32 on all 16
@@ -1227,7 +1372,7 @@ DEFINE_BF16_GEMM(bf16, 1, 2)
 DEFINE_BF16_GEMM(bf16_b, 0, 6)
 
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
-#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
+#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemmv_##name)
     SET(NJ_Q4_0, q4_0);
     SET(NJ_Q4_1, q4_1);
     SET(NJ_Q5_0, q5_0);
