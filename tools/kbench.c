@@ -3,7 +3,7 @@
  * Llama-2-7B shapes, and the machine's memory read bandwidth (the roofline
  * for decode, which must stream every weight once per token).
  *
- *   kbench [-t 1,2] [-T Q4_K,Q6_K,...] [-n 64] [-m MiB] [-r reps] [-l level]
+ *   kbench [-t 1,2] [-T Q4_K,Q6_K,...] [-n 64] [-m MiB] [-r reps] [-l level] [-S qwen7b]
  *
  * A "layer" is the 7 matrices of one Llama-2-7B block: q, k, v, o
  * (4096 x 4096), gate, up (11008 x 4096), down (4096 x 11008), filled with
@@ -98,11 +98,18 @@ static void fill(int type, uint8_t *p, size_t rows, size_t row_bytes) {
 }
 
 struct shape { const char *name; int64_t rows, cols; };
-static const struct shape layer[] = {
+/* -S llama7b (default): Llama-2-7B's block; -S qwen7b: Qwen2-7B's (GQA
+ * k/v, wider FFN, 3584 columns: rows are not whole 64-byte lines). */
+static const struct shape llama7b[] = {
     {"q", 4096, 4096}, {"k", 4096, 4096}, {"v", 4096, 4096}, {"o", 4096, 4096},
     {"gate", 11008, 4096}, {"up", 11008, 4096}, {"down", 4096, 11008},
 };
-#define NMAT ((int)NJ_ARRAY_LEN(layer))
+static const struct shape qwen7b[] = {
+    {"q", 3584, 3584}, {"k", 512, 3584}, {"v", 512, 3584}, {"o", 3584, 3584},
+    {"gate", 18944, 3584}, {"up", 18944, 3584}, {"down", 3584, 18944},
+};
+static const struct shape *layer = llama7b;
+#define NMAT 7
 
 static double cpu_now(void) {
     struct timespec ts;
@@ -353,6 +360,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-m")) mib = (size_t)atol(v);
         else if (!strcmp(a, "-l")) setenv("NIGHTJAR_CPU", v, 1);
         else if (!strcmp(a, "-s")) shape = v;
+        else if (!strcmp(a, "-S")) {
+            if (!strcmp(v, "qwen7b")) layer = qwen7b;
+            else if (strcmp(v, "llama7b") != 0) { fprintf(stderr, "kbench: -S llama7b|qwen7b\n"); return 2; }
+        }
         else if (!strcmp(a, "-T")) {
             n_types = 0;
             for (const char *s = v; *s && n_types < 32 && strcmp(v, "none") != 0;) {
@@ -385,9 +396,11 @@ int main(int argc, char **argv) {
         printf("| %d | %.1f |\n", threads[i], bench_bw(pools[i], mib << 20, reps));
     printf("\n");
 
-    float *x = nj_malloc_aligned(sizeof(float) * 11008 * (size_t)n_gemm);
-    float *y = nj_malloc_aligned(sizeof(float) * 11008 * (size_t)n_gemm);
-    for (size_t i = 0; i < 11008 * (size_t)n_gemm; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+    size_t wide = 0;   /* the widest input or output row of a layer */
+    for (int i = 0; i < NMAT; i++) wide = NJ_MAX(wide, (size_t)NJ_MAX(layer[i].rows, layer[i].cols));
+    float *x = nj_malloc_aligned(sizeof(float) * wide * (size_t)n_gemm);
+    float *y = nj_malloc_aligned(sizeof(float) * wide * (size_t)n_gemm);
+    for (size_t i = 0; i < wide * (size_t)n_gemm; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
     printf("| type | threads | GEMV ms/layer | GEMV GB/s | 7B decode tok/s (matmuls) | busy "
            "| GEMM n=%d ms/layer | GEMM GMAC/s | 7B prefill tok/s (matmuls) | busy |\n", n_gemm);
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
