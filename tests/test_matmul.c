@@ -418,6 +418,50 @@ static void test_multi(void **state) {
 static const char *self_path;
 
 /* Re-run this binary with NIGHTJAR_CPU set to every other supported level. */
+/* The GEMV split (one token: per-thread item ranges, stealing from the
+ * back) computes every row exactly once for any thread count, within and
+ * beyond the ranged limit, over the parts of a matmul_multi: outputs
+ * start as NaN and must equal the one-thread result bit for bit. */
+static void test_gemv_ranges(void **state) {
+    (void)state;
+    const int type = NJ_Q8_0;
+    const int64_t cols = 256, rows[3] = {1000, 72, 520};
+    size_t rb;
+    void *w[3];
+    nj_mat W[3];
+    for (int i = 0; i < 3; i++) {
+        rng_seed(900 + (uint64_t)i);
+        w[i] = make_weights(type, rows[i], cols, &rb);
+        W[i] = (nj_mat){.type = type, .rows = rows[i], .cols = cols, .row_bytes = rb, .data = w[i]};
+    }
+    float x[256];
+    for (int i = 0; i < 256; i++) x[i] = rng_sym();
+    void *scratch = nj_malloc_aligned(matmul_scratch_size(type, cols, 1));
+    float *ref[3], *y[3];
+    for (int i = 0; i < 3; i++) {
+        ref[i] = malloc(sizeof(float) * (size_t)rows[i]);
+        y[i] = malloc(sizeof(float) * (size_t)rows[i]);
+        assert_int_equal(matmul_ex(pool1, &W[i], x, 1, ref[i], scratch, 0), 0);
+    }
+    const int threads[] = {2, 3, 5, 17};
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(threads); ti++) {
+        nj_pool *p = pool_new(threads[ti], NULL);
+        assert_non_null(p);
+        for (int rep = 0; rep < 20; rep++) {
+            for (int i = 0; i < 3; i++)
+                for (int64_t r = 0; r < rows[i]; r++) y[i][r] = NAN;
+            const nj_mat *Wp[3] = {&W[0], &W[1], &W[2]};
+            const int ns[3] = {0, 0, 0};
+            assert_int_equal(matmul_multi(p, Wp, y, 3, x, 1, scratch, ns), 0);
+            for (int i = 0; i < 3; i++)
+                assert_memory_equal(y[i], ref[i], sizeof(float) * (size_t)rows[i]);
+        }
+        pool_free(p);
+    }
+    for (int i = 0; i < 3; i++) { free(w[i]); free(ref[i]); free(y[i]); }
+    nj_free_aligned(scratch);
+}
+
 static void test_other_levels(void **state) {
     (void)state;
     if (getenv("NIGHTJAR_CPU")) skip();          /* we are the child */
@@ -451,6 +495,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_no_pool_and_errors),
         cmocka_unit_test(test_row_stride),
         cmocka_unit_test(test_multi),
+        cmocka_unit_test(test_gemv_ranges),
         cmocka_unit_test(test_other_levels),
     };
     return cmocka_run_group_tests_name("matmul", tests, setup, teardown);
