@@ -46,7 +46,12 @@
  *        the V accumulator itself held in f16 (rounded after every update);
  *        when one token is decoded against a padded KV length >= 512 the
  *        keys are split into n_threads chunks whose partial results are
- *        combined in f32, as ggml's split-KV path does.
+ *        combined in f32, as ggml's split-KV path does.  The chunks of
+ *        all kv heads are the work units of one pool run (each partial
+ *        to its own slot of attn_part); the caller then combines them in
+ *        chunk order, so the result is the same for any assignment of
+ *        units to threads, and a model with fewer kv heads than threads
+ *        (gemma-3-270m has one) still keeps every thread busy.
  *    We emulate the micro-batch split from the position of each token in
  *    the nj_session_eval call, so a prompt passed in one call takes the
  *    same paths as in llama-completion even though our chunks are smaller.
@@ -60,6 +65,7 @@
  */
 #include "session.h"
 
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -105,6 +111,7 @@ struct nj_session {
     float     *rope_l; /* (B, n_rot) cos/sin pairs, sliding-window layers */
     float     *logits; /* (n_vocab) */
     float     *attn_ws;   /* n_threads x ws_stride floats */
+    float     *attn_part; /* split-KV partials: n_threads x n_head x (hv + 2) */
     size_t     ws_stride;
     void      *mm_scratch;
 };
@@ -131,7 +138,7 @@ static void tables_init(void) {
 /* ---- sizes and layout ---- */
 
 typedef struct layout {
-    size_t x, xn, q, k, v, qkv, att, tmp, gate, up, rope_g, rope_l, logits, ws, mm;
+    size_t x, xn, q, k, v, qkv, att, tmp, gate, up, rope_g, rope_l, logits, ws, part, mm;
     size_t ws_stride;   /* floats per thread */
     size_t total;
 } layout;
@@ -195,6 +202,7 @@ static void make_layout(const nj_model *m, int B, int n_threads, layout *L) {
     PUT(logits, (size_t)hp->n_vocab * 4);
     L->ws_stride = attn_ws_floats(hp);
     PUT(ws, (size_t)n_threads * L->ws_stride * 4);
+    PUT(part, (size_t)n_threads * (size_t)hp->n_head * (size_t)(hp->head_dim_v + 2) * 4);
     PUT(mm, mm_scratch_max(m, B));
 #undef PUT
     L->total = off;
@@ -267,6 +275,7 @@ nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err) {
     s->logits = (float *)(B + L.logits);
     s->attn_ws = (float *)(B + L.ws);
     s->ws_stride = L.ws_stride;
+    s->attn_part = (float *)(B + L.part);
     s->mm_scratch = B + L.mm;
 
     s->pool = pool_new(s->n_threads, &rc);
@@ -410,6 +419,7 @@ typedef struct attn_job {
     bool        split_ok; /* vec tokens form a single-token micro-batch */
     int         n_tiled;  /* tokens [0, n_tiled) take the tiled path */
     int         n_vec;    /* tokens [n_tiled, n) take the vec path */
+    int         nch;      /* > 1: the one vec token's keys split in nch chunks */
 } attn_job;
 
 /* llama.cpp's KV cache size for our n_ctx (padded) and the padded number of
@@ -460,8 +470,12 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, int gq, const f
     }
 }
 
-/* Token t of the chunk, all query heads of kv head kvh, on the vec path. */
-static void attn_group_vec(const attn_job *j, int t, int kvh, float *ws) {
+/* Chunk c of nch (nch == 1: all keys) of token t's keys, for the gq query
+ * heads of kv head kvh on the vec path: the partial M, S (gq) and vkq
+ * (gq, hv), S = 0 when the chunk holds no key.  ws: the thread's
+ * workspace.  ggml splits the padded cell count into nch equal chunks. */
+static void attn_vec_chunk(const attn_job *j, int t, int kvh, int c, int nch, float *ws, float *M,
+                           float *S, float *vkq) {
     nj_session *s = j->s;
     const nj_hparams *hp = &s->m->hp;
     const nj_layer *L = &s->m->layers[j->il];
@@ -470,43 +484,52 @@ static void attn_group_vec(const attn_job *j, int t, int kvh, float *ws) {
     const int p = j->p0 + t;
     const int lo = (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) ? p - hp->n_swa + 1 : 0;
     const int hi = p + 1;   /* keys [lo, hi) */
-
-    float *qh = ws, *vkq = qh + (size_t)gq * hk, *acc = vkq + (size_t)gq * hv;
-    float *M = acc + (size_t)gq * hv, *S = M + gq, *Mf = S + gq, *Sf = Mf + gq;
-    float *kf = Sf + gq, *vf = kf + hk;
+    float *qh = ws, *kf = qh + (size_t)gq * hk, *vf = kf + hk;
     /* ggml converts q to the K cache's type (f16) for the dot product */
     const float *q = s->q + (size_t)t * hp->n_head * hk + (size_t)kvh * gq * hk;
     for (int i = 0; i < gq * hk; i++) qh[i] = f16_round(q[i]);
+    int a = 0, b = hi;
+    if (nch > 1) {
+        const int n_kv = kv_cells_attended(s, L->swa, p + 1);
+        const int cs = (n_kv + nch - 1) / nch;
+        a = c * cs;
+        b = a + cs < n_kv ? a + cs : n_kv;
+    }
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
+    for (int g = 0; g < gq; g++) { M[g] = -INFINITY; S[g] = 0.0f; }
+    memset(vkq, 0, sizeof(float) * (size_t)gq * hv);
+    if (a < b) attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
+}
 
-    const int n_kv = kv_cells_attended(s, L->swa, p + 1);
-    const bool split = j->split_ok && n_kv >= SPLIT_KV_MIN;
-    /* split-KV decode: n_threads chunks of the padded range, each an
-     * f16-accumulated partial, combined in f32; else one chunk */
-    const int nch = split ? s->n_threads : 1;
-    const int cs = split ? (n_kv + nch - 1) / nch : hi;
-    for (int g = 0; g < gq; g++) { Mf[g] = -INFINITY; Sf[g] = 0.0f; }
-    memset(acc, 0, sizeof(float) * (size_t)gq * hv);
-    for (int c = 0; c < nch; c++) {
-        int a = c * cs, b = split ? (a + cs < n_kv ? a + cs : n_kv) : hi;
-        if (a < lo) a = lo;
-        if (b > hi) b = hi;
-        if (a >= b) continue;
-        for (int g = 0; g < gq; g++) { M[g] = -INFINITY; S[g] = 0.0f; }
-        memset(vkq, 0, sizeof(float) * (size_t)gq * hv);
-        attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
-        for (int g = 0; g < gq; g++) {
-            float *ag = acc + (size_t)g * hv, *vg = vkq + (size_t)g * hv;
-            if (!split) {   /* single chunk: the result is the chunk */
-                Sf[g] = S[g];
-                memcpy(ag, vg, sizeof(float) * hv);
-                continue;
+/* Token t's output for the heads of kv head kvh from nch chunk partials
+ * (part: nch slots of [M (gq) | S (gq) | vkq (gq, hv)]): one chunk is the
+ * result; several are combined in f32 in chunk order (empty ones skipped),
+ * as ggml's split-KV reduction.  acc (gq, hv), Mf, Sf (gq): scratch. */
+static void attn_vec_finish(const attn_job *j, int t, int kvh, int nch, const float *part,
+                            float *acc, float *Mf, float *Sf) {
+    nj_session *s = j->s;
+    const nj_hparams *hp = &s->m->hp;
+    const int hv = hp->head_dim_v, gq = hp->n_head / hp->n_head_kv;
+    const size_t slot = (size_t)gq * (size_t)(hv + 2);
+    if (nch == 1) {   /* single chunk: the result is the chunk */
+        memcpy(Sf, part + gq, sizeof(float) * (size_t)gq);
+        memcpy(acc, part + 2 * gq, sizeof(float) * (size_t)gq * hv);
+    } else {
+        for (int g = 0; g < gq; g++) { Mf[g] = -INFINITY; Sf[g] = 0.0f; }
+        memset(acc, 0, sizeof(float) * (size_t)gq * hv);
+        for (int c = 0; c < nch; c++) {
+            const float *M = part + (size_t)c * slot, *S = M + gq, *vkq = S + gq;
+            for (int g = 0; g < gq; g++) {
+                if (S[g] == 0.0f) continue;
+                float *ag = acc + (size_t)g * hv;
+                const float *vg = vkq + (size_t)g * hv;
+                const float Mn = fmaxf(Mf[g], M[g]);
+                const float so = expf(Mf[g] - Mn), sn = expf(M[g] - Mn);
+                for (int d = 0; d < hv; d++) ag[d] = fma_d(ag[d], so, vg[d] * sn);
+                Sf[g] = fma_d(Sf[g], so, S[g] * sn);
+                Mf[g] = Mn;
             }
-            if (S[g] == 0.0f) continue;
-            const float Mn = fmaxf(Mf[g], M[g]);
-            const float so = expf(Mf[g] - Mn), sn = expf(M[g] - Mn);
-            for (int d = 0; d < hv; d++) ag[d] = fma_d(ag[d], so, vg[d] * sn);
-            Sf[g] = fma_d(Sf[g], so, S[g] * sn);
-            Mf[g] = Mn;
         }
     }
     for (int g = 0; g < gq; g++) {
@@ -515,6 +538,20 @@ static void attn_group_vec(const attn_job *j, int t, int kvh, float *ws) {
         const float inv = Sf[g] == 0.0f ? 0.0f : 1.0f / Sf[g];
         for (int d = 0; d < hv; d++) out[d] = acc[(size_t)g * hv + d] * inv;
     }
+}
+
+/* Token t of the chunk, all query heads of kv head kvh, on the vec path,
+ * unsplit: one chunk computed and finished by the same thread. */
+static void attn_group_vec(const attn_job *j, int t, int kvh, float *ws) {
+    const nj_hparams *hp = &j->s->m->hp;
+    const int hk = hp->head_dim_k, hv = hp->head_dim_v;
+    const int gq = hp->n_head / hp->n_head_kv;
+    /* ws: [M S vkq] slot, then acc, Mf, Sf, then attn_vec_chunk's own */
+    float *part = ws, *acc = part + (size_t)gq * (hv + 2), *Mf = acc + (size_t)gq * hv, *Sf = Mf + gq;
+    float *cw = Sf + gq;
+    (void)hk;
+    attn_vec_chunk(j, t, kvh, 0, 1, cw, part, part + gq, part + 2 * gq);
+    attn_vec_finish(j, t, kvh, 1, part, acc, Mf, Sf);
 }
 
 /* Tiled path for up to FA_TILE consecutive tiled tokens starting at chunk
@@ -610,7 +647,9 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
 }
 
 /* Work units: tiled blocks first (n_kv_head x ceil(n_tiled/64)), then vec
- * groups (n_vec x n_head_kv).  Tiled tokens are the first n_tiled of the chunk
+ * groups (n_vec x n_head_kv), or with a split (nch > 1, one vec token) its
+ * n_head_kv x nch chunks, whose partials the caller combines after the
+ * run (attn_vec_finish).  Tiled tokens are the first n_tiled of the chunk
  * (the micro-batch emulation guarantees they precede the vec tokens). */
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
@@ -619,13 +658,18 @@ static void attn_worker(void *ctx, int ith, int nth) {
     float *ws = s->attn_ws + (size_t)ith * s->ws_stride;
     const int n_blocks = (j->n_tiled + FA_TILE - 1) / FA_TILE;
     const int n_tiled_units = n_blocks * hp->n_head_kv;
-    const int n_units = n_tiled_units + j->n_vec * hp->n_head_kv;
+    const int n_units = n_tiled_units + j->n_vec * hp->n_head_kv * j->nch;
     for (int u = ith; u < n_units; u += nth) {
         if (u < n_tiled_units) {
             const int blk = u / hp->n_head_kv, kvh = u % hp->n_head_kv;
             const int t0 = blk * FA_TILE;
             const int nt = j->n_tiled - t0 < FA_TILE ? j->n_tiled - t0 : FA_TILE;
             attn_block_tiled(j, kvh, t0, nt, ws);
+        } else if (j->nch > 1) {
+            const int r = u - n_tiled_units, kvh = r / j->nch, c = r % j->nch;
+            const int gq = hp->n_head / hp->n_head_kv, hv = hp->head_dim_v;
+            float *M = s->attn_part + (size_t)(kvh * j->nch + c) * (size_t)gq * (size_t)(hv + 2);
+            attn_vec_chunk(j, j->n_tiled, kvh, c, j->nch, ws, M, M + gq, M + 2 * gq);
         } else {
             const int r = u - n_tiled_units;
             attn_group_vec(j, j->n_tiled + r / hp->n_head_kv, r % hp->n_head_kv, ws);
@@ -795,7 +839,20 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
 
         /* att (n, n_head*hv) = softmax(q k^T * scale + mask) v */
         job.il = il;
+        job.nch = 1;
+        /* a split needs a single-token last micro-batch, so <= 1 vec token */
+        assert(!job.split_ok || job.n_vec <= 1);
+        if (job.split_ok && job.n_vec == 1 &&
+            kv_cells_attended(s, L->swa, p0 + job.n_tiled + 1) >= SPLIT_KV_MIN)
+            job.nch = s->n_threads;
         pool_run(s->pool, attn_worker, &job);
+        if (job.nch > 1) {
+            const int gq = hp->n_head / hp->n_head_kv;
+            float *acc = s->attn_ws, *Mf = acc + (size_t)gq * hv, *Sf = Mf + gq;
+            for (int kvh = 0; kvh < hp->n_head_kv; kvh++)
+                attn_vec_finish(&job, job.n_tiled, kvh, job.nch,
+                                s->attn_part + (size_t)kvh * job.nch * gq * (size_t)(hv + 2), acc, Mf, Sf);
+        }
 
         /* In the last layer only the rows whose logits are wanted go on. */
         int r0 = 0, nr = n;
