@@ -68,6 +68,7 @@
 #include <assert.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "attn_ops.h"
@@ -420,6 +421,7 @@ typedef struct attn_job {
     int         n_tiled;  /* tokens [0, n_tiled) take the tiled path */
     int         n_vec;    /* tokens [n_tiled, n) take the vec path */
     int         nch;      /* > 1: the one vec token's keys split in nch chunks */
+    atomic_int  next;     /* next work unit (attn_worker) */
 } attn_job;
 
 /* llama.cpp's KV cache size for our n_ctx (padded) and the padded number of
@@ -650,23 +652,32 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
  * groups (n_vec x n_head_kv), or with a split (nch > 1, one vec token) its
  * n_head_kv x nch chunks, whose partials the caller combines after the
  * run (attn_vec_finish).  Tiled tokens are the first n_tiled of the chunk
- * (the micro-batch emulation guarantees they precede the vec tokens). */
+ * (the micro-batch emulation guarantees they precede the vec tokens).
+ * Threads take units from a shared counter, largest first where sizes are
+ * known (causal blocks: the last attends the most keys; split chunks: the
+ * last may be short), so a thread that finishes early takes more instead
+ * of waiting at the run's end -- a unit can take hundreds of
+ * microseconds at long contexts.  Units write disjoint outputs, so the
+ * assignment does not change any result. */
 static void attn_worker(void *ctx, int ith, int nth) {
-    const attn_job *j = ctx;
+    attn_job *j = ctx;
     nj_session *s = j->s;
     const nj_hparams *hp = &s->m->hp;
     float *ws = s->attn_ws + (size_t)ith * s->ws_stride;
     const int n_blocks = (j->n_tiled + FA_TILE - 1) / FA_TILE;
     const int n_tiled_units = n_blocks * hp->n_head_kv;
     const int n_units = n_tiled_units + j->n_vec * hp->n_head_kv * j->nch;
-    for (int u = ith; u < n_units; u += nth) {
+    (void)nth;
+    for (;;) {
+        const int u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (u >= n_units) break;
         if (u < n_tiled_units) {
-            const int blk = u / hp->n_head_kv, kvh = u % hp->n_head_kv;
+            const int blk = n_blocks - 1 - u / hp->n_head_kv, kvh = u % hp->n_head_kv;
             const int t0 = blk * FA_TILE;
             const int nt = j->n_tiled - t0 < FA_TILE ? j->n_tiled - t0 : FA_TILE;
             attn_block_tiled(j, kvh, t0, nt, ws);
         } else if (j->nch > 1) {
-            const int r = u - n_tiled_units, kvh = r / j->nch, c = r % j->nch;
+            const int r = u - n_tiled_units, c = r / hp->n_head_kv, kvh = r % hp->n_head_kv;
             const int gq = hp->n_head / hp->n_head_kv, hv = hp->head_dim_v;
             float *M = s->attn_part + (size_t)(kvh * j->nch + c) * (size_t)gq * (size_t)(hv + 2);
             attn_vec_chunk(j, j->n_tiled, kvh, c, j->nch, ws, M, M + gq, M + 2 * gq);
@@ -845,6 +856,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         if (job.split_ok && job.n_vec == 1 &&
             kv_cells_attended(s, L->swa, p0 + job.n_tiled + 1) >= SPLIT_KV_MIN)
             job.nch = s->n_threads;
+        atomic_init(&job.next, 0);
         pool_run(s->pool, attn_worker, &job);
         if (job.nch > 1) {
             const int gq = hp->n_head / hp->n_head_kv;
