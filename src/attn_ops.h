@@ -52,6 +52,14 @@ typedef struct attn_ops {
     /* g[i] = silu(g[i]) * u[i] over a row of n: 16-wide with ggml's
      * approximate exp, the tail with expf. */
     void  (*swiglu)(int n, float *g, const float *u);
+    /* The vec attention path over keys [a, b) for gq query heads sharing
+     * one kv head (session.c's attn_vec_range): K, V f16 rows of stride
+     * k_stride, v_stride; qh (gq, hk) queries rounded to f16; running M, S
+     * (gq) and f16 accumulators vkq (gq, hv) updated in place; kf (hk), vf
+     * (hv) scratch. */
+    void  (*vec_range)(int hk, int hv, int gq, const uint16_t *K, size_t k_stride, const uint16_t *V,
+                       size_t v_stride, const float *qh, int a, int b, float scale, float *M,
+                       float *S, float *vkq, float *kf, float *vf);
 } attn_ops;
 
 const attn_ops *attn_ops_get(void);

@@ -262,3 +262,32 @@ TGT static void SFX(swiglu)(int n, float *restrict g, const float *restrict u) {
 #endif
     for (int i = nv; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+/* The vec (one_chunk) path over keys [a, b) for gq query heads sharing a
+ * kv head: per key, the K and V rows widened once; per head the f16 dot
+ * product, ggml's online softmax (libm expf) and the f16 V accumulator.
+ * Here rather than in session.c so the per-key helpers inline into one
+ * loop instead of five indirect calls per key and head. */
+TGT static void SFX(vec_range)(int hk, int hv, int gq, const uint16_t *K, size_t k_stride,
+                               const uint16_t *V, size_t v_stride, const float *qh, int a, int b,
+                               float scale, float *M, float *S, float *vkq, float *kf, float *vf) {
+    for (int ic = a; ic < b; ic++) {
+        SFX(widen_f16)(hk, K + (size_t)ic * k_stride, kf);
+        SFX(widen_f16)(hv, V + (size_t)ic * v_stride, vf);
+        for (int g = 0; g < gq; g++) {
+            float *acc = vkq + (size_t)g * hv;
+            const float sc = SFX(dot_f16)(hk, kf, qh + (size_t)g * hk) * scale;
+            const float Mold = M[g];
+            float ms = 1.0f, vs = 1.0f;
+            if (sc > Mold) {
+                M[g] = sc;
+                ms = expf(Mold - sc);
+                for (int d = 0; d < hv; d++) acc[d] = f16_round(acc[d] * ms);
+            } else {
+                vs = expf(sc - Mold);
+            }
+            SFX(v_mad_f16)(hv, vf, vs, acc);
+            S[g] = fma_d(S[g], ms, vs);
+        }
+    }
+}

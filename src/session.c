@@ -450,26 +450,7 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, int gq, const f
     const int hk = hp->head_dim_k, hv = hp->head_dim_v;
     const uint16_t *K = s->k_cache + (size_t)il * s->n_ctx * s->k_row + (size_t)kvh * hk;
     const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
-    for (int ic = a; ic < b; ic++) {
-        const uint16_t *kr = K + (size_t)ic * s->k_row, *vr = V + (size_t)ic * s->v_row;
-        ops->widen_f16(hk, kr, kf);
-        ops->widen_f16(hv, vr, vf);
-        for (int g = 0; g < gq; g++) {
-            float *acc = vkq + (size_t)g * hv;
-            const float sc = ops->dot_f16(hk, kf, qh + (size_t)g * hk) * scale;
-            const float Mold = M[g];
-            float ms = 1.0f, vs = 1.0f;
-            if (sc > Mold) {
-                M[g] = sc;
-                ms = expf(Mold - sc);
-                for (int d = 0; d < hv; d++) acc[d] = f16_round(acc[d] * ms);
-            } else {
-                vs = expf(sc - Mold);
-            }
-            ops->v_mad_f16(hv, vf, vs, acc);
-            S[g] = fma_d(S[g], ms, vs);
-        }
-    }
+    ops->vec_range(hk, hv, gq, K, s->k_row, V, s->v_row, qh, a, b, scale, M, S, vkq, kf, vf);
 }
 
 /* Chunk c of nch (nch == 1: all keys) of token t's keys, for the gq query

@@ -127,6 +127,36 @@ static void test_variants_agree(void **st) {
     a->swiglu(N, g1, u);
     p->swiglu(N, g2, u);
     assert_memory_equal(g1, g2, sizeof g1);
+    /* vec_range: 3 heads sharing f16 K/V rows (strided, as in the cache),
+     * head sizes 64 and 128, over two consecutive key ranges (running
+     * state carried), with a rising score that forces rescales */
+    enum { NKEY = 300, GQ = 3 };
+    static const int hds[] = {64, 128};
+    for (size_t hi = 0; hi < NJ_ARRAY_LEN(hds); hi++) {
+        const int hd = hds[hi];
+        const size_t stride = (size_t)hd * 2 + 16;
+        static uint16_t kc[NKEY * 272], vc[NKEY * 272];
+        for (int i = 0; i < NKEY; i++)
+            for (int d = 0; d < hd; d++) {
+                kc[(size_t)i * stride + d] = nj_fp32_to_fp16(frand(-1, 1) + (float)i * 0.002f);
+                vc[(size_t)i * stride + d] = nj_fp32_to_fp16(frand(-2, 2));
+            }
+        static float qh[GQ * 128], kf[128], vf[128], vk1[GQ * 128], vk2[GQ * 128];
+        float M1[GQ], S1[GQ], M2[GQ], S2[GQ];
+        for (int i = 0; i < GQ * hd; i++) qh[i] = f16_round(frand(0, 1));
+        for (int g = 0; g < GQ; g++) { M1[g] = M2[g] = -INFINITY; S1[g] = S2[g] = 0.0f; }
+        memset(vk1, 0, sizeof vk1);
+        memset(vk2, 0, sizeof vk2);
+        for (int part = 0; part < 2; part++) {
+            const int a0 = part ? 137 : 0, b0 = part ? NKEY : 137;
+            a->vec_range(hd, hd, GQ, kc, stride, vc, stride, qh, a0, b0, 0.125f, M1, S1, vk1, kf, vf);
+            p->vec_range(hd, hd, GQ, kc, stride, vc, stride, qh, a0, b0, 0.125f, M2, S2, vk2, kf, vf);
+            assert_memory_equal(M1, M2, sizeof M1);
+            assert_memory_equal(S1, S2, sizeof S1);
+            assert_memory_equal(vk1, vk2, sizeof(float) * GQ * (size_t)hd);
+        }
+        assert_true(S1[0] > 1.0f);   /* the keys did accumulate */
+    }
 }
 
 static void test_f16_round(void **st) {
