@@ -11,19 +11,26 @@
  * fma chains), so results equal the scalar level's bit for bit whatever
  * nt is (vec_dot is the nt = 1 case).  Q4_K has two more tiles for its
  * repacked orders (vec_dot_rs/rb, gemm_rs/rb, kernels.h), and its
- * single-token GEMV takes eight rows per tile (rows8_q4_K_rs).  The weight
- * stream is prefetched 1.5 KB ahead (the eight-row tile: 24 super-blocks
- * ahead in tile order, to L2) so decode (a GEMV from DRAM) overlaps
- * memory and compute.
+ * single-token GEMV takes eight rows per tile (rows8_q4_K_rs).  So does
+ * the single-token GEMV of the 32-element formats Q4_0 (plain order),
+ * Q4_1, Q5_0, Q5_1 and Q8_0 (rows8_b32: one accumulator per row, the
+ * eight rows' block headers in one gather, the activation block loaded
+ * once for all eight); their batches and the rows % 8 left over go
+ * through x86_tiles.h's tiles.  The weight stream is prefetched ahead
+ * (the tiles: 1.5 KB, to L1; the eight-row tiles: 24 super-blocks or
+ * 3 KB per row ahead in tile order, to L2) so decode (a GEMV from DRAM)
+ * overlaps memory and compute.
  *
  * Integer core.  Weights are made non-negative bytes (nibbles, 5/6-bit
  * values, or |w| with the sign moved onto the activation), activations are
  * int8 in [-127, 127]; vpmaddubsw multiplies pairs into int16 (no
- * saturation is possible: |2 * 255 * 127| < 32768 for every format here
- * except the |w|*x of Q8_0, bounded by 2 * 128 * 127 = 32512), vpmaddwd
- * applies a per-sub-block scale (or 1) and widens to int32.  Offsets (Q4_0's
- * -8, Q6_K's -32, K-quant mins) are folded in through the activation block
- * sums where the format provides them.
+ * saturation is possible: the unsigned weights are at most 6-bit,
+ * 2 * 63 * 127 < 32768, and the |w|*x of Q8_0 is bounded by
+ * 2 * 128 * 127 = 32512; w + 128 as unsigned bytes would not be safe
+ * without VNNI), vpmaddwd applies a per-sub-block scale (or 1) and widens
+ * to int32.  Offsets (Q4_0's -8, Q5_0's -16 in the GEMV, Q6_K's -32,
+ * K-quant mins) are folded in through the activation block sums (the
+ * format's, or computed once per block for all rows).
  *
  * Activation quantizers reproduce scalar.c's x86 variants byte for byte.
  *
@@ -37,6 +44,139 @@
 
 #define X86_AVX512 0
 #include "kernels/x86_tiles.h"
+
+/* ---- 32-element formats, GEMV: eight rows at a time ---------------------
+ * The canonical order (x86_tiles.h, scalar.c): per row eight lane chains,
+ * acc_m = fma(dw*dx, L_m, acc_m) per block, L_m the exact int32 dot product
+ * of the block's elements 4m..4m+3; Q4_1/Q5_1 add a scalar chain
+ * c = fma(m, s_x, c); y = hsum8(acc) + c.  x86_tiles.h's tiles take four
+ * rows, a gather per row and eight blocks for the scales and a sign trick
+ * per block and row, and stream about half of what memory delivers.  Here
+ * a tile is eight rows, one ymm accumulator each, walked block by block:
+ * the activation block is loaded once for all eight rows, the eight rows'
+ * block headers come in with one gather (d, and m for Q4_1/Q5_1, in each
+ * 32-bit lane), so one multiply by dx gives every row's dw*dx and one fma
+ * by s_x runs the eight m chains in the lanes of one vector.  The 4- and
+ * 5-bit weights go in as unsigned bytes (0..15 or 0..31: vpmaddubsw's int16
+ * pair sums cannot saturate) and the format's offset comes off the int32
+ * sums, computed once per block for all rows:
+ *
+ *   Q4_0: L = dot(nibbles, x) - 8 * S        S_m = sum of x[4m..4m+3]
+ *   Q5_0: L = dot(nibbles | 16 * bit, x) - 16 * S
+ *   Q4_1, Q5_1: L = dot(q, x)                (unsigned already)
+ *   Q8_0: L = dot(|w|, sign(x, w))           (the sign trick: w + 128 as
+ *                                             unsigned could saturate)
+ *
+ * all exact in int32.  The weight stream is prefetched into L2 B32V_PF
+ * bytes ahead per row, in the order the tiles read it (past a row's end,
+ * into the same row of the next tile).  Batches, and the rows % 8 left
+ * over, go through x86_tiles.h's tiles (same order, same results).
+ * Q4_0 here is the plain order only: its repacked order has its own
+ * kernels (gemm_q4_0_r). */
+#ifndef B32V_PF
+#define B32V_PF 3072                 /* prefetch distance per row, bytes */
+#endif
+#ifndef B32V_HINT
+#define B32V_HINT _MM_HINT_T1
+#endif
+
+enum { B32V_Q4_0, B32V_Q4_1, B32V_Q5_0, B32V_Q5_1, B32V_Q8_0 };
+
+/* block layout per format: size, offset of qs, of qh (5-bit), activation
+ * block size (Q8_0 or Q8_1) and its qs offset */
+#define B32V_BS(f) ((f) == B32V_Q4_0 ? 18 : (f) == B32V_Q4_1 ? 20 : (f) == B32V_Q5_0 ? 22 : (f) == B32V_Q5_1 ? 24 : 34)
+#define B32V_QS(f) ((f) == B32V_Q4_0 ? 2 : (f) == B32V_Q4_1 ? 4 : (f) == B32V_Q5_0 ? 6 : (f) == B32V_Q5_1 ? 8 : 2)
+#define B32V_QH(f) ((f) == B32V_Q5_0 ? 2 : 4)
+#define B32V_HAS_M(f) ((f) == B32V_Q4_1 || (f) == B32V_Q5_1)
+#define B32V_XBS(f) (B32V_HAS_M(f) ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0))
+#define B32V_XQS(f) (B32V_HAS_M(f) ? 4 : 2)
+
+/* One block's integer sums L (int32 lane m: elements 4m..4m+3) against
+ * the activation bytes X; B = bias * S (Q4_0, Q5_0), else unused. */
+KINLINE __m256i b32v_dot(const char *b, __m256i X, __m256i B, const int f) {
+    if (f == B32V_Q8_0) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
+        return dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(X, q));
+    }
+    __m256i q = nibbles32((const uint8_t *)b + B32V_QS(f));
+    if (f == B32V_Q5_0 || f == B32V_Q5_1)
+        q = _mm256_or_si256(q, _mm256_and_si256(bits32((const uint8_t *)b + B32V_QH(f)),
+                                                _mm256_set1_epi8(0x10)));
+    const __m256i L = dot_u8s8(q, X);
+    return f == B32V_Q4_0 || f == B32V_Q5_0 ? _mm256_sub_epi32(L, B) : L;
+}
+
+/* Rows w[0..7] (nb blocks each) times one activation row x: y[0..7].
+ * off[r] = w[r] - w[0] (the gather's indices); next = the distance from a
+ * row to the same row of the next tile (prefetch only). */
+KINLINE void rows8_b32(int nb, const char *const w[8], __m256i off, size_t next, const char *x,
+                       float *y, const int f) {
+    const int bs = B32V_BS(f), xbs = B32V_XBS(f);
+    __m256 acc[8], C = _mm256_setzero_ps();
+    UNROLL
+    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+    const int pfd = B32V_PF / bs;    /* prefetch distance, blocks */
+    size_t pft = (size_t)(pfd / nb);
+    int pfb = pfd % nb;
+    for (int i = 0; i < nb; i++) {
+        const size_t o = (size_t)i * (size_t)bs;
+        const size_t pfo = pft * next + (size_t)pfb * (size_t)bs;
+        if (++pfb == nb) { pfb = 0; pft++; }
+        UNROLL
+        for (int r = 0; r < 8; r++) _mm_prefetch(w[r] + pfo, B32V_HINT);
+        const char *xb = x + (size_t)i * (size_t)xbs;
+        const __m256i X = _mm256_loadu_si256((const __m256i *)(xb + B32V_XQS(f)));
+        __m256i B = _mm256_setzero_si256();
+        if (f == B32V_Q4_0 || f == B32V_Q5_0) {
+            const __m256i S = dot_u8s8(_mm256_set1_epi8(1), X);
+            B = f == B32V_Q4_0 ? _mm256_slli_epi32(S, 3) : _mm256_slli_epi32(S, 4);
+        }
+        nj_half xh[2];
+        memcpy(xh, xb, sizeof(xh));
+        const __m256i wh = _mm256_i32gather_epi32((const int *)(w[0] + o), off, 1);
+        float dd[8] __attribute__((aligned(32)));
+        _mm256_store_ps(dd, _mm256_mul_ps(half_lanes(wh, 0), _mm256_set1_ps(h2f(xh[0]))));
+        if (B32V_HAS_M(f)) C = _mm256_fmadd_ps(half_lanes(wh, 1), _mm256_set1_ps(h2f(xh[1])), C);
+        /* read dd back with broadcast loads, not lane shuffles */
+        __asm__ volatile("" ::: "memory");
+        UNROLL
+        for (int r = 0; r < 8; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r]),
+                                     _mm256_cvtepi32_ps(b32v_dot(w[r] + o, X, B, f)), acc[r]);
+    }
+    float c[8];
+    if (B32V_HAS_M(f)) _mm256_storeu_ps(c, C);
+    UNROLL
+    for (int r = 0; r < 8; r++) y[r] = B32V_HAS_M(f) ? hsum8(acc[r]) + c[r] : hsum8(acc[r]);
+}
+
+/* gemm for one token: rows eight at a time through rows8_b32 (the rest
+ * and batches through x86_tiles.h's tiles, same order) */
+#define DEFINE_B32V(name, F)                                                                  \
+    static void gemmv_##name(int n, const void *restrict vw, size_t ws, int nr,                 \
+                             const void *restrict vx, size_t xs, int nt, float *restrict y,    \
+                             size_t ldy) {                                                      \
+        if (nt != 1 || nr < 8 || n < 32 || ws > (size_t)INT32_MAX / 8) {                        \
+            gemm_##name(n, vw, ws, nr, vx, xs, nt, y, ldy);                                     \
+            return;                                                                             \
+        }                                                                                       \
+        const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),       \
+                                               _mm256_set1_epi32((int)ws));                     \
+        int r0 = 0;                                                                             \
+        for (; r0 + 8 <= nr; r0 += 8) {                                                         \
+            const char *w[8];                                                                   \
+            UNROLL                                                                              \
+            for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + r) * ws;        \
+            rows8_b32(n / 32, w, off, 8 * ws, vx, y + r0, F);                                   \
+        }                                                                                       \
+        if (r0 < nr)                                                                            \
+            gemm_##name(n, (const char *)vw + (size_t)r0 * ws, ws, nr - r0, vx, xs, 1, y + r0, ldy); \
+    }
+DEFINE_B32V(q4_0, B32V_Q4_0)
+DEFINE_B32V(q4_1, B32V_Q4_1)
+DEFINE_B32V(q5_0, B32V_Q5_0)
+DEFINE_B32V(q5_1, B32V_Q5_1)
+DEFINE_B32V(q8_0, B32V_Q8_0)
 
 /* ---- K-quant helpers --------------------------------------------------- */
 
@@ -948,11 +1088,13 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
 void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     (void)features;
 #define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
-    SET(NJ_Q4_0, q4_0);
-    SET(NJ_Q4_1, q4_1);
-    SET(NJ_Q5_0, q5_0);
-    SET(NJ_Q5_1, q5_1);
-    SET(NJ_Q8_0, q8_0);
+#define SETV(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemmv_##name)
+    SETV(NJ_Q4_0, q4_0);
+    SETV(NJ_Q4_1, q4_1);
+    SETV(NJ_Q5_0, q5_0);
+    SETV(NJ_Q5_1, q5_1);
+    SETV(NJ_Q8_0, q8_0);
+#undef SETV
     SET(NJ_Q2_K, q2_K);
     k->vec_dot_rs[NJ_Q2_K] = vec_dot_q2_K_rs;
     k->gemm_rs[NJ_Q2_K] = gemm_q2_K_rs;

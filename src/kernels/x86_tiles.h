@@ -144,8 +144,10 @@ KINLINE void prefetch_w(const void *p, const int bytes) {
  * fma per token; Q4_1/Q5_1 also carry a scalar chain c = fma(m, s_x, c).
  *
  * The lane chains are serial per block (fma latency), so a tile interleaves
- * R weight rows x NT tokens of independent chains: decode (one token) runs
- * B32_TRMAX = 4 rows at a time.  Blocks go in groups of eight so that their
+ * R weight rows x NT tokens of independent chains: one token runs
+ * B32_TRMAX = 4 rows at a time.  (Decode over eight rows or more takes the
+ * includers' eight-row GEMV, rows8_b32 in avx2.c and avx512.c, in the same
+ * order; these tiles serve batches, the rows % 8 left over and vec_dot.)  Blocks go in groups of eight so that their
  * scales come in with one gather per row and token (head8); d = dw*dx is
  * formed for the eight blocks in one multiply and broadcast from memory.  A
  * short last group of nk < 8 blocks gathers only those heads (head8n) and
