@@ -263,6 +263,152 @@ TGT static void SFX(swiglu)(int n, float *restrict g, const float *restrict u) {
     for (int i = nv; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+#if defined(ATTN_AVX512)
+#define VEC_KB 16   /* keys per block of the blocked vec path */
+/* dot_f16's order for n % 64 == 0 straight from the f16 K row: four
+ * 16-lane fma chains over steps of 64, folded (0+2, 1+3, then the two),
+ * then hsum16's tree (halves, quarters, pairs). */
+TGT static inline float SFX(dot_k16)(int n, const uint16_t *k, const float *q) {
+    __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int i = 0; i < n; i += 64)
+        for (int j = 0; j < 4; j++)
+            c[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i + 16 * j))),
+                                   _mm512_loadu_ps(q + i + 16 * j), c[j]);
+    const __m512 f = _mm512_add_ps(_mm512_add_ps(c[0], c[2]), _mm512_add_ps(c[1], c[3]));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(f), _mm512_extractf32x8_ps(f, 1));
+    const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __m128 p = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+}
+
+/* acc (n16 x 16 lanes, f16 values as floats) = f16(v * s + acc) or, with
+ * resc, first f16(acc * ms): one key of the V chain, in registers. */
+#define VEC_F16(x) _mm512_cvtph_ps(_mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+
+/* The vec path for hk % 64 == 0, hv % 16 == 0, hv <= 256, in blocks of
+ * VEC_KB keys: first every score of the block (independent dot products),
+ * then per head the softmax chain (scalar, libm expf, in key order), then
+ * per head the V accumulator chain over the block's keys held in zmm
+ * registers.  Each head's operations and their order are the one-key
+ * loop's (SFX(vec_range) below); only independent work is regrouped. */
+TGT static void SFX(vec_range_blk)(int hk, int hv, int gq, const uint16_t *K, size_t k_stride,
+                                   const uint16_t *V, size_t v_stride, const float *qh, int a,
+                                   int b, float scale, float *M, float *S, float *vkq) {
+    float sc[VEC_KB], ms[VEC_KB], vs[VEC_KB];
+    int resc[VEC_KB];
+    const int n16 = hv / 16;
+    for (int k0 = a; k0 < b; k0 += VEC_KB) {
+        const int nk = b - k0 < VEC_KB ? b - k0 : VEC_KB;
+        for (int g = 0; g < gq; g++) {
+            const float *q = qh + (size_t)g * hk;
+            for (int k = 0; k < nk; k++)
+                sc[k] = SFX(dot_k16)(hk, K + (size_t)(k0 + k) * k_stride, q) * scale;
+            float Mg = M[g], Sg = S[g];
+            for (int k = 0; k < nk; k++) {
+                ms[k] = 1.0f;
+                vs[k] = 1.0f;
+                resc[k] = sc[k] > Mg;
+                if (resc[k]) {
+                    ms[k] = expf(Mg - sc[k]);
+                    Mg = sc[k];
+                } else {
+                    vs[k] = expf(sc[k] - Mg);
+                }
+                Sg = fma_d(Sg, ms[k], vs[k]);
+            }
+            M[g] = Mg;
+            S[g] = Sg;
+            float *accp = vkq + (size_t)g * hv;
+            __m512 acc[16];
+            for (int j = 0; j < n16; j++) acc[j] = _mm512_loadu_ps(accp + 16 * j);
+            for (int k = 0; k < nk; k++) {
+                const uint16_t *vr = V + (size_t)(k0 + k) * v_stride;
+                if (resc[k]) {
+                    const __m512 m = _mm512_set1_ps(ms[k]);
+                    for (int j = 0; j < n16; j++) acc[j] = VEC_F16(_mm512_mul_ps(acc[j], m));
+                }
+                const __m512 w = _mm512_set1_ps(vs[k]);
+                for (int j = 0; j < n16; j++)
+                    acc[j] = VEC_F16(_mm512_fmadd_ps(
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 16 * j))), w, acc[j]));
+            }
+            for (int j = 0; j < n16; j++) _mm512_storeu_ps(accp + 16 * j, acc[j]);
+        }
+    }
+}
+#undef VEC_F16
+#elif defined(ATTN_F16C)
+#define VEC_KB 16
+/* AVX2 twins of the above: ggml's 16-lane dot order in pairs of ymm; the
+ * V chain in chunks of 64 dimensions (8 ymm), each chunk over all the
+ * block's keys (dimensions are independent chains). */
+TGT static inline float SFX(dot_k16)(int n, const uint16_t *k, const float *q) {
+    __m256 c[8];
+    for (int j = 0; j < 8; j++) c[j] = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 64)
+        for (int j = 0; j < 8; j++)
+            c[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8 * j))),
+                                   _mm256_loadu_ps(q + i + 8 * j), c[j]);
+    /* 16-lane accumulator j is (c[2j], c[2j+1]) */
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(c[0], c[4]), _mm256_add_ps(c[2], c[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(c[1], c[5]), _mm256_add_ps(c[3], c[7]));
+    const __m256 h = _mm256_add_ps(lo, hi);
+    const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __m128 p = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+}
+
+#define VEC_F16(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+TGT static void SFX(vec_range_blk)(int hk, int hv, int gq, const uint16_t *K, size_t k_stride,
+                                   const uint16_t *V, size_t v_stride, const float *qh, int a,
+                                   int b, float scale, float *M, float *S, float *vkq) {
+    float sc[VEC_KB], ms[VEC_KB], vs[VEC_KB];
+    int resc[VEC_KB];
+    for (int k0 = a; k0 < b; k0 += VEC_KB) {
+        const int nk = b - k0 < VEC_KB ? b - k0 : VEC_KB;
+        for (int g = 0; g < gq; g++) {
+            const float *q = qh + (size_t)g * hk;
+            for (int k = 0; k < nk; k++)
+                sc[k] = SFX(dot_k16)(hk, K + (size_t)(k0 + k) * k_stride, q) * scale;
+            float Mg = M[g], Sg = S[g];
+            for (int k = 0; k < nk; k++) {
+                ms[k] = 1.0f;
+                vs[k] = 1.0f;
+                resc[k] = sc[k] > Mg;
+                if (resc[k]) {
+                    ms[k] = expf(Mg - sc[k]);
+                    Mg = sc[k];
+                } else {
+                    vs[k] = expf(sc[k] - Mg);
+                }
+                Sg = fma_d(Sg, ms[k], vs[k]);
+            }
+            M[g] = Mg;
+            S[g] = Sg;
+            for (int d0 = 0; d0 < hv; d0 += 64) {
+                const int n8 = hv - d0 < 64 ? (hv - d0) / 8 : 8;
+                float *accp = vkq + (size_t)g * hv + d0;
+                __m256 acc[8];
+                for (int j = 0; j < n8; j++) acc[j] = _mm256_loadu_ps(accp + 8 * j);
+                for (int k = 0; k < nk; k++) {
+                    const uint16_t *vr = V + (size_t)(k0 + k) * v_stride + d0;
+                    if (resc[k]) {
+                        const __m256 m = _mm256_set1_ps(ms[k]);
+                        for (int j = 0; j < n8; j++) acc[j] = VEC_F16(_mm256_mul_ps(acc[j], m));
+                    }
+                    const __m256 w = _mm256_set1_ps(vs[k]);
+                    for (int j = 0; j < n8; j++)
+                        acc[j] = VEC_F16(_mm256_fmadd_ps(
+                            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * j))), w, acc[j]));
+                }
+                for (int j = 0; j < n8; j++) _mm256_storeu_ps(accp + 8 * j, acc[j]);
+            }
+        }
+    }
+}
+#undef VEC_F16
+#endif
+
 /* The vec (one_chunk) path over keys [a, b) for gq query heads sharing a
  * kv head: per key, the K and V rows widened once; per head the f16 dot
  * product, ggml's online softmax (libm expf) and the f16 V accumulator.
@@ -271,6 +417,17 @@ TGT static void SFX(swiglu)(int n, float *restrict g, const float *restrict u) {
 TGT static void SFX(vec_range)(int hk, int hv, int gq, const uint16_t *K, size_t k_stride,
                                const uint16_t *V, size_t v_stride, const float *qh, int a, int b,
                                float scale, float *M, float *S, float *vkq, float *kf, float *vf) {
+#if defined(ATTN_AVX512)
+    if (hk % 64 == 0 && hv % 16 == 0 && hv <= 256) {
+        SFX(vec_range_blk)(hk, hv, gq, K, k_stride, V, v_stride, qh, a, b, scale, M, S, vkq);
+        return;
+    }
+#elif defined(ATTN_F16C)
+    if (hk % 64 == 0 && hv % 8 == 0) {
+        SFX(vec_range_blk)(hk, hv, gq, K, k_stride, V, v_stride, qh, a, b, scale, M, S, vkq);
+        return;
+    }
+#endif
     for (int ic = a; ic < b; ic++) {
         SFX(widen_f16)(hk, K + (size_t)ic * k_stride, kf);
         SFX(widen_f16)(hv, V + (size_t)ic * v_stride, vf);
