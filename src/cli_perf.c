@@ -7,12 +7,14 @@
  *        (chunked by the session's n_batch); tok/s = N / seconds.
  *   tgN: from an empty KV cache, evaluate N tokens one at a time (each
  *        step a full forward pass, as in generation); tok/s = N / seconds.
+ *   -d D: before each run (untimed), D random tokens fill the KV cache, so
+ *        the test runs at that depth (llama-bench's -d; "tg64@d1500").
  *
  * Each test runs one untimed warm-up, then -r repetitions; we report the mean
  * and the standard deviation of the per-repetition tok/s (as llama-bench
  * does).  Token ids are drawn from a fixed-seed generator over the vocabulary
  * so runs are repeatable.  With --json, one object per line:
- *   {"threads":..,"n_prompt":..,"n_gen":..,"tok_s":..,"stddev":..,
+ *   {"threads":..,"n_prompt":..,"n_gen":..,"n_depth":..,"tok_s":..,"stddev":..,
  *    "reps":..,"peak_rss":..,"load_s":..,"model":".."}
  */
 #include <math.h>
@@ -28,8 +30,9 @@
 static void usage(FILE *out) {
     fprintf(out,
         "usage: nightjar perf -m MODEL.gguf [-t THREADS] [-p N,N,...] [-n N,...] [-r REPS]\n"
-        "                     [-b BATCH] [--kv f16|q8_0|q4_0] [--json]\n"
+        "                     [-d DEPTH] [-b BATCH] [--kv f16|q8_0|q4_0] [--json]\n"
         "  -p   prompt sizes (default 32,128,512); 0 skips prompt tests\n"
+        "  -d   tokens already in the KV cache when each test starts (default 0)\n"
         "  -n   generation lengths (default 64); 0 skips generation tests\n"
         "  -r   repetitions per test (default 5), after one warm-up run\n");
 }
@@ -54,12 +57,19 @@ static uint32_t rng_next(void) {
 }
 
 /* One timed run; returns seconds or < 0 on error. */
-static double run_once(nj_session *s, const nj_model_desc *d, int n_prompt, int n_gen, int32_t *ids) {
+static double run_once(nj_session *s, const nj_model_desc *d, int depth, int n_prompt, int n_gen,
+                       int32_t *ids) {
     int rc = nj_session_truncate(s, 0);
     if (rc) return rc;
+    if (depth) {   /* untimed: the cache the test starts from */
+        for (int i = 0; i < depth; i++) ids[i] = (int32_t)(rng_next() % (uint32_t)d->n_vocab);
+        if (d->bos >= 0) ids[0] = d->bos;
+        rc = nj_session_eval(s, ids, depth);
+        if (rc < 0) return rc;
+    }
     int n = n_prompt ? n_prompt : n_gen;
     for (int i = 0; i < n; i++) ids[i] = (int32_t)(rng_next() % (uint32_t)d->n_vocab);
-    if (d->bos >= 0) ids[0] = d->bos;
+    if (d->bos >= 0 && !depth) ids[0] = d->bos;
     double t0 = nj_now();
     if (n_prompt) {
         rc = nj_session_eval(s, ids, n_prompt);
@@ -75,7 +85,7 @@ static double run_once(nj_session *s, const nj_model_desc *d, int n_prompt, int 
 
 int cmd_perf(int argc, char **argv) {
     const char *model = NULL, *kv = "f16";
-    int threads = 2, reps = 5, batch = 512, json = 0;
+    int threads = 2, reps = 5, batch = 512, json = 0, depth = 0;
     int pp[16] = {32, 128, 512}, n_pp = 3, tg[16] = {64}, n_tg = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -88,18 +98,23 @@ int cmd_perf(int argc, char **argv) {
         else if (!strcmp(a, "-t")) threads = atoi(v);
         else if (!strcmp(a, "-r")) reps = atoi(v);
         else if (!strcmp(a, "-b")) batch = atoi(v);
+        else if (!strcmp(a, "-d")) depth = atoi(v);
         else if (!strcmp(a, "--kv")) kv = v;
         else if (!strcmp(a, "-p")) { if ((n_pp = parse_list(v, pp, 16)) < 0) { fprintf(stderr, "nightjar perf: bad -p '%s'\n", v); return 2; } }
         else if (!strcmp(a, "-n")) { if ((n_tg = parse_list(v, tg, 16)) < 0) { fprintf(stderr, "nightjar perf: bad -n '%s'\n", v); return 2; } }
         else { fprintf(stderr, "nightjar perf: unknown option %s\n", a); usage(stderr); return 2; }
     }
-    if (!model || threads < 1 || reps < 1 || batch < 1) { usage(stderr); return 2; }
+    if (!model || threads < 1 || reps < 1 || batch < 1 || depth < 0 || depth > 1000000) {
+        usage(stderr);
+        return 2;
+    }
     int kv_type = !strcmp(kv, "f16") ? NJ_KV_F16 : !strcmp(kv, "q8_0") ? NJ_KV_Q8_0 : !strcmp(kv, "q4_0") ? NJ_KV_Q4_0 : -1;
     if (kv_type < 0) { fprintf(stderr, "nightjar perf: unknown KV type '%s'\n", kv); return 2; }
 
     int max_tok = 1;
     for (int i = 0; i < n_pp; i++) max_tok = NJ_MAX(max_tok, pp[i]);
     for (int i = 0; i < n_tg; i++) max_tok = NJ_MAX(max_tok, tg[i]);
+    max_tok = NJ_MAX(max_tok, depth);
 
     int err = 0;
     double t0 = nj_now();
@@ -109,7 +124,7 @@ int cmd_perf(int argc, char **argv) {
     double load_s = nj_now() - t0;
     nj_model_desc d;
     nj_model_describe(m, &d);
-    nj_session_params sp = {.n_ctx = max_tok + 16, .kv_type = kv_type, .n_batch = batch, .n_threads = threads};
+    nj_session_params sp = {.n_ctx = max_tok + depth + 16, .kv_type = kv_type, .n_batch = batch, .n_threads = threads};
     nj_session *s = nj_session_new(m, &sp, &err);
     int32_t *ids = nj_malloc(sizeof(int32_t) * (size_t)max_tok);
     if (!s || !ids) {
@@ -126,11 +141,11 @@ int cmd_perf(int argc, char **argv) {
         for (int k = 0; k < n_tests && !rc; k++) {
             int np = phase ? 0 : pp[k], ng = phase ? tg[k] : 0;
             if (!np && !ng) continue;
-            double w = run_once(s, &d, np, ng, ids);   /* warm-up */
+            double w = run_once(s, &d, depth, np, ng, ids);   /* warm-up */
             if (w < 0) { rc = (int)w; break; }
             double sum = 0, sq = 0;
             for (int r = 0; r < reps; r++) {
-                double t = run_once(s, &d, np, ng, ids);
+                double t = run_once(s, &d, depth, np, ng, ids);
                 if (t < 0) { rc = (int)t; break; }
                 double ts = (np + ng) / t;
                 sum += ts; sq += ts * ts;
@@ -139,12 +154,17 @@ int cmd_perf(int argc, char **argv) {
             double mean = sum / reps;
             double sd = reps > 1 ? sqrt(fmax(0.0, (sq - reps * mean * mean) / (reps - 1))) : 0.0;
             if (json)
-                printf("{\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"tok_s\":%.3f,\"stddev\":%.3f,"
-                       "\"reps\":%d,\"peak_rss\":%llu,\"load_s\":%.3f,\"model\":\"%s\"}\n",
-                       threads, np, ng, mean, sd, reps,
+                printf("{\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"n_depth\":%d,\"tok_s\":%.3f,"
+                       "\"stddev\":%.3f,\"reps\":%d,\"peak_rss\":%llu,\"load_s\":%.3f,\"model\":\"%s\"}\n",
+                       threads, np, ng, depth, mean, sd, reps,
                        (unsigned long long)platform_peak_rss_bytes(), load_s, d.name);
             else
-                printf("| %s | %d | %s%d | %.2f ± %.2f |\n", d.name, threads, np ? "pp" : "tg", np ? np : ng, mean, sd);
+            {
+                char dep[24] = "";
+                if (depth) snprintf(dep, sizeof dep, "@d%d", depth);
+                printf("| %s | %d | %s%d%s | %.2f ± %.2f |\n", d.name, threads, np ? "pp" : "tg", np ? np : ng,
+                       dep, mean, sd);
+            }
             fflush(stdout);
         }
     }
