@@ -438,6 +438,18 @@ static int kv_cells_attended(const nj_session *s, bool swa, int used) {
     return padded < size ? padded : size;
 }
 
+/* Cells in llama.cpp's KV cache of a layer (global, or the sliding-window
+ * layers' smaller ring): size before the used-count padding. */
+static int kv_size(const nj_session *s, bool swa) {
+    const nj_hparams *hp = &s->m->hp;
+    int size = (s->n_ctx + KV_PAD - 1) / KV_PAD * KV_PAD;
+    if (swa && hp->n_swa > 0) {
+        int sz = (hp->n_swa + LLAMA_UBATCH + KV_PAD - 1) / KV_PAD * KV_PAD;
+        if (sz < size) size = sz;
+    }
+    return size;
+}
+
 /* Vec path over keys [a, b) for the gq query heads sharing kv head kvh:
  * per head an online softmax with the V accumulator in f16 precision, as
  * ggml's one_chunk kernel (which runs each head on its own; the results are
@@ -471,18 +483,33 @@ static void attn_vec_chunk(const attn_job *j, int t, int kvh, int c, int nch, fl
     /* ggml converts q to the K cache's type (f16) for the dot product */
     const float *q = s->q + (size_t)t * hp->n_head * hk + (size_t)kvh * gq * hk;
     for (int i = 0; i < gq * hk; i++) qh[i] = f16_round(q[i]);
-    int a = 0, b = hi;
+    /* ggml walks cache cells in index order, chunk c of a split taking
+     * cells [c0, c1).  Position x sits in cell x mod Sz of the layer's
+     * cache (llama.cpp fills a sequence from cell 0 and, once a
+     * sliding-window ring of Sz cells is full, reuses the cells whose
+     * keys left the window, in order), so cell i holds x = Lp + i of the
+     * current lap if i <= p - Lp, else x = Lp - Sz + i of the previous
+     * one.  The keys of [c0, c1) are thus two position runs, the current
+     * lap's first (lower cells); each is clamped to the window [lo, hi). */
+    const int Sz = kv_size(s, L->swa), Lp = p / Sz * Sz;
+    int c0 = 0, c1 = Sz;
     if (nch > 1) {
         const int n_kv = kv_cells_attended(s, L->swa, p + 1);
         const int cs = (n_kv + nch - 1) / nch;
-        a = c * cs;
-        b = a + cs < n_kv ? a + cs : n_kv;
+        c0 = c * cs;
+        c1 = c0 + cs < n_kv ? c0 + cs : n_kv;
     }
-    if (a < lo) a = lo;
-    if (b > hi) b = hi;
     for (int g = 0; g < gq; g++) { M[g] = -INFINITY; S[g] = 0.0f; }
     memset(vkq, 0, sizeof(float) * (size_t)gq * hv);
-    if (a < b) attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
+    const int split_cell = p - Lp + 1;   /* cells below it: current lap */
+    const int run[2][2] = {
+        {Lp + c0, Lp + (c1 < split_cell ? c1 : split_cell)},
+        {Lp - Sz + (c0 > split_cell ? c0 : split_cell), Lp - Sz + c1},
+    };
+    for (int r = 0; r < 2; r++) {
+        const int a = run[r][0] > lo ? run[r][0] : lo, b = run[r][1] < hi ? run[r][1] : hi;
+        if (a < b) attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
+    }
 }
 
 /* Token t's output for the heads of kv head kvh from nch chunk partials
