@@ -263,6 +263,31 @@ TGT static void SFX(swiglu)(int n, float *restrict g, const float *restrict u) {
     for (int i = nv; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+#if defined(ATTN_AVX512) || defined(ATTN_F16C)
+/* One head's online-softmax chain over a block's scores sc[0..nk), in key
+ * order, as the one-key loop (SFX(vec_range) below) runs it: the running
+ * max *M and sum *S, and per key whether the V accumulator is rescaled
+ * first (resc, by ms) and the weight vs of its V row. */
+TGT static inline void SFX(vec_chain)(int nk, const float *sc, float *M, float *S, float *ms,
+                                      float *vs, int *resc) {
+    float Mg = *M, Sg = *S;
+    for (int k = 0; k < nk; k++) {
+        ms[k] = 1.0f;
+        vs[k] = 1.0f;
+        resc[k] = sc[k] > Mg;
+        if (resc[k]) {
+            ms[k] = expf(Mg - sc[k]);
+            Mg = sc[k];
+        } else {
+            vs[k] = expf(sc[k] - Mg);
+        }
+        Sg = fma_d(Sg, ms[k], vs[k]);
+    }
+    *M = Mg;
+    *S = Sg;
+}
+#endif
+
 #if defined(ATTN_AVX512)
 #define VEC_KB 16   /* keys per block of the blocked vec path */
 /* dot_f16's order for n % 64 == 0 straight from the f16 K row: four
@@ -303,21 +328,7 @@ TGT static void SFX(vec_range_blk)(int hk, int hv, int gq, const uint16_t *K, si
             const float *q = qh + (size_t)g * hk;
             for (int k = 0; k < nk; k++)
                 sc[k] = SFX(dot_k16)(hk, K + (size_t)(k0 + k) * k_stride, q) * scale;
-            float Mg = M[g], Sg = S[g];
-            for (int k = 0; k < nk; k++) {
-                ms[k] = 1.0f;
-                vs[k] = 1.0f;
-                resc[k] = sc[k] > Mg;
-                if (resc[k]) {
-                    ms[k] = expf(Mg - sc[k]);
-                    Mg = sc[k];
-                } else {
-                    vs[k] = expf(sc[k] - Mg);
-                }
-                Sg = fma_d(Sg, ms[k], vs[k]);
-            }
-            M[g] = Mg;
-            S[g] = Sg;
+            SFX(vec_chain)(nk, sc, &M[g], &S[g], ms, vs, resc);
             float *accp = vkq + (size_t)g * hv;
             __m512 acc[16];
             for (int j = 0; j < n16; j++) acc[j] = _mm512_loadu_ps(accp + 16 * j);
@@ -370,21 +381,7 @@ TGT static void SFX(vec_range_blk)(int hk, int hv, int gq, const uint16_t *K, si
             const float *q = qh + (size_t)g * hk;
             for (int k = 0; k < nk; k++)
                 sc[k] = SFX(dot_k16)(hk, K + (size_t)(k0 + k) * k_stride, q) * scale;
-            float Mg = M[g], Sg = S[g];
-            for (int k = 0; k < nk; k++) {
-                ms[k] = 1.0f;
-                vs[k] = 1.0f;
-                resc[k] = sc[k] > Mg;
-                if (resc[k]) {
-                    ms[k] = expf(Mg - sc[k]);
-                    Mg = sc[k];
-                } else {
-                    vs[k] = expf(sc[k] - Mg);
-                }
-                Sg = fma_d(Sg, ms[k], vs[k]);
-            }
-            M[g] = Mg;
-            S[g] = Sg;
+            SFX(vec_chain)(nk, sc, &M[g], &S[g], ms, vs, resc);
             for (int d0 = 0; d0 < hv; d0 += 64) {
                 const int n8 = hv - d0 < 64 ? (hv - d0) / 8 : 8;
                 float *accp = vkq + (size_t)g * hv + d0;

@@ -73,23 +73,6 @@
  * over, go through x86_tiles.h's tiles (same order, same results).
  * Q4_0 here is the plain order only: its repacked order has its own
  * kernels (gemm_q4_0_r). */
-#ifndef B32V_PF
-#define B32V_PF 3072                 /* prefetch distance per row, bytes */
-#endif
-#ifndef B32V_HINT
-#define B32V_HINT _MM_HINT_T1
-#endif
-
-enum { B32V_Q4_0, B32V_Q4_1, B32V_Q5_0, B32V_Q5_1, B32V_Q8_0 };
-
-/* block layout per format: size, offset of qs, of qh (5-bit), activation
- * block size (Q8_0 or Q8_1) and its qs offset */
-#define B32V_BS(f) ((f) == B32V_Q4_0 ? 18 : (f) == B32V_Q4_1 ? 20 : (f) == B32V_Q5_0 ? 22 : (f) == B32V_Q5_1 ? 24 : 34)
-#define B32V_QS(f) ((f) == B32V_Q4_0 ? 2 : (f) == B32V_Q4_1 ? 4 : (f) == B32V_Q5_0 ? 6 : (f) == B32V_Q5_1 ? 8 : 2)
-#define B32V_QH(f) ((f) == B32V_Q5_0 ? 2 : 4)
-#define B32V_HAS_M(f) ((f) == B32V_Q4_1 || (f) == B32V_Q5_1)
-#define B32V_XBS(f) (B32V_HAS_M(f) ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0))
-#define B32V_XQS(f) (B32V_HAS_M(f) ? 4 : 2)
 
 /* One block's integer sums L (int32 lane m: elements 4m..4m+3) against
  * the activation bytes X; B = bias * S (Q4_0, Q5_0), else unused. */
@@ -150,28 +133,6 @@ KINLINE void rows8_b32(int nb, const char *const w[8], __m256i off, size_t next,
     for (int r = 0; r < 8; r++) y[r] = B32V_HAS_M(f) ? hsum8(acc[r]) + c[r] : hsum8(acc[r]);
 }
 
-/* gemm for one token: rows eight at a time through rows8_b32 (the rest
- * and batches through x86_tiles.h's tiles, same order) */
-#define DEFINE_B32V(name, F)                                                                  \
-    static void gemmv_##name(int n, const void *restrict vw, size_t ws, int nr,                 \
-                             const void *restrict vx, size_t xs, int nt, float *restrict y,    \
-                             size_t ldy) {                                                      \
-        if (nt != 1 || nr < 8 || n < 32 || ws > (size_t)INT32_MAX / 8) {                        \
-            gemm_##name(n, vw, ws, nr, vx, xs, nt, y, ldy);                                     \
-            return;                                                                             \
-        }                                                                                       \
-        const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),       \
-                                               _mm256_set1_epi32((int)ws));                     \
-        int r0 = 0;                                                                             \
-        for (; r0 + 8 <= nr; r0 += 8) {                                                         \
-            const char *w[8];                                                                   \
-            UNROLL                                                                              \
-            for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + r) * ws;        \
-            rows8_b32(n / 32, w, off, 8 * ws, vx, y + r0, F);                                   \
-        }                                                                                       \
-        if (r0 < nr)                                                                            \
-            gemm_##name(n, (const char *)vw + (size_t)r0 * ws, ws, nr - r0, vx, xs, 1, y + r0, ldy); \
-    }
 DEFINE_B32V(q4_0, B32V_Q4_0)
 DEFINE_B32V(q4_1, B32V_Q4_1)
 DEFINE_B32V(q5_0, B32V_Q5_0)

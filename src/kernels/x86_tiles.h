@@ -468,5 +468,51 @@ static void gemm_q4_0_r(int n, const void *restrict w, size_t ws, int nr, const 
 }
 
 
+/* ---- 32-element formats, GEMV glue shared by avx2.c and avx512.c -------
+ * Both levels have an eight-row one-token tile, rows8_b32 (see their
+ * sections); these are its block layouts, prefetch settings and the gemm
+ * wrapper around it. */
+#ifndef B32V_PF
+#define B32V_PF 3072                 /* prefetch distance per row, bytes */
+#endif
+#ifndef B32V_HINT
+#define B32V_HINT _MM_HINT_T1
+#endif
+
+enum { B32V_Q4_0, B32V_Q4_1, B32V_Q5_0, B32V_Q5_1, B32V_Q8_0 };
+
+/* block layout per format: size, offset of qs, of qh (5-bit), activation
+ * block size (Q8_0 or Q8_1) and its qs offset */
+#define B32V_BS(f) ((f) == B32V_Q4_0 ? 18 : (f) == B32V_Q4_1 ? 20 : (f) == B32V_Q5_0 ? 22 : (f) == B32V_Q5_1 ? 24 : 34)
+#define B32V_QS(f) ((f) == B32V_Q4_0 ? 2 : (f) == B32V_Q4_1 ? 4 : (f) == B32V_Q5_0 ? 6 : (f) == B32V_Q5_1 ? 8 : 2)
+#define B32V_QH(f) ((f) == B32V_Q5_0 ? 2 : 4)
+#define B32V_HAS_M(f) ((f) == B32V_Q4_1 || (f) == B32V_Q5_1)
+#define B32V_XBS(f) (B32V_HAS_M(f) ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0))
+#define B32V_XQS(f) (B32V_HAS_M(f) ? 4 : 2)
+
+/* gemm for one token: rows eight at a time through the includer's
+ * rows8_b32 (defined before DEFINE_B32V is used); the rows % 8 left over,
+ * rows shorter than a block, and batches through the tiles above (same
+ * order, same results). */
+#define DEFINE_B32V(name, F)                                                                  \
+    static void gemmv_##name(int n, const void *restrict vw, size_t ws, int nr,                 \
+                             const void *restrict vx, size_t xs, int nt, float *restrict y,    \
+                             size_t ldy) {                                                      \
+        if (nt != 1 || nr < 8 || n < 32 || ws > (size_t)INT32_MAX / 8) {                        \
+            gemm_##name(n, vw, ws, nr, vx, xs, nt, y, ldy);                                     \
+            return;                                                                             \
+        }                                                                                       \
+        const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),       \
+                                               _mm256_set1_epi32((int)ws));                     \
+        int r0 = 0;                                                                             \
+        for (; r0 + 8 <= nr; r0 += 8) {                                                         \
+            const char *w[8];                                                                   \
+            UNROLL                                                                              \
+            for (int r = 0; r < 8; r++) w[r] = (const char *)vw + (size_t)(r0 + r) * ws;        \
+            rows8_b32(n / 32, w, off, 8 * ws, vx, y + r0, F);                                   \
+        }                                                                                       \
+        if (r0 < nr)                                                                            \
+            gemm_##name(n, (const char *)vw + (size_t)r0 * ws, ws, nr - r0, vx, xs, 1, y + r0, ldy); \
+    }
 
 #endif
