@@ -424,20 +424,6 @@ typedef struct attn_job {
     atomic_int  next;     /* next work unit (attn_worker) */
 } attn_job;
 
-/* llama.cpp's KV cache size for our n_ctx (padded) and the padded number of
- * cells it attends over when the cache holds `used` positions. */
-static int kv_cells_attended(const nj_session *s, bool swa, int used) {
-    const nj_hparams *hp = &s->m->hp;
-    int size = (s->n_ctx + KV_PAD - 1) / KV_PAD * KV_PAD;
-    if (swa && hp->n_swa > 0) {
-        int sz = (hp->n_swa + LLAMA_UBATCH + KV_PAD - 1) / KV_PAD * KV_PAD;
-        if (sz < size) size = sz;
-    }
-    int padded = (used + KV_PAD - 1) / KV_PAD * KV_PAD;
-    if (padded < KV_PAD) padded = KV_PAD;
-    return padded < size ? padded : size;
-}
-
 /* Cells in llama.cpp's KV cache of a layer (global, or the sliding-window
  * layers' smaller ring): size before the used-count padding. */
 static int kv_size(const nj_session *s, bool swa) {
@@ -448,6 +434,15 @@ static int kv_size(const nj_session *s, bool swa) {
         if (sz < size) size = sz;
     }
     return size;
+}
+
+/* The padded number of cells llama.cpp attends over when the layer's cache
+ * holds `used` positions. */
+static int kv_cells_attended(const nj_session *s, bool swa, int used) {
+    const int size = kv_size(s, swa);
+    int padded = (used + KV_PAD - 1) / KV_PAD * KV_PAD;
+    if (padded < KV_PAD) padded = KV_PAD;
+    return padded < size ? padded : size;
 }
 
 /* Vec path over keys [a, b) for the gq query heads sharing kv head kvh:
