@@ -424,22 +424,15 @@ typedef struct attn_job {
     atomic_int  next;     /* next work unit (attn_worker) */
 } attn_job;
 
-/* Cells in llama.cpp's KV cache of a layer (global, or the sliding-window
- * layers' smaller ring): size before the used-count padding. */
-static int kv_size(const nj_session *s, bool swa) {
-    const nj_hparams *hp = &s->m->hp;
-    int size = (s->n_ctx + KV_PAD - 1) / KV_PAD * KV_PAD;
-    if (swa && hp->n_swa > 0) {
-        int sz = (hp->n_swa + LLAMA_UBATCH + KV_PAD - 1) / KV_PAD * KV_PAD;
-        if (sz < size) size = sz;
-    }
-    return size;
-}
-
-/* The padded number of cells llama.cpp attends over when the layer's cache
- * holds `used` positions. */
-static int kv_cells_attended(const nj_session *s, bool swa, int used) {
-    const int size = kv_size(s, swa);
+/* The padded number of cells llama.cpp attends over when the cache holds
+ * `used` positions.  Sliding-window layers too: the reference harness runs
+ * llama.cpp with llama_context_default_params, whose swa_full gives them a
+ * full-size cache, so every layer's cell i holds position i.  (llama-cli
+ * and llama-server default to a ring of n_swa + n_ubatch cells instead,
+ * whose cell order and chunks differ once a sequence passes it; --swa-full
+ * makes them match.) */
+static int kv_cells_attended(const nj_session *s, int used) {
+    const int size = (s->n_ctx + KV_PAD - 1) / KV_PAD * KV_PAD;
     int padded = (used + KV_PAD - 1) / KV_PAD * KV_PAD;
     if (padded < KV_PAD) padded = KV_PAD;
     return padded < size ? padded : size;
@@ -478,33 +471,19 @@ static void attn_vec_chunk(const attn_job *j, int t, int kvh, int c, int nch, fl
     /* ggml converts q to the K cache's type (f16) for the dot product */
     const float *q = s->q + (size_t)t * hp->n_head * hk + (size_t)kvh * gq * hk;
     for (int i = 0; i < gq * hk; i++) qh[i] = f16_round(q[i]);
-    /* ggml walks cache cells in index order, chunk c of a split taking
-     * cells [c0, c1).  Position x sits in cell x mod Sz of the layer's
-     * cache (llama.cpp fills a sequence from cell 0 and, once a
-     * sliding-window ring of Sz cells is full, reuses the cells whose
-     * keys left the window, in order), so cell i holds x = Lp + i of the
-     * current lap if i <= p - Lp, else x = Lp - Sz + i of the previous
-     * one.  The keys of [c0, c1) are thus two position runs, the current
-     * lap's first (lower cells); each is clamped to the window [lo, hi). */
-    const int Sz = kv_size(s, L->swa), Lp = p / Sz * Sz;
-    int c0 = 0, c1 = Sz;
+    /* ggml splits the padded cell count into nch equal chunks */
+    int a = 0, b = hi;
     if (nch > 1) {
-        const int n_kv = kv_cells_attended(s, L->swa, p + 1);
+        const int n_kv = kv_cells_attended(s, p + 1);
         const int cs = (n_kv + nch - 1) / nch;
-        c0 = c * cs;
-        c1 = c0 + cs < n_kv ? c0 + cs : n_kv;
+        a = c * cs;
+        b = a + cs < n_kv ? a + cs : n_kv;
     }
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
     for (int g = 0; g < gq; g++) { M[g] = -INFINITY; S[g] = 0.0f; }
     memset(vkq, 0, sizeof(float) * (size_t)gq * hv);
-    const int split_cell = p - Lp + 1;   /* cells below it: current lap */
-    const int run[2][2] = {
-        {Lp + c0, Lp + (c1 < split_cell ? c1 : split_cell)},
-        {Lp - Sz + (c0 > split_cell ? c0 : split_cell), Lp - Sz + c1},
-    };
-    for (int r = 0; r < 2; r++) {
-        const int a = run[r][0] > lo ? run[r][0] : lo, b = run[r][1] < hi ? run[r][1] : hi;
-        if (a < b) attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
-    }
+    if (a < b) attn_vec_range(s, j->il, kvh, gq, qh, a, b, hp->kq_scale, M, S, vkq, kf, vf);
 }
 
 /* Token t's output for the heads of kv head kvh from nch chunk partials
@@ -857,7 +836,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         /* a split needs a single-token last micro-batch, so <= 1 vec token */
         assert(!job.split_ok || job.n_vec <= 1);
         if (job.split_ok && job.n_vec == 1 &&
-            kv_cells_attended(s, L->swa, p0 + job.n_tiled + 1) >= SPLIT_KV_MIN)
+            kv_cells_attended(s, p0 + job.n_tiled + 1) >= SPLIT_KV_MIN)
             job.nch = s->n_threads;
         atomic_init(&job.next, 0);
         pool_run(s->pool, attn_worker, &job);
