@@ -286,6 +286,13 @@ TGT static inline void SFX(vec_chain)(int nk, const float *sc, float *M, float *
     *M = Mg;
     *S = Sg;
 }
+
+/* The last steps of hsum16's tree on its four quarter sums r:
+ * (r0 + r2) + (r1 + r3). */
+TGT static inline float SFX(pairs4)(__m128 r) {
+    const __m128 p = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+}
 #endif
 
 #if defined(ATTN_AVX512)
@@ -302,8 +309,7 @@ TGT static inline float SFX(dot_k16)(int n, const uint16_t *k, const float *q) {
     const __m512 f = _mm512_add_ps(_mm512_add_ps(c[0], c[2]), _mm512_add_ps(c[1], c[3]));
     const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(f), _mm512_extractf32x8_ps(f, 1));
     const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    const __m128 p = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+    return SFX(pairs4)(r);
 }
 
 /* acc (n16 x 16 lanes, f16 values as floats) = f16(v * s + acc) or, with
@@ -365,8 +371,7 @@ TGT static inline float SFX(dot_k16)(int n, const uint16_t *k, const float *q) {
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(c[1], c[5]), _mm256_add_ps(c[3], c[7]));
     const __m256 h = _mm256_add_ps(lo, hi);
     const __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    const __m128 p = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+    return SFX(pairs4)(r);
 }
 
 #define VEC_F16(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
