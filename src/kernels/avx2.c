@@ -98,15 +98,10 @@ KINLINE void rows8_b32(int nb, const char *const w[8], __m256i off, size_t next,
     __m256 acc[8], C = _mm256_setzero_ps();
     UNROLL
     for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
-    const int pfd = B32V_PF / bs;    /* prefetch distance, blocks */
-    size_t pft = (size_t)(pfd / nb);
-    int pfb = pfd % nb;
+    b32v_pf pf = b32v_pf_init(nb, bs);
     for (int i = 0; i < nb; i++) {
         const size_t o = (size_t)i * (size_t)bs;
-        const size_t pfo = pft * next + (size_t)pfb * (size_t)bs;
-        if (++pfb == nb) { pfb = 0; pft++; }
-        UNROLL
-        for (int r = 0; r < 8; r++) _mm_prefetch(w[r] + pfo, B32V_HINT);
+        b32v_pf_step(&pf, w, next, nb, bs);
         const char *xb = x + (size_t)i * (size_t)xbs;
         const __m256i X = _mm256_loadu_si256((const __m256i *)(xb + B32V_XQS(f)));
         __m256i B = _mm256_setzero_si256();

@@ -1200,15 +1200,10 @@ KINLINE void rows8_b32(int nb, const char *const w[8], __m256i off, size_t next,
     for (int p = 0; p < 4; p++)
         pidx[p] = _mm512_inserti64x4(_mm512_set1_epi32(4 * p), _mm256_set1_epi32(4 * p + 2), 1);
     const int bias = f == B32V_Q4_0 ? 8 : f == B32V_Q5_0 ? 16 : f == B32V_Q8_0 ? 128 : 0;
-    const int pfd = B32V_PF / bs;    /* prefetch distance, blocks */
-    size_t pft = (size_t)(pfd / nb);
-    int pfb = pfd % nb;
+    b32v_pf pf = b32v_pf_init(nb, bs);
     for (int i = 0; i < nb; i++) {
         const size_t o = (size_t)i * (size_t)bs;
-        const size_t pfo = pft * next + (size_t)pfb * (size_t)bs;
-        if (++pfb == nb) { pfb = 0; pft++; }
-        UNROLL
-        for (int r = 0; r < 8; r++) _mm_prefetch(w[r] + pfo, B32V_HINT);
+        b32v_pf_step(&pf, w, next, nb, bs);
         const char *xb = x + (size_t)i * (size_t)xbs;
         const __m512i X = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xb + B32V_XQS(f))));
         __m512i L0 = _mm512_setzero_si512();

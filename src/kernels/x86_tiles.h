@@ -490,6 +490,22 @@ enum { B32V_Q4_0, B32V_Q4_1, B32V_Q5_0, B32V_Q5_1, B32V_Q8_0 };
 #define B32V_XBS(f) (B32V_HAS_M(f) ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0))
 #define B32V_XQS(f) (B32V_HAS_M(f) ? 4 : 2)
 
+/* The tiles' prefetch cursor: B32V_PF bytes (whole blocks) ahead of the
+ * block being read, in the order the tiles read rows -- past a row's end
+ * into the same row of the next tile (`next` bytes on). */
+typedef struct { size_t tile; int blk; } b32v_pf;
+KINLINE b32v_pf b32v_pf_init(int nb, int bs) {
+    const int d = B32V_PF / bs;
+    return (b32v_pf){(size_t)(d / nb), d % nb};
+}
+/* Prefetches the cursor's block of the eight rows w, then advances it. */
+KINLINE void b32v_pf_step(b32v_pf *c, const char *const w[8], size_t next, int nb, int bs) {
+    const size_t o = c->tile * next + (size_t)c->blk * (size_t)bs;
+    if (++c->blk == nb) { c->blk = 0; c->tile++; }
+    UNROLL
+    for (int r = 0; r < 8; r++) _mm_prefetch(w[r] + o, B32V_HINT);
+}
+
 /* gemm for one token: rows eight at a time through the includer's
  * rows8_b32 (defined before DEFINE_B32V is used); the rows % 8 left over,
  * rows shorter than a block, and batches through the tiles above (same
