@@ -30,6 +30,18 @@ typedef struct nj_model   nj_model;
 typedef struct nj_session nj_session;
 typedef struct nj_sampler nj_sampler;
 
+/* Error codes: a negated errno value (-ENOENT, -ENOMEM, -EINVAL, ...) or one
+ * of these, in a range no errno uses. */
+enum {
+    NJ_EFORMAT      = -10001, /* malformed input file or data          */
+    NJ_EUNSUPPORTED = -10002, /* valid but not supported (arch, type)   */
+    NJ_ETOOBIG      = -10003, /* exceeds a size limit or budget         */
+    NJ_ECTX         = -10004, /* request does not fit the context       */
+    NJ_ECHECKSUM    = -10005, /* checksum mismatch                      */
+    NJ_ENET         = -10006, /* network / transfer failure             */
+    NJ_ESTATE       = -10007, /* call not valid in the object's state   */
+};
+
 const char *nj_strerror(int code);
 const char *nj_last_error(void);
 
@@ -55,8 +67,9 @@ typedef struct nj_model_desc {
 
 void nj_model_describe(const nj_model *m, nj_model_desc *out);
 
-/* KV element type for sessions. */
-enum nj_kv_type { NJ_KV_F16 = 0, NJ_KV_Q8_0 = 1, NJ_KV_Q4_0 = 2 };
+/* KV element type for sessions.  f16 only today: quantized KV types are
+ * added here when sessions accept them. */
+enum nj_kv_type { NJ_KV_F16 = 0 };
 
 /* Estimated resident bytes for weights + KV(n_ctx, kv_type) + buffers. */
 uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type);

@@ -21,7 +21,7 @@
 enum kind { K_STR, K_INT, K_SIZE, K_SECS, K_ENUM };
 
 static const char *const log_choices[] = {"error", "warn", "info", "debug", NULL};
-static const char *const kv_choices[]  = {"f16", "q8_0", "q4_0", NULL};
+static const char *const kv_choices[]  = {"f16", NULL};  /* the types sessions accept */
 static const char *const qos_choices[] = {"none", "utility", "background", NULL};
 
 typedef struct keydef {

@@ -19,7 +19,7 @@
  * Also: the kernels' fp16 helpers against quant.c's over all 65536 halves.
  */
 #include "testutil.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "quant.h"
 #include "util.h"
 

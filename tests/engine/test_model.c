@@ -282,7 +282,7 @@ static void test_errors(void **st) {
     nj_model *m = nj_model_load(path, NULL, &err);
     assert_non_null(m);
 
-    nj_session_params q8 = {.n_ctx = 16, .kv_type = NJ_KV_Q8_0};
+    nj_session_params q8 = {.n_ctx = 16, .kv_type = NJ_KV_F16 + 1};  /* no such type */
     assert_null(nj_session_new(m, &q8, &err));
     assert_int_equal(err, NJ_EUNSUPPORTED);
 

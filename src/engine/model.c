@@ -22,6 +22,7 @@
  *  - gemma3 final_logit_softcapping if the key is present.
  */
 #include "model.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -309,7 +310,7 @@ static int bind_mat(nj_model *m, nj_mat *out, const char *fmt, int il, int64_t r
         snprintf(want, sizeof want, "[%lld, %lld]", (long long)cols, (long long)rows);
         return bad_shape(t, want);
     }
-    const nj_type_traits *tr = quant_traits((int)t->type);
+    const nj_type_traits *tr = kernels_traits((int)t->type);
     if (!tr)
         return nj_fail(NJ_EUNSUPPORTED, "tensor %.*s has unsupported type %u (%s)",
                        (int)t->name.len, t->name.ptr, t->type, quant_type_name((int)t->type));
@@ -346,7 +347,7 @@ static int bind_vec(nj_model *m, const float **out, const char *fmt, int il, int
         *out = t->data;
         return 0;
     }
-    const nj_type_traits *tr = quant_traits((int)t->type);
+    const nj_type_traits *tr = kernels_traits((int)t->type);
     if (!tr || !tr->to_float || n % tr->blck)
         return nj_fail(NJ_EUNSUPPORTED, "1-D tensor %.*s of type %s cannot be converted",
                        (int)t->name.len, t->name.ptr, quant_type_name((int)t->type));
@@ -390,7 +391,7 @@ int model_bind_tensors(nj_model *m) {
                 (long long)m->tok_embd.rows);
     hp->n_vocab = (int)m->tok_embd.rows;
     {
-        const nj_type_traits *tr = quant_traits(m->tok_embd.type);
+        const nj_type_traits *tr = kernels_traits(m->tok_embd.type);
         if (!tr || !tr->to_float)
             return nj_fail(NJ_EUNSUPPORTED, "token_embd type %s cannot be dequantized",
                            quant_type_name(m->tok_embd.type));

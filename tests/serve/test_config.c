@@ -93,7 +93,7 @@ static void test_env_names(void **state) {
     char *envp[] = {"THREADS=4", "NICE_LEVEL=15", "CTX_SIZE=2048", "NIGHTJAR_MODEL=m.gguf",
                     "NIGHTJAR_PORT=8181", "NIGHTJAR_TOKEN=s3cret", "NIGHTJAR_IDLE_UNLOAD=5m",
                     "NIGHTJAR_MEM_BUDGET=512M", "NIGHTJAR_MAX_BODY=64K", "NIGHTJAR_LOG=debug",
-                    "NIGHTJAR_KV_TYPE=q8_0", "NIGHTJAR_QOS=background", NULL};
+                    "NIGHTJAR_KV_TYPE=f16", "NIGHTJAR_QOS=background", NULL};
     nj_config c;
     assert_int_equal(config_load(&c, 1, argv, envp), 0);
     assert_int_equal(c.threads, 4);
@@ -105,7 +105,7 @@ static void test_env_names(void **state) {
     assert_true(c.mem_budget == 512ull << 20);
     assert_int_equal(c.max_body, 64 << 10);
     assert_int_equal(c.log_level, NJ_LOG_DEBUG);
-    assert_int_equal(c.kv_type, NJ_KV_Q8_0);
+    assert_int_equal(c.kv_type, NJ_KV_F16);
     assert_int_equal(c.qos, 1);
     char buf[64];
     assert_string_equal(config_value_str(&c, NJ_CFG_TOKEN, buf, sizeof buf), "(set)");
@@ -167,7 +167,7 @@ static void test_bad_values(void **state) {
         {"idle_unload", "5 days", "not a duration"},
         {"idle_unload", "-5", "not a duration"},
         {"log_level", "loud", "not one of: error, warn, info, debug"},
-        {"kv_type", "q5", "not one of: f16, q8_0, q4_0"},
+        {"kv_type", "q8_0", "not one of: f16"},
         {"bogus", "1", "unknown setting 'bogus'"},
     };
     for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {

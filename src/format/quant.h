@@ -14,9 +14,8 @@
  * for F16, BF16 for BF16, F32 for F32), then vec_dot(n, &s, w_row, act_row)
  * computes the float result.
  *
- * quant_traits() returns the table entry whose function pointers are the
- * best kernels for this CPU (chosen once, thread-safely, on first use).
- * quant_traits_ref() returns the scalar reference entry.
+ * quant_traits_ref() returns the scalar reference entry; the best kernels
+ * for this CPU come from the layer above (kernels.h: kernels_traits()).
  */
 #ifndef NJ_QUANT_H
 #define NJ_QUANT_H
@@ -109,7 +108,6 @@ typedef struct nj_type_traits {
 } nj_type_traits;
 
 /* NULL for an id that is not a supported type. */
-const nj_type_traits *quant_traits(int type);
 const nj_type_traits *quant_traits_ref(int type);
 /* The quantizer llama-quantize uses when it writes a model file of `type`
  * (ggml's reference quantizers, no importance matrix); NULL if unknown.

@@ -48,7 +48,7 @@
  * workers write disjoint parts of the scratch and of Y.
  */
 #include "matmul.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "quant.h"
 #include "util.h"
 

@@ -10,7 +10,7 @@
 
 #include "cli.h"
 #include "gguf.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "model.h"
 #include "nightjar.h"
 #include "quant.h"
@@ -22,7 +22,7 @@ static void usage(FILE *out) {
         "usage: nightjar info MODEL.gguf [-c CTX] [--kv f16]\n"
         "       nightjar info --cpu\n"
         "  -c CTX     context size for the memory estimate (default 4096)\n"
-        "  --kv TYPE  KV cache type for the estimate: f16 (q8_0, q4_0 not yet)\n");
+        "  --kv TYPE  KV cache type for the estimate: f16\n");
 }
 
 static void human(char *buf, size_t cap, uint64_t b) {
@@ -46,9 +46,7 @@ int cmd_info(int argc, char **argv) {
         } else if (!strcmp(a, "--kv") && i + 1 < argc) {
             const char *t = argv[++i];
             if (!strcmp(t, "f16")) kv = NJ_KV_F16;
-            else if (!strcmp(t, "q8_0")) kv = NJ_KV_Q8_0;
-            else if (!strcmp(t, "q4_0")) kv = NJ_KV_Q4_0;
-            else { fprintf(stderr, "nightjar info: unknown KV type '%s'\n", t); return 2; }
+            else { fprintf(stderr, "nightjar info: unknown KV type '%s' (supported: f16)\n", t); return 2; }
         } else if (a[0] != '-' && !path) {
             path = a;
         } else {
@@ -58,11 +56,6 @@ int cmd_info(int argc, char **argv) {
         }
     }
     if (!path) { usage(stderr); return 2; }
-    if (kv != NJ_KV_F16) {
-        fprintf(stderr, "nightjar info: KV type %s is not implemented yet (f16 only)\n",
-                kv == NJ_KV_Q8_0 ? "q8_0" : "q4_0");
-        return 1;
-    }
 
     int err = 0;
     nj_model_params mp = {0};

@@ -72,7 +72,7 @@
 #include <string.h>
 
 #include "attn_ops.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "matmul.h"
 #include "model.h"
 #include "platform.h"
@@ -744,7 +744,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     const int nq = hp->n_head * hk, nk = hp->n_head_kv * hk, nv = hp->n_head_kv * hv;
     const int no = hp->n_head * hv;
     const int p0 = s->pos;
-    const nj_type_traits *emb = quant_traits(m->tok_embd.type);
+    const nj_type_traits *emb = kernels_traits(m->tok_embd.type);
     const nj_type_traits *f16 = kernels_traits(NJ_F16);   /* F16C where the CPU has it */
     int rc;
 

@@ -138,7 +138,7 @@ static void test_traits_table(void **st) {
         assert_non_null(quant_file_quantizer(ALL_TYPES[k]));
         assert_non_null(quant_traits_ref(t->vec_dot_type));
         assert_int_equal(quant_traits_ref(t->vec_dot_type)->blck, t->blck == 1 ? 1 : t->blck);
-        assert_ptr_equal(quant_traits(ALL_TYPES[k]), quant_traits(ALL_TYPES[k]));
+        assert_ptr_equal(kernels_traits(ALL_TYPES[k]), kernels_traits(ALL_TYPES[k]));
         assert_int_equal(quant_row_size(ALL_TYPES[k], 4 * 256), 4 * 256 / t->blck * t->size);
     }
     assert_null(quant_traits_ref(4));

@@ -20,7 +20,7 @@
  */
 #include "testutil.h"
 #include "matmul.h"
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "pool.h"
 #include "quant.h"
 #include "util.h"

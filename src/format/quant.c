@@ -55,7 +55,6 @@
  * No state, no allocation: every function here is pure and thread-safe.
  */
 #include "quant.h"
-#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -1211,10 +1210,6 @@ const nj_type_traits *quant_traits_ref(int type) {
     if (type < 0 || type >= NJ_TYPE_COUNT || !ref_traits[type].name) return NULL;
     return &ref_traits[type];
 }
-
-/* The best kernels for this CPU (src/kernels/dispatch.c chooses them once);
- * every dispatched entry is tested against the reference above. */
-const nj_type_traits *quant_traits(int type) { return kernels_traits(type); }
 
 nj_from_float_fn quant_file_quantizer(int type) {
     if (type == NJ_Q8_0) return q8_0_from_float_file;

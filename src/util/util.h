@@ -28,18 +28,8 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-enum {
-    NJ_EFORMAT      = -10001, /* malformed input file or data          */
-    NJ_EUNSUPPORTED = -10002, /* valid but not supported (arch, type)   */
-    NJ_ETOOBIG      = -10003, /* exceeds a size limit or budget         */
-    NJ_ECTX         = -10004, /* request does not fit the context       */
-    NJ_ECHECKSUM    = -10005, /* checksum mismatch                      */
-    NJ_ENET         = -10006, /* network / transfer failure             */
-    NJ_ESTATE       = -10007, /* call not valid in the object's state   */
-};
-
-/* Name of an error code (negative errno or NJ_E*). Never NULL. */
-const char *nj_strerror(int code);
+/* The NJ_E* codes and nj_strerror() are public: include/nightjar.h. */
+#include "nightjar.h"
 
 /* Per-thread detail for the last failure; "" if none was set. */
 void        nj_set_error(const char *fmt, ...)
