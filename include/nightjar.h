@@ -71,6 +71,11 @@ void nj_model_describe(const nj_model *m, nj_model_desc *out);
  * added here when sessions accept them. */
 enum nj_kv_type { NJ_KV_F16 = 0 };
 
+/* Bytes of tensor data in a model file, read from its header without
+ * loading or mapping the weights: a caller with a memory budget can refuse
+ * a model that cannot fit before touching its pages.  0 or < 0. */
+int nj_model_file_weight_bytes(const char *path, uint64_t *bytes);
+
 /* Estimated resident bytes for weights + KV(n_ctx, kv_type) + buffers. */
 uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type);
 
@@ -125,6 +130,12 @@ int         nj_session_truncate(nj_session *s, int pos);
  * afterwards nj_session_logits() holds the next-token logits of the last
  * token.  NJ_ECTX if pos + n exceeds n_ctx. */
 int         nj_session_eval(nj_session *s, const int32_t *ids, int n);
+/* Make the cache hold exactly ids[0..n) and leave the logits of the last:
+ * the longest prefix the cache already holds is kept (its KV is reused),
+ * the rest evaluated; the last token is always evaluated again.  *reused
+ * (may be NULL) gets the number of tokens kept.  On failure the cache is
+ * emptied. */
+int         nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused);
 const float *nj_session_logits(const nj_session *s);  /* n_vocab floats */
 
 /* ---- sampler ---- */

@@ -139,6 +139,18 @@ uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type) {
     return b;
 }
 
+int nj_model_file_weight_bytes(const char *path, uint64_t *bytes) {
+    int err = 0;
+    *bytes = 0;
+    gguf_file *g = gguf_open(path, &err);
+    if (!g) return err;
+    uint64_t w = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) w += gguf_tensor_at(g, i)->nbytes;
+    gguf_close(g);
+    *bytes = w;
+    return 0;
+}
+
 /* ---- tokenizer and chat: forwarded to their modules ---- */
 
 static int no_tok(const nj_model *m) {

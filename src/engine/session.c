@@ -91,6 +91,7 @@ struct nj_session {
     int        n_ctx, n_batch, n_threads, kv_type;
     int        pos;            /* tokens in the cache */
     bool       have_logits;
+    int32_t   *hist;           /* (n_ctx) the ids whose KV the cache holds, [0, pos) */
 
     /* KV cache, f16.  Layer il, position p: k_cache + (il*n_ctx + p)*k_row. */
     uint16_t  *k_cache, *v_cache;
@@ -250,7 +251,8 @@ nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err) {
     size_t kv_elems = (size_t)hp->n_layer * (size_t)s->n_ctx;
     s->k_cache = nj_malloc_aligned(kv_elems * s->k_row * sizeof(uint16_t));
     s->v_cache = nj_malloc_aligned(kv_elems * s->v_row * sizeof(uint16_t));
-    if (!s->k_cache || !s->v_cache) {
+    s->hist = nj_malloc((size_t)s->n_ctx * sizeof *s->hist);
+    if (!s->k_cache || !s->v_cache || !s->hist) {
         rc = nj_fail(-ENOMEM, "out of memory for a %d-token KV cache", s->n_ctx);
         goto err;
     }
@@ -296,6 +298,7 @@ void nj_session_free(nj_session *s) {
     nj_free_aligned(s->block);
     nj_free_aligned(s->k_cache);
     nj_free_aligned(s->v_cache);
+    nj_free(s->hist);
     nj_free(s);
 }
 
@@ -920,6 +923,7 @@ int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits)
         float *rows = all_logits ? all_logits + (size_t)i * V : NULL;
         int rc = forward_chunk(s, ids + i, c, i, n, rows, final || rows);
         if (rc) return rc;
+        memcpy(s->hist + s->pos, ids + i, (size_t)c * sizeof *ids);
         s->pos += c;
     }
     s->have_logits = true;
@@ -928,4 +932,20 @@ int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits)
 
 int nj_session_eval(nj_session *s, const int32_t *ids, int n) {
     return session_eval_ex(s, ids, n, NULL);
+}
+
+int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused) {
+    if (reused) *reused = 0;
+    if (n <= 0 || !ids) return nj_fail(-EINVAL, "eval_reuse needs at least one token");
+    int keep = 0;
+    while (keep < n && keep < s->pos && s->hist[keep] == ids[keep]) keep++;
+    if (keep == n) keep = n - 1;   /* the last token is evaluated again for its logits */
+    int rc = nj_session_truncate(s, keep);
+    if (rc == 0) rc = nj_session_eval(s, ids + keep, n - keep);
+    if (rc < 0) {
+        nj_session_truncate(s, 0);   /* a failed chunk leaves no half-written prefix behind */
+        return rc;
+    }
+    if (reused) *reused = keep;
+    return 0;
 }

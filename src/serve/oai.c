@@ -298,66 +298,13 @@ int oai_parse(int kind, const char *body, size_t len, oai_request *out, char *ms
 
 /* ---- UTF-8 ---- */
 
-/* Length of a valid UTF-8 sequence at s (n bytes available): >0 valid,
- * 0 incomplete but valid so far, -1 invalid. */
-static int utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    int len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
-    else return -1;
-    unsigned cp = c & (0x7F >> len);
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n) {
-            /* incomplete: the bytes so far must still be able to form a valid code point;
-             * check the second byte's range for E0/ED/F0/F4 */
-            return 0;
-        }
-        if ((s[i] & 0xC0) != 0x80) return -1;
-        cp = (cp << 6) | (s[i] & 0x3F);
-        if (i == 1) {
-            if (c == 0xE0 && s[1] < 0xA0) return -1;
-            if (c == 0xED && s[1] > 0x9F) return -1;   /* surrogates */
-            if (c == 0xF0 && s[1] < 0x90) return -1;
-            if (c == 0xF4 && s[1] > 0x8F) return -1;
-        }
-    }
-    if (cp < min || cp > 0x10FFFF) return -1;
-    return len;
-}
-
-size_t oai_utf8_complete(const char *s, size_t n) {
-    /* only the last <= 3 bytes can start an incomplete sequence */
-    size_t start = n > 3 ? n - 3 : 0;
-    for (size_t i = start; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0xC0 && utf8_seq((const unsigned char *)s + i, n - i) == 0) return i;
-    }
-    return n;
-}
-
 /* A JSON string of s[0..n); invalid bytes become U+FFFD. */
 static json_t *json_text(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j || n == 0) return j ? j : json_string("");
     char *fixed = nj_malloc(n * 3 + 1);
     if (!fixed) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        int k = utf8_seq((const unsigned char *)s + i, n - i);
-        if (k > 0) {
-            memcpy(fixed + o, s + i, (size_t)k);
-            o += (size_t)k;
-            i += (size_t)k;
-        } else {
-            memcpy(fixed + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
-    }
+    size_t o = nj_utf8_sanitize(s, n, fixed);
     j = json_stringn(fixed, o);
     nj_free(fixed);
     return j;

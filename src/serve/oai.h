@@ -9,9 +9,9 @@
  *
  * All JSON goes through jansson; nothing here scans JSON by hand.  Text from
  * the model may be cut in the middle of a UTF-8 sequence; the builders replace
- * invalid bytes by U+FFFD so the output is always valid JSON, and
- * oai_utf8_complete() tells the streamer how much of a buffer can be sent
- * without splitting a character.
+ * invalid bytes by U+FFFD so the output is always valid JSON (and
+ * nj_utf8_complete() in util tells the streamer how much of a buffer can be
+ * sent without splitting a character).
  *
  * Ownership.  oai_request owns the parsed JSON document; message and prompt
  * strings are borrowed from it (or owned copies when content parts had to be
@@ -76,9 +76,6 @@ void oai_request_free(oai_request *r);
 
 const char *oai_priority_name(int p);
 
-/* Length of the longest prefix of s[0..n) that does not end inside an
- * incomplete (but so far valid) UTF-8 sequence. */
-size_t oai_utf8_complete(const char *s, size_t n);
 
 /* Identity of one completion, shared by all its chunks. */
 typedef struct oai_ident {

@@ -166,7 +166,7 @@ typedef struct stream_ctx {
     int         kind;
     oai_ident   ident;
     size_t      sent;          /* bytes of r->text already sent as events */
-    bool        role_sent, finished;
+    bool        role_sent, finished, include_usage;
     char       *pend;          /* events built but not yet handed to MHD */
     size_t      plen, poff;
 } stream_ctx;
@@ -230,7 +230,7 @@ static bool stream_fill(stream_ctx *sc) {
         } else {
             ev = oai_chunk_sse(sc->kind, &sc->ident, "", 0, false, finish, NULL, &len);
             ok = pend_append(sc, ev, len);
-            if (ok && r->in.include_usage) {
+            if (ok && sc->include_usage) {
                 ev = oai_chunk_sse(sc->kind, &sc->ident, NULL, 0, false, NULL, &u, &len);
                 ok = pend_append(sc, ev, len);
             }
@@ -278,6 +278,51 @@ static void make_ident(nj_server *s, int kind, oai_ident *id) {
     id->model = worker_model_id(s->worker);
 }
 
+static void oai_owner_release(void *owner) {
+    oai_request_free(owner);
+    nj_free(owner);
+}
+
+/* The OpenAI request as a worker job: the job borrows the parsed request's
+ * strings and owns the request (released with the job).  Takes *in. */
+static int job_from_oai(oai_request *in, worker_job *job) {
+    oai_request *own = nj_malloc(sizeof *own);
+    if (!own) {
+        oai_request_free(in);
+        return -ENOMEM;
+    }
+    *own = *in;
+    memset(in, 0, sizeof *in);
+    memset(job, 0, sizeof *job);
+    job->kind = own->kind == OAI_CHAT ? WJOB_CHAT : WJOB_COMPLETION;
+    job->priority = own->priority;   /* OAI_PRIO_* numbers the WPRIO_* classes */
+    job->msgs = own->msgs;
+    job->n_msgs = own->n_msgs;
+    job->prompt = own->prompt;
+    job->prompt_len = own->prompt_len;
+    job->max_tokens = own->max_tokens;
+    job->has_temperature = own->has_temperature;
+    job->has_top_p = own->has_top_p;
+    job->has_top_k = own->has_top_k;
+    job->has_min_p = own->has_min_p;
+    job->has_repeat_penalty = own->has_repeat_penalty;
+    job->has_seed = own->has_seed;
+    job->temperature = own->temperature;
+    job->top_p = own->top_p;
+    job->top_k = own->top_k;
+    job->min_p = own->min_p;
+    job->repeat_penalty = own->repeat_penalty;
+    job->seed = own->seed;
+    for (int i = 0; i < own->n_stop && i < WORKER_MAX_STOP; i++) {
+        job->stop[i] = own->stop[i];
+        job->stop_len[i] = own->stop_len[i];
+        job->n_stop = i + 1;
+    }
+    job->owner = own;
+    job->release = oai_owner_release;
+    return 0;
+}
+
 static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connection *c, int kind) {
     oai_request in;
     char msg[512];
@@ -285,12 +330,11 @@ static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connect
     if (rc == -ENOMEM) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     if (rc) return reply_error(s, cc, c, 400, "invalid_request_error", "%s", msg);
     bool stream = in.stream;
-    int err;
-    worker_req *r = worker_req_new(&in, &err);
-    if (!r) {
-        oai_request_free(&in);
-        return reply_error(s, cc, c, 500, "server_error", "out of memory");
-    }
+    bool include_usage = in.include_usage;
+    worker_job job;
+    int err = job_from_oai(&in, &job);
+    worker_req *r = err ? NULL : worker_req_new(&job, &err);
+    if (!r) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     cc->req = r;
     rc = worker_submit(s->worker, r);
     if (rc == -EAGAIN) return reply_error(s, cc, c, 503, "unavailable_error", "the request queue is full; retry later");
@@ -327,6 +371,7 @@ static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connect
     sc->s = s;
     sc->r = r;
     sc->kind = kind;
+    sc->include_usage = include_usage;
     sc->ident = ident;
     atomic_fetch_add(&r->refs, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
@@ -378,8 +423,8 @@ static enum MHD_Result h_health(nj_server *s, conn_ctx *cc, struct MHD_Connectio
                              "status", atomic_load(&s->stopping) ? "stopping" : "ok",
                              "model", model, "threads", threads, "nice", platform_get_nice(),
                              "nice_requested", nice_req, "qos", qos_names[qos + 1],
-                             "queue", "high", st.queued[OAI_PRIO_HIGH], "normal", st.queued[OAI_PRIO_NORMAL],
-                             "low", st.queued[OAI_PRIO_LOW], "busy", st.busy,
+                             "queue", "high", st.queued[WPRIO_HIGH], "normal", st.queued[WPRIO_NORMAL],
+                             "low", st.queued[WPRIO_LOW], "busy", st.busy,
                              "idle_seconds", st.idle_seconds, "idle_unload_seconds", st.idle_unload,
                              "uptime_seconds", nj_now() - s->t_start,
                              "rss_bytes", (json_int_t)platform_rss_bytes(), "notes", notes);

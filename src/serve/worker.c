@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "gguf.h"
 #include "nightjar.h"
 #include "platform.h"
 #include "util.h"
@@ -33,8 +32,8 @@ struct nj_worker {
     pthread_cond_t  cv;                /* queue changed / stop / settings */
     pthread_cond_t  idle_cv;           /* a request finished (drain waiters) */
     bool            monotonic;         /* condvars use CLOCK_MONOTONIC */
-    worker_req     *head[OAI_NPRIO], *tail[OAI_NPRIO];
-    int             n_queued[OAI_NPRIO];
+    worker_req     *head[WPRIO_COUNT], *tail[WPRIO_COUNT];
+    int             n_queued[WPRIO_COUNT];
     worker_req     *current;           /* running request, or NULL */
     bool            stop, closed;
     double          last_activity;     /* nj_now() of the last finished request */
@@ -49,8 +48,6 @@ struct nj_worker {
     nj_session     *sess;
     int             n_vocab, n_ctx;
     int32_t        *toks;              /* prompt tokens, n_ctx + 1 */
-    int32_t        *cached;            /* tokens whose KV the session holds */
-    int             n_cached;
     char           *piece;             /* one token's text */
     size_t          piece_cap;
     uint64_t        seed_ctr;
@@ -91,9 +88,15 @@ static bool init_cond(pthread_cond_t *c) {
 
 /* ---- requests ---- */
 
-worker_req *worker_req_new(oai_request *in, int *err) {
+static void job_release(worker_job *j) {
+    if (j->release) j->release(j->owner);
+    memset(j, 0, sizeof *j);
+}
+
+worker_req *worker_req_new(worker_job *in, int *err) {
     worker_req *r = nj_calloc(1, sizeof *r);
     if (!r) {
+        job_release(in);
         if (err) *err = -ENOMEM;
         return NULL;
     }
@@ -112,7 +115,7 @@ worker_req *worker_req_new(oai_request *in, int *err) {
 
 void worker_req_unref(worker_req *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
-    oai_request_free(&r->in);
+    job_release(&r->in);
     nj_free(r->text);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -173,7 +176,7 @@ static bool req_append(worker_req *r, const char *s, size_t n) {
     r->len += n;
     r->text[r->len] = 0;
 
-    const oai_request *in = &r->in;
+    const worker_job *in = &r->in;
     size_t hit = SIZE_MAX;
     for (int i = 0; i < in->n_stop; i++) {
         size_t sl = in->stop_len[i];
@@ -192,7 +195,7 @@ static bool req_append(worker_req *r, const char *s, size_t n) {
             for (size_t k = NJ_MIN(sl - 1, r->len); k > hold; k--)
                 if (!memcmp(r->text + r->len - k, in->stop[i], k)) { hold = k; break; }
         }
-        size_t safe = oai_utf8_complete(r->text, r->len - hold);
+        size_t safe = nj_utf8_complete(r->text, r->len - hold);
         if (safe > r->released) {
             r->released = safe;
             pthread_cond_broadcast(&r->cv);
@@ -216,14 +219,14 @@ static void req_finish(worker_req *r, const char *finish) {
 
 static void update_queue_gauges(nj_worker *w) {
     if (!w->p.metrics) return;
-    metrics_set(w->p.metrics, NJ_M_QUEUE_HIGH, w->n_queued[OAI_PRIO_HIGH]);
-    metrics_set(w->p.metrics, NJ_M_QUEUE_NORMAL, w->n_queued[OAI_PRIO_NORMAL]);
-    metrics_set(w->p.metrics, NJ_M_QUEUE_LOW, w->n_queued[OAI_PRIO_LOW]);
+    metrics_set(w->p.metrics, NJ_M_QUEUE_HIGH, w->n_queued[WPRIO_HIGH]);
+    metrics_set(w->p.metrics, NJ_M_QUEUE_NORMAL, w->n_queued[WPRIO_NORMAL]);
+    metrics_set(w->p.metrics, NJ_M_QUEUE_LOW, w->n_queued[WPRIO_LOW]);
     metrics_set(w->p.metrics, NJ_M_BUSY, w->current != NULL);
 }
 
 static worker_req *queue_pop(nj_worker *w) {
-    for (int p = 0; p < OAI_NPRIO; p++) {
+    for (int p = 0; p < WPRIO_COUNT; p++) {
         worker_req *r = w->head[p];
         if (!r) continue;
         w->head[p] = r->next;
@@ -237,7 +240,7 @@ static worker_req *queue_pop(nj_worker *w) {
 
 int worker_submit(nj_worker *w, worker_req *r) {
     int p = r->in.priority;
-    if (p < 0 || p >= OAI_NPRIO) p = OAI_PRIO_NORMAL;
+    if (p < 0 || p >= WPRIO_COUNT) p = WPRIO_NORMAL;
     pthread_mutex_lock(&w->mu);
     if (w->closed) {
         pthread_mutex_unlock(&w->mu);
@@ -278,9 +281,7 @@ static void unload(nj_worker *w) {
     w->sess = NULL;
     w->model = NULL;
     nj_free(w->toks);
-    nj_free(w->cached);
-    w->toks = w->cached = NULL;
-    w->n_cached = 0;
+    w->toks = NULL;
     pthread_mutex_lock(&w->mu);
     w->st.loaded = false;
     pthread_mutex_unlock(&w->mu);
@@ -299,14 +300,12 @@ static int load(nj_worker *w) {
 
     /* 1. Weights from the GGUF header, before mapping the model for real:
      *    a model that cannot fit is refused without touching its pages. */
-    gguf_file *g = gguf_open(w->model_path, &err);
-    if (!g) {
+    uint64_t weights = 0;
+    err = nj_model_file_weight_bytes(w->model_path, &weights);
+    if (err) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
         return nj_fail(err, "cannot open model %s: %s", w->model_path, msg);
     }
-    uint64_t weights = 0;
-    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) weights += gguf_tensor_at(g, i)->nbytes;
-    gguf_close(g);
     if (weights > budget)
         return nj_fail(NJ_ETOOBIG, "model weights need %.2f GiB, over the memory budget of %.2f GiB "
                        "(raise --mem-budget or use a smaller model)", GIB(weights), GIB(budget));
@@ -370,9 +369,7 @@ static int load(nj_worker *w) {
     w->n_ctx = nj_session_n_ctx(s);
     w->n_vocab = desc.n_vocab;
     w->toks = nj_calloc((size_t)w->n_ctx + 1, sizeof *w->toks);
-    w->cached = nj_calloc((size_t)w->n_ctx + 1, sizeof *w->cached);
-    w->n_cached = 0;
-    if (!w->toks || !w->cached) {
+    if (!w->toks) {
         unload(w);
         return nj_fail(-ENOMEM, "out of memory for the token buffers");
     }
@@ -408,9 +405,9 @@ static int load(nj_worker *w) {
  * markers become control tokens, the message contents (event fields,
  * attacker-controlled) never do.  Returns the count (may exceed n_ctx + 1)
  * or < 0; *tmpl_err tells a template error (bad messages) from others. */
-static int tokenize_prompt(nj_worker *w, const oai_request *in, bool *tmpl_err) {
+static int tokenize_prompt(nj_worker *w, const worker_job *in, bool *tmpl_err) {
     *tmpl_err = false;
-    if (in->kind == OAI_COMPLETION)
+    if (in->kind == WJOB_COMPLETION)
         return nj_tokenize(w->model, in->prompt, in->prompt_len, true, true, w->toks, w->n_ctx + 1);
     int n = nj_chat_tokenize(w->model, w->chat_template, in->msgs, in->n_msgs, true, w->toks,
                              w->n_ctx + 1);
@@ -431,8 +428,34 @@ static int token_piece(nj_worker *w, int32_t id) {
     return NJ_ESTATE;
 }
 
+/* A task job: the function runs here, on the engine thread, with the
+ * model and the session; its result becomes the request's text. */
+static void run_task(nj_worker *w, worker_req *r) {
+    pthread_mutex_lock(&r->mu);
+    r->state = WREQ_RUNNING;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    char *out = NULL;
+    size_t len = 0;
+    int rc = r->in.task(r->in.task_arg, w->model, w->sess, &out, &len);
+    if (rc < 0) {
+        nj_free(out);
+        if (rc == -EINVAL || rc == NJ_EFORMAT)
+            req_fail(r, 400, "invalid_request_error", "%s", nj_last_error());
+        else
+            req_fail(r, 500, "server_error", "%s (%s)", nj_last_error(), nj_strerror(rc));
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    nj_free(r->text);
+    r->text = out;
+    r->len = r->cap = len;
+    pthread_mutex_unlock(&r->mu);
+    req_finish(r, "stop");
+}
+
 static void run(nj_worker *w, worker_req *r) {
-    const oai_request *in = &r->in;
+    const worker_job *in = &r->in;
     char msg[512];
     if (atomic_load(&r->cancel)) {
         req_fail(r, 503, "unavailable_error", "request cancelled");
@@ -446,6 +469,11 @@ static void run(nj_worker *w, worker_req *r) {
             req_fail(r, 503, "unavailable_error", "model could not be loaded: %s", nj_last_error());
             return;
         }
+    }
+
+    if (in->kind == WJOB_TASK) {
+        run_task(w, r);
+        return;
     }
 
     /* prompt -> tokens */
@@ -502,20 +530,13 @@ static void run(nj_worker *w, worker_req *r) {
 
     /* reuse the cached prefix; at least one token must be evaluated for logits */
     int keep = 0;
-    while (keep < n && keep < w->n_cached && w->cached[keep] == w->toks[keep]) keep++;
-    if (keep == n) keep = n - 1;
     double t0 = nj_now();
-    int rc = nj_session_truncate(w->sess, keep);
-    if (rc == 0) rc = nj_session_eval(w->sess, w->toks + keep, n - keep);
+    int rc = nj_session_eval_reuse(w->sess, w->toks, n, &keep);
     if (rc < 0) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
-        nj_session_truncate(w->sess, 0);
-        w->n_cached = 0;
         req_fail(r, 500, "server_error", "prompt evaluation failed: %s (%s)", msg, nj_strerror(rc));
         return;
     }
-    memcpy(w->cached, w->toks, (size_t)n * sizeof *w->toks);
-    w->n_cached = n;
     double t1 = nj_now();
     pthread_mutex_lock(&r->mu);
     r->n_prompt = n;
@@ -571,12 +592,10 @@ static void run(nj_worker *w, worker_req *r) {
         if (rc < 0) {
             snprintf(msg, sizeof msg, "%s", nj_last_error());
             nj_session_truncate(w->sess, 0);
-            w->n_cached = 0;
             nj_sampler_free(smp);
             req_fail(r, 500, "server_error", "generation failed: %s (%s)", msg, nj_strerror(rc));
             return;
         }
-        w->cached[w->n_cached++] = id;
     }
     nj_sampler_free(smp);
     double t2 = nj_now();
@@ -758,7 +777,7 @@ void worker_get_status(nj_worker *w, worker_status *out) {
     pthread_mutex_lock(&w->mu);
     *out = w->st;
     out->busy = w->current != NULL;
-    for (int p = 0; p < OAI_NPRIO; p++) out->queued[p] = w->n_queued[p];
+    for (int p = 0; p < WPRIO_COUNT; p++) out->queued[p] = w->n_queued[p];
     out->idle_seconds = out->busy ? 0 : nj_now() - w->last_activity;
     out->idle_unload = w->p.idle_unload;
     pthread_mutex_unlock(&w->mu);

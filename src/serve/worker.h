@@ -3,9 +3,18 @@
  * that runs requests through the model one at a time, and the model's life
  * cycle (memory-budget check, load, idle unload, transparent reload).
  *
+ * Requests.  The queue takes jobs of its own type, worker_job: a generation
+ * (chat messages or a raw prompt, with sampling settings, stop strings and
+ * max_tokens) or a task (a function run on the engine thread with the loaded
+ * model and session, e.g. the analyst judging events).  Front ends translate
+ * into it: the OpenAI layer (oai.c, via server.c) for /v1/chat/completions
+ * and /v1/completions, the analyst's /v1/analyze for its tasks.  A job's
+ * strings are borrowed from storage the job owns (`owner`, released with
+ * `release` when the request is freed), so the worker knows no wire format.
+ *
  * Threads and ownership.
- *   - HTTP threads create a worker_req (owning its parsed oai_request),
- *     submit it, then wait on the request's own mutex/condvar for output.
+ *   - HTTP threads create a worker_req (owning its job), submit it, then
+ *     wait on the request's own mutex/condvar for output.
  *   - The engine thread pops the highest-priority request (FIFO within a
  *     priority), evaluates it and appends the released text to the request
  *     under the request's mutex, signalling its condvar per token.
@@ -34,9 +43,48 @@
 #include <stdint.h>
 
 #include "metrics.h"
-#include "oai.h"
+#include "nightjar.h"
 
 typedef struct nj_worker nj_worker;
+
+/* Priority classes, most urgent first; FIFO within a class. */
+enum { WPRIO_HIGH = 0, WPRIO_NORMAL = 1, WPRIO_LOW = 2, WPRIO_COUNT = 3 };
+enum { WJOB_CHAT = 0, WJOB_COMPLETION = 1, WJOB_TASK = 2 };
+#define WORKER_MAX_STOP 8
+
+/* A task: runs on the engine thread with the model loaded and the session
+ * free for its use (its KV content is the task's to change; the worker
+ * forgets its cached prefix afterwards unless the task reports keep).
+ * Writes a nj_malloc'd result into *out (the request's text) and returns 0,
+ * or returns < 0 with nj_last_error() set (the request fails with 500, or
+ * 400 for -EINVAL / NJ_EFORMAT). */
+typedef int (*worker_task_fn)(void *arg, nj_model *m, nj_session *s, char **out, size_t *out_len);
+
+typedef struct worker_job {
+    int          kind;            /* WJOB_* */
+    int          priority;        /* WPRIO_* */
+    /* WJOB_CHAT: messages; WJOB_COMPLETION: raw prompt (template markers in
+     * it are parsed as special tokens: the caller's own text) */
+    const nj_chat_msg *msgs;
+    int          n_msgs;
+    const char  *prompt;
+    size_t       prompt_len;
+    int          max_tokens;      /* -1: the worker's default */
+    /* sampling: has_* says whether the field was given */
+    bool  has_temperature, has_top_p, has_top_k, has_min_p, has_repeat_penalty, has_seed;
+    float temperature, top_p, min_p, repeat_penalty;
+    int   top_k;
+    uint64_t seed;
+    const char *stop[WORKER_MAX_STOP];
+    size_t      stop_len[WORKER_MAX_STOP];
+    int         n_stop;
+    /* WJOB_TASK */
+    worker_task_fn task;
+    void          *task_arg;
+    /* storage the strings above live in; release(owner) when the request is freed */
+    void  *owner;
+    void (*release)(void *owner);
+} worker_job;
 
 /* QUEUED covers waiting, (re)loading the model and validating the prompt;
  * RUNNING starts once the request is known to fit (its answer will be 200). */
@@ -44,7 +92,7 @@ enum { WREQ_QUEUED = 0, WREQ_RUNNING, WREQ_DONE };
 
 typedef struct worker_req {
     /* set before submit, read-only afterwards */
-    oai_request in;
+    worker_job  in;
     double      t_submit;
 
     /* under mu */
@@ -84,7 +132,7 @@ typedef struct worker_params {
 typedef struct worker_status {
     bool     loaded;
     bool     busy;
-    int      queued[OAI_NPRIO];
+    int      queued[WPRIO_COUNT];
     int      n_ctx;                /* context of the loaded session (or last) */
     int      ctx_requested;
     bool     ctx_shrunk;           /* the memory budget made the context smaller */
@@ -104,9 +152,10 @@ nj_worker *worker_new(const worker_params *p, int *err);
 /* Stop the thread (queued requests are failed with 503) and free all. */
 void       worker_free(nj_worker *w);
 
-/* A request ready to submit: takes ownership of *in (zeroed afterwards).
- * One reference, held by the caller. */
-worker_req *worker_req_new(oai_request *in, int *err);
+/* A request ready to submit: takes ownership of *job (zeroed afterwards;
+ * its owner is released with the request, also on failure here).  One
+ * reference, held by the caller. */
+worker_req *worker_req_new(worker_job *job, int *err);
 void        worker_req_unref(worker_req *r);
 
 /* Queue a request (the worker takes its own reference).  -EAGAIN when the

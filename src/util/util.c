@@ -186,3 +186,61 @@ uint64_t nj_now_ns(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+/* ---- UTF-8 ---- */
+
+int nj_utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    int len;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
+    else return -1;
+    unsigned cp = c & (0x7F >> len);
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= n) {
+            /* incomplete: the bytes so far must still be able to form a valid code point;
+             * check the second byte's range for E0/ED/F0/F4 */
+            return 0;
+        }
+        if ((s[i] & 0xC0) != 0x80) return -1;
+        cp = (cp << 6) | (s[i] & 0x3F);
+        if (i == 1) {
+            if (c == 0xE0 && s[1] < 0xA0) return -1;
+            if (c == 0xED && s[1] > 0x9F) return -1;   /* surrogates */
+            if (c == 0xF0 && s[1] < 0x90) return -1;
+            if (c == 0xF4 && s[1] > 0x8F) return -1;
+        }
+    }
+    if (cp < min || cp > 0x10FFFF) return -1;
+    return len;
+}
+
+size_t nj_utf8_complete(const char *s, size_t n) {
+    /* only the last <= 3 bytes can start an incomplete sequence */
+    size_t start = n > 3 ? n - 3 : 0;
+    for (size_t i = start; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0xC0 && nj_utf8_seq((const unsigned char *)s + i, n - i) == 0) return i;
+    }
+    return n;
+}
+
+size_t nj_utf8_sanitize(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int k = nj_utf8_seq((const unsigned char *)s + i, n - i);
+        if (k > 0) {
+            memcpy(out + o, s + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    return o;
+}

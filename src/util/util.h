@@ -84,6 +84,16 @@ static inline bool nj_add_ok(uint64_t a, uint64_t b, uint64_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* UTF-8.  nj_utf8_seq: length of the valid sequence at s (n bytes
+ * available): > 0 valid, 0 incomplete but valid so far, -1 invalid.
+ * nj_utf8_complete: length of the longest prefix of s[0..n) that does not
+ * end inside an incomplete (but so far valid) sequence.  nj_utf8_sanitize:
+ * copies s[0..n) to out (room for 3n bytes; out may not overlap s) with
+ * every invalid byte replaced by U+FFFD; returns the bytes written. */
+int    nj_utf8_seq(const unsigned char *s, size_t n);
+size_t nj_utf8_complete(const char *s, size_t n);
+size_t nj_utf8_sanitize(const char *s, size_t n, char *out);
+
 /* Monotonic clock in seconds / nanoseconds. */
 double   nj_now(void);
 uint64_t nj_now_ns(void);

@@ -111,13 +111,13 @@ static void test_bad_requests(void **state) {
 
 static void test_utf8_complete(void **state) {
     (void)state;
-    assert_int_equal(oai_utf8_complete("abc", 3), 3);
-    assert_int_equal(oai_utf8_complete("ab\xc3", 3), 2);              /* half of é */
-    assert_int_equal(oai_utf8_complete("ab\xc3\xa9", 4), 4);
-    assert_int_equal(oai_utf8_complete("\xe2\x82", 2), 0);            /* 2/3 of € */
-    assert_int_equal(oai_utf8_complete("x\xf0\x9f\x98", 4), 1);       /* 3/4 of an emoji */
-    assert_int_equal(oai_utf8_complete("x\xf0\x9f\x98\x80", 5), 5);
-    assert_int_equal(oai_utf8_complete("a\xff", 2), 2);               /* invalid: not held back */
+    assert_int_equal(nj_utf8_complete("abc", 3), 3);
+    assert_int_equal(nj_utf8_complete("ab\xc3", 3), 2);              /* half of é */
+    assert_int_equal(nj_utf8_complete("ab\xc3\xa9", 4), 4);
+    assert_int_equal(nj_utf8_complete("\xe2\x82", 2), 0);            /* 2/3 of € */
+    assert_int_equal(nj_utf8_complete("x\xf0\x9f\x98", 4), 1);       /* 3/4 of an emoji */
+    assert_int_equal(nj_utf8_complete("x\xf0\x9f\x98\x80", 5), 5);
+    assert_int_equal(nj_utf8_complete("a\xff", 2), 2);               /* invalid: not held back */
 }
 
 static json_t *load(const char *s, size_t n) {
