@@ -14,6 +14,5 @@ int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_perf(int argc, char **argv);
-int cmd_quantize(int argc, char **argv);
 
 #endif

@@ -19,7 +19,6 @@ static const struct {
     {"pull",     cmd_pull,     "download a model into the cache"},
     {"models",   cmd_models,   "list cached models"},
     {"perf",     cmd_perf,     "measure prompt and generation speed"},
-    {"quantize", cmd_quantize, "convert a GGUF to another tensor type"},
 };
 
 static void usage(FILE *out) {
