@@ -118,3 +118,21 @@ help:
 	@echo "targets: all test check check-tsan bench fuzz cross test-arm conformance install clean"
 
 -include $(LIB_OBJ:.o=.d) $(O)/src/main.d
+
+# --- parsers (lead merges this)
+# Canonical event (src/analyst/event.c) and the event agent's parsers,
+# process table and aggregation (src/agent/*.c).  Sysmon for Linux XML needs
+# libexpat (Debian libexpat1-dev, pkg-config expat).
+PARSERS_SRC := src/analyst/event.c $(wildcard src/agent/*.c)
+PARSERS_OBJ := $(PARSERS_SRC:%.c=$(O)/%.o)
+LIB_OBJ     += $(PARSERS_OBJ)
+$(LIB): $(PARSERS_OBJ)
+CFLAGS      += -Isrc/analyst -Isrc/agent $(shell pkg-config --cflags expat 2>/dev/null)
+LDLIBS      += $(shell pkg-config --libs expat 2>/dev/null || echo -lexpat)
+PARSERS_TESTS := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/analyst/test_event.c tests/agent/test_*.c))
+.PHONY: test-parsers parse-bench
+test-parsers: $(PARSERS_TESTS)
+	@set -e; for t in $(PARSERS_TESTS); do $$t; done
+parse-bench: $(O)/tools/parse-bench
+	$(O)/tools/parse-bench
+-include $(PARSERS_OBJ:.o=.d)
