@@ -118,3 +118,19 @@ help:
 	@echo "targets: all test check check-tsan bench fuzz cross test-arm conformance install clean"
 
 -include $(LIB_OBJ:.o=.d) $(O)/src/main.d
+
+# --- sigma (lead merges this)
+# Sigma rule evaluator (src/analyst/sigma*.c): libyaml for the rule files
+# (Debian libyaml-dev, pkg-config name yaml-0.1), PCRE2 and jansson as above.
+SIGMA_SRC := $(wildcard src/analyst/sigma*.c)
+SIGMA_OBJ := $(SIGMA_SRC:%.c=$(O)/%.o)
+CFLAGS    += -Isrc/analyst $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
+LIB_OBJ   += $(SIGMA_OBJ)
+$(LIB): $(SIGMA_OBJ)
+SIGMA_TESTS := $(O)/tests/analyst/test_sigma
+TEST_BIN  += $(SIGMA_TESTS)
+.PHONY: test-sigma
+test-sigma: $(SIGMA_TESTS) $(O)/tools/sigma-rules $(O)/tools/sigma-dev-eval $(O)/tools/sigma-bench
+	@for t in $(SIGMA_TESTS); do $$t || exit 1; done
+-include $(SIGMA_OBJ:.o=.d)
