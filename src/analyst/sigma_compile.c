@@ -289,8 +289,10 @@ static int compile_glob(cstate *c, sj_val *v, const char *s, size_t n, int mods,
             if (ch == '\\' && i + 1 < n && strchr("*?\\", s[i + 1])) sb_lit(&b, s[++i]);
             else if (ch == '*') sb_put(&b, ".*", 2);
             else if (ch == '?') sb_put(&b, ".", 1);
-            else if ((mods & MD_WINDASH) && windash_at(s, n, i))
-                sb_put(&b, "(?:-|/|\xe2\x80\x93|\xe2\x80\x94|\xe2\x80\x95)", 29);
+            else if ((mods & MD_WINDASH) && windash_at(s, n, i)) {
+                static const char dashes[] = "(?:-|/|\xe2\x80\x93|\xe2\x80\x94|\xe2\x80\x95)";
+                sb_put(&b, dashes, sizeof dashes - 1);
+            }
             else sb_lit(&b, ch);
         }
         if (!open_end) sb_put(&b, "$", 1);
