@@ -130,13 +130,15 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
 /* --- the canonical event (docs/sigma.md has the field table) ----------- */
 
 /* Scratch for one event's view: numbers rendered as text, comm, the auditd
- * key.  Lives on the caller's stack; filled by sigma_view_from_event. */
+ * key, each made on first use (most events are never asked for most fields).
+ * Lives on the caller's stack; set up by sigma_view_from_event. */
 typedef struct sigma_json_ctx {
     const void *event;              /* json_t *, borrowed */
-    char num[12][24];               /* integer fields rendered as text ("" = absent) */
+    char num[8][24];                /* integer fields, rendered on first use */
+    unsigned char num_state[8];     /* 0 not yet, 1 absent, 2 rendered */
     char comm[16];                  /* basename of the image, cut to 15 bytes as the kernel does */
     char key[256];                  /* auditd key="..." from the raw record */
-    int has_comm, has_key;
+    int comm_state, key_state;      /* 0 not yet, 1 absent, 2 present */
 } sigma_json_ctx;
 
 /* Fill VIEW so that it reads the canonical event EVENT (a jansson json_t *,

@@ -319,6 +319,12 @@ static int compile_glob(cstate *c, sj_val *v, const char *s, size_t n, int mods,
             if (w > segstart) {
                 seg[ns].s = lit + segstart;
                 seg[ns].n = (uint32_t)(w - segstart);
+                if (seg[ns].n >= 2 && !cased) {
+                    const unsigned char *q = (const unsigned char *)seg[ns].s;
+                    uint32_t m = seg[ns].n;
+                    seg[ns].bg[0] = sj_bigram(q[0], q[1]);
+                    seg[ns].bg[1] = sj_bigram(q[m - 2], q[m - 1]);
+                }
                 ns++;
             }
             lit[w++] = 0;
@@ -551,6 +557,22 @@ static int compile_item(cstate *c, sj_item *it, const char *key, size_t keylen, 
     }
     if (rc) return rc;
     it->nval = nv;
+    int fs = nv > 0, ls = nv > 0;
+    for (int i = 0; i < nv; i++) {
+        const sj_val *v = &it->val[i];
+        if (v->kind != V_GLOB || v->cased || v->nseg == 0) { fs = ls = 0; break; }
+        if (!v->anch_start) fs = 0;
+        if (!v->anch_end) ls = 0;
+    }
+    for (int i = 0; i < nv && (fs || ls); i++) {
+        const sj_val *v = &it->val[i];
+        unsigned char a = (unsigned char)v->seg[0].s[0];
+        unsigned char z = (unsigned char)v->seg[v->nseg - 1].s[v->seg[v->nseg - 1].n - 1];
+        if (fs) it->first[a >> 6] |= (uint64_t)1 << (a & 63);
+        if (ls) it->last[z >> 6] |= (uint64_t)1 << (z & 63);
+    }
+    it->has_first = (uint8_t)fs;
+    it->has_last = (uint8_t)ls;
     int cost = 0;
     for (int i = 0; i < nv; i++) cost += val_cost(&it->val[i]);
     it->cost = cost;

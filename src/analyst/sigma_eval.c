@@ -27,6 +27,8 @@
 #define FC_MAX   256        /* fields cached per call; more are fetched each time */
 #define LO_BUF   16384      /* bytes of lower-cased values per call */
 #define MD_ARENA 32768      /* PCRE2 match data + interpreter frames */
+#define BG_MIN   16         /* values this long get a bigram filter */
+#define BG_MAX   6          /* bigram filters per call */
 
 static _Thread_local unsigned char *tl_arena;
 static _Thread_local size_t tl_left;
@@ -55,6 +57,8 @@ typedef struct fval {
     uint32_t n;
     int8_t st;              /* 0 not fetched, 1 absent, 2 present */
     int8_t lo_tried;
+    int8_t bg_tried;
+    const uint64_t *bg;     /* bigrams present in lo (SJ_BG_BITS bits), or NULL */
 } fval;
 
 typedef struct mstate {
@@ -67,6 +71,8 @@ typedef struct mstate {
     size_t loused;
     pcre2_match_data *md;
     unsigned char *arena;
+    int nbg;
+    uint64_t bgs[BG_MAX][SJ_BG_BITS / 64];
 } mstate;
 
 static const unsigned char fold[256] = {
@@ -112,6 +118,26 @@ static const char *lower(mstate *m, fval *f) {
     return d;
 }
 
+/* Which hashed bigrams the lower-cased value has; made once per field and
+ * call, for long values only.  A middle segment whose bigrams are not all
+ * here cannot occur, and most needles of most rules are ruled out so. */
+static const uint64_t *bigrams(mstate *m, fval *f) {
+    if (f->bg || f->bg_tried) return f->bg;
+    f->bg_tried = 1;
+    if (f->n < BG_MIN || !f->lo || m->nbg == BG_MAX) return NULL;
+    uint64_t *b = m->bgs[m->nbg++];
+    memset(b, 0, SJ_BG_BITS / 8);
+    const unsigned char *p = (const unsigned char *)f->lo;
+    for (uint32_t i = 0; i + 1 < f->n; i++) {
+        uint16_t h = sj_bigram(p[i], p[i + 1]);
+        b[h >> 6] |= (uint64_t)1 << (h & 63);
+    }
+    f->bg = b;
+    return b;
+}
+
+static inline int has_bg(const uint64_t *b, uint16_t h) { return (b[h >> 6] >> (h & 63)) & 1; }
+
 static int eq_fold(const char *h, const char *s, size_t n, int folded) {
     if (folded) return !memcmp(h, s, n);
     for (size_t i = 0; i < n; i++)
@@ -131,24 +157,30 @@ static const char *find(const char *h, size_t hn, const char *s, size_t n, int f
 }
 
 /* '*'-only wildcard pattern: anchored first/last segments, leftmost search
- * for the middle ones (exact for '*'-only patterns). */
-static int glob(const sj_val *v, const char *h, size_t n, int folded) {
+ * for the middle ones (exact for '*'-only patterns).  BG: bigrams of H, or
+ * NULL.  First and last bytes are compared inline before any call. */
+static int glob(const sj_val *v, const char *h, size_t n, int folded, const uint64_t *bg) {
     uint32_t ns = v->nseg, i = 0, last = ns;
     if (ns == 0) return !(v->anch_start && v->anch_end) || n == 0;
     size_t pos = 0, end = n;
     if (v->anch_start) {
         const sj_seg *s = &v->seg[0];
-        if (n < s->n || !eq_fold(h, s->s, s->n, folded)) return 0;
+        if (n < s->n || (folded && h[0] != s->s[0]) || !eq_fold(h, s->s, s->n, folded)) return 0;
         if (ns == 1 && v->anch_end) return n == s->n;
         pos = s->n;
         i = 1;
     }
     if (v->anch_end && i < ns) {
         const sj_seg *s = &v->seg[ns - 1];
-        if (end - pos < s->n || !eq_fold(h + n - s->n, s->s, s->n, folded)) return 0;
+        if (end - pos < s->n || (folded && h[n - 1] != s->s[s->n - 1]) ||
+            !eq_fold(h + n - s->n, s->s, s->n, folded))
+            return 0;
         end = n - s->n;
         last = ns - 1;
     }
+    if (bg)
+        for (uint32_t k = i; k < last; k++)
+            if (v->seg[k].n >= 2 && (!has_bg(bg, v->seg[k].bg[0]) || !has_bg(bg, v->seg[k].bg[1]))) return 0;
     for (; i < last; i++) {
         const sj_seg *s = &v->seg[i];
         const char *p = find(h + pos, end - pos, s->s, s->n, folded);
@@ -209,9 +241,10 @@ static int value(mstate *m, const sj_val *v, fval *f) {
     case V_NULL: return f->n == 0;
     case V_EXISTS: return v->op;
     case V_GLOB: {
-        if (v->cased) return glob(v, f->v, f->n, 1);
+        if (v->cased) return glob(v, f->v, f->n, 1, NULL);
         const char *lo = lower(m, f);
-        return lo ? glob(v, lo, f->n, 1) : glob(v, f->v, f->n, 0);
+        if (!lo) return glob(v, f->v, f->n, 0, NULL);
+        return glob(v, lo, f->n, 1, bigrams(m, f));
     }
     case V_RE: return regex(m, v, f->v, f->n);
     case V_CIDR: return cidr(v, f);
@@ -231,6 +264,14 @@ static int value(mstate *m, const sj_val *v, fval *f) {
 
 static int item(mstate *m, const sj_item *it) {
     fval *f = field(m, it->field);
+    if (it->has_first | it->has_last) {
+        /* Every value is an anchored, case-folded glob: an absent or empty
+         * field, or an end byte no value has, fails them all. */
+        if (f->st != 2 || f->n == 0) return 0;
+        unsigned char a = fold[(unsigned char)f->v[0]], z = fold[(unsigned char)f->v[f->n - 1]];
+        if (it->has_first && !((it->first[a >> 6] >> (a & 63)) & 1)) return 0;
+        if (it->has_last && !((it->last[z >> 6] >> (z & 63)) & 1)) return 0;
+    }
     for (int i = 0; i < it->nval; i++) {
         int r = value(m, &it->val[i], f);
         if (it->all && !r) return 0;
@@ -302,6 +343,7 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
     m.loused = 0;
     m.md = NULL;
     m.arena = arena;
+    m.nbg = 0;
     int total = 0, written = 0, buckets = 0;
     for (int b = 0; b < rs->nbucket; b++) {
         const sj_bucket *bk = &rs->bucket[b];

@@ -10,10 +10,11 @@
  *                      Initiated, Protocol
  *   file_event         TargetFilename
  *
- * Design: sigma_view_from_event renders every integer field and the derived
- * strings (comm, key) into the caller's sigma_json_ctx once, so the accessor
- * only looks things up and returns pointers that stay valid as long as the
- * event and the context: nothing here allocates.  Absent facts stay absent
+ * Design: integer fields and the derived strings (comm, key) are rendered
+ * into the caller's sigma_json_ctx the first time a rule asks for them, and
+ * kept there, so every pointer the accessor returns stays valid as long as
+ * the event and the context: nothing here allocates, and an event whose
+ * rules look only at CommandLine costs one object lookup.  Absent facts stay absent
  * (NULL), as the contract omits them.
  */
 #include "sigma.h"
@@ -37,19 +38,41 @@ static const char *str2(const json_t *ev, const char *a, const char *b, size_t *
     return json_string_value(v);
 }
 
-static void render(sigma_json_ctx *c, int slot, const json_t *v) {
-    c->num[slot][0] = 0;
-    if (json_is_integer(v))
-        snprintf(c->num[slot], sizeof c->num[slot], "%lld", (long long)json_integer_value(v));
-    else if (json_is_string(v))
-        snprintf(c->num[slot], sizeof c->num[slot], "%s", json_string_value(v));
+static json_t *num_src(const json_t *ev, int slot) {
+    switch (slot) {
+    case N_PID: return path2(ev, "process", "pid");
+    case N_PPID: {
+        json_t *v = path2(ev, "process", "ppid");
+        return v ? v : path2(ev, "parent", "pid");
+    }
+    case N_UID: return path2(ev, "user", "uid");
+    case N_AUID: return path2(ev, "user", "auid");
+    case N_EUID: return path2(ev, "user", "euid");
+    case N_SPORT: return path2(ev, "network", "src_port");
+    default: return path2(ev, "network", "dst_port");
+    }
 }
 
+/* An integer field as text (a string holding one is taken as is). */
 static const char *num(sigma_json_ctx *c, int slot, size_t *len) {
-    if (!c->num[slot][0]) return NULL;
+    if (!c->num_state[slot]) {
+        const json_t *v = num_src(c->event, slot);
+        c->num_state[slot] = 1;
+        if (json_is_integer(v)) {
+            snprintf(c->num[slot], sizeof c->num[slot], "%lld", (long long)json_integer_value(v));
+            c->num_state[slot] = 2;
+        } else if (json_is_string(v) && json_string_length(v) < sizeof c->num[slot]) {
+            snprintf(c->num[slot], sizeof c->num[slot], "%s", json_string_value(v));
+            c->num_state[slot] = 2;
+        }
+    }
+    if (c->num_state[slot] != 2) return NULL;
     *len = strlen(c->num[slot]);
     return c->num[slot];
 }
+
+static void find_key(sigma_json_ctx *c, const char *raw);
+static void make_comm(sigma_json_ctx *c);
 
 static const char *get(void *ctxp, const char *f, size_t *len) {
     sigma_json_ctx *c = ctxp;
@@ -120,10 +143,25 @@ static const char *get(void *ctxp, const char *f, size_t *len) {
         if (!strcmp(f, "euid")) return num(c, N_EUID, len);
         return NULL;
     case 'c':
-        if (!strcmp(f, "comm") && c->has_comm) { *len = strlen(c->comm); return c->comm; }
+        if (!strcmp(f, "comm")) {
+            if (!c->comm_state) make_comm(c);
+            if (c->comm_state != 2) return NULL;
+            *len = strlen(c->comm);
+            return c->comm;
+        }
         return NULL;
     case 'k':
-        if (!strcmp(f, "key") && c->has_key) { *len = strlen(c->key); return c->key; }
+        if (!strcmp(f, "key")) {
+            if (!c->key_state) {
+                c->key_state = 1;
+                const char *fmt = json_string_value(path2(ev, "source", "format"));
+                const char *raw = json_string_value(json_object_get(ev, "raw"));
+                if (fmt && raw && !strcmp(fmt, "auditd")) find_key(c, raw);
+            }
+            if (c->key_state != 2) return NULL;
+            *len = strlen(c->key);
+            return c->key;
+        }
         return NULL;
     case 'u':
         if (!strcmp(f, "uid")) return num(c, N_UID, len);
@@ -146,46 +184,38 @@ static void find_key(sigma_json_ctx *c, const char *raw) {
         if (n == 0 || n >= sizeof c->key || (n == 6 && !memcmp(v, "(null)", 6))) return;
         memcpy(c->key, v, n);
         c->key[n] = 0;
-        c->has_key = 1;
+        c->key_state = 2;
         return;
     }
+}
+
+/* comm: basename of the image (or of argv[0]), cut as the kernel cuts it. */
+static void make_comm(sigma_json_ctx *c) {
+    c->comm_state = 1;
+    size_t n;
+    const char *img = str2(c->event, "process", "path", &n);
+    if (!img) {
+        json_t *argv = path2(c->event, "process", "argv");
+        json_t *a0 = json_is_array(argv) ? json_array_get(argv, 0) : NULL;
+        img = json_is_string(a0) ? json_string_value(a0) : NULL;
+    }
+    if (!img || !*img) return;
+    const char *b = strrchr(img, '/');
+    b = b ? b + 1 : img;
+    snprintf(c->comm, sizeof c->comm, "%s", b);
+    if (c->comm[0]) c->comm_state = 2;
 }
 
 void sigma_view_from_event(sigma_event_view *view, sigma_json_ctx *c, const void *evp) {
     const json_t *ev = evp;
     memset(view, 0, sizeof *view);
-    memset(c, 0, sizeof *c);
+    memset(c->num_state, 0, sizeof c->num_state);
+    c->comm_state = c->key_state = 0;
     c->event = ev;
     view->get = get;
     view->ctx = c;
 
-    json_t *ppid = path2(ev, "process", "ppid");
-    if (!ppid) ppid = path2(ev, "parent", "pid");
-    render(c, N_PID, path2(ev, "process", "pid"));
-    render(c, N_PPID, ppid);
-    render(c, N_UID, path2(ev, "user", "uid"));
-    render(c, N_AUID, path2(ev, "user", "auid"));
-    render(c, N_EUID, path2(ev, "user", "euid"));
-    render(c, N_SPORT, path2(ev, "network", "src_port"));
-    render(c, N_DPORT, path2(ev, "network", "dst_port"));
-
-    size_t n;
-    const char *img = str2(ev, "process", "path", &n);
-    if (!img) {
-        json_t *argv = path2(ev, "process", "argv");
-        json_t *a0 = json_is_array(argv) ? json_array_get(argv, 0) : NULL;
-        img = json_is_string(a0) ? json_string_value(a0) : NULL;
-    }
-    if (img && *img) {
-        const char *b = strrchr(img, '/');
-        b = b ? b + 1 : img;
-        snprintf(c->comm, sizeof c->comm, "%s", b);
-        c->has_comm = c->comm[0] != 0;
-    }
-
-    const char *format = NULL;
-    json_t *fmt = path2(ev, "source", "format");
-    if (json_is_string(fmt)) format = json_string_value(fmt);
+    const char *format = json_string_value(path2(ev, "source", "format"));
     json_t *raw = json_object_get(ev, "raw");
     if (json_is_string(raw)) {
         view->raw = json_string_value(raw);
@@ -193,10 +223,9 @@ void sigma_view_from_event(sigma_event_view *view, sigma_json_ctx *c, const void
     } else {
         view->raw = str2(ev, "process", "cmdline", &view->raw_len);
     }
-    if (format && !strcmp(format, "auditd") && json_is_string(raw)) find_key(c, json_string_value(raw));
 
-    json_t *kind = json_object_get(ev, "kind");
-    const char *k = json_is_string(kind) ? json_string_value(kind) : "";
+    const char *k = json_string_value(json_object_get(ev, "kind"));
+    if (!k) k = "";
     if (!strcmp(k, "exec")) view->category = "process_creation";
     else if (!strcmp(k, "network")) view->category = "network_connection";
     else if (!strcmp(k, "file")) view->category = "file_event";

@@ -32,7 +32,15 @@ void  sj_arena_free(sj_arena *a);
 enum { V_GLOB = 1, V_RE, V_CIDR, V_NUM, V_EXISTS, V_NULL, V_FIELDREF };
 enum { NUM_GT = 1, NUM_GTE, NUM_LT, NUM_LTE };
 
-typedef struct sj_seg { const char *s; uint32_t n; } sj_seg;
+/* A literal piece of a wildcard pattern.  bg: two hashed bigrams of it
+ * (sj_bigram) used to rule a substring out before searching (0 when the
+ * piece is shorter than 2 bytes or the value is cased). */
+typedef struct sj_seg { const char *s; uint32_t n; uint16_t bg[2]; } sj_seg;
+
+#define SJ_BG_BITS 4096
+static inline uint16_t sj_bigram(unsigned char a, unsigned char b) {
+    return (uint16_t)(((uint32_t)(a | b << 8) * 2654435761u) >> 20);
+}
 
 typedef struct sj_val {
     uint8_t kind;
@@ -58,6 +66,11 @@ typedef struct sj_item {
     int nval;
     int cost;                 /* evaluation order inside a map: cheap first */
     sj_val *val;
+    /* When every value is a case-folded glob anchored at that end: the set
+     * of possible first / last bytes, so most events fail the item with one
+     * bit test instead of a loop over dozens of values. */
+    uint8_t has_first, has_last;
+    uint64_t first[4], last[4];
 } sj_item;
 
 typedef struct sj_map { int nitem; sj_item *item; } sj_map;
