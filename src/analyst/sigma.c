@@ -1,0 +1,292 @@
+/*
+ * sigma — rule set life cycle and loading (the public half of sigma.h).
+ *
+ * Loading reads a file (at most MAX_FILE bytes), parses it with libyaml's
+ * document API one document at a time, and hands each document to
+ * sj_compile (sigma_compile.c).  A compiled rule is appended to the rule set
+ * and to the bucket of its logsource; a skipped one leaves a (file, reason)
+ * pair and frees its arena.  A YAML syntax error ends that file (documents
+ * before it are kept) and is a skip with the parser's line and problem.
+ * Directories are walked recursively in name order so rule indices are
+ * stable across runs; hidden entries are ignored and depth is bounded (a
+ * symlink loop ends there).
+ *
+ * Memory: the rule set's arrays, each rule's arena and PCRE2's compile-time
+ * allocations go through nj_malloc (so nj_alloc_fail_after reaches all of
+ * them); libyaml's own parser memory does not.  An out-of-memory anywhere
+ * returns -ENOMEM and leaves the rule set as it was before the failing rule.
+ */
+#include "sigma_int.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#define MAX_FILE  (1u << 20)    /* a Sigma rule is a few KiB */
+#define MAX_DEPTH 16
+
+const char *sigma_level_name(int level) {
+    static const char *names[] = {"informational", "low", "medium", "high", "critical"};
+    return level >= 0 && level < 5 ? names[level] : "?";
+}
+
+static void *pc_malloc(size_t n, void *data) { (void)data; return nj_malloc(n); }
+static void  pc_free(void *p, void *data) { (void)data; nj_free(p); }
+
+sigma_rules *sigma_rules_new(int *err) {
+    sigma_rules *rs = nj_calloc(1, sizeof *rs);
+    if (!rs) goto err;
+    rs->gctx = pcre2_general_context_create(pc_malloc, pc_free, NULL);
+    rs->mgctx = pcre2_general_context_create(sj_md_alloc, sj_md_free, NULL);
+    if (!rs->gctx || !rs->mgctx) goto err;
+    rs->mctx = pcre2_match_context_create(rs->gctx);
+    if (!rs->mctx) goto err;
+    /* Bounds for interpreted (non-JIT) matching: regexes come from rule
+     * files, and a pathological one must not stall the pipeline. */
+    pcre2_set_match_limit(rs->mctx, 100000);
+    pcre2_set_depth_limit(rs->mctx, 1000);
+    pcre2_set_heap_limit(rs->mctx, 24);
+    if (sj_field(rs, "", 0) != 0) goto err;
+    if (err) *err = 0;
+    return rs;
+err:
+    sigma_rules_free(rs);
+    if (err) *err = -ENOMEM;
+    nj_set_error("out of memory creating a Sigma rule set");
+    return NULL;
+}
+
+static void rule_free(sj_rule *r) {
+    if (!r) return;
+    for (sj_val *v = r->res; v; v = v->next_re) pcre2_code_free(v->re);
+    sj_arena_free(&r->arena);
+    nj_free(r);
+}
+
+void sigma_rules_free(sigma_rules *rs) {
+    if (!rs) return;
+    for (int i = 0; i < rs->nrule; i++) rule_free(rs->rule[i]);
+    nj_free(rs->rule);
+    for (int i = 0; i < rs->nskip; i++) {
+        nj_free((char *)rs->skip[i].file);
+        nj_free((char *)rs->skip[i].reason);
+    }
+    nj_free(rs->skip);
+    for (int i = 0; i < rs->nfield; i++) nj_free(rs->field[i]);
+    nj_free(rs->field);
+    for (int i = 0; i < rs->nbucket; i++) nj_free(rs->bucket[i].rules);
+    nj_free(rs->bucket);
+    if (rs->mctx) pcre2_match_context_free(rs->mctx);
+    if (rs->gctx) pcre2_general_context_free(rs->gctx);
+    if (rs->mgctx) pcre2_general_context_free(rs->mgctx);
+    nj_free(rs);
+}
+
+/* Grow *P (element size SZ) so that index N fits. */
+static int grow(void **p, int *cap, int n, size_t sz) {
+    if (n < *cap) return 0;
+    int nc = *cap ? *cap * 2 : 16;
+    void *q = nj_realloc(*p, (size_t)nc * sz);
+    if (!q) return -ENOMEM;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+int sj_field(sigma_rules *rs, const char *name, size_t n) {
+    for (int i = 0; i < rs->nfield; i++)
+        if (strlen(rs->field[i]) == n && !memcmp(rs->field[i], name, n)) return i;
+    if (grow((void **)&rs->field, &rs->capfield, rs->nfield, sizeof(char *))) return -ENOMEM;
+    char *s = nj_strndup(name, n);
+    if (!s) return -ENOMEM;
+    rs->field[rs->nfield] = s;
+    return rs->nfield++;
+}
+
+static int add_skip(sigma_rules *rs, const char *file, const char *reason) {
+    if (grow((void **)&rs->skip, &rs->capskip, rs->nskip, sizeof(sigma_skip))) return -ENOMEM;
+    char *f = nj_strdup(file), *r = nj_strdup(reason);
+    if (!f || !r) { nj_free(f); nj_free(r); return -ENOMEM; }
+    rs->skip[rs->nskip].file = f;
+    rs->skip[rs->nskip].reason = r;
+    rs->nskip++;
+    return 0;
+}
+
+/* Append rule R (already compiled) and index it by logsource. */
+static int add_rule(sigma_rules *rs, sj_rule *r) {
+    if (grow((void **)&rs->rule, &rs->caprule, rs->nrule, sizeof(sj_rule *))) return -ENOMEM;
+    const sigma_rule_info *in = &r->info;
+    sj_bucket *b = NULL;
+    for (int i = 0; i < rs->nbucket; i++)
+        if (!strcmp(rs->bucket[i].product, in->product) && !strcmp(rs->bucket[i].category, in->category) &&
+            !strcmp(rs->bucket[i].service, in->service))
+            b = &rs->bucket[i];
+    if (!b) {
+        if (grow((void **)&rs->bucket, &rs->capbucket, rs->nbucket, sizeof(sj_bucket))) return -ENOMEM;
+        b = &rs->bucket[rs->nbucket];
+        memset(b, 0, sizeof *b);
+        /* The strings live in the first rule's arena, which lives as long. */
+        b->product = in->product;
+        b->category = in->category;
+        b->service = in->service;
+        rs->nbucket++;
+    }
+    if (grow((void **)&b->rules, &b->cap, b->n, sizeof(int))) return -ENOMEM;
+    b->rules[b->n++] = rs->nrule;
+    rs->rule[rs->nrule++] = r;
+    return 0;
+}
+
+int sigma_load_text(sigma_rules *rs, const char *name, const char *text, size_t len) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) return nj_fail(-ENOMEM, "out of memory starting the YAML parser");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int added = 0, rc = 0, ndoc = 0;
+    char why[256];
+    for (;;) {
+        yaml_document_t doc;
+        if (!yaml_parser_load(&parser, &doc)) {
+            if (parser.error == YAML_MEMORY_ERROR) {
+                rc = nj_fail(-ENOMEM, "out of memory parsing %s", name);
+                break;
+            }
+            snprintf(why, sizeof why, "YAML error at line %zu, column %zu: %s%s%s",
+                     parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                     parser.problem ? parser.problem : "syntax error",
+                     parser.context ? " " : "", parser.context ? parser.context : "");
+            rc = add_skip(rs, name, why);
+            if (rc) { nj_set_error("out of memory"); break; }
+            rc = nj_fail(NJ_EFORMAT, "%s: %s", name, why);
+            break;
+        }
+        if (!yaml_document_get_root_node(&doc)) {     /* end of stream */
+            yaml_document_delete(&doc);
+            if (ndoc == 0) {
+                rc = add_skip(rs, name, "empty file");
+                if (rc) nj_set_error("out of memory");
+            }
+            break;
+        }
+        ndoc++;
+        sj_rule *r = nj_calloc(1, sizeof *r);
+        if (!r) { yaml_document_delete(&doc); rc = nj_fail(-ENOMEM, "out of memory"); break; }
+        why[0] = 0;
+        int c = sj_compile(rs, r, &doc, why, sizeof why);
+        yaml_document_delete(&doc);
+        if (c == 0) {
+            r->info.file = sj_strndup(&r->arena, name, strlen(name));
+            if (!r->info.file) c = -ENOMEM;
+        }
+        if (c == 0) {
+            if (add_rule(rs, r)) { rule_free(r); rc = nj_fail(-ENOMEM, "out of memory"); break; }
+            added++;
+            continue;
+        }
+        rule_free(r);
+        if (c < 0) { rc = nj_fail(-ENOMEM, "out of memory compiling a rule of %s", name); break; }
+        if (ndoc > 1) {
+            size_t l = strlen(why);
+            snprintf(why + l, sizeof why - l, " (document %d)", ndoc);
+        }
+        if (add_skip(rs, name, why)) { rc = nj_fail(-ENOMEM, "out of memory"); break; }
+    }
+    yaml_parser_delete(&parser);
+    return rc ? rc : added;
+}
+
+/* Read a whole file (bounded).  *OUT is nj_malloc'd. */
+static int read_file(const char *path, char **out, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return nj_fail(-errno, "cannot open %s: %s", path, strerror(errno));
+    char *buf = nj_malloc(MAX_FILE + 1);
+    if (!buf) { fclose(f); return nj_fail(-ENOMEM, "out of memory reading %s", path); }
+    size_t n = fread(buf, 1, MAX_FILE + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { nj_free(buf); return nj_fail(-EIO, "cannot read %s", path); }
+    if (n > MAX_FILE) { nj_free(buf); return nj_fail(NJ_ETOOBIG, "%s is larger than %u bytes", path, MAX_FILE); }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int load_file(sigma_rules *rs, const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(path, &text, &len);
+    if (rc) return rc;
+    rc = sigma_load_text(rs, path, text, len);
+    nj_free(text);
+    return rc;
+}
+
+static int has_ext(const char *name) {
+    size_t n = strlen(name);
+    return (n > 4 && !strcmp(name + n - 4, ".yml")) || (n > 5 && !strcmp(name + n - 5, ".yaml"));
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Load every rule file below DIR; file problems become skips. */
+static int load_dir(sigma_rules *rs, const char *dir, int depth) {
+    if (depth > MAX_DEPTH) return add_skip(rs, dir, "directory nesting too deep");
+    DIR *d = opendir(dir);
+    if (!d) return depth == 0 ? nj_fail(-errno, "cannot open %s: %s", dir, strerror(errno))
+                              : add_skip(rs, dir, "cannot open directory");
+    char **names = NULL;
+    int n = 0, cap = 0, rc = 0, added = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (grow((void **)&names, &cap, n, sizeof(char *))) { rc = -ENOMEM; break; }
+        if (!(names[n] = nj_strdup(e->d_name))) { rc = -ENOMEM; break; }
+        n++;
+    }
+    closedir(d);
+    if (!rc) qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    for (int i = 0; i < n && !rc; i++) {
+        size_t l = strlen(dir) + strlen(names[i]) + 2;
+        char *p = nj_malloc(l);
+        if (!p) { rc = -ENOMEM; break; }
+        snprintf(p, l, "%s/%s", dir, names[i]);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            int r = load_dir(rs, p, depth + 1);
+            if (r < 0) rc = r; else added += r;
+        } else if (has_ext(names[i])) {
+            int r = load_file(rs, p);
+            if (r == -ENOMEM) rc = r;
+            else if (r >= 0) added += r;
+            else if (r != NJ_EFORMAT && add_skip(rs, p, nj_last_error())) rc = -ENOMEM;
+        }
+        nj_free(p);
+    }
+    for (int i = 0; i < n; i++) nj_free(names[i]);
+    nj_free(names);
+    if (rc == -ENOMEM) return nj_fail(rc, "out of memory loading rules from %s", dir);
+    return rc ? rc : added;
+}
+
+int sigma_load_path(sigma_rules *rs, const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return nj_fail(-errno, "cannot read %s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return load_dir(rs, path, 0);
+    return load_file(rs, path);
+}
+
+int sigma_rule_count(const sigma_rules *rs) { return rs->nrule; }
+
+const sigma_rule_info *sigma_rule(const sigma_rules *rs, int i) {
+    return i >= 0 && i < rs->nrule ? &rs->rule[i]->info : NULL;
+}
+
+int sigma_skip_count(const sigma_rules *rs) { return rs->nskip; }
+
+const sigma_skip *sigma_skip_at(const sigma_rules *rs, int i) {
+    return i >= 0 && i < rs->nskip ? &rs->skip[i] : NULL;
+}

@@ -1,0 +1,134 @@
+/*
+ * sigma_int — the compiled form of a Sigma rule, shared by the loader
+ * (sigma.c, sigma_compile.c) and the matcher (sigma_eval.c).  Private to the
+ * sigma module: nothing outside src/analyst/sigma*.c includes this.
+ *
+ * A rule compiles to:
+ *   condition tree (sj_cond) -> selections (sj_sel: OR of maps)
+ *     -> maps (sj_map: AND of items) -> items (sj_item: one field, OR or AND
+ *     of values) -> values (sj_val: one matcher).
+ * Everything a rule owns lives in its arena (freed at once) except PCRE2
+ * programs, which are chained through sj_val.next_re and freed with the rule.
+ * Field names are interned in the rule set: an item names a field by index;
+ * index 0 is the raw text searched by keywords.
+ */
+#ifndef NJ_SIGMA_INT_H
+#define NJ_SIGMA_INT_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "sigma.h"
+
+/* One bump arena block list. */
+typedef struct sj_block sj_block;
+typedef struct sj_arena { sj_block *head; } sj_arena;
+void *sj_alloc(sj_arena *a, size_t n);           /* zeroed, 16-aligned; NULL on OOM */
+char *sj_strndup(sj_arena *a, const char *s, size_t n);
+void  sj_arena_free(sj_arena *a);
+
+enum { V_GLOB = 1, V_RE, V_CIDR, V_NUM, V_EXISTS, V_NULL, V_FIELDREF };
+enum { NUM_GT = 1, NUM_GTE, NUM_LT, NUM_LTE };
+
+/* A literal piece of a wildcard pattern.  bg: two hashed bigrams of it
+ * (sj_bigram) used to rule a substring out before searching (0 when the
+ * piece is shorter than 2 bytes or the value is cased). */
+typedef struct sj_seg { const char *s; uint32_t n; uint16_t bg[2]; } sj_seg;
+
+#define SJ_BG_BITS 4096
+static inline uint16_t sj_bigram(unsigned char a, unsigned char b) {
+    return (uint16_t)(((uint32_t)(a | b << 8) * 2654435761u) >> 20);
+}
+
+typedef struct sj_val {
+    uint8_t kind;
+    uint8_t cased;            /* compare against the raw value, not lower-cased */
+    uint8_t anch_start;       /* V_GLOB: no leading '*' */
+    uint8_t anch_end;         /* V_GLOB: no trailing '*' */
+    uint8_t op;               /* V_NUM: NUM_*; V_EXISTS: 1 = must exist */
+    uint8_t v6;               /* V_CIDR */
+    uint16_t bits;            /* V_CIDR prefix length */
+    uint32_t nseg;
+    sj_seg *seg;              /* V_GLOB literal pieces between '*' */
+    pcre2_code *re;           /* V_RE (also globs with '?' or windash) */
+    int jit;                  /* re was JIT-compiled */
+    struct sj_val *next_re;   /* chain of values owning a pcre2_code */
+    double num;               /* V_NUM */
+    uint8_t addr[16];         /* V_CIDR network */
+    int ref;                  /* V_FIELDREF: field index */
+} sj_val;
+
+typedef struct sj_item {
+    int field;                /* index into the rule set's field names; 0 = raw */
+    int all;                  /* values ANDed (|all) instead of ORed */
+    int nval;
+    int cost;                 /* evaluation order inside a map: cheap first */
+    sj_val *val;
+    /* When every value is a case-folded glob anchored at that end: the set
+     * of possible first / last bytes, so most events fail the item with one
+     * bit test instead of a loop over dozens of values. */
+    uint8_t has_first, has_last;
+    uint64_t first[4], last[4];
+} sj_item;
+
+typedef struct sj_map { int nitem; sj_item *item; } sj_map;
+
+typedef struct sj_sel {
+    const char *name;
+    int nmap;
+    sj_map *map;              /* OR of maps */
+} sj_sel;
+
+enum { C_SEL = 1, C_AND, C_OR, C_NOT, C_NOF };
+
+typedef struct sj_cond {
+    int op;
+    int sel;                  /* C_SEL */
+    int n;                    /* C_NOF: how many must match; children count otherwise */
+    int nkid;
+    struct sj_cond **kid;     /* C_AND/C_OR/C_NOT children; C_NOF: selections as C_SEL */
+} sj_cond;
+
+typedef struct sj_rule {
+    sigma_rule_info info;
+    sj_arena arena;
+    int nsel;
+    sj_sel *sel;
+    sj_cond *cond;
+    sj_val *res;              /* PCRE2 owners */
+} sj_rule;
+
+typedef struct sj_bucket {
+    const char *product, *category, *service;   /* "" = any */
+    int n, cap;
+    int *rules;
+} sj_bucket;
+
+struct sigma_rules {
+    int nrule, caprule;
+    sj_rule **rule;
+    int nskip, capskip;
+    sigma_skip *skip;
+    int nfield, capfield;
+    char **field;             /* field[0] = "" (raw text) */
+    int nbucket, capbucket;
+    sj_bucket *bucket;
+    pcre2_general_context *gctx;   /* compile-time allocations through nj_malloc */
+    pcre2_general_context *mgctx;  /* match-time allocations from a stack arena */
+    pcre2_match_context *mctx;
+};
+
+/* Field index for NAME, adding it.  Negative code on OOM. */
+int sj_field(sigma_rules *rs, const char *name, size_t n);
+
+/* Compile the YAML document DOC (yaml_document_t *) into R.  Returns 0,
+ * 1 when the rule is skipped (reason written to WHY), or -ENOMEM. */
+int sj_compile(sigma_rules *rs, sj_rule *r, void *doc, char *why, size_t whylen);
+
+/* Match-time PCRE2 allocator (sigma_eval.c). */
+void *sj_md_alloc(size_t n, void *data);
+void  sj_md_free(void *p, void *data);
+
+#endif

