@@ -118,3 +118,18 @@ help:
 	@echo "targets: all test check check-tsan bench fuzz cross test-arm conformance install clean"
 
 -include $(LIB_OBJ:.o=.d) $(O)/src/main.d
+
+# --- grammar (lead merges this)
+# Engine-layer grammar: JSON schema -> automaton, token masks, label scoring.
+ENGINE_SRC := $(wildcard src/engine/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(O)/%.o)
+$(LIB): $(ENGINE_OBJ)
+CFLAGS   += -Isrc/engine
+GRAMMAR_TESTS := $(O)/tests/engine/test_grammar
+TEST_BIN += $(GRAMMAR_TESTS)
+.PHONY: test-grammar schema-corpus
+test-grammar: $(BIN) $(GRAMMAR_TESTS)
+	$(GRAMMAR_TESTS)
+schema-corpus: $(BIN)
+	NJ_BIN=$(abspath $(BIN)) python3 tests/engine/schema_corpus.py
+-include $(O)/src/engine/*.d
