@@ -11,6 +11,7 @@
 
 #include "chat.h"
 #include "gguf.h"
+#include "grammar.h"
 #include "model.h"
 #include "platform.h"
 #include "session.h"
@@ -77,6 +78,7 @@ err:
 
 void nj_model_free(nj_model *m) {
     if (!m) return;
+    gram_trie_free(m->gram_trie);
     tok_free(m->tok);
     nj_free(m->layers);
     nj_free(m->f32_store);

@@ -142,6 +142,9 @@ struct nj_model {
     uint64_t     n_params;
     uint64_t     weight_bytes;    /* tensor bytes in the file */
     uint64_t     file_bytes;
+    /* Token trie for grammar masks (grammar.h): built on first use under
+     * the grammar module's lock, immutable afterwards, owned. */
+    struct gram_trie *gram_trie;
 };
 
 /* Names of the supported architectures, comma-separated (for messages). */

@@ -5,6 +5,12 @@
  * repeat_last_n accepted tokens, and a candidate array reused between calls
  * (grown on the first call for a vocabulary; later calls do not allocate).
  * A sampler is used by one thread at a time.
+ *
+ * Grammar.  With nj_sampler_set_grammar, the tokens the grammar's current
+ * state does not allow are dropped from the candidates before the chain
+ * (after the penalties, which need the candidates in vocabulary order and
+ * only rescale logits, so the order does not change what survives).  The
+ * grammar is borrowed; accepting the chosen token is the caller's job.
  */
 #include "sampler.h"
 
@@ -12,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar.h"
 #include "util.h"
 
 typedef struct cand { int32_t id; float logit; float p; } cand;
@@ -24,6 +31,7 @@ struct nj_sampler {
     cand      *c;         /* candidates */
     int        c_cap;
     int32_t   *seen;      /* scratch for de-duplicating the ring */
+    nj_grammar *grammar;  /* borrowed, or NULL */
 };
 
 /* ---- mt19937 (the standard 32-bit Mersenne Twister) ---- */
@@ -132,6 +140,8 @@ void nj_sampler_accept(nj_sampler *s, int32_t id) {
     if (s->ring_n < s->ring_cap) s->ring_n++;
 }
 
+void nj_sampler_set_grammar(nj_sampler *s, nj_grammar *g) { s->grammar = g; }
+
 /* ---- chain stages ---- */
 
 static int cmp_desc(const void *a, const void *b) {
@@ -205,6 +215,18 @@ int32_t nj_sampler_sample(nj_sampler *s, const float *logits, int n_vocab) {
     bool sorted = false;
 
     penalties(s, c, n);
+
+    if (s->grammar) {
+        const uint64_t *bits;
+        int n_ok;
+        int rc = grammar_allowed(s->grammar, &bits, &n_ok);
+        if (rc) return rc;
+        int w = 0;
+        for (int i = 0; i < n; i++)
+            if ((bits[c[i].id >> 6] >> (c[i].id & 63)) & 1) c[w++] = c[i];
+        if (w == 0) return nj_fail(NJ_ESTATE, "the grammar allows no token of this vocabulary");
+        n = w;
+    }
 
     if (s->p.temp <= 0.0f) {          /* greedy on the penalised logits */
         int best = 0;

@@ -313,6 +313,13 @@ int nj_session_truncate(nj_session *s, int pos) {
     return 0;
 }
 
+nj_model *session_model(const nj_session *s) { return s->m; }
+
+void session_set_logits(nj_session *s, const float *row) {
+    memcpy(s->logits, row, sizeof(float) * (size_t)s->m->hp.n_vocab);
+    s->have_logits = true;
+}
+
 const float *nj_session_logits(const nj_session *s) {
     return s->have_logits ? s->logits : NULL;
 }
