@@ -118,3 +118,28 @@ help:
 	@echo "targets: all test check check-tsan bench fuzz cross test-arm conformance install clean"
 
 -include $(LIB_OBJ:.o=.d) $(O)/src/main.d
+
+# --- kb (lead merges this)
+# Analyst retrieval: src/analyst/retrieve.c in the library, its cmocka test,
+# tools/retrieve-eval (built by `all` through the tools glob) and the data
+# checker.  `make test-retrieve` runs the unit tests and the data checker;
+# `make retrieve-eval` prints the k-NN table and the speed figure.
+CFLAGS   += -Isrc/analyst
+LIB_OBJ  += $(O)/src/analyst/retrieve.o
+$(LIB): $(O)/src/analyst/retrieve.o
+KB_TESTS := $(O)/tests/analyst/test_retrieve
+TEST_BIN += $(KB_TESTS)
+test: $(KB_TESTS)
+$(O)/tests/analyst/%: tests/analyst/%.c $(LIB) tests/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+.PHONY: test-retrieve retrieve-eval
+test-retrieve: $(KB_TESTS)
+	@KB_DIR=$(abspath kb) scripts/run-tests $(KB_TESTS)
+	python3 tests/analyst/check_eval_set.py
+DEV_SET ?= /work/shared/eval/commands-dev.jsonl
+retrieve-eval: $(O)/tools/retrieve-eval
+	$(O)/tools/retrieve-eval eval $(wildcard $(DEV_SET)) eval/commands.jsonl
+	$(O)/tools/retrieve-eval --diversity 0.5 eval $(wildcard $(DEV_SET)) eval/commands.jsonl
+	$(O)/tools/retrieve-eval bench eval/commands.jsonl
+-include $(O)/src/analyst/retrieve.d
