@@ -42,6 +42,10 @@ int platform_set_thread_qos(int qos);       /* 0 or -errno (-ENOSYS on Linux) */
 const char *platform_cache_dir(void);       /* $XDG_CACHE_HOME/nightjar | ~/Library/Caches/nightjar */
 const char *platform_runtime_dir(void);     /* $XDG_RUNTIME_DIR/nightjar | $TMPDIR/nightjar-$UID */
 
+/* Absolute path of the running executable into buf: its length, or -errno
+ * (-ENAMETOOLONG when cap is too small). */
+int platform_exe_path(char *buf, size_t cap);
+
 /* Peer credentials of a connected Unix socket: 0 and *uid, or -errno. */
 int platform_peer_uid(int fd, uint32_t *uid);
 

@@ -276,6 +276,15 @@ static const char *home_dir(void) {
     return "/tmp";
 }
 
+int platform_exe_path(char *buf, size_t cap) {
+    if (cap < 2) return -ENAMETOOLONG;
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n < 0) return -errno;
+    if ((size_t)n >= cap - 1) return -ENAMETOOLONG;
+    buf[n] = 0;
+    return (int)n;
+}
+
 /* NIGHTJAR_CACHE_DIR overrides everything (tests, packaging); then the XDG
  * base-directory rule: only absolute XDG paths count. */
 const char *platform_cache_dir(void) {

@@ -32,6 +32,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <mach-o/dyld.h>
 #include <mach/mach.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -212,6 +214,17 @@ static const char *home_dir(void) {
     if (getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_dir)
         return res->pw_dir;
     return "/tmp";
+}
+
+int platform_exe_path(char *buf, size_t cap) {
+    uint32_t size = cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap;
+    if (_NSGetExecutablePath(buf, &size) != 0) return -ENAMETOOLONG;
+    char real[PATH_MAX];
+    if (!realpath(buf, real)) return -errno;
+    size_t n = strlen(real);
+    if (n + 1 > cap) return -ENAMETOOLONG;
+    memcpy(buf, real, n + 1);
+    return (int)n;
 }
 
 const char *platform_cache_dir(void) {
