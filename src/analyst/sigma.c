@@ -78,7 +78,10 @@ void sigma_rules_free(sigma_rules *rs) {
     nj_free(rs->skip);
     for (int i = 0; i < rs->nfield; i++) nj_free(rs->field[i]);
     nj_free(rs->field);
-    for (int i = 0; i < rs->nbucket; i++) nj_free(rs->bucket[i].rules);
+    for (int i = 0; i < rs->nbucket; i++) {
+        nj_free(rs->bucket[i].rules);
+        nj_free(rs->bucket[i].pre);
+    }
     nj_free(rs->bucket);
     if (rs->mctx) pcre2_match_context_free(rs->mctx);
     if (rs->gctx) pcre2_general_context_free(rs->gctx);
@@ -136,7 +139,15 @@ static int add_rule(sigma_rules *rs, sj_rule *r) {
         b->service = in->service;
         rs->nbucket++;
     }
-    if (grow((void **)&b->rules, &b->cap, b->n, sizeof(int))) return -ENOMEM;
+    if (b->n >= b->cap) {
+        int cap = b->cap;
+        if (grow((void **)&b->rules, &cap, b->n, sizeof(int))) return -ENOMEM;
+        sj_pre *p = nj_realloc(b->pre, (size_t)cap * sizeof(sj_pre));
+        if (!p) return -ENOMEM;       /* rules grew; cap stays, so it grows again next time */
+        b->pre = p;
+        b->cap = cap;
+    }
+    b->pre[b->n] = r->pre;
     b->rules[b->n++] = rs->nrule;
     rs->rule[rs->nrule++] = r;
     return 0;
