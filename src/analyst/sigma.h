@@ -30,8 +30,9 @@
  *
  * Threads.  Loading mutates the rule set and must not overlap any other call
  * on it.  After loading, sigma_match is safe from any number of threads at
- * once on the same rule set (it only reads it; PCRE2 match data lives on the
- * stack of the call... see sigma.c for how regex scratch is handled).
+ * once on the same rule set: it only reads it, and its scratch (field cache,
+ * lower-cased copies, PCRE2 match data) lives on the stack of the call
+ * (sigma_eval.c says how PCRE2 is made to allocate there).
  */
 #ifndef NJ_SIGMA_H
 #define NJ_SIGMA_H
