@@ -76,13 +76,15 @@ sigma_rules *sigma_rules_new(int *err);
 void         sigma_rules_free(sigma_rules *rs);
 
 /* Load a rule file, or every *.yml / *.yaml below a directory (recursively,
- * in name order, hidden entries ignored).  Each YAML document of a file is one
+ * in name order, hidden entries ignored, links back to a parent directory
+ * skipped).  Each YAML document of a file is one
  * rule; documents that are rule collections (`action: global`), correlations
  * or filters are skipped with a reason.
  * Returns the number of rules added (>= 0), or a negative code: -ENOENT and
  * friends when PATH itself cannot be read, -ENOMEM, or NJ_EFORMAT when PATH
- * is a single file that is not valid YAML (the skip is recorded too).  Files
- * inside a directory never make the call fail: their problems are skips. */
+ * is a single file that is not valid YAML (the skip is recorded too; rules
+ * of documents before the error stay loaded).  Files inside a directory never
+ * make the call fail: their problems are skips. */
 int sigma_load_path(sigma_rules *rs, const char *path);
 
 /* Load rules from YAML text (one or more documents).  NAME labels skips and

@@ -616,6 +616,15 @@ static void test_dir_load(void **state) {
     assert_int_equal(sigma_skip_count(rs), 1);
     assert_non_null(strstr(sigma_skip_at(rs, 0)->file, "b_bad.yml"));
     assert_non_null(strstr(sigma_skip_at(rs, 0)->reason, "YAML error at line 4"));
+    /* A link back to a parent is a skip, not a second copy of every rule. */
+    snprintf(p, sizeof p, "%s/sub/loop", dir);
+    assert_int_equal(symlink("..", p), 0);
+    sigma_rules *rs2 = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_path(rs2, dir), 2);
+    assert_int_equal(sigma_skip_count(rs2), 2);
+    assert_non_null(strstr(sigma_skip_at(rs2, 1)->reason, "directory loop"));
+    sigma_rules_free(rs2);
+    unlink(p);
     /* The same file named alone is an error with the sentence. */
     snprintf(p, sizeof p, "%s/b_bad.yml", dir);
     assert_int_equal(sigma_load_path(rs, p), NJ_EFORMAT);
