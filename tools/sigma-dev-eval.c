@@ -1,7 +1,7 @@
 /*
  * sigma-dev-eval — how precise are Sigma rules on labelled command lines?
  *
- *   sigma-dev-eval [-v] [-s] FILE.jsonl RULES_PATH...
+ *   sigma-dev-eval [-v] [-m] [-s] FILE.jsonl RULES_PATH...
  *
  * FILE.jsonl holds one object per line with "cmd" (a command line) and
  * "label" (benign | suspicious | malicious).  Each cmd becomes a canonical
@@ -14,7 +14,8 @@
  * and recall of the claim "some rule hit => not benign", and the same for
  * rules of level high/critical only.  -v also prints each benign line that a
  * rule hit (to the terminal only: the labelled file is development data and
- * its lines are never to be copied anywhere).  -s prints a summary only.
+ * its lines are never to be copied anywhere); -m prints each malicious line
+ * no rule hit (same caveat).  -s prints a summary only.
  */
 #include "sigma.h"
 #include "util.h"
@@ -52,14 +53,15 @@ static json_t *event_of(const char *cmd, long n) {
 }
 
 int main(int argc, char **argv) {
-    int verbose = 0, summary = 0, a = 1;
+    int verbose = 0, summary = 0, misses = 0, a = 1;
     for (; a < argc && argv[a][0] == '-'; a++) {
         if (!strcmp(argv[a], "-v")) verbose = 1;
         else if (!strcmp(argv[a], "-s")) summary = 1;
+        else if (!strcmp(argv[a], "-m")) misses = 1;
         else break;
     }
     if (argc - a < 2) {
-        fprintf(stderr, "usage: sigma-dev-eval [-v] [-s] FILE.jsonl RULES_PATH...\n");
+        fprintf(stderr, "usage: sigma-dev-eval [-v] [-m] [-s] FILE.jsonl RULES_PATH...\n");
         return 2;
     }
     int err;
@@ -105,6 +107,10 @@ int main(int argc, char **argv) {
                 printf("BENIGN HIT [%s]: %s\n", h[i].title, cmd);
         }
         if (k) hit_any[l]++;
+        if (misses && !k && l == MALICIOUS) {
+            const char *t = json_string_value(json_object_get(j, "technique"));
+            printf("MISSED [%s]: %s\n", t ? t : "-", cmd);
+        }
         if (high) hit_high[l]++;
         json_decref(ev);
         json_decref(j);

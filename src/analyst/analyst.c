@@ -136,6 +136,16 @@ static char *read_text(const char *path, size_t max, int *err) {
     return buf;
 }
 
+/* dir + "/" + name into out; false (and an error sentence) if it does not fit. */
+static bool path_join(char *out, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap) {
+        nj_set_error("path too long: %s/%s", dir, name);
+        return false;
+    }
+    return true;
+}
+
 static bool is_dir(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
@@ -154,17 +164,13 @@ const char *analyst_data_dir(void) {
         if (slash) {
             *slash = 0;   /* exe's folder */
             char probe[1200];
-            snprintf(probe, sizeof probe, "%s/../share/nightjar/prompts", exe);
-            if (is_dir(probe)) {
-                snprintf(dir, sizeof dir, "%s/../share/nightjar", exe);
+            if (path_join(probe, sizeof probe, exe, "../share/nightjar/prompts") && is_dir(probe) &&
+                path_join(dir, sizeof dir, exe, "../share/nightjar"))
                 return dir;
-            }
             /* build/nightjar (or build-asan/...) inside the repository */
-            snprintf(probe, sizeof probe, "%s/../prompts", exe);
-            if (is_dir(probe)) {
-                snprintf(dir, sizeof dir, "%s/..", exe);
+            if (path_join(probe, sizeof probe, exe, "../prompts") && is_dir(probe) &&
+                path_join(dir, sizeof dir, exe, ".."))
                 return dir;
-            }
         }
     }
     snprintf(dir, sizeof dir, ".");
@@ -174,7 +180,7 @@ const char *analyst_data_dir(void) {
 static int load_prompt(analyst *a, const char *pdir) {
     char path[1200];
     int err = 0;
-    snprintf(path, sizeof path, "%s/prompt.json", pdir);
+    if (!path_join(path, sizeof path, pdir, "prompt.json")) return NJ_ETOOBIG;
     char *cfg = read_text(path, 1 << 20, &err);
     if (!cfg) return nj_fail(err, "prompt: %s", nj_last_error());
     json_error_t je;
@@ -209,7 +215,10 @@ static int load_prompt(analyst *a, const char *pdir) {
                      "max_summary_tokens 16..%d", path, MAX_EXAMPLES, GEN_MAX);
         goto out;
     }
-    snprintf(path, sizeof path, "%s/%s", pdir, sys);
+    if (!path_join(path, sizeof path, pdir, sys)) {
+        rc = NJ_ETOOBIG;
+        goto out;
+    }
     a->system = read_text(path, 64 << 10, &err);
     if (!a->system) rc = nj_fail(err, "prompt: %s", nj_last_error());
 out:
@@ -229,7 +238,7 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
 
     char path[1200];
     if (o->prompt_dir) snprintf(path, sizeof path, "%s", o->prompt_dir);
-    else snprintf(path, sizeof path, "%s/prompts/analyst-v1", a->data_dir);
+    else if (!path_join(path, sizeof path, a->data_dir, "prompts/analyst-v1")) { rc = NJ_ETOOBIG; goto fail; }
     if ((rc = load_prompt(a, path))) goto fail;
     if (o->n_examples > 0) a->n_examples = NJ_MIN(o->n_examples, MAX_EXAMPLES);
     if (o->n_examples < 0 || o->no_retrieval) a->n_examples = 0;
@@ -237,7 +246,7 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
     if (!o->no_rules) {
         a->rules = sigma_rules_new(&rc);
         if (!a->rules) goto fail;
-        snprintf(path, sizeof path, "%s/rules/nightjar", a->data_dir);
+        if (!path_join(path, sizeof path, a->data_dir, "rules/nightjar")) { rc = NJ_ETOOBIG; goto fail; }
         int n = sigma_load_path(a->rules, path);
         if (n < 0) { rc = nj_fail(n, "rules %s: %s", path, nj_last_error()); goto fail; }
         if (o->rules_path) {
@@ -247,7 +256,7 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
     }
     if (a->n_examples > 0) {
         if (o->kb_path) snprintf(path, sizeof path, "%s", o->kb_path);
-        else snprintf(path, sizeof path, "%s/kb/examples.jsonl", a->data_dir);
+        else if (!path_join(path, sizeof path, a->data_dir, "kb/examples.jsonl")) { rc = NJ_ETOOBIG; goto fail; }
         a->kb = kb_load(path, NULL, &rc);
         if (!a->kb) goto fail;
         a->searcher = kb_searcher_new(a->kb, &rc);

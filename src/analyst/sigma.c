@@ -78,7 +78,10 @@ void sigma_rules_free(sigma_rules *rs) {
     nj_free(rs->skip);
     for (int i = 0; i < rs->nfield; i++) nj_free(rs->field[i]);
     nj_free(rs->field);
-    for (int i = 0; i < rs->nbucket; i++) nj_free(rs->bucket[i].rules);
+    for (int i = 0; i < rs->nbucket; i++) {
+        nj_free(rs->bucket[i].rules);
+        nj_free(rs->bucket[i].pre);
+    }
     nj_free(rs->bucket);
     if (rs->mctx) pcre2_match_context_free(rs->mctx);
     if (rs->gctx) pcre2_general_context_free(rs->gctx);
@@ -136,7 +139,15 @@ static int add_rule(sigma_rules *rs, sj_rule *r) {
         b->service = in->service;
         rs->nbucket++;
     }
-    if (grow((void **)&b->rules, &b->cap, b->n, sizeof(int))) return -ENOMEM;
+    if (b->n >= b->cap) {
+        int cap = b->cap;
+        if (grow((void **)&b->rules, &cap, b->n, sizeof(int))) return -ENOMEM;
+        sj_pre *p = nj_realloc(b->pre, (size_t)cap * sizeof(sj_pre));
+        if (!p) return -ENOMEM;       /* rules grew; cap stays, so it grows again next time */
+        b->pre = p;
+        b->cap = cap;
+    }
+    b->pre[b->n] = r->pre;
     b->rules[b->n++] = rs->nrule;
     rs->rule[rs->nrule++] = r;
     return 0;
@@ -232,14 +243,33 @@ static int has_ext(const char *name) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Load every rule file below DIR; file problems become skips. */
-static int load_dir(sigma_rules *rs, const char *dir, int depth) {
+/* The directories from the top of a walk down to the current one, so that a
+ * symlink back to an ancestor is noticed instead of loaded again. */
+typedef struct walk {
+    dev_t dev[MAX_DEPTH + 2];
+    ino_t ino[MAX_DEPTH + 2];
+    int n;
+} walk;
+
+/* Load every rule file below DIR; file problems become skips.  Returns 0 or
+ * a negative code (-ENOMEM; or why the top directory cannot be read). */
+static int load_dir(sigma_rules *rs, const char *dir, walk *w) {
+    int depth = w->n;
+    struct stat ds;
+    if (stat(dir, &ds)) return depth == 0 ? nj_fail(-errno, "cannot read %s: %s", dir, strerror(errno))
+                                          : add_skip(rs, dir, "cannot read directory");
+    for (int i = 0; i < w->n; i++)
+        if (w->dev[i] == ds.st_dev && w->ino[i] == ds.st_ino)
+            return add_skip(rs, dir, "directory loop (a link back to a parent directory)");
     if (depth > MAX_DEPTH) return add_skip(rs, dir, "directory nesting too deep");
     DIR *d = opendir(dir);
     if (!d) return depth == 0 ? nj_fail(-errno, "cannot open %s: %s", dir, strerror(errno))
                               : add_skip(rs, dir, "cannot open directory");
+    w->dev[w->n] = ds.st_dev;
+    w->ino[w->n] = ds.st_ino;
+    w->n++;
     char **names = NULL;
-    int n = 0, cap = 0, rc = 0, added = 0;
+    int n = 0, cap = 0, rc = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
@@ -256,26 +286,32 @@ static int load_dir(sigma_rules *rs, const char *dir, int depth) {
         snprintf(p, l, "%s/%s", dir, names[i]);
         struct stat st;
         if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            int r = load_dir(rs, p, depth + 1);
-            if (r < 0) rc = r; else added += r;
+            int r = load_dir(rs, p, w);
+            if (r < 0) rc = r;
         } else if (has_ext(names[i])) {
             int r = load_file(rs, p);
             if (r == -ENOMEM) rc = r;
-            else if (r >= 0) added += r;
-            else if (r != NJ_EFORMAT && add_skip(rs, p, nj_last_error())) rc = -ENOMEM;
+            else if (r < 0 && r != NJ_EFORMAT && add_skip(rs, p, nj_last_error())) rc = -ENOMEM;
         }
         nj_free(p);
     }
+    w->n--;
     for (int i = 0; i < n; i++) nj_free(names[i]);
     nj_free(names);
     if (rc == -ENOMEM) return nj_fail(rc, "out of memory loading rules from %s", dir);
-    return rc ? rc : added;
+    return rc;
 }
 
 int sigma_load_path(sigma_rules *rs, const char *path) {
     struct stat st;
     if (stat(path, &st)) return nj_fail(-errno, "cannot read %s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return load_dir(rs, path, 0);
+    int before = rs->nrule;
+    if (S_ISDIR(st.st_mode)) {
+        walk w;
+        w.n = 0;
+        int rc = load_dir(rs, path, &w);
+        return rc < 0 ? rc : rs->nrule - before;
+    }
     return load_file(rs, path);
 }
 

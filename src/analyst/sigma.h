@@ -30,8 +30,9 @@
  *
  * Threads.  Loading mutates the rule set and must not overlap any other call
  * on it.  After loading, sigma_match is safe from any number of threads at
- * once on the same rule set (it only reads it; PCRE2 match data lives on the
- * stack of the call... see sigma.c for how regex scratch is handled).
+ * once on the same rule set: it only reads it, and its scratch (field cache,
+ * lower-cased copies, PCRE2 match data) lives on the stack of the call
+ * (sigma_eval.c says how PCRE2 is made to allocate there).
  */
 #ifndef NJ_SIGMA_H
 #define NJ_SIGMA_H
@@ -75,13 +76,15 @@ sigma_rules *sigma_rules_new(int *err);
 void         sigma_rules_free(sigma_rules *rs);
 
 /* Load a rule file, or every *.yml / *.yaml below a directory (recursively,
- * in name order, hidden entries ignored).  Each YAML document of a file is one
+ * in name order, hidden entries ignored, links back to a parent directory
+ * skipped).  Each YAML document of a file is one
  * rule; documents that are rule collections (`action: global`), correlations
  * or filters are skipped with a reason.
  * Returns the number of rules added (>= 0), or a negative code: -ENOENT and
  * friends when PATH itself cannot be read, -ENOMEM, or NJ_EFORMAT when PATH
- * is a single file that is not valid YAML (the skip is recorded too).  Files
- * inside a directory never make the call fail: their problems are skips. */
+ * is a single file that is not valid YAML (the skip is recorded too; rules
+ * of documents before the error stay loaded).  Files inside a directory never
+ * make the call fail: their problems are skips. */
 int sigma_load_path(sigma_rules *rs, const char *path);
 
 /* Load rules from YAML text (one or more documents).  NAME labels skips and

@@ -214,6 +214,83 @@ static const struct { const char *name; int flag; } modifiers[] = {
     {"lt", MD_LT}, {"lte", MD_LTE}, {"fieldref", MD_FIELDREF}, {"cased", MD_CASED},
 };
 
+/* The longest literal run (lower-cased, at least 3 bytes) that every match
+ * of the regex P must contain, or 0 when none can be told safely.  Only the
+ * top level is read: groups and classes end a run and are skipped whole; a
+ * quantified character ends the run before it ('+' after it); a top-level
+ * '|', \\Q or extended mode gives up.  Matching then checks this literal with
+ * memmem on the folded value before running the regex: a necessary
+ * condition whatever the regex's case flags, since folding keeps it. */
+static size_t re_literal(const char *p, size_t n, uint32_t opts, char *best, size_t cap) {
+    if (opts & PCRE2_EXTENDED) return 0;
+    char run[256];
+    size_t rn = 0, bn = 0;
+#define END_RUN() do { if (rn > bn && rn < cap) { memcpy(best, run, rn); bn = rn; } rn = 0; } while (0)
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = (unsigned char)p[i];
+        int lit = -1;               /* literal byte at p[i], if any */
+        size_t w = 1;               /* width of this atom */
+        if (ch == '\\') {
+            if (i + 1 >= n) return 0;
+            unsigned char e = (unsigned char)p[i + 1];
+            if (e == 'Q' || e == 'E') return 0;
+            if (!isalnum(e)) lit = e;           /* escaped punctuation is itself */
+            w = 2;
+            if (e == 'x' || e == 'o' || e == 'p' || e == 'P' || e == 'N' || e == 'g' || e == 'k' || e == 'c') {
+                END_RUN();                      /* complex escapes: stop reading */
+                return bn >= 3 ? bn : 0;
+            }
+        } else if (ch == '(') {
+            if (i + 2 < n && p[i + 1] == '?' && p[i + 2] == 'x') return 0;
+            int depth = 0;
+            size_t j = i;
+            for (; j < n; j++) {
+                if (p[j] == '\\') { j++; continue; }
+                if (p[j] == '[') {               /* skip a class inside the group */
+                    j++;
+                    if (j < n && p[j] == '^') j++;
+                    if (j < n && p[j] == ']') j++;
+                    while (j < n && p[j] != ']') { if (p[j] == '\\') j++; j++; }
+                    continue;
+                }
+                if (p[j] == '(') depth++;
+                else if (p[j] == ')' && --depth == 0) break;
+            }
+            if (j >= n) return 0;
+            w = j - i + 1;
+        } else if (ch == '[') {
+            size_t j = i + 1;
+            if (j < n && p[j] == '^') j++;
+            if (j < n && p[j] == ']') j++;
+            while (j < n && p[j] != ']') { if (p[j] == '\\') j++; j++; }
+            if (j >= n) return 0;
+            w = j - i + 1;
+        } else if (ch == '|') {
+            return 0;
+        } else if (!strchr(".^$*+?{)", ch)) {
+            lit = ch;
+        }
+        size_t k = i + w;
+        int quant = k < n && strchr("*+?{", p[k]);
+        int plus = quant && p[k] == '+';
+        if (lit >= 0 && (!quant || plus)) {
+            if (rn + 1 < sizeof run) run[rn++] = (char)tolower(lit);
+            if (plus) END_RUN();
+        } else {
+            END_RUN();
+        }
+        i = k;
+        if (quant) {                            /* skip the quantifier itself */
+            if (p[i] == '{') { while (i < n && p[i] != '}') i++; i++; }
+            else i++;
+            if (i < n && (p[i] == '?' || p[i] == '+')) i++;
+        }
+    }
+    END_RUN();
+#undef END_RUN
+    return bn >= 3 ? bn : 0;
+}
+
 /* Add a PCRE2 program to V.  Pattern P (length N); flags are PCRE2 options. */
 static int compile_re(cstate *c, sj_val *v, const char *p, size_t n, uint32_t opts) {
     int ec;
@@ -230,6 +307,23 @@ static int compile_re(cstate *c, sj_val *v, const char *p, size_t n, uint32_t op
     v->re = re;
     v->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     v->kind = V_RE;
+    char lit[128];
+    size_t ln = re_literal(p, n, opts, lit, sizeof lit);
+    if (ln) {
+        /* Chain first so the rule frees the program even if this fails. */
+        v->next_re = c->r->res;
+        c->r->res = v;
+        sj_seg *seg = sj_alloc(&c->r->arena, sizeof *seg);
+        char *s = sj_strndup(&c->r->arena, lit, ln);
+        if (!seg || !s) return oom(c);
+        seg->s = s;
+        seg->n = (uint32_t)ln;
+        seg->bg[0] = sj_bigram((unsigned char)s[0], (unsigned char)s[1]);
+        seg->bg[1] = sj_bigram((unsigned char)s[ln - 2], (unsigned char)s[ln - 1]);
+        v->seg = seg;
+        v->nseg = 1;
+        return 0;
+    }
     v->next_re = c->r->res;
     c->r->res = v;
     return 0;
@@ -837,6 +931,84 @@ static sj_cond *parse_condition(cstate *c, const char *s, size_t n) {
     return r;
 }
 
+/* ---- prefilter ------------------------------------------------------------------ */
+
+/* Find an item that every match of condition C must satisfy and that has a
+ * first/last byte set; keep the one with the fewest allowed bytes in *BEST.
+ * Only AND, 'all of' and single-map selections pass necessity down. */
+/* The literal piece of V whose bigrams are the best filter (the longest),
+ * or NULL when V has none usable (cased, regex without literal, ...). */
+static const sj_seg *bg_seg(const sj_val *v) {
+    if ((v->kind != V_GLOB && v->kind != V_RE) || v->cased) return NULL;
+    const sj_seg *best = NULL;
+    for (uint32_t i = 0; i < v->nseg; i++)
+        if (v->seg[i].n >= 2 && (!best || v->seg[i].n > best->n)) best = &v->seg[i];
+    return best;
+}
+
+/* Find an item that every match of condition C must satisfy: prefer one
+ * with first/last byte sets (fewest allowed bytes, score < 1000), else one
+ * whose values all have a literal (fewest values, score 1000 + count). */
+static void find_pre(const sj_rule *r, const sj_cond *c, const sj_item **best, int *score) {
+    switch (c->op) {
+    case C_SEL: {
+        const sj_sel *s = &r->sel[c->sel];
+        if (s->nmap != 1) return;
+        for (int i = 0; i < s->map->nitem; i++) {
+            const sj_item *it = &s->map->item[i];
+            int sc;
+            if (it->has_first | it->has_last) {
+                int bits = 0;
+                for (int k = 0; k < 4; k++)
+                    bits += __builtin_popcountll(it->has_last ? it->last[k] : it->first[k]);
+                sc = bits;
+            } else {
+                int ok = it->nval > 0 && (it->all || it->nval <= 4);
+                for (int k = 0; k < it->nval && ok; k++) ok = bg_seg(&it->val[k]) != NULL;
+                if (!ok) continue;
+                sc = 1000 + (it->all ? 1 : it->nval);
+            }
+            if (sc < *score) { *score = sc; *best = it; }
+        }
+        return;
+    }
+    case C_AND:
+        for (int i = 0; i < c->nkid; i++) find_pre(r, c->kid[i], best, score);
+        return;
+    case C_NOF:
+        if (c->n == c->nkid)
+            for (int i = 0; i < c->nkid; i++) find_pre(r, c->kid[i], best, score);
+        return;
+    default:
+        return;
+    }
+}
+
+static void set_pre(sj_rule *r) {
+    const sj_item *best = NULL;
+    int score = 1 << 30;
+    find_pre(r, r->cond, &best, &score);
+    memset(&r->pre, 0, sizeof r->pre);
+    r->pre.field = -1;
+    if (!best) return;
+    r->pre.field = best->field;
+    if (best->has_first | best->has_last) {
+        r->pre.has_first = best->has_first;
+        r->pre.has_last = best->has_last;
+        memcpy(r->pre.first, best->first, sizeof r->pre.first);
+        memcpy(r->pre.last, best->last, sizeof r->pre.last);
+        return;
+    }
+    /* With |all every value is needed, so one value's literal will do. */
+    int n = best->all ? 1 : best->nval;
+    for (int k = 0; k < n; k++) {
+        const sj_seg *g = bg_seg(&best->val[k]);
+        r->pre.bg[k][0] = g->bg[0];
+        r->pre.bg[k][1] = g->bg[1];
+    }
+    r->pre.nbg = (uint8_t)n;
+}
+
 /* ---- the document ------------------------------------------------------------ */
 
 int sj_compile(sigma_rules *rs, sj_rule *r, void *docp, char *why, size_t whylen) {
@@ -926,5 +1098,6 @@ int sj_compile(sigma_rules *rs, sj_rule *r, void *docp, char *why, size_t whylen
     }
     if (c->oom) return -ENOMEM;
     if (!r->cond || c->skipped) { if (!c->skipped) skip(c, "bad condition"); return 1; }
+    set_pre(r);
     return 0;
 }

@@ -246,7 +246,12 @@ static int value(mstate *m, const sj_val *v, fval *f) {
         if (!lo) return glob(v, f->v, f->n, 0, NULL);
         return glob(v, lo, f->n, 1, bigrams(m, f));
     }
-    case V_RE: return regex(m, v, f->v, f->n);
+    case V_RE:
+        if (v->nseg) {          /* literal every match contains (anchors off) */
+            const char *lo = lower(m, f);
+            if (lo && !glob(v, lo, f->n, 1, bigrams(m, f))) return 0;
+        }
+        return regex(m, v, f->v, f->n);
     case V_CIDR: return cidr(v, f);
     case V_NUM: return num(v, f);
     case V_FIELDREF: {
@@ -350,6 +355,25 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
         if (!fits(bk, ev)) continue;
         buckets++;
         for (int i = 0; i < bk->n; i++) {
+            const sj_pre *pre = &bk->pre[i];
+            if (pre->field >= 0) {
+                /* The rule's necessary item, from the flat array. */
+                fval *f = field(&m, pre->field);
+                if (f->st != 2 || f->n == 0) continue;
+                if (pre->nbg) {
+                    const uint64_t *bg = lower(&m, f) ? bigrams(&m, f) : NULL;
+                    if (bg) {
+                        int any = 0;
+                        for (int k = 0; k < pre->nbg && !any; k++)
+                            any = has_bg(bg, pre->bg[k][0]) && has_bg(bg, pre->bg[k][1]);
+                        if (!any) continue;
+                    }
+                } else {
+                    unsigned char a = fold[(unsigned char)f->v[0]], z = fold[(unsigned char)f->v[f->n - 1]];
+                    if (pre->has_first && !((pre->first[a >> 6] >> (a & 63)) & 1)) continue;
+                    if (pre->has_last && !((pre->last[z >> 6] >> (z & 63)) & 1)) continue;
+                }
+            }
             const sj_rule *r = rs->rule[bk->rules[i]];
             if (!cond(&m, r, r->cond)) continue;
             total++;

@@ -51,7 +51,8 @@ typedef struct sj_val {
     uint8_t v6;               /* V_CIDR */
     uint16_t bits;            /* V_CIDR prefix length */
     uint32_t nseg;
-    sj_seg *seg;              /* V_GLOB literal pieces between '*' */
+    sj_seg *seg;              /* V_GLOB literal pieces between '*'; V_RE: one
+                                 literal every match contains (nseg 0: none) */
     pcre2_code *re;           /* V_RE (also globs with '?' or windash) */
     int jit;                  /* re was JIT-compiled */
     struct sj_val *next_re;   /* chain of values owning a pcre2_code */
@@ -91,6 +92,20 @@ typedef struct sj_cond {
     struct sj_cond **kid;     /* C_AND/C_OR/C_NOT children; C_NOF: selections as C_SEL */
 } sj_cond;
 
+/* A rule's cheapest necessary test, copied out of the rule so that most
+ * rules are rejected from one contiguous array without touching their tree:
+ * an item every match must satisfy, either as first/last byte sets (all its
+ * values are anchored globs, see sj_item) or as bigram pairs of the literal
+ * each of its (at most 4) values needs.  field < 0: the rule has none. */
+typedef struct sj_pre {
+    int field;
+    uint8_t has_first, has_last;
+    uint8_t nbg;              /* else: up to 4 alternatives, each a pair of
+                                 bigrams its literal needs (long values only) */
+    uint16_t bg[4][2];
+    uint64_t first[4], last[4];
+} sj_pre;
+
 typedef struct sj_rule {
     sigma_rule_info info;
     sj_arena arena;
@@ -98,12 +113,14 @@ typedef struct sj_rule {
     sj_sel *sel;
     sj_cond *cond;
     sj_val *res;              /* PCRE2 owners */
+    sj_pre pre;               /* see sj_pre; set by sj_compile */
 } sj_rule;
 
 typedef struct sj_bucket {
     const char *product, *category, *service;   /* "" = any */
     int n, cap;
     int *rules;
+    sj_pre *pre;              /* parallel to rules */
 } sj_bucket;
 
 struct sigma_rules {

