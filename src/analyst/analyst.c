@@ -652,6 +652,12 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
                                                "suspicious", round(probs[1] * 1000) / 1000,
                                                "malicious", round(probs[2] * 1000) / 1000));
     bool gen = !a->o.label_only && (a->o.full || label != AV_BENIGN);
+    if (!gen) {
+        char sum[128];
+        snprintf(sum, sizeof sum, "Judged %s by the model (p = %.2f); no rule matched.",
+                 analyst_label_names[label], probs[label]);
+        json_object_set_new(v, "summary", json_string(sum));
+    }
     if (gen) {
         rc = generate_rest(a, m, s, label, a->max_summary_tokens);
         if (rc) {

@@ -159,7 +159,7 @@ static int judge_print(run *r, json_t *ev) {
         return 0;
     }
     if (r->with_event) json_object_set(v, "event", ev);
-    char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     const char *lab = json_string_value(json_object_get(v, "verdict"));
     for (int l = 0; l < AV_NLABELS; l++)
         if (lab && !strcmp(lab, analyst_label_names[l])) r->by_label[l]++;
@@ -168,7 +168,7 @@ static int judge_print(run *r, json_t *ev) {
     if (!s) return -ENOMEM;
     printf("%s\n", s);
     fflush(stdout);
-    free(s);
+    nj_free(s);   /* jansson allocates through nj_malloc (event_init) */
     r->n++;
     return 0;
 }

@@ -126,7 +126,7 @@ int cmd_eval(int argc, char **argv) {
         else if (truth >= 0 && json_is_object(evj)) {
             char *t = json_dumps(evj, JSON_COMPACT);
             ev = t ? event_parse(t, strlen(t), &err) : NULL;
-            free(t);
+            nj_free(t);
         }
         if (!ev) {
             fprintf(stderr, "nightjar eval: %s:%ld: %s\n", data, lineno,
@@ -157,9 +157,9 @@ int cmd_eval(int argc, char **argv) {
         conf[truth][got]++;
         if (errs && got != truth) {
             json_t *e = json_pack("{s:O, s:O}", "row", row, "verdict", v);
-            char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+            char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
             if (s) fprintf(errs, "%s\n", s);
-            free(s);
+            nj_free(s);   /* jansson allocates through nj_malloc (event_init) */
             json_decref(e);
         }
         if ((size_t)n == lat_cap) {
@@ -218,9 +218,9 @@ int cmd_eval(int argc, char **argv) {
                 json_array_append_new(json_object_get(o, "confusion"),
                                       json_pack("[I, I, I]", (json_int_t)conf[l][0], (json_int_t)conf[l][1], (json_int_t)conf[l][2]));
             }
-            char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
             if (s) printf("%s\n", s);
-            free(s);
+            nj_free(s);   /* jansson allocates through nj_malloc (event_init) */
             json_decref(o);
         }
     } else {
