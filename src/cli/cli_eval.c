@@ -31,6 +31,7 @@ static void usage(FILE *out) {
         "  --limit N          judge at most N lines\n"
         "  --stride K         take every K-th line (default 1)\n"
         "  --errors FILE      write the misjudged lines (with their verdicts) as JSON lines\n"
+        "  --dump FILE        write every line with its verdict (calibration, analysis)\n"
         "  -t THREADS -c CTX\n");
 }
 
@@ -77,7 +78,7 @@ int cmd_eval(int argc, char **argv) {
     cli_judge j;
     cli_judge_defaults(&j);
     const char *data = NULL, *errors_path = NULL;
-    bool as_json = false;
+    bool as_json = false, dump_all = false;
     long limit = -1, stride = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -90,6 +91,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--limit") && i + 1 < argc) limit = atol(argv[++i]);
         else if (!strcmp(a, "--stride") && i + 1 < argc) stride = atol(argv[++i]);
         else if (!strcmp(a, "--errors") && i + 1 < argc) errors_path = argv[++i];
+        else if (!strcmp(a, "--dump") && i + 1 < argc) { errors_path = argv[++i]; dump_all = true; }
         else { fprintf(stderr, "nightjar eval: unknown option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!data || stride < 1) { usage(stderr); return 2; }
@@ -155,7 +157,7 @@ int cmd_eval(int argc, char **argv) {
         for (int l = 0; l < AV_NLABELS; l++)
             if (vl && !strcmp(vl, analyst_label_names[l])) got = l;
         conf[truth][got]++;
-        if (errs && got != truth) {
+        if (errs && (dump_all || got != truth)) {
             json_t *e = json_pack("{s:O, s:O}", "row", row, "verdict", v);
             char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
             if (s) fprintf(errs, "%s\n", s);

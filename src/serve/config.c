@@ -59,7 +59,7 @@ static const keydef keys[NJ_CFG_NKEYS] = {
     [NJ_CFG_CTX_SIZE]= {"ctx_size", "CTX_SIZE", 'c', K_INT, F(ctx_size), 16, 1 << 20, NULL, 0, false,
                         "context size in tokens (default 4096)"},
     [NJ_CFG_KV_TYPE] = {"kv_type", "NIGHTJAR_KV_TYPE", 0, K_ENUM, F(kv_type), 0, 0, kv_choices, 0, false,
-                        "KV cache type: f16, q8_0, q4_0 (default f16)"},
+                        "KV cache type: f16 (the only type sessions accept)"},
     [NJ_CFG_MAX_TOKENS] = {"max_tokens", "NIGHTJAR_MAX_TOKENS", 0, K_INT, F(max_tokens), 1, 1 << 20,
                         NULL, 0, true, "max_tokens of a request that gives none (default 512)"},
     [NJ_CFG_MAX_BODY] = {"max_body", "NIGHTJAR_MAX_BODY", 0, K_SIZE, F(max_body), 1024, GiB, NULL, 0, true,
@@ -81,6 +81,10 @@ static const keydef keys[NJ_CFG_NKEYS] = {
                         true, "queued requests before answering 503 (default 64)"},
     [NJ_CFG_MAX_CONNECTIONS] = {"max_connections", "NIGHTJAR_MAX_CONNECTIONS", 0, K_INT,
                         F(max_connections), 1, 4096, NULL, 0, false, "concurrent HTTP connections (default 32)"},
+    [NJ_CFG_RULES] = {"rules", "NIGHTJAR_RULES", 0, K_STR, F(rules), 0, 0, NULL, 0, false,
+                        "more Sigma rules for /v1/analyze: a file or directory (default: the team's pack only)"},
+    [NJ_CFG_ANALYZE_BATCH] = {"analyze_batch", "NIGHTJAR_ANALYZE_BATCH", 0, K_INT, F(analyze_batch), 1, 100000,
+                        NULL, 0, true, "events in one /v1/analyze request before 413 (default 64)"},
 };
 
 void config_defaults(nj_config *c) {
@@ -98,6 +102,7 @@ void config_defaults(nj_config *c) {
     c->qos = NJ_CFG_QOS_NONE;
     c->max_queue = 64;
     c->max_connections = 32;
+    c->analyze_batch = 64;
 }
 
 void config_free(nj_config *c) {

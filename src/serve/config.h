@@ -42,7 +42,7 @@ enum nj_cfg_key {
     NJ_CFG_THREADS, NJ_CFG_NICE, NJ_CFG_CTX_SIZE, NJ_CFG_KV_TYPE,
     NJ_CFG_MAX_TOKENS, NJ_CFG_MAX_BODY, NJ_CFG_MEM_BUDGET, NJ_CFG_IDLE_UNLOAD,
     NJ_CFG_SHUTDOWN_TIMEOUT, NJ_CFG_LOG_LEVEL, NJ_CFG_QOS, NJ_CFG_CHAT_TEMPLATE,
-    NJ_CFG_MAX_QUEUE, NJ_CFG_MAX_CONNECTIONS,
+    NJ_CFG_MAX_QUEUE, NJ_CFG_MAX_CONNECTIONS, NJ_CFG_RULES, NJ_CFG_ANALYZE_BATCH,
     NJ_CFG_NKEYS
 };
 
@@ -69,6 +69,8 @@ typedef struct nj_config {
     char    *chat_template;    /* NULL: the model's own */
     int      max_queue;        /* queued requests before 503 */
     int      max_connections;  /* concurrent HTTP connections */
+    char    *rules;            /* extra Sigma rules for the analyst; NULL: the pack only */
+    int      analyze_batch;    /* events per /v1/analyze request before 413 */
 
     char    *config_path;      /* file that was read, NULL if none */
     unsigned char source[NJ_CFG_NKEYS];   /* NJ_SRC_* per setting */

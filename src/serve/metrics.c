@@ -34,6 +34,11 @@ static const struct { const char *name, *help; bool integer; } counter_info[NJ_M
     [NJ_M_CACHE_HIT_TOKENS] = {"nightjar_prompt_cache_hit_tokens_total", "Prompt tokens reused from the KV cache.", true},
     [NJ_M_MODEL_LOADS]      = {"nightjar_model_loads_total", "Model loads (start and reloads after an idle unload).", true},
     [NJ_M_MODEL_UNLOADS]    = {"nightjar_model_unloads_total", "Model unloads after the idle timeout.", true},
+    [NJ_M_VERDICTS_RULE]    = {"nightjar_verdicts_rule_total", "Verdicts decided by a Sigma rule.", true},
+    [NJ_M_VERDICTS_MODEL]   = {"nightjar_verdicts_model_total", "Verdicts decided by the model.", true},
+    [NJ_M_VERDICTS_CACHE]   = {"nightjar_verdicts_cache_total", "Verdicts taken from the verdict cache.", true},
+    [NJ_M_VCACHE_LOOKUPS]   = {"nightjar_verdict_cache_lookups_total",
+                               "Verdict-cache lookups; hit rate = nightjar_verdicts_cache_total / this.", true},
 };
 
 static const struct { const char *name, *help; const char *label; bool integer; } gauge_info[NJ_M_NGAUGES] = {

@@ -29,6 +29,10 @@ enum nj_metric_counter {
     NJ_M_CACHE_HIT_TOKENS,    /* prompt tokens reused from the KV cache */
     NJ_M_MODEL_LOADS,         /* model loads (start + reloads after idle) */
     NJ_M_MODEL_UNLOADS,       /* idle unloads */
+    NJ_M_VERDICTS_RULE,       /* verdicts decided by a Sigma rule */
+    NJ_M_VERDICTS_MODEL,      /* verdicts decided by the model */
+    NJ_M_VERDICTS_CACHE,      /* verdicts taken from the verdict cache */
+    NJ_M_VCACHE_LOOKUPS,      /* verdict-cache lookups (hit rate = cache / lookups) */
     NJ_M_NCOUNTERS
 };
 

@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "analyst.h"
+#include "event.h"
 #include "metrics.h"
 #include "oai.h"
 #include "platform.h"
@@ -60,6 +62,8 @@ struct nj_server {
 
     nj_metrics     *metrics;
     nj_worker      *worker;
+    analyst        *analyst;         /* used on the engine thread only (tasks) */
+    char            analyst_err[256];/* why there is none */
     listener        ls[MAX_LISTENERS];
     int             n_ls;
     char            sock_path[108];  /* Unix socket we created, "" if none */
@@ -398,6 +402,142 @@ static enum MHD_Result h_completions(nj_server *s, conn_ctx *cc, struct MHD_Conn
     return h_generate(s, cc, c, OAI_COMPLETION);
 }
 
+/* ---- /v1/analyze ---- */
+
+typedef struct analyze_job {
+    analyst    *a;
+    json_t     *events;     /* array of validated canonical events */
+    bool        single;     /* answer with the verdict object itself */
+    nj_metrics *metrics;
+} analyze_job;
+
+static void analyze_release(void *p) {
+    analyze_job *j = p;
+    json_decref(j->events);
+    nj_free(j);
+}
+
+/* Engine thread: judge every event in order. */
+static int analyze_task(void *arg, nj_model *m, nj_session *sess, char **out, size_t *len) {
+    analyze_job *j = arg;
+    analyst_stats before, after;
+    analyst_get_stats(j->a, &before);
+    json_t *verdicts = json_array();
+    if (!verdicts) return -ENOMEM;
+    size_t i;
+    json_t *ev;
+    int rc = 0;
+    json_array_foreach(j->events, i, ev) {
+        json_t *v = NULL;
+        rc = analyst_judge(j->a, m, sess, ev, &v);
+        if (rc) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s", nj_last_error());
+            nj_set_error("events[%zu]: %s", i, msg);
+            break;
+        }
+        json_array_append_new(verdicts, v);
+    }
+    analyst_get_stats(j->a, &after);
+    if (j->metrics) {
+        metrics_add(j->metrics, NJ_M_VERDICTS_RULE, (double)(after.by_rule - before.by_rule));
+        metrics_add(j->metrics, NJ_M_VERDICTS_MODEL, (double)(after.by_model - before.by_model));
+        metrics_add(j->metrics, NJ_M_VERDICTS_CACHE, (double)(after.by_cache - before.by_cache));
+        metrics_add(j->metrics, NJ_M_VCACHE_LOOKUPS, (double)(after.cache_lookups - before.cache_lookups));
+    }
+    if (!rc) {
+        json_t *doc = j->single ? json_incref(json_array_get(verdicts, 0)) : json_pack("{s:O}", "verdicts", verdicts);
+        *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        json_decref(doc);
+        if (!*out) rc = -ENOMEM;
+        else *len = strlen(*out);
+    }
+    json_decref(verdicts);
+    return rc;
+}
+
+/* POST /v1/analyze: one canonical event, or {"events": [...]}; the
+ * verdict, or {"verdicts": [...]} in the same order.  Every event is
+ * validated before any is judged: a bad one is a 400 naming it and its
+ * field; more than analyze_batch events is a 413. */
+static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connection *c) {
+    if (!s->analyst)
+        return reply_error(s, cc, c, 503, "unavailable_error", "the analyst is not available: %s", s->analyst_err);
+    json_error_t je;
+    json_t *body = json_loadb(cc->body ? cc->body : "", cc->len, 0, &je);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return reply_error(s, cc, c, 400, "invalid_request_error",
+                           "the body must be a JSON object: a canonical event or {\"events\": [...]}%s%s",
+                           je.text[0] ? "; " : "", je.text);
+    }
+    json_t *events = json_object_get(body, "events");
+    bool single = events == NULL;
+    if (single) {
+        events = json_pack("[O]", body);
+    } else if (!json_is_array(events) || json_array_size(events) == 0) {
+        json_decref(body);
+        return reply_error(s, cc, c, 400, "invalid_request_error", "events: expected a non-empty array of canonical events");
+    } else {
+        json_incref(events);
+    }
+    json_decref(body);
+    if (!events) return reply_error(s, cc, c, 500, "server_error", "out of memory");
+    pthread_mutex_lock(&s->mu);
+    size_t limit = (size_t)s->cfg.analyze_batch;
+    pthread_mutex_unlock(&s->mu);
+    size_t n = json_array_size(events);
+    if (n > limit) {
+        json_decref(events);
+        return reply_error(s, cc, c, 413, "invalid_request_error",
+                           "%zu events in one request; the limit is %zu (analyze_batch)", n, limit);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (event_validate(json_array_get(events, i)) != 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", nj_last_error());
+            json_decref(events);
+            if (single) return reply_error(s, cc, c, 400, "invalid_request_error", "%s", msg);
+            return reply_error(s, cc, c, 400, "invalid_request_error", "events[%zu]: %s", i, msg);
+        }
+    }
+    analyze_job *aj = nj_calloc(1, sizeof *aj);
+    if (!aj) {
+        json_decref(events);
+        return reply_error(s, cc, c, 500, "server_error", "out of memory");
+    }
+    aj->a = s->analyst;
+    aj->events = events;
+    aj->single = single;
+    aj->metrics = s->metrics;
+    worker_job job = {.kind = WJOB_TASK, .priority = single ? WPRIO_HIGH : WPRIO_NORMAL,
+                      .task = analyze_task, .task_arg = aj, .owner = aj, .release = analyze_release};
+    int err = 0;
+    worker_req *r = worker_req_new(&job, &err);
+    if (!r) return reply_error(s, cc, c, 500, "server_error", "out of memory");
+    cc->req = r;
+    int rc = worker_submit(s->worker, r);
+    if (rc == -EAGAIN) return reply_error(s, cc, c, 503, "unavailable_error", "the request queue is full; retry later");
+    if (rc) return reply_error(s, cc, c, 503, "unavailable_error", "the server is shutting down");
+    worker_req_wait_done(r);
+    pthread_mutex_lock(&r->mu);
+    int status = r->status;
+    size_t len = 0;
+    char *j = NULL;
+    if (status == 200) {
+        j = nj_malloc(r->len + 1);
+        if (j) {
+            memcpy(j, r->text, r->len);
+            j[r->len] = 0;
+            len = r->len;
+        }
+    } else {
+        j = req_error_json(r, &len);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return reply_json(s, cc, c, status, j, len);
+}
+
 static enum MHD_Result h_models(nj_server *s, conn_ctx *cc, struct MHD_Connection *c) {
     size_t len = 0;
     char *j = oai_models_json(worker_model_id(s->worker), (long long)time(NULL), &len);
@@ -443,8 +583,9 @@ static enum MHD_Result h_metrics(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     return r;
 }
 
-/* The route table.  POST /v1/analyze (a later issue) is one more row. */
+/* The route table. */
 static const route routes[] = {
+    {"POST", "/v1/analyze",          h_analyze,     true},
     {"POST", "/v1/chat/completions", h_chat,        true},
     {"POST", "/v1/completions",      h_completions, true},
     {"GET",  "/v1/models",           h_models,      false},
@@ -785,6 +926,19 @@ nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *
         .default_max_tokens = s->cfg.max_tokens, .qos = s->cfg.qos, .metrics = s->metrics,
     };
     if (!(s->worker = worker_new(&wp, &rc))) goto err;
+    {
+        const char *base = strrchr(s->cfg.model, '/');
+        analyst_opts ao = {.model_name = base ? base + 1 : s->cfg.model, .rules_path = s->cfg.rules};
+        int aerr = 0;
+        s->analyst = analyst_new(&ao, &aerr);
+        if (!s->analyst) {
+            snprintf(s->analyst_err, sizeof s->analyst_err, "%s (%s)", nj_last_error(), nj_strerror(aerr));
+            NJ_WARN("analyst not available, /v1/analyze answers 503: %s", s->analyst_err);
+        } else {
+            NJ_INFO("analyst: %d Sigma rules (%d skipped), prompt %s", analyst_rule_count(s->analyst),
+                    analyst_rule_skips(s->analyst), analyst_prompt_version(s->analyst));
+        }
+    }
     if ((rc = open_listeners(s))) goto err;
     NJ_INFO("ready: %d threads, nice %d, context %d, idle unload %d s", s->cfg.threads, platform_get_nice(),
             s->cfg.ctx_size, s->cfg.idle_unload);
@@ -916,6 +1070,7 @@ void server_free(nj_server *s) {
     }
     if (s->sock_path[0]) unlink(s->sock_path);
     worker_free(s->worker);
+    analyst_free(s->analyst);   /* after the worker: tasks use it on the engine thread */
     metrics_free(s->metrics);
     config_free(&s->cfg);
     pthread_mutex_destroy(&s->mu);
