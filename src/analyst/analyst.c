@@ -91,6 +91,14 @@ struct analyst {
 
 /* ---- files ---- */
 
+/* nj_fail with "prefix: <the current error sentence>" (copied first: the
+ * sentence lives in the buffer nj_fail writes). */
+static int fail_prefixed(int code, const char *prefix) {
+    char m[512];
+    snprintf(m, sizeof m, "%s", nj_last_error());
+    return nj_fail(code, "%s: %s", prefix, m);
+}
+
 static char *read_text(const char *path, size_t max, int *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -182,7 +190,7 @@ static int load_prompt(analyst *a, const char *pdir) {
     int err = 0;
     if (!path_join(path, sizeof path, pdir, "prompt.json")) return NJ_ETOOBIG;
     char *cfg = read_text(path, 1 << 20, &err);
-    if (!cfg) return nj_fail(err, "prompt: %s", nj_last_error());
+    if (!cfg) return fail_prefixed(err, "prompt");
     json_error_t je;
     json_t *j = json_loads(cfg, 0, &je);
     nj_free(cfg);
@@ -220,7 +228,7 @@ static int load_prompt(analyst *a, const char *pdir) {
         goto out;
     }
     a->system = read_text(path, 64 << 10, &err);
-    if (!a->system) rc = nj_fail(err, "prompt: %s", nj_last_error());
+    if (!a->system) rc = fail_prefixed(err, "prompt");
 out:
     json_decref(j);
     return rc;
@@ -248,10 +256,10 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
         if (!a->rules) goto fail;
         if (!path_join(path, sizeof path, a->data_dir, "rules/nightjar")) { rc = NJ_ETOOBIG; goto fail; }
         int n = sigma_load_path(a->rules, path);
-        if (n < 0) { rc = nj_fail(n, "rules %s: %s", path, nj_last_error()); goto fail; }
+        if (n < 0) { rc = fail_prefixed(n, path); goto fail; }
         if (o->rules_path) {
             n = sigma_load_path(a->rules, o->rules_path);
-            if (n < 0) { rc = nj_fail(n, "rules %s: %s", o->rules_path, nj_last_error()); goto fail; }
+            if (n < 0) { rc = fail_prefixed(n, o->rules_path); goto fail; }
         }
     }
     if (a->n_examples > 0) {

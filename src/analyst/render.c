@@ -120,7 +120,8 @@ static bool looks_random(const char *s, size_t n) {
 
 /* Copy s[0..n) with temp file names and random-looking words masked.
  * Words are split at whitespace and shell punctuation; a word under a
- * temporary directory keeps its directory. */
+ * temporary directory keeps its directory; elsewhere each '/'- or
+ * '.'-separated part that looks generated is masked. */
 static void put_masked(rbuf *b, const char *s, size_t n) {
     rbuf tmp = {0};
     size_t i = 0;
@@ -139,10 +140,17 @@ static void put_masked(rbuf *b, const char *s, size_t n) {
             while (slash > w && slash[-1] != '/') slash--;
             rbuf_put(&tmp, w, (size_t)(slash - w));
             rbuf_puts(&tmp, "<tmp>");
-        } else if (looks_random(w, wl)) {
-            rbuf_puts(&tmp, "<hex>");
         } else {
-            rbuf_put(&tmp, w, wl);
+            /* path segments and dotted parts that look generated */
+            size_t k = 0;
+            while (k < wl) {
+                size_t e = k;
+                while (e < wl && w[e] != '/' && w[e] != '.') e++;
+                if (looks_random(w + k, e - k)) rbuf_puts(&tmp, "<hex>");
+                else rbuf_put(&tmp, w + k, e - k);
+                if (e < wl) rbuf_put(&tmp, w + e, 1);
+                k = e + 1;
+            }
         }
         i = j;
     }
