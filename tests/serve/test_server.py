@@ -36,6 +36,10 @@ SLOW = "asan" in BIN or "tsan" in BIN
 # Deadlines are generous: they bound a hung server, not a slow machine.
 START_DEADLINE = 240 if SLOW else 120   # server start (model load)
 WAIT_DEADLINE = 120                     # any other condition polled for
+# The main server's config file always carries these: a request in flight
+# at SIGTERM may take minutes on a loaded machine (the server runs at nice
+# 10), and the drain must not give up on it (the default is 30 s).
+BASE_CFG = "shutdown_timeout = 900\n"
 
 passed = failed = skipped = 0
 TMP = tempfile.mkdtemp(prefix="nj-serve-")
@@ -85,7 +89,7 @@ def env():
     return e
 
 
-def curl(sock, method, path, body=None, headers=(), timeout=60, stream=False):
+def curl(sock, method, path, body=None, headers=(), timeout=300, stream=False):
     """Returns (status, body bytes, seconds, response headers text)."""
     hdr = os.path.join(TMP, "hdr")
     cmd = ["curl", "-s", "-S", "--unix-socket", sock, "-X", method, "-o", "-", "-D", hdr,
@@ -303,7 +307,7 @@ def n_plain_tokens(text):
     with open(f, "w") as fh:
         fh.write(text)
     out = subprocess.run([BIN, "tokenize", "-m", MODEL, "--ids", "--no-bos", "-f", f],
-                         capture_output=True, text=True, timeout=60).stdout
+                         capture_output=True, text=True, timeout=START_DEADLINE).stdout
     return len(out.split())
 
 
@@ -439,7 +443,7 @@ def test_openai(port):
         skip("openai client over TCP", "python package 'openai' not installed")
         return
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=60)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=300)
         models = client.models.list()
         check("openai: models.list", [m.id for m in models.data] == [os.path.basename(MODEL)])
         r = client.chat.completions.create(model="x", messages=CHAT["messages"], max_tokens=12, temperature=0)
@@ -462,13 +466,13 @@ def test_openai(port):
 
 def test_sighup(s, cfg):
     with open(cfg, "w") as f:
-        f.write("max_body = 4K\nidle_unload = 300\n")
+        f.write(BASE_CFG + "max_body = 4K\nidle_unload = 300\n")
     check("SIGHUP: the server reports the reload", s.sighup(), s.logtext()[-300:])
     code, _, _, _ = curl(s.sock, "POST", "/v1/chat/completions", dict(CHAT, pad="x" * 8000))
     check("SIGHUP reloads max_body from the config file", code == 413, f"got {code}")
     check("SIGHUP logs the reload", "SIGHUP: max_body = 4096" in s.logtext())
     with open(cfg, "w") as f:
-        f.write("max_body = 1M\nidle_unload = 300\nthreads = 3\n")
+        f.write(BASE_CFG + "max_body = 1M\nidle_unload = 300\nthreads = 3\n")
     check("SIGHUP again: the server reports the reload", s.sighup(), s.logtext()[-300:])
     code, _, _, _ = curl(s.sock, "POST", "/v1/chat/completions", dict(CHAT, pad="x" * 8000, max_tokens=2))
     check("SIGHUP again restores max_body", code == 200, f"got {code}")
@@ -484,7 +488,7 @@ def test_idle_unload(s, cfg):
     loaded0 = metric(t, "nightjar_model_loaded")
     unloads0 = metric(t, "nightjar_model_unloads_total") or 0
     with open(cfg, "w") as f:
-        f.write("max_body = 1M\nidle_unload = 3\nthreads = 3\n")
+        f.write(BASE_CFG + "max_body = 1M\nidle_unload = 3\nthreads = 3\n")
     if not check("idle unload: SIGHUP sets idle_unload = 3", s.sighup() and "SIGHUP: idle_unload = 3" in s.logtext(),
                  s.logtext()[-300:]):
         return
@@ -515,7 +519,7 @@ def test_idle_unload(s, cfg):
           and (metric(t, "nightjar_model_last_load_seconds") or 0) > 0,
           f"loads {loads1} -> {loads2}, unloads {unloads1} -> {unloads2}")
     with open(cfg, "w") as f:
-        f.write("max_body = 1M\nidle_unload = 300\nthreads = 3\n")
+        f.write(BASE_CFG + "max_body = 1M\nidle_unload = 300\nthreads = 3\n")
     check("idle unload: SIGHUP restores idle_unload = 300", s.sighup())
 
 
@@ -563,7 +567,7 @@ def test_sigterm(s):
     res = {}
 
     def run():
-        res["r"] = curl(s.sock, "POST", "/v1/chat/completions", req, timeout=300)
+        res["r"] = curl(s.sock, "POST", "/v1/chat/completions", req, timeout=900)
 
     t = threading.Thread(target=run)
     t.start()
@@ -577,7 +581,7 @@ def test_sigterm(s):
     busy = seen["busy"]
     s.p.send_signal(signal.SIGTERM)
     try:
-        rc = s.p.wait(300)
+        rc = s.p.wait(900)
     except subprocess.TimeoutExpired:
         rc = None
         s.p.kill()
@@ -592,7 +596,22 @@ def test_sigterm(s):
     check("SIGTERM: log says it finished cleanly", "requests cancelled" not in s.logtext(), s.logtext()[-500:])
 
 
+def kill_servers():
+    for srv in SERVERS:
+        if srv.p.poll() is None:
+            srv.p.kill()
+            srv.p.wait()
+
+
+def on_signal(sig, frame):
+    kill_servers()
+    shutil.rmtree(TMP, ignore_errors=True)
+    sys.exit(128 + sig)
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     if not os.path.exists(BIN):
         print(f"server tests: {BIN} not built")
         print("0 passed, 1 failed")
@@ -603,7 +622,7 @@ def main():
     else:
         cfg = os.path.join(TMP, "nightjar.conf")
         with open(cfg, "w") as f:
-            f.write("# test config\nidle_unload = 300\n")
+            f.write("# test config\n" + BASE_CFG + "idle_unload = 300\n")
         port = free_port()
         s = Server("-m", MODEL, "--config", cfg, "--ctx-size", str(NCTX), "--port", str(port), "--log-level", "info")
         if not check("server starts and answers /health", s.wait_ready()):
@@ -623,10 +642,7 @@ def main():
                     except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
                         check(f"{name}: group ran to the end", False, repr(e))
             finally:
-                for srv in SERVERS:
-                    if srv.p.poll() is None:
-                        srv.p.kill()
-                        srv.p.wait()
+                kill_servers()
             log = s.logtext()
             if failed:
                 print("---- server log (tail) ----")
