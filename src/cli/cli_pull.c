@@ -19,12 +19,15 @@ static void usage(FILE *out) {
         "  OWNER/REPO:FILE.gguf           the same\n");
     for (const modelcache_builtin *b = modelcache_builtins; b->name; b++)
         fprintf(out, "  %-30s %s\n", b->name, b->desc);
+    for (const nj_pull_parts *m = pull_parts_models; m->name; m++)
+        fprintf(out, "  %-30s %s\n", m->name, m->desc);
     fprintf(out,
         "\n"
         "  --sha256 HEX   expected SHA-256; a mismatch deletes the download and fails\n"
         "  --dir DIR      destination (default %s)\n"
         "  --name FILE    file name in DIR (default: from the source)\n"
-        "  --retries N    attempts after an interrupted transfer (default 3)\n"
+        "  --retries N    attempts after an interrupted transfer (default 3;\n"
+        "                 for a multi-part model: per part)\n"
         "  --quiet        no progress output\n"
         "An interrupted download leaves FILE.part; running pull again resumes it.\n",
         modelcache_dir());

