@@ -420,10 +420,52 @@ static int label_of(const json_t *v) {
 
 /* ---- stage 1: rules ---- */
 
+/* Authentication rules that need the agent's aggregation (counts over a
+ * window), which Sigma's single-event rules cannot express:
+ *   nightjar-auth-guessing: >= 10 failures from one address in one window
+ *     (auth.count), suspicious: password guessing, or spraying when more
+ *     than one user was tried;
+ *   nightjar-auth-success-after-failures: a success from an address that
+ *     failed >= 5 times just before (auth.after_failures), malicious.
+ * A verdict (new) or NULL. */
+static json_t *auth_rules(const json_t *ev) {
+    const char *kind = event_get_str(ev, EF_KIND);
+    if (!kind || strcmp(kind, "auth")) return NULL;
+    const char *res = event_get_str(ev, EF_AUTH_RESULT);
+    long long count = 0, after = 0;
+    event_get_int(ev, EF_AUTH_COUNT, &count);
+    event_get_int(ev, EF_AUTH_AFTER_FAILURES, &after);
+    const char *id = NULL, *tech = NULL, *sum = NULL;
+    int label = AV_BENIGN;
+    if (res && !strcmp(res, "success") && after >= 5) {
+        label = AV_MALICIOUS;
+        id = "nightjar-auth-success-after-failures";
+        tech = "T1110";
+        sum = "A login succeeded from an address right after repeated failures: a guessed password.";
+    } else if (res && !strcmp(res, "failure") && count >= 10) {
+        json_t *users = event_get(ev, EF_AUTH_USERS);
+        bool spray = json_is_array(users) && json_array_size(users) > 1;
+        label = AV_SUSPICIOUS;
+        id = "nightjar-auth-guessing";
+        tech = spray ? "T1110.003" : "T1110.001";
+        sum = spray ? "Many failed logins for several users from one address: password spraying."
+                    : "Many failed logins for one user from one address: password guessing.";
+    }
+    if (label == AV_BENIGN) return NULL;
+    json_t *v = verdict_new(label, 0.95, "rule");
+    if (!v) return NULL;
+    json_array_append_new(json_object_get(v, "rule_ids"), json_string(id));
+    json_array_append_new(json_object_get(v, "techniques"), json_string(tech));
+    json_object_set_new(v, "summary", json_string(sum));
+    return v;
+}
+
 /* The strongest decision of the rules that match: a verdict (new) or NULL
  * when no rule decides (also on out of memory: the model then judges). */
 static json_t *rules_judge(analyst *a, const json_t *ev) {
     if (!a->rules) return NULL;
+    json_t *av = auth_rules(ev);
+    if (av) return av;
     sigma_event_view view;
     sigma_json_ctx ctx;
     sigma_view_from_event(&view, &ctx, ev);
