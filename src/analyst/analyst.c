@@ -61,6 +61,10 @@ struct analyst {
     char        *system;          /* system prompt text */
     int          n_examples;
     double       diversity;
+    int          knn_k;           /* neighbours in the retrieval vote */
+    float        knn_weight;      /* share of the vote in the final probabilities */
+    float        knn[AV_NLABELS]; /* this event's vote (score-weighted label shares) */
+    bool         have_knn;
     float        bias[AV_NLABELS];
     int          max_summary_tokens;
     char         model_name[256];
@@ -210,12 +214,19 @@ static int load_prompt(analyst *a, const char *pdir) {
     a->n_examples = json_is_integer(ne) ? (int)json_integer_value(ne) : 4;
     json_t *dv = json_object_get(j, "example_diversity");
     a->diversity = json_is_number(dv) ? json_number_value(dv) : 0.0;
+    json_t *kk = json_object_get(j, "knn_k"), *kw = json_object_get(j, "knn_weight");
+    a->knn_k = json_is_integer(kk) ? (int)json_integer_value(kk) : 5;
+    a->knn_weight = json_is_number(kw) ? (float)json_number_value(kw) : 0.0f;
     json_t *mt = json_object_get(j, "max_summary_tokens");
     a->max_summary_tokens = json_is_integer(mt) ? (int)json_integer_value(mt) : 96;
     json_t *bias = json_object_get(j, "label_bias");
     for (int l = 0; l < AV_NLABELS; l++) {
         json_t *b = json_object_get(bias, analyst_label_names[l]);
         a->bias[l] = json_is_number(b) ? (float)json_number_value(b) : 0.0f;
+    }
+    if (a->knn_k < 1 || a->knn_k > MAX_EXAMPLES || a->knn_weight < 0 || a->knn_weight > 1) {
+        rc = nj_fail(NJ_EFORMAT, "%s: knn_k must be 1..%d and knn_weight 0..1", path, MAX_EXAMPLES);
+        goto out;
     }
     if (a->n_examples < 0 || a->n_examples > MAX_EXAMPLES || a->diversity < 0 || a->diversity > 1 ||
         a->max_summary_tokens < 16 || a->max_summary_tokens > GEN_MAX) {
@@ -510,13 +521,33 @@ static int ensure_toks(analyst *a, int n) {
     return 0;
 }
 
+/* The retrieval vote: each of the knn_k nearest examples adds its BM25
+ * score to its label; shares of the total in a->knn (have_knn false when
+ * no example shares a token with the event). */
+static void knn_vote(analyst *a, const char *q, size_t qn) {
+    a->have_knn = false;
+    kb_hit hits[MAX_EXAMPLES];
+    int nh = q ? kb_query(a->searcher, q, qn, a->knn_k, NULL, hits) : 0;
+    double sum[AV_NLABELS] = {0}, tot = 0;
+    for (int i = 0; i < nh; i++) {
+        const kb_entry *e = kb_entry_at(a->kb, hits[i].index);
+        sum[e->label] += hits[i].score;
+        tot += hits[i].score;
+    }
+    if (tot <= 0) return;
+    for (int l = 0; l < AV_NLABELS; l++) a->knn[l] = (float)(sum[l] / tot);
+    a->have_knn = true;
+}
+
 /* The user message: examples, then the fenced event. */
 static int build_user(analyst *a, const json_t *ev, int rule_hint) {
     rbuf *u = &a->user;
     rbuf_reset(u);
+    a->have_knn = false;
     if (a->searcher && a->n_examples > 0) {
         size_t qn = 0;
         const char *q = render_query(&a->query, ev, &qn);
+        knn_vote(a, q, qn);
         kb_hit hits[MAX_EXAMPLES];
         kb_query_opts qo = {.diversity = a->diversity};
         int nh = q ? kb_query(a->searcher, q, qn, a->n_examples, &qo, hits) : 0;
@@ -685,13 +716,15 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     float probs[AV_NLABELS], lp[AV_NLABELS];
     rc = nj_score_labels(s, analyst_label_names, AV_NLABELS, probs, lp);
     if (rc < 0) return rc;
-    /* calibration: additive biases on the log-probabilities, then softmax */
+    /* calibration: additive biases on the log-probabilities, softmax, then
+     * the retrieval vote mixed in with its weight */
     double mx = -INFINITY, z = 0;
     for (int l = 0; l < AV_NLABELS; l++) mx = fmax(mx, lp[l] + a->bias[l]);
     for (int l = 0; l < AV_NLABELS; l++) z += exp(lp[l] + a->bias[l] - mx);
     int label = 0;
+    float w = a->have_knn ? a->knn_weight : 0.0f;
     for (int l = 0; l < AV_NLABELS; l++) {
-        probs[l] = (float)(exp(lp[l] + a->bias[l] - mx) / z);
+        probs[l] = (1.0f - w) * (float)(exp(lp[l] + a->bias[l] - mx) / z) + w * (a->have_knn ? a->knn[l] : 0.0f);
         if (probs[l] > probs[label]) label = l;
     }
     if (label < rule_label) label = rule_label;   /* a rule is never lowered */
@@ -701,6 +734,9 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
                                                "suspicious", round(probs[1] * 1000) / 1000,
                                                "malicious", round(probs[2] * 1000) / 1000));
+    if (a->o.explain)   /* the raw evidence, for calibration */
+        json_object_set_new(v, "explain", json_pack("{s:[f,f,f], s:[f,f,f], s:b}", "logprobs", lp[0], lp[1], lp[2],
+                                                    "knn", a->knn[0], a->knn[1], a->knn[2], "have_knn", a->have_knn));
     bool gen = !a->o.label_only && (a->o.full || label != AV_BENIGN);
     if (!gen) {
         char sum[128];

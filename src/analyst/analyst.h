@@ -66,6 +66,7 @@ typedef struct analyst_opts {
     bool        no_cache;      /* skip stage 2 */
     bool        label_only;    /* never generate techniques and summary */
     bool        full;          /* always generate them, benign included */
+    bool        explain;       /* model verdicts carry "explain": raw log-probabilities and the retrieval vote */
     int         n_examples;    /* examples per prompt; 0: the prompt's own; < 0: none */
     int         cache_entries; /* verdict cache capacity; 0: 4096 */
 } analyst_opts;

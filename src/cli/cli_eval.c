@@ -91,7 +91,11 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--limit") && i + 1 < argc) limit = atol(argv[++i]);
         else if (!strcmp(a, "--stride") && i + 1 < argc) stride = atol(argv[++i]);
         else if (!strcmp(a, "--errors") && i + 1 < argc) errors_path = argv[++i];
-        else if (!strcmp(a, "--dump") && i + 1 < argc) { errors_path = argv[++i]; dump_all = true; }
+        else if (!strcmp(a, "--dump") && i + 1 < argc) {
+            errors_path = argv[++i];
+            dump_all = true;
+            j.opts.explain = true;
+        }
         else { fprintf(stderr, "nightjar eval: unknown option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!data || stride < 1) { usage(stderr); return 2; }
@@ -161,6 +165,7 @@ int cmd_eval(int argc, char **argv) {
             json_t *e = json_pack("{s:O, s:O}", "row", row, "verdict", v);
             char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
             if (s) fprintf(errs, "%s\n", s);
+            fflush(errs);
             nj_free(s);   /* jansson allocates through nj_malloc (event_init) */
             json_decref(e);
         }
