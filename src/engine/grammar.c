@@ -786,17 +786,19 @@ void gram_get_stats(const gram *g, gram_stats *st) {
 
 /* ---- token trie ---- */
 
+/* 8 bytes, so a walk streams half as much memory; the ids ending at node
+ * i are toks[tok_off[i] .. tok_off[i] + n_tok). */
 typedef struct tnode {
-    uint8_t  byte;
-    uint16_t depth;      /* 0 for the first byte of a token */
     uint32_t skip;       /* index after this node's subtree */
-    uint32_t tok_off;    /* ids ending here: toks[tok_off .. tok_off + n_tok) */
-    uint32_t n_tok;
+    uint8_t  byte;
+    uint8_t  depth;      /* 0 for the first byte of a token */
+    uint16_t n_tok;
 } tnode;
 
 struct gram_trie {
     int       n_vocab;
     tnode    *nodes; int n_nodes;
+    uint32_t *tok_off;
     int32_t  *toks;
     int32_t  *eog; int n_eog;
     char     *text;            /* all pieces */
@@ -816,7 +818,7 @@ static int tsort_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-#define TRIE_MAX_PIECE 1024
+#define TRIE_MAX_PIECE 255   /* longer tokens are left out (never allowed) */
 
 static gram_trie *trie_build(const nj_model *m, int *err) {
     int rc = -ENOMEM;
@@ -864,9 +866,10 @@ static gram_trie *trie_build(const nj_model *m, int *err) {
     qsort(ts, (size_t)n_ts, sizeof *ts, tsort_cmp);
     /* nodes: at most the total number of bytes */
     t->nodes = nj_malloc(sizeof *t->nodes * (used ? used : 1));
+    t->tok_off = nj_malloc(sizeof *t->tok_off * (used ? used : 1));
     t->toks = nj_malloc(sizeof *t->toks * (size_t)(n_ts ? n_ts : 1));
     open = nj_malloc(sizeof *open * (TRIE_MAX_PIECE + 1));
-    if (!t->nodes || !t->toks || !open) goto err;
+    if (!t->nodes || !t->tok_off || !t->toks || !open) goto err;
     int n_open = 0, nn = 0;
     const tsort *prev = NULL;
     for (int i = 0; i < n_ts; i++) {
@@ -879,13 +882,14 @@ static gram_trie *trie_build(const nj_model *m, int *err) {
         /* close nodes deeper than the common prefix */
         while (n_open > lcp) t->nodes[open[--n_open]].skip = (uint32_t)nn;
         for (int d = lcp; d < x->len; d++) {
-            t->nodes[nn] = (tnode){(uint8_t)x->s[d], (uint16_t)d, 0, (uint32_t)i, 0};
+            t->nodes[nn] = (tnode){0, (uint8_t)x->s[d], (uint8_t)d, 0};
+            t->tok_off[nn] = (uint32_t)i;
             open[n_open++] = nn++;
             if (d + 1 > t->max_depth) t->max_depth = d + 1;
         }
         tnode *last = &t->nodes[open[n_open - 1]];
-        if (last->n_tok == 0) last->tok_off = (uint32_t)i;
-        last->n_tok++;
+        if (last->n_tok == 0) t->tok_off[open[n_open - 1]] = (uint32_t)i;
+        if (last->n_tok < UINT16_MAX) last->n_tok++;
         t->toks[i] = x->id;
         prev = x;
     }
@@ -906,6 +910,7 @@ err:
 void gram_trie_free(gram_trie *t) {
     if (!t) return;
     nj_free(t->nodes);
+    nj_free(t->tok_off);
     nj_free(t->toks);
     nj_free(t->eog);
     nj_free(t->text);
@@ -968,7 +973,7 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
             continue;
         }
         for (uint32_t k = 0; k < x->n_tok; k++) {
-            int32_t id = t->toks[x->tok_off + k];
+            int32_t id = t->toks[t->tok_off[i] + k];
             bits[id >> 6] |= (uint64_t)1 << (id & 63);
             count++;
         }
@@ -982,6 +987,11 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
             count++;
         }
     return count;
+}
+
+void gram_mask_flush(gram *g) {
+    for (int i = 0; i < g->cap_mask_of; i++) g->mask_of[i] = -1;
+    g->n_masks = 0;
 }
 
 int gram_mask(gram *g, const gram_trie *t, int32_t st, const uint64_t **bits, int *n_allowed) {

@@ -146,6 +146,8 @@ bool  gram_trie_is_eog(const gram_trie *t, int32_t id);
  * and valid until the next gram_mask call; *n_allowed gets the count.
  * Returns 0 or < 0 (-ENOMEM, NJ_ETOOBIG). */
 int gram_mask(gram *g, const gram_trie *t, int32_t st, const uint64_t **bits, int *n_allowed);
+/* Forget every cached mask (benchmarks measure full walks with it). */
+void gram_mask_flush(gram *g);
 
 /* Does some token strictly longer than `piece` (which it starts with) keep
  * the grammar live, given st_after = the state after `piece`?  (Used to
