@@ -159,6 +159,9 @@ bool gram_trie_extends(gram *g, const gram_trie *t, int32_t st_after, const char
 
 /* The allowed-token bitset of the grammar's current state (see gram_mask). */
 int  grammar_allowed(nj_grammar *g, const uint64_t **bits, int *n_allowed);
+/* Would the current state accept token id (end of generation: is the
+ * document complete)?  Does not advance. */
+bool grammar_token_ok(nj_grammar *g, int32_t id);
 /* Counters since creation. */
 typedef struct grammar_counters {
     long   n_accepted;       /* tokens accepted */

@@ -137,6 +137,14 @@ int nj_grammar_accept(nj_grammar *g, int32_t id) {
     return 0;
 }
 
+bool grammar_token_ok(nj_grammar *g, int32_t id) {
+    if (g->ended) return false;
+    if (gram_trie_is_eog(g->trie, id)) return gram_accepting(g->g, g->st);
+    int len;
+    const char *p = gram_trie_piece(g->trie, id, &len);
+    return p && gram_advance(g->g, g->st, p, (size_t)len) >= 0;
+}
+
 int nj_grammar_done(const nj_grammar *g) {
     if (g->ended) return 2;
     if (!gram_accepting(g->g, g->st)) return 0;

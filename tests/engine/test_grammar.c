@@ -480,6 +480,58 @@ static void test_mask_brute_force(void **st) {
     nj_grammar_free(gr);
 }
 
+/* The sampler's shortcuts (greedy: allowed argmax; top-k: first k allowed
+ * of the largest candidates) pick exactly what "mask the logits, then run
+ * the chain" picks, draw for draw. */
+static void test_sampler_equivalence(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    const int V = d.n_vocab;
+    static const struct { float temp; int k; float p, minp, rep; } cfg[] = {
+        {0.0f, 40, 0.95f, 0.05f, 1.0f}, {0.8f, 40, 0.95f, 0.05f, 1.1f}, {1.0f, 5, 1.0f, 0.0f, 1.0f},
+        {1.0f, 0, 0.9f, 0.0f, 1.0f}, {1.5f, 300, 1.0f, 0.2f, 1.0f},
+    };
+    float *lg = malloc(sizeof *lg * (size_t)V), *ml = malloc(sizeof *ml * (size_t)V);
+    assert_true(lg && ml);
+    for (size_t ci = 0; ci < NJ_ARRAY_LEN(cfg); ci++) {
+        nj_sampler_params sp;
+        nj_sampler_default_params(&sp);
+        sp.temp = cfg[ci].temp;
+        sp.top_k = cfg[ci].k;
+        sp.top_p = cfg[ci].p;
+        sp.min_p = cfg[ci].minp;
+        sp.repeat_penalty = cfg[ci].rep;
+        sp.seed = 42 + ci;
+        int err = 0;
+        nj_grammar *gr = nj_grammar_from_schema(g_model, VERDICT, &err);
+        nj_sampler *a = nj_sampler_new(&sp, &err), *b = nj_sampler_new(&sp, &err);
+        assert_true(gr && a && b);
+        nj_sampler_set_grammar(a, gr);
+        unsigned seed = 1000 + (unsigned)ci;
+        for (int step = 0; step < 60 && nj_grammar_done(gr) < 2; step++) {
+            /* peaked random logits: a few large values, as a model's */
+            for (int i = 0; i < V; i++) lg[i] = (float)(rand_r(&seed) % 1000) / 250.0f;
+            for (int j = 0; j < 50; j++) lg[rand_r(&seed) % (unsigned)V] += 8.0f;
+            memcpy(ml, lg, sizeof *ml * (size_t)V);
+            assert_true(nj_grammar_mask(gr, ml) > 0);
+            int32_t ia = nj_sampler_sample(a, lg, V), ib = nj_sampler_sample(b, ml, V);
+            if (ia != ib) print_error("config %zu step %d: shortcut %d, masked chain %d\n", ci, step, ia, ib);
+            assert_int_equal(ia, ib);
+            nj_sampler_accept(a, ia);
+            nj_sampler_accept(b, ib);
+            if (nj_token_is_eog(g_model, ia)) break;
+            assert_int_equal(nj_grammar_accept(gr, ia), 0);
+        }
+        nj_sampler_free(a);
+        nj_sampler_free(b);
+        nj_grammar_free(gr);
+    }
+    free(lg);
+    free(ml);
+}
+
 static void test_forced_tokens(void **st) {
     (void)st;
     if (!g_model) skip();
@@ -638,6 +690,7 @@ int main(void) {
         cmocka_unit_test(test_forced_and_close),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_mask_brute_force),
+        cmocka_unit_test(test_sampler_equivalence),
         cmocka_unit_test(test_forced_tokens),
         cmocka_unit_test(test_label_scoring),
         cmocka_unit_test(test_mask_speed),
