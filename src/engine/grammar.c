@@ -254,6 +254,7 @@ struct gram {
     int32_t *trans; int cap_trans;  /* n_ds * n_cls */
     int32_t *dht;  int dht_cap;
     int32_t  start;
+    unsigned dfa_soft;              /* gram_compact_cache threshold */
     /* closure scratch */
     uint32_t *mark; uint32_t stamp;
     int32_t  *stk;  int cap_stk;
@@ -524,6 +525,8 @@ out:
 
 /* ---- DFA ---- */
 
+void gram_mask_flush(gram *g);
+
 static uint64_t set_hash(const int32_t *v, int n) {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
     for (int i = 0; i < n; i++) h = hash64(h ^ (uint32_t)v[i]);
@@ -628,6 +631,37 @@ static int32_t dfa_compute(gram *g, int32_t st, int c) {
     if (t >= GRAM_DEAD) g->trans[(size_t)st * (size_t)g->n_cls + (size_t)c] = t;
     return t;
 }
+
+int gram_compact_cache(gram *g, int32_t *st) {
+    if ((unsigned)g->n_ds <= g->dfa_soft || *st < 0) return 0;
+    /* copy the held state's set out, then rebuild from the start state */
+    int n = g->ds[*st].n;
+    int32_t *keep = nj_malloc(sizeof *keep * (size_t)(n ? n : 1));
+    if (!keep) return -ENOMEM;
+    memcpy(keep, g->dset + g->ds[*st].off, sizeof *keep * (size_t)n);
+    int32_t start_set_n = g->ds[g->start].n;
+    int32_t *start_set = nj_malloc(sizeof *start_set * (size_t)(start_set_n ? start_set_n : 1));
+    if (!start_set) { nj_free(keep); return -ENOMEM; }
+    memcpy(start_set, g->dset + g->ds[g->start].off, sizeof *start_set * (size_t)start_set_n);
+    g->n_ds = 0;
+    g->n_dset = 0;
+    for (int i = 0; i < g->dht_cap; i++) g->dht[i] = -1;
+    gram_mask_flush(g);
+    int rc = 0;
+    if (GROW(g->tmp, g->cap_tmp, start_set_n > n ? start_set_n : n)) rc = -ENOMEM;
+    if (!rc) {
+        memcpy(g->tmp, start_set, sizeof *start_set * (size_t)start_set_n);
+        g->start = dfa_intern(g, start_set_n);
+        memcpy(g->tmp, keep, sizeof *keep * (size_t)n);
+        *st = dfa_intern(g, n);
+        if (g->start < 0 || *st < 0) rc = g->start < 0 ? g->start : *st;
+    }
+    nj_free(keep);
+    nj_free(start_set);
+    return rc;
+}
+
+void gram_set_cache_limit(gram *g, unsigned n) { g->dfa_soft = n; }
 
 int32_t gram_start(const gram *g) { return g->start; }
 
@@ -741,6 +775,7 @@ gram *gram_compile(const gb *b, int root, int *err) {
     if ((rc = closure_add(g, g->start_nfa, &n))) goto err;
     g->start = dfa_intern(g, n);
     if (g->start < 0) { rc = g->start; goto err; }
+    g->dfa_soft = GRAM_DFA_SOFT;
     nj_free(c.ref_depth);
     nj_free(c.memo_k);
     nj_free(c.memo_v);

@@ -87,11 +87,14 @@ void nj_grammar_free(nj_grammar *g) {
 
 void nj_grammar_reset(nj_grammar *g) {
     g->st = gram_start(g->g);
+    (void)gram_compact_cache(g->g, &g->st);   /* failure leaves a valid, larger cache */
     g->ended = false;
 }
 
 int grammar_allowed(nj_grammar *g, const uint64_t **bits, int *n_allowed) {
     if (g->ended) return nj_fail(NJ_ESTATE, "the document has ended");
+    int crc = gram_compact_cache(g->g, &g->st);
+    if (crc) return crc;
     uint64_t t0 = nj_now_ns();
     int rc = gram_mask(g->g, g->trie, g->st, bits, n_allowed);
     g->cnt.n_mask_calls++;
@@ -133,6 +136,8 @@ int nj_grammar_accept(nj_grammar *g, int32_t id) {
     if (t == GRAM_DEAD) return nj_fail(-EINVAL, "token %d ('%.*s') is not allowed here", id, len, p);
     if (t < 0) return t;
     g->st = t;
+    int crc = gram_compact_cache(g->g, &g->st);
+    if (crc) return crc;
     g->cnt.n_accepted++;
     return 0;
 }

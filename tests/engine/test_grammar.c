@@ -363,6 +363,30 @@ static void test_forced_and_close(void **st) {
     gram_free(g);
 }
 
+/* The DFA cache starts over past its limit and the held state survives. */
+static void test_cache_compaction(void **st) {
+    (void)st;
+    gram *g = compile_ok(VERDICT);
+    gram_set_cache_limit(g, 8);
+    const char *doc = "{\"verdict\": \"benign\", \"techniques\": [\"T1234\"], \"summary\": \"all fine here\"}";
+    int32_t s = gram_start(g);
+    gram_stats a, b;
+    int resets = 0;
+    for (size_t i = 0; doc[i]; i++) {
+        s = gram_step(g, s, (uint8_t)doc[i]);
+        assert_true(s >= 0);
+        gram_get_stats(g, &a);
+        assert_int_equal(gram_compact_cache(g, &s), 0);
+        gram_get_stats(g, &b);
+        resets += b.n_dfa < a.n_dfa;
+        assert_true(b.n_dfa <= 9 || b.n_dfa == a.n_dfa);
+    }
+    assert_true(resets > 0);
+    assert_true(gram_accepting(g, s));
+    assert_true(gram_matches(g, doc, strlen(doc)));   /* the start state is still valid */
+    gram_free(g);
+}
+
 static void test_alloc_failures(void **st) {
     (void)st;
     size_t base = nj_mem_in_use();
@@ -688,6 +712,7 @@ int main(void) {
         cmocka_unit_test(test_patterns_vs_pcre2),
         cmocka_unit_test(test_random_documents),
         cmocka_unit_test(test_forced_and_close),
+        cmocka_unit_test(test_cache_compaction),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_mask_brute_force),
         cmocka_unit_test(test_sampler_equivalence),
