@@ -156,23 +156,26 @@ int nj_grammar_done(const nj_grammar *g) {
     return gram_final(g->g, g->st) ? 2 : 1;
 }
 
-/* Tokenize text and keep the prefix of tokens the grammar accepts from st;
- * *st_out gets the state after them, *st_last the state before the last. */
+/* Tokenize text and keep the prefix of tokens (at most max) the grammar
+ * accepts from the current state; *st_out gets the state after them,
+ * *st_last the state before the last.  *n_all gets the number of tokens
+ * of the whole text. */
 static int tokens_for(nj_grammar *g, const char *text, int n, int32_t *ids, int max,
-                      int32_t *st_out, int32_t *st_last) {
+                      int32_t *st_out, int32_t *st_last, int *n_all) {
     int nt = nj_tokenize(g->m, text, (size_t)n, false, false, g->tmp, FORCED_MAX_BYTES + 1);
     if (nt < 0) return nt;
+    *n_all = nt;
     if (nt > FORCED_MAX_BYTES + 1) nt = FORCED_MAX_BYTES + 1;
     int32_t st = g->st, prev = st;
     int k = 0;
-    for (; k < nt; k++) {
+    for (; k < nt && k < max; k++) {
         int len;
         const char *p = gram_trie_piece(g->trie, g->tmp[k], &len);
         if (!p) break;
         int32_t t = gram_advance(g->g, st, p, (size_t)len);
         if (t < GRAM_DEAD) return t;
         if (t < 0) break;
-        if (k < max) ids[k] = g->tmp[k];
+        ids[k] = g->tmp[k];
         prev = st;
         st = t;
     }
@@ -184,12 +187,12 @@ static int tokens_for(nj_grammar *g, const char *text, int n, int32_t *ids, int 
 int nj_grammar_forced(nj_grammar *g, int32_t *ids, int max) {
     if (g->ended || max <= 0) return 0;
     char buf[FORCED_MAX_BYTES];
-    int n = gram_forced_bytes(g->g, g->st, buf, max < FORCED_MAX_BYTES ? FORCED_MAX_BYTES : FORCED_MAX_BYTES);
+    int n = gram_forced_bytes(g->g, g->st, buf, FORCED_MAX_BYTES);
     if (n <= 0) return n;
     int32_t st, st_last;
-    int k = tokens_for(g, buf, n, ids, max, &st, &st_last);
+    int n_all;
+    int k = tokens_for(g, buf, n, ids, max, &st, &st_last, &n_all);
     if (k <= 0) return k;
-    if (k > max) k = max;
     /* leave the last token to the model if a longer allowed token starts with it */
     int len;
     const char *p = gram_trie_piece(g->trie, ids[k - 1], &len);
@@ -205,11 +208,11 @@ int nj_grammar_close(nj_grammar *g, int32_t *ids, int max) {
     int n = gram_close_bytes(g->g, g->st, buf, FORCED_MAX_BYTES);
     if (n < 0) return n;
     if (n > FORCED_MAX_BYTES) return nj_fail(NJ_ETOOBIG, "completing the document needs %d bytes", n);
-    int nt = nj_tokenize(g->m, buf, (size_t)n, false, false, g->tmp, FORCED_MAX_BYTES + 1);
-    if (nt < 0) return nt;
     int32_t st, st_last;
-    int k = tokens_for(g, buf, n, ids, max, &st, &st_last);
+    int nt;
+    int k = tokens_for(g, buf, n, ids, max, &st, &st_last, &nt);
     if (k < 0) return k;
+    if (nt > max) return nt;   /* caller retries with room for all */
     if (k != nt || !gram_accepting(g->g, st))
         return nj_fail(NJ_ESTATE, "the completion's tokens are not accepted by the grammar");
     return nt;

@@ -583,8 +583,12 @@ static void test_forced_tokens(void **st) {
     n = nj_grammar_forced(gr, ids, 64);
     assert_true(n >= 3);
     for (int i = 0; i < n; i++) assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
-    /* close the document: shortest completion, accepted, complete */
+    /* close the document: shortest completion, accepted, complete; a too
+     * small buffer gets the count needed */
+    int need = nj_grammar_close(gr, ids, 1);
+    assert_true(need >= 1);
     int nc = nj_grammar_close(gr, ids, 64);
+    assert_int_equal(nc, need);
     assert_true(nc > 0 && nc <= 64);
     for (int i = 0; i < nc; i++) assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
     assert_int_equal(nj_grammar_done(gr), 2);
@@ -674,6 +678,44 @@ static void test_label_scoring(void **st) {
     nj_session_free(s);
 }
 
+/* Allocation failures in grammar creation, masking and label scoring:
+ * clean errors, no leaks, the session left as it was. */
+static void test_model_alloc_failures(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    int err = 0;
+    nj_session_params ps = {.n_ctx = 256};
+    nj_session *s = nj_session_new(g_model, &ps, &err);
+    assert_non_null(s);
+    int32_t ids[32];
+    int n = nj_tokenize(g_model, "Verdict:", 8, true, false, ids, 32);
+    assert_int_equal(nj_session_eval(s, ids, n), 0);
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    float *lg = malloc(sizeof *lg * (size_t)d.n_vocab);
+    const char *labels[] = {" benign", " very suspicious", " very malicious"};
+    float p[3];
+    assert_non_null(gram_trie_get(g_model, &err));   /* the model's cache, built once */
+    size_t base = nj_mem_in_use();
+    int ok = 0;
+    for (long i = 0; i < 3000 && !ok; i++) {
+        nj_alloc_fail_after(i);
+        nj_grammar *g = nj_grammar_from_schema(g_model, VERDICT, &err);
+        int rm = g ? nj_grammar_mask(g, lg) : -1;
+        int rl = nj_score_labels(s, labels, 3, p, NULL);
+        nj_alloc_fail_after(-1);
+        if (!g) assert_true(err < 0);
+        assert_int_equal(nj_session_pos(s), n);
+        assert_non_null(nj_session_logits(s));
+        if (g && rm > 0 && rl >= 0) ok = 1;
+        nj_grammar_free(g);
+        assert_int_equal(nj_mem_in_use(), base);
+    }
+    assert_true(ok);
+    free(lg);
+    nj_session_free(s);
+}
+
 /* Mask cost against a forward pass (printed; asserts only that it is below). */
 static void test_mask_speed(void **st) {
     (void)st;
@@ -718,6 +760,7 @@ int main(void) {
         cmocka_unit_test(test_sampler_equivalence),
         cmocka_unit_test(test_forced_tokens),
         cmocka_unit_test(test_label_scoring),
+        cmocka_unit_test(test_model_alloc_failures),
         cmocka_unit_test(test_mask_speed),
     };
     return cmocka_run_group_tests_name("grammar", tests, model_setup, model_teardown);
