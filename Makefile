@@ -127,6 +127,7 @@ $(LIB): $(ENGINE_OBJ)
 CFLAGS   += -Isrc/engine
 GRAMMAR_TESTS := $(O)/tests/engine/test_grammar
 TEST_BIN += $(GRAMMAR_TESTS)
+test: $(GRAMMAR_TESTS)
 .PHONY: test-grammar schema-corpus
 test-grammar: $(BIN) $(GRAMMAR_TESTS)
 	$(GRAMMAR_TESTS)
