@@ -114,6 +114,10 @@ int nj_grammar_mask(nj_grammar *g, float *logits) {
         uint64_t x = bits[w];
         if (x == ~(uint64_t)0) continue;
         const int hi = (w + 1) * 64 < V ? (w + 1) * 64 : V;
+        if (x == 0) {
+            for (int i = w * 64; i < hi; i++) logits[i] = -INFINITY;
+            continue;
+        }
         for (int i = w * 64; i < hi; i++)
             if (!((x >> (i & 63)) & 1)) logits[i] = -INFINITY;
     }
