@@ -19,7 +19,8 @@
  *     false | true | absent (no extra keys are generated: allowed, never
  *     required) | a schema when there are no properties (a map with free
  *     string keys)
- *   array: items (a schema; absent = any value), minItems, maxItems,
+ *   array: items (a schema or false; absent = any value), prefixItems
+ *     (tuples; items then applies after them), minItems, maxItems,
  *     uniqueItems: false
  *   string: minLength, maxLength, pattern, format date | time | date-time |
  *     uuid | ipv4 (pattern and format exclude the length keywords)
