@@ -564,6 +564,56 @@ static void test_sampler_equivalence(void **st) {
     free(ml);
 }
 
+/* The temperature-only shortcut (rejection sampling) draws from the masked
+ * distribution: frequencies over many draws from one state match
+ * softmax(logits over the allowed tokens) within 4 standard errors. */
+static void test_rejection_sampling_distribution(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    const int V = d.n_vocab, N = 3000;
+    int err = 0;
+    nj_grammar *gr = nj_grammar_from_schema(g_model, VERDICT, &err);
+    assert_non_null(gr);
+    int32_t ids[16];
+    int n = nj_tokenize(g_model, "{\"verdict\": \"", 13, false, false, ids, 16);
+    for (int i = 0; i < n; i++) assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
+    float *lg = malloc(sizeof *lg * (size_t)V), *ml = malloc(sizeof *ml * (size_t)V);
+    unsigned seed = 5;
+    for (int i = 0; i < V; i++) lg[i] = (float)(rand_r(&seed) % 1000) / 200.0f;
+    memcpy(ml, lg, sizeof *ml * (size_t)V);
+    int n_ok = nj_grammar_mask(gr, ml);
+    assert_true(n_ok >= 2);
+    /* raise the allowed tokens so that rejections and acceptances both happen */
+    double z = 0;
+    for (int i = 0; i < V; i++)
+        if (!isinf(ml[i])) { lg[i] += 6.0f; ml[i] = lg[i]; z += exp((double)ml[i]); }
+    nj_sampler_params sp;
+    nj_sampler_default_params(&sp);
+    sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f; sp.seed = 77;
+    nj_sampler *a = nj_sampler_new(&sp, &err);
+    nj_sampler_set_grammar(a, gr);
+    int *cnt = calloc((size_t)V, sizeof *cnt);
+    for (int k = 0; k < N; k++) {
+        int32_t id = nj_sampler_sample(a, lg, V);
+        assert_true(id >= 0 && !isinf(ml[id]));
+        cnt[id]++;
+    }
+    for (int i = 0; i < V; i++) {
+        if (isinf(ml[i])) continue;
+        double p = exp((double)ml[i]) / z, f = (double)cnt[i] / N;
+        double tol = 4.0 * sqrt(p * (1 - p) / N) + 1e-3;
+        if (fabs(f - p) > tol) print_error("token %d: frequency %.4f, probability %.4f\n", i, f, p);
+        assert_true(fabs(f - p) <= tol);
+    }
+    free(cnt);
+    free(lg);
+    free(ml);
+    nj_sampler_free(a);
+    nj_grammar_free(gr);
+}
+
 static void test_forced_tokens(void **st) {
     (void)st;
     if (!g_model) skip();
@@ -766,6 +816,7 @@ int main(void) {
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_mask_brute_force),
         cmocka_unit_test(test_sampler_equivalence),
+        cmocka_unit_test(test_rejection_sampling_distribution),
         cmocka_unit_test(test_forced_tokens),
         cmocka_unit_test(test_label_scoring),
         cmocka_unit_test(test_model_alloc_failures),
