@@ -965,6 +965,14 @@ static int string_node(jsc *c, json_t *s) {
     if (get_count(c, s, "minLength", 0, &min) || get_count(c, s, "maxLength", -1, &max)) return -1;
     bool lens = json_object_get(s, "minLength") || json_object_get(s, "maxLength");
     if (pat && fmt) return unsupported(c, "pattern' together with 'format");
+    if (fmt && lens && json_is_string(fmt)) {
+        /* formats have fixed length ranges: fine if the bounds contain them */
+        static const struct { const char *f; int lo, hi; } fl[] = {
+            {"date", 10, 10}, {"time", 9, 21}, {"date-time", 20, 32}, {"uuid", 36, 36}, {"ipv4", 7, 15}};
+        for (size_t i = 0; i < NJ_ARRAY_LEN(fl); i++)
+            if (!strcmp(json_string_value(fmt), fl[i].f) && min <= fl[i].lo && (max < 0 || max >= fl[i].hi))
+                lens = false;
+    }
     if ((pat || fmt) && lens)
         return unsupported(c, json_object_get(s, "minLength") ? "minLength" : "maxLength");
     if (pat) {

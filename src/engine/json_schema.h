@@ -23,7 +23,8 @@
  *     (tuples; items then applies after them), minItems, maxItems,
  *     uniqueItems: false
  *   string: minLength, maxLength, pattern, format date | time | date-time |
- *     uuid | ipv4 (pattern and format exclude the length keywords)
+ *     uuid | ipv4 (pattern excludes the length keywords; a format allows
+ *     them when they do not cut into the format's own length range)
  *   integer: minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers
  *     or draft-4 booleans): exact, digit by digit; magnitudes below 10^15
  *   number: the same bounds, as a sound approximation: an integer part in

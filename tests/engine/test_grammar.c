@@ -68,6 +68,8 @@ static void test_refusals(void **st) {
         {"{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":3}]}", "'allOf"},
         {"{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "naming 'b'"},
         {"{\"type\":\"string\",\"enum\":[\"a\"],\"maxLength\":3}", "'maxLength' beside 'enum'"},
+        {"{\"type\":\"string\",\"format\":\"date\",\"maxLength\":8}", "'maxLength'"},
+        {"{\"type\":\"string\",\"pattern\":\"^a+$\",\"minLength\":2}", "'minLength'"},
         {"{\"type\":\"array\",\"items\":[{\"type\":\"string\"}]}", "'items' (array form"},
     };
     for (size_t i = 0; i < NJ_ARRAY_LEN(r); i++) {
@@ -128,6 +130,7 @@ static void test_documents(void **st) {
         {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"abcd\"", false},
         {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"a\"", false},
         {"{\"type\":\"string\",\"format\":\"date\"}", "\"2024-02-28\"", true},
+        {"{\"type\":\"string\",\"format\":\"uuid\",\"maxLength\":36}", "\"123e4567-e89b-12d3-a456-426614174000\"", true},
         {"{\"type\":\"string\",\"format\":\"date\"}", "\"2024-02-30\"", false},
         {"{\"type\":\"string\",\"format\":\"date-time\"}", "\"2024-12-31T23:59:59.123Z\"", true},
         {"{\"type\":\"string\",\"format\":\"date-time\"}", "\"2024-12-31T24:00:00Z\"", false},
