@@ -14,7 +14,7 @@ message naming the keyword; every other schema must compile.
 
 Environment: NJ_BIN (default build/nightjar), NIGHTJAR_TEST_MODEL_DIR
 (default ~/.cache/nightjar/models), RUNS, MAX_TOKENS, SEED, THREADS, ONLY
-(substring filter on file names).  Exits 0 when everything passed (or the
+(comma-separated substrings: keep the files whose name contains one).  Exits 0 when everything passed (or the
 model is absent: reported as skipped), 1 otherwise.
 """
 import glob
@@ -52,7 +52,8 @@ def main():
     with open(os.path.join(ROOT, "tests", "data", "schema_refusals.json")) as f:
         refusals = json.load(f)
     files = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "schemas", "*.json")))
-    files = [p for p in files if ONLY in os.path.basename(p)]
+    keys = [k for k in ONLY.split(",") if k] or [""]
+    files = [p for p in files if any(k in os.path.basename(p) for k in keys)]
     n_docs = n_valid = n_closed = n_refused = n_compiled = 0
     failures = []
     t0 = time.time()
