@@ -389,7 +389,7 @@ static int compile_glob(cstate *c, sj_val *v, const char *s, size_t n, int mods,
             }
             else sb_lit(&b, ch);
         }
-        if (!open_end) sb_put(&b, "$", 1);
+        if (!open_end) sb_put(&b, "\\z", 2);      /* not $: it also matches before a final newline */
         if (b.oom) { nj_free(b.p); return oom(c); }
         int rc = compile_re(c, v, b.p, b.n, 0);
         nj_free(b.p);

@@ -155,6 +155,7 @@ static void test_wildcards(void **state) {
     assert_int_equal(HITS(rs, "Image=/bin/dash"), 1);
     assert_int_equal(HITS(rs, "Image=/bin/ash"), 0);
     assert_int_equal(HITS(rs, "Image=/bin/bbash"), 0);
+    assert_int_equal(HITS(rs, "Image=/bin/bash\n"), 0);        /* anchored at the very end */
     sigma_rules_free(rs);
 
     /* Overlapping prefix and suffix must not share characters. */
