@@ -319,6 +319,18 @@ static int cond(mstate *m, const sj_rule *r, const sj_cond *c) {
     return 0;
 }
 
+/* Could one of the rule's necessary literals be there?  A field too short
+ * for a bigram set (or past the per-call limit) cannot rule anything out. */
+static int alt_present(mstate *m, const sj_pre *pre) {
+    for (int k = 0; k < pre->nalt; k++) {
+        fval *f = field(m, pre->alt_field[k]);
+        if (f->st != 2) continue;
+        const uint64_t *bg = lower(m, f) ? bigrams(m, f) : NULL;
+        if (!bg || (has_bg(bg, pre->alt_bg[k][0]) && has_bg(bg, pre->alt_bg[k][1]))) return 1;
+    }
+    return 0;
+}
+
 /* Does bucket B's logsource fit the event?  See sigma.h for the rules. */
 static int fits(const sj_bucket *b, const sigma_event_view *ev) {
     if (b->product[0] && ev->product && strcmp(b->product, ev->product)) return 0;
@@ -357,22 +369,14 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
         for (int i = 0; i < bk->n; i++) {
             const sj_pre *pre = &bk->pre[i];
             if (pre->field >= 0) {
-                /* The rule's necessary item, from the flat array. */
+                /* The rule's necessary anchored item, from the flat array. */
                 fval *f = field(&m, pre->field);
                 if (f->st != 2 || f->n == 0) continue;
-                if (pre->nbg) {
-                    const uint64_t *bg = lower(&m, f) ? bigrams(&m, f) : NULL;
-                    if (bg) {
-                        int any = 0;
-                        for (int k = 0; k < pre->nbg && !any; k++)
-                            any = has_bg(bg, pre->bg[k][0]) && has_bg(bg, pre->bg[k][1]);
-                        if (!any) continue;
-                    }
-                } else {
-                    unsigned char a = fold[(unsigned char)f->v[0]], z = fold[(unsigned char)f->v[f->n - 1]];
-                    if (pre->has_first && !((pre->first[a >> 6] >> (a & 63)) & 1)) continue;
-                    if (pre->has_last && !((pre->last[z >> 6] >> (z & 63)) & 1)) continue;
-                }
+                unsigned char a = fold[(unsigned char)f->v[0]], z = fold[(unsigned char)f->v[f->n - 1]];
+                if (pre->has_first && !((pre->first[a >> 6] >> (a & 63)) & 1)) continue;
+                if (pre->has_last && !((pre->last[z >> 6] >> (z & 63)) & 1)) continue;
+            } else if (pre->nalt && !alt_present(&m, pre)) {
+                continue;
             }
             const sj_rule *r = rs->rule[bk->rules[i]];
             if (!cond(&m, r, r->cond)) continue;

@@ -93,16 +93,18 @@ typedef struct sj_cond {
 } sj_cond;
 
 /* A rule's cheapest necessary test, copied out of the rule so that most
- * rules are rejected from one contiguous array without touching their tree:
- * an item every match must satisfy, either as first/last byte sets (all its
- * values are anchored globs, see sj_item) or as bigram pairs of the literal
- * each of its (at most 4) values needs.  field < 0: the rule has none. */
+ * rules are rejected from one contiguous array without touching their tree.
+ * Either (field >= 0) an item every match must satisfy whose values are all
+ * anchored globs, as first/last byte sets (see sj_item); or (nalt > 0) a
+ * list of alternatives of which every match needs one: a field and a pair of
+ * bigrams of a literal in it.  Neither: the rule is always evaluated. */
+#define SJ_ALT_MAX 8
 typedef struct sj_pre {
     int field;
     uint8_t has_first, has_last;
-    uint8_t nbg;              /* else: up to 4 alternatives, each a pair of
-                                 bigrams its literal needs (long values only) */
-    uint16_t bg[4][2];
+    uint8_t nalt;
+    int alt_field[SJ_ALT_MAX];
+    uint16_t alt_bg[SJ_ALT_MAX][2];
     uint64_t first[4], last[4];
 } sj_pre;
 
