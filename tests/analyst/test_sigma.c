@@ -416,6 +416,20 @@ static void test_rule_prefilter(void **state) {
     assert_int_equal(HITS(rs, "Image=/bin/bash", "CommandLine=x something long enough here x"), 1);
     assert_int_equal(HITS(rs, "Image=/bin/nc", "CommandLine=x"), 1);
     sigma_rules_free(rs);
+    /* Alternatives through '1 of', list selections and |all, on values long
+     * enough for the bigram sets: every way to match must still match. */
+    rs = load_det("  sel_a:\n    - CommandLine|contains: 'alpha-needle'\n    - ParentCommandLine|contains: 'beta-needle'\n"
+                  "  sel_b:\n    CommandLine|contains|all:\n      - 'gamma'\n      - 'delta'\n"
+                  "  sel_c:\n    CommandLine|re: 'epsilon[0-9]+zeta'\n"
+                  "  condition: 1 of sel_*\n");
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxx alpha-needle yyyyyyyyyy"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxxxxxxxxxxxxx", "ParentCommandLine=zzzzz beta-needle zzzzzzzz"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxx GAMMA xxxxxx Delta xxxxxxxx"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxx gamma xxxxxx xxxxxxxxxxxxxx"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxx epsilon42zeta xxxxxxxx"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxx epsilonzeta xxxxxxxxxx"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=short"), 0);
+    sigma_rules_free(rs);
 }
 
 /* ---- conditions ------------------------------------------------------------ */
