@@ -14,8 +14,10 @@
  *     program instead (caseless, dot-all), so the glob path stays simple;
  *   - `re` compiles with PCRE2 (UTF, invalid UTF tolerated) and JIT;
  *   - base64 / base64offset are encoded here and matched case-sensitively.
- * Unsupported features skip the rule with a one-sentence reason; nothing
- * here fails except on out-of-memory.
+ * Last, set_pre derives the rule's prefilter (sj_pre): the cheapest test
+ * every match must pass, so the matcher can drop most rules without walking
+ * them.  Unsupported features skip the rule with a one-sentence reason;
+ * nothing here fails except on out-of-memory.
  *
  * Untrusted input: a rule file may come from anywhere.  YAML aliases may make
  * a small document expand into a huge tree, so the walk counts values and

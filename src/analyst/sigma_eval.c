@@ -6,10 +6,14 @@
  * fixed stack buffer; so an event's CommandLine is fetched and folded once
  * however many rules look at it.  When the buffer is full (very long values)
  * the matcher falls back to comparing with on-the-fly folding: slower, same
- * answer.  Only rules of logsource buckets that fit the event are tried; a
- * rule's condition tree is walked with short-circuit AND/OR, and map items
- * were sorted at load time so cheap anchored checks run before substring
- * searches and regexes.
+ * answer.  Only rules of logsource buckets that fit the event are tried.
+ * Each rule first meets its prefilter (sj_pre, in a flat array per bucket):
+ * a first/last byte test of a necessary anchored item, or "one of these
+ * literals must be there" tested against a bigram set of the field, made
+ * once per field and call.  Survivors have their condition tree walked with
+ * short-circuit AND/OR; map items were sorted at load time so cheap anchored
+ * checks run before substring searches and regexes, and each regex with a
+ * literal every match contains checks that literal with memmem first.
  *
  * Regexes need a pcre2_match_data.  Creating one allocates, so the match
  * general context of the rule set hands out memory from a per-call stack
