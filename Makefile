@@ -1,12 +1,26 @@
 # nightjar — plain Makefile.  `make help` lists the targets.
 #
-# Sources are discovered by glob so adding a module never means editing this
-# file:  src/*.c (except main.c) and src/kernels/*.c -> libnightjar.a;
-# src/main.c -> nightjar;  tests/test_*.c -> one cmocka binary each;
-# tools/*.c -> one binary each.  Kernel files get their ISA flags by name
-# (src/kernels/avx2.c gets -mavx2 ... ) and only those files ever see
-# intrinsics: the rest of the build has no -march, so the binary runs on any
-# CPU of the architecture and picks its kernels at start-up.
+# The tree is layered, one folder per layer under src/, and calls go one way:
+#
+#   cli -> serve -> agent -> analyst -> store -> engine -> kernels -> format -> platform -> util
+#
+# The Makefile enforces it: a file is compiled with the include path of its
+# own layer and the layers below it only, so an upward #include does not
+# build.  Sources are discovered by glob (adding a module never edits this
+# file):
+#
+#   src/{util,platform,format,kernels,engine}/*.c -> libnightjar.a, the engine
+#       library: links with -lm -lpthread, PCRE2 and utf8proc only;
+#   src/{store,analyst,agent,serve,cli}/*.c (except cli/main.c) -> libnjapp.a,
+#       the product (HTTP, SQLite, events, rules, downloads);
+#   src/cli/main.c -> nightjar;  tests/<layer>/test_*.c -> one cmocka binary
+#   each (tests/support/ holds what tests and tools share);  tools/*.c -> one
+#   binary each.
+#
+# Kernel files get their ISA flags by name (src/kernels/avx2.c gets -mavx2 ...)
+# and only files under src/kernels/ ever contain intrinsics: the rest of the
+# build has no -march, so the binary runs on any CPU of the architecture and
+# picks its kernels at start-up.
 
 CC      ?= cc
 ARCH    := $(shell $(CC) -dumpmachine | cut -d- -f1)
@@ -15,71 +29,105 @@ OPT     ?= -O2
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wpedantic -Wno-unused-parameter
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += $(CSTD) $(WARN) -Iinclude -Isrc -MMD -MP -pthread
-LDLIBS  += -lm -pthread
-# Third-party libraries (Debian packages, see scripts/setup).
-PKGS    := libmicrohttpd jansson libpcre2-8 libutf8proc sqlite3 libcurl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-DUTF8PROC_EXPORTS//')
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS  += $(PKG_CFLAGS)
-LDLIBS  := $(PKG_LIBS) $(LDLIBS)
+CFLAGS  += $(CSTD) $(WARN) -Iinclude -MMD -MP -pthread
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+# Third-party libraries (Debian packages, see scripts/setup): the engine
+# library needs the first two; the product needs the rest.
+LIB_PKGS := libpcre2-8 libutf8proc
+APP_PKGS := libmicrohttpd jansson sqlite3 libcurl yaml-0.1 expat
+pkgcf = $(shell pkg-config --cflags $(1) 2>/dev/null | sed 's/-DUTF8PROC_EXPORTS//')
+LIB_LIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lm -pthread
+APP_LIBS := $(shell pkg-config --libs $(APP_PKGS) 2>/dev/null)
+CFLAGS  += $(call pkgcf,$(LIB_PKGS) $(APP_PKGS))
+
+# Layers, lowest first.  Each sees its own headers and those of the layers
+# before it in this list.
+LIB_LAYERS := util platform format kernels engine
+APP_LAYERS := store analyst agent serve cli
+LAYERS     := $(LIB_LAYERS) $(APP_LAYERS)
+_acc :=
+$(foreach L,$(LAYERS),$(eval _acc += -Isrc/$(L))$(eval INC_$(L) := $(_acc)))
+ALL_INC := $(foreach D,$(LAYERS),-Isrc/$(D)) -Itests/support
+$(foreach L,$(LAYERS),$(eval $(O)/src/$(L)/%.o: LAYER_INC := $(INC_$(L))))
+
+srcs_of = $(foreach L,$(1),$(wildcard src/$(L)/*.c))
+LIB_SRC := $(filter-out src/kernels/%,$(call srcs_of,$(LIB_LAYERS)))
 KERN_ALL := $(wildcard src/kernels/*.c)
 ifeq ($(ARCH),x86_64)
 KERN_SRC := $(filter-out src/kernels/neon.c,$(KERN_ALL))
 else ifeq ($(ARCH),aarch64)
 KERN_SRC := $(filter-out src/kernels/avx2.c src/kernels/avx512.c,$(KERN_ALL))
 else
-KERN_SRC := $(filter src/kernels/scalar.c src/kernels/dispatch.c,$(KERN_ALL))
+KERN_SRC := $(filter-out src/kernels/avx2.c src/kernels/avx512.c src/kernels/neon.c,$(KERN_ALL))
 endif
 # Platform module: one implementation per OS, nothing else includes OS headers.
 ifeq ($(shell uname -s),Darwin)
-LIB_SRC := $(filter-out src/platform_linux.c,$(LIB_SRC))
+LIB_SRC := $(filter-out src/platform/platform_linux.c,$(LIB_SRC))
 else
-LIB_SRC := $(filter-out src/platform_macos.c,$(LIB_SRC))
+LIB_SRC := $(filter-out src/platform/platform_macos.c,$(LIB_SRC))
 endif
+APP_SRC := $(filter-out src/cli/main.c,$(call srcs_of,$(APP_LAYERS)))
+SUP_SRC := $(wildcard tests/support/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o) $(KERN_SRC:%.c=$(O)/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(O)/%.o)
+SUP_OBJ  := $(SUP_SRC:%.c=$(O)/%.o)
 LIB      := $(O)/libnightjar.a
+APPLIB   := $(O)/libnjapp.a
+SUPLIB   := $(O)/libnjsupport.a
 BIN      := $(O)/nightjar
-TEST_SRC := $(wildcard tests/test_*.c)
-TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+TEST_SRC := $(wildcard tests/*/test_*.c)
+TEST_BIN := $(TEST_SRC:%.c=$(O)/%)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tools/%.c=$(O)/tools/%)
+LINKCHECK := $(O)/tests/linkcheck
 
 # Per-ISA flags for kernel files only.
 $(O)/src/kernels/avx2.o:   KFLAGS := -mavx2 -mfma -mf16c
 $(O)/src/kernels/avx512.o: KFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
 $(O)/src/kernels/neon.o:   KFLAGS := -march=armv8.2-a+dotprod+fp16
+$(O)/tests/support/%.o:    LAYER_INC := $(ALL_INC)
 
-.PHONY: all test check bench fuzz cross test-arm conformance install clean help
-all: $(BIN) $(TOOL_BIN)
+.PHONY: all test check check-tsan bench fuzz cross test-arm conformance layers install clean help
+all: $(BIN) $(TOOL_BIN) $(LINKCHECK)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(KFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LAYER_INC) $(KFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
+$(APPLIB): $(APP_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+$(SUPLIB): $(SUP_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
 
-$(BIN): $(O)/src/main.o $(LIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BIN): $(O)/src/cli/main.o $(APPLIB) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(APP_LIBS) $(LIB_LIBS)
 
-$(O)/tests/%: tests/%.c $(LIB) tests/testutil.h
+# The engine library alone: a program that links it with the engine's own
+# libraries and nothing of the product (no HTTP, JSON, SQLite, curl).
+$(LINKCHECK): tests/linkcheck.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LIB_LIBS)
 
-$(O)/tools/%: tools/%.c $(LIB)
+$(O)/tests/%: tests/%.c $(APPLIB) $(LIB) $(SUPLIB) tests/support/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) $(ALL_INC) -o $@ $< $(SUPLIB) $(APPLIB) $(LIB) $(APP_LIBS) $(LIB_LIBS) -lcmocka
 
-# Unit tests: every tests/test_* binary, cmocka summaries printed, then one
-# plain closing line.  Tests that need a model find it through
-# NIGHTJAR_TEST_MODEL_DIR (scripts/get-models fills it) and skip otherwise.
-test: $(BIN) $(TEST_BIN) $(TOOL_BIN)
-	@NJ_BIN=$(abspath $(BIN)) O=$(O) scripts/run-tests $(TEST_BIN)
+$(O)/tools/%: tools/%.c $(APPLIB) $(LIB) $(SUPLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ALL_INC) -o $@ $< $(SUPLIB) $(APPLIB) $(LIB) $(APP_LIBS) $(LIB_LIBS)
+
+# Unit tests: every tests/<layer>/test_* binary, cmocka summaries printed,
+# then the script tests, then one plain closing line.  Tests that need a
+# model find it through NIGHTJAR_TEST_MODEL_DIR (scripts/get-models fills
+# it) and skip otherwise.
+test: $(BIN) $(TEST_BIN) $(TOOL_BIN) $(LINKCHECK)
+	@NJ_BIN=$(abspath $(BIN)) O=$(O) scripts/run-tests $(LINKCHECK) $(TEST_BIN)
 
 # Sanitizers: ASan+UBSan build of everything, then the tests.
 check:
@@ -94,15 +142,20 @@ bench: all
 fuzz:
 	scripts/fuzz
 
-# ARM: cross-compile with gcc-aarch64-linux-gnu, run the unit tests under qemu-user.
+# ARM: cross-compile the engine library with gcc-aarch64-linux-gnu, run the
+# compute core's unit tests under qemu-user.
 cross:
-	$(MAKE) O=build-arm CC=aarch64-linux-gnu-gcc PKG_CFLAGS= PKG_LIBS= \
-	    LDLIBS="-lm -pthread" build-arm/libnightjar.a
+	$(MAKE) O=build-arm CC=aarch64-linux-gnu-gcc build-arm/libnightjar.a
 test-arm:
 	scripts/test-arm
 
 conformance: all
 	scripts/conformance
+
+# Which layer includes which: prints any include that goes up a layer
+# (the build refuses those already; this names them for a reader).
+layers:
+	@scripts/check-layers
 
 PREFIX ?= /usr/local
 install: all
@@ -112,25 +165,9 @@ install: all
 	install -m 644 include/nightjar.h $(DESTDIR)$(PREFIX)/include/nightjar.h
 
 clean:
-	rm -rf build build-asan build-tsan build-arm
+	rm -rf build build-asan build-tsan build-arm build-arm-tests build-fuzz
 
 help:
-	@echo "targets: all test check check-tsan bench fuzz cross test-arm conformance install clean"
+	@echo "targets: all test check check-tsan bench fuzz cross test-arm conformance layers install clean"
 
--include $(LIB_OBJ:.o=.d) $(O)/src/main.d
-
-# --- sigma (lead merges this)
-# Sigma rule evaluator (src/analyst/sigma*.c): libyaml for the rule files
-# (Debian libyaml-dev, pkg-config name yaml-0.1), PCRE2 and jansson as above.
-SIGMA_SRC := $(wildcard src/analyst/sigma*.c)
-SIGMA_OBJ := $(SIGMA_SRC:%.c=$(O)/%.o)
-CFLAGS    += -Isrc/analyst $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
-LDLIBS    += $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
-LIB_OBJ   += $(SIGMA_OBJ)
-$(LIB): $(SIGMA_OBJ)
-SIGMA_TESTS := $(O)/tests/analyst/test_sigma
-TEST_BIN  += $(SIGMA_TESTS)
-.PHONY: test-sigma
-test-sigma: $(SIGMA_TESTS) $(O)/tools/sigma-rules $(O)/tools/sigma-dev-eval $(O)/tools/sigma-bench
-	@for t in $(SIGMA_TESTS); do $$t || exit 1; done
--include $(SIGMA_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(SUP_OBJ:.o=.d) $(O)/src/cli/main.d

@@ -14,6 +14,9 @@
  *   nj_session  one sequence: its KV cache, position and scratch buffers.
  *               Used by one thread at a time.
  *   nj_sampler  sampling state (RNG, penalties history).
+ *   nj_grammar  an output constraint (JSON schema or any JSON object) and
+ *               its matcher state for one generation.  Used by one thread
+ *               at a time; borrows the model.
  */
 #ifndef NIGHTJAR_H
 #define NIGHTJAR_H
@@ -29,6 +32,19 @@ extern "C" {
 typedef struct nj_model   nj_model;
 typedef struct nj_session nj_session;
 typedef struct nj_sampler nj_sampler;
+typedef struct nj_grammar nj_grammar;
+
+/* Error codes: a negated errno value (-ENOENT, -ENOMEM, -EINVAL, ...) or one
+ * of these, in a range no errno uses. */
+enum {
+    NJ_EFORMAT      = -10001, /* malformed input file or data          */
+    NJ_EUNSUPPORTED = -10002, /* valid but not supported (arch, type)   */
+    NJ_ETOOBIG      = -10003, /* exceeds a size limit or budget         */
+    NJ_ECTX         = -10004, /* request does not fit the context       */
+    NJ_ECHECKSUM    = -10005, /* checksum mismatch                      */
+    NJ_ENET         = -10006, /* network / transfer failure             */
+    NJ_ESTATE       = -10007, /* call not valid in the object's state   */
+};
 
 const char *nj_strerror(int code);
 const char *nj_last_error(void);
@@ -55,8 +71,14 @@ typedef struct nj_model_desc {
 
 void nj_model_describe(const nj_model *m, nj_model_desc *out);
 
-/* KV element type for sessions. */
-enum nj_kv_type { NJ_KV_F16 = 0, NJ_KV_Q8_0 = 1, NJ_KV_Q4_0 = 2 };
+/* KV element type for sessions.  f16 only today: quantized KV types are
+ * added here when sessions accept them. */
+enum nj_kv_type { NJ_KV_F16 = 0 };
+
+/* Bytes of tensor data in a model file, read from its header without
+ * loading or mapping the weights: a caller with a memory budget can refuse
+ * a model that cannot fit before touching its pages.  0 or < 0. */
+int nj_model_file_weight_bytes(const char *path, uint64_t *bytes);
 
 /* Estimated resident bytes for weights + KV(n_ctx, kv_type) + buffers. */
 uint64_t nj_model_mem_estimate(const nj_model *m, int n_ctx, int kv_type);
@@ -112,6 +134,12 @@ int         nj_session_truncate(nj_session *s, int pos);
  * afterwards nj_session_logits() holds the next-token logits of the last
  * token.  NJ_ECTX if pos + n exceeds n_ctx. */
 int         nj_session_eval(nj_session *s, const int32_t *ids, int n);
+/* Make the cache hold exactly ids[0..n) and leave the logits of the last:
+ * the longest prefix the cache already holds is kept (its KV is reused),
+ * the rest evaluated; the last token is always evaluated again.  *reused
+ * (may be NULL) gets the number of tokens kept.  On failure the cache is
+ * emptied. */
+int         nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused);
 const float *nj_session_logits(const nj_session *s);  /* n_vocab floats */
 
 /* ---- sampler ---- */
@@ -131,6 +159,65 @@ nj_sampler *nj_sampler_new(const nj_sampler_params *p, int *err);
 void        nj_sampler_free(nj_sampler *s);
 void        nj_sampler_accept(nj_sampler *s, int32_t id);  /* for penalties */
 int32_t     nj_sampler_sample(nj_sampler *s, const float *logits, int n_vocab);
+/* Constrain sampling to a grammar (borrowed; NULL removes it): tokens the
+ * grammar's current state does not allow are removed before the chain.
+ * The caller still feeds each chosen token to nj_grammar_accept.  Sampling
+ * fails with NJ_ESTATE if the grammar allows no token. */
+void        nj_sampler_set_grammar(nj_sampler *s, nj_grammar *g);
+
+/* ---- grammar-bound decoding ---- */
+
+/* A grammar for documents valid under a JSON schema (the subset and the
+ * canonical layout are described in src/engine/json_schema.h: one space
+ * after ':' and ',', no other whitespace).  NULL with *err: NJ_EFORMAT (not
+ * JSON), NJ_EUNSUPPORTED (nj_last_error() names the keyword and its JSON
+ * pointer), NJ_ETOOBIG, -ENOMEM.  The first grammar of a model builds the
+ * model's token trie (tens of milliseconds for a 150k vocabulary); later
+ * ones reuse it.  The model must outlive the grammar. */
+nj_grammar *nj_grammar_from_schema(const nj_model *m, const char *schema_json, int *err);
+/* Any JSON object (response_format json_object). */
+nj_grammar *nj_grammar_json_object(const nj_model *m, int *err);
+void        nj_grammar_free(nj_grammar *g);
+/* Back to the start of a document. */
+void        nj_grammar_reset(nj_grammar *g);
+/* Set logits[id] = -INFINITY for every token the current state does not
+ * allow (logits has n_vocab entries).  End-of-generation tokens are allowed
+ * exactly when the document is complete; other control tokens never.
+ * Returns the number of allowed tokens (>= 1) or < 0. */
+int         nj_grammar_mask(nj_grammar *g, float *logits);
+/* Advance over one token.  0, or -EINVAL if the grammar does not allow it
+ * (the state is unchanged), NJ_ESTATE after end of generation was accepted. */
+int         nj_grammar_accept(nj_grammar *g, int32_t id);
+/* 0: the document is not complete; 1: complete, more may follow (the model
+ * may end); 2: complete and nothing may follow (stop without sampling). */
+int         nj_grammar_done(const nj_grammar *g);
+/* Fast-forward: the tokens of the continuation the grammar forces from
+ * here (up to max), tokenized as nj_tokenize would and each checked against
+ * the grammar.  The last one is left out when a longer token starting with
+ * it is also allowed, so the model keeps its own choice of boundary.  Does
+ * not advance: feed the tokens to nj_grammar_accept and, all in one
+ * nj_session_eval, to the model.  Returns the count (0 = sample). */
+int         nj_grammar_forced(nj_grammar *g, int32_t *ids, int max);
+/* Tokens of a shortest text that completes the document from here (for a
+ * generation that ran out of budget).  Returns the count, which may exceed
+ * max (then call again with more room), or < 0.  Does not advance. */
+int         nj_grammar_close(nj_grammar *g, int32_t *ids, int max);
+
+/* ---- label scoring ---- */
+
+/* Probability of each label as the continuation of the text in the session
+ * (whose logits must be current): each label is tokenized (no special
+ * tokens; a label's probability is that of this tokenization) and its
+ * log-probability summed over its tokens.  Single-token labels cost no
+ * forward pass; for longer ones the tokens after the first are evaluated
+ * in one batch per label, sharing evaluated prefixes between labels (labels
+ * are visited in token order), then the session is truncated back and its
+ * logits restored, so it is as before the call.  probs gets the softmax of
+ * the log-probabilities over the label set; logprobs (may be NULL) the raw
+ * log-probabilities.  Returns the number of nj_session_eval-style batches
+ * run (0 when every label is one token), or < 0. */
+int         nj_score_labels(nj_session *s, const char *const *labels, int n_labels, float *probs,
+                            float *logprobs);
 
 #ifdef __cplusplus
 }

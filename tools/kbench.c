@@ -32,7 +32,7 @@
  * quantization included, in process CPU time (best rep): the same
  * measurement bench/ref/ggml_mm makes of the peer, for bench/kernels.
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "matmul.h"
 #include "pool.h"
 #include "quant.h"

@@ -12,7 +12,7 @@
  * Exit 0 when every float is bit-identical, 1 when any differs, 2 on a
  * usage or I/O error.  Used by scripts/conformance-kernels.
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "matmul.h"
 #include "pool.h"
 #include "quant.h"

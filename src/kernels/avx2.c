@@ -37,13 +37,13 @@
  * BF16 is not an integer format: its section emulates llama.cpp's
  * vdpbf16ps steps with fma and explicit subnormal flushing (scalar.c).
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 
 #include <immintrin.h>
 #include <math.h>
 
 #define X86_AVX512 0
-#include "kernels/x86_tiles.h"
+#include "x86_tiles.h"
 
 /* ---- 32-element formats, GEMV: eight rows at a time ---------------------
  * The canonical order (x86_tiles.h, scalar.c): per row eight lane chains,

@@ -43,14 +43,14 @@
  * BF16 weights have their own section: llama.cpp's vdpbf16ps kernels, used
  * when the CPU has AVX512_BF16 (else avx2's emulation stays).
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "platform.h"
 
 #include <immintrin.h>
 
 /* The 32-element-format small-batch tiles and GEMV, VNNI flavour. */
 #define X86_AVX512 1
-#include "kernels/x86_tiles.h"
+#include "x86_tiles.h"
 #define RMAX 6
 #define RMAX2 3
 #define GMAX 2

@@ -11,7 +11,7 @@
  * left is avx2.  The features are read once, at the first kernels_* call;
  * a later platform_cpu_mask() does not change the chosen kernels.
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 #include "platform.h"
 #include "util.h"
 

@@ -81,7 +81,7 @@
  * vec_dot_rb, above) too.
  *
  * Only files in src/kernels/ contain intrinsics; everything else calls
- * through these tables (or quant_traits(), which returns kernels_traits()).
+ * through these tables (or kernels_traits(), which returns kernels_traits()).
  */
 #ifndef NJ_KERNELS_H
 #define NJ_KERNELS_H
@@ -172,7 +172,7 @@ const nj_kernels *kernels_get(void);
 /* A specific level's table, or NULL if this CPU/build cannot run it
  * (for tests and benchmarks). */
 const nj_kernels *kernels_at(int level);
-/* Dispatched traits for a type, NULL if unknown.  quant_traits() returns
+/* Dispatched traits for a type, NULL if unknown.  kernels_traits() returns
  * this. */
 const nj_type_traits *kernels_traits(int type);
 /* Level from a name ("scalar", "avx2", "avx512", "neon"), -1 if unknown. */

@@ -21,7 +21,7 @@
  * Activation quantizers follow llama.cpp's ARM path (scalar.c's *_arm
  * variants): d = amax/127, q = round-half-even(x * (1/d)).
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 
 #include <arm_neon.h>
 #include <math.h>

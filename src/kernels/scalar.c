@@ -22,7 +22,7 @@
  * * x)), d = 1/iscale, bsums = sums of 16 consecutive q.  An all-zero block
  * gets d = 0, q = 0 and bsums = 0.
  */
-#include "kernels/kernels.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdbool.h>

@@ -10,7 +10,7 @@
 #ifndef NJ_X86_TILES_H
 #define NJ_X86_TILES_H
 
-#include "kernels/kernels.h"
+#include "kernels.h"
 
 #include <immintrin.h>
 #include <math.h>

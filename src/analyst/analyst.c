@@ -1,0 +1,832 @@
+/*
+ * analyst — see analyst.h for the pipeline.  This file holds the stages'
+ * glue: loading, the verdict cache, the model path (prompt, label scoring,
+ * schema-bound generation) and the verdict's JSON.
+ *
+ * The verdict cache is a hash table of normalised-event keys with an LRU
+ * list; entries own a copy of the verdict (without the per-event fields).
+ * It lives and dies with the analyst, one thread at a time (analyst.h).
+ */
+#include "analyst.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "event.h"
+#include "platform.h"
+#include "render.h"
+#include "retrieve.h"
+#include "sigma.h"
+#include "util.h"
+
+const char *const analyst_label_names[AV_NLABELS] = {"benign", "suspicious", "malicious"};
+
+/* The verdict document the model completes.  Property order is the order
+ * the grammar generates; the verdict is fixed per label (see grammars). */
+const char analyst_verdict_schema[] =
+    "{\"type\": \"object\", \"properties\": {"
+    "\"verdict\": {\"enum\": [\"benign\", \"suspicious\", \"malicious\"]}, "
+    "\"techniques\": {\"type\": \"array\", \"items\": {\"type\": \"string\", "
+    "\"pattern\": \"^T[0-9]{4}(\\\\.[0-9]{3})?$\"}, \"maxItems\": 4}, "
+    "\"summary\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 200}}, "
+    "\"required\": [\"verdict\", \"techniques\", \"summary\"], \"additionalProperties\": false}";
+
+/* ATT&CK v19 renumbered defence-evasion techniques; models trained before
+ * answer with the old ids.  Verdicts carry the current ones (eval/README.md
+ * has the table and its sources). */
+static const char *const attack_renamed[][2] = {
+    {"T1562.001", "T1685"},     {"T1562.006", "T1685"}, {"T1562.012", "T1685.004"},
+    {"T1070.002", "T1685.006"}, {"T1562.003", "T1690"}, {"T1562.004", "T1686"},
+};
+
+#define MAX_EXAMPLES 8
+#define MAX_HITS     16
+#define GEN_MAX      160   /* tokens of techniques + summary */
+
+typedef struct centry {
+    uint64_t       hash;
+    char          *key;
+    json_t        *verdict;     /* label, confidence, techniques, summary, scores, rule_ids */
+    struct centry *next_hash;
+    struct centry *prev, *next; /* LRU, most recent first */
+} centry;
+
+struct analyst {
+    char         data_dir[1024];
+    char         prompt_version[64];
+    char        *system;          /* system prompt text */
+    int          n_examples;
+    double       diversity;
+    int          knn_k;           /* neighbours in the retrieval vote */
+    float        knn_weight;      /* share of the vote in the final probabilities */
+    float        knn[AV_NLABELS]; /* this event's vote (score-weighted label shares) */
+    bool         have_knn;
+    float        bias[AV_NLABELS];
+    int          max_summary_tokens;
+    char         model_name[256];
+    analyst_opts o;
+
+    sigma_rules    *rules;
+    nj_kb          *kb;
+    nj_kb_searcher *searcher;
+
+    /* grammars per label, for the model they were built on */
+    const nj_model *gmodel;
+    nj_grammar     *grammar[AV_NLABELS];
+
+    /* verdict cache */
+    centry      **buckets;
+    size_t        n_buckets, n_entries, capacity;
+    centry       *lru_head, *lru_tail;
+
+    /* scratch reused across events */
+    rbuf          text, user, key, query, gen;
+    int32_t      *toks;
+    int           toks_cap;
+    float        *logits;
+    int           n_vocab;
+
+    analyst_stats st;
+};
+
+/* ---- files ---- */
+
+/* nj_fail with "prefix: <the current error sentence>" (copied first: the
+ * sentence lives in the buffer nj_fail writes). */
+static int fail_prefixed(int code, const char *prefix) {
+    char m[512];
+    snprintf(m, sizeof m, "%s", nj_last_error());
+    return nj_fail(code, "%s: %s", prefix, m);
+}
+
+static char *read_text(const char *path, size_t max, int *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *err = -errno;
+        nj_set_error("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *nb = nj_realloc(buf, cap);
+            if (!nb) {
+                nj_free(buf);
+                fclose(f);
+                *err = -ENOMEM;
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (len > max) {
+            nj_free(buf);
+            fclose(f);
+            *err = NJ_ETOOBIG;
+            nj_set_error("%s: larger than %zu bytes", path, max);
+            return NULL;
+        }
+        if (n == 0) break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        nj_free(buf);
+        *err = -EIO;
+        nj_set_error("%s: read error", path);
+        return NULL;
+    }
+    buf[len] = 0;
+    *err = 0;
+    return buf;
+}
+
+/* dir + "/" + name into out; false (and an error sentence) if it does not fit. */
+static bool path_join(char *out, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap) {
+        nj_set_error("path too long: %s/%s", dir, name);
+        return false;
+    }
+    return true;
+}
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *analyst_data_dir(void) {
+    static char dir[1024];
+    const char *env = getenv("NIGHTJAR_DATA");
+    if (env && *env) {
+        snprintf(dir, sizeof dir, "%s", env);
+        return dir;
+    }
+    char exe[1024];
+    if (platform_exe_path(exe, sizeof exe) > 0) {
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;   /* exe's folder */
+            char probe[1200];
+            if (path_join(probe, sizeof probe, exe, "../share/nightjar/prompts") && is_dir(probe) &&
+                path_join(dir, sizeof dir, exe, "../share/nightjar"))
+                return dir;
+            /* build/nightjar (or build-asan/...) inside the repository */
+            if (path_join(probe, sizeof probe, exe, "../prompts") && is_dir(probe) &&
+                path_join(dir, sizeof dir, exe, ".."))
+                return dir;
+        }
+    }
+    snprintf(dir, sizeof dir, ".");
+    return dir;
+}
+
+static int load_prompt(analyst *a, const char *pdir) {
+    char path[1200];
+    int err = 0;
+    if (!path_join(path, sizeof path, pdir, "prompt.json")) return NJ_ETOOBIG;
+    char *cfg = read_text(path, 1 << 20, &err);
+    if (!cfg) return fail_prefixed(err, "prompt");
+    json_error_t je;
+    json_t *j = json_loads(cfg, 0, &je);
+    nj_free(cfg);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return nj_fail(NJ_EFORMAT, "%s: line %d: %s", path, je.line, je.text);
+    }
+    int rc = 0;
+    const char *ver = json_string_value(json_object_get(j, "version"));
+    const char *sys = json_string_value(json_object_get(j, "system"));
+    if (!ver || !sys || strlen(ver) >= sizeof a->prompt_version) {
+        rc = nj_fail(NJ_EFORMAT, "%s: needs string fields \"version\" and \"system\"", path);
+        goto out;
+    }
+    snprintf(a->prompt_version, sizeof a->prompt_version, "%s", ver);
+    json_t *ne = json_object_get(j, "examples");
+    a->n_examples = json_is_integer(ne) ? (int)json_integer_value(ne) : 4;
+    json_t *dv = json_object_get(j, "example_diversity");
+    a->diversity = json_is_number(dv) ? json_number_value(dv) : 0.0;
+    json_t *kk = json_object_get(j, "knn_k"), *kw = json_object_get(j, "knn_weight");
+    a->knn_k = json_is_integer(kk) ? (int)json_integer_value(kk) : 5;
+    a->knn_weight = json_is_number(kw) ? (float)json_number_value(kw) : 0.0f;
+    json_t *mt = json_object_get(j, "max_summary_tokens");
+    a->max_summary_tokens = json_is_integer(mt) ? (int)json_integer_value(mt) : 96;
+    json_t *bias = json_object_get(j, "label_bias");
+    for (int l = 0; l < AV_NLABELS; l++) {
+        json_t *b = json_object_get(bias, analyst_label_names[l]);
+        a->bias[l] = json_is_number(b) ? (float)json_number_value(b) : 0.0f;
+    }
+    if (a->knn_k < 1 || a->knn_k > MAX_EXAMPLES || a->knn_weight < 0 || a->knn_weight > 1) {
+        rc = nj_fail(NJ_EFORMAT, "%s: knn_k must be 1..%d and knn_weight 0..1", path, MAX_EXAMPLES);
+        goto out;
+    }
+    if (a->n_examples < 0 || a->n_examples > MAX_EXAMPLES || a->diversity < 0 || a->diversity > 1 ||
+        a->max_summary_tokens < 16 || a->max_summary_tokens > GEN_MAX) {
+        rc = nj_fail(NJ_EFORMAT, "%s: examples must be 0..%d, example_diversity 0..1, "
+                     "max_summary_tokens 16..%d", path, MAX_EXAMPLES, GEN_MAX);
+        goto out;
+    }
+    if (!path_join(path, sizeof path, pdir, sys)) {
+        rc = NJ_ETOOBIG;
+        goto out;
+    }
+    a->system = read_text(path, 64 << 10, &err);
+    if (!a->system) rc = fail_prefixed(err, "prompt");
+out:
+    json_decref(j);
+    return rc;
+}
+
+analyst *analyst_new(const analyst_opts *o, int *err) {
+    int rc = 0;
+    analyst *a = nj_calloc(1, sizeof *a);
+    if (!a) { rc = -ENOMEM; goto fail; }
+    event_init();
+    a->o = *o;
+    snprintf(a->data_dir, sizeof a->data_dir, "%s", o->data_dir ? o->data_dir : analyst_data_dir());
+    snprintf(a->model_name, sizeof a->model_name, "%s", o->model_name ? o->model_name : "none");
+    a->o.data_dir = a->o.rules_path = a->o.prompt_dir = a->o.kb_path = a->o.model_name = NULL;
+
+    char path[1200];
+    if (o->prompt_dir) snprintf(path, sizeof path, "%s", o->prompt_dir);
+    else if (!path_join(path, sizeof path, a->data_dir, "prompts/analyst-v1")) { rc = NJ_ETOOBIG; goto fail; }
+    if ((rc = load_prompt(a, path))) goto fail;
+    if (o->n_examples > 0) a->n_examples = NJ_MIN(o->n_examples, MAX_EXAMPLES);
+    if (o->n_examples < 0 || o->no_retrieval) a->n_examples = 0;
+
+    if (!o->no_rules) {
+        a->rules = sigma_rules_new(&rc);
+        if (!a->rules) goto fail;
+        if (!path_join(path, sizeof path, a->data_dir, "rules/nightjar")) { rc = NJ_ETOOBIG; goto fail; }
+        int n = sigma_load_path(a->rules, path);
+        if (n < 0) { rc = fail_prefixed(n, path); goto fail; }
+        if (o->rules_path) {
+            n = sigma_load_path(a->rules, o->rules_path);
+            if (n < 0) { rc = fail_prefixed(n, o->rules_path); goto fail; }
+        }
+    }
+    if (a->n_examples > 0) {
+        if (o->kb_path) snprintf(path, sizeof path, "%s", o->kb_path);
+        else if (!path_join(path, sizeof path, a->data_dir, "kb/examples.jsonl")) { rc = NJ_ETOOBIG; goto fail; }
+        a->kb = kb_load(path, NULL, &rc);
+        if (!a->kb) goto fail;
+        a->searcher = kb_searcher_new(a->kb, &rc);
+        if (!a->searcher) goto fail;
+    }
+    a->capacity = o->cache_entries > 0 ? (size_t)o->cache_entries : 4096;
+    a->n_buckets = 1;
+    while (a->n_buckets < a->capacity * 2) a->n_buckets <<= 1;
+    a->buckets = nj_calloc(a->n_buckets, sizeof *a->buckets);
+    if (!a->buckets) { rc = -ENOMEM; goto fail; }
+    if (err) *err = 0;
+    return a;
+fail:
+    analyst_free(a);
+    if (err) *err = rc ? rc : -ENOMEM;
+    return NULL;
+}
+
+static void cache_clear(analyst *a) {
+    centry *e = a->lru_head;
+    while (e) {
+        centry *n = e->next;
+        json_decref(e->verdict);
+        nj_free(e->key);
+        nj_free(e);
+        e = n;
+    }
+    a->lru_head = a->lru_tail = NULL;
+    a->n_entries = 0;
+    if (a->buckets) memset(a->buckets, 0, a->n_buckets * sizeof *a->buckets);
+}
+
+void analyst_free(analyst *a) {
+    if (!a) return;
+    cache_clear(a);
+    nj_free(a->buckets);
+    for (int l = 0; l < AV_NLABELS; l++) nj_grammar_free(a->grammar[l]);
+    kb_searcher_free(a->searcher);
+    kb_free(a->kb);
+    sigma_rules_free(a->rules);
+    nj_free(a->system);
+    rbuf_free(&a->text);
+    rbuf_free(&a->user);
+    rbuf_free(&a->key);
+    rbuf_free(&a->query);
+    rbuf_free(&a->gen);
+    nj_free(a->toks);
+    nj_free(a->logits);
+    nj_free(a);
+}
+
+int analyst_rule_count(const analyst *a) { return a->rules ? sigma_rule_count(a->rules) : 0; }
+int analyst_rule_skips(const analyst *a) { return a->rules ? sigma_skip_count(a->rules) : 0; }
+void analyst_rule_skip(const analyst *a, int i, char *buf, size_t cap) {
+    const sigma_skip *s = a->rules ? sigma_skip_at(a->rules, i) : NULL;
+    snprintf(buf, cap, "%s: %s", s ? s->file : "?", s ? s->reason : "?");
+}
+const char *analyst_prompt_version(const analyst *a) { return a->prompt_version; }
+void analyst_get_stats(const analyst *a, analyst_stats *out) { *out = a->st; }
+
+/* ---- verdict cache ---- */
+
+static uint64_t fnv1a(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void lru_unlink(analyst *a, centry *e) {
+    if (e->prev) e->prev->next = e->next;
+    else a->lru_head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else a->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_front(analyst *a, centry *e) {
+    e->next = a->lru_head;
+    e->prev = NULL;
+    if (a->lru_head) a->lru_head->prev = e;
+    a->lru_head = e;
+    if (!a->lru_tail) a->lru_tail = e;
+}
+
+static centry *cache_find(analyst *a, const char *key, size_t n) {
+    uint64_t h = fnv1a(key, n);
+    for (centry *e = a->buckets[h & (a->n_buckets - 1)]; e; e = e->next_hash)
+        if (e->hash == h && !strcmp(e->key, key)) {
+            lru_unlink(a, e);
+            lru_front(a, e);
+            return e;
+        }
+    return NULL;
+}
+
+static void cache_drop(analyst *a, centry *e) {
+    centry **pp = &a->buckets[e->hash & (a->n_buckets - 1)];
+    while (*pp != e) pp = &(*pp)->next_hash;
+    *pp = e->next_hash;
+    lru_unlink(a, e);
+    json_decref(e->verdict);
+    nj_free(e->key);
+    nj_free(e);
+    a->n_entries--;
+}
+
+/* Store a copy of v under key (best effort: out of memory just skips). */
+static void cache_put(analyst *a, const char *key, size_t n, const json_t *v) {
+    if (a->o.no_cache) return;
+    centry *e = nj_calloc(1, sizeof *e);
+    if (!e) return;
+    e->key = nj_strndup(key, n);
+    e->verdict = json_deep_copy(v);
+    if (!e->key || !e->verdict) {
+        json_decref(e->verdict);
+        nj_free(e->key);
+        nj_free(e);
+        return;
+    }
+    e->hash = fnv1a(key, n);
+    if (a->n_entries >= a->capacity && a->lru_tail) cache_drop(a, a->lru_tail);
+    centry **b = &a->buckets[e->hash & (a->n_buckets - 1)];
+    e->next_hash = *b;
+    *b = e;
+    lru_front(a, e);
+    a->n_entries++;
+}
+
+/* ---- verdict JSON ---- */
+
+static void push_technique(json_t *arr, const char *t) {
+    for (size_t i = 0; i < NJ_ARRAY_LEN(attack_renamed); i++)
+        if (!strcmp(t, attack_renamed[i][0])) t = attack_renamed[i][1];
+    size_t i;
+    json_t *x;
+    json_array_foreach(arr, i, x) if (!strcmp(json_string_value(x), t)) return;
+    if (json_array_size(arr) < 8) json_array_append_new(arr, json_string(t));
+}
+
+static json_t *verdict_new(int label, double confidence, const char *source) {
+    /* event_id first: verdicts are dumped in insertion order */
+    return json_pack("{s:s, s:s, s:f, s:[], s:s, s:s, s:[]}", "event_id", "", "verdict", analyst_label_names[label],
+                     "confidence", round(confidence * 1000) / 1000, "techniques", "summary", "",
+                     "source", source, "rule_ids");
+}
+
+static int label_of(const json_t *v) {
+    const char *s = json_string_value(json_object_get(v, "verdict"));
+    for (int l = 0; l < AV_NLABELS; l++)
+        if (s && !strcmp(s, analyst_label_names[l])) return l;
+    return AV_BENIGN;
+}
+
+/* ---- stage 1: rules ---- */
+
+/* Authentication rules that need the agent's aggregation (counts over a
+ * window), which Sigma's single-event rules cannot express:
+ *   nightjar-auth-guessing: >= 10 failures from one address in one window
+ *     (auth.count), suspicious: password guessing, or spraying when more
+ *     than one user was tried;
+ *   nightjar-auth-success-after-failures: a success from an address that
+ *     failed >= 5 times just before (auth.after_failures), malicious.
+ * A verdict (new) or NULL. */
+static json_t *auth_rules(const json_t *ev) {
+    const char *kind = event_get_str(ev, EF_KIND);
+    if (!kind || strcmp(kind, "auth")) return NULL;
+    const char *res = event_get_str(ev, EF_AUTH_RESULT);
+    long long count = 0, after = 0;
+    event_get_int(ev, EF_AUTH_COUNT, &count);
+    event_get_int(ev, EF_AUTH_AFTER_FAILURES, &after);
+    const char *id = NULL, *tech = NULL, *sum = NULL;
+    int label = AV_BENIGN;
+    if (res && !strcmp(res, "success") && after >= 5) {
+        label = AV_MALICIOUS;
+        id = "nightjar-auth-success-after-failures";
+        tech = "T1110";
+        sum = "A login succeeded from an address right after repeated failures: a guessed password.";
+    } else if (res && !strcmp(res, "failure") && count >= 10) {
+        json_t *users = event_get(ev, EF_AUTH_USERS);
+        bool spray = json_is_array(users) && json_array_size(users) > 1;
+        label = AV_SUSPICIOUS;
+        id = "nightjar-auth-guessing";
+        tech = spray ? "T1110.003" : "T1110.001";
+        sum = spray ? "Many failed logins for several users from one address: password spraying."
+                    : "Many failed logins for one user from one address: password guessing.";
+    }
+    if (label == AV_BENIGN) return NULL;
+    json_t *v = verdict_new(label, 0.95, "rule");
+    if (!v) return NULL;
+    json_array_append_new(json_object_get(v, "rule_ids"), json_string(id));
+    json_array_append_new(json_object_get(v, "techniques"), json_string(tech));
+    json_object_set_new(v, "summary", json_string(sum));
+    return v;
+}
+
+/* The strongest decision of the rules that match: a verdict (new) or NULL
+ * when no rule decides (also on out of memory: the model then judges). */
+static json_t *rules_judge(analyst *a, const json_t *ev) {
+    if (!a->rules) return NULL;
+    json_t *av = auth_rules(ev);
+    if (av) return av;
+    sigma_event_view view;
+    sigma_json_ctx ctx;
+    sigma_view_from_event(&view, &ctx, ev);
+    sigma_hit hits[MAX_HITS];
+    int n = sigma_match(a->rules, &view, hits, MAX_HITS);
+    if (n > MAX_HITS) n = MAX_HITS;
+    int best = -1, label = AV_BENIGN;
+    for (int i = 0; i < n; i++) {
+        int l = hits[i].level >= SIGMA_HIGH ? AV_MALICIOUS : hits[i].level == SIGMA_MEDIUM ? AV_SUSPICIOUS : AV_BENIGN;
+        if (l > label || (l == label && l > AV_BENIGN && best >= 0 && hits[i].level > hits[best].level)) {
+            label = l;
+            best = i;
+        }
+    }
+    if (label == AV_BENIGN) return NULL;
+    json_t *v = verdict_new(label, hits[best].level >= SIGMA_CRITICAL ? 0.99 : 0.95, "rule");
+    if (!v) return NULL;
+    json_t *tech = json_object_get(v, "techniques"), *ids = json_object_get(v, "rule_ids");
+    for (int i = 0; i < n; i++) {
+        int l = hits[i].level >= SIGMA_HIGH ? AV_MALICIOUS : hits[i].level == SIGMA_MEDIUM ? AV_SUSPICIOUS : AV_BENIGN;
+        if (l != label) continue;
+        json_array_append_new(ids, json_string(hits[i].id));
+        for (int t = 0; t < hits[i].n_techniques; t++) push_technique(tech, hits[i].techniques[t]);
+    }
+    char sum[256];
+    snprintf(sum, sizeof sum, "Sigma rule \"%.180s\" (%s) matched.", hits[best].title,
+             sigma_level_name(hits[best].level));
+    json_object_set_new(v, "summary", json_string(sum));
+    return v;
+}
+
+/* ---- stage 3: the model ---- */
+
+static int ensure_toks(analyst *a, int n) {
+    if (n <= a->toks_cap) return 0;
+    int cap = a->toks_cap ? a->toks_cap : 1024;
+    while (cap < n) cap *= 2;
+    int32_t *t = nj_realloc(a->toks, (size_t)cap * sizeof *t);
+    if (!t) return -ENOMEM;
+    a->toks = t;
+    a->toks_cap = cap;
+    return 0;
+}
+
+/* The retrieval vote: each of the knn_k nearest examples adds its BM25
+ * score to its label; shares of the total in a->knn (have_knn false when
+ * no example shares a token with the event). */
+static void knn_vote(analyst *a, const char *q, size_t qn) {
+    a->have_knn = false;
+    kb_hit hits[MAX_EXAMPLES];
+    int nh = q ? kb_query(a->searcher, q, qn, a->knn_k, NULL, hits) : 0;
+    double sum[AV_NLABELS] = {0}, tot = 0;
+    for (int i = 0; i < nh; i++) {
+        const kb_entry *e = kb_entry_at(a->kb, hits[i].index);
+        sum[e->label] += hits[i].score;
+        tot += hits[i].score;
+    }
+    if (tot <= 0) return;
+    for (int l = 0; l < AV_NLABELS; l++) a->knn[l] = (float)(sum[l] / tot);
+    a->have_knn = true;
+}
+
+/* The user message: examples, then the fenced event. */
+static int build_user(analyst *a, const json_t *ev, int rule_hint) {
+    rbuf *u = &a->user;
+    rbuf_reset(u);
+    a->have_knn = false;
+    if (a->searcher && a->n_examples > 0) {
+        size_t qn = 0;
+        const char *q = render_query(&a->query, ev, &qn);
+        knn_vote(a, q, qn);
+        kb_hit hits[MAX_EXAMPLES];
+        kb_query_opts qo = {.diversity = a->diversity};
+        int nh = q ? kb_query(a->searcher, q, qn, a->n_examples, &qo, hits) : 0;
+        if (nh > 0) {
+            rbuf_puts(u, "Labelled examples of similar commands:\n");
+            /* most similar last, nearest to the event */
+            for (int i = nh - 1; i >= 0; i--) {
+                const kb_entry *e = kb_entry_at(a->kb, hits[i].index);
+                rbuf_puts(u, "- ");
+                rbuf_put_quoted(u, e->cmd, strlen(e->cmd));
+                rbuf_printf(u, " -> %s", kb_label_name((int)e->label));
+                if (e->technique) rbuf_printf(u, " (%s)", e->technique);
+                if (e->why) {
+                    rbuf_puts(u, ": ");
+                    rbuf_puts(u, e->why);
+                }
+                rbuf_puts(u, "\n");
+            }
+            rbuf_puts(u, "\n");
+        }
+    }
+    if (rule_hint == AV_SUSPICIOUS)
+        rbuf_puts(u, "A detection rule already rates this event at least suspicious.\n\n");
+    rbuf_puts(u, "<event>\n");
+    rbuf_reset(&a->text);
+    int rc = render_event(&a->text, ev, false);
+    if (rc) return rc;
+    rbuf_put(u, a->text.s, a->text.len);
+    rbuf_puts(u, "</event>");
+    return u->oom ? -ENOMEM : 0;
+}
+
+static const char verdict_prefix[] = "{\"verdict\": \"";
+
+/* Prompt tokens into a->toks: chat(system, user) + the assistant's opening
+ * of the verdict document.  Returns the count or < 0. */
+static int build_prompt(analyst *a, nj_model *m, int n_ctx) {
+    nj_chat_msg msgs[2] = {{"system", a->system}, {"user", a->user.s}};
+    int n = nj_chat_tokenize(m, NULL, msgs, 2, true, a->toks, a->toks_cap);
+    if (n > a->toks_cap) {
+        if (ensure_toks(a, n + 64)) return -ENOMEM;
+        n = nj_chat_tokenize(m, NULL, msgs, 2, true, a->toks, a->toks_cap);
+    }
+    if (n < 0) return n;
+    if (ensure_toks(a, n + 64)) return -ENOMEM;
+    int k = nj_tokenize(m, verdict_prefix, strlen(verdict_prefix), false, false, a->toks + n, 64);
+    if (k < 0 || k > 64) return k < 0 ? k : NJ_ESTATE;
+    n += k;
+    if (n + GEN_MAX + 8 > n_ctx)
+        return nj_fail(NJ_ECTX, "the event's prompt (%d tokens) does not fit the context (%d)", n, n_ctx);
+    return n;
+}
+
+static int ensure_grammars(analyst *a, const nj_model *m) {
+    if (a->gmodel == m && a->grammar[0]) return 0;
+    for (int l = 0; l < AV_NLABELS; l++) {
+        nj_grammar_free(a->grammar[l]);
+        a->grammar[l] = NULL;
+    }
+    a->gmodel = m;
+    for (int l = 0; l < AV_NLABELS; l++) {
+        char schema[1024];
+        /* the analyst's schema with the verdict fixed to the scored label */
+        snprintf(schema, sizeof schema,
+                 "{\"type\": \"object\", \"properties\": {\"verdict\": {\"const\": \"%s\"}, "
+                 "\"techniques\": {\"type\": \"array\", \"items\": {\"type\": \"string\", "
+                 "\"pattern\": \"^T[0-9]{4}(\\\\.[0-9]{3})?$\"}, \"maxItems\": 4}, "
+                 "\"summary\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 200}}, "
+                 "\"required\": [\"verdict\", \"techniques\", \"summary\"], "
+                 "\"additionalProperties\": false}", analyst_label_names[l]);
+        int err = 0;
+        a->grammar[l] = nj_grammar_from_schema(m, schema, &err);
+        if (!a->grammar[l]) return err;
+    }
+    return 0;
+}
+
+static int append_piece(analyst *a, nj_model *m, int32_t id) {
+    char buf[256];
+    int n = nj_token_to_piece(m, id, false, buf, sizeof buf);
+    if (n < 0) return n;
+    if ((size_t)n > sizeof buf) return NJ_ESTATE;
+    rbuf_put(&a->gen, buf, (size_t)n);
+    return a->gen.oom ? -ENOMEM : 0;
+}
+
+/* Generate the rest of the verdict document for `label` after the prompt
+ * (which ends with the verdict prefix; its logits are current).  The
+ * document's text ends up in a->gen.  0 or < 0. */
+static int generate_rest(analyst *a, nj_model *m, nj_session *s, int label, int max_tokens) {
+    int rc = ensure_grammars(a, m);
+    if (rc) return rc;
+    nj_grammar *g = a->grammar[label];
+    nj_grammar_reset(g);
+    rbuf_reset(&a->gen);
+    nj_model_desc d;
+    nj_model_describe(m, &d);
+    if (!a->logits || a->n_vocab != d.n_vocab) {
+        nj_free(a->logits);
+        a->logits = nj_malloc((size_t)d.n_vocab * sizeof *a->logits);
+        if (!a->logits) return -ENOMEM;
+        a->n_vocab = d.n_vocab;
+    }
+    /* the grammar walks the prefix the session already holds */
+    int32_t pre[64];
+    int np = nj_tokenize(m, verdict_prefix, strlen(verdict_prefix), false, false, pre, 64);
+    if (np < 0 || np > 64) return np < 0 ? np : NJ_ESTATE;
+    for (int i = 0; i < np; i++)
+        if ((rc = nj_grammar_accept(g, pre[i]))) return nj_fail(rc, "verdict grammar refused its own prefix");
+    rbuf_puts(&a->gen, verdict_prefix);
+
+    int32_t batch[64];
+    int produced = 0;
+    while (produced < max_tokens) {
+        int nf = nj_grammar_forced(g, batch, (int)NJ_ARRAY_LEN(batch));
+        if (nf < 0) return nf;
+        if (nf == 0) {
+            int done = nj_grammar_done(g);
+            if (done == 2) break;
+            memcpy(a->logits, nj_session_logits(s), (size_t)a->n_vocab * sizeof *a->logits);
+            int allowed = nj_grammar_mask(g, a->logits);
+            if (allowed < 0) return allowed;
+            int32_t best = 0;
+            for (int v = 1; v < a->n_vocab; v++)
+                if (a->logits[v] > a->logits[best]) best = v;
+            if (nj_token_is_eog(m, best)) break;   /* allowed only when complete */
+            batch[0] = best;
+            nf = 1;
+        }
+        for (int i = 0; i < nf; i++) {
+            if ((rc = nj_grammar_accept(g, batch[i]))) return rc;
+            if ((rc = append_piece(a, m, batch[i]))) return rc;
+        }
+        produced += nf;
+        if (nj_grammar_done(g) == 2) break;
+        if ((rc = nj_session_eval(s, batch, nf))) return rc;
+        a->st.generated += (unsigned long long)nf;
+    }
+    if (nj_grammar_done(g) == 0) {
+        /* out of budget: close the document the shortest way */
+        int32_t close[64];
+        int nc = nj_grammar_close(g, close, (int)NJ_ARRAY_LEN(close));
+        if (nc < 0 || nc > (int)NJ_ARRAY_LEN(close)) return nc < 0 ? nc : NJ_ESTATE;
+        for (int i = 0; i < nc; i++) {
+            if ((rc = nj_grammar_accept(g, close[i]))) return rc;
+            if ((rc = append_piece(a, m, close[i]))) return rc;
+        }
+    }
+    return 0;
+}
+
+/* The model's verdict (new) for ev; rule_label is the rules' floor. */
+static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, int rule_label,
+                       json_t **out) {
+    *out = NULL;
+    int rc = build_user(a, ev, rule_label);
+    if (rc) return rc;
+    if (!a->toks && ensure_toks(a, 1024)) return -ENOMEM;
+    int n = build_prompt(a, m, nj_session_n_ctx(s));
+    if (n < 0) return n;
+    int reused = 0;
+    if ((rc = nj_session_eval_reuse(s, a->toks, n, &reused))) return rc;
+    a->st.prompt_tokens += (unsigned long long)n;
+    a->st.prompt_tokens_reused += (unsigned long long)reused;
+
+    float probs[AV_NLABELS], lp[AV_NLABELS];
+    rc = nj_score_labels(s, analyst_label_names, AV_NLABELS, probs, lp);
+    if (rc < 0) return rc;
+    /* calibration: additive biases on the log-probabilities, softmax, then
+     * the retrieval vote mixed in with its weight */
+    double mx = -INFINITY, z = 0;
+    for (int l = 0; l < AV_NLABELS; l++) mx = fmax(mx, lp[l] + a->bias[l]);
+    for (int l = 0; l < AV_NLABELS; l++) z += exp(lp[l] + a->bias[l] - mx);
+    int label = 0;
+    float w = a->have_knn ? a->knn_weight : 0.0f;
+    for (int l = 0; l < AV_NLABELS; l++) {
+        probs[l] = (1.0f - w) * (float)(exp(lp[l] + a->bias[l] - mx) / z) + w * (a->have_knn ? a->knn[l] : 0.0f);
+        if (probs[l] > probs[label]) label = l;
+    }
+    if (label < rule_label) label = rule_label;   /* a rule is never lowered */
+
+    json_t *v = verdict_new(label, probs[label], "model");
+    if (!v) return -ENOMEM;
+    json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
+                                               "suspicious", round(probs[1] * 1000) / 1000,
+                                               "malicious", round(probs[2] * 1000) / 1000));
+    if (a->o.explain)   /* the raw evidence, for calibration */
+        json_object_set_new(v, "explain", json_pack("{s:[f,f,f], s:[f,f,f], s:b}", "logprobs", lp[0], lp[1], lp[2],
+                                                    "knn", a->knn[0], a->knn[1], a->knn[2], "have_knn", a->have_knn));
+    bool gen = !a->o.label_only && (a->o.full || label != AV_BENIGN);
+    if (!gen) {
+        char sum[128];
+        snprintf(sum, sizeof sum, "Judged %s by the model (p = %.2f); no rule matched.",
+                 analyst_label_names[label], probs[label]);
+        json_object_set_new(v, "summary", json_string(sum));
+    }
+    if (gen) {
+        rc = generate_rest(a, m, s, label, a->max_summary_tokens);
+        if (rc) {
+            json_decref(v);
+            return rc;
+        }
+        json_error_t je;
+        json_t *doc = json_loadb(a->gen.s, a->gen.len, 0, &je);
+        if (!json_is_object(doc)) {
+            json_decref(doc);
+            json_decref(v);
+            return nj_fail(NJ_ESTATE, "the schema-bound verdict did not parse: %s", je.text);
+        }
+        json_t *tech = json_object_get(v, "techniques");
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(doc, "techniques"), i, t) push_technique(tech, json_string_value(t));
+        json_object_set(v, "summary", json_object_get(doc, "summary"));
+        json_decref(doc);
+    }
+    *out = v;
+    return 0;
+}
+
+/* ---- the pipeline ---- */
+
+int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, json_t **verdict) {
+    double t0 = nj_now();
+    *verdict = NULL;
+    a->st.events++;
+    json_t *v = rules_judge(a, ev);
+    int rule_label = v ? label_of(v) : AV_BENIGN;
+    json_t *rule_ids = v ? json_incref(json_object_get(v, "rule_ids")) : NULL;
+    if (v && rule_label == AV_MALICIOUS) {
+        a->st.by_rule++;
+    } else if (!m || !s) {
+        if (!v) v = verdict_new(AV_BENIGN, 0.5, "rule");
+        if (v && rule_label == AV_BENIGN) json_object_set_new(v, "summary", json_string("No rule matched."));
+        a->st.by_rule++;
+    } else {
+        /* cache key: model, prompt, settings, the masked event */
+        rbuf_reset(&a->key);
+        rbuf_printf(&a->key, "%s\n%s\n%d %d %d %d\n", a->model_name, a->prompt_version, a->n_examples,
+                    rule_label, a->o.label_only, a->o.full);
+        int rc = render_event(&a->key, ev, true);
+        centry *hit = NULL;
+        if (!rc && !a->o.no_cache) {
+            a->st.cache_lookups++;
+            hit = cache_find(a, a->key.s, a->key.len);
+        }
+        if (hit) {
+            json_decref(v);
+            v = json_deep_copy(hit->verdict);
+            if (v) json_object_set_new(v, "source", json_string("cache"));
+            a->st.by_cache++;
+        } else {
+            json_t *mv = NULL;
+            rc = model_judge(a, m, s, ev, rule_label, &mv);
+            if (rc) {
+                json_decref(v);
+                json_decref(rule_ids);
+                return rc;
+            }
+            if (v && label_of(mv) == rule_label) {
+                /* the model agrees with the rule: the rule decided */
+                json_decref(mv);
+                a->st.by_rule++;
+            } else {
+                json_decref(v);
+                v = mv;
+                if (rule_ids) json_object_set(v, "rule_ids", rule_ids);
+                a->st.by_model++;
+                if (!a->key.oom) cache_put(a, a->key.s, a->key.len, v);
+            }
+        }
+    }
+    json_decref(rule_ids);
+    if (!v) return -ENOMEM;
+    const char *id = event_get_str(ev, EF_ID);
+    json_object_set_new(v, "event_id", json_string(id ? id : ""));
+    json_object_set_new(v, "model", json_string(a->model_name));
+    json_object_set_new(v, "prompt", json_string(a->prompt_version));
+    json_object_set_new(v, "latency_ms", json_real(round((nj_now() - t0) * 1e4) / 10));
+    *verdict = v;
+    return 0;
+}

@@ -1,0 +1,113 @@
+/*
+ * analyst — one canonical event in, one verdict out.
+ *
+ * Purpose.  This is why nightjar exists: given an endpoint event (see
+ * docs/event.md), say whether it is benign, suspicious or malicious, which
+ * ATT&CK techniques it shows and why, in a verdict that always parses, fast
+ * enough for a laptop (<= 2.5 s per event) and hard to talk out of a
+ * detection.
+ *
+ * Pipeline, cheapest first (each stage may decide; later stages run only
+ * for what earlier ones left open):
+ *   1. Sigma rules (sigma.h): the team's pack in rules/nightjar plus any
+ *      --rules DIR (a SigmaHQ checkout works).  A hit of level high or
+ *      critical is malicious, medium is suspicious; the verdict comes from
+ *      the rule (source "rule") and the model is not asked.  A suspicious
+ *      rule verdict is still shown to the model, which may raise it to
+ *      malicious but never lower it: no text in an event can undo a rule.
+ *   2. The verdict cache: the same event, with its volatile parts masked
+ *      (render.h), judged by the same model and prompt version, gets the
+ *      stored verdict (source "cache").
+ *   3. The model (source "model"): the fixed system prompt (a prefix the
+ *      engine keeps in its KV cache), then the nearest labelled examples of
+ *      the command line from the knowledge base (retrieve.h, BM25), then the
+ *      event, fenced and escaped.  The assistant turn starts with
+ *      {"verdict": " and the label comes from the model's probabilities of
+ *      "benign", "suspicious" and "malicious" at that position
+ *      (nj_score_labels: one forward pass over the event, plus the label
+ *      tokens), with per-label biases from the prompt's calibration.  Only
+ *      when the verdict is not benign (or when asked: full) are techniques
+ *      and summary generated, under the verdict JSON schema (nj_grammar:
+ *      the document always parses; forced tokens are fast-forwarded).
+ *
+ * Provenance.  Every verdict names its source, the rules that decided it,
+ * the model file and the prompt version (prompts/<version>/), and its
+ * latency.
+ *
+ * Ownership and threads.  An analyst owns its rules, knowledge base, prompt
+ * text and verdict cache.  analyst_judge mutates the cache and uses the
+ * session it is given, so one analyst is used by one thread at a time (the
+ * service's engine thread, or the CLI's main thread).  The model and session
+ * are borrowed for the call.
+ */
+#ifndef NJ_ANALYST_H
+#define NJ_ANALYST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "nightjar.h"
+
+typedef struct analyst analyst;
+
+enum { AV_BENIGN = 0, AV_SUSPICIOUS = 1, AV_MALICIOUS = 2, AV_NLABELS = 3 };
+extern const char *const analyst_label_names[AV_NLABELS];
+
+typedef struct analyst_opts {
+    const char *data_dir;      /* holds rules/, kb/, prompts/; NULL: analyst_data_dir() */
+    const char *rules_path;    /* extra Sigma rules (file or directory), or NULL */
+    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v1 */
+    const char *kb_path;       /* NULL: <data>/kb/examples.jsonl */
+    const char *model_name;    /* provenance ("model" field); NULL: "none" */
+    bool        no_rules;      /* skip stage 1 (the pack and rules_path) */
+    bool        no_retrieval;  /* no examples in the prompt */
+    bool        no_cache;      /* skip stage 2 */
+    bool        label_only;    /* never generate techniques and summary */
+    bool        full;          /* always generate them, benign included */
+    bool        explain;       /* model verdicts carry "explain": raw log-probabilities and the retrieval vote */
+    int         n_examples;    /* examples per prompt; 0: the prompt's own; < 0: none */
+    int         cache_entries; /* verdict cache capacity; 0: 4096 */
+} analyst_opts;
+
+/* The folder holding rules/, kb/ and prompts/: $NIGHTJAR_DATA, else
+ * <exe>/../share/nightjar when it exists, else the repository root when
+ * the binary runs from a build folder inside it, else ".".  Static buffer. */
+const char *analyst_data_dir(void);
+
+/* Loads rules, knowledge base and prompt.  NULL with *err and
+ * nj_last_error() (naming the file) when one cannot be read; rules that
+ * Sigma cannot load are skips, not errors (analyst_rule_skips). */
+analyst *analyst_new(const analyst_opts *o, int *err);
+void     analyst_free(analyst *a);
+
+int         analyst_rule_count(const analyst *a);
+int         analyst_rule_skips(const analyst *a);
+/* Skip i: "file: reason" into buf. */
+void        analyst_rule_skip(const analyst *a, int i, char *buf, size_t cap);
+const char *analyst_prompt_version(const analyst *a);
+
+/* Judge one canonical event (validated by the caller: event_validate).
+ * m and s may be NULL: then only rules decide, and an event no rule
+ * decides is benign with source "rule" and no rule ids.  On success
+ * *verdict is a new JSON object (json_decref it):
+ *   {"event_id", "verdict", "confidence", "techniques": [...], "summary",
+ *    "source": "rule"|"model"|"cache", "rule_ids": [...], "model", "prompt",
+ *    "scores": {"benign", "suspicious", "malicious"} (model path only),
+ *    "latency_ms"}
+ * Returns 0 or < 0 with nj_last_error(); the session may have been
+ * changed either way (its cached prefix is kept when it can be). */
+int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *event, json_t **verdict);
+
+/* Counters since analyst_new (for /metrics and eval). */
+typedef struct analyst_stats {
+    unsigned long long events, by_rule, by_cache, by_model, cache_lookups, generated;
+    unsigned long long prompt_tokens, prompt_tokens_reused;
+} analyst_stats;
+void analyst_get_stats(const analyst *a, analyst_stats *out);
+
+/* The verdict JSON schema (the document the model completes). */
+extern const char analyst_verdict_schema[];
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * worker — the engine thread of `nightjar serve`: a request queue, one thread
+ * that runs requests through the model one at a time, and the model's life
+ * cycle (memory-budget check, load, idle unload, transparent reload).
+ *
+ * Requests.  The queue takes jobs of its own type, worker_job: a generation
+ * (chat messages or a raw prompt, with sampling settings, stop strings and
+ * max_tokens) or a task (a function run on the engine thread with the loaded
+ * model and session, e.g. the analyst judging events).  Front ends translate
+ * into it: the OpenAI layer (oai.c, via server.c) for /v1/chat/completions
+ * and /v1/completions, the analyst's /v1/analyze for its tasks.  A job's
+ * strings are borrowed from storage the job owns (`owner`, released with
+ * `release` when the request is freed), so the worker knows no wire format.
+ *
+ * Threads and ownership.
+ *   - HTTP threads create a worker_req (owning its job), submit it, then
+ *     wait on the request's own mutex/condvar for output.
+ *   - The engine thread pops the highest-priority request (FIFO within a
+ *     priority), evaluates it and appends the released text to the request
+ *     under the request's mutex, signalling its condvar per token.
+ *   - The model, session, sampler and KV-prefix record belong to the engine
+ *     thread alone (after worker_new returns).  Nothing else touches them.
+ *   - worker.mu protects the queue, the status snapshot read by /health and
+ *     the live settings.  The engine thread never holds it while evaluating,
+ *     so /health never waits for inference.
+ *   Lock order: worker.mu before worker_req.mu (the engine takes them one at
+ *   a time; only worker_abort nests them in that order).
+ *   - worker_req is reference counted (submitter + engine); the last unref
+ *     frees it.
+ *
+ * Idle.  With an empty queue the engine thread sleeps on the queue condvar.
+ * When a model is loaded and idle_unload > 0 the sleep is a timed wait until
+ * last_activity + idle_unload: one wakeup per idle period, then (if still
+ * idle) the session and model are freed and the thread sleeps untimed.  No
+ * periodic timers anywhere.  The next request loads the model again.
+ */
+#ifndef NJ_WORKER_H
+#define NJ_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "nightjar.h"
+
+typedef struct nj_worker nj_worker;
+
+/* Priority classes, most urgent first; FIFO within a class. */
+enum { WPRIO_HIGH = 0, WPRIO_NORMAL = 1, WPRIO_LOW = 2, WPRIO_COUNT = 3 };
+enum { WJOB_CHAT = 0, WJOB_COMPLETION = 1, WJOB_TASK = 2 };
+#define WORKER_MAX_STOP 8
+
+/* A task: runs on the engine thread with the model loaded and the session
+ * free for its use (its KV content is the task's to change; the worker
+ * forgets its cached prefix afterwards unless the task reports keep).
+ * Writes a nj_malloc'd result into *out (the request's text) and returns 0,
+ * or returns < 0 with nj_last_error() set (the request fails with 500, or
+ * 400 for -EINVAL / NJ_EFORMAT). */
+typedef int (*worker_task_fn)(void *arg, nj_model *m, nj_session *s, char **out, size_t *out_len);
+
+typedef struct worker_job {
+    int          kind;            /* WJOB_* */
+    int          priority;        /* WPRIO_* */
+    /* WJOB_CHAT: messages; WJOB_COMPLETION: raw prompt (template markers in
+     * it are parsed as special tokens: the caller's own text) */
+    const nj_chat_msg *msgs;
+    int          n_msgs;
+    const char  *prompt;
+    size_t       prompt_len;
+    int          max_tokens;      /* -1: the worker's default */
+    /* sampling: has_* says whether the field was given */
+    bool  has_temperature, has_top_p, has_top_k, has_min_p, has_repeat_penalty, has_seed;
+    float temperature, top_p, min_p, repeat_penalty;
+    int   top_k;
+    uint64_t seed;
+    const char *stop[WORKER_MAX_STOP];
+    size_t      stop_len[WORKER_MAX_STOP];
+    int         n_stop;
+    /* WJOB_TASK */
+    worker_task_fn task;
+    void          *task_arg;
+    /* storage the strings above live in; release(owner) when the request is freed */
+    void  *owner;
+    void (*release)(void *owner);
+} worker_job;
+
+/* QUEUED covers waiting, (re)loading the model and validating the prompt;
+ * RUNNING starts once the request is known to fit (its answer will be 200). */
+enum { WREQ_QUEUED = 0, WREQ_RUNNING, WREQ_DONE };
+
+typedef struct worker_req {
+    /* set before submit, read-only afterwards */
+    worker_job  in;
+    double      t_submit;
+
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int         state;             /* WREQ_* */
+    char       *text;              /* generated text, `released` bytes final */
+    size_t      len, cap, released;
+    const char *finish;            /* "stop" / "length" once done */
+    int         status;            /* HTTP status when done: 200 or an error */
+    const char *err_type;          /* OpenAI error type when status != 200 */
+    char        err_msg[512];
+    /* numbers for a context error: n_prompt, max_tokens, n_ctx (-1: unset) */
+    long long   ctx_numbers[3];
+    int         n_prompt, n_gen, n_cached;
+
+    atomic_bool cancel;            /* client gone or shutdown: stop early */
+    atomic_int  refs;
+    struct worker_req *next;       /* queue link, under worker.mu */
+} worker_req;
+
+typedef struct worker_params {
+    const char *model_path;
+    int         threads;
+    int         ctx_size;
+    int         kv_type;
+    uint64_t    mem_budget;
+    const char *chat_template;     /* NULL: the model's */
+    int         idle_unload;       /* seconds, 0 = never */
+    int         max_queue;
+    int         default_max_tokens;
+    int         qos;               /* NJ_QOS_* or -1 */
+    nj_metrics *metrics;           /* borrowed, outlives the worker */
+} worker_params;
+
+/* Status snapshot for /health. */
+typedef struct worker_status {
+    bool     loaded;
+    bool     busy;
+    int      queued[WPRIO_COUNT];
+    int      n_ctx;                /* context of the loaded session (or last) */
+    int      ctx_requested;
+    bool     ctx_shrunk;           /* the memory budget made the context smaller */
+    uint64_t mem_estimate;         /* bytes, for the chosen context */
+    uint64_t mem_budget;
+    double   last_load_seconds;
+    double   idle_seconds;         /* since the last request finished */
+    int      idle_unload;
+    char     note[256];            /* e.g. why the context was shrunk */
+    char     model_name[128];
+} worker_status;
+
+/* Load the model (checking the memory budget) and start the engine thread.
+ * NULL with *err and nj_last_error() on failure (e.g. NJ_ETOOBIG with the
+ * numbers when the model cannot fit the budget). */
+nj_worker *worker_new(const worker_params *p, int *err);
+/* Stop the thread (queued requests are failed with 503) and free all. */
+void       worker_free(nj_worker *w);
+
+/* A request ready to submit: takes ownership of *job (zeroed afterwards;
+ * its owner is released with the request, also on failure here).  One
+ * reference, held by the caller. */
+worker_req *worker_req_new(worker_job *job, int *err);
+void        worker_req_unref(worker_req *r);
+
+/* Queue a request (the worker takes its own reference).  -EAGAIN when the
+ * queue is full, NJ_ESTATE when shutting down. */
+int  worker_submit(nj_worker *w, worker_req *r);
+
+/* Block until the request was validated against the model (tokenized, fits
+ * the context) and started (RUNNING), or finished (DONE, maybe an error). */
+int  worker_req_wait_started(worker_req *r);
+/* Block until the request is done. */
+void worker_req_wait_done(worker_req *r);
+
+/* Live settings. */
+void worker_set_idle_unload(nj_worker *w, int seconds);
+void worker_set_limits(nj_worker *w, int max_queue, int default_max_tokens);
+
+void worker_get_status(nj_worker *w, worker_status *out);
+/* Model id for /v1/models (file name of the model), static for the worker's life. */
+const char *worker_model_id(const nj_worker *w);
+
+/* Shutdown helpers: wait until the queue is empty and the engine idle, up to
+ * timeout seconds (0 or -ETIMEDOUT); stop accepting new submissions; cancel
+ * everything queued or running. */
+void worker_close(nj_worker *w);
+int  worker_drain(nj_worker *w, double timeout);
+void worker_abort(nj_worker *w);
+
+#endif
