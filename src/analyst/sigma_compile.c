@@ -660,12 +660,27 @@ static int compile_item(cstate *c, sj_item *it, const char *key, size_t keylen, 
         if (!v->anch_start) fs = 0;
         if (!v->anch_end) ls = 0;
     }
+    /* Width 2 (byte pairs) when every end piece has two bytes. */
     for (int i = 0; i < nv && (fs || ls); i++) {
         const sj_val *v = &it->val[i];
-        unsigned char a = (unsigned char)v->seg[0].s[0];
-        unsigned char z = (unsigned char)v->seg[v->nseg - 1].s[v->seg[v->nseg - 1].n - 1];
-        if (fs) it->first[a >> 6] |= (uint64_t)1 << (a & 63);
-        if (ls) it->last[z >> 6] |= (uint64_t)1 << (z & 63);
+        if (fs == 2 || (fs && i == 0)) fs = v->seg[0].n >= 2 ? 2 : 1;
+        if (fs == 2 && v->seg[0].n < 2) fs = 1;
+        if (ls && i == 0) ls = v->seg[v->nseg - 1].n >= 2 ? 2 : 1;
+        if (ls == 2 && v->seg[v->nseg - 1].n < 2) ls = 1;
+    }
+    for (int i = 0; i < nv && (fs || ls); i++) {
+        const sj_val *v = &it->val[i];
+        const unsigned char *a = (const unsigned char *)v->seg[0].s;
+        const sj_seg *zs = &v->seg[v->nseg - 1];
+        const unsigned char *z = (const unsigned char *)zs->s + zs->n - 1;
+        if (fs) {
+            unsigned k = sj_end_key(a[0], fs == 2 ? a[1] : 0, fs);
+            it->first[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
+        if (ls) {
+            unsigned k = sj_end_key(ls == 2 ? z[-1] : z[0], z[0], ls);
+            it->last[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
     }
     it->has_first = (uint8_t)fs;
     it->has_last = (uint8_t)ls;

@@ -68,11 +68,19 @@ typedef struct sj_item {
     int cost;                 /* evaluation order inside a map: cheap first */
     sj_val *val;
     /* When every value is a case-folded glob anchored at that end: the set
-     * of possible first / last bytes, so most events fail the item with one
-     * bit test instead of a loop over dozens of values. */
+     * of possible first / last bytes (width 1), or of hashed first / last
+     * byte pairs when every value's end piece has two bytes (width 2; see
+     * sj_end_key), so most events fail the item with one bit test instead of
+     * a loop over dozens of values.  Width 0: no set. */
     uint8_t has_first, has_last;
     uint64_t first[4], last[4];
 } sj_item;
+
+/* Key of an end set: the byte itself, or a hash of the pair (A, B) as they
+ * appear in the text (A before B), in 0..255. */
+static inline unsigned sj_end_key(unsigned char a, unsigned char b, int width) {
+    return width == 2 ? (unsigned)(sj_bigram(a, b) & 255) : (unsigned)(width == 1 ? a : b);
+}
 
 typedef struct sj_map { int nitem; sj_item *item; } sj_map;
 
@@ -145,6 +153,11 @@ int sj_field(sigma_rules *rs, const char *name, size_t n);
 /* Compile the YAML document DOC (yaml_document_t *) into R.  Returns 0,
  * 1 when the rule is skipped (reason written to WHY), or -ENOMEM. */
 int sj_compile(sigma_rules *rs, sj_rule *r, void *doc, char *why, size_t whylen);
+
+/* Test knob (sigma_eval.c): nonzero = skip the item end sets, the rule
+ * prefilters and the regex literals, so tests can check that the filters
+ * never change an answer.  Never set outside tests. */
+extern int sj_no_prefilter;
 
 /* Match-time PCRE2 allocator (sigma_eval.c). */
 void *sj_md_alloc(size_t n, void *data);

