@@ -14,8 +14,10 @@
  *     program instead (caseless, dot-all), so the glob path stays simple;
  *   - `re` compiles with PCRE2 (UTF, invalid UTF tolerated) and JIT;
  *   - base64 / base64offset are encoded here and matched case-sensitively.
- * Unsupported features skip the rule with a one-sentence reason; nothing
- * here fails except on out-of-memory.
+ * Last, set_pre derives the rule's prefilter (sj_pre): the cheapest test
+ * every match must pass, so the matcher can drop most rules without walking
+ * them.  Unsupported features skip the rule with a one-sentence reason;
+ * nothing here fails except on out-of-memory.
  *
  * Untrusted input: a rule file may come from anywhere.  YAML aliases may make
  * a small document expand into a huge tree, so the walk counts values and
@@ -389,7 +391,7 @@ static int compile_glob(cstate *c, sj_val *v, const char *s, size_t n, int mods,
             }
             else sb_lit(&b, ch);
         }
-        if (!open_end) sb_put(&b, "$", 1);
+        if (!open_end) sb_put(&b, "\\z", 2);      /* not $: it also matches before a final newline */
         if (b.oom) { nj_free(b.p); return oom(c); }
         int rc = compile_re(c, v, b.p, b.n, 0);
         nj_free(b.p);
@@ -658,12 +660,27 @@ static int compile_item(cstate *c, sj_item *it, const char *key, size_t keylen, 
         if (!v->anch_start) fs = 0;
         if (!v->anch_end) ls = 0;
     }
+    /* Width 2 (byte pairs) when every end piece has two bytes. */
     for (int i = 0; i < nv && (fs || ls); i++) {
         const sj_val *v = &it->val[i];
-        unsigned char a = (unsigned char)v->seg[0].s[0];
-        unsigned char z = (unsigned char)v->seg[v->nseg - 1].s[v->seg[v->nseg - 1].n - 1];
-        if (fs) it->first[a >> 6] |= (uint64_t)1 << (a & 63);
-        if (ls) it->last[z >> 6] |= (uint64_t)1 << (z & 63);
+        if (fs == 2 || (fs && i == 0)) fs = v->seg[0].n >= 2 ? 2 : 1;
+        if (fs == 2 && v->seg[0].n < 2) fs = 1;
+        if (ls && i == 0) ls = v->seg[v->nseg - 1].n >= 2 ? 2 : 1;
+        if (ls == 2 && v->seg[v->nseg - 1].n < 2) ls = 1;
+    }
+    for (int i = 0; i < nv && (fs || ls); i++) {
+        const sj_val *v = &it->val[i];
+        const unsigned char *a = (const unsigned char *)v->seg[0].s;
+        const sj_seg *zs = &v->seg[v->nseg - 1];
+        const unsigned char *z = (const unsigned char *)zs->s + zs->n - 1;
+        if (fs) {
+            unsigned k = sj_end_key(a[0], fs == 2 ? a[1] : 0, fs);
+            it->first[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
+        if (ls) {
+            unsigned k = sj_end_key(ls == 2 ? z[-1] : z[0], z[0], ls);
+            it->last[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
     }
     it->has_first = (uint8_t)fs;
     it->has_last = (uint8_t)ls;
@@ -946,67 +963,132 @@ static const sj_seg *bg_seg(const sj_val *v) {
     return best;
 }
 
-/* Find an item that every match of condition C must satisfy: prefer one
- * with first/last byte sets (fewest allowed bytes, score < 1000), else one
- * whose values all have a literal (fewest values, score 1000 + count). */
-static void find_pre(const sj_rule *r, const sj_cond *c, const sj_item **best, int *score) {
+/* An item that every match of condition C must satisfy and that has
+ * first/last byte sets, with the fewest allowed bytes.  Only AND, 'all of'
+ * and single-map selections pass necessity down. */
+static void find_mask(const sj_rule *r, const sj_cond *c, const sj_item **best, int *score) {
     switch (c->op) {
     case C_SEL: {
         const sj_sel *s = &r->sel[c->sel];
         if (s->nmap != 1) return;
         for (int i = 0; i < s->map->nitem; i++) {
             const sj_item *it = &s->map->item[i];
-            int sc;
-            if (it->has_first | it->has_last) {
-                int bits = 0;
-                for (int k = 0; k < 4; k++)
-                    bits += __builtin_popcountll(it->has_last ? it->last[k] : it->first[k]);
-                sc = bits;
-            } else {
-                int ok = it->nval > 0 && (it->all || it->nval <= 4);
-                for (int k = 0; k < it->nval && ok; k++) ok = bg_seg(&it->val[k]) != NULL;
-                if (!ok) continue;
-                sc = 1000 + (it->all ? 1 : it->nval);
-            }
-            if (sc < *score) { *score = sc; *best = it; }
+            if (!(it->has_first | it->has_last)) continue;
+            int bits = 0;
+            for (int k = 0; k < 4; k++)
+                bits += __builtin_popcountll(it->has_last ? it->last[k] : it->first[k]);
+            if (bits < *score) { *score = bits; *best = it; }
         }
         return;
     }
     case C_AND:
-        for (int i = 0; i < c->nkid; i++) find_pre(r, c->kid[i], best, score);
+        for (int i = 0; i < c->nkid; i++) find_mask(r, c->kid[i], best, score);
         return;
     case C_NOF:
         if (c->n == c->nkid)
-            for (int i = 0; i < c->nkid; i++) find_pre(r, c->kid[i], best, score);
+            for (int i = 0; i < c->nkid; i++) find_mask(r, c->kid[i], best, score);
         return;
     default:
         return;
     }
 }
 
+/* Alternatives (field, literal bigrams) of which every match of C needs at
+ * least one; returns how many (<= SJ_ALT_MAX) or -1 when none can be said.
+ * An item gives one per value (one in all with |all); a map its item with
+ * the fewest; an OR (or 'N of') the union of its children's; an AND (or
+ * 'all of') its child with the fewest; NOT gives up. */
+typedef struct alts { int n; int field[SJ_ALT_MAX]; const sj_seg *seg[SJ_ALT_MAX]; } alts;
+
+static int item_alts(const sj_item *it, alts *out) {
+    int n = it->all ? 1 : it->nval;
+    if (n <= 0 || n > SJ_ALT_MAX) return -1;
+    for (int k = 0; k < n; k++) {
+        const sj_seg *g = bg_seg(&it->val[k]);
+        if (!g) return -1;
+        out->field[k] = it->field;
+        out->seg[k] = g;
+    }
+    out->n = n;
+    return n;
+}
+
+static int cond_alts(const sj_rule *r, const sj_cond *c, alts *out) {
+    out->n = 0;
+    switch (c->op) {
+    case C_SEL: {
+        const sj_sel *s = &r->sel[c->sel];
+        for (int m = 0; m < s->nmap; m++) {
+            alts best = {-1, {0}, {0}}, cur;
+            for (int i = 0; i < s->map[m].nitem; i++)
+                if (item_alts(&s->map[m].item[i], &cur) > 0 && (best.n < 0 || cur.n < best.n)) best = cur;
+            if (best.n < 0 || out->n + best.n > SJ_ALT_MAX) return -1;
+            for (int k = 0; k < best.n; k++) {
+                out->field[out->n] = best.field[k];
+                out->seg[out->n++] = best.seg[k];
+            }
+        }
+        return out->n;
+    }
+    case C_AND: case C_NOF: {
+        int all = c->op == C_AND || c->n == c->nkid;
+        alts cur;
+        int got = -1;
+        for (int i = 0; i < c->nkid; i++) {
+            int k = cond_alts(r, c->kid[i], &cur);
+            if (all) {
+                if (k > 0 && (got < 0 || k < got)) { *out = cur; got = k; }
+            } else {
+                if (k < 0 || out->n + k > SJ_ALT_MAX) return -1;
+                for (int j = 0; j < k; j++) {
+                    out->field[out->n] = cur.field[j];
+                    out->seg[out->n++] = cur.seg[j];
+                }
+                got = out->n;
+            }
+        }
+        return got;
+    }
+    case C_OR: {
+        alts cur;
+        for (int i = 0; i < c->nkid; i++) {
+            int k = cond_alts(r, c->kid[i], &cur);
+            if (k < 0 || out->n + k > SJ_ALT_MAX) return -1;
+            for (int j = 0; j < k; j++) {
+                out->field[out->n] = cur.field[j];
+                out->seg[out->n++] = cur.seg[j];
+            }
+        }
+        return out->n;
+    }
+    default:
+        return -1;
+    }
+}
+
 static void set_pre(sj_rule *r) {
     const sj_item *best = NULL;
     int score = 1 << 30;
-    find_pre(r, r->cond, &best, &score);
     memset(&r->pre, 0, sizeof r->pre);
     r->pre.field = -1;
-    if (!best) return;
-    r->pre.field = best->field;
-    if (best->has_first | best->has_last) {
+    find_mask(r, r->cond, &best, &score);
+    if (best) {
+        r->pre.field = best->field;
         r->pre.has_first = best->has_first;
         r->pre.has_last = best->has_last;
         memcpy(r->pre.first, best->first, sizeof r->pre.first);
         memcpy(r->pre.last, best->last, sizeof r->pre.last);
         return;
     }
-    /* With |all every value is needed, so one value's literal will do. */
-    int n = best->all ? 1 : best->nval;
+    alts a;
+    int n = cond_alts(r, r->cond, &a);
+    if (n <= 0) return;
     for (int k = 0; k < n; k++) {
-        const sj_seg *g = bg_seg(&best->val[k]);
-        r->pre.bg[k][0] = g->bg[0];
-        r->pre.bg[k][1] = g->bg[1];
+        r->pre.alt_field[k] = a.field[k];
+        r->pre.alt_bg[k][0] = a.seg[k]->bg[0];
+        r->pre.alt_bg[k][1] = a.seg[k]->bg[1];
     }
-    r->pre.nbg = (uint8_t)n;
+    r->pre.nalt = (uint8_t)n;
 }
 
 /* ---- the document ------------------------------------------------------------ */

@@ -6,10 +6,14 @@
  * fixed stack buffer; so an event's CommandLine is fetched and folded once
  * however many rules look at it.  When the buffer is full (very long values)
  * the matcher falls back to comparing with on-the-fly folding: slower, same
- * answer.  Only rules of logsource buckets that fit the event are tried; a
- * rule's condition tree is walked with short-circuit AND/OR, and map items
- * were sorted at load time so cheap anchored checks run before substring
- * searches and regexes.
+ * answer.  Only rules of logsource buckets that fit the event are tried.
+ * Each rule first meets its prefilter (sj_pre, in a flat array per bucket):
+ * a first/last byte test of a necessary anchored item, or "one of these
+ * literals must be there" tested against a bigram set of the field, made
+ * once per field and call.  Survivors have their condition tree walked with
+ * short-circuit AND/OR; map items were sorted at load time so cheap anchored
+ * checks run before substring searches and regexes, and each regex with a
+ * literal every match contains checks that literal with memmem first.
  *
  * Regexes need a pcre2_match_data.  Creating one allocates, so the match
  * general context of the rule set hands out memory from a per-call stack
@@ -29,6 +33,8 @@
 #define MD_ARENA 32768      /* PCRE2 match data + interpreter frames */
 #define BG_MIN   16         /* values this long get a bigram filter */
 #define BG_MAX   6          /* bigram filters per call */
+
+int sj_no_prefilter;
 
 static _Thread_local unsigned char *tl_arena;
 static _Thread_local size_t tl_left;
@@ -247,7 +253,7 @@ static int value(mstate *m, const sj_val *v, fval *f) {
         return glob(v, lo, f->n, 1, bigrams(m, f));
     }
     case V_RE:
-        if (v->nseg) {          /* literal every match contains (anchors off) */
+        if (v->nseg && !sj_no_prefilter) {     /* literal every match contains */
             const char *lo = lower(m, f);
             if (lo && !glob(v, lo, f->n, 1, bigrams(m, f))) return 0;
         }
@@ -267,16 +273,31 @@ static int value(mstate *m, const sj_val *v, fval *f) {
     return 0;
 }
 
+/* Could F's first / last bytes (or byte pairs, width 2) be in the end sets?
+ * An absent or empty field cannot. */
+static int ends_fit(int wf, const uint64_t *first, int wl, const uint64_t *last, const fval *f) {
+    if (f->st != 2 || f->n == 0) return 0;
+    const unsigned char *v = (const unsigned char *)f->v;
+    uint32_t n = f->n;
+    if (wf) {
+        if (wf == 2 && n < 2) return 0;
+        unsigned k = sj_end_key(fold[v[0]], wf == 2 ? fold[v[1]] : 0, wf);
+        if (!((first[k >> 6] >> (k & 63)) & 1)) return 0;
+    }
+    if (wl) {
+        if (wl == 2 && n < 2) return 0;
+        unsigned k = sj_end_key(wl == 2 ? fold[v[n - 2]] : fold[v[n - 1]], fold[v[n - 1]], wl);
+        if (!((last[k >> 6] >> (k & 63)) & 1)) return 0;
+    }
+    return 1;
+}
+
 static int item(mstate *m, const sj_item *it) {
     fval *f = field(m, it->field);
-    if (it->has_first | it->has_last) {
-        /* Every value is an anchored, case-folded glob: an absent or empty
-         * field, or an end byte no value has, fails them all. */
-        if (f->st != 2 || f->n == 0) return 0;
-        unsigned char a = fold[(unsigned char)f->v[0]], z = fold[(unsigned char)f->v[f->n - 1]];
-        if (it->has_first && !((it->first[a >> 6] >> (a & 63)) & 1)) return 0;
-        if (it->has_last && !((it->last[z >> 6] >> (z & 63)) & 1)) return 0;
-    }
+    /* Every value is an anchored, case-folded glob: an absent or empty
+     * field, or ends no value has, fail them all. */
+    if ((it->has_first | it->has_last) && !sj_no_prefilter && !ends_fit(it->has_first, it->first, it->has_last, it->last, f))
+        return 0;
     for (int i = 0; i < it->nval; i++) {
         int r = value(m, &it->val[i], f);
         if (it->all && !r) return 0;
@@ -319,6 +340,18 @@ static int cond(mstate *m, const sj_rule *r, const sj_cond *c) {
     return 0;
 }
 
+/* Could one of the rule's necessary literals be there?  A field too short
+ * for a bigram set (or past the per-call limit) cannot rule anything out. */
+static int alt_present(mstate *m, const sj_pre *pre) {
+    for (int k = 0; k < pre->nalt; k++) {
+        fval *f = field(m, pre->alt_field[k]);
+        if (f->st != 2) continue;
+        const uint64_t *bg = lower(m, f) ? bigrams(m, f) : NULL;
+        if (!bg || (has_bg(bg, pre->alt_bg[k][0]) && has_bg(bg, pre->alt_bg[k][1]))) return 1;
+    }
+    return 0;
+}
+
 /* Does bucket B's logsource fit the event?  See sigma.h for the rules. */
 static int fits(const sj_bucket *b, const sigma_event_view *ev) {
     if (b->product[0] && ev->product && strcmp(b->product, ev->product)) return 0;
@@ -356,23 +389,14 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
         buckets++;
         for (int i = 0; i < bk->n; i++) {
             const sj_pre *pre = &bk->pre[i];
-            if (pre->field >= 0) {
-                /* The rule's necessary item, from the flat array. */
-                fval *f = field(&m, pre->field);
-                if (f->st != 2 || f->n == 0) continue;
-                if (pre->nbg) {
-                    const uint64_t *bg = lower(&m, f) ? bigrams(&m, f) : NULL;
-                    if (bg) {
-                        int any = 0;
-                        for (int k = 0; k < pre->nbg && !any; k++)
-                            any = has_bg(bg, pre->bg[k][0]) && has_bg(bg, pre->bg[k][1]);
-                        if (!any) continue;
-                    }
-                } else {
-                    unsigned char a = fold[(unsigned char)f->v[0]], z = fold[(unsigned char)f->v[f->n - 1]];
-                    if (pre->has_first && !((pre->first[a >> 6] >> (a & 63)) & 1)) continue;
-                    if (pre->has_last && !((pre->last[z >> 6] >> (z & 63)) & 1)) continue;
-                }
+            if (sj_no_prefilter) {
+                /* evaluate every rule */
+            } else if (pre->field >= 0) {
+                /* The rule's necessary anchored item, from the flat array. */
+                if (!ends_fit(pre->has_first, pre->first, pre->has_last, pre->last, field(&m, pre->field)))
+                    continue;
+            } else if (pre->nalt && !alt_present(&m, pre)) {
+                continue;
             }
             const sj_rule *r = rs->rule[bk->rules[i]];
             if (!cond(&m, r, r->cond)) continue;

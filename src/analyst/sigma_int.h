@@ -68,11 +68,19 @@ typedef struct sj_item {
     int cost;                 /* evaluation order inside a map: cheap first */
     sj_val *val;
     /* When every value is a case-folded glob anchored at that end: the set
-     * of possible first / last bytes, so most events fail the item with one
-     * bit test instead of a loop over dozens of values. */
+     * of possible first / last bytes (width 1), or of hashed first / last
+     * byte pairs when every value's end piece has two bytes (width 2; see
+     * sj_end_key), so most events fail the item with one bit test instead of
+     * a loop over dozens of values.  Width 0: no set. */
     uint8_t has_first, has_last;
     uint64_t first[4], last[4];
 } sj_item;
+
+/* Key of an end set: the byte itself, or a hash of the pair (A, B) as they
+ * appear in the text (A before B), in 0..255. */
+static inline unsigned sj_end_key(unsigned char a, unsigned char b, int width) {
+    return width == 2 ? (unsigned)(sj_bigram(a, b) & 255) : (unsigned)(width == 1 ? a : b);
+}
 
 typedef struct sj_map { int nitem; sj_item *item; } sj_map;
 
@@ -93,16 +101,18 @@ typedef struct sj_cond {
 } sj_cond;
 
 /* A rule's cheapest necessary test, copied out of the rule so that most
- * rules are rejected from one contiguous array without touching their tree:
- * an item every match must satisfy, either as first/last byte sets (all its
- * values are anchored globs, see sj_item) or as bigram pairs of the literal
- * each of its (at most 4) values needs.  field < 0: the rule has none. */
+ * rules are rejected from one contiguous array without touching their tree.
+ * Either (field >= 0) an item every match must satisfy whose values are all
+ * anchored globs, as first/last byte sets (see sj_item); or (nalt > 0) a
+ * list of alternatives of which every match needs one: a field and a pair of
+ * bigrams of a literal in it.  Neither: the rule is always evaluated. */
+#define SJ_ALT_MAX 8
 typedef struct sj_pre {
     int field;
     uint8_t has_first, has_last;
-    uint8_t nbg;              /* else: up to 4 alternatives, each a pair of
-                                 bigrams its literal needs (long values only) */
-    uint16_t bg[4][2];
+    uint8_t nalt;
+    int alt_field[SJ_ALT_MAX];
+    uint16_t alt_bg[SJ_ALT_MAX][2];
     uint64_t first[4], last[4];
 } sj_pre;
 
@@ -143,6 +153,11 @@ int sj_field(sigma_rules *rs, const char *name, size_t n);
 /* Compile the YAML document DOC (yaml_document_t *) into R.  Returns 0,
  * 1 when the rule is skipped (reason written to WHY), or -ENOMEM. */
 int sj_compile(sigma_rules *rs, sj_rule *r, void *doc, char *why, size_t whylen);
+
+/* Test knob (sigma_eval.c): nonzero = skip the item end sets, the rule
+ * prefilters and the regex literals, so tests can check that the filters
+ * never change an answer.  Never set outside tests. */
+extern int sj_no_prefilter;
 
 /* Match-time PCRE2 allocator (sigma_eval.c). */
 void *sj_md_alloc(size_t n, void *data);

