@@ -216,6 +216,7 @@ static int set_text(auditd_parser *a, json_t *ev, ev_field f, const kv *x) {
     size_t n;
     const char *t = kv_text(a, x, &n);
     if (!t) return -ENOMEM;
+    if (f == EF_PROC_TTY && n > 5 && !memcmp(t, "/dev/", 5)) { t += 5; n -= 5; }   /* "pts/2" as the kernel says */
     return event_set_str(ev, f, t, n);
 }
 
@@ -415,6 +416,10 @@ build:;
             if (authish && !event_get_str(ev, EF_USER_NAME) && (rc = event_set_str(ev, EF_USER_NAME, at, an))) goto out;
         }
         if (authish) {
+            /* uid/euid of these records are the PAM caller's (sshd: 0); the
+             * user of an auth event is the account, so only auid stays */
+            event_unset(ev, EF_USER_UID);
+            event_unset(ev, EF_USER_EUID);
             if ((rc = event_set_str(ev, EF_AUTH_RESULT, ok ? "success" : "failure", (size_t)-1))) goto out;
             if (invalid && (rc = event_set_bool(ev, EF_AUTH_INVALID_USER, true))) goto out;
             const kv *addr = kv_get(a, 0, nk, "addr");

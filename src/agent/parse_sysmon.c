@@ -8,8 +8,10 @@
  *
  * XML.  Parsed with libexpat through the counting allocator (so memory is
  * budgeted and allocation failure is testable); one expat parser per
- * sysmon parser, reset per line.  Documents with a DOCTYPE are refused
- * (no entity expansion tricks).  Pre-repair: real captures contain
+ * sysmon parser, reset per line.  Only the <Event>...</Event> span of the
+ * line is parsed, so nothing can precede the root element, and a span
+ * holding markup declarations ("<!") is refused (no entity expansion
+ * tricks).  Pre-repair: real captures contain
  * entity references without their semicolon ("&quot" in command lines,
  * where a field was cut by the syslog size limit or by FieldSizes), which
  * a conforming parser rejects.  Before expat sees the document we add the
