@@ -16,11 +16,13 @@
  * serial N after records of N+1), so a serial is held until it is complete:
  * on its EOE record; at once for user-space single-record types (USER_*,
  * CRED_*, ...) unless other records of that serial are already held; when
- * `reorder` newer serials have started after it (default 2); when more than
+ * `reorder` newer serials have started after it (default 4; 1 = as soon as
+ * a newer serial starts); when more than
  * `max_pending` serials are held (the oldest goes first); or at flush.
- * Records arriving for a serial already emitted start a new group that has
- * no SYSCALL or user record: it is dropped and counted as a bad line
- * ("late record").  Memory is bounded by max_pending x AUD_MAX_RECORDS
+ * Records arriving for a serial emitted lately (one of the last 64) start
+ * a new group that has no SYSCALL or user record: it is dropped and
+ * reported as a bad line ("late record").  (Serials are not monotonic in
+ * a file: they restart at boot and differ per node.)  Memory is bounded by max_pending x AUD_MAX_RECORDS
  * records of at most AUD_MAX_LINE bytes.
  *
  * Events.  execve/execveat (syscall 59/322 on x86_64, 221/281 on aarch64,
@@ -39,6 +41,7 @@
 #define AUD_MAX_RECORDS 256
 #define AUD_MAX_LINE    (1 << 20)
 #define AUD_MAX_KV      512
+#define AUD_RECENT      64
 
 typedef struct rec {
     char *line;
@@ -68,8 +71,8 @@ typedef struct auditd_parser {
     parser base;
     group *g;
     int n, cap;
-    uint64_t last_done;           /* highest serial emitted (for late records) */
-    bool any_done;
+    uint64_t recent[AUD_RECENT];  /* serials emitted lately, to name late records */
+    int nrecent, rpos;
     char *scratch;
     size_t scap;
     kv kvs[AUD_MAX_KV];
@@ -347,7 +350,9 @@ static int build(auditd_parser *a, group *g) {
     }
     long lineno = g->r[0].lineno;
     if (isys < 0 && iuser < 0 && iexecve < 0) {
-        if (a->any_done && g->serial <= a->last_done)
+        bool late = false;
+        for (int i = 0; i < a->nrecent; i++) late |= a->recent[i] == g->serial;
+        if (late)
             parser_bad(p, lineno, "late auditd record for serial %llu (already emitted)", (unsigned long long)g->serial);
         else if (!(g->n == 1 && (type_is(&g->r[0], "PROCTITLE") || type_is(&g->r[0], "CWD") || type_is(&g->r[0], "PATH"))))
             goto build;                                  /* kernel records of their own (AVC, ...) */
@@ -411,9 +416,11 @@ build:;
         bool invalid = at && an == 14 && memcmp(at, "(invalid user)", 14) == 0;
         const char *k = kind;
         bool authish = !strcmp(k, "auth") || !strcmp(k, "login") || !strcmp(k, "logout");
-        if (at && !invalid) {
-            if ((rc = event_set_str(ev, authish ? EF_AUTH_USER : EF_USER_NAME, at, an))) goto out;
-            if (authish && !event_get_str(ev, EF_USER_NAME) && (rc = event_set_str(ev, EF_USER_NAME, at, an))) goto out;
+        /* acct names the account of authentication records; elsewhere
+         * (ADD_GROUP, ...) it names an object, not the acting user */
+        if (at && !invalid && authish) {
+            if ((rc = event_set_str(ev, EF_AUTH_USER, at, an))) goto out;
+            if (!event_get_str(ev, EF_USER_NAME) && (rc = event_set_str(ev, EF_USER_NAME, at, an))) goto out;
         }
         if (authish) {
             /* uid/euid of these records are the PAM caller's (sshd: 0); the
@@ -507,8 +514,9 @@ static int complete(auditd_parser *a, int i) {
     memmove(a->g + i, a->g + i + 1, (size_t)(a->n - i - 1) * sizeof *a->g);
     a->n--;
     int rc = build(a, &g);
-    if (!a->any_done || g.serial > a->last_done) a->last_done = g.serial;
-    a->any_done = true;
+    a->recent[a->rpos] = g.serial;
+    a->rpos = (a->rpos + 1) % AUD_RECENT;
+    if (a->nrecent < AUD_RECENT) a->nrecent++;
     group_clear(&g);
     return rc;
 }
@@ -531,9 +539,9 @@ static int auditd_feed(parser *p, const char *line, size_t len, long lineno) {
     int rc = 0;
     if (gi < 0) {
         /* a new serial: age the held ones, complete those past the reorder window */
-        int reorder = p->o.reorder > 0 ? p->o.reorder : p->o.reorder < 0 ? 0 : 2;
+        int reorder = p->o.reorder > 0 ? p->o.reorder : 4;
         for (int i = 0; i < a->n;) {
-            if (h.serial > a->g[i].serial && ++a->g[i].age > reorder) {
+            if (h.serial > a->g[i].serial && ++a->g[i].age >= reorder) {
                 int r = complete(a, i);
                 if (r && !rc) rc = r;
                 continue;

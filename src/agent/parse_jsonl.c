@@ -88,8 +88,25 @@ static int load_mapping(jsonl_parser *J, const parser_opts *o) {
     json_t *m;
     if (o->mapping_json) m = event_json_load(o->mapping_json, strlen(o->mapping_json), JSON_REJECT_DUPLICATES, &je, &rc);
     else if (o->mapping_file) {
-        m = json_load_file(o->mapping_file, JSON_REJECT_DUPLICATES, &je);
-        if (!m) rc = NJ_EFORMAT;
+        FILE *f = fopen(o->mapping_file, "rb");
+        if (!f) return nj_fail(-errno, "jsonl mapping: cannot open %s", o->mapping_file);
+        char *buf = NULL;
+        size_t n = 0, cap = 0, k;
+        char chunk[4096];
+        while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+            if (n + k > (1u << 20)) { fclose(f); nj_free(buf); return nj_fail(-EINVAL, "jsonl mapping: %s is larger than 1 MiB", o->mapping_file); }
+            if (n + k > cap) {
+                cap = (n + k) * 2;
+                char *nb = nj_realloc(buf, cap);
+                if (!nb) { fclose(f); nj_free(buf); return nj_fail(-ENOMEM, "jsonl: out of memory"); }
+                buf = nb;
+            }
+            memcpy(buf + n, chunk, k);
+            n += k;
+        }
+        fclose(f);
+        m = event_json_load(buf ? buf : "", n, JSON_REJECT_DUPLICATES, &je, &rc);
+        nj_free(buf);
     } else return nj_fail(-EINVAL, "jsonl: a field mapping is required (mapping_json or mapping_file)");
     if (!m) {
         if (rc == -ENOMEM) return nj_fail(rc, "jsonl: out of memory");
