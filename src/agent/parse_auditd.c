@@ -17,13 +17,15 @@
  * on its EOE record; at once for user-space single-record types (USER_*,
  * CRED_*, ...) unless other records of that serial are already held; when
  * `reorder` newer serials have started after it (default 4; 1 = as soon as
- * a newer serial starts); when more than
- * `max_pending` serials are held (the oldest goes first); or at flush.
- * Records arriving for a serial emitted lately (one of the last 64) start
- * a new group that has no SYSCALL or user record: it is dropped and
- * reported as a bad line ("late record").  (Serials are not monotonic in
- * a file: they restart at boot and differ per node.)  Memory is bounded by max_pending x AUD_MAX_RECORDS
- * records of at most AUD_MAX_LINE bytes.
+ * a newer serial starts); when more than `max_pending` serials are held
+ * (the oldest goes first); or at flush.  Records arriving for a serial
+ * emitted lately (one of the last 64) start a new group that has no
+ * SYSCALL or user record: it is dropped and reported as a bad line ("late
+ * record").  (Serials are not monotonic in a file: they restart at boot
+ * and differ per node.)  Memory is bounded: at most max_pending serials,
+ * AUD_MAX_RECORDS records per serial, AUD_MAX_LINE bytes per record and
+ * AUD_MAX_HELD bytes of held text in all (the oldest serials complete
+ * early when a new record would pass it).
  *
  * Events.  execve/execveat (syscall 59/322 on x86_64, 221/281 on aarch64,
  * 11/358 on i386, or the names when the log is interpreted), or any group
@@ -42,6 +44,7 @@
 #define AUD_MAX_LINE    (1 << 20)
 #define AUD_MAX_KV      512
 #define AUD_RECENT      64
+#define AUD_MAX_HELD    (16u << 20)   /* bytes of record text held at most */
 
 typedef struct rec {
     char *line;
@@ -73,6 +76,7 @@ typedef struct auditd_parser {
     int n, cap;
     uint64_t recent[AUD_RECENT];  /* serials emitted lately, to name late records */
     int nrecent, rpos;
+    size_t held;                  /* bytes of record lines held */
     char *scratch;
     size_t scap;
     kv kvs[AUD_MAX_KV];
@@ -511,6 +515,7 @@ out:
 /* Emits and removes group i (groups stay sorted by arrival). */
 static int complete(auditd_parser *a, int i) {
     group g = a->g[i];
+    for (int r = 0; r < g.n; r++) a->held -= g.r[r].len;
     memmove(a->g + i, a->g + i + 1, (size_t)(a->n - i - 1) * sizeof *a->g);
     a->n--;
     int rc = build(a, &g);
@@ -532,11 +537,18 @@ static int auditd_feed(parser *p, const char *line, size_t len, long lineno) {
         return 0;
     }
     bool eoe = h.type_len == 3 && memcmp(h.type, "EOE", 3) == 0;
+    int rc = 0;
+    while (a->n > 0 && a->held + len > AUD_MAX_HELD) {      /* byte bound: oldest first */
+        int r = complete(a, 0);
+        if (r && !rc) rc = r;
+    }
     int gi = -1;
     for (int i = a->n - 1; i >= 0; i--)
         if (a->g[i].serial == h.serial) { gi = i; break; }
-    if (eoe) return gi >= 0 ? complete(a, gi) : 0;
-    int rc = 0;
+    if (eoe) {
+        int r = gi >= 0 ? complete(a, gi) : 0;
+        return rc ? rc : r;
+    }
     if (gi < 0) {
         /* a new serial: age the held ones, complete those past the reorder window */
         int reorder = p->o.reorder > 0 ? p->o.reorder : 4;
@@ -591,6 +603,7 @@ static int auditd_feed(parser *p, const char *line, size_t len, long lineno) {
         return nj_fail(-ENOMEM, "auditd: out of memory");
     }
     R->len = len;
+    a->held += len;
     R->lineno = lineno;
     R->type_off = (size_t)(h.type - line);
     R->type_len = h.type_len;

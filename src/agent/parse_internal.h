@@ -33,9 +33,8 @@ struct parser {
     parser_stats st;
 };
 
-/* Module constructors: allocate the module struct (size bytes, base first),
- * set vt, and do format-specific setup; parse.c fills the base. */
-typedef int (*parser_init_fn)(parser *p);
+/* Module constructors (below) allocate the module struct with `base`
+ * first, set vt and do format-specific setup; parser_new fills the base. */
 
 /* Reports a malformed or unusable line (counted; on_error called). */
 void parser_bad(parser *p, long lineno, const char *fmt, ...)

@@ -48,7 +48,7 @@ typedef struct sysmon_parser {
     bool oom;
     int depth;
     int cur;                      /* index of the field collecting text, -1 none */
-    struct { const char *name; size_t off, len; bool used; } f[SM_MAX_DATA];
+    struct { size_t off, len; bool used; } f[SM_MAX_DATA];
     char names[SM_MAX_DATA][48];
     int nf;
     char system_time[64];

@@ -403,7 +403,10 @@ int event_push_str(json_t *ev, ev_field f, const char *s, size_t n) {
     json_t *arr = event_get(ev, f);
     if (arr && !json_is_array(arr)) return nj_fail(-EINVAL, "%s: not a list", k_spec[f].path);
     if (arr && json_array_size(arr) >= EV_ARGV_MAX) return 0;
-    json_t *str = make_string(s, n, EV_STR_MAX);
+    size_t total = 0;                                 /* bytes of the list so far */
+    for (size_t i = 0; arr && i < json_array_size(arr); i++) total += json_string_length(json_array_get(arr, i));
+    if (total >= EV_STR_MAX) return 0;
+    json_t *str = make_string(s, n, EV_STR_MAX - total);
     if (!str) return nj_fail(-ENOMEM, "%s: out of memory", k_spec[f].path);
     if (!arr) {
         arr = json_array();
@@ -613,6 +616,7 @@ static int check_field(int f, const json_t *v) {
         size_t n = json_array_size(v);
         if (n == 0) return nj_fail(-EINVAL, "%s: empty array (omit absent facts)", path);
         if (n > EV_ARGV_MAX) return nj_fail(-EINVAL, "%s: more than %d elements", path, EV_ARGV_MAX);
+        size_t total = 0;
         for (size_t i = 0; i < n; i++) {
             json_t *e = json_array_get(v, i);
             char p[96];
@@ -620,7 +624,9 @@ static int check_field(int f, const json_t *v) {
             if (!json_is_string(e)) return nj_fail(-EINVAL, "%s: expected string, got %s", p, jtype(e));
             int rc = check_string(p, e, EV_STR_MAX, f == EF_PROC_ARGV);
             if (rc) return rc;
+            total += json_string_length(e);
         }
+        if (total > EV_STR_MAX) return nj_fail(-EINVAL, "%s: more than %d bytes in all", path, EV_STR_MAX);
         return 0;
     }
     case EVT_OBJECT:
