@@ -224,6 +224,16 @@ static bool port(cur *c, long long *pt) {
     return true;
 }
 
+/* Last occurrence of nd in h: user names are logged verbatim and may
+ * themselves contain " from " or " port ", so the peer is what follows the
+ * last one (a name cannot fake the address). */
+static const char *last_of(const char *h, size_t hn, const char *nd) {
+    const char *last = NULL, *p = h;
+    size_t nn = strlen(nd);
+    while ((p = nj_memmem(p, hn - (size_t)(p - h), nd, nn))) { last = p; p++; }
+    return last;
+}
+
 typedef struct facts {
     const char *kind, *result, *method;
     const char *user; size_t user_len;
@@ -242,8 +252,8 @@ static bool peer_tail(cur *c, facts *f) {
     if (lit(c, "invalid user ")) f->invalid = true;
     else if (!lit(c, "authenticating user ")) lit(c, "user ");
     size_t save = c->i;
-    /* find " port " and take the word before it as the address */
-    const char *pp = nj_memmem(c->s + c->i, c->n - c->i, " port ", 6);
+    /* find the last " port " and take the word before it as the address */
+    const char *pp = last_of(c->s + c->i, c->n - c->i, " port ");
     if (!pp) {                                        /* "Received disconnect from IP: 11: ..." */
         const char *w; size_t wn;
         word(c, &w, &wn);
@@ -273,7 +283,7 @@ static bool match_msg(const char *s, size_t n, facts *f) {
         snprintf(f->mbuf, sizeof f->mbuf, "%.*s", (int)NJ_MIN(wn, 63), w);
         f->method = f->mbuf;
         if (lit(&c, "invalid user ")) f->invalid = true;
-        const char *fr = nj_memmem(s + c.i, n - c.i, " from ", 6);
+        const char *fr = last_of(s + c.i, n - c.i, " from ");
         if (!fr) return false;
         f->user = s + c.i; f->user_len = (size_t)(fr - (s + c.i));
         c.i = (size_t)(fr - s) + 6;
@@ -287,7 +297,7 @@ static bool match_msg(const char *s, size_t n, facts *f) {
         return true;
     }
     if (lit(&c, "Invalid user ")) {
-        const char *fr = nj_memmem(s + c.i, n - c.i, " from ", 6);
+        const char *fr = last_of(s + c.i, n - c.i, " from ");
         if (!fr) return false;
         f->kind = "auth"; f->result = "failure"; f->invalid = true;
         f->user = s + c.i; f->user_len = (size_t)(fr - (s + c.i));
