@@ -20,6 +20,7 @@
 #include "util.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,7 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(line, text + i, len);
         int rc = parser_feed(p, line, len, ++ln);
         free(line);
-        if (rc && rc != -ENOMEM) abort();
+        if (rc && rc != -ENOMEM) {
+            fprintf(stderr, "feed line %ld: %d %s\n", ln, rc, nj_last_error());
+            abort();
+        }
         i += len;
     }
     int rc = parser_flush(p);

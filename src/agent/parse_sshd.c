@@ -217,9 +217,12 @@ static bool word(cur *c, const char **w, size_t *wn) {
     return *wn > 0;
 }
 static bool port(cur *c, long long *pt) {
+    size_t save = c->i;
     if (!lit(c, " port ")) return false;
     size_t i = c->i;
-    if (!num(c->s, c->n, &i, 5, pt) || *pt > 65535) return false;
+    long long v;
+    if (!num(c->s, c->n, &i, 5, &v) || v > 65535) { c->i = save; return false; }
+    *pt = v;
     c->i = i;
     return true;
 }
