@@ -30,6 +30,7 @@ struct parser {
     bool own_pt;
     aggregate *agg;                  /* NULL: no aggregation */
     int64_t ref_time;                /* resolved reference time */
+    bool emit_failed;                /* emit returned an error during this call */
     parser_stats st;
 };
 
