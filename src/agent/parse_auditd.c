@@ -31,7 +31,10 @@
  * 11/358 on i386, or the names when the log is interpreted), or any group
  * with an EXECVE record -> kind exec; USER_LOGIN -> login (auth on failure),
  * USER_START -> login, USER_END/USER_LOGOUT -> logout, USER_AUTH -> auth,
- * USER_CMD (sudo) -> exec with the command line; anything else -> other.
+ * USER_CMD (sudo) -> exec with the command line; connect (42 x86_64, 203
+ * aarch64) and accept/accept4 (43/288, 202/242) -> network, the peer
+ * decoded from the SOCKADDR record (AF_INET, AF_INET6; outbound for
+ * connect, inbound for accept); anything else -> other.
  * See docs/event.md for the field mapping.
  */
 #include "parse_internal.h"
@@ -276,6 +279,63 @@ static bool exec_syscall(const kv *arch, const kv *sc) {
     return false;
 }
 
+/* connect -> 1 (outbound), accept/accept4 -> 2 (inbound), else 0. */
+static int net_syscall(const kv *arch, const kv *sc) {
+    if (!sc) return 0;
+    if (kv_is(sc, "connect")) return 1;
+    if (kv_is(sc, "accept") || kv_is(sc, "accept4")) return 2;
+    long long n;
+    if (!nj_parse_ll(sc->v, sc->vn, &n)) return 0;
+    if (!arch || kv_is(arch, "c000003e") || kv_is(arch, "x86_64")) return n == 42 ? 1 : (n == 43 || n == 288) ? 2 : 0;
+    if (kv_is(arch, "c00000b7") || kv_is(arch, "aarch64")) return n == 203 ? 1 : (n == 202 || n == 242) ? 2 : 0;
+    return 0;
+}
+
+/* SOCKADDR saddr (hex of struct sockaddr): AF_INET = family 2 (host order,
+ * little-endian on the architectures above), port (network order), 4
+ * address bytes; AF_INET6 = family 10, port, flowinfo, 16 address bytes.
+ * Writes the address text and port; false for other families. */
+static bool parse_saddr(const kv *x, char *ip, size_t cap, long *port) {
+    unsigned char b[28];
+    if (!x || x->q || x->vn < 16 || !nj_is_hex(x->v, x->vn >= 56 ? 56 : 16)) return false;
+    size_t nb = x->vn >= 56 ? 28 : 8;
+    char tmp[57];
+    memcpy(tmp, x->v, nb * 2);
+    if (nj_hex_decode(tmp, nb * 2, tmp) < 0) return false;
+    memcpy(b, tmp, nb);
+    int fam = b[0] | b[1] << 8;
+    *port = b[2] << 8 | b[3];
+    if (fam == 2) {
+        snprintf(ip, cap, "%u.%u.%u.%u", b[4], b[5], b[6], b[7]);
+        return true;
+    }
+    if (fam == 10 && nb == 28) {
+        const unsigned char *a6 = b + 8;
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (!memcmp(a6, v4mapped, 12)) { snprintf(ip, cap, "%u.%u.%u.%u", a6[12], a6[13], a6[14], a6[15]); return true; }
+        /* RFC 5952 text: longest run of zero groups (>= 2) as "::" */
+        unsigned g[8];
+        for (int i = 0; i < 8; i++) g[i] = (unsigned)a6[2 * i] << 8 | a6[2 * i + 1];
+        int best = -1, bl = 0;
+        for (int i = 0; i < 8;) {
+            if (g[i]) { i++; continue; }
+            int j = i;
+            while (j < 8 && !g[j]) j++;
+            if (j - i > bl && j - i >= 2) { best = i; bl = j - i; }
+            i = j;
+        }
+        size_t o = 0;
+        for (int i = 0; i < 8 && o + 6 < cap; i++) {
+            if (i == best) { o += (size_t)snprintf(ip + o, cap - o, "::"); i += bl - 1; continue; }
+            if (o && ip[o - 1] != ':') ip[o++] = ':';
+            o += (size_t)snprintf(ip + o, cap - o, "%x", g[i]);
+        }
+        ip[o < cap ? o : cap - 1] = 0;
+        return true;
+    }
+    return false;
+}
+
 /* One argv slot being assembled from aN / aN[i] pieces. */
 typedef struct slot { char *s; size_t n; } slot;
 
@@ -375,6 +435,7 @@ build:;
     bool ok = !res || kv_is(res, "success") || kv_is(res, "yes") || kv_is(res, "1");
     if (isys >= 0) {
         if (exec_syscall(kv_get(a, 0, nk, "arch"), kv_get(a, 0, nk, "syscall")) || iexecve >= 0) kind = "exec";
+        else if (net_syscall(kv_get(a, 0, nk, "arch"), kv_get(a, 0, nk, "syscall"))) kind = "network";
     } else if (iuser >= 0) {
         rec *U = &g->r[iuser];
         const char *t = U->line + U->type_off;
@@ -493,6 +554,28 @@ build:;
         for (size_t i = 0; recs && i < json_array_size(recs); i++)
             if (!strcmp(json_string_value(json_array_get(recs, i)), tb)) seen = true;
         if (!seen && (rc = event_push_str(ev, EF_AUDIT_RECORDS, tb, tl))) goto out;
+    }
+    /* connect / accept with an inet SOCKADDR: the peer */
+    if (!strcmp(kind, "network")) {
+        a->nkv = 0;
+        kv_scan(a, g->r[isys].line + g->r[isys].body_off, g->r[isys].body_len, 0);
+        int dir = net_syscall(kv_get(a, 0, a->nkv, "arch"), kv_get(a, 0, a->nkv, "syscall"));
+        for (int r = 0; r < g->n; r++) {
+            if (!type_is(&g->r[r], "SOCKADDR")) continue;
+            a->nkv = 0;
+            kv_scan(a, g->r[r].line + g->r[r].body_off, g->r[r].body_len, 0);
+            char ip[64];
+            long port;
+            if (!parse_saddr(kv_get(a, 0, a->nkv, "saddr"), ip, sizeof ip, &port)) continue;
+            bool out = dir == 1;
+            if ((rc = event_set_str(ev, EF_NET_DIRECTION, out ? "outbound" : "inbound", (size_t)-1)) ||
+                (rc = event_set_str(ev, out ? EF_NET_DST_IP : EF_NET_SRC_IP, ip, (size_t)-1)) ||
+                (rc = event_set_int(ev, out ? EF_NET_DST_PORT : EF_NET_SRC_PORT, port)))
+                goto out;
+            break;
+        }
+        /* a local (unix) socket or no address: not a network connection */
+        if (!event_get(ev, EF_NETWORK) && (rc = event_set_str(ev, EF_KIND, "other", 5))) goto out;
     }
     /* raw: the records, one per line, cut to the raw limit */
     size_t total = 0;
