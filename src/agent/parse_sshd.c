@@ -6,6 +6,9 @@
  *   RFC 5424   "<38>1 2026-12-07T11:22:33.123Z host sshd 24200 - - MSG"
  *   ISO syslog "2026-12-07T11:22:33.123456+01:00 host sshd[24200]: MSG"
  *   macOS      "2020-03-23 06:47:42.801612-0700  localhost sshd[3186]: MSG"
+ *              (`log show --style syslog`), and `log show`'s default style
+ *              "2020-03-23 06:47:42.801612-0700 0x1f2a  Default  0x0  3186
+ *              0  sshd: MSG" (thread, type, activity, pid, ttl; no host)
  *   journald   one JSON object per line from `journalctl -o json`
  *              (SYSLOG_IDENTIFIER, MESSAGE, _PID, __REALTIME_TIMESTAMP in
  *              microseconds, _HOSTNAME)
@@ -141,6 +144,36 @@ static bool parse_iso(const char *s, size_t n, size_t *i, int tz_min, int64_t *s
     return true;
 }
 
+/* `log show` default style after the timestamp:
+ * "0x1f2a     Default     0x0    3186   0    sshd: MESSAGE"
+ * (thread, type, activity, pid, ttl, process).  No host column. */
+static bool parse_log_show(const char *s, size_t n, size_t i, sysline *L) {
+    skip_sp(s, n, &i);
+    if (i + 2 >= n || s[i] != '0' || s[i + 1] != 'x') return false;
+    while (i < n && s[i] != ' ') i++;                 /* thread */
+    skip_sp(s, n, &i);
+    while (i < n && s[i] != ' ') i++;                 /* type */
+    skip_sp(s, n, &i);
+    if (i + 2 >= n || s[i] != '0' || s[i + 1] != 'x') return false;
+    while (i < n && s[i] != ' ') i++;                 /* activity */
+    skip_sp(s, n, &i);
+    long long pid, ttl;
+    if (!num(s, n, &i, 10, &pid) || i >= n || s[i] != ' ') return false;
+    skip_sp(s, n, &i);
+    if (!num(s, n, &i, 10, &ttl) || i >= n || s[i] != ' ') return false;
+    skip_sp(s, n, &i);
+    size_t b = i;
+    while (i < n && s[i] != ':' && s[i] != ' ') i++;
+    if (i >= n || s[i] != ':' || i == b) return false;
+    L->prog = s + b; L->prog_len = i - b;
+    L->pid = pid;
+    L->host = NULL; L->host_len = 0;
+    i++;
+    skip_sp(s, n, &i);
+    L->msg = s + i; L->msg_len = n - i;
+    return true;
+}
+
 static bool parse_syslog(const parser *p, const char *s, size_t n, sysline *L) {
     memset(L, 0, sizeof *L);
     size_t i = 0;
@@ -197,6 +230,7 @@ static bool parse_syslog(const parser *p, const char *s, size_t n, sysline *L) {
         return parse_tail(s, n, i, false, L);
     }
     if (!parse_iso(s, n, &i, p->o.tz_offset_min, &L->sec, &L->usec)) return false;
+    if (!rfc5424 && parse_log_show(s, n, i, L)) return true;
     return parse_tail(s, n, i, rfc5424, L);
 }
 
@@ -349,7 +383,8 @@ static bool is_sshd(const char *p, size_t n) {
 
 static int emit_facts(parser *p, const sysline *L, const facts *f, long lineno, const char *raw, size_t raw_len) {
     char id[256];
-    snprintf(id, sizeof id, "sshd:%.*s:%lld.%06ld:%lld:%ld", (int)NJ_MIN(L->host_len, 100), L->host,
+    const char *hn = L->host_len ? L->host : "-";
+    snprintf(id, sizeof id, "sshd:%.*s:%lld.%06ld:%lld:%ld", (int)NJ_MIN(L->host_len ? L->host_len : 1, 100), hn,
              (long long)L->sec, L->usec, L->pid, lineno);
     int rc;
     json_t *ev = parser_event(p, f->kind, id, lineno, &rc);
