@@ -76,17 +76,18 @@ static void eval_file(const nj_kb *kb, nj_kb_searcher *s, const char *path, cons
                       const kb_query_opts *qo) {
     lines L = {0};
     if (read_lines(path, &L) < 0) exit(2);
-    int kmax = 0;
-    for (int i = 0; i < nk; i++) if (ks[i] > kmax) kmax = ks[i];
     static long conf[MAXK + 1][KB_NLABELS][KB_NLABELS];
     memset(conf, 0, sizeof conf);
     long nohit = 0;
     kb_hit h[MAXK];
     for (size_t i = 0; i < L.n; i++) {
-        int n = kb_query(s, L.cmd[i], strlen(L.cmd[i]), kmax, qo, h);
-        if (n < 0) { fprintf(stderr, "retrieve-eval: %s\n", nj_last_error()); exit(2); }
-        if (n == 0) nohit++;
-        for (int j = 0; j < nk; j++) conf[ks[j]][L.label[i]][vote(kb, h, n < ks[j] ? n : ks[j])]++;
+        /* one query per k, so the diversity option acts on each top k */
+        for (int j = 0; j < nk; j++) {
+            int n = kb_query(s, L.cmd[i], strlen(L.cmd[i]), ks[j], qo, h);
+            if (n < 0) { fprintf(stderr, "retrieve-eval: %s\n", nj_last_error()); exit(2); }
+            if (n == 0 && j == 0) nohit++;
+            conf[ks[j]][L.label[i]][vote(kb, h, n)]++;
+        }
     }
     long cnt[KB_NLABELS] = {0};
     for (size_t i = 0; i < L.n; i++) cnt[L.label[i]]++;
