@@ -561,7 +561,7 @@ static int add_line(builder *bd, const char *s, size_t n, const char *name, size
     tokenize(cmd, ncmd, &k);
     if (bd->err) { rc = nj_fail(bd->err, "%s:%zu: out of memory", name, line); goto out; }
     bd->dlen[kb->n] = (uint32_t)bd->dtn;
-    qsort(bd->dt, bd->dtn, sizeof *bd->dt, cmp_u32);
+    if (bd->dtn > 1) qsort(bd->dt, bd->dtn, sizeof *bd->dt, cmp_u32);
     for (size_t i = 0; i < bd->dtn;) {
         size_t j = i;
         while (j < bd->dtn && bd->dt[j] == bd->dt[i]) j++;

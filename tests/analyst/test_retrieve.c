@@ -364,6 +364,13 @@ static void test_malformed(void **st) {
     kb_hit h[2];
     assert_int_equal(query(kb, "ls", 2, 0.5, h), 0);
     kb_free(kb);
+    /* an entry whose command has no token at all loads and is never returned */
+    const char *punct = "{\"cmd\": \")'\", \"label\": \"malicious\", \"technique\": null, \"why\": \"w\"}\n";
+    kb = kb_load_mem(punct, strlen(punct), "punct", NULL, &err);
+    assert_non_null(kb);
+    assert_int_equal(kb_size(kb), 1);
+    assert_int_equal(query(kb, ")'", 2, 0, h), 0);
+    kb_free(kb);
     /* technique kept, unknown keys ignored */
     const char *ok = "{\"cmd\": \"id\", \"label\": \"suspicious\", \"technique\": \"T1033\", \"why\": \"w.\", \"x\": 1}\n";
     kb = kb_load_mem(ok, strlen(ok), "ok", NULL, &err);
