@@ -136,6 +136,7 @@ $(O)/tests/analyst/%: tests/analyst/%.c $(LIB) tests/testutil.h
 .PHONY: test-retrieve retrieve-eval
 test-retrieve: $(KB_TESTS)
 	KB_DIR=$(abspath kb) $(KB_TESTS)
+	python3 tests/analyst/check_eval_set.py --self-test
 	python3 tests/analyst/check_eval_set.py
 DEV_SET ?= /work/shared/eval/commands-dev.jsonl
 retrieve-eval: $(O)/tools/retrieve-eval
