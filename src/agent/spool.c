@@ -92,7 +92,7 @@ enum stmt {
     S_OFF_PUT, S_OFF_GET,
     S_VD_EXISTS, S_VD_INSERT, S_DL_CREATE,
     S_DL_DUE, S_DL_CLAIM, S_DL_DELIVERED, S_DL_GET, S_DL_FAILED, S_DL_REQUEUE,
-    S_DL_NEXT_DUE, S_DL_FIXUP,
+    S_DL_NEXT_DUE, S_DL_FIXUP, S_DL_RELEASE,
     S_RT_AGE, S_RT_DONE, S_RT_ANY, S_USED_BYTES, S_INCR_VACUUM, S_EV_COUNT,
     S_META_ADD, S_META_GET,
     S_ST_EVENTS, S_ST_DELIV, S_ST_SINKS, S_INTEGRITY, S_CFG_ADD, S_ORPHANS,
@@ -149,6 +149,8 @@ static const char *const sql[S_COUNT] = {
     [S_DL_NEXT_DUE] = "SELECT MIN(next_attempt_at) FROM deliveries"
                       " WHERE sink = ?1 AND state = 'pending' AND inflight = 0",
     [S_DL_FIXUP]    = "UPDATE deliveries SET inflight = 0, redelivery = 1 WHERE inflight = 1",
+    [S_DL_RELEASE]  = "UPDATE deliveries SET inflight = 0, redelivery = 1"
+                      " WHERE sink = ?1 AND inflight = 1",
     [S_RT_AGE]      = "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e"
                       " JOIN verdicts v0 ON v0.seq = e.seq WHERE v0.judged_at < ?1 AND"
                       DONE_COND " ORDER BY e.seq LIMIT ?2)",
@@ -796,7 +798,7 @@ static void dl_copies_free(dl_copy *c, size_t n) {
 }
 
 int spool_next_delivery(spool *sp, const char *sink, int64_t now, size_t max,
-                        int (*cb)(const spool_delivery *d, void *ud), void *ud) {
+                        int (*cb)(const spool_delivery *batch, size_t n, void *ud), void *ud) {
     if (!sp || !sink || !cb) return nj_fail(-EINVAL, "spool_next_delivery: bad arguments");
     if (max == 0) return 0;
     size_t cap = NJ_MIN(max, (size_t)4096);
@@ -839,10 +841,16 @@ int spool_next_delivery(spool *sp, const char *sink, int64_t now, size_t max,
     rc = tx_end(sp, rc);
     pthread_mutex_unlock(&sp->mu);
     if (rc) { dl_copies_free(c, n); return rc; }
-    for (size_t i = 0; i < n; i++) {
-        int r = cb(&c[i].d, ud);
-        if (r) { rc = r; break; }
+    spool_delivery *batch = n ? nj_malloc(n * sizeof *batch) : NULL;
+    if (n && !batch) {
+        /* Claimed but cannot be handed out: give them back. */
+        dl_copies_free(c, n);
+        spool_release_inflight(sp, sink);
+        return nj_fail(-ENOMEM, "spool: out of memory");
     }
+    for (size_t i = 0; i < n; i++) batch[i] = c[i].d;
+    if (n) rc = cb(batch, n, ud);
+    nj_free(batch);
     dl_copies_free(c, n);
     return rc ? rc : (int)n;
 }
@@ -926,6 +934,20 @@ int spool_requeue_failed(spool *sp, const char *sink) {
     if (rc == 0) {
         bind_text(sp->st[S_DL_REQUEUE], 1, sink);
         rc = run(sp, S_DL_REQUEUE, "requeue failed deliveries");
+        n = sqlite3_changes(sp->db);
+    }
+    rc = tx_end(sp, rc);
+    pthread_mutex_unlock(&sp->mu);
+    return rc ? rc : n;
+}
+
+int spool_release_inflight(spool *sp, const char *sink) {
+    if (!sp || !sink) return nj_fail(-EINVAL, "spool_release_inflight: bad arguments");
+    pthread_mutex_lock(&sp->mu);
+    int rc = tx_begin(sp, false), n = 0;
+    if (rc == 0) {
+        bind_text(sp->st[S_DL_RELEASE], 1, sink);
+        rc = run(sp, S_DL_RELEASE, "release claimed deliveries");
         n = sqlite3_changes(sp->db);
     }
     rc = tx_end(sp, rc);

@@ -196,13 +196,19 @@ typedef struct spool_delivery {
 
 /* Claim up to max deliveries for sink that are pending and due
  * (next_attempt_at <= now), in seq order: attempts+1 and inflight=1 are
- * committed durably, then cb(d, ud) runs for each.  Every claimed row must
- * later be marked (delivered or failed); rows left claimed by a crash come
- * back at the next open as redeliveries.  Returns the number claimed or a
- * negative code.  A nonzero cb return stops the callbacks (the rows stay
- * claimed; mark them failed) and is returned. */
+ * committed durably, then cb(batch, n, ud) runs once with all of them (not
+ * called when none are due).  Every claimed row must later be marked
+ * (delivered or failed); rows left claimed by a crash come back at the next
+ * open as redeliveries, and spool_release_inflight gives them back sooner.
+ * Returns the number claimed, or a negative code (from the spool, or cb's
+ * nonzero return). */
 int spool_next_delivery(spool *sp, const char *sink, int64_t now, size_t max,
-                        int (*cb)(const spool_delivery *d, void *ud), void *ud);
+                        int (*cb)(const spool_delivery *batch, size_t n, void *ud), void *ud);
+
+/* Give a sink's claimed rows back as pending redeliveries: for when
+ * marking them failed (the disk was full, say) and they would otherwise
+ * stay claimed until the next open.  Returns the number released. */
+int spool_release_inflight(spool *sp, const char *sink);
 
 /* The row was delivered.  0, -ENOENT if there is no such row. */
 int spool_mark_delivered(spool *sp, const char *sink, int64_t seq);

@@ -199,13 +199,16 @@ static void test_pending_order_and_one_verdict(void **state) {
 
 struct dcollect { int n; int64_t seq[64]; int attempts[64]; bool redel[64]; char verdict[64][64]; };
 
-static int collect_dl(const spool_delivery *d, void *ud) {
+static int collect_dl(const spool_delivery *b, size_t n, void *ud) {
     struct dcollect *c = ud;
-    c->seq[c->n] = d->seq;
-    c->attempts[c->n] = d->attempts;
-    c->redel[c->n] = d->redelivery;
-    snprintf(c->verdict[c->n], sizeof c->verdict[0], "%s", d->verdict_json);
-    c->n++;
+    for (size_t i = 0; i < n; i++) {
+        const spool_delivery *d = &b[i];
+        c->seq[c->n] = d->seq;
+        c->attempts[c->n] = d->attempts;
+        c->redel[c->n] = d->redelivery;
+        snprintf(c->verdict[c->n], sizeof c->verdict[0], "%s", d->verdict_json);
+        c->n++;
+    }
     return 0;
 }
 
@@ -265,8 +268,12 @@ static void test_delivery_state_machine(void **state) {
     assert_int_equal(next_dl(sp, "a", now, &c), 1);
     assert_true(c.redel[0]); /* the earlier unknown outcome still counts */
     assert_int_equal(spool_mark_delivered(sp, "a", s2), 0);
-    /* Sink b is independent. */
+    /* Sink b is independent; claims given back early are redeliveries. */
     assert_int_equal(next_dl(sp, "b", now, &c), 2);
+    assert_int_equal(spool_release_inflight(sp, "b"), 2);
+    assert_int_equal(next_dl(sp, "b", now, &c), 2);
+    assert_true(c.redel[0] && c.redel[1]);
+    assert_int_equal(c.attempts[0], 2);
     assert_int_equal(spool_mark_delivered(sp, "b", 4242), -ENOENT);
     assert_int_equal(spool_mark_failed(sp, "zz", s1, now, SPOOL_FAIL_RETRY, "x"), -ENOENT);
     spool_close(sp);
