@@ -56,7 +56,7 @@ err:
     return NULL;
 }
 
-struct round { deliver *d; size_t i; int delivered; int mark_error; };
+struct round { deliver *d; size_t i; int64_t now; int delivered; int mark_error; };
 
 static int on_batch(const spool_delivery *b, size_t n, void *ud) {
     struct round *r = ud;
@@ -67,13 +67,15 @@ static int on_batch(const spool_delivery *b, size_t n, void *ud) {
     if (!res) {
         /* Nothing sent: give the claim back as failed-retry. */
         for (size_t k = 0; k < n; k++)
-            if (spool_mark_failed(d->sp, name, b[k].seq, spool_now_ms(), SPOOL_FAIL_RETRY,
+            if (spool_mark_failed(d->sp, name, b[k].seq, r->now, SPOOL_FAIL_RETRY,
                                   "out of memory") != 0)
                 r->mark_error = -ENOMEM;
         return 0;
     }
     sink_send(s, b, n, res);
-    int64_t now = spool_now_ms();
+    /* Backoff counts from the round's time (the caller's clock), so a
+     * round run at a simulated time schedules consistently. */
+    int64_t now = NJ_MAX(r->now, spool_now_ms());
     for (size_t k = 0; k < n; k++) {
         int rc;
         switch (res[k].status) {
@@ -114,7 +116,7 @@ int deliver_once(deliver *d, size_t i, int64_t now, int *delivered) {
         if (rc < 0) return rc;
         w->need_release = false;
     }
-    struct round r = {.d = d, .i = i};
+    struct round r = {.d = d, .i = i, .now = now};
     int n = spool_next_delivery(d->sp, name, now, d->batch, on_batch, &r);
     if (r.mark_error) w->need_release = true;
     if (delivered) *delivered = r.delivered;

@@ -88,7 +88,11 @@ static long post(webhook *w, const char *body, size_t len, bool *sent) {
     curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &up);
     long req = 0;
     curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &req);
-    *sent = up > 0 || req > 0;
+    /* Once the connection was up and the transfer began, the server may
+     * have the request even if curl cannot tell how much went out. */
+    curl_off_t pre = 0;
+    curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    *sent = up > 0 || req > 0 || pre > 0;
     if (rc != CURLE_OK) return -(long)rc;
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
