@@ -365,7 +365,7 @@ static void test_retention_age(void **state) {
     assert_non_null(sp);
     int64_t s[6];
     for (int i = 0; i < 6; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "%d", i);
         s[i] = spool_put_event(sp, id, "s", "{}");
     }
