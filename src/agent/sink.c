@@ -244,7 +244,9 @@ static char *url_without_userinfo(const char *url) {
     if (!scheme_end) return nj_strdup(url);
     const char *host = scheme_end + 3;
     size_t hostlen = strcspn(host, "/?#");
-    const char *at = memchr(host, '@', hostlen);
+    /* userinfo ends at the last '@' of the authority (a password may hold
+     * an unescaped '@' that URL parsers still accept) */
+    const char *at = memrchr(host, '@', hostlen);
     if (!at) return nj_strdup(url);
     size_t pre = (size_t)(host - url);
     char *out = nj_malloc(strlen(url) + 1);

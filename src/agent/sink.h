@@ -20,7 +20,8 @@
  *
  * What a sink sends for an item is the verdict JSON as stored, with
  * "redelivery": true added as the object's first member when the spool
- * flags the item (sink_payload).  Raw line breaks, which valid JSON can
+ * flags the item (sink_payload); "redelivery" is therefore reserved as a
+ * top-level member name of verdicts.  Raw line breaks, which valid JSON can
  * only have between tokens, become spaces, so one verdict is one line.
  *
  * Names.  sink_spec.name is the spec without its options and without

@@ -91,6 +91,11 @@ static void test_spec_parse_valid(void **state) {
     assert_string_equal(s.name, "webhook:https://siem.example:8088/services/collector/event?x=1");
     sink_spec_free(&s);
 
+    /* userinfo ends at the authority's last '@'. */
+    assert_int_equal(sink_spec_parse("webhook:http://a:b@c@host:1/x@y", &s), 0);
+    assert_string_equal(s.name, "webhook:http://host:1/x@y");
+    sink_spec_free(&s);
+
     const char *d = nj_test_tmpdir();
     char tf[600], spec[700];
     snprintf(tf, sizeof tf, "%s/token", d);
