@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 static char g_path[600];
+static char big_json[2100];
+static void fill_big(void);
 
 static const char *fresh_path(const char *name) {
     const char *d = nj_test_tmpdir();
@@ -195,6 +197,45 @@ static void test_pending_order_and_one_verdict(void **state) {
     assert_int_equal(raw_int(g_path, "SELECT COUNT(*) FROM verdicts WHERE verdict_json LIKE '%benign%'"), 1);
 }
 
+/* Damaged pages are reported as corruption, never crash or pass silently. */
+static void test_corrupt_pages(void **state) {
+    (void)state;
+    fill_big();
+    const char *path = fresh_path("corrupt.db");
+    spool *sp = open_sinks(path, NULL, 0);
+    for (int i = 0; i < 64; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c%d", i);
+        assert_true(spool_put_event(sp, id, "s", big_json) > 0);
+    }
+    assert_int_equal(spool_check(sp), 0);
+    spool_close(sp); /* checkpoints the WAL into the main file */
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(sb.st_size >= 16 * 4096);
+    /* Scribble over pages 3..12 (B-tree pages of the tables and indexes). */
+    int fd = open(path, O_WRONLY);
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(0xa5 ^ (i * 31));
+    for (int pg = 2; pg < 12; pg++)
+        assert_int_equal(pwrite(fd, junk, sizeof junk, (off_t)pg * 4096), (ssize_t)sizeof junk);
+    close(fd);
+    int err = 0;
+    sp = spool_open(path, NULL, &err);
+    if (!sp) {
+        assert_int_equal(err, NJ_EFORMAT);
+    } else {
+        int rc = spool_check(sp);
+        struct collect c = {0};
+        int n = spool_next_pending(sp, 0, 64, collect_ev, &c);
+        assert_true(rc == NJ_EFORMAT);
+        assert_true(n == 64 || n == NJ_EFORMAT);
+        spool_close(sp);
+    }
+    fprintf(stderr, "reported: %s\n", nj_last_error());
+    assert_true(strstr(nj_last_error(), "corrupt") || strstr(nj_last_error(), "integrity"));
+}
+
 /* ----------------------------------------------------- deliveries --- */
 
 struct dcollect { int n; int64_t seq[64]; int attempts[64]; bool redel[64]; char verdict[64][64]; };
@@ -347,8 +388,6 @@ static void test_inflight_becomes_redelivery(void **state) {
 }
 
 /* ------------------------------------------------------ retention --- */
-
-static char big_json[2100];
 
 static void fill_big(void) {
     memset(big_json, 'x', sizeof big_json - 1);
@@ -795,6 +834,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_modes_and_lock),
         cmocka_unit_test(test_schema_version_and_garbage),
+        cmocka_unit_test(test_corrupt_pages),
         cmocka_unit_test(test_idempotent_put),
         cmocka_unit_test(test_pending_order_and_one_verdict),
         cmocka_unit_test(test_delivery_state_machine),
