@@ -218,6 +218,51 @@ static void make_items(spool_delivery *it, size_t n, int first) {
     }
 }
 
+/* Allocation failures anywhere in parse, open and send: a clear -ENOMEM or
+ * a retryable result, and nothing leaked. */
+static void test_sink_alloc_faults(void **state) {
+    (void)state;
+    const char *d = nj_test_tmpdir();
+    char specs[3][700];
+    snprintf(specs[0], sizeof specs[0], "jsonl:%s/oom/v.jsonl,keep=1", d);
+    snprintf(specs[1], sizeof specs[1], "syslog:unix:%s/nolog,app=x", d);
+    snprintf(specs[2], sizeof specs[2], "webhook:http://u:p@127.0.0.1:1/x,preset=elastic,token=k");
+    for (int k = 0; k < 3; k++) {
+        size_t base = nj_mem_in_use();
+        int done = 0;
+        for (long n = 0; n < 300 && !done; n++) {
+            nj_alloc_fail_after(n);
+            sink_spec sp;
+            int rc = sink_spec_parse(specs[k], &sp);
+            if (rc == 0) {
+                int err = 0;
+                sink *s = sink_open(&sp, &err);
+                if (s) {
+                    spool_delivery it[3];
+                    sink_result res[3];
+                    make_items(it, 3, 0);
+                    int ok = sink_send(s, it, 3, res);
+                    assert_true(ok >= 0 && ok <= 3);
+                    for (int i = 0; i < 3; i++)
+                        assert_true(res[i].status >= SINK_OK && res[i].status <= SINK_PERMANENT);
+                    sink_close(s);
+                    done = 1;
+                } else {
+                    assert_int_equal(err, -ENOMEM);
+                }
+                sink_spec_free(&sp);
+            } else {
+                assert_int_equal(rc, -ENOMEM);
+            }
+            nj_alloc_fail_after(-1);
+            if (nj_mem_in_use() != base)
+                fail_msg("%s: fail_after %ld leaked %zd bytes", specs[k], n,
+                         (ssize_t)(nj_mem_in_use() - base));
+        }
+        assert_true(done);
+    }
+}
+
 /* ---------------------------------------------------------------- jsonl --- */
 
 static void test_jsonl_rotation(void **state) {
@@ -965,6 +1010,7 @@ int main(void) {
         cmocka_unit_test(test_spec_parse_errors),
         cmocka_unit_test(test_payload),
         cmocka_unit_test(test_json_ascii),
+        cmocka_unit_test(test_sink_alloc_faults),
         cmocka_unit_test(test_jsonl_rotation),
         cmocka_unit_test(test_jsonl_partial_write),
         cmocka_unit_test(test_syslog_udp),
