@@ -172,6 +172,7 @@ sink *sink_jsonl_open(const sink_spec *spec, int *err) {
         *p = '/';
     }
     if ((rc = open_file(j))) goto err;
+    fsync_dir_of(spec->path); /* a newly created file's name is durable too */
     return &j->base;
 err:
     if (err) *err = rc;

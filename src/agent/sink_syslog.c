@@ -26,6 +26,8 @@
  *   unix  datagram to a local socket (/dev/log); one message per datagram.
  *   udp   one message per datagram (RFC 5426).  A message larger than a
  *         datagram can carry fails permanently: use tcp for big verdicts.
+ *         UDP is fire and forget: a datagram the network or the collector
+ *         drops is not noticed (an ICMP refusal only fails the next send).
  *   tcp   octet-counting framing, "LEN SP MSG" (RFC 6587 3.4.1).  Syslog
  *         over TCP has no acknowledgement: items count as delivered when
  *         the kernel took them and the connection still looked healthy
