@@ -21,7 +21,9 @@
  * spool's times use), or without a timeout when nothing is pending: no
  * polling while idle.  deliver_kick() wakes every sink thread; call it after
  * spool_put_verdict.  A spool error (disk full) makes the thread wait with
- * its own backoff (1 s doubling to 60 s) before trying again.
+ * its own backoff (1 s doubling to 60 s) before trying again.  Retry times
+ * are wall-clock (they are stored in the spool across restarts): a clock
+ * stepped back delays due retries by the step, a kick still wakes them.
  * Lock order: deliver.mu, then the spool's own lock (taken inside spool_*
  * calls, never while deliver.mu is held).  The spool and the sinks are
  * borrowed: they must outlive the deliver handle.
