@@ -75,6 +75,19 @@ const char *nj_memmem(const char *h, size_t hn, const char *nd, size_t nn) {
 
 /* ---- reporting and emitting ------------------------------------------ */
 
+int parser_json_line(parser *p, const char *name, const char *line, size_t len, long lineno, json_t **out) {
+    *out = NULL;
+    len = nj_chomp(line, len);
+    if (len == 0) return 0;
+    json_error_t je;
+    int rc;
+    *out = event_json_load(line, len, 0, &je, &rc);
+    if (*out) return 0;
+    if (rc == -ENOMEM) return nj_fail(rc, "%s: out of memory", name);
+    parser_bad(p, lineno, "invalid JSON at column %d: %s", je.column, je.text);
+    return 0;
+}
+
 void parser_bad(parser *p, long lineno, const char *fmt, ...) {
     p->st.errors++;
     if (!p->o.on_error) return;

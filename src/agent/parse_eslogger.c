@@ -112,17 +112,10 @@ static int fill_process(json_t *ev, const json_t *pr) {
 }
 
 static int eslogger_feed(parser *p, const char *line, size_t len, long lineno) {
-    len = nj_chomp(line, len);
-    if (len == 0) return 0;
-    json_error_t je;
-    int rc;
-    json_t *j = event_json_load(line, len, 0, &je, &rc);
-    if (!j) {
-        if (rc == -ENOMEM) return nj_fail(rc, "eslogger: out of memory");
-        parser_bad(p, lineno, "invalid JSON at column %d: %s", je.column, je.text);
-        return 0;
-    }
-    rc = 0;
+    len = nj_chomp(line, len);   /* raw text without its newline */
+    json_t *j = NULL;
+    int rc = parser_json_line(p, "eslogger", line, len, lineno, &j);
+    if (!j) return rc;
     json_t *ev = NULL;
     json_t *event = json_object_get(j, "event");
     if (!json_is_object(j) || !json_is_object(event) || json_object_size(event) != 1) {

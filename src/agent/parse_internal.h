@@ -53,6 +53,12 @@ json_t *parser_event(parser *p, const char *kind, const char *id, long lineno, i
  * bad line and the event dropped), aggregation, emit.  Consumes ev. */
 int parser_emit(parser *p, json_t *ev, long lineno, const char *raw, size_t raw_len);
 
+/* One line of a JSON-lines source: *out gets the parsed document (a new
+ * reference) and 0; a blank line gives *out = NULL and 0; a line that is
+ * not JSON is reported (parser_bad: column and reason) and gives *out =
+ * NULL and 0; out of memory is nj_fail(-ENOMEM, "<name>: out of memory"). */
+int parser_json_line(parser *p, const char *name, const char *line, size_t len, long lineno, json_t **out);
+
 /* ---- text helpers ---- */
 
 /* Hex text (even length, [0-9A-Fa-f]) -> bytes in out (cap >= n/2 + 1,

