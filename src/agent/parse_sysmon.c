@@ -17,7 +17,9 @@
  * a conforming parser rejects.  Before expat sees the document we add the
  * missing ';' after &quot &amp &lt &gt &apos, and turn any other '&' that
  * does not start a well-formed reference into "&amp;".  The repaired text
- * is only used for parsing; "raw" keeps the original line.
+ * is only used for parsing; "raw" keeps the original line.  Bytes that
+ * are not valid UTF-8 (expat would refuse the whole document) are
+ * replaced by U+FFFD before that.
  *
  * Events (Data names as Sysmon writes them; "-" means absent):
  *   1  process create   kind exec: ProcessId, Image, CommandLine,
@@ -202,7 +204,18 @@ static int sysmon_feed(parser *p, const char *line, size_t len, long lineno) {
     if (!e) { parser_bad(p, lineno, "sysmon: <Event> document not closed (line cut by the syslog size limit?)"); return 0; }
     size_t dn = (size_t)(e + 8 - b);
     if (nj_memmem(b, dn, "<!", 2)) { parser_bad(p, lineno, "sysmon: DOCTYPE or declarations are not accepted"); return 0; }
+    /* expat refuses a document with invalid UTF-8 anywhere: a command line
+     * with one stray byte must not hide the event, so bad bytes become
+     * U+FFFD first */
+    char *clean = NULL;
+    if (!event_utf8_valid(b, dn)) {
+        size_t cn;
+        if (!(clean = event_utf8_sanitize(b, dn, dn * 3 + 1, &cn))) return nj_fail(-ENOMEM, "sysmon: out of memory");
+        b = clean;
+        dn = cn;
+    }
     long fn = repair(s, b, dn);
+    nj_free(clean);
     if (fn < 0) return nj_fail(-ENOMEM, "sysmon: out of memory");
     if (!s->xp) {
         s->xp = XML_ParserCreate_MM("UTF-8", &k_mem, NULL);

@@ -148,11 +148,28 @@ void event_init(void) { pthread_once(&g_once, init_once); }
 
 json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *je, int *err) {
     event_init();
+    /* jansson refuses a document with invalid UTF-8 anywhere; a file name
+     * with one stray byte must not hide the whole event, so such text is
+     * sanitised first (each bad byte -> U+FFFD, which is valid in JSON
+     * strings and cannot end one).  Raw NULs become U+FFFD as well. */
+    char *fixed = NULL;
+    if (!event_utf8_valid(text, n)) {
+        size_t m;
+        fixed = event_utf8_sanitize(text, n, n * 3 + 1, &m);
+        if (!fixed) {
+            memset(je, 0, sizeof *je);
+            if (err) *err = -ENOMEM;
+            return NULL;
+        }
+        text = fixed;
+        n = m;
+    }
     g_json_oom = false;
     g_in_load = true;
     g_arena_used = 0;
     json_t *j = json_loadb(text, n, flags, je);
     g_in_load = false;
+    nj_free(fixed);
     if (g_json_oom || (!j && json_error_code(je) == json_error_out_of_memory)) {
         json_decref(j);
         if (err) *err = -ENOMEM;

@@ -84,10 +84,13 @@ typedef enum ev_type { EVT_OBJECT, EVT_STRING, EVT_INT, EVT_BOOL, EVT_STRINGS } 
  * directly on events. */
 void event_init(void);
 
-/* json_loadb() that tells out-of-memory apart from bad input: jansson
- * reports a failed allocation as a syntax error (and can return a document
- * with a cut string), so every untrusted-JSON parser in the agent loads
- * through here.  NULL with *err = -ENOMEM or NJ_EFORMAT (je filled). */
+/* json_loadb() for untrusted text: tells out-of-memory apart from bad
+ * input (jansson reports a failed allocation as a syntax error and can
+ * return a document with a cut string), and replaces invalid UTF-8 bytes
+ * by U+FFFD before parsing (jansson would refuse the whole document, so
+ * one bad byte in a file name could hide an event).  Every untrusted-JSON
+ * parser in the agent loads through here.  NULL with *err = -ENOMEM or
+ * NJ_EFORMAT (je filled). */
 json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *je, int *err);
 
 /* Field lookup: "process.pid" -> EF_PROC_PID, or -1 if not a field. */

@@ -372,6 +372,25 @@ static void test_eslogger_tokens(void **state) {
     nj_free(out[0]); nj_free(out[1]);
 }
 
+/* Invalid UTF-8 inside a JSON line (a file name with a stray byte) does
+ * not hide the event: the bytes become U+FFFD. */
+static void test_json_invalid_utf8(void **state) {
+    (void)state;
+    run r;
+    run_start(&r, "eslogger", (parser_opts){.no_raw = true});
+    const char *l = "{\"event_type\":9,\"time\":\"2026-12-07T10:00:00Z\",\"process\":{\"audit_token\":{\"pid\":1}},"
+                    "\"event\":{\"exec\":{\"target\":{\"audit_token\":{\"pid\":2},\"executable\":{\"path\":\"/tmp/\xff\xfe" "evil\"}},"
+                    "\"args\":[\"/tmp/\xff" "evil\"]}}}";
+    feed(&r, l, 1);
+    assert_int_equal(r.s.nerr, 0);
+    assert_int_equal(r.s.nev, 1);
+    json_t *e = ev_at(&r, 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "process"), "path")),
+                        "/tmp/\xEF\xBF\xBD\xEF\xBF\xBD" "evil");
+    json_decref(e);
+    run_end(&r);
+}
+
 /* RFC 3164 has no year: the year is the latest one not after the reference
  * time + 1 day. */
 static void test_sshd_year(void **state) {
@@ -556,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_auditd_bound),
         cmocka_unit_test(test_auditd_hex_split),
         cmocka_unit_test(test_eslogger_tokens),
+        cmocka_unit_test(test_json_invalid_utf8),
         cmocka_unit_test(test_sshd_year),
         cmocka_unit_test(test_malformed_reported),
         cmocka_unit_test(test_parser_new_errors),
