@@ -88,7 +88,8 @@ $(O)/src/kernels/avx512.o: KFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq 
 $(O)/src/kernels/neon.o:   KFLAGS := -march=armv8.2-a+dotprod+fp16
 $(O)/tests/support/%.o:    LAYER_INC := $(ALL_INC)
 
-.PHONY: all test check check-tsan bench fuzz cross test-arm conformance layers install clean help
+.PHONY: all test check check-tsan bench fuzz cross test-arm conformance layers install clean help \
+        schema-corpus retrieve-eval parse-bench sigma-bench
 all: $(BIN) $(TOOL_BIN) $(LINKCHECK)
 
 $(O)/%.o: %.c
@@ -151,6 +152,18 @@ test-arm:
 
 conformance: all
 	scripts/conformance
+
+# The schema corpus with 20 documents per schema (make test runs 2), the
+# retrieval base as a k-NN classifier, parser throughput, Sigma speed.
+DEV_SET ?= ../shared/eval/commands-dev.jsonl
+schema-corpus: $(BIN)
+	RUNS=20 NJ_BIN=$(abspath $(BIN)) python3 tests/engine/schema_corpus.py
+retrieve-eval: $(O)/tools/retrieve-eval
+	$(O)/tools/retrieve-eval eval $(wildcard $(DEV_SET)) eval/commands.jsonl
+parse-bench: $(O)/tools/parse-bench
+	$(O)/tools/parse-bench
+sigma-bench: $(O)/tools/sigma-bench
+	$(O)/tools/sigma-bench
 
 # Which layer includes which: prints any include that goes up a layer
 # (the build refuses those already; this names them for a reader).
