@@ -196,8 +196,9 @@ static int load_prompt(analyst *a, const char *pdir) {
     char *cfg = read_text(path, 1 << 20, &err);
     if (!cfg) return fail_prefixed(err, "prompt");
     json_error_t je;
-    json_t *j = json_loads(cfg, 0, &je);
+    json_t *j = event_json_load(cfg, strlen(cfg), 0, &je, &err);   /* tells out-of-memory from bad JSON */
     nj_free(cfg);
+    if (!j && err == -ENOMEM) return nj_fail(err, "%s: out of memory", path);
     if (!json_is_object(j)) {
         json_decref(j);
         return nj_fail(NJ_EFORMAT, "%s: line %d: %s", path, je.line, je.text);

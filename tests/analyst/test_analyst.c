@@ -135,28 +135,41 @@ static void test_bad_prompt_dir(void **st) {
     assert_non_null(strstr(nj_last_error(), "/nonexistent/prompt/prompt.json"));
 }
 
-/* Every allocation failure while setting up is a clean error, no leak. */
+/* Every allocation failure while setting up is a clean error, no leak; a
+ * setup that succeeds anyway (a layer retried the allocation) is complete:
+ * every rule loaded, none skipped. */
 static void test_alloc_faults(void **st) {
     (void)st;
     event_init();
+    analyst_opts o0 = {.data_dir = "."};
+    analyst *ref = analyst_new(&o0, NULL);
+    assert_non_null(ref);
+    int rules = analyst_rule_count(ref), skips = analyst_rule_skips(ref);
+    analyst_free(ref);
     size_t base = nj_mem_in_use();
-    int failures = 0;
-    for (long k = 0; k < 100000; k += k < 200 ? 1 : 97) {
+    int failures = 0, successes = 0;
+    /* every early allocation, then geometric steps through the rules and
+     * the knowledge base (tens of thousands of allocations) */
+    for (long k = 0; k < 400000; k += k < 20 ? 1 : k / 7) {
         nj_alloc_fail_after(k);
         analyst_opts o = {.data_dir = "."};
         int err = 0;
         analyst *a = analyst_new(&o, &err);
         nj_alloc_fail_after(-1);
         if (a) {
+            assert_int_equal(analyst_rule_count(a), rules);
+            assert_int_equal(analyst_rule_skips(a), skips);
             analyst_free(a);
-            break;
+            successes++;
+        } else {
+            failures++;
+            assert_true(err < 0);
         }
-        failures++;
-        assert_true(err < 0);
         assert_int_equal(nj_mem_in_use(), base);
     }
-    assert_true(failures > 10);
-    assert_int_equal(nj_mem_in_use(), base);
+    printf("alloc faults: %d setups failed cleanly, %d completed\n", failures, successes);
+    assert_true(failures >= 3);
+    assert_true(successes >= 1);   /* the last steps lie past every allocation */
 }
 
 /* ---- with a model ---- */
