@@ -21,6 +21,7 @@ static const struct {
     {"perf",     cmd_perf,     "measure prompt and generation speed"},
     {"analyze",  cmd_analyze,  "judge security events (or command lines): verdict JSON lines"},
     {"eval",     cmd_eval,     "measure verdict quality on a labelled set"},
+    {"watch",    cmd_watch,    "the agent: follow event sources, spool, judge, deliver verdicts"},
 };
 
 static void usage(FILE *out) {

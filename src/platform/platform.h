@@ -46,6 +46,22 @@ const char *platform_runtime_dir(void);     /* $XDG_RUNTIME_DIR/nightjar | $TMPD
  * (-ENAMETOOLONG when cap is too small). */
 int platform_exe_path(char *buf, size_t cap);
 
+/* Waiting for files to change, without polling (inotify on Linux, kqueue
+ * on macOS): a quiet log costs no CPU.  platform_watch_file watches a path
+ * (the file: writes, truncation, rename, delete; and its directory: a new
+ * file of that name, as after a rotation); call it again after reopening a
+ * rotated file.  platform_watch_fd adds a descriptor to wait on for input
+ * (a pipe on stdin).  platform_watch_wait blocks until something changed
+ * (1), the timeout passed (0; timeout_ms < 0 waits forever) or a signal
+ * came (-EINTR); the events are consumed, the caller looks at its files
+ * again.  One thread per watcher. */
+typedef struct platform_watch platform_watch;
+platform_watch *platform_watch_new(int *err);
+int  platform_watch_file(platform_watch *w, const char *path);
+int  platform_watch_fd(platform_watch *w, int fd);
+int  platform_watch_wait(platform_watch *w, int timeout_ms);
+void platform_watch_free(platform_watch *w);
+
 /* Peer credentials of a connected Unix socket: 0 and *uid, or -errno. */
 int platform_peer_uid(int fd, uint32_t *uid);
 

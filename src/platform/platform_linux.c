@@ -38,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -274,6 +276,78 @@ static const char *home_dir(void) {
     if (getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_dir)
         return res->pw_dir;
     return "/tmp";
+}
+
+/* ---- file watching: inotify ---- */
+
+#define WATCH_MAX_FDS 16
+
+struct platform_watch {
+    int ino;                    /* inotify descriptor */
+    int fds[WATCH_MAX_FDS];     /* extra input descriptors */
+    int n_fds;
+};
+
+platform_watch *platform_watch_new(int *err) {
+    platform_watch *w = nj_calloc(1, sizeof *w);
+    if (!w) {
+        if (err) *err = -ENOMEM;
+        return NULL;
+    }
+    w->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (w->ino < 0) {
+        int e = -errno;
+        nj_free(w);
+        if (err) *err = nj_fail(e, "inotify_init1: %s", strerror(-e));
+        return NULL;
+    }
+    if (err) *err = 0;
+    return w;
+}
+
+int platform_watch_file(platform_watch *w, const char *path) {
+    /* the file (it may not exist yet: then only its directory) */
+    inotify_add_watch(w->ino, path, IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF | IN_CLOSE_WRITE);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    if (inotify_add_watch(w->ino, dir, IN_CREATE | IN_MOVED_TO | IN_DELETE) < 0)
+        return nj_fail(-errno, "cannot watch %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+int platform_watch_fd(platform_watch *w, int fd) {
+    if (w->n_fds >= WATCH_MAX_FDS) return nj_fail(NJ_ETOOBIG, "too many descriptors to watch");
+    w->fds[w->n_fds++] = fd;
+    return 0;
+}
+
+int platform_watch_wait(platform_watch *w, int timeout_ms) {
+    struct pollfd p[WATCH_MAX_FDS + 1];
+    p[0].fd = w->ino;
+    p[0].events = POLLIN;
+    for (int i = 0; i < w->n_fds; i++) {
+        p[i + 1].fd = w->fds[i];
+        p[i + 1].events = POLLIN;
+    }
+    int n = poll(p, (nfds_t)w->n_fds + 1, timeout_ms);
+    if (n < 0) return -errno;
+    if (n == 0) return 0;
+    if (p[0].revents & POLLIN) {
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        while (read(w->ino, buf, sizeof buf) > 0) {
+        }
+    }
+    return 1;
+}
+
+void platform_watch_free(platform_watch *w) {
+    if (!w) return;
+    close(w->ino);
+    nj_free(w);
 }
 
 int platform_exe_path(char *buf, size_t cap) {

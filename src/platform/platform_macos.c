@@ -32,7 +32,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/event.h>
 #include <mach-o/dyld.h>
 #include <mach/mach.h>
 #include <pthread.h>
@@ -214,6 +216,82 @@ static const char *home_dir(void) {
     if (getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_dir)
         return res->pw_dir;
     return "/tmp";
+}
+
+/* ---- file watching: kqueue ---- */
+
+#define WATCH_MAX 32
+
+struct platform_watch {
+    int kq;
+    int owned[WATCH_MAX];       /* descriptors opened for EVFILT_VNODE */
+    int n_owned;
+};
+
+platform_watch *platform_watch_new(int *err) {
+    platform_watch *w = nj_calloc(1, sizeof *w);
+    if (!w) {
+        if (err) *err = -ENOMEM;
+        return NULL;
+    }
+    w->kq = kqueue();
+    if (w->kq < 0) {
+        int e = -errno;
+        nj_free(w);
+        if (err) *err = nj_fail(e, "kqueue: %s", strerror(-e));
+        return NULL;
+    }
+    if (err) *err = 0;
+    return w;
+}
+
+static int watch_vnode(platform_watch *w, const char *path) {
+    if (w->n_owned >= WATCH_MAX) return nj_fail(NJ_ETOOBIG, "too many files to watch");
+    int fd = open(path, O_EVTONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct kevent ev;
+    EV_SET(&ev, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR,
+           NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_RENAME | NOTE_DELETE, 0, NULL);
+    if (kevent(w->kq, &ev, 1, NULL, 0, NULL) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    w->owned[w->n_owned++] = fd;
+    return 0;
+}
+
+int platform_watch_file(platform_watch *w, const char *path) {
+    watch_vnode(w, path);   /* may not exist yet: then only its directory */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    int rc = watch_vnode(w, dir);
+    return rc ? nj_fail(rc, "cannot watch %s: %s", dir, strerror(-rc)) : 0;
+}
+
+int platform_watch_fd(platform_watch *w, int fd) {
+    struct kevent ev;
+    EV_SET(&ev, fd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+    return kevent(w->kq, &ev, 1, NULL, 0, NULL) < 0 ? -errno : 0;
+}
+
+int platform_watch_wait(platform_watch *w, int timeout_ms) {
+    struct kevent out[16];
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    int n = kevent(w->kq, NULL, 0, out, 16, timeout_ms < 0 ? NULL : &ts);
+    if (n < 0) return -errno;
+    return n > 0;
+}
+
+void platform_watch_free(platform_watch *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_owned; i++) close(w->owned[i]);
+    close(w->kq);
+    nj_free(w);
 }
 
 int platform_exe_path(char *buf, size_t cap) {

@@ -1,0 +1,90 @@
+/*
+ * cli_watch — `nightjar watch`: the agent.  Follows event sources, keeps
+ * every event in the spool before judging it, judges with the analyst (the
+ * model in this process), delivers verdicts to the sinks at least once
+ * (src/agent/watch.h has the durable order).  SIGTERM and SIGINT stop it
+ * between steps; whatever was committed is resumed by the next run.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyst.h"
+#include "cli.h"
+#include "platform.h"
+#include "util.h"
+#include "watch.h"
+
+#define MAX_LIST 32
+
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: nightjar watch --source KIND:PATH [--source ...] [--sink SPEC ...] [options]\n"
+        "  --source KIND:PATH  eslogger|auditd|osquery|sysmon|sshd|jsonl|cmdline, PATH or - (stdin)\n"
+        "  --sink SPEC         jsonl:PATH[,keep=N,max_mb=N] | syslog:unix:/dev/log | syslog:udp:HOST:PORT\n"
+        "                      | syslog:tcp:HOST:PORT | webhook:URL[,preset=plain|splunk|elastic][,token=T]\n"
+        "                      (docs/agent.md); none: verdicts stay in the spool\n"
+        "  --spool PATH        the durable spool (default <cache dir>/spool.db)\n"
+        "  --once              stop at the end of the inputs (after judging and delivering)\n"
+        "  -m MODEL | --no-model, --rules PATH, --no-retrieval, --label-only, --full: as for analyze\n"
+        "  -t THREADS -c CTX\n");
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+static int judge(void *ctx, const json_t *ev, char **out) {
+    cli_judge *j = ctx;
+    json_t *v = NULL;
+    int rc = analyst_judge(j->analyst, j->model, j->session, ev, &v);
+    if (rc) return rc;
+    json_object_set(v, "event", (json_t *)ev);
+    *out = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(v);
+    return *out ? 0 : -ENOMEM;
+}
+
+int cmd_watch(int argc, char **argv) {
+    cli_judge j;
+    cli_judge_defaults(&j);
+    const char *sources[MAX_LIST], *sinks[MAX_LIST];
+    int n_sources = 0, n_sinks = 0;
+    const char *spool_path = NULL;
+    bool once = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int k = cli_judge_option(&j, argc, argv, &i);
+        if (k < 0) { fprintf(stderr, "nightjar watch: bad value for %s\n", a); return 2; }
+        if (k > 0) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--source") && i + 1 < argc && n_sources < MAX_LIST) sources[n_sources++] = argv[++i];
+        else if (!strcmp(a, "--sink") && i + 1 < argc && n_sinks < MAX_LIST) sinks[n_sinks++] = argv[++i];
+        else if (!strcmp(a, "--spool") && i + 1 < argc) spool_path = argv[++i];
+        else if (!strcmp(a, "--once")) once = true;
+        else { fprintf(stderr, "nightjar watch: unknown option '%s'\n", a); usage(stderr); return 2; }
+    }
+    if (n_sources == 0) { usage(stderr); return 2; }
+    char def[1200];
+    if (!spool_path) {
+        snprintf(def, sizeof def, "%s/spool.db", platform_cache_dir());
+        spool_path = def;
+    }
+    int rc = cli_judge_open(&j);
+    if (rc) return rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;   /* no SA_RESTART: the wait returns EINTR */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    watch_opts o = {.spool_path = spool_path, .sources = sources, .n_sources = n_sources, .sinks = sinks,
+                    .n_sinks = n_sinks, .judge = judge, .judge_ctx = &j, .once = once, .stop = &stop_flag};
+    rc = watch_run(&o);
+    if (rc) fprintf(stderr, "nightjar watch: %s (%s)\n", nj_last_error(), nj_strerror(rc));
+    cli_judge_close(&j);
+    return rc ? 1 : 0;
+}
