@@ -21,47 +21,16 @@
  * Activation quantizers follow llama.cpp's ARM path (scalar.c's *_arm
  * variants): d = amax/127, q = round-half-even(x * (1/d)).
  */
-#include "kernels.h"
+#include "kern_isa.h"
 
 #include <arm_neon.h>
 #include <math.h>
 
-#define KINLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
-#define NT_MAX 4
-
 KINLINE float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
 
-#define XROW(T, vx, xs, t) ((const T *)((const char *)(vx) + (size_t)(t) * (xs)))
-
-/* Prefetch the weight stream this far ahead (see avx2.c: decode must
- * overlap DRAM reads with compute). */
-#define PF_AHEAD 1536
+/* Prefetch the weight stream PF_AHEAD bytes ahead (see kern_isa.h: decode
+ * must overlap DRAM reads with compute). */
 KINLINE void prefetch_w(const void *p) { __builtin_prefetch((const char *)p + PF_AHEAD, 0, 3); }
-
-#define DEFINE_KERNELS(name, tile)                                                      \
-    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
-                               const void *restrict x) {                               \
-        tile(n, w, x, 0, s, 0, 1);                                                      \
-    }                                                                                   \
-    static void gemm_##name(int n, const void *restrict w, size_t ws, int nr,          \
-                            const void *restrict x, size_t xs, int nt,                 \
-                            float *restrict y, size_t ldy) {                           \
-        const char *wb = w, *xb = x;                                                    \
-        int t = 0;                                                                      \
-        for (; t + NT_MAX <= nt; t += NT_MAX)                                           \
-            for (int r = 0; r < nr; r++)                                                \
-                tile(n, wb + (size_t)r * ws, xb + (size_t)t * xs, xs,                   \
-                     y + (size_t)t * ldy + r, ldy, NT_MAX);                             \
-        const int rem = nt - t;                                                         \
-        for (int r = 0; r < nr && rem; r++) {                                           \
-            const char *wr = wb + (size_t)r * ws, *xt = xb + (size_t)t * xs;            \
-            float *yt = y + (size_t)t * ldy + r;                                        \
-            if (rem == 3) tile(n, wr, xt, xs, yt, ldy, 3);                              \
-            else if (rem == 2) tile(n, wr, xt, xs, yt, ldy, 2);                         \
-            else tile(n, wr, xt, xs, yt, ldy, 1);                                       \
-        }                                                                               \
-    }
 
 /* 32 int8 products of a block as int32x4 partial sums. */
 KINLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
@@ -83,11 +52,6 @@ KINLINE uint8x16_t bits16(uint32_t b) {
  * float32x4 per token) with one fma by d = dw * dx.  Q4_1/Q5_1 add the
  * scalar chain c = fma(m, s_x, c).  The chains are serial per block, so
  * decode (one token) runs two rows at a time. */
-#define B32_Q8_0 0
-#define B32_Q4_0 1
-#define B32_Q5_0 2
-#define B32_Q4_1 3
-#define B32_Q5_1 4
 
 /* Weights of block b as two signed int8x16 (elements 0..15, 16..31). */
 KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t *w1) {
@@ -116,16 +80,6 @@ KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t
     const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
     *w0 = vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8((int8_t)off));
     *w1 = vsubq_s8(vreinterpretq_s8_u8(hi), vdupq_n_s8((int8_t)off));
-}
-
-KINLINE size_t b32_size(const int kind) {
-    switch (kind) {
-    case B32_Q8_0: return sizeof(block_q8_0);
-    case B32_Q4_0: return sizeof(block_q4_0);
-    case B32_Q5_0: return sizeof(block_q5_0);
-    case B32_Q4_1: return sizeof(block_q4_1);
-    default:       return sizeof(block_q5_1);
-    }
 }
 
 /* d (and m) of block b, for the 32-element weight formats. */
@@ -229,17 +183,6 @@ DEFINE_B32(q5_1, B32_Q5_1)
 
 /* ---- K-quants ------------------------------------------------------------ */
 
-KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], s[2], m[2];
-    memcpy(u, b, 12);
-    s[0] = u[0] & 0x3f3f3f3fu;
-    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    m[0] = u[1] & 0x3f3f3f3fu;
-    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    memcpy(sc, s, 8);
-    memcpy(mn, m, 8);
-}
-
 KINLINE int k4_mins(const uint8_t mn[8], const int16_t *bsums) {
     const int16x8_t b0 = vld1q_s16(bsums), b1 = vld1q_s16(bsums + 8);
     const int16x8_t pairs = vpaddq_s16(b0, b1);             /* 8 sums of 32 */
@@ -280,7 +223,7 @@ KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx
         prefetch_w(&w[i]);
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
+        quant_k4_scales(w[i].scales, sc, mn);
         int32x4_t sum[NT_MAX];
         int I[NT_MAX][4];
         UNROLL
@@ -355,7 +298,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
         prefetch_w(&w[i]);
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
+        quant_k4_scales(w[i].scales, sc, mn);
         int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
@@ -407,7 +350,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         const uint8x16_t qh0 = vld1q_u8(w[i].qh), qh1 = vld1q_u8(w[i].qh + 16);
         uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
+        quant_k4_scales(w[i].scales, sc, mn);
         int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
@@ -554,19 +497,6 @@ KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, 
 DEFINE_KERNELS(q2_K, tile_q2_K)
 
 /* Q3_K: q = 2 low bits - (hmask bit clear ? 4 : 0), signed 6-bit scales. */
-KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
-    uint32_t a[4];
-    memcpy(a, b, 12);
-    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
-    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
-    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
-    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
-    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
-    uint8_t u[16];
-    memcpy(u, a, 16);
-    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
-}
-
 KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q3_K *w = vw;
@@ -579,7 +509,7 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
     for (int i = 0; i < nb; i++) {
         prefetch_w(&w[i]);
         int8_t sc[16];
-        k3_scales(w[i].scales, sc);
+        quant_k3_scales(w[i].scales, sc);
         const uint8x16_t hm0 = vld1q_u8(w[i].hmask), hm1 = vld1q_u8(w[i].hmask + 16);
         int32x4_t slo[NT_MAX], shi[NT_MAX];   /* lanes 0..3 and 4..7 (see tile_q5_K) */
         UNROLL
@@ -844,7 +774,7 @@ KINLINE void rows16_q4_K(int nb, const char *w, size_t ws, const int R, const ke
         for (int r = 0; r < R; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
             qs[r] = b->qs; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-            k4_scales(b->scales, sc[r], mn[r]);
+            quant_k4_scales(b->scales, sc[r], mn[r]);
         }
         const kern_pk_q8_K *p = &xp[i];
         UNROLL
@@ -946,7 +876,7 @@ KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern
             } else if (kind == L8_Q5_K) {
                 const block_q5_K *b = (const block_q5_K *)row + i;
                 uint8_t s6[8], m6[8];
-                k4_scales(b->scales, s6, m6);
+                quant_k4_scales(b->scales, s6, m6);
                 const uint8x16_t qh0 = vld1q_u8(b->qh), qh1 = vld1q_u8(b->qh + 16);
                 for (int c = 0; c < 8; c++) {
                     const uint8x16_t b0 = vld1q_u8(b->qs + 32 * (c / 2)), b1 = vld1q_u8(b->qs + 32 * (c / 2) + 16);
@@ -963,7 +893,7 @@ KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern
             } else {
                 const block_q3_K *b = (const block_q3_K *)row + i;
                 int8_t s8[16];
-                k3_scales(b->scales, s8);
+                quant_k3_scales(b->scales, s8);
                 const uint8x16_t hm0 = vld1q_u8(b->hmask), hm1 = vld1q_u8(b->hmask + 16);
                 for (int h = 0; h < 2; h++) {
                     const uint8x16_t b0 = vld1q_u8(b->qs + 32 * h), b1 = vld1q_u8(b->qs + 32 * h + 16);
@@ -1354,32 +1284,24 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
 
 void kern_neon_fill(nj_kernels *k, uint32_t features) {
     (void)features;
-#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
-    SET(NJ_Q4_0, q4_0);
-    SET(NJ_Q4_1, q4_1);
-    SET(NJ_Q5_0, q5_0);
-    SET(NJ_Q5_1, q5_1);
-    SET(NJ_Q8_0, q8_0);
+    KERN_SET(k, NJ_Q4_0, vec_dot_q4_0, gemm_q4_0);
+    KERN_SET(k, NJ_Q4_1, vec_dot_q4_1, gemm_q4_1);
+    KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemm_q5_0);
+    KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemm_q5_1);
+    KERN_SET(k, NJ_Q8_0, vec_dot_q8_0, gemm_q8_0);
     /* Q2_K: this tile still sums in the old single-chain order; the
      * scalar level's (llama.cpp's AVX2 lane order) is used instead */
     (void)vec_dot_q2_K;
     (void)gemm_q2_K;
-    SET(NJ_Q3_K, q3_K);
-    SET(NJ_Q4_K, q4_K);
-    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
-    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
-    k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
-    k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
-    SET(NJ_Q5_K, q5_K);
-    SET(NJ_Q6_K, q6_K);
-    SET(NJ_F32, f32);
-    SET(NJ_F16, f16);
-    SET(NJ_BF16, bf16);
-#undef SET
-    k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
-    k->gemm_rs[NJ_BF16] = gemm_bf16;
-    k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
-    k->gemm_rb[NJ_BF16] = gemm_bf16_b;
+    KERN_SET(k, NJ_Q3_K, vec_dot_q3_K, gemm_q3_K);
+    KERN_SET(k, NJ_Q4_K, vec_dot_q4_K, gemm_q4_K);
+    KERN_SET_ORDERS(k, NJ_Q4_K, vec_dot_q4_K_rs, gemm_q4_K_rs, vec_dot_q4_K_rb, gemm_q4_K_rb);
+    KERN_SET(k, NJ_Q5_K, vec_dot_q5_K, gemm_q5_K);
+    KERN_SET(k, NJ_Q6_K, vec_dot_q6_K, gemm_q6_K);
+    KERN_SET(k, NJ_F32, vec_dot_f32, gemm_f32);
+    KERN_SET(k, NJ_F16, vec_dot_f16, gemm_f16);
+    KERN_SET(k, NJ_BF16, vec_dot_bf16, gemm_bf16);
+    KERN_SET_ORDERS(k, NJ_BF16, vec_dot_bf16, gemm_bf16, vec_dot_bf16_b, gemm_bf16_b);
     k->from_float[NJ_Q8_0] = quantize_q8_0;
     k->from_float[NJ_Q8_1] = quantize_q8_1;
     k->from_float[NJ_Q8_K] = quantize_q8_K;
