@@ -1,5 +1,6 @@
 /*
- * neon — ARMv8.2 NEON + dot-product kernels for every weight type.
+ * neon — ARMv8.2 NEON + dot-product kernels for every weight type but
+ * Q2_K, which keeps the scalar level's.
  *
  * Same structure as avx2.c: one tile function per weight type, one weight
  * row against nt = 1..4 activation rows, weights unpacked once per block
@@ -12,7 +13,7 @@
  * Float order is the canonical one of scalar.c: exact int32 block sums,
  * then fused multiply-adds per token (32-element formats, Q6_K/Q5_K/Q3_K
  * and plain Q4_K: eight lane chains in two float32x4, one fma per 4-element
- * lane sum; Q2_K and repacked Q4_K: scalar chains; float types: sixteen
+ * lane sum; repacked Q4_K: scalar chains; float types: sixteen
  * lanes in four float32x4 accumulators with the fixed reduction), so
  * results are bit-identical to the scalar level.  Q6_K is summed with q in
  * 0..63 and its -32 corrected per lane through the bsums, as llama.cpp's
@@ -441,60 +442,6 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = hsum8_f32(alo[t], ahi[t]);
 }
 DEFINE_KERNELS(q6_K, tile_q6_K)
-
-/* Q2_K: q 2-bit, x = d sc q - dmin m (4-bit sc and m per 16 elements). */
-KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q2_K *w = vw;
-    const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
-    UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
-    const uint8x16_t m2 = vdupq_n_u8(0x03);
-    const int nb = n / QK_K;
-    for (int i = 0; i < nb; i++) {
-        prefetch_w(&w[i]);
-        const uint8_t *sc = w[i].scales;
-        const uint8x16_t sraw = vld1q_u8(sc);
-        const int16x8_t mn0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(vshrq_n_u8(sraw, 4))));
-        const int16x8_t mn1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(vshrq_n_u8(sraw, 4))));
-        int32x4_t sum[NT_MAX];
-        UNROLL
-        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
-        UNROLL
-        for (int h = 0; h < 2; h++) {
-            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * h), b1 = vld1q_u8(w[i].qs + 32 * h + 16);
-            UNROLL
-            for (int g = 0; g < 4; g++) {
-                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(b0, vdupq_n_s8((int8_t)(-2 * g))), m2));
-                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(b1, vdupq_n_s8((int8_t)(-2 * g))), m2));
-                UNROLL
-                for (int t = 0; t < nt; t++) {
-                    const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
-                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)),
-                                         sc[8 * h + 2 * g] & 15);
-                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
-                                         sc[8 * h + 2 * g + 1] & 15);
-                }
-            }
-        }
-        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
-        UNROLL
-        for (int t = 0; t < nt; t++) {
-            const int16x8_t bs0 = vld1q_s16(x[t][i].bsums), bs1 = vld1q_s16(x[t][i].bsums + 8);
-            int32x4_t mp = vmull_s16(vget_low_s16(mn0), vget_low_s16(bs0));
-            mp = vmlal_s16(mp, vget_high_s16(mn0), vget_high_s16(bs0));
-            mp = vmlal_s16(mp, vget_low_s16(mn1), vget_low_s16(bs1));
-            mp = vmlal_s16(mp, vget_high_s16(mn1), vget_high_s16(bs1));
-            const float yd = x[t][i].d;
-            acc[t] = fmaf(dw * yd, (float)vaddvq_s32(sum[t]), acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)vaddvq_s32(mp), acc[t]);
-        }
-    }
-    UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
-}
-DEFINE_KERNELS(q2_K, tile_q2_K)
 
 /* Q3_K: q = 2 low bits - (hmask bit clear ? 4 : 0), signed 6-bit scales. */
 KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
@@ -997,93 +944,6 @@ KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern
     }
 }
 
-/* Q2_K (q 0..3, 4-bit scales and mins): 16-element groups, weights
- * unpacked per group. */
-KINLINE void rows16_q2_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
-                         float *y, size_t ldy) {
-    float32x4_t acc[NR16][4];
-    UNROLL
-    for (int r = 0; r < R; r++)
-        UNROLL
-        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
-    const uint8x16_t m2 = vdupq_n_u8(0x03);
-    for (int i = 0; i < nb; i++) {
-        const uint8_t *qs[NR16];
-        int8_t sc[NR16][16];
-        int16_t mn[NR16][16];
-        float dw[NR16], dm[NR16];
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
-            qs[r] = b->qs; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-            for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
-        }
-        const kern_pk_q8_K *p = &xp[i];
-        int32x4_t S[NR16][4];
-        UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
-        UNROLL
-        for (int h = 0; h < 2; h++)
-            UNROLL
-            for (int g = 0; g < 4; g++)
-                UNROLL
-                for (int q = 0; q < 2; q++) {
-                    /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
-                    int8x16_t wq[NR16][2];
-                    UNROLL
-                    for (int r = 0; r < R; r++) {
-                        const uint8x16_t low = vandq_u8(vshlq_u8(vld1q_u8(qs[r] + 32 * h + 16 * q),
-                                                                 vdupq_n_s8((int8_t)(-2 * g))), m2);
-                        wq[r][0] = wq[r][1] = vreinterpretq_s8_u8(low);
-                    }
-                    int32x4_t D[NR16][4];
-                    UNROLL
-                    for (int r = 0; r < R; r++)
-                        UNROLL
-                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
-                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, wq, 1);
-                    UNROLL
-                    for (int r = 0; r < R; r++)
-                        UNROLL
-                        for (int v = 0; v < 4; v++)
-                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][8 * h + 2 * g + q]);
-                }
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            int32x4_t M[4];
-            {
-                int32x4_t Mlo[4], Mhi[4];
-                UNROLL
-                for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
-                UNROLL
-                for (int m = 0; m < 8; m++) {
-                    const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
-                                           mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
-                    const int16x8_t mv = vld1q_s16(mp);
-                    UNROLL
-                    for (int v = 0; v < 4; v++) {
-                        const int16x8_t B = vld1q_s16(&p->bs16[m][4 * v][0]);
-                        Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
-                        Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
-                    }
-                }
-                UNROLL
-                for (int v = 0; v < 4; v++) M[v] = vpaddq_s32(Mlo[v], Mhi[v]);
-            }
-            UNROLL
-            for (int v = 0; v < 4; v++) {
-                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
-                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
-                acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
-            }
-        }
-    }
-    UNROLL
-    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
-}
-
 /* 32-element formats: 8 lane chains per token, i.e. per row 8 lanes x 4
  * token vectors of accumulators -- too many for the register file.  So,
  * as on AVX-512, blocks go in chunks: a chunk's weights are unpacked and
@@ -1176,20 +1036,16 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
 #define CALL16_Q4K(R_) rows16_q4_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
 #define CALL16_Q5K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q5_K)
 #define CALL16_Q6K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q6_K)
-#define CALL16_Q2K(R_) rows16_q2_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
 #define CALL16_Q3K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q3_K)
 #define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
-#define CALL16_Q40(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_0)
 #define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
 #define CALL16_Q41(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_1)
 #define CALL16_Q51(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_1)
 DEFINE_GEMM16(q4_K, kern_pk_q8_K, CALL16_Q4K)
 DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
 DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
-DEFINE_GEMM16(q2_K, kern_pk_q8_K, CALL16_Q2K)
 DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
 DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
-DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
 DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
 DEFINE_GEMM16(q4_1, kern_pk_q8_0, CALL16_Q41)
 DEFINE_GEMM16(q5_1, kern_pk_q8_0, CALL16_Q51)
@@ -1289,10 +1145,8 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemm_q5_0);
     KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemm_q5_1);
     KERN_SET(k, NJ_Q8_0, vec_dot_q8_0, gemm_q8_0);
-    /* Q2_K: this tile still sums in the old single-chain order; the
-     * scalar level's (llama.cpp's AVX2 lane order) is used instead */
-    (void)vec_dot_q2_K;
-    (void)gemm_q2_K;
+    /* Q2_K keeps the scalar level's kernels (all three orders): no NEON
+     * tile here computes its canonical lane order yet. */
     KERN_SET(k, NJ_Q3_K, vec_dot_q3_K, gemm_q3_K);
     KERN_SET(k, NJ_Q4_K, vec_dot_q4_K, gemm_q4_K);
     KERN_SET_ORDERS(k, NJ_Q4_K, vec_dot_q4_K_rs, gemm_q4_K_rs, vec_dot_q4_K_rb, gemm_q4_K_rb);
@@ -1310,13 +1164,13 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
-    (void)gemm16_q2_K;    /* plain order; Q2_K's gemm16 must compute vec_dot_rb's: not yet */
     k->gemm16[NJ_Q3_K] = gemm16_q3_K;
     k->gemm16[NJ_Q4_K] = gemm16_q4_K;
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    (void)gemm16_q4_0;    /* plain order; Q4_0's gemm16 must compute vec_dot_rb's: not yet */
+    /* no gemm16 for Q2_K and Q4_0: theirs must compute vec_dot_rb's
+     * (repacked batched) order, which no NEON kernel here does yet */
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;
