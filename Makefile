@@ -153,7 +153,7 @@ test-arm:
 conformance: all
 	scripts/conformance
 
-# The schema corpus with 20 documents per schema (make test runs 2), the
+# The schema corpus with 20 documents per schema (make test runs 1), the
 # retrieval base as a k-NN classifier, parser throughput, Sigma speed.
 DEV_SET ?= ../shared/eval/commands-dev.jsonl
 schema-corpus: $(BIN)

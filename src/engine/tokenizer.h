@@ -24,7 +24,7 @@
  * deepseek-v3, falcon, tekken, gpt-4o/llama4, chatglm, jais, jais-2, poro,
  * bloom, viking, chameleon, minicpm5, youtu, spark2_5, seed-coder,
  * bailingmoe, ufakzeka, grok-2, laguna, exaone, exaone-moe, granite,
- * gemma4, sarvam-moe ... (pre_defs in tokenizer.c).  Not implemented
+ * gemma4, sarvam-moe ... (pre_defs in tok_pretok.c).  Not implemented
  * (NJ_EUNSUPPORTED at load): kimi-k2, afmoe, tiny_aya, superbpe, and the
  * tokenizer models bert (WordPiece), t5 (Unigram), rwkv, plamo2.
  *

@@ -664,21 +664,8 @@ static float fit_affine(int n, int nmax, const float *restrict x, const float *r
     return scale;
 }
 
-/* Q4_K/Q5_K 12-byte scale field: 8 sub-blocks x (6-bit scale sc, 6-bit min mn).
- *
- *   byte j    (j=0..3):  | sc[j+4] bits 4-5 | sc[j] (6 bits)                 |
- *   byte j+4  (j=0..3):  | mn[j+4] bits 4-5 | mn[j] (6 bits)                 |
- *   byte j+8  (j=0..3):  | mn[j+4] bits 0-3 (hi nibble) | sc[j+4] bits 0-3 |
- */
-static inline void k4_scale_min(int j, const uint8_t *restrict q, uint8_t *restrict sc, uint8_t *restrict mn) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
+/* Store scale sc and min mn of sub-block j into a zeroed Q4_K/Q5_K 12-byte
+ * scale field (the inverse of quant_k4_scales; layout in quant.h). */
 static inline void k4_put_scale_min(int j, uint8_t *restrict q, uint8_t sc, uint8_t mn) {
     if (j < 4) {
         q[j] = sc;
@@ -687,17 +674,6 @@ static inline void k4_put_scale_min(int j, uint8_t *restrict q, uint8_t sc, uint
         q[j + 4] = (uint8_t)((sc & 0x0f) | ((mn & 0x0f) << 4));
         q[j - 4] |= (uint8_t)((sc >> 4) << 6);
         q[j]     |= (uint8_t)((mn >> 4) << 6);
-    }
-}
-
-/* Q3_K 12-byte scale field: 16 x 6-bit signed scales (stored +32).
- *   bytes 0..7 : low nibble = low 4 bits of scale j, high nibble = of scale j+8
- *   bytes 8..11: byte 8+(j%4), bits 2*(j/4)..+1 = top 2 bits of scale j */
-static inline void q3k_unpack_scales(const uint8_t *restrict p, int8_t *restrict sc) {
-    for (int j = 0; j < 16; j++) {
-        int lo = j < 8 ? (p[j] & 0x0f) : (p[j - 8] >> 4);
-        int hi = (p[8 + j % 4] >> (2 * (j / 4))) & 3;
-        sc[j] = (int8_t)((lo | (hi << 4)) - 32);
     }
 }
 
@@ -808,7 +784,7 @@ static void q2_K_vec_dot(int n, float *restrict s, const void *restrict vx, cons
 /* Q3_K:  hmask[32] | qs[64] | scales[12] | d:f16      256 values, 16 groups of 16
  *   low 2 bits as Q2_K's qs; high bit of value k = 32*m + l is bit m of
  *   hmask[l] (m = 0..7).  q = low2 - (high bit ? 0 : 4)  in -4..3.
- *   x = d * sc[k/16] * q, sc from the 12-byte field (see q3k_unpack_scales) */
+ *   x = d * sc[k/16] * q, sc from the 12-byte field (see quant_k3_scales in quant.h) */
 static void q3_K_decode(const block_q3_K *restrict b, int8_t *restrict q) {
     for (int k = 0; k < QK_K; k++) {
         int h = k / 128, s = (k % 128) / 32, l = k % 32;
@@ -822,7 +798,7 @@ static void q3_K_to_float(const void *restrict vx, float *restrict y, int64_t n)
     int8_t sc[16], q[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
         const float d = H2F(b[i].d);
-        q3k_unpack_scales(b[i].scales, sc);
+        quant_k3_scales(b[i].scales, sc);
         q3_K_decode(&b[i], q);
         for (int g = 0; g < 16; g++) {
             const float dl = d * sc[g];
@@ -854,7 +830,7 @@ static void q3_K_from_float(const float *restrict x, void *restrict vy, int64_t 
         } else {
             b[i].d = F2H(0.f);
         }
-        q3k_unpack_scales(b[i].scales, sc);
+        quant_k3_scales(b[i].scales, sc);
         for (int g = 0; g < QK_K / 16; g++) {
             const float d = H2F(b[i].d) * sc[g];
             if (!d) continue;
@@ -879,7 +855,7 @@ static void q3_K_vec_dot(int n, float *restrict s, const void *restrict vx, cons
     float lanes[8] = {0};   /* ggml's generic code sums in 8 lanes (k % 8) */
     for (int i = 0; i < n / QK_K; i++) {
         q3_K_decode(&x[i], q);
-        q3k_unpack_scales(x[i].scales, sc);
+        quant_k3_scales(x[i].scales, sc);
         int32_t acc[8] = {0};
         for (int k = 0; k < QK_K; k++) acc[k % 8] += sc[k / 16] * (q[k] * y[i].qs[k]);
         const float d = H2F(x[i].d) * y[i].d;
@@ -896,18 +872,17 @@ static void q3_K_vec_dot(int n, float *restrict s, const void *restrict vx, cons
 
 /* Q4_K:  d:f16 | dmin:f16 | scales[12] | qs[128]      256 values, 8 groups of 32
  *   value k = 64*c + 32*hi + l is nibble hi of qs[32*c + l]; group g = k / 32.
- *   x = d * sc[g] * q - dmin * mn[g]     (sc, mn: 6-bit, see k4_scale_min) */
+ *   x = d * sc[g] * q - dmin * mn[g]     (sc, mn: 6-bit, see quant_k4_scales) */
 static void q4_K_to_float(const void *restrict vx, float *restrict y, int64_t n) {
     const block_q4_K *b = vx;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = H2F(b[i].d), dmin = H2F(b[i].dmin);
         const uint8_t *q = b[i].qs;
+        uint8_t sc[8], mn[8];
+        quant_k4_scales(b[i].scales, sc, mn);
         for (int g = 0; g < 8; g += 2, q += 32) {
-            uint8_t sc, mn;
-            k4_scale_min(g, b[i].scales, &sc, &mn);
-            const float d1 = d * sc, m1 = dmin * mn;
-            k4_scale_min(g + 1, b[i].scales, &sc, &mn);
-            const float d2 = d * sc, m2 = dmin * mn;
+            const float d1 = d * sc[g], m1 = dmin * mn[g];
+            const float d2 = d * sc[g + 1], m2 = dmin * mn[g + 1];
             for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0x0f) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
         }
@@ -941,12 +916,12 @@ static void k45_quantize(const float *restrict x, int nmax, float rmin, int nste
     }
     *d_out = F2H(max_scale / 63.f);
     *dmin_out = F2H(max_min / 63.f);
+    uint8_t sc[8], mn[8];
+    quant_k4_scales(scales12, sc, mn);
     for (int g = 0; g < 8; g++) {
-        uint8_t sc, mn;
-        k4_scale_min(g, scales12, &sc, &mn);
-        const float d = H2F(*d_out) * sc;
+        const float d = H2F(*d_out) * sc[g];
         if (!d) continue;
-        const float dm = H2F(*dmin_out) * mn;
+        const float dm = H2F(*dmin_out) * mn[g];
         for (int l = 0; l < 32; l++)
             L[32 * g + l] = (uint8_t)NJ_MAX(0, NJ_MIN(nmax, round_even((x[32 * g + l] + dm) / d)));
     }
@@ -968,7 +943,7 @@ static void q4_K_from_float(const float *restrict x, void *restrict vy, int64_t 
 static void k45_dot_block(const uint8_t *restrict scales12, const uint8_t *restrict q,
                           const block_q8_K *restrict y, int32_t acc[8], int *restrict summ) {
     uint8_t sc[8], mn[8];
-    for (int g = 0; g < 8; g++) k4_scale_min(g, scales12, &sc[g], &mn[g]);
+    quant_k4_scales(scales12, sc, mn);
     int sm = 0;
     for (int j = 0; j < 16; j++) sm += y->bsums[j] * mn[j / 2];
     *summ = sm;
@@ -1014,10 +989,10 @@ static void q5_K_to_float(const void *restrict vx, float *restrict y, int64_t n)
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
         const float d = H2F(b[i].d), dmin = H2F(b[i].dmin);
         q5_K_decode(&b[i], q);
+        uint8_t sc[8], mn[8];
+        quant_k4_scales(b[i].scales, sc, mn);
         for (int g = 0; g < 8; g++) {
-            uint8_t sc, mn;
-            k4_scale_min(g, b[i].scales, &sc, &mn);
-            const float dl = d * sc, ml = dmin * mn;
+            const float dl = d * sc[g], ml = dmin * mn[g];
             for (int l = 0; l < 32; l++) y[32 * g + l] = dl * q[32 * g + l] - ml;
         }
     }

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 
 enum nj_type {
     NJ_F32 = 0, NJ_F16 = 1, NJ_Q4_0 = 2, NJ_Q4_1 = 3,
@@ -86,6 +87,57 @@ _Static_assert(sizeof(block_q4_K) == 144, "q4_K size");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K size");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K size");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K size");
+
+/* ---- K-quant scale fields ----
+ * One unpacker per 12-byte field, used by the reference code here and by
+ * every kernel level (kernels may include this header; SIMD code that
+ * unpacks several blocks' fields in vector registers has its own).  Each
+ * works four scales at a time in 32-bit words; every step stays inside its
+ * byte lane (shift, then mask to bits the shift brought down from the same
+ * byte), so the result does not depend on the machine's byte order.
+ *
+ * Q4_K/Q5_K: 8 sub-blocks x (6-bit scale sc, 6-bit min mn).
+ *   byte j    (j=0..3):  | sc[j+4] bits 4-5 | sc[j] (6 bits)                 |
+ *   byte j+4  (j=0..3):  | mn[j+4] bits 4-5 | mn[j] (6 bits)                 |
+ *   byte j+8  (j=0..3):  | mn[j+4] bits 0-3 (hi nibble) | sc[j+4] bits 0-3 |
+ * w[0] = sc[0..3], w[1] = sc[4..7], w[2] = mn[0..3], w[3] = mn[4..7], as
+ * bytes in memory order. */
+static inline void quant_k4_scale_words(const uint8_t *restrict q, uint32_t w[4]) {
+    uint32_t u[3];
+    memcpy(u, q, 12);
+    w[0] = u[0] & 0x3f3f3f3fu;
+    w[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    w[2] = u[1] & 0x3f3f3f3fu;
+    w[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+}
+static inline void quant_k4_scales(const uint8_t *restrict q, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t w[4];
+    quant_k4_scale_words(q, w);
+    memcpy(sc, w, 8);
+    memcpy(mn, w + 2, 8);
+}
+
+/* Q3_K: 16 six-bit signed scales, stored + 32.
+ *   bytes 0..7 : low nibble = low 4 bits of scale j, high nibble = of scale j+8
+ *   bytes 8..11: byte 8+(j%4), bits 2*(j/4)..+1 = top 2 bits of scale j
+ * w[k] = stored scales 4k..4k+3 (0..63, not yet minus 32), bytes in memory
+ * order. */
+static inline void quant_k3_scale_words(const uint8_t *restrict q, uint32_t w[4]) {
+    uint32_t a[3];
+    memcpy(a, q, 12);
+    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
+    w[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
+    w[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
+    w[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
+    w[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
+}
+static inline void quant_k3_scales(const uint8_t *restrict q, int8_t sc[16]) {
+    uint32_t w[4];
+    uint8_t u[16];
+    quant_k3_scale_words(q, w);
+    memcpy(u, w, 16);
+    for (int k = 0; k < 16; k++) sc[k] = (int8_t)(u[k] - 32);
+}
 
 typedef void (*nj_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);
 typedef void (*nj_from_float_fn)(const float *restrict x, void *restrict y, int64_t n);

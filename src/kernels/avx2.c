@@ -136,22 +136,15 @@ DEFINE_B32V(q8_0, B32V_Q8_0)
 
 /* ---- K-quant helpers --------------------------------------------------- */
 
-/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins.
- *   j < 4:  sc = b[j] & 63,                    mn = b[j+4] & 63
- *   j >= 4: sc = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
- *           mn = (b[j+4] >> 4) | (b[j] >> 6) << 4
- * done four at a time in 32-bit words, and returned in registers: scales
- * as 8 int16 in both 128-bit halves (for lane broadcasts), mins as 8 int16.
- * (Going through a byte array would cost a store-forwarding stall per
+/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (the words
+ * of quant_k4_scale_words), returned in registers: scales as 8 int16 in
+ * both 128-bit halves (for lane broadcasts), mins as 8 int16.  (Going
+ * through a byte array would cost a store-forwarding stall per
  * super-block.) */
 KINLINE void k4_scales(const uint8_t *b, __m256i *scales, __m128i *mins) {
-    uint32_t u[3];
-    memcpy(u, b, 12);
-    const uint32_t s0 = u[0] & 0x3f3f3f3fu;
-    const uint32_t s1 = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    const uint32_t m0 = u[1] & 0x3f3f3f3fu;
-    const uint32_t m1 = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    const __m128i v = _mm_set_epi32((int)m1, (int)m0, (int)s1, (int)s0);
+    uint32_t u[4];
+    quant_k4_scale_words(b, u);
+    const __m128i v = _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
     *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
     *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
 }
@@ -675,16 +668,12 @@ DEFINE_KERNELS(q2_K_rb, tile_q2_K_rb)
 
 /* ---- Q3_K x Q8_K:  q = 2 low bits - (hmask bit clear ? 4 : 0) ----------- */
 
-/* 12 bytes -> 16 six-bit scales minus 32, as 16 int8 in a register. */
+/* 12 bytes -> 16 six-bit scales minus 32, as 16 int8 in a register (the
+ * words of quant_k3_scale_words). */
 KINLINE __m128i k3_scales(const uint8_t *b) {
-    uint32_t a[3];
-    memcpy(a, b, 12);
-    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
-    const uint32_t s2 = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
-    const uint32_t s3 = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
-    const uint32_t s0 = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
-    const uint32_t s1 = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
-    return _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0), _mm_set1_epi8(32));
+    uint32_t s[4];
+    quant_k3_scale_words(b, s);
+    return _mm_sub_epi8(_mm_set_epi32((int)s[3], (int)s[2], (int)s[1], (int)s[0]), _mm_set1_epi8(32));
 }
 
 KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
@@ -1043,39 +1032,23 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
 
 void kern_avx2_fill(nj_kernels *k, uint32_t features) {
     (void)features;
-#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
-#define SETV(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemmv_##name)
-    SETV(NJ_Q4_0, q4_0);
-    SETV(NJ_Q4_1, q4_1);
-    SETV(NJ_Q5_0, q5_0);
-    SETV(NJ_Q5_1, q5_1);
-    SETV(NJ_Q8_0, q8_0);
-#undef SETV
-    SET(NJ_Q2_K, q2_K);
-    k->vec_dot_rs[NJ_Q2_K] = vec_dot_q2_K_rs;
-    k->gemm_rs[NJ_Q2_K] = gemm_q2_K_rs;
-    k->vec_dot_rb[NJ_Q2_K] = vec_dot_q2_K_rb;
-    k->gemm_rb[NJ_Q2_K] = gemm_q2_K_rb;
-    k->vec_dot_rs[NJ_Q4_0] = vec_dot_q4_0_r;
-    k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
-    k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
-    k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
-    SET(NJ_Q3_K, q3_K);
-    SET(NJ_Q4_K, q4_K);
-    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
-    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs8;
-    k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
-    k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
-    SET(NJ_Q5_K, q5_K);
-    SET(NJ_Q6_K, q6_K);
-    SET(NJ_F32, f32);
-    SET(NJ_F16, f16);
-    SET(NJ_BF16, bf16);
-#undef SET
-    k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
-    k->gemm_rs[NJ_BF16] = gemm_bf16;
-    k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
-    k->gemm_rb[NJ_BF16] = gemm_bf16_b;
+    KERN_SET(k, NJ_Q4_0, vec_dot_q4_0, gemmv_q4_0);
+    KERN_SET(k, NJ_Q4_1, vec_dot_q4_1, gemmv_q4_1);
+    KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemmv_q5_0);
+    KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemmv_q5_1);
+    KERN_SET(k, NJ_Q8_0, vec_dot_q8_0, gemmv_q8_0);
+    KERN_SET(k, NJ_Q2_K, vec_dot_q2_K, gemm_q2_K);
+    KERN_SET_ORDERS(k, NJ_Q2_K, vec_dot_q2_K_rs, gemm_q2_K_rs, vec_dot_q2_K_rb, gemm_q2_K_rb);
+    KERN_SET_ORDERS(k, NJ_Q4_0, vec_dot_q4_0_r, gemm_q4_0_r, vec_dot_q4_0_r, gemm_q4_0_r);
+    KERN_SET(k, NJ_Q3_K, vec_dot_q3_K, gemm_q3_K);
+    KERN_SET(k, NJ_Q4_K, vec_dot_q4_K, gemm_q4_K);
+    KERN_SET_ORDERS(k, NJ_Q4_K, vec_dot_q4_K_rs, gemm_q4_K_rs8, vec_dot_q4_K_rb, gemm_q4_K_rb);
+    KERN_SET(k, NJ_Q5_K, vec_dot_q5_K, gemm_q5_K);
+    KERN_SET(k, NJ_Q6_K, vec_dot_q6_K, gemm_q6_K);
+    KERN_SET(k, NJ_F32, vec_dot_f32, gemm_f32);
+    KERN_SET(k, NJ_F16, vec_dot_f16, gemm_f16);
+    KERN_SET(k, NJ_BF16, vec_dot_bf16, gemm_bf16);
+    KERN_SET_ORDERS(k, NJ_BF16, vec_dot_bf16, gemm_bf16, vec_dot_bf16_b, gemm_bf16_b);
     k->from_float[NJ_Q8_0] = quantize_q8_0;
     k->from_float[NJ_Q8_1] = quantize_q8_1;
     k->from_float[NJ_Q8_K] = quantize_q8_K;

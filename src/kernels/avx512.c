@@ -124,18 +124,6 @@ KINLINE void unpack_q6_K(const block_q6_K *b, uint8_t out[256]) {
     }
 }
 
-/* Q4_K/Q5_K scales and mins (see avx2.c). */
-KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], s[2], m[2];
-    memcpy(u, b, 12);
-    s[0] = u[0] & 0x3f3f3f3fu;
-    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    m[0] = u[1] & 0x3f3f3f3fu;
-    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    memcpy(sc, s, 8);
-    memcpy(mn, m, 8);
-}
-
 KINLINE int32_t pair16(int a, int b) {
     return (int32_t)(((uint32_t)(uint16_t)(int16_t)a) | ((uint32_t)(uint16_t)(int16_t)b << 16));
 }
@@ -162,7 +150,7 @@ KINLINE void rows_q4_K(int nb, const char *w, size_t ws, const int R, const char
         for (int r = 0; r < R; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
             unpack_nibbles_256(b->qs, wb[r]);
-            k4_scales(b->scales, sc[r], mn[r]);
+            quant_k4_scales(b->scales, sc[r], mn[r]);
             dw[r] = h2f(b->d);
             dm[r] = h2f(b->dmin);
         }
@@ -257,20 +245,6 @@ KINLINE void unpack_q3_K(const block_q3_K *b, uint8_t out[256]) {
                                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m2), hi));
         }
     }
-}
-
-/* 12 bytes -> 16 six-bit Q3_K scales minus 32 (see avx2.c). */
-KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
-    uint32_t a[4];
-    memcpy(a, b, 12);
-    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
-    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
-    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
-    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
-    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
-    uint8_t u[16];
-    memcpy(u, a, 16);
-    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
 }
 
 /* Q2_K's batched repacked order (kernels.h): chains A (scales) and B
@@ -411,7 +385,7 @@ KINLINE void rows_l8(int nb, const char *w, size_t ws, const int R, const char *
                 const block_q5_K *b = (const block_q5_K *)row + i;
                 uint8_t sc[8], mn[8];
                 unpack_q5_K(b, wb[r]);
-                k4_scales(b->scales, sc, mn);
+                quant_k4_scales(b->scales, sc, mn);
                 for (int k = 0; k < 16; k++) scv[r][k] = sc[k / 2];
                 for (int m = 0; m < 4; m++) pairs[r][m] = pair16(mn[2 * m], mn[2 * m + 1]);
                 dw[r] = h2f(b->d);
@@ -420,7 +394,7 @@ KINLINE void rows_l8(int nb, const char *w, size_t ws, const int R, const char *
                 const block_q3_K *b = (const block_q3_K *)row + i;
                 int8_t s8[16];
                 unpack_q3_K(b, wb[r]);
-                k3_scales(b->scales, s8);
+                quant_k3_scales(b->scales, s8);
                 for (int k = 0; k < 16; k++) scv[r][k] = pair16(s8[k], 0);
                 dw[r] = h2f(b->d);
                 dm[r] = 0.0f;
@@ -530,21 +504,10 @@ KINLINE void rows_l8(int nb, const char *w, size_t ws, const int R, const char *
  *    all 8 R G accumulators would not fit the 32 registers.  Each d =
  *    dw * dx is formed once per chunk and read back per lane.
  * Q4_1/Q5_1's m * s chain runs per (row, group) in block order. */
-enum { B32_Q8_0, B32_Q4_0, B32_Q5_0, B32_Q4_1, B32_Q5_1 };
 #define B32_CHUNK 8
 #define B32_RMAX 8
 #define B32_GMAX 4
 #define B32_LPMAX 4
-
-KINLINE size_t b32_size(const int kind) {
-    switch (kind) {
-    case B32_Q8_0: return sizeof(block_q8_0);
-    case B32_Q4_0: return sizeof(block_q4_0);
-    case B32_Q5_0: return sizeof(block_q5_0);
-    case B32_Q4_1: return sizeof(block_q4_1);
-    default:       return sizeof(block_q5_1);
-    }
-}
 
 /* Block b's 32 weights as int8 in element order (x86_tiles.h's unpackers),
  * returned and stored to out; *d, *m: its scale and min (0 if none). */
@@ -1327,21 +1290,15 @@ DEFINE_BF16_GEMM(bf16, 1, 2)
 DEFINE_BF16_GEMM(bf16_b, 0, 6)
 
 void kern_avx512_fill(nj_kernels *k, uint32_t features) {
-#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemmv_##name)
-    SET(NJ_Q4_0, q4_0);
-    SET(NJ_Q4_1, q4_1);
-    SET(NJ_Q5_0, q5_0);
-    SET(NJ_Q5_1, q5_1);
-    SET(NJ_Q8_0, q8_0);
-#undef SET
-    k->vec_dot_rs[NJ_Q4_0] = vec_dot_q4_0_r;
-    k->gemm_rs[NJ_Q4_0] = gemm_q4_0_r;
-    k->vec_dot_rb[NJ_Q4_0] = vec_dot_q4_0_r;
-    k->gemm_rb[NJ_Q4_0] = gemm_q4_0_r;
-    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
+    KERN_SET(k, NJ_Q4_0, vec_dot_q4_0, gemmv_q4_0);
+    KERN_SET(k, NJ_Q4_1, vec_dot_q4_1, gemmv_q4_1);
+    KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemmv_q5_0);
+    KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemmv_q5_1);
+    KERN_SET(k, NJ_Q8_0, vec_dot_q8_0, gemmv_q8_0);
+    KERN_SET_ORDERS(k, NJ_Q4_0, vec_dot_q4_0_r, gemm_q4_0_r, vec_dot_q4_0_r, gemm_q4_0_r);
+    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;   /* batched order: avx2's stays */
     k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
-    k->vec_dot[NJ_Q6_K] = vec_dot_q6_K;
-    k->gemm[NJ_Q6_K] = gemm_q6_K;
+    KERN_SET(k, NJ_Q6_K, vec_dot_q6_K, gemm_q6_K);
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0_x86;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1_x86;
@@ -1356,9 +1313,7 @@ void kern_avx512_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;
     if (features & NJ_CPU_AVX512BF16) {   /* else avx2's emulation stays */
-        k->vec_dot[NJ_BF16] = k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
-        k->gemm[NJ_BF16] = k->gemm_rs[NJ_BF16] = gemm_bf16;
-        k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
-        k->gemm_rb[NJ_BF16] = gemm_bf16_b;
+        KERN_SET(k, NJ_BF16, vec_dot_bf16, gemm_bf16);
+        KERN_SET_ORDERS(k, NJ_BF16, vec_dot_bf16, gemm_bf16, vec_dot_bf16_b, gemm_bf16_b);
     }
 }

@@ -1,5 +1,6 @@
 /*
- * neon — ARMv8.2 NEON + dot-product kernels for every weight type.
+ * neon — ARMv8.2 NEON + dot-product kernels for every weight type but
+ * Q2_K, which keeps the scalar level's.
  *
  * Same structure as avx2.c: one tile function per weight type, one weight
  * row against nt = 1..4 activation rows, weights unpacked once per block
@@ -12,7 +13,7 @@
  * Float order is the canonical one of scalar.c: exact int32 block sums,
  * then fused multiply-adds per token (32-element formats, Q6_K/Q5_K/Q3_K
  * and plain Q4_K: eight lane chains in two float32x4, one fma per 4-element
- * lane sum; Q2_K and repacked Q4_K: scalar chains; float types: sixteen
+ * lane sum; repacked Q4_K: scalar chains; float types: sixteen
  * lanes in four float32x4 accumulators with the fixed reduction), so
  * results are bit-identical to the scalar level.  Q6_K is summed with q in
  * 0..63 and its -32 corrected per lane through the bsums, as llama.cpp's
@@ -21,47 +22,16 @@
  * Activation quantizers follow llama.cpp's ARM path (scalar.c's *_arm
  * variants): d = amax/127, q = round-half-even(x * (1/d)).
  */
-#include "kernels.h"
+#include "kern_isa.h"
 
 #include <arm_neon.h>
 #include <math.h>
 
-#define KINLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
-#define NT_MAX 4
-
 KINLINE float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
 
-#define XROW(T, vx, xs, t) ((const T *)((const char *)(vx) + (size_t)(t) * (xs)))
-
-/* Prefetch the weight stream this far ahead (see avx2.c: decode must
- * overlap DRAM reads with compute). */
-#define PF_AHEAD 1536
+/* Prefetch the weight stream PF_AHEAD bytes ahead (see kern_isa.h: decode
+ * must overlap DRAM reads with compute). */
 KINLINE void prefetch_w(const void *p) { __builtin_prefetch((const char *)p + PF_AHEAD, 0, 3); }
-
-#define DEFINE_KERNELS(name, tile)                                                      \
-    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
-                               const void *restrict x) {                               \
-        tile(n, w, x, 0, s, 0, 1);                                                      \
-    }                                                                                   \
-    static void gemm_##name(int n, const void *restrict w, size_t ws, int nr,          \
-                            const void *restrict x, size_t xs, int nt,                 \
-                            float *restrict y, size_t ldy) {                           \
-        const char *wb = w, *xb = x;                                                    \
-        int t = 0;                                                                      \
-        for (; t + NT_MAX <= nt; t += NT_MAX)                                           \
-            for (int r = 0; r < nr; r++)                                                \
-                tile(n, wb + (size_t)r * ws, xb + (size_t)t * xs, xs,                   \
-                     y + (size_t)t * ldy + r, ldy, NT_MAX);                             \
-        const int rem = nt - t;                                                         \
-        for (int r = 0; r < nr && rem; r++) {                                           \
-            const char *wr = wb + (size_t)r * ws, *xt = xb + (size_t)t * xs;            \
-            float *yt = y + (size_t)t * ldy + r;                                        \
-            if (rem == 3) tile(n, wr, xt, xs, yt, ldy, 3);                              \
-            else if (rem == 2) tile(n, wr, xt, xs, yt, ldy, 2);                         \
-            else tile(n, wr, xt, xs, yt, ldy, 1);                                       \
-        }                                                                               \
-    }
 
 /* 32 int8 products of a block as int32x4 partial sums. */
 KINLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
@@ -83,11 +53,6 @@ KINLINE uint8x16_t bits16(uint32_t b) {
  * float32x4 per token) with one fma by d = dw * dx.  Q4_1/Q5_1 add the
  * scalar chain c = fma(m, s_x, c).  The chains are serial per block, so
  * decode (one token) runs two rows at a time. */
-#define B32_Q8_0 0
-#define B32_Q4_0 1
-#define B32_Q5_0 2
-#define B32_Q4_1 3
-#define B32_Q5_1 4
 
 /* Weights of block b as two signed int8x16 (elements 0..15, 16..31). */
 KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t *w1) {
@@ -116,16 +81,6 @@ KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t
     const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
     *w0 = vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8((int8_t)off));
     *w1 = vsubq_s8(vreinterpretq_s8_u8(hi), vdupq_n_s8((int8_t)off));
-}
-
-KINLINE size_t b32_size(const int kind) {
-    switch (kind) {
-    case B32_Q8_0: return sizeof(block_q8_0);
-    case B32_Q4_0: return sizeof(block_q4_0);
-    case B32_Q5_0: return sizeof(block_q5_0);
-    case B32_Q4_1: return sizeof(block_q4_1);
-    default:       return sizeof(block_q5_1);
-    }
 }
 
 /* d (and m) of block b, for the 32-element weight formats. */
@@ -229,17 +184,6 @@ DEFINE_B32(q5_1, B32_Q5_1)
 
 /* ---- K-quants ------------------------------------------------------------ */
 
-KINLINE void k4_scales(const uint8_t *b, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], s[2], m[2];
-    memcpy(u, b, 12);
-    s[0] = u[0] & 0x3f3f3f3fu;
-    s[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    m[0] = u[1] & 0x3f3f3f3fu;
-    m[1] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    memcpy(sc, s, 8);
-    memcpy(mn, m, 8);
-}
-
 KINLINE int k4_mins(const uint8_t mn[8], const int16_t *bsums) {
     const int16x8_t b0 = vld1q_s16(bsums), b1 = vld1q_s16(bsums + 8);
     const int16x8_t pairs = vpaddq_s16(b0, b1);             /* 8 sums of 32 */
@@ -280,7 +224,7 @@ KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx
         prefetch_w(&w[i]);
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
+        quant_k4_scales(w[i].scales, sc, mn);
         int32x4_t sum[NT_MAX];
         int I[NT_MAX][4];
         UNROLL
@@ -355,7 +299,7 @@ KINLINE void tile_q4_K(int n, const void *restrict vw, const void *restrict vx, 
         prefetch_w(&w[i]);
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
+        quant_k4_scales(w[i].scales, sc, mn);
         int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
@@ -407,7 +351,7 @@ KINLINE void tile_q5_K(int n, const void *restrict vw, const void *restrict vx, 
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         const uint8x16_t qh0 = vld1q_u8(w[i].qh), qh1 = vld1q_u8(w[i].qh + 16);
         uint8_t sc[8], mn[8];
-        k4_scales(w[i].scales, sc, mn);
+        quant_k4_scales(w[i].scales, sc, mn);
         int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
@@ -499,74 +443,7 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
 }
 DEFINE_KERNELS(q6_K, tile_q6_K)
 
-/* Q2_K: q 2-bit, x = d sc q - dmin m (4-bit sc and m per 16 elements). */
-KINLINE void tile_q2_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
-                       float *restrict y, size_t ldy, const int nt) {
-    const block_q2_K *w = vw;
-    const block_q8_K *x[NT_MAX];
-    float acc[NT_MAX];
-    UNROLL
-    for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); acc[t] = 0.0f; }
-    const uint8x16_t m2 = vdupq_n_u8(0x03);
-    const int nb = n / QK_K;
-    for (int i = 0; i < nb; i++) {
-        prefetch_w(&w[i]);
-        const uint8_t *sc = w[i].scales;
-        const uint8x16_t sraw = vld1q_u8(sc);
-        const int16x8_t mn0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(vshrq_n_u8(sraw, 4))));
-        const int16x8_t mn1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(vshrq_n_u8(sraw, 4))));
-        int32x4_t sum[NT_MAX];
-        UNROLL
-        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
-        UNROLL
-        for (int h = 0; h < 2; h++) {
-            const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * h), b1 = vld1q_u8(w[i].qs + 32 * h + 16);
-            UNROLL
-            for (int g = 0; g < 4; g++) {
-                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(b0, vdupq_n_s8((int8_t)(-2 * g))), m2));
-                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(b1, vdupq_n_s8((int8_t)(-2 * g))), m2));
-                UNROLL
-                for (int t = 0; t < nt; t++) {
-                    const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
-                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)),
-                                         sc[8 * h + 2 * g] & 15);
-                    sum[t] = vmlaq_n_s32(sum[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
-                                         sc[8 * h + 2 * g + 1] & 15);
-                }
-            }
-        }
-        const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
-        UNROLL
-        for (int t = 0; t < nt; t++) {
-            const int16x8_t bs0 = vld1q_s16(x[t][i].bsums), bs1 = vld1q_s16(x[t][i].bsums + 8);
-            int32x4_t mp = vmull_s16(vget_low_s16(mn0), vget_low_s16(bs0));
-            mp = vmlal_s16(mp, vget_high_s16(mn0), vget_high_s16(bs0));
-            mp = vmlal_s16(mp, vget_low_s16(mn1), vget_low_s16(bs1));
-            mp = vmlal_s16(mp, vget_high_s16(mn1), vget_high_s16(bs1));
-            const float yd = x[t][i].d;
-            acc[t] = fmaf(dw * yd, (float)vaddvq_s32(sum[t]), acc[t]);
-            acc[t] = fmaf(-(mw * yd), (float)vaddvq_s32(mp), acc[t]);
-        }
-    }
-    UNROLL
-    for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = acc[t];
-}
-DEFINE_KERNELS(q2_K, tile_q2_K)
-
 /* Q3_K: q = 2 low bits - (hmask bit clear ? 4 : 0), signed 6-bit scales. */
-KINLINE void k3_scales(const uint8_t *b, int8_t out[16]) {
-    uint32_t a[4];
-    memcpy(a, b, 12);
-    const uint32_t m1 = 0x03030303u, m2 = 0x0f0f0f0fu, tmp = a[2];
-    a[2] = ((a[0] >> 4) & m2) | (((tmp >> 4) & m1) << 4);
-    a[3] = ((a[1] >> 4) & m2) | (((tmp >> 6) & m1) << 4);
-    a[0] = (a[0] & m2) | (((tmp >> 0) & m1) << 4);
-    a[1] = (a[1] & m2) | (((tmp >> 2) & m1) << 4);
-    uint8_t u[16];
-    memcpy(u, a, 16);
-    for (int k = 0; k < 16; k++) out[k] = (int8_t)(u[k] - 32);
-}
-
 KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q3_K *w = vw;
@@ -579,7 +456,7 @@ KINLINE void tile_q3_K(int n, const void *restrict vw, const void *restrict vx, 
     for (int i = 0; i < nb; i++) {
         prefetch_w(&w[i]);
         int8_t sc[16];
-        k3_scales(w[i].scales, sc);
+        quant_k3_scales(w[i].scales, sc);
         const uint8x16_t hm0 = vld1q_u8(w[i].hmask), hm1 = vld1q_u8(w[i].hmask + 16);
         int32x4_t slo[NT_MAX], shi[NT_MAX];   /* lanes 0..3 and 4..7 (see tile_q5_K) */
         UNROLL
@@ -844,7 +721,7 @@ KINLINE void rows16_q4_K(int nb, const char *w, size_t ws, const int R, const ke
         for (int r = 0; r < R; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * ws) + i;
             qs[r] = b->qs; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-            k4_scales(b->scales, sc[r], mn[r]);
+            quant_k4_scales(b->scales, sc[r], mn[r]);
         }
         const kern_pk_q8_K *p = &xp[i];
         UNROLL
@@ -946,7 +823,7 @@ KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern
             } else if (kind == L8_Q5_K) {
                 const block_q5_K *b = (const block_q5_K *)row + i;
                 uint8_t s6[8], m6[8];
-                k4_scales(b->scales, s6, m6);
+                quant_k4_scales(b->scales, s6, m6);
                 const uint8x16_t qh0 = vld1q_u8(b->qh), qh1 = vld1q_u8(b->qh + 16);
                 for (int c = 0; c < 8; c++) {
                     const uint8x16_t b0 = vld1q_u8(b->qs + 32 * (c / 2)), b1 = vld1q_u8(b->qs + 32 * (c / 2) + 16);
@@ -963,7 +840,7 @@ KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern
             } else {
                 const block_q3_K *b = (const block_q3_K *)row + i;
                 int8_t s8[16];
-                k3_scales(b->scales, s8);
+                quant_k3_scales(b->scales, s8);
                 const uint8x16_t hm0 = vld1q_u8(b->hmask), hm1 = vld1q_u8(b->hmask + 16);
                 for (int h = 0; h < 2; h++) {
                     const uint8x16_t b0 = vld1q_u8(b->qs + 32 * h), b1 = vld1q_u8(b->qs + 32 * h + 16);
@@ -1067,93 +944,6 @@ KINLINE void rows16_l8(int nb, const char *w, size_t ws, const int R, const kern
     }
 }
 
-/* Q2_K (q 0..3, 4-bit scales and mins): 16-element groups, weights
- * unpacked per group. */
-KINLINE void rows16_q2_K(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_K *xp,
-                         float *y, size_t ldy) {
-    float32x4_t acc[NR16][4];
-    UNROLL
-    for (int r = 0; r < R; r++)
-        UNROLL
-        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
-    const uint8x16_t m2 = vdupq_n_u8(0x03);
-    for (int i = 0; i < nb; i++) {
-        const uint8_t *qs[NR16];
-        int8_t sc[NR16][16];
-        int16_t mn[NR16][16];
-        float dw[NR16], dm[NR16];
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * ws) + i;
-            qs[r] = b->qs; dw[r] = h2f(b->d); dm[r] = h2f(b->dmin);
-            for (int k = 0; k < 16; k++) { sc[r][k] = (int8_t)(b->scales[k] & 15); mn[r][k] = b->scales[k] >> 4; }
-        }
-        const kern_pk_q8_K *p = &xp[i];
-        int32x4_t S[NR16][4];
-        UNROLL
-        for (int r = 0; r < R; r++)
-            UNROLL
-            for (int v = 0; v < 4; v++) S[r][v] = vdupq_n_s32(0);
-        UNROLL
-        for (int h = 0; h < 2; h++)
-            UNROLL
-            for (int g = 0; g < 4; g++)
-                UNROLL
-                for (int q = 0; q < 2; q++) {
-                    /* elements 128h + 32g + 16q .. +15: scale 8h + 2g + q */
-                    int8x16_t wq[NR16][2];
-                    UNROLL
-                    for (int r = 0; r < R; r++) {
-                        const uint8x16_t low = vandq_u8(vshlq_u8(vld1q_u8(qs[r] + 32 * h + 16 * q),
-                                                                 vdupq_n_s8((int8_t)(-2 * g))), m2);
-                        wq[r][0] = wq[r][1] = vreinterpretq_s8_u8(low);
-                    }
-                    int32x4_t D[NR16][4];
-                    UNROLL
-                    for (int r = 0; r < R; r++)
-                        UNROLL
-                        for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
-                    dot_dwords(D, R, p->qs, 32 * h + 8 * g + 4 * q, wq, 1);
-                    UNROLL
-                    for (int r = 0; r < R; r++)
-                        UNROLL
-                        for (int v = 0; v < 4; v++)
-                            S[r][v] = vmlaq_n_s32(S[r][v], D[r][v], sc[r][8 * h + 2 * g + q]);
-                }
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            int32x4_t M[4];
-            {
-                int32x4_t Mlo[4], Mhi[4];
-                UNROLL
-                for (int v = 0; v < 4; v++) Mlo[v] = Mhi[v] = vdupq_n_s32(0);
-                UNROLL
-                for (int m = 0; m < 8; m++) {
-                    const int16_t mp[8] = {mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1],
-                                           mn[r][2 * m], mn[r][2 * m + 1], mn[r][2 * m], mn[r][2 * m + 1]};
-                    const int16x8_t mv = vld1q_s16(mp);
-                    UNROLL
-                    for (int v = 0; v < 4; v++) {
-                        const int16x8_t B = vld1q_s16(&p->bs16[m][4 * v][0]);
-                        Mlo[v] = vmlal_s16(Mlo[v], vget_low_s16(B), vget_low_s16(mv));
-                        Mhi[v] = vmlal_high_s16(Mhi[v], B, mv);
-                    }
-                }
-                UNROLL
-                for (int v = 0; v < 4; v++) M[v] = vpaddq_s32(Mlo[v], Mhi[v]);
-            }
-            UNROLL
-            for (int v = 0; v < 4; v++) {
-                const float32x4_t dx = vld1q_f32(p->d + 4 * v);
-                acc[r][v] = vfmaq_f32(acc[r][v], vmulq_n_f32(dx, dw[r]), vcvtq_f32_s32(S[r][v]));
-                acc[r][v] = vfmsq_f32(acc[r][v], vmulq_n_f32(dx, dm[r]), vcvtq_f32_s32(M[v]));
-            }
-        }
-    }
-    UNROLL
-    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
-}
-
 /* 32-element formats: 8 lane chains per token, i.e. per row 8 lanes x 4
  * token vectors of accumulators -- too many for the register file.  So,
  * as on AVX-512, blocks go in chunks: a chunk's weights are unpacked and
@@ -1246,20 +1036,16 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
 #define CALL16_Q4K(R_) rows16_q4_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
 #define CALL16_Q5K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q5_K)
 #define CALL16_Q6K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q6_K)
-#define CALL16_Q2K(R_) rows16_q2_K(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
 #define CALL16_Q3K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q3_K)
 #define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
-#define CALL16_Q40(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_0)
 #define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
 #define CALL16_Q41(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_1)
 #define CALL16_Q51(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_1)
 DEFINE_GEMM16(q4_K, kern_pk_q8_K, CALL16_Q4K)
 DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
 DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
-DEFINE_GEMM16(q2_K, kern_pk_q8_K, CALL16_Q2K)
 DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
 DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
-DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
 DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
 DEFINE_GEMM16(q4_1, kern_pk_q8_0, CALL16_Q41)
 DEFINE_GEMM16(q5_1, kern_pk_q8_0, CALL16_Q51)
@@ -1354,32 +1140,22 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
 
 void kern_neon_fill(nj_kernels *k, uint32_t features) {
     (void)features;
-#define SET(T, name) (k->vec_dot[T] = vec_dot_##name, k->gemm[T] = gemm_##name)
-    SET(NJ_Q4_0, q4_0);
-    SET(NJ_Q4_1, q4_1);
-    SET(NJ_Q5_0, q5_0);
-    SET(NJ_Q5_1, q5_1);
-    SET(NJ_Q8_0, q8_0);
-    /* Q2_K: this tile still sums in the old single-chain order; the
-     * scalar level's (llama.cpp's AVX2 lane order) is used instead */
-    (void)vec_dot_q2_K;
-    (void)gemm_q2_K;
-    SET(NJ_Q3_K, q3_K);
-    SET(NJ_Q4_K, q4_K);
-    k->vec_dot_rs[NJ_Q4_K] = vec_dot_q4_K_rs;
-    k->gemm_rs[NJ_Q4_K] = gemm_q4_K_rs;
-    k->vec_dot_rb[NJ_Q4_K] = vec_dot_q4_K_rb;
-    k->gemm_rb[NJ_Q4_K] = gemm_q4_K_rb;
-    SET(NJ_Q5_K, q5_K);
-    SET(NJ_Q6_K, q6_K);
-    SET(NJ_F32, f32);
-    SET(NJ_F16, f16);
-    SET(NJ_BF16, bf16);
-#undef SET
-    k->vec_dot_rs[NJ_BF16] = vec_dot_bf16;
-    k->gemm_rs[NJ_BF16] = gemm_bf16;
-    k->vec_dot_rb[NJ_BF16] = vec_dot_bf16_b;
-    k->gemm_rb[NJ_BF16] = gemm_bf16_b;
+    KERN_SET(k, NJ_Q4_0, vec_dot_q4_0, gemm_q4_0);
+    KERN_SET(k, NJ_Q4_1, vec_dot_q4_1, gemm_q4_1);
+    KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemm_q5_0);
+    KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemm_q5_1);
+    KERN_SET(k, NJ_Q8_0, vec_dot_q8_0, gemm_q8_0);
+    /* Q2_K keeps the scalar level's kernels (all three orders): no NEON
+     * tile here computes its canonical lane order yet. */
+    KERN_SET(k, NJ_Q3_K, vec_dot_q3_K, gemm_q3_K);
+    KERN_SET(k, NJ_Q4_K, vec_dot_q4_K, gemm_q4_K);
+    KERN_SET_ORDERS(k, NJ_Q4_K, vec_dot_q4_K_rs, gemm_q4_K_rs, vec_dot_q4_K_rb, gemm_q4_K_rb);
+    KERN_SET(k, NJ_Q5_K, vec_dot_q5_K, gemm_q5_K);
+    KERN_SET(k, NJ_Q6_K, vec_dot_q6_K, gemm_q6_K);
+    KERN_SET(k, NJ_F32, vec_dot_f32, gemm_f32);
+    KERN_SET(k, NJ_F16, vec_dot_f16, gemm_f16);
+    KERN_SET(k, NJ_BF16, vec_dot_bf16, gemm_bf16);
+    KERN_SET_ORDERS(k, NJ_BF16, vec_dot_bf16, gemm_bf16, vec_dot_bf16_b, gemm_bf16_b);
     k->from_float[NJ_Q8_0] = quantize_q8_0;
     k->from_float[NJ_Q8_1] = quantize_q8_1;
     k->from_float[NJ_Q8_K] = quantize_q8_K;
@@ -1388,13 +1164,13 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->pack16[NJ_Q8_K] = kern_pack16_q8_K;
     k->pack16[NJ_Q8_0] = kern_pack16_q8_0;
     k->pack16[NJ_Q8_1] = kern_pack16_q8_1;
-    (void)gemm16_q2_K;    /* plain order; Q2_K's gemm16 must compute vec_dot_rb's: not yet */
     k->gemm16[NJ_Q3_K] = gemm16_q3_K;
     k->gemm16[NJ_Q4_K] = gemm16_q4_K;
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    (void)gemm16_q4_0;    /* plain order; Q4_0's gemm16 must compute vec_dot_rb's: not yet */
+    /* no gemm16 for Q2_K and Q4_0: theirs must compute vec_dot_rb's
+     * (repacked batched) order, which no NEON kernel here does yet */
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;

@@ -308,18 +308,8 @@ static void dot_q5_1(int n, float *restrict s, const void *restrict vw, const vo
     *s = hsum8(a) + c;
 }
 
-/* Q4_K/Q5_K scales: 8 six-bit scales and mins from 12 bytes. */
-static void k4_scales(const uint8_t *b, int sc[8], int mn[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = b[j] & 63;
-        mn[j] = b[j + 4] & 63;
-        sc[j + 4] = (b[j + 8] & 15) | ((b[j] >> 6) << 4);
-        mn[j + 4] = (b[j + 8] >> 4) | ((b[j + 4] >> 6) << 4);
-    }
-}
-
 /* sum_k mn[k] * (bsums[2k] + bsums[2k+1]) */
-static int k4_mins(const int mn[8], const int16_t *bsums) {
+static int k4_mins(const uint8_t mn[8], const int16_t *bsums) {
     int m = 0;
     for (int k = 0; k < 8; k++) m += mn[k] * (bsums[2 * k] + bsums[2 * k + 1]);
     return m;
@@ -328,8 +318,8 @@ static int k4_mins(const int mn[8], const int16_t *bsums) {
 /* Q4_K: per pair p of 32-element chunks (elements 64p .. 64p+63) the
  * scaled sum I_p and the mins term N_p (see the top of this section). */
 static void q4_K_pairs(const block_q4_K *w, const block_q8_K *x, int I[4], int N[4]) {
-    int sc[8], mn[8];
-    k4_scales(w->scales, sc, mn);
+    uint8_t sc[8], mn[8];
+    quant_k4_scales(w->scales, sc, mn);
     for (int p = 0; p < 4; p++) {
         int lo = 0, hi = 0;
         for (int l = 0; l < 32; l++) {
@@ -388,8 +378,9 @@ static void dot_q4_K(int n, float *restrict s, const void *restrict vw, const vo
     const block_q8_K *x = vx;
     float acc[8] = {0}, am[4] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[8], mn[8], L[8] = {0}, part[8], I[4], N[4];
-        k4_scales(w[i].scales, sc, mn);
+        uint8_t sc[8], mn[8];
+        int L[8] = {0}, part[8], I[4], N[4];
+        quant_k4_scales(w[i].scales, sc, mn);
         for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
             int8_t q[32];
             for (int l = 0; l < 32; l++) {
@@ -412,8 +403,9 @@ static void dot_q5_K(int n, float *restrict s, const void *restrict vw, const vo
     const block_q8_K *x = vx;
     float acc[8] = {0}, S = 0.0f;
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[8], mn[8], L[8] = {0}, part[8];
-        k4_scales(w[i].scales, sc, mn);
+        uint8_t sc[8], mn[8];
+        int L[8] = {0}, part[8];
+        quant_k4_scales(w[i].scales, sc, mn);
         for (int c = 0; c < 8; c++) {            /* chunk c: nibble half c & 1 of qs[32 (c/2) ..] */
             int8_t q[32];
             for (int l = 0; l < 32; l++) {
@@ -532,23 +524,14 @@ static void dot_q2_K_rb(int n, float *restrict s, const void *restrict vw, const
     *s = A - B;
 }
 
-/* Q3_K scales: 16 six-bit values from 12 bytes (low 4 bits from bytes
- * 0..7, high 2 bits from bytes 8..11), minus 32. */
-static void k3_scales(const uint8_t *b, int sc[16]) {
-    for (int j = 0; j < 16; j++) {
-        const int lo = j < 8 ? b[j] & 15 : b[j - 8] >> 4;
-        const int hi = (b[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
-        sc[j] = (lo | (hi << 4)) - 32;
-    }
-}
-
 static void dot_q3_K(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
     const block_q3_K *w = vw;
     const block_q8_K *x = vx;
     float acc[8] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[16], L[8] = {0}, part[8];
-        k3_scales(w[i].scales, sc);
+        int8_t sc[16];
+        int L[8] = {0}, part[8];
+        quant_k3_scales(w[i].scales, sc);
         for (int c = 0; c < 8; c++) {            /* chunk c = 4h + g: elements 128h + 32g + l */
             const int h = c / 4, g = c % 4;
             int8_t q[32];

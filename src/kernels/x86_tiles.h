@@ -10,16 +10,10 @@
 #ifndef NJ_X86_TILES_H
 #define NJ_X86_TILES_H
 
-#include "kernels.h"
+#include "kern_isa.h"
 
 #include <immintrin.h>
 #include <math.h>
-
-#define KINLINE static inline __attribute__((always_inline))
-/* Small constant-trip loops (rows, tokens, sub-blocks) must be unrolled
- * so their accumulators live in registers; -O2 alone does not. */
-#define UNROLL _Pragma("GCC unroll 16")
-#define NT_MAX 4
 
 KINLINE float h2f(nj_half h) { return _cvtsh_ss(h); }
 
@@ -95,40 +89,8 @@ KINLINE __m256i scale_pair(__m128i sc8, const int k) {
     return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
 }
 
-/* Tile glue: vec_dot is the one-token tile; gemm walks tokens in groups of
- * four (outer, so their activations stay in L1) and rows (inner). */
-#define DEFINE_KERNELS(name, tile)                                                      \
-    static void vec_dot_##name(int n, float *restrict s, const void *restrict w,       \
-                               const void *restrict x) {                               \
-        tile(n, w, x, 0, s, 0, 1);                                                      \
-    }                                                                                   \
-    static void gemm_##name(int n, const void *restrict w, size_t ws, int nr,          \
-                            const void *restrict x, size_t xs, int nt,                 \
-                            float *restrict y, size_t ldy) {                           \
-        const char *wb = w, *xb = x;                                                    \
-        int t = 0;                                                                      \
-        for (; t + NT_MAX <= nt; t += NT_MAX)                                           \
-            for (int r = 0; r < nr; r++)                                                \
-                tile(n, wb + (size_t)r * ws, xb + (size_t)t * xs, xs,                   \
-                     y + (size_t)t * ldy + r, ldy, NT_MAX);                             \
-        const int rem = nt - t;                                                         \
-        for (int r = 0; r < nr && rem; r++) {                                           \
-            const char *wr = wb + (size_t)r * ws, *xt = xb + (size_t)t * xs;            \
-            float *yt = y + (size_t)t * ldy + r;                                        \
-            if (rem == 3) tile(n, wr, xt, xs, yt, ldy, 3);                              \
-            else if (rem == 2) tile(n, wr, xt, xs, yt, ldy, 2);                         \
-            else tile(n, wr, xt, xs, yt, ldy, 1);                                       \
-        }                                                                               \
-    }
-
-#define XROW(T, vx, xs, t) ((const T *)((const char *)(vx) + (size_t)(t) * (xs)))
-
-/* Software prefetch of the weight stream PF_AHEAD bytes ahead of the block
- * being read (rows are contiguous, so near a row's end this fetches the
- * next row).  Decode reads every weight once from DRAM; without it the
- * kernels wait for memory between blocks instead of overlapping, and a
- * GEMV reaches about half the machine's read bandwidth. */
-#define PF_AHEAD 1536
+/* Prefetch (to L1) the weight stream PF_AHEAD bytes ahead, one line per
+ * 64 bytes of the block being read. */
 KINLINE void prefetch_w(const void *p, const int bytes) {
     const char *c = (const char *)p + PF_AHEAD;
     for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);

@@ -1,5 +1,5 @@
 /* test_golden — the engine's logits against llama.cpp's on tiny random-weight
- * models of every architecture x tensor type (issue #3, acceptance 2).
+ * models of every architecture x tensor type.
  *
  * The models are not stored: modelgen rebuilds each one from its seed, and
  * the golden file (tests/data/golden/<arch>-<type>.bin, written by

@@ -1,4 +1,4 @@
-/* test_idle — issue #3 acceptance 4: with the engine loaded (model mapped,
+/* test_idle — an idle engine costs no CPU: with the engine loaded (model mapped,
  * session with its KV cache, the 2-thread compute pool started and used)
  * and no request for 5 s, the process uses 0 CPU ticks (utime + stime from
  * /proc/self/stat, via platform_cpu_ticks).  A pool that spun, or any

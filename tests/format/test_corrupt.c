@@ -1,4 +1,4 @@
-/* test_corrupt — malformed GGUF files (issue #3, acceptance 3).
+/* test_corrupt — malformed GGUF files are refused, never crash the reader.
  *
  * tools/corrupt-gguf writes a valid small file and >= 40 malformed variants
  * of it; each must be refused by gguf_open (and gguf_open_mem on an exact
