@@ -815,7 +815,7 @@ gram *gram_compile(const gb *b, int root, int *err) {
     g->n_sets = b->n_sets;
     g->sets = nj_malloc(sizeof *g->sets * (size_t)(b->n_sets ? b->n_sets : 1));
     if (!g->sets) { rc = -ENOMEM; goto err; }
-    memcpy(g->sets, b->sets, sizeof *g->sets * (size_t)b->n_sets);
+    if (b->n_sets) memcpy(g->sets, b->sets, sizeof *g->sets * (size_t)b->n_sets);
     g->match = st_new(&c, S_MATCH);
     g->start_nfa = compile(&c, root, g->match);
     if (c.err) { rc = c.err; goto err; }
