@@ -56,6 +56,35 @@ static uint64_t hash64(uint64_t x) {
     return x;
 }
 
+/* Text characters of the mask shortcut: printable ASCII but '"' and '\\',
+ * and the well-formed UTF-8 sequences of 2..4 bytes, by byte ranges. */
+static inline bool plain_byte(int b) { return b >= 0x20 && b < 0x7f && b != '"' && b != '\\'; }
+static const uint8_t UTF8_SHAPES[8][5][2] = {   /* [0][0] = length */
+    {{2, 0}, {0xC2, 0xDF}, {0x80, 0xBF}},
+    {{3, 0}, {0xE0, 0xE0}, {0xA0, 0xBF}, {0x80, 0xBF}},
+    {{3, 0}, {0xE1, 0xEC}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{3, 0}, {0xED, 0xED}, {0x80, 0x9F}, {0x80, 0xBF}},
+    {{3, 0}, {0xEE, 0xEF}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{4, 0}, {0xF0, 0xF0}, {0x90, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{4, 0}, {0xF1, 0xF3}, {0x80, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+    {{4, 0}, {0xF4, 0xF4}, {0x80, 0x8F}, {0x80, 0xBF}, {0x80, 0xBF}},
+};
+
+/* Length of the text character at p[0..n) (1..4), or 0 if there is none. */
+static int text_char(const uint8_t *p, int n) {
+    if (n <= 0) return 0;
+    if (p[0] < 0x80) return plain_byte(p[0]) ? 1 : 0;
+    for (int k = 0; k < 8; k++) {
+        const int L = UTF8_SHAPES[k][0][0];
+        if (p[0] < UTF8_SHAPES[k][1][0] || p[0] > UTF8_SHAPES[k][1][1]) continue;
+        if (L > n) return 0;
+        for (int j = 1; j < L; j++)
+            if (p[j] < UTF8_SHAPES[k][j + 1][0] || p[j] > UTF8_SHAPES[k][j + 1][1]) return 0;
+        return L;
+    }
+    return 0;
+}
+
 /* Grow *p (elements of size sz) to hold at least need; returns 0 or -ENOMEM. */
 static int grow(void **p, int *cap, int need, size_t sz) {
     if (need <= *cap) return 0;
@@ -255,10 +284,12 @@ struct gram {
     int32_t *dht;  int dht_cap;
     int32_t  start;
     unsigned dfa_soft;              /* gram_compact_cache threshold */
-    /* plain-text depth per DFA state (mask_walk's shortcut), -1 unknown */
+    /* text depth per DFA state (mask_walk's shortcut), -1 unknown */
     int16_t  *pd; uint8_t *pd_exact; int cap_pd;
-    uint8_t   plain_cls[256];       /* class list holding a plain byte */
+    uint8_t   plain_cls[256];       /* classes holding a plain ASCII byte */
     int       n_plain_cls;
+    uint8_t   shp_cls[8][4][8];     /* classes of each UTF-8 shape position */
+    uint8_t   shp_n[8][4];          /* their count; 0xff: too many to check */
     /* closure scratch */
     uint32_t *mark; uint32_t stamp;
     int32_t  *stk;  int cap_stk;
@@ -456,9 +487,22 @@ static void make_classes(gram *g) {
     bool seen[256] = {false};
     g->n_plain_cls = 0;
     for (int b = 0x20; b < 0x7f; b++)
-        if (b != '"' && b != '\\' && !seen[cls[b]]) {
+        if (plain_byte(b) && !seen[cls[b]]) {
             seen[cls[b]] = true;
             g->plain_cls[g->n_plain_cls++] = cls[b];
+        }
+    for (int k = 0; k < 8; k++)
+        for (int j = 0; j < UTF8_SHAPES[k][0][0]; j++) {
+            int m = 0;
+            for (int b = UTF8_SHAPES[k][j + 1][0]; b <= UTF8_SHAPES[k][j + 1][1] && m <= 8; b++) {
+                bool dup = false;
+                for (int q = 0; q < m && q < 8; q++) dup |= g->shp_cls[k][j][q] == cls[b];
+                if (!dup) {
+                    if (m < 8) g->shp_cls[k][j][m] = cls[b];
+                    m++;
+                }
+            }
+            g->shp_n[k][j] = m > 8 ? 0xff : (uint8_t)m;
         }
 }
 
@@ -628,6 +672,7 @@ static int32_t dfa_intern(gram *g, int n) {
 
 static int32_t dfa_compute(gram *g, int32_t st, int c) {
     const uint8_t byte = g->rep[c];
+    g->stats.n_transitions++;
     new_stamp(g);
     int n = 0;
     const int32_t off = g->ds[st].off, cnt = g->ds[st].n;
@@ -770,7 +815,7 @@ gram *gram_compile(const gb *b, int root, int *err) {
     g->n_sets = b->n_sets;
     g->sets = nj_malloc(sizeof *g->sets * (size_t)(b->n_sets ? b->n_sets : 1));
     if (!g->sets) { rc = -ENOMEM; goto err; }
-    memcpy(g->sets, b->sets, sizeof *g->sets * (size_t)b->n_sets);
+    if (b->n_sets) memcpy(g->sets, b->sets, sizeof *g->sets * (size_t)b->n_sets);
     g->match = st_new(&c, S_MATCH);
     g->start_nfa = compile(&c, root, g->match);
     if (c.err) { rc = c.err; goto err; }
@@ -848,8 +893,9 @@ struct gram_trie {
     int       n_vocab;
     tnode    *nodes; int n_nodes;
     uint32_t *tok_off;
-    uint8_t  *plain_span;      /* per node: 0, or (subtree all plain text) the
-                                  most bytes from this node to a token's end */
+    uint8_t  *plain_span;      /* per node: 0, or (every token through it is
+                                  whole text characters from here on) the most
+                                  bytes from this node to a token's end */
     int       n_toks;
     int32_t  *toks;
     int32_t  *eog; int n_eog;
@@ -948,19 +994,50 @@ static gram_trie *trie_build(const nj_model *m, int *err) {
     while (n_open > 0) t->nodes[open[--n_open]].skip = (uint32_t)nn;
     t->n_nodes = nn;
     t->n_toks = n_ts;
-    /* plain spans, children before parents */
+    /* text spans: node i is "bad" if some token through it is not a run
+     * of whole text characters from i's depth on (marked per token along
+     * its path, which is open[] right after the token was added); spans
+     * from the longest token of each subtree, children before parents */
     t->plain_span = nj_malloc(nn ? (size_t)nn : 1);
-    if (!t->plain_span) goto err;
-    for (int i = nn - 1; i >= 0; i--) {
-        const tnode *x = &t->nodes[i];
-        int b = x->byte, span = x->n_tok ? 1 : 0;
-        bool plain = b >= 0x20 && b < 0x7f && b != '"' && b != '\\';
-        for (int j = i + 1; plain && j < (int)x->skip; j = (int)t->nodes[j].skip) {
-            if (!t->plain_span[j]) plain = false;
-            else if (t->plain_span[j] + 1 > span) span = t->plain_span[j] + 1;
-        }
-        t->plain_span[i] = plain && span <= 255 ? (uint8_t)span : 0;
+    uint8_t *bad = nj_calloc(nn ? (size_t)nn : 1, 1);
+    uint16_t *maxlen = nj_calloc(nn ? (size_t)nn : 1, sizeof *maxlen);
+    uint8_t *ok = nj_malloc(TRIE_MAX_PIECE + 2);
+    int32_t *path = nj_malloc(sizeof *path * (TRIE_MAX_PIECE + 1));
+    if (!t->plain_span || !bad || !maxlen || !ok || !path) {
+        nj_free(bad); nj_free(maxlen); nj_free(ok); nj_free(path);
+        goto err;
     }
+    {
+        /* replay the sorted strings to recover each token's path */
+        int np = 0, k = 0;
+        const tsort *pv = NULL;
+        for (int i = 0; i < n_ts; i++) {
+            const tsort *x = &ts[i];
+            int lcp = 0;
+            if (pv) {
+                int lim = pv->len < x->len ? pv->len : x->len;
+                while (lcp < lim && pv->s[lcp] == x->s[lcp]) lcp++;
+            }
+            np = lcp;
+            for (int d = lcp; d < x->len; d++) path[np++] = k++;
+            const uint8_t *u = (const uint8_t *)x->s;
+            ok[x->len] = 1;
+            for (int d = x->len - 1; d >= 0; d--) {
+                int L = text_char(u + d, x->len - d);
+                ok[d] = L && ok[d + L];
+            }
+            for (int d = 0; d < x->len; d++) {
+                if (!ok[d]) bad[path[d]] = 1;
+                if (maxlen[path[d]] < x->len) maxlen[path[d]] = (uint16_t)x->len;
+            }
+            pv = x;
+        }
+    }
+    for (int i = 0; i < nn; i++) {
+        int span = maxlen[i] - t->nodes[i].depth;
+        t->plain_span[i] = !bad[i] && span > 0 && span <= 255 ? (uint8_t)span : 0;
+    }
+    nj_free(bad); nj_free(maxlen); nj_free(ok); nj_free(path);
     nj_free(ts);
     nj_free(open);
     if (err) *err = 0;
@@ -1029,11 +1106,32 @@ static int pd_ensure(gram *g) {
     return 0;
 }
 
-/* The largest L <= budget such that every string of L plain bytes
- * (printable ASCII but '"' and '\\') keeps the automaton live from t.
- * Memoised per state; a value equal to the budget it was computed with
- * is a lower bound.  Errors count as 0 (a conservative answer). */
-static int plain_depth(gram *g, int32_t t, int budget) {
+/* The largest D <= budget such that every run of whole text characters
+ * (plain ASCII, well-formed UTF-8) of at most D bytes keeps the automaton
+ * live from t.  Memoised per state; a value equal to the budget it was
+ * computed with is a lower bound.  Errors count as 0 (conservative). */
+static int text_depth(gram *g, int32_t t, int budget);
+
+/* Walk UTF-8 shape k from position j in state u; lowers *best. */
+static void shape_depth(gram *g, int k, int j, int32_t u, int *best) {
+    const int L = UTF8_SHAPES[k][0][0];
+    if (L > *best) return;              /* longer than what is being checked */
+    if (j == L) {
+        int v = L + text_depth(g, u, *best - L);
+        if (v < *best) *best = v;
+        return;
+    }
+    if (g->shp_n[k][j] == 0xff) { *best = L - 1; return; }
+    for (int q = 0; q < g->shp_n[k][j] && L <= *best; q++) {
+        const int c = g->shp_cls[k][j][q];
+        int32_t w = g->trans[(size_t)u * (size_t)g->n_cls + (size_t)c];
+        if (w == -2) w = dfa_compute(g, u, c);
+        if (w < 0) { if (L - 1 < *best) *best = L - 1; return; }
+        shape_depth(g, k, j + 1, w, best);
+    }
+}
+
+static int text_depth(gram *g, int32_t t, int budget) {
     if (budget <= 0 || pd_ensure(g)) return 0;
     if (g->pd[t] >= 0 && (g->pd_exact[t] || g->pd[t] >= budget))
         return g->pd[t] < budget ? g->pd[t] : budget;
@@ -1043,9 +1141,10 @@ static int plain_depth(gram *g, int32_t t, int budget) {
         int32_t u = g->trans[(size_t)t * (size_t)g->n_cls + (size_t)c];
         if (u == -2) u = dfa_compute(g, t, c);
         if (u < 0) { best = 0; break; }
-        int v = 1 + plain_depth(g, u, best - 1);
+        int v = 1 + text_depth(g, u, best - 1);
         if (v < best) best = v;
     }
+    for (int k = 0; k < 8 && best >= 2; k++) shape_depth(g, k, 0, t, &best);
     if (pd_ensure(g)) return 0;
     g->pd[t] = (int16_t)best;
     g->pd_exact[t] = best < budget;
@@ -1053,8 +1152,9 @@ static int plain_depth(gram *g, int32_t t, int budget) {
 }
 
 /* Walk the trie from st and fill bits; returns the allowed count or < 0.
- * Shortcut: a subtree whose tokens are all plain text, none longer than
- * plain_depth of the state before it, is allowed whole (its tokens are
+ * Shortcut: a subtree whose tokens are all whole text characters from its
+ * depth on, none longer than text_depth of the state before it, is allowed
+ * whole (its tokens are
  * one contiguous run of toks[]), with no transition per node. */
 static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
     if (GROW(g->walk, g->cap_walk, t->max_depth + 2)) return -ENOMEM;
@@ -1070,7 +1170,7 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
         const int span = t->plain_span[i];
         if (span && span <= PLAIN_MAX) {
             int pd = from < g->cap_pd && g->pd[from] >= 0 &&
-                     (g->pd_exact[from] || g->pd[from] >= span) ? g->pd[from] : plain_depth(g, from, PLAIN_MAX);
+                     (g->pd_exact[from] || g->pd[from] >= span) ? g->pd[from] : text_depth(g, from, PLAIN_MAX);
             if (pd >= span) {
                 const uint32_t a = t->tok_off[i];
                 const uint32_t e = x->skip < (uint32_t)t->n_nodes ? t->tok_off[x->skip] : (uint32_t)t->n_toks;
@@ -1086,6 +1186,7 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
         const int c = g->cls[x->byte];
         int32_t to = g->trans[(size_t)from * (size_t)n_cls + (size_t)c];
         if (to == -2) to = dfa_compute(g, from, c);
+        g->stats.n_nodes_walked++;
         if (to < 0) {
             if (to < GRAM_DEAD) return to;
             i = (int)x->skip;

@@ -130,6 +130,8 @@ typedef struct gram_stats {
     int n_nfa, n_dfa, n_classes, n_sets;
     int n_masks_built, n_mask_hits;
     double mask_build_us;    /* total time spent walking the trie */
+    long   n_transitions;    /* DFA transitions computed */
+    long   n_nodes_walked;   /* trie nodes stepped through (shortcuts excluded) */
 } gram_stats;
 void gram_get_stats(const gram *g, gram_stats *st);
 

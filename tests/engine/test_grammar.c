@@ -83,8 +83,13 @@ static void test_refusals(void **st) {
         assert_non_null(strstr(nj_last_error(), r[i].kw));
         assert_non_null(strstr(nj_last_error(), "unsupported"));
     }
-    /* not JSON */
+    /* empty languages are refused, not compiled (fuzzer regression) */
     int err = 0;
+    const char *empty_lang = "{\"type\":\"number\",\"minimum\":2,\"maximum\":1}";
+    assert_null(json_schema_compile(empty_lang, strlen(empty_lang), &err));
+    assert_int_equal(err, NJ_EUNSUPPORTED);
+    assert_non_null(strstr(nj_last_error(), "admits no document"));
+    /* not JSON */
     assert_null(json_schema_compile("{\"type\":", 8, &err));
     assert_int_equal(err, NJ_EFORMAT);
     assert_null(json_schema_compile("{\"type\":\"strung\"}", 17, &err));
