@@ -48,7 +48,7 @@ static sigma_event_view view_of(kv *e, const char *const *pairs, int n) {
 
 static const char *HEAD =
     "title: t\nid: 11111111-2222-3333-4444-555555555555\nstatus: test\nlevel: high\n"
-    "tags:\n  - attack.execution\n  - attack.t1059.004\n"
+    "tags:\n  - attack.execution\n  - attack.t1059.004\n  - attack.g0032\n  - attack.s0154\n  - cve.2021-44228\n"
     "logsource:\n  product: linux\n  category: process_creation\n";
 
 /* Load HEAD + "detection:\n" + DET; assert exactly one rule loaded. */
