@@ -746,6 +746,36 @@ static void test_canonical_event(void **state) {
     assert_string_equal(v.category, "network_connection");
     json_decref(ev);
 
+    /* sigma_match_event: an auditd exec event meets rules of both record
+     * types; each rule once. */
+    {
+        const char *two =
+            "title: exec rec\nlogsource:\n  product: linux\n  service: auditd\n"
+            "detection:\n  s:\n    type: EXECVE\n    a0: id\n  condition: s\n"
+            "---\n"
+            "title: syscall rec\nlogsource:\n  product: linux\n  service: auditd\n"
+            "detection:\n  s:\n    type: SYSCALL\n    SYSCALL: execve\n    euid: 33\n    a0: null\n  condition: s\n"
+            "---\n"
+            "title: either\nlogsource:\n  product: linux\n  service: auditd\n"
+            "detection:\n  s:\n    exe|endswith: /id\n  condition: s\n"
+            "---\n"
+            "title: pc\nlogsource:\n  product: linux\n  category: process_creation\n"
+            "detection:\n  s:\n    Image|endswith: /id\n  condition: s\n";
+        sigma_rules *r2 = sigma_rules_new(&err);
+        assert_int_equal(sigma_load_text(r2, "two.yml", two, strlen(two)), 4);
+        ev = json_loads("{\"v\":1,\"id\":\"a\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"auditd\"},"
+                        "\"user\":{\"uid\":33,\"euid\":33},\"process\":{\"path\":\"/usr/bin/id\",\"argv\":[\"id\"]}}", 0, &je);
+        assert_non_null(ev);
+        sigma_view_from_event(&v, &ctx, ev);
+        assert_int_equal(sigma_match(r2, &v, h, 4), 3);              /* EXECVE view alone */
+        assert_int_equal(sigma_match_event(r2, ev, h, 4), 4);        /* both records */
+        for (int i = 0; i < 4; i++) assert_int_equal(h[i].rule, i);  /* each once, load order */
+        assert_int_equal(sigma_match_event(r2, ev, h, 2), 4);        /* max limits writing only */
+        assert_int_equal(h[1].rule, 1);
+        json_decref(ev);
+        sigma_rules_free(r2);
+    }
+
     /* A bare command line: no OS, no service; argv-less is fine. */
     ev = json_loads("{\"v\":1,\"id\":\"cmdline:1\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"cmdline\"},"
                     "\"process\":{\"cmdline\":\"curl x | sh\"}}", 0, &je);
