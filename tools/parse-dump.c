@@ -37,7 +37,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     event_init();
-    parser_opts o = {.emit = emit, .on_error = on_error, .source_name = argv[2]};
+    const char *base = strrchr(argv[2], '/');
+    parser_opts o = {.emit = emit, .on_error = on_error, .source_name = base ? base + 1 : argv[2]};
     json_t *oj = NULL;
     if (argc > 3) {
         json_error_t je;

@@ -13,17 +13,19 @@
  *   retrieve-eval tokens CMD             the tokens of CMD
  *
  * opts: --kb FILE (default kb/examples.jsonl), --k LIST (default
- * 1,3,5,7,10,15), --diversity F, --k1 X, --b X, --entries N (bench,
- * default 1000), --seconds S (bench, default 2).
+ * 1,3,5,7,10,15), --diversity F, --balanced, --k1 X, --b X, --entries N
+ * (bench, default 1000), --seconds S (bench, default 2).
  *
- * The vote: each of the top k hits adds its score to its label; the label
- * with the largest sum wins; no hit at all predicts benign.  Exit 0, or 2 on
+ * The vote: each of the top k hits adds its score to its label (times
+ * N / (3 * N_label) with --balanced); the label with the largest sum wins;
+ * no hit at all predicts benign.  Exit 0, or 2 on
  * a usage or I/O error.
  */
 #include "retrieve.h"
 #include "util.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +66,16 @@ static int read_lines(const char *path, lines *L) {
     return 0;
 }
 
+/* Per-label weight of a vote: 1, or with --balanced the inverse of the
+ * label's share of the base (so the larger classes do not win by size). */
+static double label_weight[KB_NLABELS] = {1, 1, 1};
+
 static int vote(const nj_kb *kb, const kb_hit *h, int n) {
     double sum[KB_NLABELS] = {0};
-    for (int i = 0; i < n; i++) sum[kb_entry_at(kb, h[i].index)->label] += h[i].score;
+    for (int i = 0; i < n; i++) {
+        int l = kb_entry_at(kb, h[i].index)->label;
+        sum[l] += h[i].score * label_weight[l];
+    }
     int best = KB_BENIGN;
     for (int l = 0; l < KB_NLABELS; l++) if (sum[l] > sum[best]) best = l;
     return best;
@@ -76,17 +85,18 @@ static void eval_file(const nj_kb *kb, nj_kb_searcher *s, const char *path, cons
                       const kb_query_opts *qo) {
     lines L = {0};
     if (read_lines(path, &L) < 0) exit(2);
-    int kmax = 0;
-    for (int i = 0; i < nk; i++) if (ks[i] > kmax) kmax = ks[i];
     static long conf[MAXK + 1][KB_NLABELS][KB_NLABELS];
     memset(conf, 0, sizeof conf);
     long nohit = 0;
     kb_hit h[MAXK];
     for (size_t i = 0; i < L.n; i++) {
-        int n = kb_query(s, L.cmd[i], strlen(L.cmd[i]), kmax, qo, h);
-        if (n < 0) { fprintf(stderr, "retrieve-eval: %s\n", nj_last_error()); exit(2); }
-        if (n == 0) nohit++;
-        for (int j = 0; j < nk; j++) conf[ks[j]][L.label[i]][vote(kb, h, n < ks[j] ? n : ks[j])]++;
+        /* one query per k, so the diversity option acts on each top k */
+        for (int j = 0; j < nk; j++) {
+            int n = kb_query(s, L.cmd[i], strlen(L.cmd[i]), ks[j], qo, h);
+            if (n < 0) { fprintf(stderr, "retrieve-eval: %s\n", nj_last_error()); exit(2); }
+            if (n == 0 && j == 0) nohit++;
+            conf[ks[j]][L.label[i]][vote(kb, h, n)]++;
+        }
     }
     long cnt[KB_NLABELS] = {0};
     for (size_t i = 0; i < L.n; i++) cnt[L.label[i]]++;
@@ -172,8 +182,10 @@ int main(int argc, char **argv) {
     size_t entries = 1000;
     double seconds = 2;
     int i = 1;
+    bool balanced = false;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--balanced")) { balanced = true; continue; }
         if (!v) break;
         if (!strcmp(a, "--kb")) kbpath = v;
         else if (!strcmp(a, "--diversity")) qo.diversity = atof(v);
@@ -210,8 +222,15 @@ int main(int argc, char **argv) {
     if (!kb) { fprintf(stderr, "retrieve-eval: %s\n", nj_last_error()); return 2; }
     nj_kb_searcher *s = kb_searcher_new(kb, &err);
     if (!s) { fprintf(stderr, "retrieve-eval: %s\n", nj_last_error()); return 2; }
+    if (balanced && kb_size(kb)) {
+        size_t cnt[KB_NLABELS] = {0};
+        for (size_t j = 0; j < kb_size(kb); j++) cnt[kb_entry_at(kb, j)->label]++;
+        for (int l = 0; l < KB_NLABELS; l++)
+            label_weight[l] = cnt[l] ? (double)kb_size(kb) / (KB_NLABELS * (double)cnt[l]) : 1;
+    }
     if (!strcmp(mode, "eval")) {
-        printf("base %s: %zu entries, %zu terms; diversity %.2f\n", kbpath, kb_size(kb), kb_nterms(kb), qo.diversity);
+        printf("base %s: %zu entries, %zu terms; diversity %.2f; vote %s\n", kbpath, kb_size(kb), kb_nterms(kb),
+               qo.diversity, balanced ? "balanced by label share" : "score sum");
         for (; i < argc; i++) eval_file(kb, s, argv[i], ks, nk, &qo);
     } else if (!strcmp(mode, "query") && i < argc) {
         kb_hit h[MAXK];

@@ -88,6 +88,24 @@ static int bucket_close(aggregate *a, bucket *k) {
         event_unset(agg, EF_PROCESS);
         event_unset(agg, EF_AUTH_SRC_PORT);
         event_unset(agg, EF_AUTH_INVALID_USER);
+        event_unset(agg, EF_AUTH_USER);
+        event_unset(agg, EF_USER_NAME);
+        event_unset(agg, EF_AUTH_KEY_FP);
+        event_unset(agg, EF_AUTH_KEY_TYPE);
+        /* the method of the first counted attempt (the first held line may
+         * be an uncounted "Invalid user" or pam line) */
+        event_unset(agg, EF_AUTH_METHOD);
+        for (int i = 0; i < k->n_held; i++) {
+            const char *m = event_get_str(k->held[i], EF_AUTH_METHOD);
+            if (m && strcmp(m, "pam") != 0) {
+                if (event_set_str(agg, EF_AUTH_METHOD, m, (size_t)-1)) {
+                    json_decref(agg);
+                    bucket_clear(k);
+                    return nj_fail(-ENOMEM, "aggregate: out of memory");
+                }
+                break;
+            }
+        }
         for (size_t i = 0; k->users && i < json_array_size(k->users); i++) {
             json_t *u = json_array_get(k->users, i);
             if (event_push_str(agg, EF_AUTH_USERS, json_string_value(u), json_string_length(u))) {

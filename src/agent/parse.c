@@ -104,7 +104,9 @@ err:
 static int final_emit(void *ctx, json_t *ev) {
     parser *p = ctx;
     p->st.events++;
-    return p->o.emit(p->o.ctx, ev);
+    int rc = p->o.emit(p->o.ctx, ev);
+    if (rc) p->emit_failed = true;
+    return rc;
 }
 
 int parser_emit(parser *p, json_t *ev, long lineno, const char *raw, size_t raw_len) {
@@ -217,7 +219,15 @@ err:
 int parser_feed(parser *p, const char *line, size_t len, long lineno) {
     if (!p || (!line && len)) return nj_fail(-EINVAL, "parser_feed: no parser or line");
     p->st.lines++;
-    return p->vt->feed(p, line ? line : "", len, lineno);
+    p->emit_failed = false;
+    int rc = p->vt->feed(p, line ? line : "", len, lineno);
+    /* safety net: a value the schema refuses (-EINVAL from a setter) that a
+     * module did not catch is a bad line, not a failure of the caller's */
+    if (rc == -EINVAL && !p->emit_failed) {
+        parser_bad(p, lineno, "%s", nj_last_error());
+        rc = 0;
+    }
+    return rc;
 }
 
 int parser_flush(parser *p) {

@@ -69,8 +69,8 @@ typedef struct parser_opts {
     int         tz_offset_min;
     /* auditd: at most max_pending serials held (0 = 256); a serial is
      * complete on EOE, when `reorder` newer serials have started after it
-     * (0 = 2; -1 = complete as soon as any newer serial starts), when the
-     * bound is hit (oldest first) or at flush. */
+     * (0 = 4; 1 = as soon as a newer serial starts), when the bound is hit
+     * (oldest first) or at flush. */
     int         max_pending;
     int         reorder;
     /* process table for parent.path/cmdline (auditd, eslogger, osquery):

@@ -16,18 +16,25 @@
  * serial N after records of N+1), so a serial is held until it is complete:
  * on its EOE record; at once for user-space single-record types (USER_*,
  * CRED_*, ...) unless other records of that serial are already held; when
- * `reorder` newer serials have started after it (default 2); when more than
- * `max_pending` serials are held (the oldest goes first); or at flush.
- * Records arriving for a serial already emitted start a new group that has
- * no SYSCALL or user record: it is dropped and counted as a bad line
- * ("late record").  Memory is bounded by max_pending x AUD_MAX_RECORDS
- * records of at most AUD_MAX_LINE bytes.
+ * `reorder` newer serials have started after it (default 4; 1 = as soon as
+ * a newer serial starts); when more than `max_pending` serials are held
+ * (the oldest goes first); or at flush.  Records arriving for a serial
+ * emitted lately (one of the last 64) start a new group that has no
+ * SYSCALL or user record: it is dropped and reported as a bad line ("late
+ * record").  (Serials are not monotonic in a file: they restart at boot
+ * and differ per node.)  Memory is bounded: at most max_pending serials,
+ * AUD_MAX_RECORDS records per serial, AUD_MAX_LINE bytes per record and
+ * AUD_MAX_HELD bytes of held text in all (the oldest serials complete
+ * early when a new record would pass it).
  *
  * Events.  execve/execveat (syscall 59/322 on x86_64, 221/281 on aarch64,
  * 11/358 on i386, or the names when the log is interpreted), or any group
  * with an EXECVE record -> kind exec; USER_LOGIN -> login (auth on failure),
  * USER_START -> login, USER_END/USER_LOGOUT -> logout, USER_AUTH -> auth,
- * USER_CMD (sudo) -> exec with the command line; anything else -> other.
+ * USER_CMD (sudo) -> exec with the command line; connect (42 x86_64, 203
+ * aarch64) and accept/accept4 (43/288, 202/242) -> network, the peer
+ * decoded from the SOCKADDR record (AF_INET, AF_INET6; outbound for
+ * connect, inbound for accept); anything else -> other.
  * See docs/event.md for the field mapping.
  */
 #include "parse_internal.h"
@@ -39,6 +46,8 @@
 #define AUD_MAX_RECORDS 256
 #define AUD_MAX_LINE    (1 << 20)
 #define AUD_MAX_KV      512
+#define AUD_RECENT      64
+#define AUD_MAX_HELD    (16u << 20)   /* bytes of record text held at most */
 
 typedef struct rec {
     char *line;
@@ -68,8 +77,9 @@ typedef struct auditd_parser {
     parser base;
     group *g;
     int n, cap;
-    uint64_t last_done;           /* highest serial emitted (for late records) */
-    bool any_done;
+    uint64_t recent[AUD_RECENT];  /* serials emitted lately, to name late records */
+    int nrecent, rpos;
+    size_t held;                  /* bytes of record lines held */
     char *scratch;
     size_t scap;
     kv kvs[AUD_MAX_KV];
@@ -216,6 +226,7 @@ static int set_text(auditd_parser *a, json_t *ev, ev_field f, const kv *x) {
     size_t n;
     const char *t = kv_text(a, x, &n);
     if (!t) return -ENOMEM;
+    if (f == EF_PROC_TTY && n > 5 && !memcmp(t, "/dev/", 5)) { t += 5; n -= 5; }   /* "pts/2" as the kernel says */
     return event_set_str(ev, f, t, n);
 }
 
@@ -265,6 +276,63 @@ static bool exec_syscall(const kv *arch, const kv *sc) {
     if (!arch || kv_is(arch, "c000003e") || kv_is(arch, "x86_64")) return n == 59 || n == 322;
     if (kv_is(arch, "c00000b7") || kv_is(arch, "aarch64")) return n == 221 || n == 281;
     if (kv_is(arch, "40000003") || kv_is(arch, "i386")) return n == 11 || n == 358;
+    return false;
+}
+
+/* connect -> 1 (outbound), accept/accept4 -> 2 (inbound), else 0. */
+static int net_syscall(const kv *arch, const kv *sc) {
+    if (!sc) return 0;
+    if (kv_is(sc, "connect")) return 1;
+    if (kv_is(sc, "accept") || kv_is(sc, "accept4")) return 2;
+    long long n;
+    if (!nj_parse_ll(sc->v, sc->vn, &n)) return 0;
+    if (!arch || kv_is(arch, "c000003e") || kv_is(arch, "x86_64")) return n == 42 ? 1 : (n == 43 || n == 288) ? 2 : 0;
+    if (kv_is(arch, "c00000b7") || kv_is(arch, "aarch64")) return n == 203 ? 1 : (n == 202 || n == 242) ? 2 : 0;
+    return 0;
+}
+
+/* SOCKADDR saddr (hex of struct sockaddr): AF_INET = family 2 (host order,
+ * little-endian on the architectures above), port (network order), 4
+ * address bytes; AF_INET6 = family 10, port, flowinfo, 16 address bytes.
+ * Writes the address text and port; false for other families. */
+static bool parse_saddr(const kv *x, char *ip, size_t cap, long *port) {
+    unsigned char b[28];
+    if (!x || x->q || x->vn < 16 || !nj_is_hex(x->v, x->vn >= 56 ? 56 : 16)) return false;
+    size_t nb = x->vn >= 56 ? 28 : 8;
+    char tmp[57];
+    memcpy(tmp, x->v, nb * 2);
+    if (nj_hex_decode(tmp, nb * 2, tmp) < 0) return false;
+    memcpy(b, tmp, nb);
+    int fam = b[0] | b[1] << 8;
+    *port = b[2] << 8 | b[3];
+    if (fam == 2) {
+        snprintf(ip, cap, "%u.%u.%u.%u", b[4], b[5], b[6], b[7]);
+        return true;
+    }
+    if (fam == 10 && nb == 28) {
+        const unsigned char *a6 = b + 8;
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (!memcmp(a6, v4mapped, 12)) { snprintf(ip, cap, "%u.%u.%u.%u", a6[12], a6[13], a6[14], a6[15]); return true; }
+        /* RFC 5952 text: longest run of zero groups (>= 2) as "::" */
+        unsigned g[8];
+        for (int i = 0; i < 8; i++) g[i] = (unsigned)a6[2 * i] << 8 | a6[2 * i + 1];
+        int best = -1, bl = 0;
+        for (int i = 0; i < 8;) {
+            if (g[i]) { i++; continue; }
+            int j = i;
+            while (j < 8 && !g[j]) j++;
+            if (j - i > bl && j - i >= 2) { best = i; bl = j - i; }
+            i = j;
+        }
+        size_t o = 0;
+        for (int i = 0; i < 8 && o + 6 < cap; i++) {
+            if (i == best) { o += (size_t)snprintf(ip + o, cap - o, "::"); i += bl - 1; continue; }
+            if (o && ip[o - 1] != ':') ip[o++] = ':';
+            o += (size_t)snprintf(ip + o, cap - o, "%x", g[i]);
+        }
+        ip[o < cap ? o : cap - 1] = 0;
+        return true;
+    }
     return false;
 }
 
@@ -346,7 +414,9 @@ static int build(auditd_parser *a, group *g) {
     }
     long lineno = g->r[0].lineno;
     if (isys < 0 && iuser < 0 && iexecve < 0) {
-        if (a->any_done && g->serial <= a->last_done)
+        bool late = false;
+        for (int i = 0; i < a->nrecent; i++) late |= a->recent[i] == g->serial;
+        if (late)
             parser_bad(p, lineno, "late auditd record for serial %llu (already emitted)", (unsigned long long)g->serial);
         else if (!(g->n == 1 && (type_is(&g->r[0], "PROCTITLE") || type_is(&g->r[0], "CWD") || type_is(&g->r[0], "PATH"))))
             goto build;                                  /* kernel records of their own (AVC, ...) */
@@ -365,6 +435,7 @@ build:;
     bool ok = !res || kv_is(res, "success") || kv_is(res, "yes") || kv_is(res, "1");
     if (isys >= 0) {
         if (exec_syscall(kv_get(a, 0, nk, "arch"), kv_get(a, 0, nk, "syscall")) || iexecve >= 0) kind = "exec";
+        else if (net_syscall(kv_get(a, 0, nk, "arch"), kv_get(a, 0, nk, "syscall"))) kind = "network";
     } else if (iuser >= 0) {
         rec *U = &g->r[iuser];
         const char *t = U->line + U->type_off;
@@ -410,11 +481,17 @@ build:;
         bool invalid = at && an == 14 && memcmp(at, "(invalid user)", 14) == 0;
         const char *k = kind;
         bool authish = !strcmp(k, "auth") || !strcmp(k, "login") || !strcmp(k, "logout");
-        if (at && !invalid) {
-            if ((rc = event_set_str(ev, authish ? EF_AUTH_USER : EF_USER_NAME, at, an))) goto out;
-            if (authish && !event_get_str(ev, EF_USER_NAME) && (rc = event_set_str(ev, EF_USER_NAME, at, an))) goto out;
+        /* acct names the account of authentication records; elsewhere
+         * (ADD_GROUP, ...) it names an object, not the acting user */
+        if (at && !invalid && authish) {
+            if ((rc = event_set_str(ev, EF_AUTH_USER, at, an))) goto out;
+            if (!event_get_str(ev, EF_USER_NAME) && (rc = event_set_str(ev, EF_USER_NAME, at, an))) goto out;
         }
         if (authish) {
+            /* uid/euid of these records are the PAM caller's (sshd: 0); the
+             * user of an auth event is the account, so only auid stays */
+            event_unset(ev, EF_USER_UID);
+            event_unset(ev, EF_USER_EUID);
             if ((rc = event_set_str(ev, EF_AUTH_RESULT, ok ? "success" : "failure", (size_t)-1))) goto out;
             if (invalid && (rc = event_set_bool(ev, EF_AUTH_INVALID_USER, true))) goto out;
             const kv *addr = kv_get(a, 0, nk, "addr");
@@ -478,6 +555,28 @@ build:;
             if (!strcmp(json_string_value(json_array_get(recs, i)), tb)) seen = true;
         if (!seen && (rc = event_push_str(ev, EF_AUDIT_RECORDS, tb, tl))) goto out;
     }
+    /* connect / accept with an inet SOCKADDR: the peer */
+    if (!strcmp(kind, "network")) {
+        a->nkv = 0;
+        kv_scan(a, g->r[isys].line + g->r[isys].body_off, g->r[isys].body_len, 0);
+        int dir = net_syscall(kv_get(a, 0, a->nkv, "arch"), kv_get(a, 0, a->nkv, "syscall"));
+        for (int r = 0; r < g->n; r++) {
+            if (!type_is(&g->r[r], "SOCKADDR")) continue;
+            a->nkv = 0;
+            kv_scan(a, g->r[r].line + g->r[r].body_off, g->r[r].body_len, 0);
+            char ip[64];
+            long port;
+            if (!parse_saddr(kv_get(a, 0, a->nkv, "saddr"), ip, sizeof ip, &port)) continue;
+            bool out = dir == 1;
+            if ((rc = event_set_str(ev, EF_NET_DIRECTION, out ? "outbound" : "inbound", (size_t)-1)) ||
+                (rc = event_set_str(ev, out ? EF_NET_DST_IP : EF_NET_SRC_IP, ip, (size_t)-1)) ||
+                (rc = event_set_int(ev, out ? EF_NET_DST_PORT : EF_NET_SRC_PORT, port)))
+                goto out;
+            break;
+        }
+        /* a local (unix) socket or no address: not a network connection */
+        if (!event_get(ev, EF_NETWORK) && (rc = event_set_str(ev, EF_KIND, "other", 5))) goto out;
+    }
     /* raw: the records, one per line, cut to the raw limit */
     size_t total = 0;
     for (int r = 0; r < g->n && total < EV_RAW_MAX; r++) total += g->r[r].len + 1;
@@ -499,11 +598,13 @@ out:
 /* Emits and removes group i (groups stay sorted by arrival). */
 static int complete(auditd_parser *a, int i) {
     group g = a->g[i];
+    for (int r = 0; r < g.n; r++) a->held -= g.r[r].len;
     memmove(a->g + i, a->g + i + 1, (size_t)(a->n - i - 1) * sizeof *a->g);
     a->n--;
     int rc = build(a, &g);
-    if (!a->any_done || g.serial > a->last_done) a->last_done = g.serial;
-    a->any_done = true;
+    a->recent[a->rpos] = g.serial;
+    a->rpos = (a->rpos + 1) % AUD_RECENT;
+    if (a->nrecent < AUD_RECENT) a->nrecent++;
     group_clear(&g);
     return rc;
 }
@@ -519,16 +620,23 @@ static int auditd_feed(parser *p, const char *line, size_t len, long lineno) {
         return 0;
     }
     bool eoe = h.type_len == 3 && memcmp(h.type, "EOE", 3) == 0;
+    int rc = 0;
+    while (a->n > 0 && a->held + len > AUD_MAX_HELD) {      /* byte bound: oldest first */
+        int r = complete(a, 0);
+        if (r && !rc) rc = r;
+    }
     int gi = -1;
     for (int i = a->n - 1; i >= 0; i--)
         if (a->g[i].serial == h.serial) { gi = i; break; }
-    if (eoe) return gi >= 0 ? complete(a, gi) : 0;
-    int rc = 0;
+    if (eoe) {
+        int r = gi >= 0 ? complete(a, gi) : 0;
+        return rc ? rc : r;
+    }
     if (gi < 0) {
         /* a new serial: age the held ones, complete those past the reorder window */
-        int reorder = p->o.reorder > 0 ? p->o.reorder : p->o.reorder < 0 ? 0 : 2;
+        int reorder = p->o.reorder > 0 ? p->o.reorder : 4;
         for (int i = 0; i < a->n;) {
-            if (h.serial > a->g[i].serial && ++a->g[i].age > reorder) {
+            if (h.serial > a->g[i].serial && ++a->g[i].age >= reorder) {
                 int r = complete(a, i);
                 if (r && !rc) rc = r;
                 continue;
@@ -578,6 +686,7 @@ static int auditd_feed(parser *p, const char *line, size_t len, long lineno) {
         return nj_fail(-ENOMEM, "auditd: out of memory");
     }
     R->len = len;
+    a->held += len;
     R->lineno = lineno;
     R->type_off = (size_t)(h.type - line);
     R->type_len = h.type_len;

@@ -218,8 +218,12 @@ static int eslogger_feed(parser *p, const char *line, size_t len, long lineno) {
                 goto out;
             }
             if ((rc = event_set_str(ev, EF_AUTH_USER, user, (size_t)-1))) goto out;
-            json_t *uid = json_object_get(json_object_get(body, "uid"), "uid");
-            if (json_is_true(json_object_get(body, "has_uid")) && json_is_integer(uid)) {
+            /* login_login / openssh_login: "has_uid" + "uid":{"uid":N};
+             * the logout events: "uid":N */
+            json_t *uidj = json_object_get(body, "uid"), *uid = NULL;
+            if (json_is_integer(uidj)) uid = uidj;
+            else if (json_is_true(json_object_get(body, "has_uid"))) uid = json_object_get(uidj, "uid");
+            if (json_is_integer(uid)) {
                 /* the account that logged in, not the reporting process */
                 if ((rc = set_id_field(ev, EF_USER_UID, json_integer_value(uid)))) goto out;
                 event_unset(ev, EF_USER_EUID);

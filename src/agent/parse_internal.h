@@ -30,12 +30,12 @@ struct parser {
     bool own_pt;
     aggregate *agg;                  /* NULL: no aggregation */
     int64_t ref_time;                /* resolved reference time */
+    bool emit_failed;                /* emit returned an error during this call */
     parser_stats st;
 };
 
-/* Module constructors: allocate the module struct (size bytes, base first),
- * set vt, and do format-specific setup; parse.c fills the base. */
-typedef int (*parser_init_fn)(parser *p);
+/* Module constructors (below) allocate the module struct with `base`
+ * first, set vt and do format-specific setup; parser_new fills the base. */
 
 /* Reports a malformed or unusable line (counted; on_error called). */
 void parser_bad(parser *p, long lineno, const char *fmt, ...)

@@ -17,7 +17,9 @@
  * fields take integers or decimal strings; string fields take strings,
  * integers and booleans (as text); boolean fields take true/false or
  * "true"/"false"/1/0; list fields (process.argv, auth.users) take arrays
- * of strings.  "kind" goes through kind_map when present.  Time "auto":
+ * of strings.  "kind" goes through kind_map when present; a value that is
+ * then still not a canonical kind falls back to defaults.kind (or the line
+ * is reported when there is no default).  Time "auto":
  * strings are RFC 3339, numbers are Unix seconds (> 1e11: milliseconds,
  * > 1e14: microseconds).  The id defaults to "jsonl:<source>:<line>".
  *
@@ -86,8 +88,25 @@ static int load_mapping(jsonl_parser *J, const parser_opts *o) {
     json_t *m;
     if (o->mapping_json) m = event_json_load(o->mapping_json, strlen(o->mapping_json), JSON_REJECT_DUPLICATES, &je, &rc);
     else if (o->mapping_file) {
-        m = json_load_file(o->mapping_file, JSON_REJECT_DUPLICATES, &je);
-        if (!m) rc = NJ_EFORMAT;
+        FILE *f = fopen(o->mapping_file, "rb");
+        if (!f) return nj_fail(-errno, "jsonl mapping: cannot open %s", o->mapping_file);
+        char *buf = NULL;
+        size_t n = 0, cap = 0, k;
+        char chunk[4096];
+        while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+            if (n + k > (1u << 20)) { fclose(f); nj_free(buf); return nj_fail(-EINVAL, "jsonl mapping: %s is larger than 1 MiB", o->mapping_file); }
+            if (n + k > cap) {
+                cap = (n + k) * 2;
+                char *nb = nj_realloc(buf, cap);
+                if (!nb) { fclose(f); nj_free(buf); return nj_fail(-ENOMEM, "jsonl: out of memory"); }
+                buf = nb;
+            }
+            memcpy(buf + n, chunk, k);
+            n += k;
+        }
+        fclose(f);
+        m = event_json_load(buf ? buf : "", n, JSON_REJECT_DUPLICATES, &je, &rc);
+        nj_free(buf);
     } else return nj_fail(-EINVAL, "jsonl: a field mapping is required (mapping_json or mapping_file)");
     if (!m) {
         if (rc == -ENOMEM) return nj_fail(rc, "jsonl: out of memory");
@@ -234,13 +253,14 @@ static int jsonl_feed(parser *p, const char *line, size_t len, long lineno) {
     json_t *ev = NULL;
     if (!json_is_object(j)) { parser_bad(p, lineno, "jsonl: expected a JSON object"); goto out; }
     /* kind, id, time first: they make the event */
-    const json_t *kv = NULL, *iv = NULL, *tv = NULL;
+    const json_t *kv = NULL, *iv = NULL, *tv = NULL, *kdef = NULL;
     for (int pass = 0; pass < 2; pass++)              /* mapped values (pass 0) win over defaults */
         for (int i = 0; i < J->n; i++) {
             const jl_map *m = &J->m[i];
             if ((pass == 0) != (m->src != NULL)) continue;
             const json_t *v = m->src ? lookup(j, m->src) : m->constant;
             if (!v || json_is_null(v)) continue;
+            if (m->field == SP_KIND && !m->src) kdef = v;
             if (m->field == SP_KIND && !kv) kv = v;
             if (m->field == SP_ID && !iv) iv = v;
             if (m->field == SP_TIME && !tv) tv = v;
@@ -249,6 +269,14 @@ static int jsonl_feed(parser *p, const char *line, size_t len, long lineno) {
     if (kind && J->kind_map) {
         const char *mk = json_string_value(json_object_get(J->kind_map, kind));
         if (mk) kind = mk;
+    }
+    /* a source value that is neither in kind_map nor canonical falls back
+     * to the default kind, if there is one */
+    if (kind && kdef && kv != kdef) {
+        static const char *const kinds[] = {"exec", "fork", "exit", "auth", "login", "logout", "network", "file", "other"};
+        bool canon = false;
+        for (size_t i = 0; i < NJ_ARRAY_LEN(kinds); i++) canon |= !strcmp(kind, kinds[i]);
+        if (!canon) kind = json_string_value(kdef);
     }
     if (!kind) { parser_bad(p, lineno, "jsonl: no kind (mapped field absent and no default)"); goto out; }
     int64_t sec; long us;

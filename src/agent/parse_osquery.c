@@ -23,7 +23,9 @@
  * signing_id, team_id, platform_binary, exit_code; socket action connect ->
  * direction outbound (src = local), accept -> inbound (src = remote);
  * protocol 6/17 -> tcp/udp.  Time: the row's `time` column (seconds) if
- * present, else unixTime.  Host: hostIdentifier.
+ * present, else unixTime (a number or a decimal string).  Host:
+ * hostIdentifier (older examples in osquery's documentation say
+ * "hostname").
  */
 #include "parse_internal.h"
 #include "util.h"
@@ -81,9 +83,14 @@ static int emit_row(parser *p, const meta *m, const json_t *row, const char *act
     long long t;
     if (!col_ll(row, "time", &t) || t <= 0) t = m->unix_time;
     if (t <= 0) { parser_bad(p, lineno, "osquery: row %zu has no time (no time column, no unixTime)", idx); return 0; }
+    /* rows of one query run share name, unixTime and counter and each sits
+     * at index 0 of its own line, so the line's bytes (FNV-1a) make the id
+     * unique and stable */
+    uint64_t hsh = 1469598103934665603ull;
+    for (size_t i = 0; i < raw_len; i++) hsh = (hsh ^ (unsigned char)raw[i]) * 1099511628211ull;
     char id[512];
-    snprintf(id, sizeof id, "osquery:%.100s:%.100s:%lld:%lld:%c%zu", m->host ? m->host : "-", m->name ? m->name : "-",
-             m->unix_time, m->counter, action[0], idx);
+    snprintf(id, sizeof id, "osquery:%.100s:%.100s:%lld:%016llx:%c%zu", m->host ? m->host : "-",
+             m->name ? m->name : "-", m->unix_time, (unsigned long long)hsh, action[0], idx);
     int rc;
     json_t *ev = parser_event(p, kind, id, lineno, &rc);
     if (!ev) return rc;
@@ -151,7 +158,9 @@ static int osquery_feed(parser *p, const char *line, size_t len, long lineno) {
     }
     rc = 0;
     if (!json_is_object(j)) { parser_bad(p, lineno, "osquery: expected a JSON object"); goto out; }
-    meta m = {json_string_value(json_object_get(j, "hostIdentifier")), json_string_value(json_object_get(j, "name")), 0, 0};
+    const char *host = json_string_value(json_object_get(j, "hostIdentifier"));
+    if (!host) host = json_string_value(json_object_get(j, "hostname"));   /* older documentation examples */
+    meta m = {host, json_string_value(json_object_get(j, "name")), 0, 0};
     col_ll(j, "unixTime", &m.unix_time);
     col_ll(j, "counter", &m.counter);
     json_t *cols = json_object_get(j, "columns"), *snap = json_object_get(j, "snapshot"),

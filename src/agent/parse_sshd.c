@@ -6,6 +6,9 @@
  *   RFC 5424   "<38>1 2026-12-07T11:22:33.123Z host sshd 24200 - - MSG"
  *   ISO syslog "2026-12-07T11:22:33.123456+01:00 host sshd[24200]: MSG"
  *   macOS      "2020-03-23 06:47:42.801612-0700  localhost sshd[3186]: MSG"
+ *              (`log show --style syslog`), and `log show`'s default style
+ *              "2020-03-23 06:47:42.801612-0700 0x1f2a  Default  0x0  3186
+ *              0  sshd: MSG" (thread, type, activity, pid, ttl; no host)
  *   journald   one JSON object per line from `journalctl -o json`
  *              (SYSLOG_IDENTIFIER, MESSAGE, _PID, __REALTIME_TIMESTAMP in
  *              microseconds, _HOSTNAME)
@@ -141,6 +144,36 @@ static bool parse_iso(const char *s, size_t n, size_t *i, int tz_min, int64_t *s
     return true;
 }
 
+/* `log show` default style after the timestamp:
+ * "0x1f2a     Default     0x0    3186   0    sshd: MESSAGE"
+ * (thread, type, activity, pid, ttl, process).  No host column. */
+static bool parse_log_show(const char *s, size_t n, size_t i, sysline *L) {
+    skip_sp(s, n, &i);
+    if (i + 2 >= n || s[i] != '0' || s[i + 1] != 'x') return false;
+    while (i < n && s[i] != ' ') i++;                 /* thread */
+    skip_sp(s, n, &i);
+    while (i < n && s[i] != ' ') i++;                 /* type */
+    skip_sp(s, n, &i);
+    if (i + 2 >= n || s[i] != '0' || s[i + 1] != 'x') return false;
+    while (i < n && s[i] != ' ') i++;                 /* activity */
+    skip_sp(s, n, &i);
+    long long pid, ttl;
+    if (!num(s, n, &i, 10, &pid) || i >= n || s[i] != ' ') return false;
+    skip_sp(s, n, &i);
+    if (!num(s, n, &i, 10, &ttl) || i >= n || s[i] != ' ') return false;
+    skip_sp(s, n, &i);
+    size_t b = i;
+    while (i < n && s[i] != ':' && s[i] != ' ') i++;
+    if (i >= n || s[i] != ':' || i == b) return false;
+    L->prog = s + b; L->prog_len = i - b;
+    L->pid = pid;
+    L->host = NULL; L->host_len = 0;
+    i++;
+    skip_sp(s, n, &i);
+    L->msg = s + i; L->msg_len = n - i;
+    return true;
+}
+
 static bool parse_syslog(const parser *p, const char *s, size_t n, sysline *L) {
     memset(L, 0, sizeof *L);
     size_t i = 0;
@@ -197,6 +230,7 @@ static bool parse_syslog(const parser *p, const char *s, size_t n, sysline *L) {
         return parse_tail(s, n, i, false, L);
     }
     if (!parse_iso(s, n, &i, p->o.tz_offset_min, &L->sec, &L->usec)) return false;
+    if (!rfc5424 && parse_log_show(s, n, i, L)) return true;
     return parse_tail(s, n, i, rfc5424, L);
 }
 
@@ -217,11 +251,24 @@ static bool word(cur *c, const char **w, size_t *wn) {
     return *wn > 0;
 }
 static bool port(cur *c, long long *pt) {
+    size_t save = c->i;
     if (!lit(c, " port ")) return false;
     size_t i = c->i;
-    if (!num(c->s, c->n, &i, 5, pt) || *pt > 65535) return false;
+    long long v;
+    if (!num(c->s, c->n, &i, 5, &v) || v > 65535) { c->i = save; return false; }
+    *pt = v;
     c->i = i;
     return true;
+}
+
+/* Last occurrence of nd in h: user names are logged verbatim and may
+ * themselves contain " from " or " port ", so the peer is what follows the
+ * last one (a name cannot fake the address). */
+static const char *last_of(const char *h, size_t hn, const char *nd) {
+    const char *last = NULL, *p = h;
+    size_t nn = strlen(nd);
+    while ((p = nj_memmem(p, hn - (size_t)(p - h), nd, nn))) { last = p; p++; }
+    return last;
 }
 
 typedef struct facts {
@@ -242,8 +289,8 @@ static bool peer_tail(cur *c, facts *f) {
     if (lit(c, "invalid user ")) f->invalid = true;
     else if (!lit(c, "authenticating user ")) lit(c, "user ");
     size_t save = c->i;
-    /* find " port " and take the word before it as the address */
-    const char *pp = nj_memmem(c->s + c->i, c->n - c->i, " port ", 6);
+    /* find the last " port " and take the word before it as the address */
+    const char *pp = last_of(c->s + c->i, c->n - c->i, " port ");
     if (!pp) {                                        /* "Received disconnect from IP: 11: ..." */
         const char *w; size_t wn;
         word(c, &w, &wn);
@@ -273,7 +320,7 @@ static bool match_msg(const char *s, size_t n, facts *f) {
         snprintf(f->mbuf, sizeof f->mbuf, "%.*s", (int)NJ_MIN(wn, 63), w);
         f->method = f->mbuf;
         if (lit(&c, "invalid user ")) f->invalid = true;
-        const char *fr = nj_memmem(s + c.i, n - c.i, " from ", 6);
+        const char *fr = last_of(s + c.i, n - c.i, " from ");
         if (!fr) return false;
         f->user = s + c.i; f->user_len = (size_t)(fr - (s + c.i));
         c.i = (size_t)(fr - s) + 6;
@@ -287,7 +334,7 @@ static bool match_msg(const char *s, size_t n, facts *f) {
         return true;
     }
     if (lit(&c, "Invalid user ")) {
-        const char *fr = nj_memmem(s + c.i, n - c.i, " from ", 6);
+        const char *fr = last_of(s + c.i, n - c.i, " from ");
         if (!fr) return false;
         f->kind = "auth"; f->result = "failure"; f->invalid = true;
         f->user = s + c.i; f->user_len = (size_t)(fr - (s + c.i));
@@ -336,7 +383,8 @@ static bool is_sshd(const char *p, size_t n) {
 
 static int emit_facts(parser *p, const sysline *L, const facts *f, long lineno, const char *raw, size_t raw_len) {
     char id[256];
-    snprintf(id, sizeof id, "sshd:%.*s:%lld.%06ld:%lld:%ld", (int)NJ_MIN(L->host_len, 100), L->host,
+    const char *hn = L->host_len ? L->host : "-";
+    snprintf(id, sizeof id, "sshd:%.*s:%lld.%06ld:%lld:%ld", (int)NJ_MIN(L->host_len ? L->host_len : 1, 100), hn,
              (long long)L->sec, L->usec, L->pid, lineno);
     int rc;
     json_t *ev = parser_event(p, f->kind, id, lineno, &rc);

@@ -8,8 +8,10 @@
  *
  * XML.  Parsed with libexpat through the counting allocator (so memory is
  * budgeted and allocation failure is testable); one expat parser per
- * sysmon parser, reset per line.  Documents with a DOCTYPE are refused
- * (no entity expansion tricks).  Pre-repair: real captures contain
+ * sysmon parser, reset per line.  Only the <Event>...</Event> span of the
+ * line is parsed, so nothing can precede the root element, and a span
+ * holding markup declarations ("<!") is refused (no entity expansion
+ * tricks).  Pre-repair: real captures contain
  * entity references without their semicolon ("&quot" in command lines,
  * where a field was cut by the syslog size limit or by FieldSizes), which
  * a conforming parser rejects.  Before expat sees the document we add the
@@ -46,7 +48,7 @@ typedef struct sysmon_parser {
     bool oom;
     int depth;
     int cur;                      /* index of the field collecting text, -1 none */
-    struct { const char *name; size_t off, len; bool used; } f[SM_MAX_DATA];
+    struct { size_t off, len; bool used; } f[SM_MAX_DATA];
     char names[SM_MAX_DATA][48];
     int nf;
     char system_time[64];

@@ -526,6 +526,7 @@ static int ensure_toks(analyst *a, int n) {
  * no example shares a token with the event). */
 static void knn_vote(analyst *a, const char *q, size_t qn) {
     a->have_knn = false;
+    memset(a->knn, 0, sizeof a->knn);
     kb_hit hits[MAX_EXAMPLES];
     int nh = q ? kb_query(a->searcher, q, qn, a->knn_k, NULL, hits) : 0;
     double sum[AV_NLABELS] = {0}, tot = 0;
@@ -544,6 +545,7 @@ static int build_user(analyst *a, const json_t *ev, int rule_hint) {
     rbuf *u = &a->user;
     rbuf_reset(u);
     a->have_knn = false;
+    memset(a->knn, 0, sizeof a->knn);
     if (a->searcher && a->n_examples > 0) {
         size_t qn = 0;
         const char *q = render_query(&a->query, ev, &qn);

@@ -110,25 +110,49 @@ static const ev_spec k_spec[EF_COUNT] = {
 
 /* ---- allocator hook -------------------------------------------------- */
 
-/* jansson reports a failed allocation inside json_loadb() as a syntax error
- * (and may even return a document with a cut string), so the hook records
- * failures per thread and event_parse() turns any into -ENOMEM.  The serve
- * layer installs plain nj_malloc/nj_free; either pair frees the other's
- * blocks, so the order of installation does not matter for correctness. */
-static _Thread_local bool g_json_oom;
+/* jansson's lexer does not survive a failed allocation: it drops the byte
+ * it could not save and later hits assert(0) (jansson 2.14, load.c), or
+ * returns a document with a cut string.  So while event_json_load() runs,
+ * a failed allocation is served from a small per-thread emergency arena
+ * instead, and the load is then discarded and reported as -ENOMEM.  Arena
+ * blocks are never freed individually (json_free ignores them); the arena
+ * is reset at the start of each load, when none can be live because every
+ * document built during a failed load is destroyed before it returns.
+ * Outside a load, a failure is returned to jansson as NULL, which its
+ * object-building functions handle.  The serve layer installs plain
+ * nj_malloc/nj_free; both pairs free nj blocks, so the order in which the
+ * layers install theirs does not matter. */
+#define EMERGENCY_BYTES (64 * 1024)
+static _Thread_local bool g_json_oom, g_in_load;
+static _Thread_local _Alignas(16) unsigned char g_arena[EMERGENCY_BYTES];
+static _Thread_local size_t g_arena_used;
+
 static void *json_alloc(size_t n) {
     void *p = nj_malloc(n);
-    if (!p) g_json_oom = true;
+    if (p) return p;
+    g_json_oom = true;
+    if (!g_in_load) return NULL;
+    size_t need = (n + 15) & ~(size_t)15;
+    if (need > EMERGENCY_BYTES - g_arena_used) return NULL;
+    p = g_arena + g_arena_used;
+    g_arena_used += need;
     return p;
 }
+static void json_free(void *p) {
+    if ((unsigned char *)p >= g_arena && (unsigned char *)p < g_arena + EMERGENCY_BYTES) return;
+    nj_free(p);
+}
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void init_once(void) { json_set_alloc_funcs(json_alloc, nj_free); }
+static void init_once(void) { json_set_alloc_funcs(json_alloc, json_free); }
 void event_init(void) { pthread_once(&g_once, init_once); }
 
 json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *je, int *err) {
     event_init();
     g_json_oom = false;
+    g_in_load = true;
+    g_arena_used = 0;
     json_t *j = json_loadb(text, n, flags, je);
+    g_in_load = false;
     if (g_json_oom || (!j && json_error_code(je) == json_error_out_of_memory)) {
         json_decref(j);
         if (err) *err = -ENOMEM;
@@ -379,7 +403,10 @@ int event_push_str(json_t *ev, ev_field f, const char *s, size_t n) {
     json_t *arr = event_get(ev, f);
     if (arr && !json_is_array(arr)) return nj_fail(-EINVAL, "%s: not a list", k_spec[f].path);
     if (arr && json_array_size(arr) >= EV_ARGV_MAX) return 0;
-    json_t *str = make_string(s, n, EV_STR_MAX);
+    size_t total = 0;                                 /* bytes of the list so far */
+    for (size_t i = 0; arr && i < json_array_size(arr); i++) total += json_string_length(json_array_get(arr, i));
+    if (total >= EV_STR_MAX) return 0;
+    json_t *str = make_string(s, n, EV_STR_MAX - total);
     if (!str) return nj_fail(-ENOMEM, "%s: out of memory", k_spec[f].path);
     if (!arr) {
         arr = json_array();
@@ -589,6 +616,7 @@ static int check_field(int f, const json_t *v) {
         size_t n = json_array_size(v);
         if (n == 0) return nj_fail(-EINVAL, "%s: empty array (omit absent facts)", path);
         if (n > EV_ARGV_MAX) return nj_fail(-EINVAL, "%s: more than %d elements", path, EV_ARGV_MAX);
+        size_t total = 0;
         for (size_t i = 0; i < n; i++) {
             json_t *e = json_array_get(v, i);
             char p[96];
@@ -596,7 +624,9 @@ static int check_field(int f, const json_t *v) {
             if (!json_is_string(e)) return nj_fail(-EINVAL, "%s: expected string, got %s", p, jtype(e));
             int rc = check_string(p, e, EV_STR_MAX, f == EF_PROC_ARGV);
             if (rc) return rc;
+            total += json_string_length(e);
         }
+        if (total > EV_STR_MAX) return nj_fail(-EINVAL, "%s: more than %d bytes in all", path, EV_STR_MAX);
         return 0;
     }
     case EVT_OBJECT:

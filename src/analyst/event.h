@@ -53,7 +53,8 @@
 #define EV_VERSION   1
 #define EV_RAW_MAX   4096        /* bytes kept of "raw" */
 #define EV_STR_MAX   65536       /* bytes kept of any other string */
-#define EV_ARGV_MAX  1024        /* elements kept of process.argv / auth.users */
+#define EV_ARGV_MAX  1024        /* elements kept of a list (process.argv, ...); a
+                                    list also holds at most EV_STR_MAX bytes */
 
 /* Every field of the schema, in serialisation order (objects first name the
  * object, then its members).  The order here IS the stable key order. */
@@ -112,7 +113,9 @@ int event_set_int(json_t *ev, ev_field f, long long v);
 int event_set_bool(json_t *ev, ev_field f, bool v);
 /* Appends one element to a string-list field (process.argv, auth.users,
  * audit.records); the empty string IS kept in argv (an argument may be
- * empty).  Elements beyond EV_ARGV_MAX are dropped (returns 0). */
+ * empty).  Elements beyond EV_ARGV_MAX are dropped, and the element that
+ * would take the list past EV_STR_MAX bytes is cut to fit (later ones are
+ * dropped): returns 0 in both cases. */
 int event_push_str(json_t *ev, ev_field f, const char *s, size_t n);
 /* Removes a field (no-op if absent); an emptied sub-object is removed too. */
 void event_unset(json_t *ev, ev_field f);

@@ -466,6 +466,27 @@ static int arena_put(builder *bd, const char *s, size_t n, size_t *off) {
     return 0;
 }
 
+/* jansson allocates through nj_malloc (counted, fault-injectable), but its
+ * 2.14 lexer is not safe when an allocation fails: it drops the byte it was
+ * saving and returns a corrupted value, or writes out of bounds.  So the
+ * wrapper notes the failure on this thread and retries once (the test hook
+ * fails one allocation; under real exhaustion the retry fails too and
+ * jansson is on its own, as it is for oai.c); add_line() then discards the
+ * parse and reports -ENOMEM.  The allocator is process-wide: oai.c installs
+ * nj_malloc/nj_free directly, which is compatible (same pair underneath); if
+ * that runs last, a failed allocation inside jansson is no longer noted. */
+static _Thread_local bool json_oom;
+static void *json_alloc(size_t n) {
+    void *p = nj_malloc(n);
+    if (!p) {
+        json_oom = true;
+        p = nj_malloc(n);
+    }
+    return p;
+}
+static pthread_once_t json_once = PTHREAD_ONCE_INIT;
+static void json_init(void) { json_set_alloc_funcs(json_alloc, nj_free); }
+
 /* A JSON string member as (pointer, length); NJ_EFORMAT with a sentence when
  * it is missing, not a string or contains NUL. */
 static int get_str(json_t *o, const char *key, bool allow_null, const char **s, size_t *n,
@@ -487,9 +508,16 @@ static int get_str(json_t *o, const char *key, bool allow_null, const char **s, 
 static int add_line(builder *bd, const char *s, size_t n, const char *name, size_t line) {
     nj_kb *kb = bd->kb;
     json_error_t je;
+    json_oom = false;
     json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+    if (o && json_oom) {
+        /* jansson's lexer drops a byte when a buffer cannot grow and still
+         * returns a value: never keep a parse that saw a failed allocation */
+        json_decref(o);
+        return nj_fail(-ENOMEM, "%s:%zu: out of memory", name, line);
+    }
     if (!o) {
-        if (json_error_code(&je) == json_error_out_of_memory)
+        if (json_oom || json_error_code(&je) == json_error_out_of_memory || je.text[0] == '\0')
             return nj_fail(-ENOMEM, "%s:%zu: out of memory", name, line);
         return nj_fail(NJ_EFORMAT, "%s:%zu: not valid JSON (%s at column %d)", name, line, je.text, je.column);
     }
@@ -533,7 +561,7 @@ static int add_line(builder *bd, const char *s, size_t n, const char *name, size
     tokenize(cmd, ncmd, &k);
     if (bd->err) { rc = nj_fail(bd->err, "%s:%zu: out of memory", name, line); goto out; }
     bd->dlen[kb->n] = (uint32_t)bd->dtn;
-    qsort(bd->dt, bd->dtn, sizeof *bd->dt, cmp_u32);
+    if (bd->dtn > 1) qsort(bd->dt, bd->dtn, sizeof *bd->dt, cmp_u32);
     for (size_t i = 0; i < bd->dtn;) {
         size_t j = i;
         while (j < bd->dtn && bd->dt[j] == bd->dt[i]) j++;
@@ -594,8 +622,6 @@ static int finish(builder *bd) {
     return 0;
 }
 
-static pthread_once_t json_once = PTHREAD_ONCE_INIT;
-static void json_init(void) { json_set_alloc_funcs(nj_malloc, nj_free); }
 
 nj_kb *kb_load_mem(const char *text, size_t len, const char *name, const kb_params *params, int *err) {
     int rc = 0;

@@ -4,6 +4,13 @@
  * --prompt-ids feeds token ids directly (no tokenizer involved), --ids
  * prints generated ids instead of text, --dump-logits writes the logits
  * behind every sampling decision as raw little-endian f32 rows.
+ *
+ * --schema FILE / --json-object bind the output to a grammar: the forced
+ * continuation is fed in one batch (fast-forward), the rest is sampled
+ * under the grammar's mask, and a document that runs out of -n budget is
+ * finished with the grammar's shortest completion.  --runs N repeats the
+ * generation N times (seeds seed, seed+1, ...) from the same evaluated
+ * prompt, one document per line.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +19,7 @@
 
 #include "cli.h"
 #include "nightjar.h"
+#include "grammar.h"
 #include "sampler.h"
 #include "session.h"
 #include "util.h"
@@ -37,6 +45,9 @@ static void usage(FILE *out) {
         "  --dump-logits FILE   write logits as raw f32 rows of n_vocab: the prompt's last position,\n"
         "                       then one row after each generated token that is fed back\n"
         "  --all-logits         with --dump-logits: a row for every prompt position instead of the last\n"
+        "  --schema FILE        generate one JSON document valid under the JSON schema in FILE\n"
+        "  --json-object        generate one JSON object (any keys)\n"
+        "  --runs N             with --schema/--json-object: N documents, seeds S, S+1, ... (default 1)\n"
         "  -v                   print timings to stderr\n");
 }
 
@@ -83,13 +94,102 @@ static int parse_ids(const char *s, int32_t **out) {
     return n;
 }
 
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+        if (n + 1 == cap) {
+            char *t = realloc(buf, cap * 2);
+            if (!t) { free(buf); buf = NULL; break; }
+            buf = t;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    return buf;
+}
+
+typedef struct gen_stats { long tokens, evals, forced, saved, closed, docs; } gen_stats;
+
+static void put_token(const nj_model *m, int32_t id, bool print_ids, bool first) {
+    char piece[256];
+    if (print_ids) { printf("%s%d", first ? "" : " ", id); return; }
+    int len = nj_token_to_piece(m, id, false, piece, sizeof piece);
+    if (len > 0) fwrite(piece, 1, (size_t)(len < (int)sizeof piece ? len : (int)sizeof piece), stdout);
+}
+
+/* One grammar-bound document from the session's current logits.  Returns 0
+ * or < 0 (message printed). */
+static int gen_constrained(const nj_model *m, nj_session *s, nj_sampler *smp, nj_grammar *g,
+                           int n_vocab, int n_predict, bool print_ids, gen_stats *st) {
+    int32_t ids[256];
+    int n_gen = 0, err;
+    while (n_gen < n_predict) {
+        int k = nj_grammar_forced(g, ids, (int)NJ_ARRAY_LEN(ids));
+        if (k < 0) { err = k; goto fail; }
+        if (k > n_predict - n_gen) k = n_predict - n_gen;
+        if (k > 0) {
+            for (int i = 0; i < k; i++) {
+                if ((err = nj_grammar_accept(g, ids[i]))) goto fail;
+                nj_sampler_accept(smp, ids[i]);
+                put_token(m, ids[i], print_ids, n_gen + i == 0);
+            }
+            n_gen += k;
+            st->forced += k;
+            if (nj_grammar_done(g) == 2 || n_gen >= n_predict) break;
+            if ((err = nj_session_eval(s, ids, k))) goto fail;
+            st->evals++;
+            st->saved += k - 1;
+            continue;
+        }
+        if (nj_grammar_done(g) == 2) break;
+        int32_t id = nj_sampler_sample(smp, nj_session_logits(s), n_vocab);
+        if (id < 0) { err = id; goto fail; }
+        if ((err = nj_grammar_accept(g, id))) goto fail;
+        nj_sampler_accept(smp, id);
+        if (nj_token_is_eog(m, id)) break;
+        put_token(m, id, print_ids, n_gen == 0);
+        n_gen++;
+        if (nj_grammar_done(g) == 2 || n_gen >= n_predict) break;
+        if ((err = nj_session_eval(s, &id, 1))) goto fail;
+        st->evals++;
+    }
+    st->tokens += n_gen;
+    if (nj_grammar_done(g) == 0) {
+        /* out of budget: finish with the shortest completion */
+        int k = nj_grammar_close(g, ids, (int)NJ_ARRAY_LEN(ids));
+        if (k < 0) { err = k; goto fail; }
+        if (k > (int)NJ_ARRAY_LEN(ids)) { err = nj_fail(NJ_ETOOBIG, "completion too long"); goto fail; }
+        for (int i = 0; i < k; i++) {
+            if ((err = nj_grammar_accept(g, ids[i]))) goto fail;
+            put_token(m, ids[i], print_ids, false);
+        }
+        st->closed++;
+    }
+    st->docs++;
+    printf("\n");
+    fflush(stdout);
+    return 0;
+fail:
+    fprintf(stderr, "\nnightjar run: constrained generation: %s: %s\n", nj_strerror(err), nj_last_error());
+    return err;
+}
+
 static int write_rows(FILE *f, const float *rows, size_t n_floats) {
     return fwrite(rows, sizeof(float), n_floats, f) == n_floats ? 0 : -1;
 }
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *dump_path = NULL;
-    const char *system_msg = NULL;
+    const char *system_msg = NULL, *schema_path = NULL;
+    bool json_object = false;
+    int n_runs = 1;
     int n_predict = 128, n_threads = 2, n_ctx = 4096, n_batch = 256;
     bool chat = false, print_ids = false, ignore_eos = false, all_logits = false, verbose = false;
     nj_sampler_params sp;
@@ -129,11 +229,15 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--dump-logits")) { NEEDV(); dump_path = v; }
         else if (!strcmp(a, "--all-logits")) all_logits = true;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if (!strcmp(a, "--schema")) { NEEDV(); schema_path = v; }
+        else if (!strcmp(a, "--json-object")) json_object = true;
+        else if (!strcmp(a, "--runs")) { NEEDV(); bad = parse_int(v, &n_runs) || n_runs < 1; }
         else { fprintf(stderr, "nightjar run: unknown option '%s'\n", a); usage(stderr); return 2; }
 #undef NEEDV
         if (bad) { fprintf(stderr, "nightjar run: bad value for %s: '%s'\n", a, v); return 2; }
     }
-    if (!model_path || (!prompt && !prompt_ids) || (prompt && prompt_ids) || n_predict < 0) {
+    if (!model_path || (!prompt && !prompt_ids) || (prompt && prompt_ids) || n_predict < 0 ||
+        (schema_path && json_object) || ((schema_path || json_object) && (dump_path || ignore_eos))) {
         usage(stderr);
         return 2;
     }
@@ -147,6 +251,9 @@ int cmd_run(int argc, char **argv) {
     float *rows = NULL;
     FILE *dump = NULL;
     int n_ids = 0;
+    nj_grammar *gram = NULL;
+    char *schema = NULL;
+    float *prompt_logits = NULL;
 
     nj_model_params mp = {.n_threads = n_threads};
     double t0 = nj_now();
@@ -195,6 +302,18 @@ int cmd_run(int argc, char **argv) {
         n_ids = n;
     }
     if (n_ids == 0) { fprintf(stderr, "nightjar run: empty prompt\n"); rc = 2; goto out; }
+    if (schema_path) {
+        schema = read_file(schema_path);
+        if (!schema) { fprintf(stderr, "nightjar run: cannot read %s\n", schema_path); goto out; }
+        gram = nj_grammar_from_schema(m, schema, &err);
+    } else if (json_object) {
+        gram = nj_grammar_json_object(m, &err);
+    }
+    if ((schema_path || json_object) && !gram) {
+        fprintf(stderr, "nightjar run: schema: %s: %s\n", nj_strerror(err), nj_last_error());
+        rc = err == NJ_EUNSUPPORTED || err == NJ_EFORMAT ? 3 : 1;
+        goto out;
+    }
 
     nj_session_params ps = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads};
     s = nj_session_new(m, &ps, &err);
@@ -230,6 +349,45 @@ int cmd_run(int argc, char **argv) {
      * per generated token that is fed back */
     if (dump && write_rows(dump, rows ? rows : nj_session_logits(s), rows ? V * (size_t)n_ids : V))
         goto io_err;
+
+    if (gram) {
+        gen_stats gs = {0};
+        prompt_logits = malloc(sizeof(float) * V);
+        if (!prompt_logits) goto out;
+        memcpy(prompt_logits, nj_session_logits(s), sizeof(float) * V);
+        double t3 = nj_now();
+        for (int r = 0; r < n_runs; r++) {
+            if (r > 0) {
+                /* same prompt, fresh grammar state and sampler seed */
+                nj_sampler_free(smp);
+                nj_sampler_params rp = sp;
+                if (sp.seed != NJ_SEED_RANDOM) rp.seed = sp.seed + (uint64_t)r;
+                smp = nj_sampler_new(&rp, &err);
+                if (!smp) goto out;
+                for (int i = 0; i < n_ids; i++) nj_sampler_accept(smp, ids[i]);
+                if ((err = nj_session_truncate(s, n_ids))) goto out;
+                session_set_logits(s, prompt_logits);
+                nj_grammar_reset(gram);
+            }
+            nj_sampler_set_grammar(smp, gram);
+            if (gen_constrained(m, s, smp, gram, d.n_vocab, n_predict, print_ids, &gs)) goto out;
+        }
+        if (verbose) {
+            double tg = nj_now() - t3;
+            grammar_counters gc;
+            grammar_get_counters(gram, &gc);
+            fprintf(stderr, "load %.2f s | prompt %d tok %.3f s | %ld docs, %ld tokens in %.3f s, "
+                    "%ld forward passes (%ld tokens forced, %ld passes saved), %ld closed at the budget | "
+                    "masks: %ld calls, %.1f us each (%d walks, %.1f us each; %d cache hits) | "
+                    "automaton: %d NFA / %d DFA states, %d byte classes\n",
+                    t_load, n_ids, t_prompt, gs.docs, gs.tokens, tg, gs.evals, gs.forced, gs.saved,
+                    gs.closed, gc.n_mask_calls, gc.n_mask_calls ? gc.mask_us / gc.n_mask_calls : 0.0,
+                    gc.g.n_masks_built, gc.g.n_masks_built ? gc.g.mask_build_us / gc.g.n_masks_built : 0.0,
+                    gc.g.n_mask_hits, gc.g.n_nfa, gc.g.n_dfa, gc.g.n_classes);
+        }
+        rc = 0;
+        goto out;
+    }
 
     char piece[256];
     int n_gen = 0;
@@ -274,6 +432,9 @@ io_err:
 out:
     if (dump && fclose(dump) && rc == 0) { fprintf(stderr, "nightjar run: write error on %s\n", dump_path); rc = 1; }
     free(rows);
+    free(prompt_logits);
+    free(schema);
+    nj_grammar_free(gram);
     free(ids);
     free(text);
     nj_sampler_free(smp);

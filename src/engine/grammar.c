@@ -254,6 +254,11 @@ struct gram {
     int32_t *trans; int cap_trans;  /* n_ds * n_cls */
     int32_t *dht;  int dht_cap;
     int32_t  start;
+    unsigned dfa_soft;              /* gram_compact_cache threshold */
+    /* plain-text depth per DFA state (mask_walk's shortcut), -1 unknown */
+    int16_t  *pd; uint8_t *pd_exact; int cap_pd;
+    uint8_t   plain_cls[256];       /* class list holding a plain byte */
+    int       n_plain_cls;
     /* closure scratch */
     uint32_t *mark; uint32_t stamp;
     int32_t  *stk;  int cap_stk;
@@ -448,6 +453,13 @@ static void make_classes(gram *g) {
     memcpy(g->cls, cls, sizeof cls);
     g->n_cls = n;
     for (int b = 255; b >= 0; b--) g->rep[cls[b]] = (uint8_t)b;
+    bool seen[256] = {false};
+    g->n_plain_cls = 0;
+    for (int b = 0x20; b < 0x7f; b++)
+        if (b != '"' && b != '\\' && !seen[cls[b]]) {
+            seen[cls[b]] = true;
+            g->plain_cls[g->n_plain_cls++] = cls[b];
+        }
 }
 
 /* dist[s]: fewest bytes from s to the final state (0-1 BFS on the reversed
@@ -523,6 +535,8 @@ out:
 }
 
 /* ---- DFA ---- */
+
+void gram_mask_flush(gram *g);
 
 static uint64_t set_hash(const int32_t *v, int n) {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
@@ -628,6 +642,38 @@ static int32_t dfa_compute(gram *g, int32_t st, int c) {
     if (t >= GRAM_DEAD) g->trans[(size_t)st * (size_t)g->n_cls + (size_t)c] = t;
     return t;
 }
+
+int gram_compact_cache(gram *g, int32_t *st) {
+    if ((unsigned)g->n_ds <= g->dfa_soft || *st < 0) return 0;
+    /* copy the held state's set out, then rebuild from the start state */
+    int n = g->ds[*st].n;
+    int32_t *keep = nj_malloc(sizeof *keep * (size_t)(n ? n : 1));
+    if (!keep) return -ENOMEM;
+    memcpy(keep, g->dset + g->ds[*st].off, sizeof *keep * (size_t)n);
+    int32_t start_set_n = g->ds[g->start].n;
+    int32_t *start_set = nj_malloc(sizeof *start_set * (size_t)(start_set_n ? start_set_n : 1));
+    if (!start_set) { nj_free(keep); return -ENOMEM; }
+    memcpy(start_set, g->dset + g->ds[g->start].off, sizeof *start_set * (size_t)start_set_n);
+    g->n_ds = 0;
+    g->n_dset = 0;
+    for (int i = 0; i < g->dht_cap; i++) g->dht[i] = -1;
+    for (int i = 0; i < g->cap_pd; i++) g->pd[i] = -1;
+    gram_mask_flush(g);
+    int rc = 0;
+    if (GROW(g->tmp, g->cap_tmp, start_set_n > n ? start_set_n : n)) rc = -ENOMEM;
+    if (!rc) {
+        memcpy(g->tmp, start_set, sizeof *start_set * (size_t)start_set_n);
+        g->start = dfa_intern(g, start_set_n);
+        memcpy(g->tmp, keep, sizeof *keep * (size_t)n);
+        *st = dfa_intern(g, n);
+        if (g->start < 0 || *st < 0) rc = g->start < 0 ? g->start : *st;
+    }
+    nj_free(keep);
+    nj_free(start_set);
+    return rc;
+}
+
+void gram_set_cache_limit(gram *g, unsigned n) { g->dfa_soft = n; }
 
 int32_t gram_start(const gram *g) { return g->start; }
 
@@ -741,6 +787,7 @@ gram *gram_compile(const gb *b, int root, int *err) {
     if ((rc = closure_add(g, g->start_nfa, &n))) goto err;
     g->start = dfa_intern(g, n);
     if (g->start < 0) { rc = g->start; goto err; }
+    g->dfa_soft = GRAM_DFA_SOFT;
     nj_free(c.ref_depth);
     nj_free(c.memo_k);
     nj_free(c.memo_v);
@@ -773,6 +820,8 @@ void gram_free(gram *g) {
     nj_free(g->mask_owner);
     nj_free(g->mask_cnt);
     nj_free(g->walk);
+    nj_free(g->pd);
+    nj_free(g->pd_exact);
     nj_free(g);
 }
 
@@ -786,17 +835,22 @@ void gram_get_stats(const gram *g, gram_stats *st) {
 
 /* ---- token trie ---- */
 
+/* 8 bytes, so a walk streams half as much memory; the ids ending at node
+ * i are toks[tok_off[i] .. tok_off[i] + n_tok). */
 typedef struct tnode {
-    uint8_t  byte;
-    uint16_t depth;      /* 0 for the first byte of a token */
     uint32_t skip;       /* index after this node's subtree */
-    uint32_t tok_off;    /* ids ending here: toks[tok_off .. tok_off + n_tok) */
-    uint32_t n_tok;
+    uint8_t  byte;
+    uint8_t  depth;      /* 0 for the first byte of a token */
+    uint16_t n_tok;
 } tnode;
 
 struct gram_trie {
     int       n_vocab;
     tnode    *nodes; int n_nodes;
+    uint32_t *tok_off;
+    uint8_t  *plain_span;      /* per node: 0, or (subtree all plain text) the
+                                  most bytes from this node to a token's end */
+    int       n_toks;
     int32_t  *toks;
     int32_t  *eog; int n_eog;
     char     *text;            /* all pieces */
@@ -816,7 +870,7 @@ static int tsort_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-#define TRIE_MAX_PIECE 1024
+#define TRIE_MAX_PIECE 255   /* longer tokens are left out (never allowed) */
 
 static gram_trie *trie_build(const nj_model *m, int *err) {
     int rc = -ENOMEM;
@@ -864,9 +918,10 @@ static gram_trie *trie_build(const nj_model *m, int *err) {
     qsort(ts, (size_t)n_ts, sizeof *ts, tsort_cmp);
     /* nodes: at most the total number of bytes */
     t->nodes = nj_malloc(sizeof *t->nodes * (used ? used : 1));
+    t->tok_off = nj_malloc(sizeof *t->tok_off * (used ? used : 1));
     t->toks = nj_malloc(sizeof *t->toks * (size_t)(n_ts ? n_ts : 1));
     open = nj_malloc(sizeof *open * (TRIE_MAX_PIECE + 1));
-    if (!t->nodes || !t->toks || !open) goto err;
+    if (!t->nodes || !t->tok_off || !t->toks || !open) goto err;
     int n_open = 0, nn = 0;
     const tsort *prev = NULL;
     for (int i = 0; i < n_ts; i++) {
@@ -879,18 +934,33 @@ static gram_trie *trie_build(const nj_model *m, int *err) {
         /* close nodes deeper than the common prefix */
         while (n_open > lcp) t->nodes[open[--n_open]].skip = (uint32_t)nn;
         for (int d = lcp; d < x->len; d++) {
-            t->nodes[nn] = (tnode){(uint8_t)x->s[d], (uint16_t)d, 0, (uint32_t)i, 0};
+            t->nodes[nn] = (tnode){0, (uint8_t)x->s[d], (uint8_t)d, 0};
+            t->tok_off[nn] = (uint32_t)i;
             open[n_open++] = nn++;
             if (d + 1 > t->max_depth) t->max_depth = d + 1;
         }
         tnode *last = &t->nodes[open[n_open - 1]];
-        if (last->n_tok == 0) last->tok_off = (uint32_t)i;
-        last->n_tok++;
+        if (last->n_tok == 0) t->tok_off[open[n_open - 1]] = (uint32_t)i;
+        if (last->n_tok < UINT16_MAX) last->n_tok++;
         t->toks[i] = x->id;
         prev = x;
     }
     while (n_open > 0) t->nodes[open[--n_open]].skip = (uint32_t)nn;
     t->n_nodes = nn;
+    t->n_toks = n_ts;
+    /* plain spans, children before parents */
+    t->plain_span = nj_malloc(nn ? (size_t)nn : 1);
+    if (!t->plain_span) goto err;
+    for (int i = nn - 1; i >= 0; i--) {
+        const tnode *x = &t->nodes[i];
+        int b = x->byte, span = x->n_tok ? 1 : 0;
+        bool plain = b >= 0x20 && b < 0x7f && b != '"' && b != '\\';
+        for (int j = i + 1; plain && j < (int)x->skip; j = (int)t->nodes[j].skip) {
+            if (!t->plain_span[j]) plain = false;
+            else if (t->plain_span[j] + 1 > span) span = t->plain_span[j] + 1;
+        }
+        t->plain_span[i] = plain && span <= 255 ? (uint8_t)span : 0;
+    }
     nj_free(ts);
     nj_free(open);
     if (err) *err = 0;
@@ -906,6 +976,8 @@ err:
 void gram_trie_free(gram_trie *t) {
     if (!t) return;
     nj_free(t->nodes);
+    nj_free(t->tok_off);
+    nj_free(t->plain_span);
     nj_free(t->toks);
     nj_free(t->eog);
     nj_free(t->text);
@@ -947,7 +1019,43 @@ bool gram_trie_is_eog(const gram_trie *t, int32_t id) {
 
 #define MASK_CACHE_MAX 64
 
-/* Walk the trie from st and fill bits; returns the allowed count or < 0. */
+#define PLAIN_MAX 48   /* deepest plain-text check (bytes) */
+
+static int pd_ensure(gram *g) {
+    if (g->n_ds <= g->cap_pd) return 0;
+    int old = g->cap_pd, c1 = g->cap_pd;
+    if (GROW(g->pd, g->cap_pd, g->n_ds) || GROW(g->pd_exact, c1, g->n_ds)) return -ENOMEM;
+    for (int i = old; i < g->cap_pd; i++) g->pd[i] = -1;
+    return 0;
+}
+
+/* The largest L <= budget such that every string of L plain bytes
+ * (printable ASCII but '"' and '\\') keeps the automaton live from t.
+ * Memoised per state; a value equal to the budget it was computed with
+ * is a lower bound.  Errors count as 0 (a conservative answer). */
+static int plain_depth(gram *g, int32_t t, int budget) {
+    if (budget <= 0 || pd_ensure(g)) return 0;
+    if (g->pd[t] >= 0 && (g->pd_exact[t] || g->pd[t] >= budget))
+        return g->pd[t] < budget ? g->pd[t] : budget;
+    int best = budget;
+    for (int k = 0; k < g->n_plain_cls && best > 0; k++) {
+        const int c = g->plain_cls[k];
+        int32_t u = g->trans[(size_t)t * (size_t)g->n_cls + (size_t)c];
+        if (u == -2) u = dfa_compute(g, t, c);
+        if (u < 0) { best = 0; break; }
+        int v = 1 + plain_depth(g, u, best - 1);
+        if (v < best) best = v;
+    }
+    if (pd_ensure(g)) return 0;
+    g->pd[t] = (int16_t)best;
+    g->pd_exact[t] = best < budget;
+    return best;
+}
+
+/* Walk the trie from st and fill bits; returns the allowed count or < 0.
+ * Shortcut: a subtree whose tokens are all plain text, none longer than
+ * plain_depth of the state before it, is allowed whole (its tokens are
+ * one contiguous run of toks[]), with no transition per node. */
 static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
     if (GROW(g->walk, g->cap_walk, t->max_depth + 2)) return -ENOMEM;
     int32_t *stk = g->walk;
@@ -959,6 +1067,22 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
     for (int i = 0; i < t->n_nodes;) {
         const tnode *x = &nodes[i];
         const int32_t from = stk[x->depth];
+        const int span = t->plain_span[i];
+        if (span && span <= PLAIN_MAX) {
+            int pd = from < g->cap_pd && g->pd[from] >= 0 &&
+                     (g->pd_exact[from] || g->pd[from] >= span) ? g->pd[from] : plain_depth(g, from, PLAIN_MAX);
+            if (pd >= span) {
+                const uint32_t a = t->tok_off[i];
+                const uint32_t e = x->skip < (uint32_t)t->n_nodes ? t->tok_off[x->skip] : (uint32_t)t->n_toks;
+                for (uint32_t k = a; k < e; k++) {
+                    int32_t id = t->toks[k];
+                    bits[id >> 6] |= (uint64_t)1 << (id & 63);
+                }
+                count += (int)(e - a);
+                i = (int)x->skip;
+                continue;
+            }
+        }
         const int c = g->cls[x->byte];
         int32_t to = g->trans[(size_t)from * (size_t)n_cls + (size_t)c];
         if (to == -2) to = dfa_compute(g, from, c);
@@ -968,7 +1092,7 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
             continue;
         }
         for (uint32_t k = 0; k < x->n_tok; k++) {
-            int32_t id = t->toks[x->tok_off + k];
+            int32_t id = t->toks[t->tok_off[i] + k];
             bits[id >> 6] |= (uint64_t)1 << (id & 63);
             count++;
         }
@@ -982,6 +1106,11 @@ static int mask_walk(gram *g, const gram_trie *t, int32_t st, uint64_t *bits) {
             count++;
         }
     return count;
+}
+
+void gram_mask_flush(gram *g) {
+    for (int i = 0; i < g->cap_mask_of; i++) g->mask_of[i] = -1;
+    g->n_masks = 0;
 }
 
 int gram_mask(gram *g, const gram_trie *t, int32_t st, const uint64_t **bits, int *n_allowed) {

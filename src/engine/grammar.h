@@ -52,7 +52,8 @@
 
 #define GRAM_MAX_STATES  (2u << 20)   /* NFA states after expansion */
 #define GRAM_REF_DEPTH   3            /* nested expansions of one reference */
-#define GRAM_MAX_DFA     (1u << 20)   /* lazily built DFA states */
+#define GRAM_MAX_DFA     (1u << 16)   /* lazily built DFA states (hard cap) */
+#define GRAM_DFA_SOFT    (3u << 14)   /* gram_compact_cache starts over beyond this */
 
 /* ---- builder ---- */
 
@@ -114,6 +115,13 @@ int gram_forced_bytes(gram *g, int32_t st, char *buf, int cap);
  * digits preferred where there is a choice).  Returns the length, which
  * may exceed cap (nothing past cap written), or < 0. */
 int gram_close_bytes(gram *g, int32_t st, char *buf, int cap);
+/* Bound the DFA cache: if it holds more than GRAM_DFA_SOFT states, drop
+ * every cached state, transition and mask and re-create *st (the one state
+ * the caller holds; other ids become invalid).  Call between operations,
+ * never while holding other state ids.  0 or -ENOMEM. */
+int gram_compact_cache(gram *g, int32_t *st);
+/* Test hook: the threshold of gram_compact_cache (default GRAM_DFA_SOFT). */
+void gram_set_cache_limit(gram *g, unsigned n);
 /* Whole-string test: does the language contain these bytes? */
 bool gram_matches(gram *g, const void *bytes, size_t n);
 
@@ -146,6 +154,8 @@ bool  gram_trie_is_eog(const gram_trie *t, int32_t id);
  * and valid until the next gram_mask call; *n_allowed gets the count.
  * Returns 0 or < 0 (-ENOMEM, NJ_ETOOBIG). */
 int gram_mask(gram *g, const gram_trie *t, int32_t st, const uint64_t **bits, int *n_allowed);
+/* Forget every cached mask (benchmarks measure full walks with it). */
+void gram_mask_flush(gram *g);
 
 /* Does some token strictly longer than `piece` (which it starts with) keep
  * the grammar live, given st_after = the state after `piece`?  (Used to
@@ -157,6 +167,9 @@ bool gram_trie_extends(gram *g, const gram_trie *t, int32_t st_after, const char
 
 /* The allowed-token bitset of the grammar's current state (see gram_mask). */
 int  grammar_allowed(nj_grammar *g, const uint64_t **bits, int *n_allowed);
+/* Would the current state accept token id (end of generation: is the
+ * document complete)?  Does not advance. */
+bool grammar_token_ok(nj_grammar *g, int32_t id);
 /* Counters since creation. */
 typedef struct grammar_counters {
     long   n_accepted;       /* tokens accepted */

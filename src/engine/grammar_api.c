@@ -87,11 +87,14 @@ void nj_grammar_free(nj_grammar *g) {
 
 void nj_grammar_reset(nj_grammar *g) {
     g->st = gram_start(g->g);
+    (void)gram_compact_cache(g->g, &g->st);   /* failure leaves a valid, larger cache */
     g->ended = false;
 }
 
 int grammar_allowed(nj_grammar *g, const uint64_t **bits, int *n_allowed) {
     if (g->ended) return nj_fail(NJ_ESTATE, "the document has ended");
+    int crc = gram_compact_cache(g->g, &g->st);
+    if (crc) return crc;
     uint64_t t0 = nj_now_ns();
     int rc = gram_mask(g->g, g->trie, g->st, bits, n_allowed);
     g->cnt.n_mask_calls++;
@@ -111,6 +114,10 @@ int nj_grammar_mask(nj_grammar *g, float *logits) {
         uint64_t x = bits[w];
         if (x == ~(uint64_t)0) continue;
         const int hi = (w + 1) * 64 < V ? (w + 1) * 64 : V;
+        if (x == 0) {
+            for (int i = w * 64; i < hi; i++) logits[i] = -INFINITY;
+            continue;
+        }
         for (int i = w * 64; i < hi; i++)
             if (!((x >> (i & 63)) & 1)) logits[i] = -INFINITY;
     }
@@ -133,8 +140,18 @@ int nj_grammar_accept(nj_grammar *g, int32_t id) {
     if (t == GRAM_DEAD) return nj_fail(-EINVAL, "token %d ('%.*s') is not allowed here", id, len, p);
     if (t < 0) return t;
     g->st = t;
+    int crc = gram_compact_cache(g->g, &g->st);
+    if (crc) return crc;
     g->cnt.n_accepted++;
     return 0;
+}
+
+bool grammar_token_ok(nj_grammar *g, int32_t id) {
+    if (g->ended) return false;
+    if (gram_trie_is_eog(g->trie, id)) return gram_accepting(g->g, g->st);
+    int len;
+    const char *p = gram_trie_piece(g->trie, id, &len);
+    return p && gram_advance(g->g, g->st, p, (size_t)len) >= 0;
 }
 
 int nj_grammar_done(const nj_grammar *g) {
@@ -143,23 +160,26 @@ int nj_grammar_done(const nj_grammar *g) {
     return gram_final(g->g, g->st) ? 2 : 1;
 }
 
-/* Tokenize text and keep the prefix of tokens the grammar accepts from st;
- * *st_out gets the state after them, *st_last the state before the last. */
+/* Tokenize text and keep the prefix of tokens (at most max) the grammar
+ * accepts from the current state; *st_out gets the state after them,
+ * *st_last the state before the last.  *n_all gets the number of tokens
+ * of the whole text. */
 static int tokens_for(nj_grammar *g, const char *text, int n, int32_t *ids, int max,
-                      int32_t *st_out, int32_t *st_last) {
+                      int32_t *st_out, int32_t *st_last, int *n_all) {
     int nt = nj_tokenize(g->m, text, (size_t)n, false, false, g->tmp, FORCED_MAX_BYTES + 1);
     if (nt < 0) return nt;
+    *n_all = nt;
     if (nt > FORCED_MAX_BYTES + 1) nt = FORCED_MAX_BYTES + 1;
     int32_t st = g->st, prev = st;
     int k = 0;
-    for (; k < nt; k++) {
+    for (; k < nt && k < max; k++) {
         int len;
         const char *p = gram_trie_piece(g->trie, g->tmp[k], &len);
         if (!p) break;
         int32_t t = gram_advance(g->g, st, p, (size_t)len);
         if (t < GRAM_DEAD) return t;
         if (t < 0) break;
-        if (k < max) ids[k] = g->tmp[k];
+        ids[k] = g->tmp[k];
         prev = st;
         st = t;
     }
@@ -171,12 +191,12 @@ static int tokens_for(nj_grammar *g, const char *text, int n, int32_t *ids, int 
 int nj_grammar_forced(nj_grammar *g, int32_t *ids, int max) {
     if (g->ended || max <= 0) return 0;
     char buf[FORCED_MAX_BYTES];
-    int n = gram_forced_bytes(g->g, g->st, buf, max < FORCED_MAX_BYTES ? FORCED_MAX_BYTES : FORCED_MAX_BYTES);
+    int n = gram_forced_bytes(g->g, g->st, buf, FORCED_MAX_BYTES);
     if (n <= 0) return n;
     int32_t st, st_last;
-    int k = tokens_for(g, buf, n, ids, max, &st, &st_last);
+    int n_all;
+    int k = tokens_for(g, buf, n, ids, max, &st, &st_last, &n_all);
     if (k <= 0) return k;
-    if (k > max) k = max;
     /* leave the last token to the model if a longer allowed token starts with it */
     int len;
     const char *p = gram_trie_piece(g->trie, ids[k - 1], &len);
@@ -192,11 +212,11 @@ int nj_grammar_close(nj_grammar *g, int32_t *ids, int max) {
     int n = gram_close_bytes(g->g, g->st, buf, FORCED_MAX_BYTES);
     if (n < 0) return n;
     if (n > FORCED_MAX_BYTES) return nj_fail(NJ_ETOOBIG, "completing the document needs %d bytes", n);
-    int nt = nj_tokenize(g->m, buf, (size_t)n, false, false, g->tmp, FORCED_MAX_BYTES + 1);
-    if (nt < 0) return nt;
     int32_t st, st_last;
-    int k = tokens_for(g, buf, n, ids, max, &st, &st_last);
+    int nt;
+    int k = tokens_for(g, buf, n, ids, max, &st, &st_last, &nt);
     if (k < 0) return k;
+    if (nt > max) return nt;   /* caller retries with room for all */
     if (k != nt || !gram_accepting(g->g, st))
         return nj_fail(NJ_ESTATE, "the completion's tokens are not accepted by the grammar");
     return nt;

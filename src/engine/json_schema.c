@@ -761,7 +761,7 @@ static const char *const KNOWN[] = {
     "type", "enum", "const", "properties", "required", "additionalProperties", "items",
     "minItems", "maxItems", "uniqueItems", "minLength", "maxLength", "pattern", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf",
-    "$ref", NULL};
+    "$ref", "prefixItems", NULL};
 
 static bool in_list(const char *k, const char *const *l) {
     for (; *l; l++)
@@ -855,7 +855,7 @@ static int schema_types(jsc *c, json_t *s, int guard) {
     int m = 0;
     json_object_foreach(s, kw, v) {
         if (!strcmp(kw, "properties") || !strcmp(kw, "required") || !strcmp(kw, "additionalProperties")) m |= T_OBJ;
-        if (!strcmp(kw, "items") || !strcmp(kw, "minItems") || !strcmp(kw, "maxItems")) m |= T_ARR;
+        if (!strcmp(kw, "items") || !strcmp(kw, "minItems") || !strcmp(kw, "maxItems") || !strcmp(kw, "prefixItems")) m |= T_ARR;
         if (!strcmp(kw, "minLength") || !strcmp(kw, "maxLength") || !strcmp(kw, "pattern") || !strcmp(kw, "format")) m |= T_STR;
         if (!strcmp(kw, "minimum") || !strcmp(kw, "maximum") || !strncmp(kw, "exclusive", 9)) m |= T_NUM;
     }
@@ -965,6 +965,14 @@ static int string_node(jsc *c, json_t *s) {
     if (get_count(c, s, "minLength", 0, &min) || get_count(c, s, "maxLength", -1, &max)) return -1;
     bool lens = json_object_get(s, "minLength") || json_object_get(s, "maxLength");
     if (pat && fmt) return unsupported(c, "pattern' together with 'format");
+    if (fmt && lens && json_is_string(fmt)) {
+        /* formats have fixed length ranges: fine if the bounds contain them */
+        static const struct { const char *f; int lo, hi; } fl[] = {
+            {"date", 10, 10}, {"time", 9, 21}, {"date-time", 20, 32}, {"uuid", 36, 36}, {"ipv4", 7, 15}};
+        for (size_t i = 0; i < NJ_ARRAY_LEN(fl); i++)
+            if (!strcmp(json_string_value(fmt), fl[i].f) && min <= fl[i].lo && (max < 0 || max >= fl[i].hi))
+                lens = false;
+    }
     if ((pat || fmt) && lens)
         return unsupported(c, json_object_get(s, "minLength") ? "minLength" : "maxLength");
     if (pat) {
@@ -1050,7 +1058,36 @@ static int array_node(jsc *c, json_t *s) {
     }
     if (item < 0) return -1;
     if (max >= 0 && max < min) return gb_alt(c->b, NULL, 0);
-    return arr_of(c, item, min, max);
+    json_t *prefix = json_object_get(s, "prefixItems");
+    if (!prefix) return arr_of(c, item, min, max);
+    if (!json_is_array(prefix)) return bad(c, "prefixItems is not an array");
+    /* tuple: element k follows prefixItems[k], later ones follow items.
+     * T[k] = what may follow k elements: (", " e_k+1 T[k+1]), optional
+     * once k >= minItems; T[n] = the items tail. */
+    gb *b = c->b;
+    const int n = (int)json_array_size(prefix);
+    if (n > JS_MAX_REPEAT) return refuse(c, NJ_ETOOBIG, "prefixItems longer than %d at %s", JS_MAX_REPEAT, c->path);
+    int *el = nj_malloc(sizeof *el * (size_t)(n ? n : 1));
+    if (!el) return refuse(c, -ENOMEM, "out of memory");
+    size_t o = path_push(c, "prefixItems");
+    for (int k = 0; k < n; k++) {
+        size_t o2 = path_push_i(c, (size_t)k);
+        el[k] = schema_node(c, json_array_get(prefix, (size_t)k));
+        path_pop(c, o2);
+        if (el[k] < 0) { path_pop(c, o); nj_free(el); return -1; }
+    }
+    path_pop(c, o);
+    int more_min = min > n ? min - n : 0, more_max = max < 0 ? -1 : max > n ? max - n : 0;
+    int t = gb_rep(b, gb_seq2(b, lit(c, ", "), item), more_min, more_max);
+    for (int k = n - 1; k >= 0; k--) {
+        if (max >= 0 && k >= max) { t = gb_empty(b); continue; }   /* no room for element k+1 */
+        int step = gb_seq(b, (int[]){k ? lit(c, ", ") : gb_empty(b), el[k], t}, 3);
+        t = k >= min ? gb_opt(b, step) : step;
+    }
+    if (n == 0) t = arr_of(c, item, min, max);
+    else t = gb_seq(b, (int[]){gb_byte(b, '['), t, gb_byte(b, ']')}, 3);
+    nj_free(el);
+    return t;
 }
 
 static int object_node(jsc *c, json_t *s) {
@@ -1252,7 +1289,8 @@ static int schema_node(jsc *c, json_t *s) {
         /* infer from the keywords present; none: any value */
         json_object_foreach(s, kw, v) {
             if (!strcmp(kw, "properties") || !strcmp(kw, "required") || !strcmp(kw, "additionalProperties")) types |= T_OBJ;
-            if (!strcmp(kw, "items") || !strcmp(kw, "minItems") || !strcmp(kw, "maxItems") || !strcmp(kw, "uniqueItems")) types |= T_ARR;
+            if (!strcmp(kw, "items") || !strcmp(kw, "minItems") || !strcmp(kw, "maxItems") || !strcmp(kw, "uniqueItems") ||
+                !strcmp(kw, "prefixItems")) types |= T_ARR;
             if (!strcmp(kw, "minLength") || !strcmp(kw, "maxLength") || !strcmp(kw, "pattern") || !strcmp(kw, "format")) types |= T_STR;
             if (!strcmp(kw, "minimum") || !strcmp(kw, "maximum") || !strncmp(kw, "exclusive", 9)) types |= T_NUM;
         }

@@ -19,10 +19,12 @@
  *     false | true | absent (no extra keys are generated: allowed, never
  *     required) | a schema when there are no properties (a map with free
  *     string keys)
- *   array: items (a schema; absent = any value), minItems, maxItems,
+ *   array: items (a schema or false; absent = any value), prefixItems
+ *     (tuples; items then applies after them), minItems, maxItems,
  *     uniqueItems: false
  *   string: minLength, maxLength, pattern, format date | time | date-time |
- *     uuid | ipv4 (pattern and format exclude the length keywords)
+ *     uuid | ipv4 (pattern excludes the length keywords; a format allows
+ *     them when they do not cut into the format's own length range)
  *   integer: minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers
  *     or draft-4 booleans): exact, digit by digit; magnitudes below 10^15
  *   number: the same bounds, as a sound approximation: an integer part in

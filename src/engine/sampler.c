@@ -201,6 +201,44 @@ static void softmax(cand *c, int n) {
     for (int i = 0; i < n; i++) c[i].p /= sum;
 }
 
+/* Candidates = the logits in vocabulary order, penalised. */
+static void fill(nj_sampler *s, const float *logits, int n_vocab) {
+    cand *c = s->c;
+    for (int i = 0; i < n_vocab; i++) { c[i].id = i; c[i].logit = logits[i]; c[i].p = 0.0f; }
+    penalties(s, c, n_vocab);
+}
+
+static int32_t chain(nj_sampler *s, int n, bool sorted, bool topk_done);
+
+/* Keep only the candidates the grammar allows (the full mask). */
+static int grammar_compact(nj_sampler *s, int n) {
+    const uint64_t *bits;
+    int n_ok;
+    int rc = grammar_allowed(s->grammar, &bits, &n_ok);
+    if (rc) return rc;
+    cand *c = s->c;
+    int w = 0;
+    for (int i = 0; i < n; i++)
+        if ((bits[c[i].id >> 6] >> (c[i].id & 63)) & 1) c[w++] = c[i];
+    if (w == 0) return nj_fail(NJ_ESTATE, "the grammar allows no token of this vocabulary");
+    return w;
+}
+
+/* Sampling under a grammar gives the distribution of "mask, then chain".
+ * Computing the mask means a walk over the whole token trie, so three
+ * shortcuts avoid it when they cannot change the result:
+ *   greedy        the overall argmax, if the grammar allows it, is the
+ *                 argmax of the masked logits;
+ *   top-k         among the 4k+64 largest candidates, the first k allowed
+ *                 ones are exactly the masked top k (every allowed token
+ *                 outside that set has a smaller logit); top-p and min-p
+ *                 then act on those k as they would after the mask;
+ *   no truncation (temperature only) rejection sampling: draw from the
+ *                 unmasked distribution and keep the draw if allowed; if
+ *                 not, draw again from the masked one.  The result is
+ *                 distributed as p(t)/Z over the allowed tokens (the draw
+ *                 sequence differs from the masked path's).
+ * Otherwise (top-p or min-p without top-k) the mask is computed. */
 int32_t nj_sampler_sample(nj_sampler *s, const float *logits, int n_vocab) {
     if (!logits || n_vocab <= 0) return nj_fail(-EINVAL, "no logits to sample from");
     if (n_vocab > s->c_cap) {
@@ -210,24 +248,39 @@ int32_t nj_sampler_sample(nj_sampler *s, const float *logits, int n_vocab) {
         s->c_cap = n_vocab;
     }
     cand *c = s->c;
-    for (int i = 0; i < n_vocab; i++) { c[i].id = i; c[i].logit = logits[i]; c[i].p = 0.0f; }
+    fill(s, logits, n_vocab);
     int n = n_vocab;
-    bool sorted = false;
+    if (!s->grammar) return chain(s, n, false, false);
 
-    penalties(s, c, n);
-
-    if (s->grammar) {
-        const uint64_t *bits;
-        int n_ok;
-        int rc = grammar_allowed(s->grammar, &bits, &n_ok);
-        if (rc) return rc;
+    nj_grammar *g = s->grammar;
+    if (s->p.temp <= 0.0f) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit) best = i;
+        if (grammar_token_ok(g, c[best].id)) return c[best].id;
+    } else if (s->p.top_k > 0) {
+        const int k = s->p.top_k < n ? s->p.top_k : n;
+        const int kk = 4 * k + 64 < n ? 4 * k + 64 : n;
+        partial_sort_desc(c, n, kk);
         int w = 0;
-        for (int i = 0; i < n; i++)
-            if ((bits[c[i].id >> 6] >> (c[i].id & 63)) & 1) c[w++] = c[i];
-        if (w == 0) return nj_fail(NJ_ESTATE, "the grammar allows no token of this vocabulary");
-        n = w;
+        for (int i = 0; i < kk && w < k; i++)
+            if (grammar_token_ok(g, c[i].id)) c[w++] = c[i];
+        if (w == k || (kk == n && w > 0)) return chain(s, w, true, true);
+        fill(s, logits, n_vocab);
+    } else if (s->p.top_p >= 1.0f && s->p.min_p <= 0.0f) {
+        int32_t id = chain(s, n, false, false);
+        if (id < 0 || grammar_token_ok(g, id)) return id;
+        fill(s, logits, n_vocab);
     }
+    n = grammar_compact(s, n);
+    if (n < 0) return n;
+    return chain(s, n, false, false);
+}
 
+/* The chain from greedy/top-k on, over the first n candidates (sorted:
+ * they are in descending order; topk_done: top-k has been applied). */
+static int32_t chain(nj_sampler *s, int n, bool sorted, bool topk_done) {
+    cand *c = s->c;
     if (s->p.temp <= 0.0f) {          /* greedy on the penalised logits */
         int best = 0;
         for (int i = 1; i < n; i++)
@@ -235,7 +288,7 @@ int32_t nj_sampler_sample(nj_sampler *s, const float *logits, int n_vocab) {
         return c[best].id;
     }
 
-    if (s->p.top_k > 0) {
+    if (s->p.top_k > 0 && !topk_done) {
         int k = s->p.top_k < n ? s->p.top_k : n;
         partial_sort_desc(c, n, k);
         n = k;

@@ -264,6 +264,33 @@ static int parse_fields(oai_request *r, json_t *root, char *msg, size_t cap) {
     }
     if ((rc = parse_stop(r, root, msg, cap))) return rc;
 
+    /* response_format: text (default), json_object, or json_schema; the
+     * schema goes to the engine as text, which compiles it (or refuses it
+     * naming the keyword: a 400 from the worker).  Output under a schema is
+     * always strict: "strict": false is accepted and changes nothing. */
+    v = json_object_get(root, "response_format");
+    if (v && !json_is_null(v)) {
+        const char *t = json_string_value(json_object_get(v, "type"));
+        if (!json_is_object(v) || !t)
+            return bad(msg, cap, "'response_format' must be an object with a 'type'");
+        if (!strcmp(t, "json_object")) {
+            r->json_object = true;
+        } else if (!strcmp(t, "json_schema")) {
+            json_t *js = json_object_get(v, "json_schema");
+            json_t *schema = json_object_get(js, "schema");
+            json_t *strict = json_object_get(js, "strict");
+            if (!json_is_object(js) || !json_is_object(schema))
+                return bad(msg, cap, "'response_format.json_schema.schema' must be a JSON object");
+            if (strict && !json_is_boolean(strict) && !json_is_null(strict))
+                return bad(msg, cap, "'response_format.json_schema.strict' must be true or false");
+            char *text = json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            if (!text || (rc = keep(r, text))) return -ENOMEM;
+            r->schema = text;
+        } else if (strcmp(t, "text")) {
+            return bad(msg, cap, "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+        }
+    }
+
     v = json_object_get(root, "logprobs");
     if (v && json_is_true(v)) return bad(msg, cap, "'logprobs' is not supported");
     v = json_object_get(root, "tools");

@@ -56,6 +56,8 @@ typedef struct oai_request {
     int   top_k;
     uint64_t seed;
 
+    const char *schema;           /* response_format json_schema: the schema as JSON text, or NULL */
+    bool        json_object;      /* response_format json_object */
     const char *stop[OAI_MAX_STOP];
     size_t      stop_len[OAI_MAX_STOP];
     int         n_stop;

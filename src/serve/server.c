@@ -322,6 +322,8 @@ static int job_from_oai(oai_request *in, worker_job *job) {
         job->stop_len[i] = own->stop_len[i];
         job->n_stop = i + 1;
     }
+    job->schema = own->schema;
+    job->json_object = own->json_object;
     job->owner = own;
     job->release = oai_owner_release;
     return 0;

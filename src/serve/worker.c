@@ -520,6 +520,23 @@ static void run(nj_worker *w, worker_req *r) {
     }
     if (max_tokens < 0) max_tokens = NJ_MIN(default_max, w->n_ctx - n);
 
+    /* An output constraint compiles before the request is accepted: a
+     * schema the engine cannot honour is a 400 naming the keyword. */
+    nj_grammar *g = NULL;
+    if (in->schema || in->json_object) {
+        int gerr = 0;
+        g = in->schema ? nj_grammar_from_schema(w->model, in->schema, &gerr)
+                       : nj_grammar_json_object(w->model, &gerr);
+        if (!g) {
+            snprintf(msg, sizeof msg, "%s", nj_last_error());
+            if (gerr == NJ_EUNSUPPORTED || gerr == NJ_EFORMAT || gerr == -EINVAL || gerr == NJ_ETOOBIG)
+                req_fail(r, 400, "invalid_request_error", "response_format: %s", msg);
+            else
+                req_fail(r, 500, "server_error", "response_format: %s (%s)", msg, nj_strerror(gerr));
+            return;
+        }
+    }
+
     /* Accepted: from here on the answer is 200 (a stream may start).  The
      * state changes only now so that a streaming handler waiting for it
      * still gets the validation errors above as a plain error response. */
@@ -534,6 +551,7 @@ static void run(nj_worker *w, worker_req *r) {
     int rc = nj_session_eval_reuse(w->sess, w->toks, n, &keep);
     if (rc < 0) {
         snprintf(msg, sizeof msg, "%s", nj_last_error());
+        nj_grammar_free(g);
         req_fail(r, 500, "server_error", "prompt evaluation failed: %s (%s)", msg, nj_strerror(rc));
         return;
     }
@@ -563,41 +581,66 @@ static void run(nj_worker *w, worker_req *r) {
     int err = 0;
     nj_sampler *smp = nj_sampler_new(&sp, &err);
     if (!smp) {
+        nj_grammar_free(g);
         req_fail(r, 500, "server_error", "cannot create a sampler: %s", nj_strerror(err));
         return;
     }
+    if (g) nj_sampler_set_grammar(smp, g);
 
-    /* generate */
+    /* generate; under a grammar, the tokens it forces are appended without
+     * sampling and evaluated together, as one batch */
     const char *finish = "length";
-    int n_gen = 0;
+    int n_gen = 0, n_forced = 0;
+    int32_t batch[64];
     for (;;) {
         if (atomic_load(&r->cancel)) {
             finish = NULL;
             break;
         }
-        int32_t id = nj_sampler_sample(smp, nj_session_logits(w->sess), w->n_vocab);
-        nj_sampler_accept(smp, id);
-        if (nj_token_is_eog(w->model, id)) {
-            finish = "stop";
-            break;
+        int nb = 0;
+        if (g) {
+            if (nj_grammar_done(g) == 2) {   /* complete, nothing may follow */
+                finish = "stop";
+                break;
+            }
+            nb = nj_grammar_forced(g, batch, NJ_MIN((int)NJ_ARRAY_LEN(batch), max_tokens - n_gen));
+            if (nb < 0) {
+                rc = nb;
+                goto gen_fail;
+            }
+            n_forced += nb;
         }
-        n_gen++;
-        int pl = token_piece(w, id);
-        if (pl > 0 && req_append(r, w->piece, (size_t)pl)) {
+        if (nb == 0) {
+            int32_t id = nj_sampler_sample(smp, nj_session_logits(w->sess), w->n_vocab);
+            if (id < 0) {
+                rc = id;
+                goto gen_fail;
+            }
+            if (nj_token_is_eog(w->model, id)) {   /* under a grammar: only when complete */
+                finish = "stop";
+                break;
+            }
+            batch[0] = id;
+            nb = 1;
+        }
+        bool stopped = false;
+        for (int i = 0; i < nb && !stopped; i++) {
+            nj_sampler_accept(smp, batch[i]);
+            if (g && (rc = nj_grammar_accept(g, batch[i])) < 0) goto gen_fail;
+            n_gen++;
+            int pl = token_piece(w, batch[i]);
+            stopped = pl > 0 && req_append(r, w->piece, (size_t)pl);
+        }
+        if (stopped) {
             finish = "stop";
             break;
         }
         if (n_gen >= max_tokens) break;
-        rc = nj_session_eval(w->sess, &id, 1);
-        if (rc < 0) {
-            snprintf(msg, sizeof msg, "%s", nj_last_error());
-            nj_session_truncate(w->sess, 0);
-            nj_sampler_free(smp);
-            req_fail(r, 500, "server_error", "generation failed: %s (%s)", msg, nj_strerror(rc));
-            return;
-        }
+        rc = nj_session_eval(w->sess, batch, nb);
+        if (rc < 0) goto gen_fail;
     }
     nj_sampler_free(smp);
+    nj_grammar_free(g);
     double t2 = nj_now();
     if (w->p.metrics) {
         metrics_add(w->p.metrics, NJ_M_GEN_TOKENS, n_gen);
@@ -606,10 +649,17 @@ static void run(nj_worker *w, worker_req *r) {
     pthread_mutex_lock(&r->mu);
     r->n_gen = n_gen;
     pthread_mutex_unlock(&r->mu);
-    NJ_DEBUG("request: %d prompt tokens (%d cached) in %.3f s, %d generated in %.3f s, %s",
-             n, keep, t1 - t0, n_gen, t2 - t1, finish ? finish : "cancelled");
+    NJ_DEBUG("request: %d prompt tokens (%d cached) in %.3f s, %d generated (%d forced by the grammar) in %.3f s, %s",
+             n, keep, t1 - t0, n_gen, n_forced, t2 - t1, finish ? finish : "cancelled");
     if (finish) req_finish(r, finish);
     else req_fail(r, 503, "unavailable_error", "request cancelled");
+    return;
+gen_fail:
+    snprintf(msg, sizeof msg, "%s", nj_last_error());
+    nj_session_truncate(w->sess, 0);
+    nj_sampler_free(smp);
+    nj_grammar_free(g);
+    req_fail(r, 500, "server_error", "generation failed: %s (%s)", msg, nj_strerror(rc));
 }
 
 /* ---- the engine thread ---- */

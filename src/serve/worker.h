@@ -78,6 +78,9 @@ typedef struct worker_job {
     const char *stop[WORKER_MAX_STOP];
     size_t      stop_len[WORKER_MAX_STOP];
     int         n_stop;
+    /* output constraint: a JSON schema (text), or any JSON object */
+    const char *schema;
+    bool        json_object;
     /* WJOB_TASK */
     worker_task_fn task;
     void          *task_arg;

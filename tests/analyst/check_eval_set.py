@@ -18,6 +18,7 @@ Checks eval/commands.jsonl (the shipped evaluation set) and kb/examples.jsonl
     set (commands-dev.jsonl), when that file exists.
 
 Usage: check_eval_set.py [--eval FILE] [--kb FILE] [--dev FILE]
+       check_eval_set.py --self-test   (the checks catch planted faults)
 Exit status 0 when everything holds, 1 with one message per problem.
 """
 import argparse
@@ -128,17 +129,10 @@ def check_counts(name, rows, minimum, errs):
     return counts
 
 
-def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.normpath(os.path.join(here, "..", ".."))
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--eval", default=os.path.join(root, "eval", "commands.jsonl"))
-    ap.add_argument("--kb", default=os.path.join(root, "kb", "examples.jsonl"))
-    ap.add_argument("--dev", default=os.environ.get("NJ_DEV_SET", "/work/shared/eval/commands-dev.jsonl"))
-    a = ap.parse_args()
-
+def run(eval_path, kb_path, dev_path):
+    """All checks; returns the list of problems."""
     errs = []
-    ev = load(a.eval, ("cmd", "label", "technique", "os", "note"), errs)
+    ev = load(eval_path, ("cmd", "label", "technique", "os", "note"), errs)
     check_common(ev, "note", errs)
     for where, o in ev:
         if o["os"] not in OSES:
@@ -147,8 +141,8 @@ def main():
 
     kb = []
     kc = {}
-    if os.path.exists(a.kb):
-        kb = load(a.kb, ("cmd", "label", "technique", "why"), errs)
+    if os.path.exists(kb_path):
+        kb = load(kb_path, ("cmd", "label", "technique", "why"), errs)
         check_common(kb, "why", errs)
         kc = check_counts("kb", kb, 400, errs)
         ecmds = {o["cmd"]: w for w, o in ev if isinstance(o["cmd"], str)}
@@ -167,11 +161,11 @@ def main():
                     errs.append("%s: near duplicate of %s (Jaccard %.2f)" % (where, ew, j))
                     break
     else:
-        errs.append("%s: missing" % a.kb)
+        errs.append("%s: missing" % kb_path)
 
-    if a.dev and os.path.exists(a.dev):
+    if dev_path and os.path.exists(dev_path):
         dev = set()
-        with open(a.dev, encoding="utf-8") as f:
+        with open(dev_path, encoding="utf-8") as f:
             for line in f:
                 try:
                     dev.add(json.loads(line)["cmd"].strip())
@@ -180,11 +174,81 @@ def main():
         for where, o in ev + kb:
             if isinstance(o["cmd"], str) and o["cmd"].strip() in dev:
                 errs.append("%s: identical to a line of the development set" % where)
+    return errs, len(ev), ec, len(kb), kc
 
+
+def self_test():
+    """Plant one fault of each kind in small files and check each is named.
+    The minimum line counts are scaled down by writing enough filler."""
+    import tempfile
+    d = tempfile.mkdtemp()
+    ev, kb, dev = (os.path.join(d, n) for n in ("eval.jsonl", "kb.jsonl", "dev.jsonl"))
+    def e(cmd, label, tech=None, note="n", os_="any"):
+        return json.dumps({"cmd": cmd, "label": label, "technique": tech, "os": os_, "note": note})
+    def k(cmd, label, tech=None, why="w."):
+        return json.dumps({"cmd": cmd, "label": label, "technique": tech, "why": why})
+    labels = ["benign", "suspicious", "malicious"]
+    elines = [e("evalcmd%d alpha%d" % (i, i), labels[i % 3], None if i % 3 == 0 else "T1059") for i in range(330)]
+    klines = [k("kbcmd%d beta%d" % (i, i), labels[i % 3], None if i % 3 == 0 else "T1105") for i in range(420)]
+    planted = {
+        "bad label": e("x1", "evil"),
+        "bad technique id": e("x2", "malicious", "T59"),
+        "malicious line without a technique": e("x3", "malicious"),
+        "benign line with a technique": e("x4", "benign", "T1059"),
+        "revoked in ATT&CK v19": e("x5", "malicious", "T1562.001"),
+        "name the old id": e("x6", "malicious", "T1685", "no old id here"),
+        "bad os": e("x7", "benign", os_="windows"),
+        "duplicate of": elines[0],
+        "keys must be exactly": json.dumps({"cmd": "x8", "label": "benign"}),
+        "not JSON": "{oops",
+    }
+    kplanted = {
+        "same command as": k("evalcmd3 alpha3", "benign"),
+        "near duplicate of": k("evalcmd7 ALPHA7", "benign"),
+        "identical to a line of the development set": k("devline one", "benign"),
+    }
+    with open(ev, "w") as f:
+        f.write("\n".join(elines + list(planted.values())) + "\n")
+    with open(kb, "w") as f:
+        f.write("\n".join(klines + list(kplanted.values())) + "\n")
+    with open(dev, "w") as f:
+        f.write(json.dumps({"cmd": "devline one", "label": "benign"}) + "\n")
+    errs, *_ = run(ev, kb, dev)
+    missing = [w for w in list(planted) + list(kplanted) if not any(w in x for x in errs)]
+    for w in missing:
+        print("self-test: fault not reported: %s" % w, file=sys.stderr)
+    # and a clean pair passes
+    with open(ev, "w") as f:
+        f.write("\n".join(elines) + "\n")
+    with open(kb, "w") as f:
+        f.write("\n".join(klines) + "\n")
+    clean, *_ = run(ev, kb, dev)
+    for x in clean:
+        print("self-test: clean files flagged: %s" % x, file=sys.stderr)
+    for p in (ev, kb, dev):
+        os.remove(p)
+    os.rmdir(d)
+    ok = not missing and not clean
+    print("self-test: %s (%d planted faults)" % ("OK" if ok else "FAILED", len(planted) + len(kplanted)))
+    return 0 if ok else 1
+
+
+def main():
+    if "--self-test" in sys.argv[1:]:
+        return self_test()
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.normpath(os.path.join(here, "..", ".."))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--eval", default=os.path.join(root, "eval", "commands.jsonl"))
+    ap.add_argument("--kb", default=os.path.join(root, "kb", "examples.jsonl"))
+    ap.add_argument("--dev", default=os.environ.get("NJ_DEV_SET", "/work/shared/eval/commands-dev.jsonl"))
+    a = ap.parse_args()
+
+    errs, nev, ec, nkb, kc = run(a.eval, a.kb, a.dev)
     for e in errs:
         print(e, file=sys.stderr)
     print("eval: %d lines %s; kb: %d lines %s; %s" %
-          (len(ev), ec, len(kb), kc, "OK" if not errs else "%d problems" % len(errs)))
+          (nev, ec, nkb, kc, "OK" if not errs else "%d problems" % len(errs)))
     return 1 if errs else 0
 
 

@@ -137,6 +137,26 @@ static void test_from_cmdline(void **state) {
     assert_int_equal(err, -EINVAL);
 }
 
+/* Lists are bounded in elements and in bytes. */
+static void test_list_bounds(void **state) {
+    (void)state;
+    json_t *ev = event_new("exec", "b:1", NULL);
+    char big[40000];
+    memset(big, 'x', sizeof big);
+    for (int i = 0; i < 3; i++) assert_int_equal(event_push_str(ev, EF_PROC_ARGV, big, sizeof big), 0);
+    json_t *argv = event_get(ev, EF_PROC_ARGV);
+    assert_int_equal(json_array_size(argv), 2);                     /* third dropped */
+    assert_int_equal(json_string_length(json_array_get(argv, 0)) + json_string_length(json_array_get(argv, 1)), EV_STR_MAX);
+    for (int i = 0; i < EV_ARGV_MAX + 10; i++) event_push_str(ev, EF_AUTH_USERS, "u", 1);
+    assert_int_equal(json_array_size(event_get(ev, EF_AUTH_USERS)), EV_ARGV_MAX);
+    event_set_time(ev, 0, 0);
+    assert_int_equal(event_validate(ev), 0);
+    json_array_append_new(argv, json_string("y"));                   /* past the byte bound */
+    assert_int_equal(event_validate(ev), -EINVAL);
+    assert_non_null(strstr(nj_last_error(), "process.argv: more than 65536 bytes in all"));
+    json_decref(ev);
+}
+
 static void test_field_lookup(void **state) {
     (void)state;
     for (int f = 0; f < EF_COUNT; f++) {
@@ -195,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_validation_messages),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_from_cmdline),
+        cmocka_unit_test(test_list_bounds),
         cmocka_unit_test(test_field_lookup),
         cmocka_unit_test(test_alloc_failure),
     };

@@ -68,6 +68,8 @@ static void test_refusals(void **st) {
         {"{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":3}]}", "'allOf"},
         {"{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "naming 'b'"},
         {"{\"type\":\"string\",\"enum\":[\"a\"],\"maxLength\":3}", "'maxLength' beside 'enum'"},
+        {"{\"type\":\"string\",\"format\":\"date\",\"maxLength\":8}", "'maxLength'"},
+        {"{\"type\":\"string\",\"pattern\":\"^a+$\",\"minLength\":2}", "'minLength'"},
         {"{\"type\":\"array\",\"items\":[{\"type\":\"string\"}]}", "'items' (array form"},
     };
     for (size_t i = 0; i < NJ_ARRAY_LEN(r); i++) {
@@ -128,6 +130,7 @@ static void test_documents(void **st) {
         {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"abcd\"", false},
         {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"a\"", false},
         {"{\"type\":\"string\",\"format\":\"date\"}", "\"2024-02-28\"", true},
+        {"{\"type\":\"string\",\"format\":\"uuid\",\"maxLength\":36}", "\"123e4567-e89b-12d3-a456-426614174000\"", true},
         {"{\"type\":\"string\",\"format\":\"date\"}", "\"2024-02-30\"", false},
         {"{\"type\":\"string\",\"format\":\"date-time\"}", "\"2024-12-31T23:59:59.123Z\"", true},
         {"{\"type\":\"string\",\"format\":\"date-time\"}", "\"2024-12-31T24:00:00Z\"", false},
@@ -166,6 +169,14 @@ static void test_documents(void **st) {
          "\"required\":[\"k\"]},{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"b\"}},\"required\":[\"k\"]}]}",
          "{\"k\": \"a\", \"x\": 3}", true},
         {"true", "[1, {\"a\": null}]", true},
+        {"{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}],\"items\":false}", "[1, \"a\"]", true},
+        {"{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}],\"items\":false}", "[1]", true},
+        {"{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}],\"items\":false}", "[1, \"a\", 2]", false},
+        {"{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}],\"items\":false}", "[\"a\"]", false},
+        {"{\"prefixItems\":[{\"type\":\"integer\"}],\"items\":{\"type\":\"null\"},\"minItems\":3}", "[1, null, null]", true},
+        {"{\"prefixItems\":[{\"type\":\"integer\"}],\"items\":{\"type\":\"null\"},\"minItems\":3}", "[1, null]", false},
+        {"{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"integer\"}],\"maxItems\":1}", "[1, 2]", false},
+        {"{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"integer\"}],\"maxItems\":1}", "[]", true},
         {"{\"type\":\"boolean\"}", "true", true},
         {"{\"type\":\"boolean\"}", "True", false},
     };
@@ -363,6 +374,30 @@ static void test_forced_and_close(void **st) {
     gram_free(g);
 }
 
+/* The DFA cache starts over past its limit and the held state survives. */
+static void test_cache_compaction(void **st) {
+    (void)st;
+    gram *g = compile_ok(VERDICT);
+    gram_set_cache_limit(g, 8);
+    const char *doc = "{\"verdict\": \"benign\", \"techniques\": [\"T1234\"], \"summary\": \"all fine here\"}";
+    int32_t s = gram_start(g);
+    gram_stats a, b;
+    int resets = 0;
+    for (size_t i = 0; doc[i]; i++) {
+        s = gram_step(g, s, (uint8_t)doc[i]);
+        assert_true(s >= 0);
+        gram_get_stats(g, &a);
+        assert_int_equal(gram_compact_cache(g, &s), 0);
+        gram_get_stats(g, &b);
+        resets += b.n_dfa < a.n_dfa;
+        assert_true(b.n_dfa <= 9 || b.n_dfa == a.n_dfa);
+    }
+    assert_true(resets > 0);
+    assert_true(gram_accepting(g, s));
+    assert_true(gram_matches(g, doc, strlen(doc)));   /* the start state is still valid */
+    gram_free(g);
+}
+
 static void test_alloc_failures(void **st) {
     (void)st;
     size_t base = nj_mem_in_use();
@@ -414,7 +449,8 @@ static void check_mask(nj_grammar *gr, int V) {
         if (nj_token_is_eog(g_model, id)) want = gram_accepting(g, s);
         else {
             int len = nj_token_to_piece(g_model, id, false, piece, sizeof piece);
-            want = len > 0 && len <= (int)sizeof piece && gram_advance(g, s, piece, (size_t)len) >= 0;
+            /* tokens longer than 255 bytes are left out of the trie */
+            want = len > 0 && len <= 255 && gram_advance(g, s, piece, (size_t)len) >= 0;
         }
         bool got = !isinf(lg[id]);
         if (got != want) print_error("token %d: mask %d brute force %d\n", id, got, want);
@@ -479,6 +515,108 @@ static void test_mask_brute_force(void **st) {
     nj_grammar_free(gr);
 }
 
+/* The sampler's shortcuts (greedy: allowed argmax; top-k: first k allowed
+ * of the largest candidates) pick exactly what "mask the logits, then run
+ * the chain" picks, draw for draw. */
+static void test_sampler_equivalence(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    const int V = d.n_vocab;
+    static const struct { float temp; int k; float p, minp, rep; } cfg[] = {
+        {0.0f, 40, 0.95f, 0.05f, 1.0f}, {0.8f, 40, 0.95f, 0.05f, 1.1f}, {1.0f, 5, 1.0f, 0.0f, 1.0f},
+        {1.0f, 0, 0.9f, 0.0f, 1.0f}, {1.5f, 300, 1.0f, 0.2f, 1.0f},
+    };
+    float *lg = malloc(sizeof *lg * (size_t)V), *ml = malloc(sizeof *ml * (size_t)V);
+    assert_true(lg && ml);
+    for (size_t ci = 0; ci < NJ_ARRAY_LEN(cfg); ci++) {
+        nj_sampler_params sp;
+        nj_sampler_default_params(&sp);
+        sp.temp = cfg[ci].temp;
+        sp.top_k = cfg[ci].k;
+        sp.top_p = cfg[ci].p;
+        sp.min_p = cfg[ci].minp;
+        sp.repeat_penalty = cfg[ci].rep;
+        sp.seed = 42 + ci;
+        int err = 0;
+        nj_grammar *gr = nj_grammar_from_schema(g_model, VERDICT, &err);
+        nj_sampler *a = nj_sampler_new(&sp, &err), *b = nj_sampler_new(&sp, &err);
+        assert_true(gr && a && b);
+        nj_sampler_set_grammar(a, gr);
+        unsigned seed = 1000 + (unsigned)ci;
+        for (int step = 0; step < 60 && nj_grammar_done(gr) < 2; step++) {
+            /* peaked random logits: a few large values, as a model's */
+            for (int i = 0; i < V; i++) lg[i] = (float)(rand_r(&seed) % 1000) / 250.0f;
+            for (int j = 0; j < 50; j++) lg[rand_r(&seed) % (unsigned)V] += 8.0f;
+            memcpy(ml, lg, sizeof *ml * (size_t)V);
+            assert_true(nj_grammar_mask(gr, ml) > 0);
+            int32_t ia = nj_sampler_sample(a, lg, V), ib = nj_sampler_sample(b, ml, V);
+            if (ia != ib) print_error("config %zu step %d: shortcut %d, masked chain %d\n", ci, step, ia, ib);
+            assert_int_equal(ia, ib);
+            nj_sampler_accept(a, ia);
+            nj_sampler_accept(b, ib);
+            if (nj_token_is_eog(g_model, ia)) break;
+            assert_int_equal(nj_grammar_accept(gr, ia), 0);
+        }
+        nj_sampler_free(a);
+        nj_sampler_free(b);
+        nj_grammar_free(gr);
+    }
+    free(lg);
+    free(ml);
+}
+
+/* The temperature-only shortcut (rejection sampling) draws from the masked
+ * distribution: frequencies over many draws from one state match
+ * softmax(logits over the allowed tokens) within 4 standard errors. */
+static void test_rejection_sampling_distribution(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    const int V = d.n_vocab, N = 3000;
+    int err = 0;
+    nj_grammar *gr = nj_grammar_from_schema(g_model, VERDICT, &err);
+    assert_non_null(gr);
+    int32_t ids[16];
+    int n = nj_tokenize(g_model, "{\"verdict\": \"", 13, false, false, ids, 16);
+    for (int i = 0; i < n; i++) assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
+    float *lg = malloc(sizeof *lg * (size_t)V), *ml = malloc(sizeof *ml * (size_t)V);
+    unsigned seed = 5;
+    for (int i = 0; i < V; i++) lg[i] = (float)(rand_r(&seed) % 1000) / 200.0f;
+    memcpy(ml, lg, sizeof *ml * (size_t)V);
+    int n_ok = nj_grammar_mask(gr, ml);
+    assert_true(n_ok >= 2);
+    /* raise the allowed tokens so that rejections and acceptances both happen */
+    double z = 0;
+    for (int i = 0; i < V; i++)
+        if (!isinf(ml[i])) { lg[i] += 6.0f; ml[i] = lg[i]; z += exp((double)ml[i]); }
+    nj_sampler_params sp;
+    nj_sampler_default_params(&sp);
+    sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f; sp.seed = 77;
+    nj_sampler *a = nj_sampler_new(&sp, &err);
+    nj_sampler_set_grammar(a, gr);
+    int *cnt = calloc((size_t)V, sizeof *cnt);
+    for (int k = 0; k < N; k++) {
+        int32_t id = nj_sampler_sample(a, lg, V);
+        assert_true(id >= 0 && !isinf(ml[id]));
+        cnt[id]++;
+    }
+    for (int i = 0; i < V; i++) {
+        if (isinf(ml[i])) continue;
+        double p = exp((double)ml[i]) / z, f = (double)cnt[i] / N;
+        double tol = 4.0 * sqrt(p * (1 - p) / N) + 1e-3;
+        if (fabs(f - p) > tol) print_error("token %d: frequency %.4f, probability %.4f\n", i, f, p);
+        assert_true(fabs(f - p) <= tol);
+    }
+    free(cnt);
+    free(lg);
+    free(ml);
+    nj_sampler_free(a);
+    nj_grammar_free(gr);
+}
+
 static void test_forced_tokens(void **st) {
     (void)st;
     if (!g_model) skip();
@@ -506,8 +644,12 @@ static void test_forced_tokens(void **st) {
     n = nj_grammar_forced(gr, ids, 64);
     assert_true(n >= 3);
     for (int i = 0; i < n; i++) assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
-    /* close the document: shortest completion, accepted, complete */
+    /* close the document: shortest completion, accepted, complete; a too
+     * small buffer gets the count needed */
+    int need = nj_grammar_close(gr, ids, 1);
+    assert_true(need >= 1);
     int nc = nj_grammar_close(gr, ids, 64);
+    assert_int_equal(nc, need);
     assert_true(nc > 0 && nc <= 64);
     for (int i = 0; i < nc; i++) assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
     assert_int_equal(nj_grammar_done(gr), 2);
@@ -597,6 +739,44 @@ static void test_label_scoring(void **st) {
     nj_session_free(s);
 }
 
+/* Allocation failures in grammar creation, masking and label scoring:
+ * clean errors, no leaks, the session left as it was. */
+static void test_model_alloc_failures(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    int err = 0;
+    nj_session_params ps = {.n_ctx = 256};
+    nj_session *s = nj_session_new(g_model, &ps, &err);
+    assert_non_null(s);
+    int32_t ids[32];
+    int n = nj_tokenize(g_model, "Verdict:", 8, true, false, ids, 32);
+    assert_int_equal(nj_session_eval(s, ids, n), 0);
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    float *lg = malloc(sizeof *lg * (size_t)d.n_vocab);
+    const char *labels[] = {" benign", " very suspicious", " very malicious"};
+    float p[3];
+    assert_non_null(gram_trie_get(g_model, &err));   /* the model's cache, built once */
+    size_t base = nj_mem_in_use();
+    int ok = 0;
+    for (long i = 0; i < 3000 && !ok; i++) {
+        nj_alloc_fail_after(i);
+        nj_grammar *g = nj_grammar_from_schema(g_model, VERDICT, &err);
+        int rm = g ? nj_grammar_mask(g, lg) : -1;
+        int rl = nj_score_labels(s, labels, 3, p, NULL);
+        nj_alloc_fail_after(-1);
+        if (!g) assert_true(err < 0);
+        assert_int_equal(nj_session_pos(s), n);
+        assert_non_null(nj_session_logits(s));
+        if (g && rm > 0 && rl >= 0) ok = 1;
+        nj_grammar_free(g);
+        assert_int_equal(nj_mem_in_use(), base);
+    }
+    assert_true(ok);
+    free(lg);
+    nj_session_free(s);
+}
+
 /* Mask cost against a forward pass (printed; asserts only that it is below). */
 static void test_mask_speed(void **st) {
     (void)st;
@@ -635,10 +815,14 @@ int main(void) {
         cmocka_unit_test(test_patterns_vs_pcre2),
         cmocka_unit_test(test_random_documents),
         cmocka_unit_test(test_forced_and_close),
+        cmocka_unit_test(test_cache_compaction),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_mask_brute_force),
+        cmocka_unit_test(test_sampler_equivalence),
+        cmocka_unit_test(test_rejection_sampling_distribution),
         cmocka_unit_test(test_forced_tokens),
         cmocka_unit_test(test_label_scoring),
+        cmocka_unit_test(test_model_alloc_failures),
         cmocka_unit_test(test_mask_speed),
     };
     return cmocka_run_group_tests_name("grammar", tests, model_setup, model_teardown);
