@@ -281,6 +281,6 @@ int sigma_match_event(const sigma_rules *rs, const void *event, sigma_hit *hits,
         for (int i = 0; i < nb && i < CAP; i++) total += merge_hit(a, &nw, CAP, &b[i]);
         if (nb > CAP) total += nb - CAP;  /* unseen beyond CAP: counted, maybe twice */
     }
-    for (int i = 0; i < nw && i < max; i++) hits[i] = a[i];
+    for (int i = 0; hits && i < nw && i < max; i++) hits[i] = a[i];
     return total;
 }
