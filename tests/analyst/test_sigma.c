@@ -634,6 +634,19 @@ static void test_dir_load(void **state) {
     assert_int_equal(sigma_skip_count(rs), 1);
     assert_non_null(strstr(sigma_skip_at(rs, 0)->file, "b_bad.yml"));
     assert_non_null(strstr(sigma_skip_at(rs, 0)->reason, "YAML error at line 4"));
+    /* A file past the size bound is a skip with the reason. */
+    snprintf(p, sizeof p, "%s/sub/huge.yml", dir);
+    FILE *big = fopen(p, "w");
+    assert_non_null(big);
+    for (int i = 0; i < (1 << 20) / 16 + 1; i++) fputs("# padding line.\n", big);
+    fclose(big);
+    sigma_rules *rs3 = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_path(rs3, dir), 2);
+    assert_int_equal(sigma_skip_count(rs3), 2);
+    assert_non_null(strstr(sigma_skip_at(rs3, 1)->reason, "larger than"));
+    sigma_rules_free(rs3);
+    unlink(p);
+
     /* A link back to a parent is a skip, not a second copy of every rule. */
     snprintf(p, sizeof p, "%s/sub/loop", dir);
     assert_int_equal(symlink("..", p), 0);
