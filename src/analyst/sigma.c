@@ -210,17 +210,28 @@ int sigma_load_text(sigma_rules *rs, const char *name, const char *text, size_t 
     return rc ? rc : added;
 }
 
-/* Read a whole file (bounded).  *OUT is nj_malloc'd. */
+/* Read a whole file (bounded by MAX_FILE).  *OUT is nj_malloc'd, sized to
+ * the file (a file that grows while read is cut at its size when opened). */
 static int read_file(const char *path, char **out, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return nj_fail(-errno, "cannot open %s: %s", path, strerror(errno));
-    char *buf = nj_malloc(MAX_FILE + 1);
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return nj_fail(-EINVAL, "%s is not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > MAX_FILE) {
+        fclose(f);
+        return nj_fail(NJ_ETOOBIG, "%s is larger than %u bytes", path, MAX_FILE);
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = nj_malloc(size + 1);
     if (!buf) { fclose(f); return nj_fail(-ENOMEM, "out of memory reading %s", path); }
-    size_t n = fread(buf, 1, MAX_FILE + 1, f);
+    size_t n = fread(buf, 1, size, f);
     int bad = ferror(f);
     fclose(f);
     if (bad) { nj_free(buf); return nj_fail(-EIO, "cannot read %s", path); }
-    if (n > MAX_FILE) { nj_free(buf); return nj_fail(NJ_ETOOBIG, "%s is larger than %u bytes", path, MAX_FILE); }
+    buf[n] = 0;
     *out = buf;
     *len = n;
     return 0;

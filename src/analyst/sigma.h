@@ -142,6 +142,7 @@ typedef struct sigma_json_ctx {
     char comm[16];                  /* basename of the image, cut to 15 bytes as the kernel does */
     char key[256];                  /* auditd key="..." from the raw record */
     int comm_state, key_state;      /* 0 not yet, 1 absent, 2 present */
+    int syscall_record;             /* auditd: seen as the SYSCALL record, not EXECVE */
 } sigma_json_ctx;
 
 /* Fill VIEW so that it reads the canonical event EVENT (a jansson json_t *,
@@ -151,5 +152,13 @@ typedef struct sigma_json_ctx {
  * otherwise unknown), service from source.format (auditd, sshd).
  * EVENT and CTX must outlive every sigma_match on VIEW. */
 void sigma_view_from_event(sigma_event_view *view, sigma_json_ctx *ctx, const void *event);
+
+/* sigma_view_from_event + sigma_match in one call, and more: an auditd exec
+ * event joins an EXECVE record (type EXECVE, a0..aN = argv) and a SYSCALL
+ * record (type SYSCALL, SYSCALL execve, exe, comm, uid, euid, auid, key) that
+ * share field names, so rules written for either record type are tried
+ * against the matching view and the hits are merged (each rule once, in
+ * load order).  Returns the number of rules that matched; writes up to MAX. */
+int sigma_match_event(const sigma_rules *rs, const void *event, sigma_hit *hits, int max);
 
 #endif

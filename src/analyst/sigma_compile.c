@@ -155,7 +155,8 @@ static int parse_level(const char *s) {
     return -1;
 }
 
-/* attack.t1059.004 -> "T1059.004"; attack.execution -> tactic "execution". */
+/* attack.t1059.004 -> "T1059.004"; attack.execution -> tactic "execution";
+ * group and software ids (attack.g0032, attack.s0154) are dropped. */
 static int parse_tags(cstate *c, yaml_node_t *tags) {
     if (!tags || tags->type != YAML_SEQUENCE_NODE) return 0;
     int n = (int)(tags->data.sequence.items.top - tags->data.sequence.items.start);
@@ -170,6 +171,8 @@ static int parse_tags(cstate *c, yaml_node_t *tags) {
         if (strncasecmp(s, "attack.", 7)) continue;
         s += 7;
         int tech_like = (s[0] == 't' || s[0] == 'T') && isdigit((unsigned char)s[1]);
+        /* attack.g0032 (group), attack.s0154 (software): neither */
+        if (strchr("gGsS", s[0]) && s[0] && isdigit((unsigned char)s[1])) continue;
         char *v = sj_strndup(&c->r->arena, s, strlen(s));
         if (!v) return oom(c);
         if (tech_like) {

