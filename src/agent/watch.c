@@ -156,22 +156,22 @@ static int source_check_rotation(spool *sp, source *s, bool *reopened) {
 static int source_step(spool *sp, source *s, bool quiet, size_t *got, int *errors) {
     *got = 0;
     int fd = s->is_stdin ? 0 : s->fd;
-    if (fd < 0 || s->eof_stdin) return 0;
+    if (fd < 0 || (s->eof_stdin && s->len == 0)) return 0;
+    /* complete lines left over from a chunk that hit the batch bound go
+     * first; read only when there are none */
+    bool buffered = s->len > 0 && memchr(s->buf, '\n', s->len) != NULL;
     char *nb = nj_realloc(s->buf, s->len + CHUNK + 1);
     if (!nb) return -ENOMEM;
     s->buf = nb;
-    ssize_t n = read(fd, s->buf + s->len, CHUNK);
+    ssize_t n = buffered || s->eof_stdin ? 0 : read(fd, s->buf + s->len, CHUNK);
     if (n < 0) return errno == EAGAIN || errno == EINTR ? 0 : nj_fail(-errno, "%s: read: %s", s->name, strerror(errno));
-    if (n == 0) {
-        if (s->is_stdin) {
-            s->eof_stdin = true;
-            if (s->len == 0) return 0;
-            s->buf[s->len++] = '\n';   /* the last line without its newline */
-        } else {
-            return 0;
-        }
+    if (n == 0 && !buffered) {
+        if (!s->is_stdin || s->eof_stdin) return 0;
+        s->eof_stdin = true;
+        if (s->len == 0) return 0;
+        s->buf[s->len++] = '\n';   /* the last line without its newline */
     }
-    *got = (size_t)n;
+    *got = buffered ? 1 : (size_t)n;
     s->len += (size_t)n;
     /* complete lines only */
     size_t end = s->len;
@@ -184,12 +184,16 @@ static int source_step(spool *sp, source *s, bool quiet, size_t *got, int *error
     b->errors = 0;
     int rc = 0;
     size_t ls = 0;
-    for (size_t i = 0; i < end && !rc; i++) {
+    long lineno = s->lineno;
+    /* a chunk commits at most MAX_BATCH / 2 events' worth of lines (a line
+     * and the flush may emit a few more); the rest is the next chunk */
+    for (size_t i = 0; i < end && !rc && b->n < MAX_BATCH / 2; i++) {
         if (s->buf[i] != '\n') continue;
-        s->lineno++;
-        rc = parser_feed(s->p, s->buf + ls, i - ls, s->lineno);
+        lineno++;
+        rc = parser_feed(s->p, s->buf + ls, i - ls, lineno);
         ls = i + 1;
     }
+    end = ls;
     if (!rc) rc = parser_flush(s->p);
     if (!rc) {
         spool_offset so = {.name = s->name, .dev = s->dev, .ino = s->ino, .off = s->off + end};
@@ -200,6 +204,7 @@ static int source_step(spool *sp, source *s, bool quiet, size_t *got, int *error
     batch_clear(b);
     *errors += b->errors;
     if (rc) return rc;   /* nothing committed: the same lines are read again */
+    s->lineno = lineno;
     memmove(s->buf, s->buf + end, s->len - end);
     s->len -= end;
     s->off += end;
