@@ -165,8 +165,22 @@ static void line_str(rbuf *b, const char *label, const char *v, bool mask) {
     if (!v) return;
     rbuf_puts(b, label);
     rbuf_puts(b, ": ");
-    if (mask) put_masked(b, v, strlen(v));
-    else rbuf_put_quoted(b, v, strlen(v));
+    size_t n = strlen(v);
+    if (n <= RENDER_VALUE_MAX) {
+        if (mask) put_masked(b, v, n);
+        else rbuf_put_quoted(b, v, n);
+    } else {
+        /* head and tail, both at character boundaries: padding in the
+         * middle cannot push the end of a command out of sight */
+        size_t head = RENDER_VALUE_MAX / 2, tail = n - RENDER_VALUE_MAX / 2;
+        while (head > 0 && ((unsigned char)v[head] & 0xC0) == 0x80) head--;
+        while (tail < n && ((unsigned char)v[tail] & 0xC0) == 0x80) tail++;
+        if (mask) put_masked(b, v, head);
+        else rbuf_put_quoted(b, v, head);
+        rbuf_printf(b, " (%zu bytes cut) ", tail - head);
+        if (mask) put_masked(b, v + tail, n - tail);
+        else rbuf_put_quoted(b, v + tail, n - tail);
+    }
     rbuf_puts(b, "\n");
 }
 

@@ -45,6 +45,12 @@ void rbuf_printf(rbuf *b, const char *fmt, ...)
 /* s[0..n) as a JSON string (quotes included), '<' and '>' escaped too. */
 void rbuf_put_quoted(rbuf *b, const char *s, size_t n);
 
+/* Bytes of one value rendered: a longer value keeps its first and last
+ * half of this (at character boundaries) and says how much was cut between,
+ * so one huge command line cannot overflow the context, nor can padding
+ * hide its end.  (Rules always see the whole value.) */
+#define RENDER_VALUE_MAX 1536
+
 /* The event's lines for the prompt (no fence; the caller adds it).  With
  * mask, volatile parts are replaced by placeholders: pids and ports by
  * <n>, temporary file names by their directory plus <tmp>, long hex or
