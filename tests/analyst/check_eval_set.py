@@ -241,7 +241,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--eval", default=os.path.join(root, "eval", "commands.jsonl"))
     ap.add_argument("--kb", default=os.path.join(root, "kb", "examples.jsonl"))
-    ap.add_argument("--dev", default=os.environ.get("NJ_DEV_SET", "/work/shared/eval/commands-dev.jsonl"))
+    # the development set lives beside the repository (../shared/eval), when present
+    ap.add_argument("--dev", default=os.environ.get("NJ_DEV_SET", os.path.join(root, "..", "shared", "eval", "commands-dev.jsonl")))
     a = ap.parse_args()
 
     errs, nev, ec, nkb, kc = run(a.eval, a.kb, a.dev)
