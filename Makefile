@@ -35,6 +35,14 @@ CFLAGS  += $(CSTD) $(WARN) -Iinclude -MMD -MP -pthread
 # library needs the first two; the product needs the rest.
 LIB_PKGS := libpcre2-8 libutf8proc
 APP_PKGS := libmicrohttpd jansson sqlite3 libcurl yaml-0.1 expat
+# A missing library is an error here, not an empty flag list (which would
+# surface later as a link failure naming some symbol).
+ifeq ($(filter clean help cross test-arm,$(MAKECMDGOALS)),)
+PKG_MISSING := $(shell for p in $(LIB_PKGS) $(APP_PKGS); do pkg-config --exists $$p || echo $$p; done)
+ifneq ($(strip $(PKG_MISSING)),)
+$(error missing libraries (pkg-config): $(PKG_MISSING); run scripts/setup)
+endif
+endif
 pkgcf = $(shell pkg-config --cflags $(1) 2>/dev/null | sed 's/-DUTF8PROC_EXPORTS//')
 LIB_LIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lm -pthread
 APP_LIBS := $(shell pkg-config --libs $(APP_PKGS) 2>/dev/null)
