@@ -1,8 +1,10 @@
 /*
  * sigma-bench — Sigma matching throughput on one thread.
  *
- *   sigma-bench [-n EVENTS] RULES_PATH...
+ *   sigma-bench [-n EVENTS] [RULES_PATH...]
  *
+ * Without a path: rules/nightjar, and $NIGHTJAR_SIGMA_DIR/rules/{linux,macos}
+ * when that variable names a SigmaHQ checkout.
  * Loads the rules, then matches a fixed mix of synthetic canonical exec
  * events (benign everyday commands and a few attacks, linux via auditd and
  * macOS via eslogger, and bare command lines that fit both OSes) through
@@ -69,10 +71,27 @@ int main(int argc, char **argv) {
     long n = 200000;
     int a = 1;
     if (a + 1 < argc && !strcmp(argv[a], "-n")) { n = atol(argv[a + 1]); a += 2; }
-    if (a >= argc || n <= 0) { fprintf(stderr, "usage: sigma-bench [-n EVENTS] RULES_PATH...\n"); return 2; }
+    if (n <= 0) { fprintf(stderr, "usage: sigma-bench [-n EVENTS] [RULES_PATH...]\n"); return 2; }
     int err;
     sigma_rules *rs = sigma_rules_new(&err);
     if (!rs) return 1;
+    /* No path: the team pack, plus a SigmaHQ checkout's linux and macos
+     * rules when NIGHTJAR_SIGMA_DIR names one (as `make sigma-bench` runs). */
+    char def[3][1024];
+    const char *paths[3];
+    int np = 0;
+    if (a >= argc) {
+        const char *sd = getenv("NIGHTJAR_SIGMA_DIR");
+        paths[np++] = "rules/nightjar";
+        if (sd && *sd) {
+            snprintf(def[1], sizeof def[1], "%s/rules/linux", sd);
+            snprintf(def[2], sizeof def[2], "%s/rules/macos", sd);
+            paths[np++] = def[1];
+            paths[np++] = def[2];
+        }
+    }
+    for (int i = 0; i < np; i++)
+        if (sigma_load_path(rs, paths[i]) < 0) { fprintf(stderr, "sigma-bench: %s\n", nj_last_error()); return 1; }
     for (; a < argc; a++)
         if (sigma_load_path(rs, argv[a]) < 0) { fprintf(stderr, "sigma-bench: %s\n", nj_last_error()); return 1; }
     int ne = (int)NJ_ARRAY_LEN(events);
