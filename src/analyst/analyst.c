@@ -478,11 +478,9 @@ static json_t *rules_judge(analyst *a, const json_t *ev) {
     if (!a->rules) return NULL;
     json_t *av = auth_rules(ev);
     if (av) return av;
-    sigma_event_view view;
-    sigma_json_ctx ctx;
-    sigma_view_from_event(&view, &ctx, ev);
     sigma_hit hits[MAX_HITS];
-    int n = sigma_match(a->rules, &view, hits, MAX_HITS);
+    /* an auditd exec event is also matched as its SYSCALL record */
+    int n = sigma_match_event(a->rules, ev, hits, MAX_HITS);
     if (n > MAX_HITS) n = MAX_HITS;
     int best = -1, label = AV_BENIGN;
     for (int i = 0; i < n; i++) {
