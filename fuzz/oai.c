@@ -9,7 +9,7 @@
  *   - oai_parse/oai_request_free leak nothing (nj_mem_in_use returns to its
  *     starting value);
  *   - the builders turn arbitrary bytes (invalid UTF-8 included) into JSON
- *     that jansson parses back, and oai_utf8_complete never grows the text.
+ *     that jansson parses back, and nj_utf8_complete never grows the text.
  * Built and run by scripts/fuzz (clang -fsanitize=fuzzer); the first byte
  * picks the endpoint (chat or completion).  Needs -ljansson at link time.
  */
