@@ -309,11 +309,7 @@ int platform_watch_file(platform_watch *w, const char *path) {
     /* the file (it may not exist yet: then only its directory) */
     inotify_add_watch(w->ino, path, IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF | IN_CLOSE_WRITE);
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    platform_dir_of(path, dir, sizeof dir);
     if (inotify_add_watch(w->ino, dir, IN_CREATE | IN_MOVED_TO | IN_DELETE) < 0)
         return nj_fail(-errno, "cannot watch %s: %s", dir, strerror(errno));
     return 0;

@@ -264,11 +264,7 @@ static int watch_vnode(platform_watch *w, const char *path) {
 int platform_watch_file(platform_watch *w, const char *path) {
     watch_vnode(w, path);   /* may not exist yet: then only its directory */
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    platform_dir_of(path, dir, sizeof dir);
     int rc = watch_vnode(w, dir);
     return rc ? nj_fail(rc, "cannot watch %s: %s", dir, strerror(-rc)) : 0;
 }

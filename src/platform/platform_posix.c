@@ -11,12 +11,15 @@
  * reclaimed), so callers use it only on memory whose contents are
  * disposable or re-readable.
  */
+#include <stdio.h>
+#include <string.h>
 #include <errno.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "platform.h"
+#include "platform_cpu.h"
 
 size_t platform_page_size(void) {
     static size_t page;
@@ -38,4 +41,12 @@ int platform_release_pages(void *addr, size_t len) {
     if (hi <= lo) return 0;
     if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) return -errno;
     return 0;
+}
+
+void platform_dir_of(const char *path, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, cap, ".");
 }
