@@ -46,15 +46,18 @@ typedef struct batch {
     size_t         n;
     const source  *src;
     bool           quiet;
-    int            errors;
 } batch;
 
 /* The events of the chunk being parsed: every parser emits into it (one
  * thread runs the loop; too large for the stack). */
 static batch chunk;
 
+/* Frees the batch's texts and ids (the spool has copied what it keeps). */
 static void batch_clear(batch *b) {
-    for (size_t i = 0; i < b->n; i++) nj_free(b->json[i]);
+    for (size_t i = 0; i < b->n; i++) {
+        nj_free(b->json[i]);
+        nj_free((char *)b->ev[i].id);
+    }
     b->n = 0;
 }
 
@@ -88,12 +91,7 @@ static int emit_cb(void *ctx, json_t *ev) {
 
 static void error_cb(void *ctx, const char *src, long lineno, const char *reason) {
     batch *b = ctx;
-    b->errors++;
     if (!b->quiet) fprintf(stderr, "nightjar watch: %s:%ld: %s\n", src, lineno, reason);
-}
-
-static void batch_free_ids(batch *b) {
-    for (size_t i = 0; i < b->n; i++) nj_free((char *)b->ev[i].id);
 }
 
 /* (Re)open a file source at the stored offset, or at 0 when the file is
@@ -153,7 +151,7 @@ static int source_check_rotation(spool *sp, source *s, bool *reopened) {
 
 /* Read what is there, parse the complete lines, commit their events with
  * the offset past them.  *got: bytes read. */
-static int source_step(spool *sp, source *s, bool quiet, size_t *got, int *errors) {
+static int source_step(spool *sp, source *s, bool quiet, size_t *got) {
     *got = 0;
     int fd = s->is_stdin ? 0 : s->fd;
     if (fd < 0 || (s->eof_stdin && s->len == 0)) return 0;
@@ -181,7 +179,6 @@ static int source_step(spool *sp, source *s, bool quiet, size_t *got, int *error
     b->n = 0;
     b->src = s;
     b->quiet = quiet;
-    b->errors = 0;
     int rc = 0;
     size_t ls = 0;
     long lineno = s->lineno;
@@ -200,9 +197,7 @@ static int source_step(spool *sp, source *s, bool quiet, size_t *got, int *error
         rc = spool_put_events(sp, b->ev, b->n, s->is_stdin ? NULL : &so, NULL);
         if (rc >= 0) rc = 0;
     }
-    batch_free_ids(b);
     batch_clear(b);
-    *errors += b->errors;
     if (rc) return rc;   /* nothing committed: the same lines are read again */
     s->lineno = lineno;
     memmove(s->buf, s->buf + end, s->len - end);
@@ -301,7 +296,6 @@ int watch_run(const watch_opts *o) {
     /* events left pending by an earlier run first */
     if ((rc = judge_pending(o, sp, d)) < 0) goto out;
     rc = 0;
-    int errors = 0;
     while (!(o->stop && *o->stop)) {
         bool progress = false;
         for (int i = 0; i < o->n_sources; i++) {
@@ -310,7 +304,7 @@ int watch_run(const watch_opts *o) {
             if (reopened && pw) platform_watch_file(pw, src[i].path);
             size_t got;
             do {
-                if ((rc = source_step(sp, &src[i], o->quiet, &got, &errors))) goto out;
+                if ((rc = source_step(sp, &src[i], o->quiet, &got))) goto out;
                 progress |= got > 0;
             } while (got > 0 && !(o->stop && *o->stop));
         }
