@@ -25,15 +25,18 @@
 
 const char *const analyst_label_names[AV_NLABELS] = {"benign", "suspicious", "malicious"};
 
-/* The verdict document the model completes.  Property order is the order
- * the grammar generates; the verdict is fixed per label (see grammars). */
+/* The verdict document the model completes, around the verdict property's
+ * own schema: the published schema allows the three labels, the grammar of
+ * a generation fixes the scored one (ensure_grammars).  Property order is
+ * the order the grammar generates. */
+#define VERDICT_SCHEMA(VERDICT)                                                          \
+    "{\"type\": \"object\", \"properties\": {\"verdict\": " VERDICT ", "                \
+    "\"techniques\": {\"type\": \"array\", \"items\": {\"type\": \"string\", "              \
+    "\"pattern\": \"^T[0-9]{4}(\\\\.[0-9]{3})?$\"}, \"maxItems\": 4}, "                 \
+    "\"summary\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 200}}, "         \
+    "\"required\": [\"verdict\", \"techniques\", \"summary\"], \"additionalProperties\": false}"
 const char analyst_verdict_schema[] =
-    "{\"type\": \"object\", \"properties\": {"
-    "\"verdict\": {\"enum\": [\"benign\", \"suspicious\", \"malicious\"]}, "
-    "\"techniques\": {\"type\": \"array\", \"items\": {\"type\": \"string\", "
-    "\"pattern\": \"^T[0-9]{4}(\\\\.[0-9]{3})?$\"}, \"maxItems\": 4}, "
-    "\"summary\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 200}}, "
-    "\"required\": [\"verdict\", \"techniques\", \"summary\"], \"additionalProperties\": false}";
+    VERDICT_SCHEMA("{\"enum\": [\"benign\", \"suspicious\", \"malicious\"]}");
 
 /* ATT&CK v19 renumbered defence-evasion techniques; models trained before
  * answer with the old ids.  Verdicts carry the current ones (eval/README.md
@@ -612,13 +615,7 @@ static int ensure_grammars(analyst *a, const nj_model *m) {
     for (int l = 0; l < AV_NLABELS; l++) {
         char schema[1024];
         /* the analyst's schema with the verdict fixed to the scored label */
-        snprintf(schema, sizeof schema,
-                 "{\"type\": \"object\", \"properties\": {\"verdict\": {\"const\": \"%s\"}, "
-                 "\"techniques\": {\"type\": \"array\", \"items\": {\"type\": \"string\", "
-                 "\"pattern\": \"^T[0-9]{4}(\\\\.[0-9]{3})?$\"}, \"maxItems\": 4}, "
-                 "\"summary\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 200}}, "
-                 "\"required\": [\"verdict\", \"techniques\", \"summary\"], "
-                 "\"additionalProperties\": false}", analyst_label_names[l]);
+        snprintf(schema, sizeof schema, VERDICT_SCHEMA("{\"const\": \"%s\"}"), analyst_label_names[l]);
         int err = 0;
         a->grammar[l] = nj_grammar_from_schema(m, schema, &err);
         if (!a->grammar[l]) return err;
