@@ -42,10 +42,16 @@ static double cpu_seconds(void) {
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
-/* Idle workers must block, not spin: over 2 s of idleness after a burst of
- * runs, the whole process may use at most 10 ms of CPU (a spinning worker
- * would use ~2 s per thread).  The engine's own target (0 CPU ticks over
- * 5 s) is measured on the loaded engine by test_idle and bench/idle. */
+/* Idle workers must block, not spin.  After a burst of runs the pool is
+ * left idle for 2 s and the whole process may use at most 2% of one core
+ * over that time: the product's idle budget.  A spinning worker uses its
+ * whole share of a core (even on a machine loaded 8 times over, four
+ * spinners would use ~50%), so the bound separates the two by an order of
+ * magnitude while leaving room for what the process does besides the pool
+ * (under qemu-user, translating the code that reads the clock costs a few
+ * ms; a short sleep before the measurement translates it first).  The
+ * engine's own target (0 CPU ticks over 5 s) is measured on the loaded
+ * engine by test_idle and bench/idle-watch. */
 static void test_idle_uses_no_cpu(void **st) {
     (void)st;
     int err;
@@ -54,11 +60,14 @@ static void test_idle_uses_no_cpu(void **st) {
     ctx_t x;
     memset(&x, 0, sizeof x);
     for (int r = 0; r < 50; r++) pool_run(p, work, &x);
+    struct timespec warm = {0, 10 * 1000 * 1000};
+    nanosleep(&warm, NULL);
     double before = cpu_seconds();
     struct timespec ts = {2, 0};
     nanosleep(&ts, NULL);
     double used = cpu_seconds() - before;
-    assert_true(used < 0.010);
+    print_message("idle pool: %.1f ms of CPU over 2 s\n", used * 1e3);
+    assert_true(used < 0.02 * 2.0);
     pool_free(p);
 }
 
