@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "event.h"
+#include "guard.h"
 #include "platform.h"
 #include "render.h"
 #include "retrieve.h"
@@ -47,6 +48,15 @@ static const char *const attack_renamed[][2] = {
 };
 
 #define MAX_EXAMPLES 8
+
+/* The combiner's inputs, in order: the model's label log-probabilities
+ * renormalised over the three labels, the retrieval vote's label shares,
+ * whether the vote had any neighbour, whether a rule already rated the
+ * event suspicious. */
+enum { AV_NFEATURES = 8 };
+static const char *const combiner_features[AV_NFEATURES] = {
+    "lp_benign", "lp_suspicious", "lp_malicious", "knn_benign", "knn_suspicious", "knn_malicious",
+    "have_knn", "rule_suspicious"};
 #define MAX_HITS     16
 #define GEN_MAX      160   /* tokens of techniques + summary */
 
@@ -69,6 +79,12 @@ struct analyst {
     float        knn[AV_NLABELS]; /* this event's vote (score-weighted label shares) */
     bool         have_knn;
     float        bias[AV_NLABELS];
+    bool         example_why;     /* examples carry their one-line reason */
+    /* the fitted combiner (prompt.json "combiner"): probabilities are
+     * softmax(cb + cw . features), features in combiner_features order */
+    bool         have_combiner;
+    float        cw[AV_NLABELS][AV_NFEATURES];
+    float        cb[AV_NLABELS];
     int          max_summary_tokens;
     char         model_name[256];
     analyst_opts o;
@@ -192,6 +208,38 @@ const char *analyst_data_dir(void) {
     return dir;
 }
 
+/* prompt.json's "combiner": {"features": [names in combiner_features
+ * order], "weights": {label: [AV_NFEATURES numbers]}, "bias": {label: n}}.
+ * The feature list is checked so a file fitted for another feature set
+ * cannot be read with the wrong meaning. */
+static int load_combiner(analyst *a, const json_t *c, const char *path) {
+    const json_t *fe = json_object_get(c, "features"), *w = json_object_get(c, "weights"),
+                 *b = json_object_get(c, "bias");
+    if (json_array_size(fe) != AV_NFEATURES || !json_is_object(w) || !json_is_object(b))
+        return nj_fail(NJ_EFORMAT, "%s: combiner needs \"features\" (%d names), \"weights\" and \"bias\"",
+                       path, AV_NFEATURES);
+    for (int i = 0; i < AV_NFEATURES; i++) {
+        const char *n = json_string_value(json_array_get(fe, (size_t)i));
+        if (!n || strcmp(n, combiner_features[i]))
+            return nj_fail(NJ_EFORMAT, "%s: combiner feature %d is '%s', expected '%s'", path, i, n ? n : "?",
+                           combiner_features[i]);
+    }
+    for (int l = 0; l < AV_NLABELS; l++) {
+        const json_t *row = json_object_get(w, analyst_label_names[l]), *bl = json_object_get(b, analyst_label_names[l]);
+        if (json_array_size(row) != AV_NFEATURES || !json_is_number(bl))
+            return nj_fail(NJ_EFORMAT, "%s: combiner needs %d weights and a bias for '%s'", path, AV_NFEATURES,
+                           analyst_label_names[l]);
+        for (int i = 0; i < AV_NFEATURES; i++) {
+            const json_t *x = json_array_get(row, (size_t)i);
+            if (!json_is_number(x)) return nj_fail(NJ_EFORMAT, "%s: combiner weights must be numbers", path);
+            a->cw[l][i] = (float)json_number_value(x);
+        }
+        a->cb[l] = (float)json_number_value(bl);
+    }
+    a->have_combiner = true;
+    return 0;
+}
+
 static int load_prompt(analyst *a, const char *pdir) {
     char path[1200];
     int err = 0;
@@ -228,6 +276,10 @@ static int load_prompt(analyst *a, const char *pdir) {
         json_t *b = json_object_get(bias, analyst_label_names[l]);
         a->bias[l] = json_is_number(b) ? (float)json_number_value(b) : 0.0f;
     }
+    json_t *why = json_object_get(j, "example_why");
+    a->example_why = why ? json_is_true(why) : true;
+    json_t *cmb = json_object_get(j, "combiner");
+    if (cmb && (rc = load_combiner(a, cmb, path))) goto out;
     if (a->knn_k < 1 || a->knn_k > MAX_EXAMPLES || a->knn_weight < 0 || a->knn_weight > 1) {
         rc = nj_fail(NJ_EFORMAT, "%s: knn_k must be 1..%d and knn_weight 0..1", path, MAX_EXAMPLES);
         goto out;
@@ -564,7 +616,7 @@ static int build_user(analyst *a, const json_t *ev, int rule_hint) {
                 rbuf_put_quoted(u, e->cmd, strlen(e->cmd));
                 rbuf_printf(u, " -> %s", kb_label_name((int)e->label));
                 if (e->technique) rbuf_printf(u, " (%s)", e->technique);
-                if (e->why) {
+                if (e->why && a->example_why) {
                     rbuf_puts(u, ": ");
                     rbuf_puts(u, e->why);
                 }
@@ -701,7 +753,12 @@ static int generate_rest(analyst *a, nj_model *m, nj_session *s, int label, int 
 static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, int rule_label,
                        json_t **out) {
     *out = NULL;
-    int rc = build_user(a, ev, rule_label);
+    /* the model reads the guard's view of the event (guard.h) */
+    int hidden = 0, rc = 0;
+    json_t *view = a->o.no_guard ? json_incref((json_t *)ev) : guard_event(ev, &hidden, &rc);
+    if (!view) return rc;
+    rc = build_user(a, view, rule_label);
+    json_decref(view);
     if (rc) return rc;
     if (!a->toks && ensure_toks(a, 1024)) return -ENOMEM;
     int n = build_prompt(a, m, nj_session_n_ctx(s));
@@ -714,27 +771,57 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     float probs[AV_NLABELS], lp[AV_NLABELS];
     rc = nj_score_labels(s, analyst_label_names, AV_NLABELS, probs, lp);
     if (rc < 0) return rc;
-    /* calibration: additive biases on the log-probabilities, softmax, then
-     * the retrieval vote mixed in with its weight */
-    double mx = -INFINITY, z = 0;
-    for (int l = 0; l < AV_NLABELS; l++) mx = fmax(mx, lp[l] + a->bias[l]);
-    for (int l = 0; l < AV_NLABELS; l++) z += exp(lp[l] + a->bias[l] - mx);
     int label = 0;
-    float w = a->have_knn ? a->knn_weight : 0.0f;
-    for (int l = 0; l < AV_NLABELS; l++) {
-        probs[l] = (1.0f - w) * (float)(exp(lp[l] + a->bias[l] - mx) / z) + w * (a->have_knn ? a->knn[l] : 0.0f);
-        if (probs[l] > probs[label]) label = l;
+    if (a->have_combiner) {
+        /* features: the label log-probabilities renormalised over the
+         * three labels, the retrieval vote, the rule's hint */
+        double m3 = fmax(lp[0], fmax(lp[1], lp[2])), z3 = 0;
+        for (int l = 0; l < AV_NLABELS; l++) z3 += exp(lp[l] - m3);
+        float f[AV_NFEATURES];
+        for (int l = 0; l < AV_NLABELS; l++) {
+            f[l] = (float)(lp[l] - m3 - log(z3));
+            f[3 + l] = a->have_knn ? a->knn[l] : 0.0f;
+        }
+        f[6] = a->have_knn ? 1.0f : 0.0f;
+        f[7] = rule_label >= AV_SUSPICIOUS ? 1.0f : 0.0f;
+        double zl[AV_NLABELS], mz = -INFINITY, zs = 0;
+        for (int l = 0; l < AV_NLABELS; l++) {
+            zl[l] = a->cb[l];
+            for (int i = 0; i < AV_NFEATURES; i++) zl[l] += (double)a->cw[l][i] * f[i];
+            mz = fmax(mz, zl[l]);
+        }
+        for (int l = 0; l < AV_NLABELS; l++) zs += exp(zl[l] - mz);
+        for (int l = 0; l < AV_NLABELS; l++) {
+            probs[l] = (float)(exp(zl[l] - mz) / zs);
+            if (probs[l] > probs[label]) label = l;
+        }
+    } else {
+        /* calibration: additive biases on the log-probabilities, softmax,
+         * then the retrieval vote mixed in with its weight */
+        double mx = -INFINITY, z = 0;
+        for (int l = 0; l < AV_NLABELS; l++) mx = fmax(mx, lp[l] + a->bias[l]);
+        for (int l = 0; l < AV_NLABELS; l++) z += exp(lp[l] + a->bias[l] - mx);
+        float w = a->have_knn ? a->knn_weight : 0.0f;
+        for (int l = 0; l < AV_NLABELS; l++) {
+            probs[l] = (1.0f - w) * (float)(exp(lp[l] + a->bias[l] - mx) / z) + w * (a->have_knn ? a->knn[l] : 0.0f);
+            if (probs[l] > probs[label]) label = l;
+        }
     }
     if (label < rule_label) label = rule_label;   /* a rule is never lowered */
 
     json_t *v = verdict_new(label, probs[label], "model");
     if (!v) return -ENOMEM;
+    if (hidden > 0) json_object_set_new(v, "flags", json_pack("[s]", "prompt-injection"));
     json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
                                                "suspicious", round(probs[1] * 1000) / 1000,
                                                "malicious", round(probs[2] * 1000) / 1000));
     if (a->o.explain)   /* the raw evidence, for calibration */
-        json_object_set_new(v, "explain", json_pack("{s:[f,f,f], s:[f,f,f], s:b}", "logprobs", lp[0], lp[1], lp[2],
-                                                    "knn", a->knn[0], a->knn[1], a->knn[2], "have_knn", a->have_knn));
+        json_object_set_new(v, "explain", json_pack("{s:[f,f,f], s:[f,f,f], s:b, s:b, s:i, s:i}", "logprobs", lp[0],
+                                                    lp[1], lp[2], "knn", a->knn[0], a->knn[1], a->knn[2],
+                                                    "have_knn", a->have_knn, "rule_suspicious",
+                                                    rule_label >= AV_SUSPICIOUS, "prompt_tokens", n,
+                                                    "prompt_tokens_reused", reused));
+    if (a->o.explain) json_object_set_new(json_object_get(v, "explain"), "hidden_spans", json_integer(hidden));
     bool gen = !a->o.label_only && (a->o.full || label != AV_BENIGN);
     if (!gen) {
         char sum[128];

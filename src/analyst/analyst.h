@@ -64,6 +64,7 @@ typedef struct analyst_opts {
     bool        no_rules;      /* skip stage 1 (the pack and rules_path) */
     bool        no_retrieval;  /* no examples in the prompt */
     bool        no_cache;      /* skip stage 2 */
+    bool        no_guard;      /* the model sees instruction-like text and comments (measuring only) */
     bool        label_only;    /* never generate techniques and summary */
     bool        full;          /* always generate them, benign included */
     bool        explain;       /* model verdicts carry "explain": raw log-probabilities and the retrieval vote */

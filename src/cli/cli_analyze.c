@@ -31,6 +31,7 @@ static void usage(FILE *out) {
         "  --rules PATH       more Sigma rules (a file or a directory, e.g. a SigmaHQ checkout)\n"
         "  --no-rules         skip the Sigma rules\n"
         "  --no-retrieval     no labelled examples in the prompt\n"
+        "  --no-guard         let the model read instruction-like text and comments (measuring)\n"
         "  --label-only       never generate techniques and summary\n"
         "  --full             always generate them (benign verdicts too)\n"
         "  --format F         input in a source's format: %s\n"
@@ -108,6 +109,7 @@ int cli_judge_option(cli_judge *j, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--rules") && v) { j->opts.rules_path = v; ++*i; }
     else if (!strcmp(a, "--no-rules")) j->opts.no_rules = true;
     else if (!strcmp(a, "--no-retrieval")) j->opts.no_retrieval = true;
+    else if (!strcmp(a, "--no-guard")) j->opts.no_guard = true;
     else if (!strcmp(a, "--label-only")) j->opts.label_only = true;
     else if (!strcmp(a, "--full")) j->opts.full = true;
     else if (!strcmp(a, "--no-cache")) j->opts.no_cache = true;

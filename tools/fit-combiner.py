@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""fit-combiner — fit the analyst's verdict combiner from `nightjar eval --dump` files.
+
+The analyst turns three kinds of evidence into a verdict for an event no rule
+decides: the model's log-probabilities of the three labels at the verdict
+position, the retrieval vote (label shares of the nearest labelled
+examples), and whether a rule already rated the event suspicious.  The
+combiner is a multinomial logistic regression over those eight features
+(src/analyst/analyst.c, combiner_features, computes them the same way);
+this tool fits it and writes the "combiner" object of prompt.json.
+
+  tools/fit-combiner.py fit  --split A|all DUMP... > combiner.json
+  tools/fit-combiner.py eval --combiner prompt.json [--split B|all] DUMP...
+
+Dumps come from `nightjar eval --label-only --dump FILE` run with the prompt
+the combiner is for (the features depend on the prompt).  Lines a rule
+decided keep their verdict in both modes; every line counts in the scores,
+so the figures are those `nightjar eval` would print with the combiner in
+place.
+
+--split: A and B are two halves of the dump, split by a hash of the command
+(stable across runs and prompts), so a combiner can be fitted on one half
+and measured on the other.  Class weights are balanced (each class weighs
+the same in the loss, as it does in macro-F1), with an L2 penalty.
+"""
+import argparse
+import hashlib
+import json
+import sys
+
+import numpy as np
+
+LABELS = ["benign", "suspicious", "malicious"]
+FEATURES = ["lp_benign", "lp_suspicious", "lp_malicious", "knn_benign", "knn_suspicious",
+            "knn_malicious", "have_knn", "rule_suspicious"]
+
+
+def half(row):
+    key = row.get("cmd") or json.dumps(row.get("event"), sort_keys=True)
+    return "A" if hashlib.sha256(key.encode()).digest()[0] % 2 == 0 else "B"
+
+
+def load(paths, split):
+    """Rows as (truth, fixed verdict or None, features or None)."""
+    out = []
+    for p in paths:
+        with open(p) as f:
+            for line in f:
+                d = json.loads(line)
+                row, v = d["row"], d["verdict"]
+                if split in ("A", "B") and half(row) != split:
+                    continue
+                truth = LABELS.index(row["label"])
+                got = LABELS.index(v["verdict"])
+                e = v.get("explain")
+                if v["source"] != "model" or not e:
+                    out.append((truth, got, None, 0))
+                    continue
+                lp = np.array(e["logprobs"], dtype=float)
+                lp = lp - lp.max()
+                lp = lp - np.log(np.exp(lp).sum())
+                knn = np.array(e["knn"], dtype=float) if e["have_knn"] else np.zeros(3)
+                rs = 1.0 if e.get("rule_suspicious") else 0.0
+                feat = np.concatenate([lp, knn, [1.0 if e["have_knn"] else 0.0, rs]])
+                floor = 1 if rs else 0
+                out.append((truth, None, feat, floor))
+    return out
+
+
+def predict(W, b, feat, floor):
+    z = b + W @ feat
+    return max(int(np.argmax(z)), floor)
+
+
+def scores(rows, W, b):
+    conf = np.zeros((3, 3), dtype=int)
+    for truth, fixed, feat, floor in rows:
+        got = fixed if fixed is not None else predict(W, b, feat, floor)
+        conf[truth][got] += 1
+    f1 = []
+    for l in range(3):
+        tp = conf[l][l]
+        p = tp / conf[:, l].sum() if conf[:, l].sum() else 0.0
+        r = tp / conf[l].sum() if conf[l].sum() else 0.0
+        f1.append(2 * p * r / (p + r) if p + r else 0.0)
+    return float(np.mean(f1)), f1, conf
+
+
+def fit(rows, l2=0.01, steps=4000, lr=0.5):
+    X = np.array([f for _, fx, f, _ in rows if fx is None])
+    y = np.array([t for t, fx, f, _ in rows if fx is None])
+    n, d = X.shape
+    counts = np.bincount(y, minlength=3).astype(float)
+    w_class = np.where(counts > 0, n / (3 * np.maximum(counts, 1)), 0.0)
+    sw = w_class[y]
+    W = np.zeros((3, d))
+    b = np.zeros(3)
+    Y = np.eye(3)[y]
+    for _ in range(steps):
+        Z = X @ W.T + b
+        Z -= Z.max(axis=1, keepdims=True)
+        P = np.exp(Z)
+        P /= P.sum(axis=1, keepdims=True)
+        G = (P - Y) * sw[:, None] / sw.sum()
+        W -= lr * (G.T @ X + l2 * W)
+        b -= lr * G.sum(axis=0)
+    return W, b
+
+
+def tune_bias(rows, W, b):
+    """Coordinate search on the per-label offsets for the best macro-F1 of
+    the whole (rules included) set: the loss above is a proxy for it."""
+    best = scores(rows, W, b)[0]
+    grid = np.linspace(-2, 2, 41)
+    for _ in range(3):
+        for l in (1, 2):
+            for g in grid:
+                bb = b.copy()
+                bb[l] = b[l] + g * 0.25
+                m = scores(rows, W, bb)[0]
+                if m > best + 1e-9:
+                    best, b = m, bb
+    return b
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["fit", "eval"])
+    ap.add_argument("dumps", nargs="+")
+    ap.add_argument("--split", default="all", choices=["A", "B", "all"])
+    ap.add_argument("--combiner", help="prompt.json (or a bare combiner object) for eval")
+    ap.add_argument("--l2", type=float, default=0.01)
+    ap.add_argument("--no-tune", action="store_true", help="keep the fitted offsets as they are")
+    a = ap.parse_args()
+    rows = load(a.dumps, a.split)
+    if a.mode == "fit":
+        W, b = fit(rows, a.l2)
+        if not a.no_tune:
+            b = tune_bias(rows, W, b)
+        m, f1, conf = scores(rows, W, b)
+        print(f"fitted on {len(rows)} lines ({sum(1 for r in rows if r[1] is None)} model-judged): "
+              f"macro-F1 {m:.3f} (in sample), F1 {[round(x, 3) for x in f1]}, confusion {conf.tolist()}",
+              file=sys.stderr)
+        json.dump({"features": FEATURES,
+                   "weights": {LABELS[l]: [round(float(x), 4) for x in W[l]] for l in range(3)},
+                   "bias": {LABELS[l]: round(float(b[l]), 4) for l in range(3)}}, sys.stdout, indent=2)
+        print()
+    else:
+        c = json.load(open(a.combiner))
+        c = c.get("combiner", c)
+        assert c["features"] == FEATURES, "combiner fitted for other features"
+        W = np.array([c["weights"][l] for l in LABELS])
+        b = np.array([c["bias"][l] for l in LABELS])
+        m, f1, conf = scores(rows, W, b)
+        print(json.dumps({"n": len(rows), "macro_f1": round(m, 4), "f1": [round(x, 4) for x in f1],
+                          "confusion": conf.tolist()}))
+
+
+if __name__ == "__main__":
+    main()
