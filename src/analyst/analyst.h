@@ -21,11 +21,15 @@
  *   3. The model (source "model"): the fixed system prompt (a prefix the
  *      engine keeps in its KV cache), then the nearest labelled examples of
  *      the command line from the knowledge base (retrieve.h, BM25), then the
- *      event, fenced and escaped.  The assistant turn starts with
- *      {"verdict": " and the label comes from the model's probabilities of
- *      "benign", "suspicious" and "malicious" at that position
- *      (nj_score_labels: one forward pass over the event, plus the label
- *      tokens), with per-label biases from the prompt's calibration.  Only
+ *      event, fenced and escaped.  The model reads the guard's view of the
+ *      event (guard.h: instruction-like text and shell comments cut; the
+ *      verdict then carries "flags": ["prompt-injection"] when such text
+ *      was found).  The assistant turn starts with {"verdict": " and the
+ *      label comes from the model's probabilities of "benign", "suspicious"
+ *      and "malicious" at that position (nj_score_labels: one forward pass
+ *      over the event, plus the label tokens), combined with the retrieval
+ *      vote by the prompt's calibration (a fitted combiner, or per-label
+ *      biases and a vote weight in older prompt versions).  Only
  *      when the verdict is not benign (or when asked: full) are techniques
  *      and summary generated, under the verdict JSON schema (nj_grammar:
  *      the document always parses; forced tokens are fast-forwarded).
@@ -58,7 +62,7 @@ extern const char *const analyst_label_names[AV_NLABELS];
 typedef struct analyst_opts {
     const char *data_dir;      /* holds rules/, kb/, prompts/; NULL: analyst_data_dir() */
     const char *rules_path;    /* extra Sigma rules (file or directory), or NULL */
-    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v1 */
+    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v2 */
     const char *kb_path;       /* NULL: <data>/kb/examples.jsonl */
     const char *model_name;    /* provenance ("model" field); NULL: "none" */
     bool        no_rules;      /* skip stage 1 (the pack and rules_path) */
