@@ -11,6 +11,12 @@ this tool fits it and writes the "combiner" object of prompt.json.
 
   tools/fit-combiner.py fit  --split A|all DUMP... > combiner.json
   tools/fit-combiner.py eval --combiner prompt.json [--split B|all] DUMP...
+  tools/fit-combiner.py agree DUMP...
+
+agree: on every model-judged line, does the label scoring's argmax (the
+raw log-probabilities, before any calibration) equal the label greedy
+generation under the verdict schema writes at the same position
+(explain.generated_label)?
 
 Dumps come from `nightjar eval --label-only --dump FILE` run with the prompt
 the combiner is for (the features depend on the prompt).  Lines a rule
@@ -125,13 +131,24 @@ def tune_bias(rows, W, b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["fit", "eval"])
+    ap.add_argument("mode", choices=["fit", "eval", "agree"])
     ap.add_argument("dumps", nargs="+")
     ap.add_argument("--split", default="all", choices=["A", "B", "all"])
     ap.add_argument("--combiner", help="prompt.json (or a bare combiner object) for eval")
     ap.add_argument("--l2", type=float, default=0.01)
     ap.add_argument("--no-tune", action="store_true", help="keep the fitted offsets as they are")
     a = ap.parse_args()
+    if a.mode == "agree":
+        n = same = 0
+        for p in a.dumps:
+            for line in open(p):
+                e = json.loads(line)["verdict"].get("explain")
+                if not e or "generated_label" not in e:
+                    continue
+                n += 1
+                same += LABELS[int(np.argmax(e["logprobs"]))] == e["generated_label"]
+        print(json.dumps({"n": n, "agree": same, "share": round(same / n, 4) if n else None}))
+        return
     rows = load(a.dumps, a.split)
     if a.mode == "fit":
         W, b = fit(rows, a.l2)

@@ -96,6 +96,7 @@ struct analyst {
     /* grammars per label, for the model they were built on */
     const nj_model *gmodel;
     nj_grammar     *grammar[AV_NLABELS];
+    nj_grammar     *grammar_any;   /* the published schema: any of the labels */
 
     /* verdict cache */
     centry      **buckets;
@@ -369,6 +370,7 @@ void analyst_free(analyst *a) {
     cache_clear(a);
     nj_free(a->buckets);
     for (int l = 0; l < AV_NLABELS; l++) nj_grammar_free(a->grammar[l]);
+    nj_grammar_free(a->grammar_any);
     kb_searcher_free(a->searcher);
     kb_free(a->kb);
     sigma_rules_free(a->rules);
@@ -663,6 +665,8 @@ static int ensure_grammars(analyst *a, const nj_model *m) {
         nj_grammar_free(a->grammar[l]);
         a->grammar[l] = NULL;
     }
+    nj_grammar_free(a->grammar_any);
+    a->grammar_any = NULL;
     a->gmodel = m;
     for (int l = 0; l < AV_NLABELS; l++) {
         char schema[1024];
@@ -672,7 +676,46 @@ static int ensure_grammars(analyst *a, const nj_model *m) {
         a->grammar[l] = nj_grammar_from_schema(m, schema, &err);
         if (!a->grammar[l]) return err;
     }
-    return 0;
+    int err = 0;
+    a->grammar_any = nj_grammar_from_schema(m, analyst_verdict_schema, &err);
+    return a->grammar_any ? 0 : err;
+}
+
+/* The label greedy generation under the published schema would write at
+ * the verdict position (the session's current logits): the best token the
+ * grammar allows there.  The labels differ in their first byte, so that
+ * token decides the label (the grammar forces the rest).  For measuring
+ * label scoring against generation (explain).  The label index or < 0. */
+static int generated_label(analyst *a, nj_model *m, nj_session *s) {
+    int rc = ensure_grammars(a, m);
+    if (rc) return rc;
+    nj_model_desc d;
+    nj_model_describe(m, &d);
+    if (!a->logits || a->n_vocab != d.n_vocab) {
+        nj_free(a->logits);
+        a->logits = nj_malloc((size_t)d.n_vocab * sizeof *a->logits);
+        if (!a->logits) return -ENOMEM;
+        a->n_vocab = d.n_vocab;
+    }
+    nj_grammar *g = a->grammar_any;
+    nj_grammar_reset(g);
+    int32_t pre[64];
+    int np = nj_tokenize(m, verdict_prefix, strlen(verdict_prefix), false, false, pre, 64);
+    if (np < 0 || np > 64) return np < 0 ? np : NJ_ESTATE;
+    for (int i = 0; i < np; i++)
+        if ((rc = nj_grammar_accept(g, pre[i]))) return rc;
+    memcpy(a->logits, nj_session_logits(s), (size_t)a->n_vocab * sizeof *a->logits);
+    int allowed = nj_grammar_mask(g, a->logits);
+    if (allowed <= 0) return allowed < 0 ? allowed : NJ_ESTATE;
+    int32_t best = 0;
+    for (int v = 1; v < a->n_vocab; v++)
+        if (a->logits[v] > a->logits[best]) best = v;
+    char piece[64];
+    int n = nj_token_to_piece(m, best, false, piece, sizeof piece);
+    if (n <= 0 || n > (int)sizeof piece) return NJ_ESTATE;
+    for (int l = 0; l < AV_NLABELS; l++)
+        if (piece[0] == analyst_label_names[l][0]) return l;
+    return NJ_ESTATE;
 }
 
 static int append_piece(analyst *a, nj_model *m, int32_t id) {
@@ -821,7 +864,16 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
                                                     "have_knn", a->have_knn, "rule_suspicious",
                                                     rule_label >= AV_SUSPICIOUS, "prompt_tokens", n,
                                                     "prompt_tokens_reused", reused));
-    if (a->o.explain) json_object_set_new(json_object_get(v, "explain"), "hidden_spans", json_integer(hidden));
+    if (a->o.explain) {
+        json_t *ex = json_object_get(v, "explain");
+        json_object_set_new(ex, "hidden_spans", json_integer(hidden));
+        int gl = generated_label(a, m, s);
+        if (gl < 0) {
+            json_decref(v);
+            return gl;
+        }
+        json_object_set_new(ex, "generated_label", json_string(analyst_label_names[gl]));
+    }
     bool gen = !a->o.label_only && (a->o.full || label != AV_BENIGN);
     if (!gen) {
         char sum[128];
