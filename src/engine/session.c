@@ -956,3 +956,41 @@ int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused)
     if (reused) *reused = keep;
     return 0;
 }
+
+/* ---- piecewise evaluation (the service's chunked prefill) ---- */
+
+int session_prefix_len(const nj_session *s, const int32_t *ids, int n) {
+    int k = 0;
+    while (k < n && k < s->pos && s->hist[k] == ids[k]) k++;
+    return k;
+}
+
+/* The same chunks, in the same float order, as one nj_session_eval(ids, n)
+ * started at position pos - from runs for its tokens [from, from + count):
+ * forward_chunk is told each chunk's index in the whole call, so the
+ * micro-batch emulation does not see the cut.  A caller that walks from = 0,
+ * n_batch, 2 n_batch ... and stops anywhere in between therefore leaves the
+ * cache exactly as the single call would, whatever else ran on other
+ * sessions in between. */
+int session_eval_part(nj_session *s, const int32_t *ids, int n, int from, int count) {
+    if (n <= 0 || !ids || from < 0 || count <= 0 || from + count > n || from % s->n_batch)
+        return nj_fail(-EINVAL, "bad piece [%d, +%d) of a %d-token evaluation (chunks of %d)", from, count, n,
+                       s->n_batch);
+    if (n - from > s->n_ctx - s->pos)
+        return nj_fail(NJ_ECTX, "%d tokens at position %d exceed the context of %d", n - from, s->pos, s->n_ctx);
+    const int V = s->m->hp.n_vocab;
+    for (int i = from; i < from + count; i++)
+        if (ids[i] < 0 || ids[i] >= V) return nj_fail(-EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+    s->have_logits = false;
+    for (int i = from; i < from + count; i += s->n_batch) {
+        const int c = from + count - i < s->n_batch ? from + count - i : s->n_batch;
+        int rc = forward_chunk(s, ids + i, c, i, n, NULL, i + c == n);
+        if (rc) return rc;
+        memcpy(s->hist + s->pos, ids + i, (size_t)c * sizeof *ids);
+        s->pos += c;
+    }
+    s->have_logits = from + count == n;
+    return 0;
+}
+
+int session_n_batch(const nj_session *s) { return s->n_batch; }
