@@ -282,33 +282,15 @@ static int queued_total(const nj_worker *w) {
     return t;
 }
 
-/* The class a request competes with now: its own, one step more urgent per
- * `aging` ms since it last ran (no floor, so an old enough request beats a
- * fresh critical one). */
-static int eff_class(const worker_req *r, double now, int aging_ms) {
-    int c = r->prio;
-    if (aging_ms > 0 && now > r->last_served) c -= (int)((now - r->last_served) * 1000.0 / aging_ms);
-    return c;
-}
-
-/* true if a is to run before b. */
-static bool more_urgent(const worker_req *a, const worker_req *b, double now, int aging_ms) {
-    int ea = eff_class(a, now, aging_ms), eb = eff_class(b, now, aging_ms);
-    if (ea != eb) return ea < eb;
-    if (a->deadline != b->deadline) return a->deadline < b->deadline;
-    return a->seq < b->seq;
-}
-
 /* The most urgent queued request if it may take a free slot now, else
  * NULL.  Classes below high leave the last free slot to urgent work. */
 static worker_req *queue_pick(nj_worker *w, double now) {
     worker_req *best = NULL;
     for (worker_req *r = w->queue; r; r = r->next)
-        if (!best || more_urgent(r, best, now, w->p.aging_ms)) best = r;
+        if (!best || urgency_before(&r->sk, &best->sk, now, w->p.aging_ms)) best = r;
     if (!best) return NULL;
-    int free_slots = w->n_slots - w->n_active;
-    int reserve = w->n_slots > 1 && eff_class(best, now, w->p.aging_ms) >= WPRIO_NORMAL ? 1 : 0;
-    return free_slots > reserve ? best : NULL;
+    int eff = urgency_class(&best->sk, now, w->p.aging_ms);
+    return urgency_may_admit(eff, w->n_slots - w->n_active, w->n_slots) ? best : NULL;
 }
 
 static void queue_remove(nj_worker *w, worker_req *r) {
@@ -316,7 +298,7 @@ static void queue_remove(nj_worker *w, worker_req *r) {
         if (*pp == r) {
             *pp = r->next;
             r->next = NULL;
-            w->n_queued[r->prio]--;
+            w->n_queued[r->sk.prio]--;
             return;
         }
 }
@@ -341,10 +323,10 @@ int worker_submit(nj_worker *w, worker_req *r) {
     }
     atomic_fetch_add(&r->refs, 1);
     r->t_submit = nj_now();
-    r->prio = p;
-    r->deadline = r->in.deadline_ms > 0 ? r->t_submit + (double)r->in.deadline_ms / 1000.0 : INFINITY;
-    r->last_served = r->t_submit;
-    r->seq = ++w->seq;
+    r->sk.prio = p;
+    r->sk.deadline = r->in.deadline_ms > 0 ? r->t_submit + (double)r->in.deadline_ms / 1000.0 : INFINITY;
+    r->sk.last_served = r->t_submit;
+    r->sk.seq = ++w->seq;
     r->next = w->queue;
     w->queue = r;
     w->n_queued[p]++;
@@ -584,7 +566,7 @@ static void slot_publish(nj_worker *w, slot *sl) {
     pthread_mutex_lock(&w->mu);
     worker_slot_status *ss = &w->st.slot[i];
     ss->busy = sl->r != NULL;
-    ss->prio = sl->r ? sl->r->prio : 0;
+    ss->prio = sl->r ? sl->r->sk.prio : 0;
     ss->phase = sl->phase;
     ss->n_prompt = sl->n_prompt - sl->keep;
     ss->n_done = sl->done;
@@ -612,7 +594,7 @@ static void slot_release(nj_worker *w, slot *sl) {
     pthread_cond_broadcast(&w->idle_cv);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    if (r && w->p.metrics && isfinite(r->deadline) && now > r->deadline)
+    if (r && w->p.metrics && isfinite(r->sk.deadline) && now > r->sk.deadline)
         metrics_add(w->p.metrics, NJ_M_DEADLINES_MISSED, 1);
     worker_req_unref(r);
 }
@@ -934,7 +916,7 @@ static bool step(nj_worker *w) {
     slot *best = NULL;
     for (int i = 0; i < w->n_slots; i++) {
         slot *sl = &w->slots[i];
-        if (sl->r && (!best || more_urgent(sl->r, best->r, now, aging))) best = sl;
+        if (sl->r && (!best || urgency_before(&sl->r->sk, &best->r->sk, now, aging))) best = sl;
     }
     if (!best) return false;
     slot *prev = w->last_stepped;
@@ -946,8 +928,10 @@ static bool step(nj_worker *w) {
     worker_req *r = best->r;
     if (best->phase == SLOT_PROMPT) step_prompt(w, best);
     else step_gen(w, best);
-    r->last_served = nj_now();
-    if (best->r) slot_publish(w, best);
+    if (best->r == r) {      /* still running (a finished one is freed) */
+        r->sk.last_served = nj_now();
+        slot_publish(w, best);
+    }
     return true;
 }
 

@@ -71,13 +71,15 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "urgency.h"
 #include "nightjar.h"
 
 typedef struct nj_worker nj_worker;
 
 /* Priority classes, most urgent first; earliest deadline first within a
  * class, then FIFO.  WPRIO_LOW is the old name of bulk. */
-enum { WPRIO_CRITICAL = 0, WPRIO_HIGH = 1, WPRIO_NORMAL = 2, WPRIO_BULK = 3, WPRIO_COUNT = 4 };
+enum { WPRIO_CRITICAL = URG_CRITICAL, WPRIO_HIGH = URG_HIGH, WPRIO_NORMAL = URG_NORMAL,
+       WPRIO_BULK = URG_BULK, WPRIO_COUNT = URG_NCLASS };
 #define WPRIO_LOW WPRIO_BULK
 #define WORKER_MAX_SLOTS 16
 enum { WJOB_CHAT = 0, WJOB_COMPLETION = 1, WJOB_TASK = 2 };
@@ -147,11 +149,9 @@ typedef struct worker_req {
     long long   start_order;       /* 1, 2, ... in the order requests were admitted; 0 while queued */
     int         n_preempted;       /* times another request's step ran while this one was mid-way */
 
-    /* scheduling: set by worker_submit under worker.mu, then the engine's */
-    int         prio;              /* WPRIO_*, checked */
-    double      deadline;          /* absolute (nj_now() seconds); INFINITY: none */
-    double      last_served;       /* submission, then the end of its latest step */
-    unsigned long long seq;        /* submission order */
+    /* scheduling (urgency.h): set by worker_submit under worker.mu; then
+     * last_served is the engine's (read under worker.mu while queued) */
+    urgency_key   sk;
 
     atomic_bool cancel;            /* client gone or shutdown: stop early */
     atomic_int  refs;
