@@ -43,6 +43,8 @@ static const struct { const char *name, *help; bool integer; } counter_info[NJ_M
                                "Steps of a more urgent request run while another was mid-way (it kept its KV cache).", true},
     [NJ_M_CANCELLED]        = {"nightjar_cancelled_total", "Admitted requests dropped because the client went away.", true},
     [NJ_M_DEADLINES_MISSED] = {"nightjar_deadlines_missed_total", "Requests finished after their deadline.", true},
+    [NJ_M_BATCHED_STEPS]    = {"nightjar_batched_steps_total", "Decode steps that advanced several sequences in one pass.", true},
+    [NJ_M_BATCHED_TOKENS]   = {"nightjar_batched_tokens_total", "Tokens decoded in batched steps.", true},
 };
 
 static const struct { const char *name, *help; const char *label; bool integer; } gauge_info[NJ_M_NGAUGES] = {

@@ -36,6 +36,8 @@ enum nj_metric_counter {
     NJ_M_PREEMPTIONS,         /* a step of another request ran while one was mid-way */
     NJ_M_CANCELLED,           /* admitted requests dropped because the client went away */
     NJ_M_DEADLINES_MISSED,    /* requests finished after their deadline */
+    NJ_M_BATCHED_STEPS,       /* decode steps that advanced more than one sequence */
+    NJ_M_BATCHED_TOKENS,      /* tokens decoded in those steps */
     NJ_M_NCOUNTERS
 };
 

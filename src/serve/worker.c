@@ -88,6 +88,7 @@ struct nj_worker {
     size_t          piece_cap;
     uint64_t        seed_ctr;
     slot           *last_stepped;      /* for counting preemptions */
+    float          *batch_logits;      /* (parallel, n_vocab) for batched decode */
 };
 
 /* ---- time ---- */
@@ -358,14 +359,17 @@ static uint64_t slot_bytes(const nj_worker *w, int ctx) {
 /* The whole process at context ctx: what it held with no model loaded
  * (code, libraries, the HTTP daemon; measured when load() starts), the
  * model's estimate for one session (weights, KV, buffers; its scratch for
- * the default 256-token chunk replaced by ours), the other slots and our
- * token buffers. */
+ * the default 256-token chunk replaced by ours), the other slots, the
+ * batched decode's logits and our token buffers. */
 static uint64_t estimate(nj_worker *w, int ctx) {
     int n = w->p.parallel;
     uint64_t e = w->base_rss + nj_model_mem_estimate(w->model, ctx, w->p.kv_type);
     e -= session_scratch_bytes(w->model, NJ_MIN(256, ctx), w->p.threads);
     e += session_scratch_bytes(w->model, NJ_MIN(w->p.chunk, ctx), w->p.threads);
     e += (uint64_t)(n - 1) * slot_bytes(w, ctx);
+    nj_model_desc d;
+    nj_model_describe(w->model, &d);
+    e += (uint64_t)n * (uint64_t)d.n_vocab * sizeof(float);   /* batched decode's logits */
     return e + (uint64_t)(n + 1) * ((uint64_t)ctx + 1) * sizeof(int32_t);
 }
 
@@ -393,6 +397,8 @@ static void unload(nj_worker *w) {
     w->model = NULL;
     nj_free(w->toks);
     w->toks = NULL;
+    nj_free(w->batch_logits);
+    w->batch_logits = NULL;
     pthread_mutex_lock(&w->mu);
     w->st.loaded = false;
     w->st.n_slots = 0;
@@ -492,7 +498,8 @@ static int load(nj_worker *w) {
     w->n_ctx = nj_session_n_ctx(w->slots[0].sess);
     w->n_vocab = desc.n_vocab;
     w->toks = nj_calloc((size_t)w->n_ctx + 1, sizeof *w->toks);
-    if (!w->toks) {
+    w->batch_logits = nj_calloc((size_t)w->n_slots * (size_t)w->n_vocab, sizeof *w->batch_logits);
+    if (!w->toks || !w->batch_logits) {
         unload(w);
         return nj_fail(-ENOMEM, "out of memory for the token buffers");
     }
@@ -847,22 +854,24 @@ static void step_prompt(nj_worker *w, slot *sl) {
     }
 }
 
-/* One generation step: the next token (or the tokens a grammar forces,
- * appended without sampling), appended to the text, then evaluated. */
-static void step_gen(nj_worker *w, slot *sl) {
+/* The next tokens of a generating slot: the ones a grammar forces, or one
+ * sampled, appended to the text.  Returns true with sl->batch[0..nb) to be
+ * evaluated, or false when the request ended here (slot released). */
+static bool gen_next(nj_worker *w, slot *sl) {
     worker_req *r = sl->r;
     int rc;
     nj_grammar *g = sl->g;
     int nb = 0;
+    sl->nb = 0;
     if (g) {
         if (nj_grammar_done(g) == 2) {   /* complete, nothing may follow */
             gen_end(w, sl, "stop");
-            return;
+            return false;
         }
         nb = nj_grammar_forced(g, sl->batch, NJ_MIN((int)NJ_ARRAY_LEN(sl->batch), sl->max_tokens - sl->n_gen));
         if (nb < 0) {
             gen_fail(w, sl, "generation", nb);
-            return;
+            return false;
         }
         sl->n_forced += nb;
     }
@@ -870,11 +879,11 @@ static void step_gen(nj_worker *w, slot *sl) {
         int32_t id = nj_sampler_sample(sl->smp, nj_session_logits(sl->sess), w->n_vocab);
         if (id < 0) {
             gen_fail(w, sl, "generation", id);
-            return;
+            return false;
         }
         if (nj_token_is_eog(w->model, id)) {   /* under a grammar: only when complete */
             gen_end(w, sl, "stop");
-            return;
+            return false;
         }
         sl->batch[0] = id;
         nb = 1;
@@ -884,7 +893,7 @@ static void step_gen(nj_worker *w, slot *sl) {
         nj_sampler_accept(sl->smp, sl->batch[i]);
         if (g && (rc = nj_grammar_accept(g, sl->batch[i])) < 0) {
             gen_fail(w, sl, "generation", rc);
-            return;
+            return false;
         }
         sl->n_gen++;
         int pl = token_piece(w, sl->batch[i]);
@@ -892,14 +901,50 @@ static void step_gen(nj_worker *w, slot *sl) {
     }
     if (stopped) {
         gen_end(w, sl, "stop");
-        return;
+        return false;
     }
     if (sl->n_gen >= sl->max_tokens) {
         gen_end(w, sl, "length");
-        return;
+        return false;
     }
-    rc = nj_session_eval(sl->sess, sl->batch, nb);
-    if (rc < 0) gen_fail(w, sl, "generation", rc);
+    sl->nb = nb;
+    return true;
+}
+
+/* One generation step of every generating slot (continuous batching): each
+ * picks its next tokens; the single tokens are evaluated together in one
+ * batched pass (session_decode_batch: each row's arithmetic is that of its
+ * lone step, so a verdict does not depend on what else was running), a
+ * grammar's forced runs on their own.  Slots that finish leave here. */
+static void step_gen_all(nj_worker *w) {
+    nj_session *ss[WORKER_MAX_SLOTS];
+    int32_t ids[WORKER_MAX_SLOTS];
+    slot *rows[WORKER_MAX_SLOTS];
+    int n = 0;
+    for (int i = 0; i < w->n_slots; i++) {
+        slot *sl = &w->slots[i];
+        if (!sl->r || sl->phase != SLOT_GEN || !gen_next(w, sl)) continue;
+        if (sl->nb == 1 && n < session_n_batch(w->slots[0].sess)) {
+            rows[n] = sl;
+            ss[n] = sl->sess;
+            ids[n++] = sl->batch[0];
+            continue;
+        }
+        int rc = nj_session_eval(sl->sess, sl->batch, sl->nb);
+        if (rc < 0) gen_fail(w, sl, "generation", rc);
+    }
+    if (n == 1) {
+        int rc = nj_session_eval(ss[0], ids, 1);
+        if (rc < 0) gen_fail(w, rows[0], "generation", rc);
+    } else if (n > 1) {
+        int rc = session_decode_batch(ss, ids, n, w->batch_logits);
+        if (rc < 0) {
+            for (int k = 0; k < n; k++) gen_fail(w, rows[k], "batched generation", rc);
+        } else if (w->p.metrics) {
+            metrics_add(w->p.metrics, NJ_M_BATCHED_STEPS, 1);
+            metrics_add(w->p.metrics, NJ_M_BATCHED_TOKENS, n);
+        }
+    }
 }
 
 /* Drop every admitted request whose client is gone; then run one step of
@@ -925,13 +970,25 @@ static bool step(nj_worker *w) {
         if (w->p.metrics) metrics_add(w->p.metrics, NJ_M_PREEMPTIONS, 1);
     }
     w->last_stepped = best;
-    worker_req *r = best->r;
-    if (best->phase == SLOT_PROMPT) step_prompt(w, best);
-    else step_gen(w, best);
-    if (best->r == r) {      /* still running (a finished one is freed) */
-        r->sk.last_served = nj_now();
-        slot_publish(w, best);
+    if (best->phase == SLOT_PROMPT) {
+        worker_req *r = best->r;
+        step_prompt(w, best);
+        if (best->r == r) {      /* still running (a failed one is freed) */
+            r->sk.last_served = nj_now();
+            slot_publish(w, best);
+        }
+        return true;
     }
+    /* a generation step carries every generating slot along */
+    worker_req *was[WORKER_MAX_SLOTS];
+    for (int i = 0; i < w->n_slots; i++) was[i] = w->slots[i].phase == SLOT_GEN ? w->slots[i].r : NULL;
+    step_gen_all(w);
+    double t = nj_now();
+    for (int i = 0; i < w->n_slots; i++)
+        if (was[i] && w->slots[i].r == was[i]) {
+            was[i]->sk.last_served = t;
+            slot_publish(w, &w->slots[i]);
+        }
     return true;
 }
 
