@@ -978,17 +978,16 @@ int session_prefix_len(const nj_session *s, const int32_t *ids, int n) {
     return k;
 }
 
-/* The same chunks, in the same float order, as one nj_session_eval(ids, n)
- * started at position pos - from runs for its tokens [from, from + count):
- * forward_chunk is told each chunk's index in the whole call, so the
- * micro-batch emulation does not see the cut.  A caller that walks from = 0,
- * n_batch, 2 n_batch ... and stops anywhere in between therefore leaves the
- * cache exactly as the single call would, whatever else ran on other
- * sessions in between. */
+/* Tokens [from, from + count) of one nj_session_eval(ids, n) started at
+ * position pos - from, in chunks of at most n_batch, with the float order
+ * of that call: forward_chunk is told each chunk's index in the whole call,
+ * so the micro-batch emulation does not see the cuts (nor does anything
+ * else: how a call is cut into chunks never changes a result).  A caller
+ * that walks the pieces in order, of any sizes, with other sessions' work
+ * in between, leaves the cache exactly as the single call would. */
 int session_eval_part(nj_session *s, const int32_t *ids, int n, int from, int count) {
-    if (n <= 0 || !ids || from < 0 || count <= 0 || from + count > n || from % s->n_batch)
-        return nj_fail(-EINVAL, "bad piece [%d, +%d) of a %d-token evaluation (chunks of %d)", from, count, n,
-                       s->n_batch);
+    if (n <= 0 || !ids || from < 0 || count <= 0 || from + count > n)
+        return nj_fail(-EINVAL, "bad piece [%d, +%d) of a %d-token evaluation", from, count, n);
     if (n - from > s->n_ctx - s->pos)
         return nj_fail(NJ_ECTX, "%d tokens at position %d exceed the context of %d", n - from, s->pos, s->n_ctx);
     const int V = s->m->hp.n_vocab;

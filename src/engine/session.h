@@ -32,9 +32,10 @@ uint64_t session_scratch_bytes(const nj_model *m, int n_batch, int n_threads);
  * session_prefix_len: how many of ids[0..n) the cache already holds, from
  * position 0.  session_eval_part: evaluate ids[from, from + count) of what
  * would be one nj_session_eval(ids, n) call started at position pos - from,
- * with the same arithmetic as that call (from must be a multiple of the
- * session's chunk size, session_n_batch); the logits are current once the
- * piece reaching n has run.  Same errors as nj_session_eval. */
+ * with the same arithmetic as that call (pieces of any size, in order); the
+ * logits are current once the piece reaching n has run.  Same errors as
+ * nj_session_eval.  session_n_batch: the most tokens one forward pass takes
+ * (the scratch's rows). */
 int session_prefix_len(const nj_session *s, const int32_t *ids, int n);
 int session_eval_part(nj_session *s, const int32_t *ids, int n, int from, int count);
 int session_n_batch(const nj_session *s);

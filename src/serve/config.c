@@ -88,7 +88,7 @@ static const keydef keys[NJ_CFG_NKEYS] = {
     [NJ_CFG_PARALLEL] = {"parallel", "NIGHTJAR_PARALLEL", 0, K_INT, F(parallel), 1, 16, NULL, 0, false,
                         "requests held at once, each with its own KV cache, sized within mem_budget (default 2)"},
     [NJ_CFG_CHUNK] = {"chunk", "NIGHTJAR_CHUNK", 0, K_INT, F(chunk), 1, 4096, NULL, 0, false,
-                        "prompt tokens evaluated per step; a more urgent request may run between steps (default 64)"},
+                        "prompt tokens per step below critical; a more urgent request may run between steps (default 64)"},
     [NJ_CFG_AGING_MS] = {"aging_ms", "NIGHTJAR_AGING_MS", 0, K_INT, F(aging_ms), 0, 86400000, NULL, 0, true,
                         "a waiting request's class rises one step per this many ms (bounds starvation; 0 = off; default 5000)"},
 };

@@ -348,24 +348,29 @@ int worker_retry_after(nj_worker *w) {
 
 /* ---- model life cycle (engine thread) ---- */
 
+/* Rows of one forward pass (a session's n_batch): 256, the engine's
+ * default, or more for a larger chunk or more slots than that (a batched
+ * decode takes one row per slot). */
+static int pass_rows(const nj_worker *w) { return NJ_MAX(256, NJ_MAX(w->p.chunk, w->p.parallel)); }
+
 /* What one more slot costs at context ctx: its KV cache, scratch for a
- * chunk and its pool's worker stacks. */
+ * pass and its pool's worker stacks. */
 static uint64_t slot_bytes(const nj_worker *w, int ctx) {
-    int chunk = NJ_MIN(w->p.chunk, ctx);
-    return model_kv_bytes(w->model, ctx, w->p.kv_type) + session_scratch_bytes(w->model, chunk, w->p.threads) +
+    return model_kv_bytes(w->model, ctx, w->p.kv_type) +
+           session_scratch_bytes(w->model, NJ_MIN(pass_rows(w), ctx), w->p.threads) +
            (uint64_t)w->p.threads * (256u << 10);
 }
 
 /* The whole process at context ctx: what it held with no model loaded
  * (code, libraries, the HTTP daemon; measured when load() starts), the
  * model's estimate for one session (weights, KV, buffers; its scratch for
- * the default 256-token chunk replaced by ours), the other slots, the
+ * the default 256-token pass replaced by ours), the other slots, the
  * batched decode's logits and our token buffers. */
 static uint64_t estimate(nj_worker *w, int ctx) {
     int n = w->p.parallel;
     uint64_t e = w->base_rss + nj_model_mem_estimate(w->model, ctx, w->p.kv_type);
     e -= session_scratch_bytes(w->model, NJ_MIN(256, ctx), w->p.threads);
-    e += session_scratch_bytes(w->model, NJ_MIN(w->p.chunk, ctx), w->p.threads);
+    e += session_scratch_bytes(w->model, NJ_MIN(pass_rows(w), ctx), w->p.threads);
     e += (uint64_t)(n - 1) * slot_bytes(w, ctx);
     nj_model_desc d;
     nj_model_describe(w->model, &d);
@@ -479,7 +484,7 @@ static int load(nj_worker *w) {
 
     /* 4. The slots and the buffers sized by them. */
     for (int i = 0; i < w->p.parallel; i++) {
-        nj_session_params sp = {.n_ctx = ctx, .kv_type = w->p.kv_type, .n_batch = w->p.chunk,
+        nj_session_params sp = {.n_ctx = ctx, .kv_type = w->p.kv_type, .n_batch = pass_rows(w),
                                 .n_threads = w->p.threads};
         slot *sl = &w->slots[i];
         sl->sess = nj_session_new(m, &sp, &err);
@@ -831,10 +836,13 @@ static void gen_fail(nj_worker *w, slot *sl, const char *what, int rc) {
     slot_release(w, sl);
 }
 
-/* One prompt chunk. */
+/* One prompt step: `chunk` tokens, the preemption point of everything
+ * below critical; a critical request (which only another critical one could
+ * preempt) takes as many as one forward pass holds. */
 static void step_prompt(nj_worker *w, slot *sl) {
     const int n = sl->n_prompt - sl->keep;
-    const int c = NJ_MIN(session_n_batch(sl->sess), n - sl->done);
+    const int step = sl->r->sk.prio == WPRIO_CRITICAL ? session_n_batch(sl->sess) : w->p.chunk;
+    const int c = NJ_MIN(step, n - sl->done);
     int rc = session_eval_part(sl->sess, sl->toks + sl->keep, n, sl->done, c);
     if (rc < 0) {
         gen_fail(w, sl, "prompt evaluation", rc);
@@ -924,7 +932,7 @@ static void step_gen_all(nj_worker *w) {
     for (int i = 0; i < w->n_slots; i++) {
         slot *sl = &w->slots[i];
         if (!sl->r || sl->phase != SLOT_GEN || !gen_next(w, sl)) continue;
-        if (sl->nb == 1 && n < session_n_batch(w->slots[0].sess)) {
+        if (sl->nb == 1) {      /* pass_rows >= parallel: every slot fits one pass */
             rows[n] = sl;
             ss[n] = sl->sess;
             ids[n++] = sl->batch[0];

@@ -170,7 +170,7 @@ typedef struct worker_params {
     int         default_max_tokens;
     int         qos;               /* NJ_QOS_* or -1 */
     int         parallel;          /* slots (sessions); 0 = 2 */
-    int         chunk;             /* prefill chunk, tokens; 0 = 64 */
+    int         chunk;             /* prompt tokens per step below critical; 0 = 64 */
     int         aging_ms;          /* class rises one step per this wait; 0 = no aging */
     nj_metrics *metrics;           /* borrowed, outlives the worker */
 } worker_params;

@@ -1,8 +1,9 @@
 /* test_batch — the engine pieces of the service's scheduler, on random
  * models of every architecture (modelgen):
  *
- *  - session_eval_part: a prompt evaluated piece by piece, with other
- *    sessions' work in between, leaves logits and cache bit for bit as one
+ *  - session_eval_part: a prompt evaluated piece by piece (pieces of any
+ *    size), with other sessions' work in between, leaves logits and cache
+ *    bit for bit as one
  *    nj_session_eval of the whole prompt (preemption at chunk boundaries
  *    costs no recomputation and changes no result);
  *  - session_decode_batch: one decode step for several sessions in one
@@ -73,10 +74,13 @@ static void test_eval_part(void **state) {
         assert_int_equal(nj_session_eval(part, ids, 3), 0);
         assert_int_equal(session_prefix_len(part, ids, N), 3);
         assert_int_equal(nj_session_eval(whole, ids + 3, N - 3), 0);
-        for (int from = 0; from < N - 3; from += 4) {
-            int cnt = NJ_MIN(4, N - 3 - from);
+        /* pieces of 3, 5 (two passes of 4 rows), 1, 4, then the rest */
+        static const int sizes[] = {3, 5, 1, 4, 100};
+        for (int from = 0, k = 0; from < N - 3; k++) {
+            int cnt = NJ_MIN(sizes[k], N - 3 - from);
             assert_int_equal(session_eval_part(part, ids + 3, N - 3, from, cnt), 0);
-            if (from + cnt < N - 3) assert_null(nj_session_logits(part));
+            from += cnt;
+            if (from < N - 3) assert_null(nj_session_logits(part));
             /* someone else's work between the pieces */
             assert_int_equal(nj_session_eval(other, &ids[from % N], 1), 0);
         }
@@ -89,8 +93,8 @@ static void test_eval_part(void **state) {
         assert_int_equal(nj_session_eval(part, &next, 1), 0);
         assert_memory_equal(nj_session_logits(part), nj_session_logits(whole), sizeof(float) * (size_t)V);
         /* bad pieces */
-        assert_int_equal(session_eval_part(part, ids, 8, 1, 4), -EINVAL);   /* not on a chunk boundary */
         assert_int_equal(session_eval_part(part, ids, 8, 4, 5), -EINVAL);   /* past n */
+        assert_int_equal(session_eval_part(part, ids, 8, -1, 2), -EINVAL);
         assert_int_equal(session_eval_part(part, ids, 100, 0, 4), NJ_ECTX);
         nj_session_free(whole);
         nj_session_free(part);
