@@ -17,14 +17,19 @@
  * Scheduling.  A request has a class (critical > high > normal > bulk) and
  * an optional deadline.  The worker holds `parallel` slots, each a session
  * with its own KV cache, sized together within the memory budget.  A
- * generation runs as steps: its prompt is evaluated in chunks of `chunk`
- * tokens (one step each), then one step per generated token (or per batch
- * of tokens a grammar forces).  Between any two steps the engine thread
- * admits waiting requests into free slots and runs a step of the most
- * urgent admitted request, so a critical event waits at most one step of
- * bulk work; the paused request keeps its slot and KV cache and resumes
- * where it stopped, with the same arithmetic as an uninterrupted run
- * (session_eval_part).  "Most urgent" is, in order: the effective class,
+ * generation runs as steps: its prompt is evaluated in pieces of `chunk`
+ * tokens (one step each; a critical request's in full forward passes, as
+ * only another critical one could preempt it), then one step per generated
+ * token (or per batch of tokens a grammar forces).  Between any two steps
+ * the engine thread admits waiting requests into free slots and runs a
+ * step of the most urgent admitted request, so a critical event waits at
+ * most one step of bulk work; the paused request keeps its slot and KV
+ * cache and resumes where it stopped, with the same arithmetic as an
+ * uninterrupted run (session_eval_part).  A generation step carries every
+ * slot that is generating: their next tokens go through one batched
+ * forward pass (continuous batching, session_decode_batch), in which each
+ * row's arithmetic is that of its lone step, so an output never depends on
+ * what else was running.  "Most urgent" is, in order: the effective class,
  * the earlier deadline (none = last), the earlier submission.  The
  * effective class is the class minus one for every `aging` milliseconds
  * the request has waited since it last ran a step (or since it was
