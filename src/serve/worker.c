@@ -283,9 +283,28 @@ static int queued_total(const nj_worker *w) {
     return t;
 }
 
+/* Fail and drop the queued requests whose clients went away, so they
+ * neither hold a place in a full queue nor wait for a slot. */
+static void queue_purge_cancelled(nj_worker *w) {
+    for (worker_req **pp = &w->queue; *pp;) {
+        worker_req *r = *pp;
+        if (!atomic_load(&r->cancel)) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->next = NULL;
+        w->n_queued[r->sk.prio]--;
+        req_fail(r, 503, "unavailable_error", "request cancelled");
+        worker_req_unref(r);
+        update_queue_gauges(w);
+    }
+}
+
 /* The most urgent queued request if it may take a free slot now, else
  * NULL.  Classes below high leave the last free slot to urgent work. */
 static worker_req *queue_pick(nj_worker *w, double now) {
+    queue_purge_cancelled(w);
     worker_req *best = NULL;
     for (worker_req *r = w->queue; r; r = r->next)
         if (!best || urgency_before(&r->sk, &best->sk, now, w->p.aging_ms)) best = r;
@@ -318,6 +337,7 @@ int worker_submit(nj_worker *w, worker_req *r) {
         pthread_mutex_unlock(&w->mu);
         return NJ_ESTATE;
     }
+    if (queued_total(w) >= w->p.max_queue) queue_purge_cancelled(w);
     if (queued_total(w) >= w->p.max_queue) {
         pthread_mutex_unlock(&w->mu);
         return -EAGAIN;

@@ -228,9 +228,10 @@ def short(name, prio, deadline=None, max_tokens=2):
 
 def test_order_full_hangup():
     """One slot busy with an endless request; seven requests queue up in an
-    order unlike their urgency; an eighth is refused (queue full); then the
-    busy client hangs up and the queue drains in urgency order."""
-    s = start("--parallel", "1", "--aging-ms", "0", "--max-queue", "7", "--ctx-size", "1024", name="order")
+    order unlike their urgency, and an eighth whose client hangs up while it
+    waits; one more is refused (queue full) until the hang-up frees a place;
+    then the busy client hangs up and the queue drains in urgency order."""
+    s = start("--parallel", "1", "--aging-ms", "0", "--max-queue", "8", "--ctx-size", "1024", name="order")
     if not s:
         return
     try:
@@ -244,11 +245,18 @@ def test_order_full_hangup():
             reqs[name] = Async(s.sock, "POST", "/v1/completions", short(name, prio, dl))
             # submission order is the order above: wait until each is queued
             wait_for(lambda: queued(s) == i + 1)
-        check("order: seven requests queued", queued(s) == 7, str(s.health().get("queue")))
+        ghost = Hangup(s.sock, short("ghost", "bulk"))
+        check("order: eight requests queued", wait_for(lambda: queued(s) == 8), str(s.health().get("queue")))
         code, hdrs, body, _ = request(s.sock, "POST", "/v1/completions", short("x", "critical"))
         ra = hdrs.get("retry-after", "")
         check("full queue: 503 with Retry-After in seconds", code == 503 and ra.isdigit() and int(ra) >= 1
               and "queue is full" in body.decode(), f"{code} retry-after {ra!r} {body[:200]}")
+        # a queued client that hangs up gives its place back
+        ghost.hang_up()
+        check("hang-up while queued: the request leaves the queue", wait_for(lambda: queued(s) == 7),
+              str(s.health().get("queue")))
+        reqs["late"] = Async(s.sock, "POST", "/v1/completions", short("late", "bulk"))
+        check("the freed place takes a new request", wait_for(lambda: queued(s) == 8), str(s.health().get("queue")))
         # the X-Priority header sets the class of a request that gives none
         # in its body; it is refused the same way here
         code, hdrs, _, _ = request(s.sock, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 1},
@@ -258,10 +266,11 @@ def test_order_full_hangup():
         cancelled0 = s.metric("nightjar_cancelled_total") or 0
         blocker.hang_up()
         results = {n: a.join() for n, a in reqs.items()}
-        check("order: every queued request answered 200", all(r and r[0] == 200 for r in results.values()),
+        check("order: every queued request answered 200",
+              all(r and r[0] == 200 for r in results.values()),
               str({n: r[0] for n, r in results.items()}))
         order = sorted(results, key=lambda n: int(results[n][1].get("x-start-order", "0")))
-        want = ["c5", "c60", "c0", "h1d", "h1", "n1", "b1"]
+        want = ["c5", "c60", "c0", "h1d", "h1", "n1", "b1", "late"]
         check("order: admitted by class, then deadline, then submission", order == want, f"{order} want {want}")
         check("hang-up: the endless request was cancelled (metric)",
               wait_for(lambda: (s.metric("nightjar_cancelled_total") or 0) >= cancelled0 + 1),
