@@ -992,6 +992,20 @@ static bool step(nj_worker *w) {
         if (sl->r && (!best || urgency_before(&sl->r->sk, &best->r->sk, now, aging))) best = sl;
     }
     if (!best) return false;
+    /* Within a class, prompts go first: a request whose prompt is done then
+     * decodes in the same batched passes as the ones already generating,
+     * instead of waiting for them to finish. */
+    if (best->phase == SLOT_GEN) {
+        const int cls = urgency_class(&best->r->sk, now, aging);
+        slot *pre = NULL;
+        for (int i = 0; i < w->n_slots; i++) {
+            slot *sl = &w->slots[i];
+            if (sl->r && sl->phase == SLOT_PROMPT && urgency_class(&sl->r->sk, now, aging) <= cls &&
+                (!pre || urgency_before(&sl->r->sk, &pre->r->sk, now, aging)))
+                pre = sl;
+        }
+        if (pre) best = pre;
+    }
     slot *prev = w->last_stepped;
     if (prev && prev != best && prev->r) {
         prev->r->n_preempted++;

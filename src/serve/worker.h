@@ -35,6 +35,9 @@
  * the request has waited since it last ran a step (or since it was
  * submitted), without a floor: a request of class c waits at most about
  * (c + 1) x aging for its next step, whatever arrives (bounded starvation).
+ * Within one effective class prompt steps come before generation steps, so
+ * a new request joins the batched decode of those already generating
+ * instead of waiting for them to end.
  * Requests of class normal and bulk may not take the last free slot (with
  * more than one slot), so an urgent request always finds one unless urgent
  * work fills them all.  A task runs whole, as one step, on a free slot
