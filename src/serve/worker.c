@@ -1007,7 +1007,9 @@ static bool step(nj_worker *w) {
         if (pre) best = pre;
     }
     slot *prev = w->last_stepped;
-    if (prev && prev != best && prev->r) {
+    /* preempted: the previous step's request is mid-way and does not run
+     * now (generating slots all run in a generation step) */
+    if (prev && prev != best && prev->r && !(prev->phase == SLOT_GEN && best->phase == SLOT_GEN)) {
         prev->r->n_preempted++;
         if (w->p.metrics) metrics_add(w->p.metrics, NJ_M_PREEMPTIONS, 1);
     }
