@@ -39,7 +39,7 @@ MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cac
 MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
 SLOW = "asan" in BIN or "tsan" in BIN
 START_DEADLINE = 240 if SLOW else 120
-WAIT_DEADLINE = 300            # bounds a hung server, not a slow machine
+WAIT_DEADLINE = 1200 if SLOW else 300   # bounds a hung server, not a slow machine
 TMP = tempfile.mkdtemp(prefix="nj-sched-")
 # A completion SmolLM2 continues greedily for hundreds of tokens: the
 # request that keeps the engine busy until its client hangs up.
