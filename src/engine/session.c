@@ -680,6 +680,42 @@ static void attn_worker(void *ctx, int ith, int nth) {
     }
 }
 
+/* Write the job's n rows of k and v (s->k, s->v) into the cache at
+ * positions p0.. of layer il, then att (n, n_head*hv) = softmax(q k^T *
+ * scale + mask) v for its queries (s->q), on `pool` (the session's own, or
+ * the pool of a batch's first session: attn_worker takes the session from
+ * the job).  job->s, n, p0, n_tiled, n_vec and split_ok are the caller's. */
+static void attend(nj_session *s, nj_pool *pool, attn_job *job, int il) {
+    const nj_hparams *hp = &s->m->hp;
+    const int nk = hp->n_head_kv * hp->head_dim_k, nv = hp->n_head_kv * hp->head_dim_v;
+    const int hv = hp->head_dim_v;
+    const nj_type_traits *f16 = kernels_traits(NJ_F16);   /* F16C where the CPU has it */
+    /* cache[il][p0+t] = f16(k), f16(v) */
+    for (int t = 0; t < job->n; t++) {
+        size_t row = (size_t)il * s->n_ctx + (size_t)(job->p0 + t);
+        f16->from_float(s->k + (size_t)t * nk, s->k_cache + row * s->k_row, nk);
+        f16->from_float(s->v + (size_t)t * nv, s->v_cache + row * s->v_row, nv);
+    }
+
+    /* att (n, n_head*hv) = softmax(q k^T * scale + mask) v */
+    job->il = il;
+    job->nch = 1;
+    /* a split needs a single-token last micro-batch, so <= 1 vec token */
+    assert(!job->split_ok || job->n_vec <= 1);
+    if (job->split_ok && job->n_vec == 1 &&
+        kv_cells_attended(s, job->p0 + job->n_tiled + 1) >= SPLIT_KV_MIN)
+        job->nch = s->n_threads;
+    atomic_init(&job->next, 0);
+    pool_run(pool, attn_worker, job);
+    if (job->nch > 1) {
+        const int gq = hp->n_head / hp->n_head_kv;
+        float *acc = s->attn_ws, *Mf = acc + (size_t)gq * hv, *Sf = Mf + gq;
+        for (int kvh = 0; kvh < hp->n_head_kv; kvh++)
+            attn_vec_finish(job, job->n_tiled, kvh, job->nch,
+                            s->attn_part + (size_t)kvh * job->nch * gq * (size_t)(hv + 2), acc, Mf, Sf);
+    }
+}
+
 /* ---- forward ---- */
 
 /* Which llama.cpp product a matmul's n rows belong to, for its float
@@ -755,7 +791,6 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     const int no = hp->n_head * hv;
     const int p0 = s->pos;
     const nj_type_traits *emb = kernels_traits(m->tok_embd.type);
-    const nj_type_traits *f16 = kernels_traits(NJ_F16);   /* F16C where the CPU has it */
     int rc;
 
     /* x (n, E) = embd[ids] * embd_scale */
@@ -833,30 +868,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         }
         if (hp->q_scale != 1.0f) scale_rows(s->q, hp->q_scale, (size_t)n * nq);
 
-        /* cache[il][p0+t] = f16(k), f16(v) */
-        for (int t = 0; t < n; t++) {
-            size_t row = (size_t)il * s->n_ctx + (size_t)(p0 + t);
-            f16->from_float(s->k + (size_t)t * nk, s->k_cache + row * s->k_row, nk);
-            f16->from_float(s->v + (size_t)t * nv, s->v_cache + row * s->v_row, nv);
-        }
-
-        /* att (n, n_head*hv) = softmax(q k^T * scale + mask) v */
-        job.il = il;
-        job.nch = 1;
-        /* a split needs a single-token last micro-batch, so <= 1 vec token */
-        assert(!job.split_ok || job.n_vec <= 1);
-        if (job.split_ok && job.n_vec == 1 &&
-            kv_cells_attended(s, p0 + job.n_tiled + 1) >= SPLIT_KV_MIN)
-            job.nch = s->n_threads;
-        atomic_init(&job.next, 0);
-        pool_run(s->pool, attn_worker, &job);
-        if (job.nch > 1) {
-            const int gq = hp->n_head / hp->n_head_kv;
-            float *acc = s->attn_ws, *Mf = acc + (size_t)gq * hv, *Sf = Mf + gq;
-            for (int kvh = 0; kvh < hp->n_head_kv; kvh++)
-                attn_vec_finish(&job, job.n_tiled, kvh, job.nch,
-                                s->attn_part + (size_t)kvh * job.nch * gq * (size_t)(hv + 2), acc, Mf, Sf);
-        }
+        /* cache[il][p0..p0+n) = k, v;  att (n, n_head*hv) = attention */
+        attend(s, s->pool, &job, il);
 
         /* In the last layer only the rows whose logits are wanted go on. */
         int r0 = 0, nr = n;
@@ -954,5 +967,196 @@ int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused)
         return rc;
     }
     if (reused) *reused = keep;
+    return 0;
+}
+
+/* ---- piecewise evaluation (the service's chunked prefill) ---- */
+
+int session_prefix_len(const nj_session *s, const int32_t *ids, int n) {
+    int k = 0;
+    while (k < n && k < s->pos && s->hist[k] == ids[k]) k++;
+    return k;
+}
+
+/* Tokens [from, from + count) of one nj_session_eval(ids, n) started at
+ * position pos - from, in chunks of at most n_batch, with the float order
+ * of that call: forward_chunk is told each chunk's index in the whole call,
+ * so the micro-batch emulation does not see the cuts (nor does anything
+ * else: how a call is cut into chunks never changes a result).  A caller
+ * that walks the pieces in order, of any sizes, with other sessions' work
+ * in between, leaves the cache exactly as the single call would. */
+int session_eval_part(nj_session *s, const int32_t *ids, int n, int from, int count) {
+    if (n <= 0 || !ids || from < 0 || count <= 0 || from + count > n)
+        return nj_fail(-EINVAL, "bad piece [%d, +%d) of a %d-token evaluation", from, count, n);
+    if (n - from > s->n_ctx - s->pos)
+        return nj_fail(NJ_ECTX, "%d tokens at position %d exceed the context of %d", n - from, s->pos, s->n_ctx);
+    const int V = s->m->hp.n_vocab;
+    for (int i = from; i < from + count; i++)
+        if (ids[i] < 0 || ids[i] >= V) return nj_fail(-EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+    s->have_logits = false;
+    for (int i = from; i < from + count; i += s->n_batch) {
+        const int c = from + count - i < s->n_batch ? from + count - i : s->n_batch;
+        int rc = forward_chunk(s, ids + i, c, i, n, NULL, i + c == n);
+        if (rc) return rc;
+        memcpy(s->hist + s->pos, ids + i, (size_t)c * sizeof *ids);
+        s->pos += c;
+    }
+    s->have_logits = from + count == n;
+    return 0;
+}
+
+int session_n_batch(const nj_session *s) { return s->n_batch; }
+
+/* ---- batched decode (the service's continuous batching) ---- */
+
+/* Rows of a batched decode: every row is a one-token evaluation of its own
+ * session, so each product gives all of them the single-token order when a
+ * lone token would take it (matmul_single_count of a one-token product). */
+static int batch_single(const nj_mat *W, int n) { return matmul_single_count(W->type, 1) ? n : 0; }
+
+static int mm_batch(nj_session *s, const nj_mat *W, const float *X, int n, float *Y) {
+    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, batch_single(W, n));
+    if (rc) return nj_fail(rc, "matmul failed for a %s weight (%lld x %lld)", quant_type_name(W->type),
+                           (long long)W->rows, (long long)W->cols);
+    return 0;
+}
+
+static int mm_multi_batch(nj_session *s, const nj_mat *const *W, float *const *Y, int count, const float *X,
+                          int n) {
+    int ns[4];
+    for (int i = 0; i < count && i < 4; i++) ns[i] = batch_single(W[i], n);
+    int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, ns);
+    if (rc) return nj_fail(rc, "matmul failed for %d %s-first weights (%lld columns)", count,
+                           quant_type_name(W[0]->type), (long long)W[0]->cols);
+    return 0;
+}
+
+/* One token for each of n sessions in one pass.  The layout follows
+ * forward_chunk for n = 1, row t standing for session ss[t]: the products
+ * run over the n rows together in ss[0]'s scratch and pool (weights read
+ * once for all rows), each row in the float order of a lone decode step;
+ * attention runs per session over its own cache (the row's q, k, v moved
+ * to that session's row 0 and its output moved back).  Row-wise steps
+ * (norms, RoPE at the row's own position, activations) never mix rows, so
+ * every session ends exactly as after nj_session_eval(ss[t], &ids[t], 1). */
+int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float *logits) {
+    if (n <= 0 || !ss || !ids || !logits) return nj_fail(-EINVAL, "bad batch");
+    nj_session *s = ss[0];
+    const nj_model *m = s->m;
+    const nj_hparams *hp = &m->hp;
+    if (n > s->n_batch) return nj_fail(-EINVAL, "a batch of %d rows exceeds the chunk of %d", n, s->n_batch);
+    for (int t = 0; t < n; t++) {
+        const nj_session *u = ss[t];
+        if (u->m != m || u->n_threads != s->n_threads)
+            return nj_fail(-EINVAL, "batched sessions must share the model and the thread count");
+        for (int k = 0; k < t; k++)
+            if (ss[k] == u) return nj_fail(-EINVAL, "a session appears twice in one batch");
+        if (u->pos >= u->n_ctx)
+            return nj_fail(NJ_ECTX, "1 token at position %d exceeds the context of %d", u->pos, u->n_ctx);
+        if (ids[t] < 0 || ids[t] >= hp->n_vocab)
+            return nj_fail(-EINVAL, "token id %d out of range [0, %d)", ids[t], hp->n_vocab);
+    }
+    const int E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+    const int hk = hp->head_dim_k, hv = hp->head_dim_v, R = hp->n_rot;
+    const int nq = hp->n_head * hk, nk = hp->n_head_kv * hk, nv = hp->n_head_kv * hv;
+    const int no = hp->n_head * hv;
+    const nj_type_traits *emb = kernels_traits(m->tok_embd.type);
+    int rc;
+    for (int t = 0; t < n; t++) ss[t]->have_logits = false;
+
+    /* x (n, E) = embd[ids] * embd_scale;  RoPE tables (n, n_rot) at each row's position */
+    for (int t = 0; t < n; t++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes;
+        emb->to_float(row, s->x + (size_t)t * E, E);
+        if (m->release_embd) release_row(&m->tok_embd, row);
+        rope_cache(hp, m->rope_freqs, hp->rope_base, hp->rope_scale, ss[t]->pos, s->rope_g + (size_t)t * R);
+        if (hp->n_swa > 0)
+            rope_cache(hp, m->rope_freqs, hp->rope_base_swa, hp->rope_scale_swa, ss[t]->pos,
+                       s->rope_l + (size_t)t * R);
+    }
+    if (hp->embd_scale != 1.0f) scale_rows(s->x, hp->embd_scale, (size_t)n * E);
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const nj_layer *L = &m->layers[il];
+
+        /* xn (n, E) = rmsnorm(x) * attn_norm;  q (n, nq), k (n, nk), v (n, nv) */
+        rmsnorm_rows(s->xn, s->x, L->attn_norm, n, E, hp->rms_eps);
+        if (L->wqkv.data) {
+            if ((rc = mm_batch(s, &L->wqkv, s->xn, n, s->qkv))) return rc;
+            for (int t = 0; t < n; t++) {
+                const float *r = s->qkv + (size_t)t * (nq + nk + nv);
+                memcpy(s->q + (size_t)t * nq, r, sizeof(float) * nq);
+                memcpy(s->k + (size_t)t * nk, r + nq, sizeof(float) * nk);
+                memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
+            }
+        } else {
+            const nj_mat *W[3] = {&L->wq, &L->wk, &L->wv};
+            float *const Y[3] = {s->q, s->k, s->v};
+            if ((rc = mm_multi_batch(s, W, Y, 3, s->xn, n))) return rc;
+        }
+        if (L->bq) add_bias(s->q, L->bq, n, nq);
+        if (L->bk) add_bias(s->k, L->bk, n, nk);
+        if (L->bv) add_bias(s->v, L->bv, n, nv);
+        if (hp->qk_norm) {
+            rmsnorm_rows(s->q, s->q, L->q_norm, n * hp->n_head, hk, hp->rms_eps);
+            rmsnorm_rows(s->k, s->k, L->k_norm, n * hp->n_head_kv, hk, hp->rms_eps);
+        }
+        const float *rc_tab = L->swa ? s->rope_l : s->rope_g;
+        for (int t = 0; t < n; t++) {
+            const float *c = rc_tab + (size_t)t * R;
+            rope_apply(s->q + (size_t)t * nq, hp->n_head, hk, R, hp->rope_neox, c);
+            rope_apply(s->k + (size_t)t * nk, hp->n_head_kv, hk, R, hp->rope_neox, c);
+        }
+        if (hp->q_scale != 1.0f) scale_rows(s->q, hp->q_scale, (size_t)n * nq);
+
+        /* per session: its cache gets row t's k, v; its row-0 query attends */
+        for (int t = 0; t < n; t++) {
+            nj_session *u = ss[t];
+            if (t > 0) {
+                memcpy(u->q, s->q + (size_t)t * nq, sizeof(float) * nq);
+                memcpy(u->k, s->k + (size_t)t * nk, sizeof(float) * nk);
+                memcpy(u->v, s->v + (size_t)t * nv, sizeof(float) * nv);
+            }
+            attn_job job = {.s = u, .n = 1, .p0 = u->pos, .split_ok = true, .n_tiled = 0, .n_vec = 1};
+            attend(u, s->pool, &job, il);
+            if (t > 0) memcpy(s->att + (size_t)t * no, u->att, sizeof(float) * no);
+        }
+
+        /* tmp (n, E) = att @ Wo^T (+ bo), then the FFN, as forward_chunk */
+        if ((rc = mm_batch(s, &L->wo, s->att, n, s->tmp))) return rc;
+        if (L->bo) add_bias(s->tmp, L->bo, n, E);
+        if (L->post_attn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_attn_norm, n, E, hp->rms_eps);
+        add_rows(s->x, s->tmp, n, E);
+        rmsnorm_rows(s->xn, s->x, L->ffn_norm, n, E, hp->rms_eps);
+        {
+            const nj_mat *W[2] = {&L->w_gate, &L->w_up};
+            float *const Y[2] = {s->gate, s->up};
+            if ((rc = mm_multi_batch(s, W, Y, 2, s->xn, n))) return rc;
+        }
+        if (hp->act == NJ_ACT_SILU) {
+            for (int r = 0; r < n; r++) ops->swiglu(F, s->gate + (size_t)r * F, s->up + (size_t)r * F);
+        } else {
+            /* GeGLU by table is element-wise: rows cannot mix */
+            ops->geglu((int)((size_t)n * F), s->gate, s->up, gelu_tab);
+        }
+        if ((rc = mm_batch(s, &L->w_down, s->gate, n, s->tmp))) return rc;
+        if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, n, E, hp->rms_eps);
+        add_rows(s->x, s->tmp, n, E);
+    }
+
+    /* logits (n, V) = rmsnorm(x) * output_norm @ Wout^T */
+    rmsnorm_rows(s->xn, s->x, m->output_norm, n, E, hp->rms_eps);
+    if ((rc = mm_batch(s, &m->output, s->xn, n, logits))) return rc;
+    if (m->output_bias) add_bias(logits, m->output_bias, n, V);
+    if (hp->final_softcap > 0.0f) {
+        const float cap = hp->final_softcap, inv = 1.0f / cap;
+        for (size_t i = 0; i < (size_t)n * V; i++) logits[i] = tanhf(logits[i] * inv) * cap;
+    }
+    for (int t = 0; t < n; t++) {
+        nj_session *u = ss[t];
+        memcpy(u->logits, logits + (size_t)t * V, sizeof(float) * V);
+        u->hist[u->pos++] = ids[t];
+        u->have_logits = true;
+    }
     return 0;
 }

@@ -28,4 +28,26 @@ nj_model *session_model(const nj_session *s);
  * function sizes the allocation and the estimate. */
 uint64_t session_scratch_bytes(const nj_model *m, int n_batch, int n_threads);
 
+/* Piecewise evaluation, for a scheduler that interleaves sessions.
+ * session_prefix_len: how many of ids[0..n) the cache already holds, from
+ * position 0.  session_eval_part: evaluate ids[from, from + count) of what
+ * would be one nj_session_eval(ids, n) call started at position pos - from,
+ * with the same arithmetic as that call (pieces of any size, in order); the
+ * logits are current once the piece reaching n has run.  Same errors as
+ * nj_session_eval.  session_n_batch: the most tokens one forward pass takes
+ * (the scratch's rows). */
+int session_prefix_len(const nj_session *s, const int32_t *ids, int n);
+int session_eval_part(nj_session *s, const int32_t *ids, int n, int from, int count);
+int session_n_batch(const nj_session *s);
+
+/* Continuous batching: evaluate one token for each of n distinct sessions
+ * of one model (ids[t] for ss[t]) in one forward pass, the products over
+ * all n rows at once in ss[0]'s scratch and pool, n <= session_n_batch(ss[0]).
+ * Batch-invariant: every session ends bit for bit as after
+ * nj_session_eval(ss[t], &ids[t], 1), whatever the other rows are.
+ * logits: caller's scratch of (n, n_vocab) floats (each session's own
+ * logits are set too).  On failure the sessions' logits are not valid and
+ * their caches may hold a partial token past pos (pos is unchanged). */
+int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float *logits);
+
 #endif

@@ -85,6 +85,12 @@ static const keydef keys[NJ_CFG_NKEYS] = {
                         "more Sigma rules for /v1/analyze: a file or directory (default: the team's pack only)"},
     [NJ_CFG_ANALYZE_BATCH] = {"analyze_batch", "NIGHTJAR_ANALYZE_BATCH", 0, K_INT, F(analyze_batch), 1, 100000,
                         NULL, 0, true, "events in one /v1/analyze request before 413 (default 64)"},
+    [NJ_CFG_PARALLEL] = {"parallel", "NIGHTJAR_PARALLEL", 0, K_INT, F(parallel), 1, 16, NULL, 0, false,
+                        "requests held at once, each with its own KV cache, sized within mem_budget (default 2)"},
+    [NJ_CFG_CHUNK] = {"chunk", "NIGHTJAR_CHUNK", 0, K_INT, F(chunk), 1, 4096, NULL, 0, false,
+                        "prompt tokens per step below critical; a more urgent request may run between steps (default 64)"},
+    [NJ_CFG_AGING_MS] = {"aging_ms", "NIGHTJAR_AGING_MS", 0, K_INT, F(aging_ms), 0, 86400000, NULL, 0, true,
+                        "a waiting request's class rises one step per this many ms (bounds starvation; 0 = off; default 5000)"},
 };
 
 void config_defaults(nj_config *c) {
@@ -103,6 +109,9 @@ void config_defaults(nj_config *c) {
     c->max_queue = 64;
     c->max_connections = 32;
     c->analyze_batch = 64;
+    c->parallel = 2;
+    c->chunk = 64;
+    c->aging_ms = 5000;
 }
 
 void config_free(nj_config *c) {

@@ -39,13 +39,21 @@ static const struct { const char *name, *help; bool integer; } counter_info[NJ_M
     [NJ_M_VERDICTS_CACHE]   = {"nightjar_verdicts_cache_total", "Verdicts taken from the verdict cache.", true},
     [NJ_M_VCACHE_LOOKUPS]   = {"nightjar_verdict_cache_lookups_total",
                                "Verdict-cache lookups; hit rate = nightjar_verdicts_cache_total / this.", true},
+    [NJ_M_PREEMPTIONS]      = {"nightjar_preemptions_total",
+                               "Steps of a more urgent request run while another was mid-way (it kept its KV cache).", true},
+    [NJ_M_CANCELLED]        = {"nightjar_cancelled_total", "Admitted requests dropped because the client went away.", true},
+    [NJ_M_DEADLINES_MISSED] = {"nightjar_deadlines_missed_total", "Requests finished after their deadline.", true},
+    [NJ_M_BATCHED_STEPS]    = {"nightjar_batched_steps_total", "Decode steps that advanced several sequences in one pass.", true},
+    [NJ_M_BATCHED_TOKENS]   = {"nightjar_batched_tokens_total", "Tokens decoded in batched steps.", true},
 };
 
 static const struct { const char *name, *help; const char *label; bool integer; } gauge_info[NJ_M_NGAUGES] = {
-    [NJ_M_QUEUE_HIGH]        = {"nightjar_queue_depth", "Requests waiting in the queue, by priority.", "priority=\"high\"", true},
+    [NJ_M_QUEUE_CRITICAL]    = {"nightjar_queue_depth", "Requests waiting in the queue, by priority.", "priority=\"critical\"", true},
+    [NJ_M_QUEUE_HIGH]        = {"nightjar_queue_depth", NULL, "priority=\"high\"", true},
     [NJ_M_QUEUE_NORMAL]      = {"nightjar_queue_depth", NULL, "priority=\"normal\"", true},
-    [NJ_M_QUEUE_LOW]         = {"nightjar_queue_depth", NULL, "priority=\"low\"", true},
+    [NJ_M_QUEUE_BULK]        = {"nightjar_queue_depth", NULL, "priority=\"bulk\"", true},
     [NJ_M_BUSY]              = {"nightjar_engine_busy", "1 while the engine is running a request.", NULL, true},
+    [NJ_M_SLOTS_BUSY]        = {"nightjar_slots_busy", "Requests admitted into slots (sessions).", NULL, true},
     [NJ_M_MODEL_LOADED]      = {"nightjar_model_loaded", "1 if the model is loaded, 0 if unloaded.", NULL, true},
     [NJ_M_LAST_LOAD_SECONDS] = {"nightjar_model_last_load_seconds", "Duration of the last model (re)load.", NULL, false},
     [NJ_M_RSS_BYTES]         = {"nightjar_resident_memory_bytes", "Resident set size of the process.", NULL, true},

@@ -33,13 +33,19 @@ enum nj_metric_counter {
     NJ_M_VERDICTS_MODEL,      /* verdicts decided by the model */
     NJ_M_VERDICTS_CACHE,      /* verdicts taken from the verdict cache */
     NJ_M_VCACHE_LOOKUPS,      /* verdict-cache lookups (hit rate = cache / lookups) */
+    NJ_M_PREEMPTIONS,         /* a step of another request ran while one was mid-way */
+    NJ_M_CANCELLED,           /* admitted requests dropped because the client went away */
+    NJ_M_DEADLINES_MISSED,    /* requests finished after their deadline */
+    NJ_M_BATCHED_STEPS,       /* decode steps that advanced more than one sequence */
+    NJ_M_BATCHED_TOKENS,      /* tokens decoded in those steps */
     NJ_M_NCOUNTERS
 };
 
 /* Gauges (set). */
 enum nj_metric_gauge {
-    NJ_M_QUEUE_HIGH, NJ_M_QUEUE_NORMAL, NJ_M_QUEUE_LOW,   /* queued, by priority */
+    NJ_M_QUEUE_CRITICAL, NJ_M_QUEUE_HIGH, NJ_M_QUEUE_NORMAL, NJ_M_QUEUE_BULK,   /* queued, by class */
     NJ_M_BUSY,                /* 1 while the engine runs a request */
+    NJ_M_SLOTS_BUSY,          /* requests admitted into slots */
     NJ_M_MODEL_LOADED,        /* 1 loaded, 0 unloaded */
     NJ_M_LAST_LOAD_SECONDS,   /* duration of the last model (re)load */
     NJ_M_RSS_BYTES,           /* resident set, set before each render */

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -20,8 +21,15 @@ static void init_once(void) { json_set_alloc_funcs(nj_malloc, nj_free); }
 void oai_init(void) { pthread_once(&g_once, init_once); }
 
 const char *oai_priority_name(int p) {
-    static const char *n[OAI_NPRIO] = {"high", "normal", "low"};
+    static const char *n[OAI_NPRIO] = {"critical", "high", "normal", "bulk"};
     return p >= 0 && p < OAI_NPRIO ? n[p] : "?";
+}
+
+int oai_priority_parse(const char *name) {
+    if (!name) return -1;
+    for (int k = 0; k < OAI_NPRIO; k++)
+        if (!strcasecmp(name, oai_priority_name(k))) return k;
+    return strcasecmp(name, "low") ? -1 : OAI_PRIO_BULK;
 }
 
 void oai_request_free(oai_request *r) {
@@ -238,12 +246,17 @@ static int parse_fields(oai_request *r, json_t *root, char *msg, size_t cap) {
     r->priority = OAI_PRIO_NORMAL;
     v = json_object_get(root, "priority");
     if (v && !json_is_null(v)) {
-        const char *p = json_is_string(v) ? json_string_value(v) : "";
-        int k = 0;
-        for (; k < OAI_NPRIO; k++)
-            if (!strcmp(p, oai_priority_name(k))) break;
-        if (k == OAI_NPRIO) return bad(msg, cap, "'priority' must be \"high\", \"normal\" or \"low\"");
+        int k = oai_priority_parse(json_is_string(v) ? json_string_value(v) : NULL);
+        if (k < 0)
+            return bad(msg, cap, "'priority' must be \"critical\", \"high\", \"normal\" or \"bulk\" (or \"low\")");
         r->priority = k;
+        r->has_priority = true;
+    }
+    v = json_object_get(root, "deadline_ms");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > OAI_MAX_DEADLINE_MS)
+            return bad(msg, cap, "'deadline_ms' must be an integer from 1 to %lld", OAI_MAX_DEADLINE_MS);
+        r->deadline_ms = (long long)json_integer_value(v);
     }
 
     if ((rc = get_num(root, "temperature", 0, 100, &r->has_temperature, &d, msg, cap))) return rc;

@@ -31,7 +31,9 @@
 #include "nightjar.h"
 
 enum oai_kind { OAI_CHAT = 0, OAI_COMPLETION = 1 };
-enum oai_priority { OAI_PRIO_HIGH = 0, OAI_PRIO_NORMAL = 1, OAI_PRIO_LOW = 2, OAI_NPRIO = 3 };
+/* Request classes, most urgent first ("low" is accepted as bulk). */
+enum oai_priority { OAI_PRIO_CRITICAL = 0, OAI_PRIO_HIGH = 1, OAI_PRIO_NORMAL = 2, OAI_PRIO_BULK = 3, OAI_NPRIO = 4 };
+#define OAI_MAX_DEADLINE_MS 86400000ll
 
 #define OAI_MAX_STOP     8
 #define OAI_MAX_STOP_LEN 256
@@ -49,6 +51,8 @@ typedef struct oai_request {
     bool         stream;
     bool         include_usage;   /* stream_options.include_usage */
     int          priority;        /* enum oai_priority */
+    bool         has_priority;    /* 'priority' was given (else a header may set it) */
+    long long    deadline_ms;     /* 'deadline_ms', 1..OAI_MAX_DEADLINE_MS; 0: none */
 
     /* sampling: has_* says whether the field was given */
     bool  has_temperature, has_top_p, has_top_k, has_min_p, has_repeat_penalty, has_seed;
@@ -77,6 +81,9 @@ int  oai_parse(int kind, const char *body, size_t len, oai_request *out, char *m
 void oai_request_free(oai_request *r);
 
 const char *oai_priority_name(int p);
+/* The class named (case-insensitive: critical, high, normal, bulk, low),
+ * or -1. */
+int         oai_priority_parse(const char *name);
 
 
 /* Identity of one completion, shared by all its chunks. */

@@ -24,6 +24,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -98,11 +99,25 @@ struct conn_ctx {
     int          status;
     double       t0;
     worker_req  *req;       /* our reference, released in on_completed */
+    int          retry_after;   /* > 0: a Retry-After header on the response */
+    long long    start_order;   /* > 0: an X-Start-Order header (the admission order) */
     char         method[8];
     char         url[96];
 };
 
 /* ---- responses ---- */
+
+static void add_sched_headers(const conn_ctx *cc, struct MHD_Response *resp) {
+    char v[32];
+    if (cc->retry_after > 0) {
+        snprintf(v, sizeof v, "%d", cc->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    if (cc->start_order > 0) {
+        snprintf(v, sizeof v, "%lld", cc->start_order);
+        MHD_add_response_header(resp, "X-Start-Order", v);
+    }
+}
 
 static enum MHD_Result reply(nj_server *s, conn_ctx *cc, struct MHD_Connection *c, int status,
                              const char *ctype, const char *body, size_t len) {
@@ -110,6 +125,7 @@ static enum MHD_Result reply(nj_server *s, conn_ctx *cc, struct MHD_Connection *
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    add_sched_headers(cc, resp);
     if (atomic_load(&s->stopping)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -162,6 +178,93 @@ static char *req_error_json(worker_req *r, size_t *len) {
     return oai_error_json(r->status, r->err_type ? r->err_type : "server_error", r->err_msg, nm, val, k, len);
 }
 
+/* ---- waiting for the worker while watching the client ---- */
+
+/* A handler waiting for its request also notices the client going away:
+ * the worker writes a byte to a pipe at each signal (worker_req.notify_fd)
+ * and the handler polls that pipe and the client's socket together, with
+ * no timeout.  A client that closes its connection cancels its request
+ * (the worker drops it before its next step and frees its slot). */
+typedef struct req_watch {
+    int pipe_rd, pipe_wr;   /* -1: no pipe, plain condvar waits */
+    int client_fd;          /* -1: not watched */
+} req_watch;
+
+static void watch_open(req_watch *wt, worker_req *r, struct MHD_Connection *c) {
+    wt->pipe_rd = wt->pipe_wr = wt->client_fd = -1;
+    int p[2];
+    if (pipe(p) != 0) return;
+    for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+    }
+    wt->pipe_rd = p[0];
+    wt->pipe_wr = p[1];
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    wt->client_fd = ci ? (int)ci->connect_fd : -1;
+    pthread_mutex_lock(&r->mu);
+    r->notify_fd = wt->pipe_wr;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void watch_close(req_watch *wt, worker_req *r) {
+    if (wt->pipe_rd < 0) return;
+    pthread_mutex_lock(&r->mu);
+    r->notify_fd = -1;
+    pthread_mutex_unlock(&r->mu);
+    close(wt->pipe_rd);
+    close(wt->pipe_wr);
+    wt->pipe_rd = wt->pipe_wr = -1;
+}
+
+#ifdef POLLRDHUP
+#define NJ_POLLRDHUP POLLRDHUP
+#else
+#define NJ_POLLRDHUP 0
+#endif
+
+/* true if the client closed its side (or the socket failed). */
+static bool client_gone(int fd, short revents) {
+    if (revents & (POLLHUP | POLLERR | NJ_POLLRDHUP)) return true;
+    char b;
+    ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+typedef bool (*req_ready_fn)(const worker_req *r, size_t arg);
+static bool ready_started(const worker_req *r, size_t arg) { (void)arg; return r->state != WREQ_QUEUED; }
+static bool ready_done(const worker_req *r, size_t arg) { (void)arg; return r->state == WREQ_DONE; }
+static bool ready_text(const worker_req *r, size_t sent) { return r->released != sent || r->state == WREQ_DONE; }
+
+/* Wait until ready(r, arg) holds (checked under r->mu, which is held on a
+ * true return) or the client hangs up (false, r->mu not held, the request
+ * cancelled). */
+static bool watch_wait_locked(req_watch *wt, worker_req *r, req_ready_fn ready, size_t arg) {
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        if (ready(r, arg)) return true;
+        if (wt->pipe_rd < 0) {
+            while (!ready(r, arg)) pthread_cond_wait(&r->cv, &r->mu);
+            return true;
+        }
+        pthread_mutex_unlock(&r->mu);
+        struct pollfd pf[2] = {{.fd = wt->pipe_rd, .events = POLLIN},
+                               {.fd = wt->client_fd, .events = POLLIN | NJ_POLLRDHUP}};
+        if (poll(pf, wt->client_fd >= 0 ? 2 : 1, -1) < 0) continue;   /* EINTR */
+        if (pf[0].revents) {
+            char buf[64];
+            while (read(wt->pipe_rd, buf, sizeof buf) > 0) {}
+        }
+        if (wt->client_fd >= 0 && pf[1].revents) {
+            if (client_gone(wt->client_fd, pf[1].revents)) {
+                atomic_store(&r->cancel, true);
+                return false;
+            }
+            wt->client_fd = -1;   /* bytes of a pipelined request: stop watching */
+        }
+    }
+}
+
 /* ---- streaming ---- */
 
 typedef struct stream_ctx {
@@ -173,6 +276,7 @@ typedef struct stream_ctx {
     bool        role_sent, finished, include_usage;
     char       *pend;          /* events built but not yet handed to MHD */
     size_t      plen, poff;
+    req_watch   wt;            /* the request's pipe and the client's socket */
 } stream_ctx;
 
 static bool pend_append(stream_ctx *sc, char *s, size_t n) {
@@ -192,8 +296,7 @@ static bool pend_append(stream_ctx *sc, char *s, size_t n) {
 /* Wait for new text or the end, and turn it into events in sc->pend. */
 static bool stream_fill(stream_ctx *sc) {
     worker_req *r = sc->r;
-    pthread_mutex_lock(&r->mu);
-    while (r->released == sc->sent && r->state != WREQ_DONE) pthread_cond_wait(&r->cv, &r->mu);
+    if (!watch_wait_locked(&sc->wt, r, ready_text, sc->sent)) return false;
     size_t n = r->released - sc->sent;
     char *delta = nj_malloc(n + 1);
     if (delta) memcpy(delta, r->text + sc->sent, n);
@@ -268,6 +371,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
     atomic_store(&sc->r->cancel, true);    /* no-op if it already finished */
+    watch_close(&sc->wt, sc->r);
     worker_req_unref(sc->r);
     nj_free(sc->pend);
     nj_free(sc);
@@ -300,6 +404,7 @@ static int job_from_oai(oai_request *in, worker_job *job) {
     memset(job, 0, sizeof *job);
     job->kind = own->kind == OAI_CHAT ? WJOB_CHAT : WJOB_COMPLETION;
     job->priority = own->priority;   /* OAI_PRIO_* numbers the WPRIO_* classes */
+    job->deadline_ms = own->deadline_ms;
     job->msgs = own->msgs;
     job->n_msgs = own->n_msgs;
     job->prompt = own->prompt;
@@ -329,12 +434,60 @@ static int job_from_oai(oai_request *in, worker_job *job) {
     return 0;
 }
 
+/* X-Priority and X-Deadline-Ms: the class and deadline for a client that
+ * cannot put them in the body (the body's fields win).  -EINVAL with a
+ * sentence in msg for a bad value. */
+static int sched_headers(struct MHD_Connection *c, int *prio, bool has_prio, long long *deadline_ms,
+                         char *msg, size_t cap) {
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Priority");
+    if (h && !has_prio) {
+        int k = oai_priority_parse(h);
+        if (k < 0) {
+            snprintf(msg, cap, "X-Priority must be critical, high, normal or bulk (or low)");
+            return -EINVAL;
+        }
+        *prio = k;
+    }
+    h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Deadline-Ms");
+    if (h && *deadline_ms <= 0) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(h, &end, 10);
+        if (errno || end == h || *end || v < 1 || v > OAI_MAX_DEADLINE_MS) {
+            snprintf(msg, cap, "X-Deadline-Ms must be an integer from 1 to %lld", OAI_MAX_DEADLINE_MS);
+            return -EINVAL;
+        }
+        *deadline_ms = v;
+    }
+    return 0;
+}
+
+/* Queue r; on refusal the error response (503, with Retry-After when the
+ * queue is full).  Returns true if queued. */
+static bool submit_or_reply(nj_server *s, conn_ctx *cc, struct MHD_Connection *c, worker_req *r,
+                            enum MHD_Result *ret) {
+    int rc = worker_submit(s->worker, r);
+    if (rc == 0) return true;
+    if (rc == -EAGAIN) {
+        cc->retry_after = worker_retry_after(s->worker);
+        *ret = reply_error(s, cc, c, 503, "unavailable_error", "the request queue is full; retry after %d s",
+                           cc->retry_after);
+    } else {
+        *ret = reply_error(s, cc, c, 503, "unavailable_error", "the server is shutting down");
+    }
+    return false;
+}
+
 static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connection *c, int kind) {
     oai_request in;
     char msg[512];
     int rc = oai_parse(kind, cc->body ? cc->body : "", cc->len, &in, msg, sizeof msg);
     if (rc == -ENOMEM) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     if (rc) return reply_error(s, cc, c, 400, "invalid_request_error", "%s", msg);
+    if ((rc = sched_headers(c, &in.priority, in.has_priority, &in.deadline_ms, msg, sizeof msg))) {
+        oai_request_free(&in);
+        return reply_error(s, cc, c, 400, "invalid_request_error", "%s", msg);
+    }
     bool stream = in.stream;
     bool include_usage = in.include_usage;
     worker_job job;
@@ -342,18 +495,25 @@ static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connect
     worker_req *r = err ? NULL : worker_req_new(&job, &err);
     if (!r) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     cc->req = r;
-    rc = worker_submit(s->worker, r);
-    if (rc == -EAGAIN) return reply_error(s, cc, c, 503, "unavailable_error", "the request queue is full; retry later");
-    if (rc) return reply_error(s, cc, c, 503, "unavailable_error", "the server is shutting down");
+    req_watch wt;
+    watch_open(&wt, r, c);
+    enum MHD_Result ret;
+    if (!submit_or_reply(s, cc, c, r, &ret)) {
+        watch_close(&wt, r);
+        return ret;
+    }
 
     oai_ident ident;
     make_ident(s, kind, &ident);
     if (!stream) {
-        worker_req_wait_done(r);
+        if (!watch_wait_locked(&wt, r, ready_done, 0)) {
+            watch_close(&wt, r);
+            return reply_error(s, cc, c, 503, "unavailable_error", "the client closed the connection");
+        }
         size_t len = 0;
         char *j;
-        pthread_mutex_lock(&r->mu);
         int status = r->status;
+        cc->start_order = r->start_order;
         if (status == 200) {
             oai_usage u = {r->n_prompt, r->n_gen, r->n_cached};
             j = oai_response_json(kind, &ident, r->text ? r->text : "", r->len, r->finish, &u, &len);
@@ -361,24 +521,38 @@ static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connect
             j = req_error_json(r, &len);
         }
         pthread_mutex_unlock(&r->mu);
+        watch_close(&wt, r);
         return reply_json(s, cc, c, status, j, len);
     }
 
-    if (worker_req_wait_started(r) == WREQ_DONE) {
-        pthread_mutex_lock(&r->mu);
+    if (!watch_wait_locked(&wt, r, ready_started, 0)) {
+        watch_close(&wt, r);
+        return reply_error(s, cc, c, 503, "unavailable_error", "the client closed the connection");
+    }
+    cc->start_order = r->start_order;
+    if (r->state == WREQ_DONE) {
         int status = r->status;
         size_t len = 0;
         char *j = status != 200 ? req_error_json(r, &len) : NULL;
         pthread_mutex_unlock(&r->mu);
-        if (j) return reply_json(s, cc, c, status, j, len);
+        if (j) {
+            watch_close(&wt, r);
+            return reply_json(s, cc, c, status, j, len);
+        }
+    } else {
+        pthread_mutex_unlock(&r->mu);
     }
     stream_ctx *sc = nj_calloc(1, sizeof *sc);
-    if (!sc) return reply_error(s, cc, c, 500, "server_error", "out of memory");
+    if (!sc) {
+        watch_close(&wt, r);
+        return reply_error(s, cc, c, 500, "server_error", "out of memory");
+    }
     sc->s = s;
     sc->r = r;
     sc->kind = kind;
     sc->include_usage = include_usage;
     sc->ident = ident;
+    sc->wt = wt;                   /* the stream owns the watch from here */
     atomic_fetch_add(&r->refs, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
                                                                   stream_read, sc, stream_free);
@@ -388,7 +562,8 @@ static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connect
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    add_sched_headers(cc, resp);
+    ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     cc->responded = true;
     cc->status = 200;
@@ -514,15 +689,27 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     aj->metrics = s->metrics;
     worker_job job = {.kind = WJOB_TASK, .priority = single ? WPRIO_HIGH : WPRIO_NORMAL,
                       .task = analyze_task, .task_arg = aj, .owner = aj, .release = analyze_release};
+    char msg[160];
+    if (sched_headers(c, &job.priority, false, &job.deadline_ms, msg, sizeof msg)) {
+        analyze_release(aj);
+        return reply_error(s, cc, c, 400, "invalid_request_error", "%s", msg);
+    }
     int err = 0;
     worker_req *r = worker_req_new(&job, &err);
     if (!r) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     cc->req = r;
-    int rc = worker_submit(s->worker, r);
-    if (rc == -EAGAIN) return reply_error(s, cc, c, 503, "unavailable_error", "the request queue is full; retry later");
-    if (rc) return reply_error(s, cc, c, 503, "unavailable_error", "the server is shutting down");
-    worker_req_wait_done(r);
-    pthread_mutex_lock(&r->mu);
+    req_watch wt;
+    watch_open(&wt, r, c);
+    enum MHD_Result ret;
+    if (!submit_or_reply(s, cc, c, r, &ret)) {
+        watch_close(&wt, r);
+        return ret;
+    }
+    if (!watch_wait_locked(&wt, r, ready_done, 0)) {
+        watch_close(&wt, r);
+        return reply_error(s, cc, c, 503, "unavailable_error", "the client closed the connection");
+    }
+    cc->start_order = r->start_order;
     int status = r->status;
     size_t len = 0;
     char *j = NULL;
@@ -537,6 +724,7 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
         j = req_error_json(r, &len);
     }
     pthread_mutex_unlock(&r->mu);
+    watch_close(&wt, r);
     return reply_json(s, cc, c, status, j, len);
 }
 
@@ -561,15 +749,28 @@ static enum MHD_Result h_health(nj_server *s, conn_ctx *cc, struct MHD_Connectio
                               "ctx_shrunk", st.ctx_shrunk, "mem_estimate_bytes", (json_int_t)st.mem_estimate,
                               "mem_budget_bytes", (json_int_t)st.mem_budget,
                               "last_load_seconds", st.last_load_seconds);
-    json_t *root = json_pack("{s:s,s:o,s:i,s:i,s:i,s:s,s:{s:i,s:i,s:i},s:b,s:f,s:i,s:f,s:I,s:o}",
+    json_t *queue = json_object();
+    for (int p = 0; p < WPRIO_COUNT; p++) json_object_set_new(queue, oai_priority_name(p), json_integer(st.queued[p]));
+    /* slots: what each session is doing (phase: free, prompt, generating, task) */
+    static const char *const phases[] = {"free", "prompt", "generating", "task"};
+    json_t *slots = json_array();
+    for (int i = 0; i < st.n_slots && i < WORKER_MAX_SLOTS; i++) {
+        const worker_slot_status *ss = &st.slot[i];
+        json_array_append_new(slots, json_pack("{s:s,s:s?,s:i,s:i,s:i}", "phase", phases[ss->phase & 3],
+                                               "priority", ss->busy ? oai_priority_name(ss->prio) : NULL,
+                                               "prompt_tokens", ss->n_prompt, "prompt_done", ss->n_done,
+                                               "generated", ss->n_gen));
+    }
+    json_t *sched = json_pack("{s:i,s:i,s:i,s:i,s:o}", "parallel", st.n_slots, "slots_busy", st.slots_busy,
+                              "chunk", st.chunk, "aging_ms", st.aging_ms, "slots", slots);
+    json_t *root = json_pack("{s:s,s:o,s:i,s:i,s:i,s:s,s:o,s:b,s:f,s:i,s:f,s:I,s:o,s:o}",
                              "status", atomic_load(&s->stopping) ? "stopping" : "ok",
                              "model", model, "threads", threads, "nice", platform_get_nice(),
                              "nice_requested", nice_req, "qos", qos_names[qos + 1],
-                             "queue", "high", st.queued[WPRIO_HIGH], "normal", st.queued[WPRIO_NORMAL],
-                             "low", st.queued[WPRIO_LOW], "busy", st.busy,
+                             "queue", queue, "busy", st.busy,
                              "idle_seconds", st.idle_seconds, "idle_unload_seconds", st.idle_unload,
                              "uptime_seconds", nj_now() - s->t_start,
-                             "rss_bytes", (json_int_t)platform_rss_bytes(), "notes", notes);
+                             "rss_bytes", (json_int_t)platform_rss_bytes(), "notes", notes, "scheduler", sched);
     char *j = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return reply_json(s, cc, c, 200, j, j ? strlen(j) : 0);
@@ -925,7 +1126,8 @@ nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *
         .model_path = s->cfg.model, .threads = s->cfg.threads, .ctx_size = s->cfg.ctx_size,
         .kv_type = s->cfg.kv_type, .mem_budget = s->cfg.mem_budget, .chat_template = s->cfg.chat_template,
         .idle_unload = s->cfg.idle_unload, .max_queue = s->cfg.max_queue,
-        .default_max_tokens = s->cfg.max_tokens, .qos = s->cfg.qos, .metrics = s->metrics,
+        .default_max_tokens = s->cfg.max_tokens, .qos = s->cfg.qos, .parallel = s->cfg.parallel,
+        .chunk = s->cfg.chunk, .aging_ms = s->cfg.aging_ms, .metrics = s->metrics,
     };
     if (!(s->worker = worker_new(&wp, &rc))) goto err;
     {
@@ -986,11 +1188,13 @@ static void reload(nj_server *s) {
         }
     }
     int level = s->cfg.log_level, idle = s->cfg.idle_unload, mq = s->cfg.max_queue, mt = s->cfg.max_tokens;
+    int aging = s->cfg.aging_ms;
     pthread_mutex_unlock(&s->mu);
     config_free(&nc);
     nj_log_set_level(level);
     worker_set_idle_unload(s->worker, idle);
     worker_set_limits(s->worker, mq, mt);
+    worker_set_aging(s->worker, aging);
     NJ_INFO("SIGHUP: configuration reloaded (%d setting%s changed)", changed, changed == 1 ? "" : "s");
 }
 

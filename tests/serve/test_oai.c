@@ -90,6 +90,11 @@ static void test_bad_requests(void **state) {
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", -EINVAL, "'stop' must be a string"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"]}", -EINVAL, "max 8"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"priority\":\"urgent\"}", -EINVAL, "'priority' must be"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"priority\":3}", -EINVAL, "'priority' must be"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"deadline_ms\":0}", -EINVAL, "'deadline_ms' must be"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"deadline_ms\":1.5}", -EINVAL, "'deadline_ms' must be"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"deadline_ms\":\"5\"}", -EINVAL, "'deadline_ms' must be"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"deadline_ms\":86400001}", -EINVAL, "'deadline_ms' must be"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true}", -EINVAL, "'logprobs' is not supported"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", -EINVAL, "'tools' are not supported"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"seed\":\"1\"}", -EINVAL, "'seed' must be an integer"},
@@ -202,6 +207,40 @@ static void test_parse_oom(void **state) {
     assert_true(failures > 0);
 }
 
+/* Classes by name (the wire's and X-Priority's), "low" as the old name of
+ * bulk, and the deadline carried through. */
+static void test_priorities(void **state) {
+    (void)state;
+    static const struct { const char *name; int prio; } cases[] = {
+        {"critical", OAI_PRIO_CRITICAL}, {"high", OAI_PRIO_HIGH}, {"normal", OAI_PRIO_NORMAL},
+        {"bulk", OAI_PRIO_BULK}, {"low", OAI_PRIO_BULK},
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
+        char body[160];
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"priority\":\"%s\","
+                 "\"deadline_ms\":%zu}", cases[i].name, 100 + i);
+        oai_request r;
+        char msg[256] = "";
+        assert_int_equal(parse(OAI_CHAT, body, &r, msg), 0);
+        assert_int_equal(r.priority, cases[i].prio);
+        assert_true(r.has_priority);
+        assert_int_equal(r.deadline_ms, 100 + (long long)i);
+        oai_request_free(&r);
+        assert_int_equal(oai_priority_parse(cases[i].name), cases[i].prio);
+    }
+    assert_int_equal(oai_priority_parse("CRITICAL"), OAI_PRIO_CRITICAL);
+    assert_int_equal(oai_priority_parse("urgent"), -1);
+    assert_int_equal(oai_priority_parse(""), -1);
+    assert_int_equal(oai_priority_parse(NULL), -1);
+    oai_request r;
+    char msg[256] = "";
+    assert_int_equal(parse(OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &r, msg), 0);
+    assert_int_equal(r.priority, OAI_PRIO_NORMAL);
+    assert_false(r.has_priority);
+    assert_int_equal(r.deadline_ms, 0);
+    oai_request_free(&r);
+}
+
 static void test_metrics_render(void **state) {
     (void)state;
     nj_metrics *m = metrics_new(NULL);
@@ -210,7 +249,7 @@ static void test_metrics_render(void **state) {
     metrics_request(m, "/health", 200);
     metrics_request(m, "other", 404);
     metrics_add(m, NJ_M_GEN_TOKENS, 5);
-    metrics_set(m, NJ_M_QUEUE_LOW, 2);
+    metrics_set(m, NJ_M_QUEUE_BULK, 2);
     metrics_set(m, NJ_M_MODEL_LOADED, 1);
     size_t len;
     char *t = metrics_render(m, &len);
@@ -219,7 +258,8 @@ static void test_metrics_render(void **state) {
     assert_non_null(strstr(t, "nightjar_requests_total{endpoint=\"/health\",code=\"200\"} 2\n"));
     assert_non_null(strstr(t, "nightjar_requests_total{endpoint=\"other\",code=\"404\"} 1\n"));
     assert_non_null(strstr(t, "nightjar_generated_tokens_total 5\n"));
-    assert_non_null(strstr(t, "nightjar_queue_depth{priority=\"low\"} 2\n"));
+    assert_non_null(strstr(t, "nightjar_queue_depth{priority=\"bulk\"} 2\n"));
+    assert_non_null(strstr(t, "nightjar_queue_depth{priority=\"critical\"} 0\n"));
     assert_non_null(strstr(t, "nightjar_model_loaded 1\n"));
     /* every non-comment line is "name{labels} value" */
     for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
@@ -242,6 +282,7 @@ int main(void) {
         cmocka_unit_test(test_utf8_complete),
         cmocka_unit_test(test_builders),
         cmocka_unit_test(test_parse_oom),
+        cmocka_unit_test(test_priorities),
         cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests_name("oai", tests, NULL, NULL);

@@ -449,7 +449,7 @@ def test_metrics(s):
           and (metric(t, "nightjar_prompt_tokens_total") or 0) > 0 and (metric(t, "nightjar_prompt_seconds_total") or 0) > 0)
     check("metrics: cache hits", (metric(t, "nightjar_prompt_cache_hits_total") or 0) >= 1)
     check("metrics: queue depth per priority", metric_labels(t, "nightjar_queue_depth", 'priority="high"') == 0
-          and metric_labels(t, "nightjar_queue_depth", 'priority="low"') == 0)
+          and metric_labels(t, "nightjar_queue_depth", 'priority="bulk"') == 0)
     # The model is loaded unless an idle unload (300 s here) came first on a
     # very slow machine; either way the gauge is loads minus unloads.
     loaded, loads = metric(t, "nightjar_model_loaded"), metric(t, "nightjar_model_loads_total") or 0
