@@ -891,11 +891,31 @@ static bool gen_next(nj_worker *w, slot *sl) {
     nj_grammar *g = sl->g;
     int nb = 0;
     sl->nb = 0;
+    bool closing = false;
     if (g) {
         if (nj_grammar_done(g) == 2) {   /* complete, nothing may follow */
             gen_end(w, sl, "stop");
             return false;
         }
+        /* Near the end of the budget, close the document the shortest way
+         * while it still fits, so a schema-bound answer cut by max_tokens
+         * still parses (finish_reason stays "length").  One token more would
+         * leave too little room: the closing text can grow by one or two
+         * tokens per token sampled. */
+        int rem = sl->max_tokens - sl->n_gen;
+        if (rem <= (int)NJ_ARRAY_LEN(sl->batch)) {
+            int nc = nj_grammar_close(g, sl->batch, (int)NJ_ARRAY_LEN(sl->batch));
+            if (nc < 0) {
+                gen_fail(w, sl, "generation", nc);
+                return false;
+            }
+            if (nc > 0 && nc <= rem && nc + 2 > rem) {
+                nb = nc;
+                closing = true;
+            }
+        }
+    }
+    if (g && !closing) {
         nb = nj_grammar_forced(g, sl->batch, NJ_MIN((int)NJ_ARRAY_LEN(sl->batch), sl->max_tokens - sl->n_gen));
         if (nb < 0) {
             gen_fail(w, sl, "generation", nb);
@@ -931,7 +951,7 @@ static bool gen_next(nj_worker *w, slot *sl) {
         gen_end(w, sl, "stop");
         return false;
     }
-    if (sl->n_gen >= sl->max_tokens) {
+    if (closing || sl->n_gen >= sl->max_tokens) {
         gen_end(w, sl, "length");
         return false;
     }
