@@ -949,21 +949,15 @@ static int openai_judge(analyst *a, const json_t *ev, int rule_label, json_t **o
             return rc;
         }
         /* With the server's log-probabilities the label is decided as for a
-         * local model: calibration biases, the retrieval vote mixed in,
-         * the rule's floor.  Without them the generated label counts as
-         * certain and the vote only lowers the confidence. */
+         * local model: the retrieval vote mixed in, the rule's floor (the
+         * prompt's label biases are not applied: they calibrate the local
+         * model, not whatever the server runs).  Without them the
+         * generated label counts as certain and the vote only lowers the
+         * confidence. */
         float pm[AV_NLABELS] = {0}, probs[AV_NLABELS];
         bool have_lp = want_lp && label_logprobs(json_object_get(choice, "logprobs"), pm);
         int gen_label = label;
-        if (have_lp) {
-            double mx = -INFINITY, z = 0;
-            for (int l = 0; l < AV_NLABELS; l++) pm[l] = pm[l] > 0 ? (float)log(pm[l]) + a->bias[l] : -INFINITY;
-            for (int l = 0; l < AV_NLABELS; l++) mx = fmax(mx, pm[l]);
-            for (int l = 0; l < AV_NLABELS; l++) z += exp(pm[l] - mx);
-            for (int l = 0; l < AV_NLABELS; l++) pm[l] = (float)(exp(pm[l] - mx) / z);
-        } else {
-            pm[label] = 1.0f;
-        }
+        if (!have_lp) pm[label] = 1.0f;
         float w = a->have_knn ? a->knn_weight : 0.0f;
         for (int l = 0; l < AV_NLABELS; l++) probs[l] = (1.0f - w) * pm[l] + w * (a->have_knn ? a->knn[l] : 0.0f);
         if (have_lp)
