@@ -251,7 +251,8 @@ static int judge_pending(const watch_opts *o, spool *sp, deliver *d, bool *down)
     int judged = 0, rc = 0;
     *down = false;
     for (;;) {
-        int n = spool_next_pending(sp, j.last, JUDGE_BATCH, collect_one, &j);
+        size_t per = o->judge_batch > 0 ? (size_t)NJ_MIN(o->judge_batch, JUDGE_BATCH) : 1;
+        int n = spool_next_pending(sp, j.last, per, collect_one, &j);
         if (n < 0) { rc = n; break; }
         if (n == 0) break;
         char *out[JUDGE_BATCH] = {0};

@@ -69,6 +69,9 @@ typedef struct watch_opts {
     int                 n_sinks;
     watch_judge_fn      judge;
     void               *judge_ctx;
+    int                 judge_batch; /* events per judge call (1..64); 0: 1.  Each call's
+                                        verdicts are committed after it returns, so a slow
+                                        local model wants 1, a remote backend a batch */
     bool                once;        /* stop at the end of the inputs */
     volatile sig_atomic_t *stop;     /* set (by a signal handler) to stop */
     bool                quiet;       /* no per-line error reports on stderr */

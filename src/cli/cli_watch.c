@@ -94,7 +94,10 @@ int cmd_watch(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     watch_opts o = {.spool_path = spool_path, .sources = sources, .n_sources = n_sources, .sinks = sinks,
-                    .n_sinks = n_sinks, .judge = judge, .judge_ctx = &j, .once = once, .stop = &stop_flag};
+                    .n_sinks = n_sinks, .judge = judge, .judge_ctx = &j, .once = once, .stop = &stop_flag,
+                    /* a local model: commit each verdict as soon as it is given; a backend:
+                     * batches (a nightjar backend takes them in one request) */
+                    .judge_batch = j.opts.backend ? 16 : 1};
     rc = watch_run(&o);
     if (rc) fprintf(stderr, "nightjar watch: %s (%s)\n", nj_last_error(), nj_strerror(rc));
     cli_judge_close(&j);
