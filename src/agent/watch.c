@@ -306,6 +306,7 @@ int watch_run(const watch_opts *o) {
         if ((rc = deliver_start(d))) goto out;
     }
     if (!o->once && !(pw = platform_watch_new(&rc))) goto out;
+    if (pw && o->wake_fd > 0 && (rc = platform_watch_fd(pw, o->wake_fd))) goto out;
     for (int i = 0; i < o->n_sources; i++) {
         source *s = &src[i];
         s->fd = -1;

@@ -75,6 +75,8 @@ typedef struct watch_opts {
     bool                once;        /* stop at the end of the inputs */
     volatile sig_atomic_t *stop;     /* set (by a signal handler) to stop */
     bool                quiet;       /* no per-line error reports on stderr */
+    int                 wake_fd;     /* > 0: also wait for this descriptor to become readable,
+                                        so another thread can make the loop see *stop */
 } watch_opts;
 
 /* Runs until *stop is set (or, with once, until every input is read,

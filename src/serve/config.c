@@ -85,6 +85,12 @@ static const keydef keys[NJ_CFG_NKEYS] = {
                         "more Sigma rules for /v1/analyze: a file or directory (default: the team's pack only)"},
     [NJ_CFG_ANALYZE_BATCH] = {"analyze_batch", "NIGHTJAR_ANALYZE_BATCH", 0, K_INT, F(analyze_batch), 1, 100000,
                         NULL, 0, true, "events in one /v1/analyze request before 413 (default 64)"},
+    [NJ_CFG_WATCH] = {"watch", "NIGHTJAR_WATCH", 0, K_STR, F(watch), 0, 0, NULL, 0, false,
+                        "event sources to follow, KIND:PATH[;KIND:PATH...] as for `nightjar watch --source` (default none)"},
+    [NJ_CFG_SINK] = {"sink", "NIGHTJAR_SINKS", 0, K_STR, F(sink), 0, 0, NULL, 0, false,
+                        "where their verdicts go: sink specs separated by ';' (docs/agent.md; default: the spool only)"},
+    [NJ_CFG_SPOOL_PATH] = {"spool_path", "NIGHTJAR_SPOOL", 0, K_STR, F(spool_path), 0, 0, NULL, 0, false,
+                        "the agent's spool for watched events (default <cache dir>/spool.db)"},
 };
 
 void config_defaults(nj_config *c) {

@@ -100,7 +100,7 @@ def wait_for(cond, deadline=DEADLINE):
 
 def start_serve(port, log):
     p = subprocess.Popen([BIN, "serve", "-m", MODEL, "--socket", "none", "--port", str(port), "-t", "1",
-                          "--idle-unload", "0", "--token", TOKEN], stdout=log, stderr=log)
+                          "--idle-unload", "0", "--nice", "0", "--token", TOKEN], stdout=log, stderr=log)
     procs.append(p)
     ok = wait_for(lambda: p.poll() is None and get(port, "/health", TOKEN)[0] == 200)
     return p if ok else None
