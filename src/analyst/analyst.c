@@ -802,6 +802,30 @@ static json_t *remote_model_json(analyst *a, const char *model) {
     return json_string(b);
 }
 
+/* A remote's techniques and summary into v: only ATT&CK-shaped ids
+ * (T1234 or T1234.567, renumbered like a local model's), and the summary
+ * cut to 400 bytes at a character boundary.  Whatever a server says is
+ * untrusted text. */
+static void remote_words(json_t *v, const json_t *techniques, const json_t *summary) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(techniques, i, t) {
+        const char *x = json_string_value(t);
+        size_t n = x ? strlen(x) : 0;
+        bool ok = (n == 5 || (n == 9 && x[5] == '.')) && x[0] == 'T';
+        for (size_t k = 1; ok && k < n; k++) ok = k == 5 || (x[k] >= '0' && x[k] <= '9');
+        if (ok) push_technique(json_object_get(v, "techniques"), x);
+    }
+    const char *s = json_string_value(summary);
+    if (!s) return;
+    size_t n = strlen(s);
+    if (n > 400) {
+        n = 400;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    json_object_set_new(v, "summary", json_stringn(s, n));
+}
+
 /* A verdict of ours (new) from a remote nightjar's verdict rv, never below
  * rule_label.  NULL with NJ_EFORMAT when rv is not a verdict. */
 static json_t *from_nightjar_verdict(analyst *a, const json_t *rv, int rule_label, int *err) {
@@ -819,18 +843,23 @@ static json_t *from_nightjar_verdict(analyst *a, const json_t *rv, int rule_labe
     if (label < rule_label) label = rule_label;   /* a rule is never lowered */
     json_t *v = verdict_new(label, c < 0 ? 0 : c > 1 ? 1 : c, "remote");
     if (!v) { *err = -ENOMEM; return NULL; }
+    remote_words(v, json_object_get(rv, "techniques"), json_object_get(rv, "summary"));
     size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(rv, "techniques"), i, t)
-        if (json_is_string(t)) push_technique(json_object_get(v, "techniques"), json_string_value(t));
-    json_t *sum = json_object_get(rv, "summary");
-    if (json_is_string(sum)) json_object_set(v, "summary", sum);
-    json_t *ids = json_object_get(rv, "rule_ids");
-    if (json_is_array(ids)) json_object_set(v, "rule_ids", ids);
+    json_t *id;
+    json_array_foreach(json_object_get(rv, "rule_ids"), i, id)
+        if (json_is_string(id) && i < 16) json_array_append(json_object_get(v, "rule_ids"), id);
     const char *rs = json_string_value(json_object_get(rv, "source"));
     json_object_set_new(v, "remote_source", json_string(rs ? rs : "unknown"));
     json_t *sc = json_object_get(rv, "scores");
-    if (json_is_object(sc)) json_object_set(v, "scores", sc);
+    double p[AV_NLABELS];
+    bool sc_ok = json_is_object(sc);
+    for (int l = 0; sc_ok && l < AV_NLABELS; l++) {
+        json_t *x = json_object_get(sc, analyst_label_names[l]);
+        sc_ok = json_is_number(x) && (p[l] = json_number_value(x)) >= 0 && p[l] <= 1;
+    }
+    if (sc_ok)
+        json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", p[0], "suspicious", p[1],
+                                                   "malicious", p[2]));
     json_object_set_new(v, "model", remote_model_json(a, json_string_value(json_object_get(rv, "model"))));
     const char *pv = json_string_value(json_object_get(rv, "prompt"));
     json_object_set_new(v, "prompt", json_string(pv ? pv : a->prompt_version));
@@ -902,6 +931,65 @@ static bool label_logprobs(const json_t *lp, float *probs) {
     return true;
 }
 
+/* A chat completion's answer (resp, borrowed) as our verdict (new, in
+ * *out), never below rule_label: the content must be a verdict document;
+ * with want_lp the label's log-probabilities are read when present. */
+static int openai_answer(analyst *a, const json_t *resp, bool want_lp, const char *model, int rule_label,
+                         json_t **out) {
+    *out = NULL;
+    int rc;
+    json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
+    const char *content = json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
+    json_error_t je;
+    json_t *doc = content ? json_loads(content, 0, &je) : NULL;
+    const char *lab = json_string_value(json_object_get(doc, "verdict"));
+    int label = -1;
+    for (int l = 0; l < AV_NLABELS; l++)
+        if (lab && !strcmp(lab, analyst_label_names[l])) label = l;
+    if (label < 0) {
+        rc = nj_fail(NJ_EFORMAT, "backend %s: the answer's content is not a verdict document: %.120s",
+                     remote_name(a->remote), content ? content : "(no content)");
+        json_decref(doc);
+        return rc;
+    }
+    /* With the server's log-probabilities the label is decided as for a
+     * local model: the retrieval vote mixed in, the rule's floor (the
+     * prompt's label biases are not applied: they calibrate the local
+     * model, not whatever the server runs).  Without them the
+     * generated label counts as certain and the vote only lowers the
+     * confidence. */
+    float pm[AV_NLABELS] = {0}, probs[AV_NLABELS];
+    bool have_lp = want_lp && label_logprobs(json_object_get(choice, "logprobs"), pm);
+    int gen_label = label;
+    if (!have_lp) pm[label] = 1.0f;
+    float w = a->have_knn ? a->knn_weight : 0.0f;
+    for (int l = 0; l < AV_NLABELS; l++) probs[l] = (1.0f - w) * pm[l] + w * (a->have_knn ? a->knn[l] : 0.0f);
+    if (have_lp)
+        for (int l = 0; l < AV_NLABELS; l++)
+            if (probs[l] > probs[label]) label = l;
+    if (label < rule_label) label = rule_label;
+    json_t *v = verdict_new(label, probs[label], "remote");
+    if (!v) { json_decref(doc); return -ENOMEM; }
+    if (have_lp)
+        json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
+                                                   "suspicious", round(probs[1] * 1000) / 1000,
+                                                   "malicious", round(probs[2] * 1000) / 1000));
+    if (label != gen_label) {
+        /* the words were written for another label: keep only the label */
+        char sum[160];
+        snprintf(sum, sizeof sum, "Judged %s by the model (p = %.2f).", analyst_label_names[label], probs[label]);
+        json_object_set_new(doc, "summary", json_string(sum));
+        json_object_set_new(doc, "techniques", json_array());
+    }
+    remote_words(v, json_object_get(doc, "techniques"), json_object_get(doc, "summary"));
+    const char *rm = json_string_value(json_object_get(resp, "model"));
+    json_object_set_new(v, "model", remote_model_json(a, model && model[0] ? model : rm));
+    json_object_set_new(v, "prompt", json_string(a->prompt_version));
+    json_decref(doc);
+    *out = v;
+    return 0;
+}
+
 /* The verdict (new) of an OpenAI-compatible server for ev: this analyst's
  * own messages, the verdict schema as response_format, temperature 0. */
 static int openai_judge(analyst *a, const json_t *ev, int rule_label, json_t **out) {
@@ -933,64 +1021,29 @@ static int openai_judge(analyst *a, const json_t *ev, int rule_label, json_t **o
             continue;
         }
         if (rc) return rc;
-        json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
-        const char *content = json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
-        json_error_t je;
-        json_t *doc = content ? json_loads(content, 0, &je) : NULL;
-        const char *lab = json_string_value(json_object_get(doc, "verdict"));
-        int label = -1;
-        for (int l = 0; l < AV_NLABELS; l++)
-            if (lab && !strcmp(lab, analyst_label_names[l])) label = l;
-        if (label < 0) {
-            rc = nj_fail(NJ_EFORMAT, "backend %s: the answer's content is not a verdict document: %.120s",
-                         remote_name(a->remote), content ? content : "(no content)");
-            json_decref(doc);
-            json_decref(resp);
-            return rc;
-        }
-        /* With the server's log-probabilities the label is decided as for a
-         * local model: the retrieval vote mixed in, the rule's floor (the
-         * prompt's label biases are not applied: they calibrate the local
-         * model, not whatever the server runs).  Without them the
-         * generated label counts as certain and the vote only lowers the
-         * confidence. */
-        float pm[AV_NLABELS] = {0}, probs[AV_NLABELS];
-        bool have_lp = want_lp && label_logprobs(json_object_get(choice, "logprobs"), pm);
-        int gen_label = label;
-        if (!have_lp) pm[label] = 1.0f;
-        float w = a->have_knn ? a->knn_weight : 0.0f;
-        for (int l = 0; l < AV_NLABELS; l++) probs[l] = (1.0f - w) * pm[l] + w * (a->have_knn ? a->knn[l] : 0.0f);
-        if (have_lp)
-            for (int l = 0; l < AV_NLABELS; l++)
-                if (probs[l] > probs[label]) label = l;
-        if (label < rule_label) label = rule_label;
-        json_t *v = verdict_new(label, probs[label], "remote");
-        if (!v) { json_decref(doc); json_decref(resp); return -ENOMEM; }
-        if (have_lp)
-            json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
-                                                       "suspicious", round(probs[1] * 1000) / 1000,
-                                                       "malicious", round(probs[2] * 1000) / 1000));
-        if (label != gen_label) {
-            /* the words were written for another label: keep only the label */
-            char sum[160];
-            snprintf(sum, sizeof sum, "Judged %s by the model (p = %.2f).", analyst_label_names[label], probs[label]);
-            json_object_set_new(doc, "summary", json_string(sum));
-            json_object_set_new(doc, "techniques", json_array());
-        }
-        size_t i;
-        json_t *t;
-        json_array_foreach(json_object_get(doc, "techniques"), i, t)
-            if (json_is_string(t)) push_technique(json_object_get(v, "techniques"), json_string_value(t));
-        json_t *sum = json_object_get(doc, "summary");
-        if (json_is_string(sum)) json_object_set(v, "summary", sum);
-        const char *rm = json_string_value(json_object_get(resp, "model"));
-        json_object_set_new(v, "model", remote_model_json(a, model[0] ? model : rm));
-        json_object_set_new(v, "prompt", json_string(a->prompt_version));
-        json_decref(doc);
+        rc = openai_answer(a, resp, want_lp, model, rule_label, out);
         json_decref(resp);
-        *out = v;
-        return 0;
+        return rc;
     }
+}
+
+int analyst_remote_answer(analyst *a, const char *text, size_t n, int rule_label, json_t **out) {
+    *out = NULL;
+    if (!a->remote) return nj_fail(NJ_ESTATE, "the analyst has no backend");
+    if (rule_label < AV_BENIGN || rule_label > AV_MALICIOUS) return nj_fail(-EINVAL, "rule_label out of range");
+    json_error_t je;
+    int err = 0;
+    json_t *doc = event_json_load(text, n, 0, &je, &err);
+    if (!doc) return err == -ENOMEM ? err : nj_fail(NJ_EFORMAT, "not JSON: %s", je.text);
+    int rc = 0;
+    if (remote_get_kind(a->remote) == REMOTE_NIGHTJAR) {
+        *out = from_nightjar_verdict(a, doc, rule_label, &rc);
+    } else {
+        a->have_knn = false;
+        rc = openai_answer(a, doc, true, NULL, rule_label, out);
+    }
+    json_decref(doc);
+    return rc;
 }
 
 /* ---- the pipeline ---- */

@@ -129,6 +129,12 @@ int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *event, j
 int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *const *events, size_t n,
                         json_t **verdicts);
 
+/* What a backend's answer makes of one event, without the network (tests
+ * and fuzzing): text is a nightjar verdict object or an OpenAI chat
+ * completion, per the analyst's backend kind; rule_label the rules' floor.
+ * 0 and a new verdict in *out, or NJ_EFORMAT / NJ_ESTATE (no backend). */
+int analyst_remote_answer(analyst *a, const char *text, size_t n, int rule_label, json_t **out);
+
 /* The backend's name without credentials, or NULL when the model is local. */
 const char *analyst_backend(const analyst *a);
 
