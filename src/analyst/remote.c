@@ -126,15 +126,16 @@ remote *remote_new(const remote_opts *o, int *err) {
     r->model_asked = o->model != NULL;
     r->rng = nj_now_ns() | 1;
     if (!(r->curl = curl_easy_init())) { rc = nj_fail(-ENOMEM, "curl_easy_init failed"); goto fail; }
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    if (h) h = curl_slist_append(r->headers = h, "Expect:");   /* no 100-continue round trip */
-    if (!h) { rc = -ENOMEM; goto fail; }
-    r->headers = h;
     if (o->token && *o->token) {
         size_t n = strlen(o->token) + 32;
         if (!(r->auth = nj_malloc(n))) { rc = -ENOMEM; goto fail; }
         snprintf(r->auth, n, "Authorization: Bearer %s", o->token);
-        if (!(h = curl_slist_append(r->headers, r->auth))) { rc = -ENOMEM; goto fail; }
+    }
+    /* "Expect:" turns off curl's 100-continue round trip for large bodies */
+    const char *hdrs[] = {"Content-Type: application/json", "Expect:", r->auth};
+    for (size_t i = 0; i < NJ_ARRAY_LEN(hdrs) && hdrs[i]; i++) {
+        struct curl_slist *h = curl_slist_append(r->headers, hdrs[i]);
+        if (!h) { rc = -ENOMEM; goto fail; }
         r->headers = h;
     }
     CURL *c = r->curl;

@@ -533,6 +533,43 @@ static void test_garbage(void **st) {
     analyst_free(a);
 }
 
+/* Allocation failures anywhere on the way (request, answer, verdicts) give
+ * an error or verdicts, never a crash or a leak. */
+static void test_alloc_failure(void **st) {
+    (void)st;
+    for (int mode = 0; mode < 2; mode++) {
+        reset();
+        srv.label = "suspicious";
+        snprintf(g_spec, sizeof g_spec, "%s+http://127.0.0.1:%d", mode ? "openai" : "nightjar", g_port);
+        analyst_opts o = {.data_dir = ".", .backend = g_spec, .backend_retries = -1, .no_retrieval = true,
+                          .no_cache = true, .backend_model = "m1"};
+        int err = 0;
+        analyst *a = analyst_new(&o, &err);
+        assert_non_null(a);
+        json_t *evs[2] = {cmd_event("uname -a", 1), cmd_event("id", 2)};
+        json_t *v[2];
+        /* warm up: the response buffer reaches its size */
+        assert_int_equal(analyst_judge_batch(a, NULL, NULL, (const json_t *const *)evs, 2, v), 0);
+        json_decref(v[0]);
+        json_decref(v[1]);
+        size_t base = nj_mem_in_use();
+        int ok = 0, failed = 0;
+        for (long k = 0; k < 400; k++) {
+            nj_alloc_fail_after(k);
+            int rc = analyst_judge_batch(a, NULL, NULL, (const json_t *const *)evs, 2, v);
+            nj_alloc_fail_after(-1);
+            if (rc == 0) ok++;
+            else failed++;
+            for (int i = 0; i < 2; i++) json_decref(v[i]);
+            assert_int_equal(nj_mem_in_use(), base);
+        }
+        assert_true(failed > 0 && ok > 0);
+        json_decref(evs[0]);
+        json_decref(evs[1]);
+        analyst_free(a);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_specs),
@@ -544,6 +581,7 @@ int main(void) {
         cmocka_unit_test(test_openai),
         cmocka_unit_test(test_openai_logprobs),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests_name("remote", tests, server_up, server_down);
 }
