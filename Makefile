@@ -173,7 +173,7 @@ parse-bench: $(O)/tools/parse-bench
 sigma-bench: $(O)/tools/sigma-bench
 	$(O)/tools/sigma-bench
 # 20 SIGKILLs while 1,000 events go through watch -> SmolLM2 -> syslog and
-# webhook sinks (make test runs a 5-kill, 100-event variant).
+# webhook sinks (make test runs a 4-kill, 60-event variant).
 crash-test: $(BIN)
 	NJ_BIN=$(abspath $(BIN)) python3 tests/agent/crash_model.py --kills 20 --events 1000
 
