@@ -212,7 +212,6 @@ typedef struct judge_ctx {
     int64_t  seq[JUDGE_BATCH];
     char    *id[JUDGE_BATCH];
     json_t  *ev[JUDGE_BATCH];
-    int      bad;           /* an event that did not parse (code) */
 } judge_ctx;
 
 static int collect_one(const spool_event *e, void *ud) {
@@ -257,9 +256,11 @@ static int judge_pending(const watch_opts *o, spool *sp, deliver *d, bool *down)
         if (n == 0) break;
         char *out[JUDGE_BATCH] = {0};
         int jr = j.n ? o->judge(o->judge_ctx, (const json_t *const *)j.ev, j.n, out) : 0;
+        char why[400] = "";
+        if (jr) snprintf(why, sizeof why, "%s", nj_last_error());   /* before the spool writes below */
         for (size_t i = 0; i < j.n && rc == 0; i++) {
             if (!out[i]) {
-                if (jr != NJ_ENET) fprintf(stderr, "nightjar watch: event %s: not judged: %s\n", j.id[i], nj_last_error());
+                if (jr != NJ_ENET) fprintf(stderr, "nightjar watch: event %s: not judged: %s\n", j.id[i], why);
                 continue;   /* stays pending; judged again in a later round */
             }
             int pr = spool_put_verdict(sp, j.seq[i], out[i]);
@@ -271,7 +272,7 @@ static int judge_pending(const watch_opts *o, spool *sp, deliver *d, bool *down)
         if (d && judged) deliver_kick(d);
         if (rc) break;
         if (jr == NJ_ENET) {
-            fprintf(stderr, "nightjar watch: %s; the events wait in the spool\n", nj_last_error());
+            fprintf(stderr, "nightjar watch: %s; the events wait in the spool\n", why);
             *down = true;
             break;
         }
