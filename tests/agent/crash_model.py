@@ -5,9 +5,9 @@ webhook sink, both received by servers in this process, is SIGKILLed at
 random points while events stream through it.
 
 Each round appends EVENTS/KILLS lines to the log, lets watch run (most
-rounds until it has stored a verdict, then) for a random time (seeded) and
-kills it: mid-parse, mid-model, between a verdict's commit and its
-delivery, mid-send.  A final `--once` run
+rounds until the spool holds a random share, 50-100 %, of the verdicts
+due so far, then) for a random time (seeded) and kills it: mid-parse,
+mid-model, between a verdict's commit and its delivery, mid-send.  A final `--once` run
 finishes the backlog.  Then:
   - every line has exactly one event and exactly one verdict in the spool;
   - the verdicts the model gave are there (source "model" or "cache"
@@ -230,14 +230,18 @@ def main():
                     n += 1
                     if n % 10 == 0:
                         f.flush()
-            # The crash point.  Most rounds first wait until this run has
-            # stored a verdict (the model is loaded and judging: loading it
-            # takes seconds on a busy machine), then run a random time more;
-            # some kill at a random time from the start instead.
+            # The crash point.  Most rounds let this run judge until the
+            # spool holds a random share of the verdicts due by the end of
+            # the round (at least one more than it had: the model is loaded
+            # and judging; loading takes seconds on a busy machine), then a
+            # random time more, so the kills spread over the whole stream
+            # (mid-model, mid-delivery, mid-read once the backlog is caught
+            # up); the others kill at a random time from the start.
             if rnd.random() < 0.75:
                 v0 = verdict_count(db)
-                deadline = time.time() + 300
-                while time.time() < deadline and p.poll() is None and verdict_count(db) <= v0:
+                target = max(v0 + 1, int(n * rnd.uniform(0.5, 1.0)))
+                deadline = time.time() + 1800
+                while time.time() < deadline and p.poll() is None and verdict_count(db) < target:
                     time.sleep(0.05)
             time.sleep(rnd.uniform(0.0, args.max_delay))
             p.send_signal(signal.SIGKILL)
