@@ -901,7 +901,8 @@ static bool label_logprobs(const json_t *lp, float *probs) {
     rbuf_free(&all);
     if (!ok) return false;
     json_array_foreach(toks, i, tk) {
-        size_t n = strlen(json_string_value(json_object_get(tk, "token")));
+        const char *text = json_string_value(json_object_get(tk, "token"));
+        size_t n = text ? strlen(text) : 0;   /* as in the text built above */
         if (at < off + n) break;
         off += n;
     }

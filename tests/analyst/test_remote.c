@@ -570,6 +570,39 @@ static void test_alloc_failure(void **st) {
     }
 }
 
+/* Answers checked without the network (the fuzz target's entry): odd
+ * tokens in logprobs, techniques that are not ATT&CK ids, a long summary,
+ * scores out of range, a floor above the remote's label. */
+static void test_answers(void **st) {
+    (void)st;
+    reset();
+    analyst *o = remote_analyst("openai", 0), *n = remote_analyst("nightjar", 0);
+    const char *a1 = "{\"choices\":[{\"message\":{\"content\":\"{\\\"verdict\\\": \\\"benign\\\"}\"},"
+                     "\"logprobs\":{\"content\":[{\"token\":7},{\"token\":\"{\\\"verdict\\\": \\\"\"},"
+                     "{\"token\":\"ben\",\"top_logprobs\":[{\"token\":\"ben\",\"logprob\":-0.1},{\"token\":\"x\"}]}]}}]}";
+    json_t *v = NULL;
+    assert_int_equal(analyst_remote_answer(o, a1, strlen(a1), AV_SUSPICIOUS, &v), 0);
+    assert_string_equal(vstr(v, "verdict"), "suspicious");   /* the floor */
+    json_decref(v);
+    char a2[2048];
+    char longsum[700];
+    memset(longsum, 'x', sizeof longsum - 1);
+    longsum[sizeof longsum - 1] = 0;
+    snprintf(a2, sizeof a2, "{\"verdict\":\"malicious\",\"confidence\":7,\"techniques\":[\"T1059\",\"rm -rf\",\"T12\",\"T1059.0011\"],"
+             "\"summary\":\"%s\",\"scores\":{\"benign\":2}}", longsum);
+    assert_int_equal(analyst_remote_answer(n, a2, strlen(a2), AV_BENIGN, &v), 0);
+    assert_true(json_number_value(json_object_get(v, "confidence")) <= 1.0);
+    assert_int_equal(json_array_size(json_object_get(v, "techniques")), 1);
+    assert_int_equal(strlen(vstr(v, "summary")), 400);
+    assert_null(json_object_get(v, "scores"));
+    json_decref(v);
+    assert_int_equal(analyst_remote_answer(n, "[1]", 3, AV_BENIGN, &v), NJ_EFORMAT);
+    assert_int_equal(analyst_remote_answer(o, "{}", 2, AV_BENIGN, &v), NJ_EFORMAT);
+    assert_null(v);
+    analyst_free(o);
+    analyst_free(n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_specs),
@@ -582,6 +615,7 @@ int main(void) {
         cmocka_unit_test(test_openai_logprobs),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_answers),
     };
     return cmocka_run_group_tests_name("remote", tests, server_up, server_down);
 }
