@@ -97,7 +97,7 @@ $(O)/src/kernels/neon.o:   KFLAGS := -march=armv8.2-a+dotprod+fp16
 $(O)/tests/support/%.o:    LAYER_INC := $(ALL_INC)
 
 .PHONY: all test check check-tsan bench fuzz cross test-arm conformance layers install clean help \
-        schema-corpus retrieve-eval parse-bench sigma-bench
+        schema-corpus retrieve-eval parse-bench sigma-bench crash-test
 all: $(BIN) $(TOOL_BIN) $(LINKCHECK)
 
 $(O)/%.o: %.c
@@ -172,6 +172,10 @@ parse-bench: $(O)/tools/parse-bench
 	$(O)/tools/parse-bench
 sigma-bench: $(O)/tools/sigma-bench
 	$(O)/tools/sigma-bench
+# 20 SIGKILLs while 1,000 events go through watch -> SmolLM2 -> syslog and
+# webhook sinks (make test runs a 4-kill, 60-event variant).
+crash-test: $(BIN)
+	NJ_BIN=$(abspath $(BIN)) python3 tests/agent/crash_model.py --kills 20 --events 1000
 
 # Which layer includes which: prints any include that goes up a layer
 # (the build refuses those already; this names them for a reader).

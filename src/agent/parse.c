@@ -76,12 +76,17 @@ const char *nj_memmem(const char *h, size_t hn, const char *nd, size_t nn) {
 /* ---- reporting and emitting ------------------------------------------ */
 
 int parser_json_line(parser *p, const char *name, const char *line, size_t len, long lineno, json_t **out) {
+    return parser_json_line_scratch(p, name, line, len, lineno, NULL, out);
+}
+
+int parser_json_line_scratch(parser *p, const char *name, const char *line, size_t len, long lineno,
+                             event_scratch *scratch, json_t **out) {
     *out = NULL;
     len = nj_chomp(line, len);
     if (len == 0) return 0;
     json_error_t je;
     int rc;
-    *out = event_json_load(line, len, 0, &je, &rc);
+    *out = scratch ? event_json_load_scratch(scratch, line, len, 0, &je, &rc) : event_json_load(line, len, 0, &je, &rc);
     if (*out) return 0;
     if (rc == -ENOMEM) return nj_fail(rc, "%s: out of memory", name);
     parser_bad(p, lineno, "invalid JSON at column %d: %s", je.column, je.text);

@@ -58,6 +58,10 @@ int parser_emit(parser *p, json_t *ev, long lineno, const char *raw, size_t raw_
  * not JSON is reported (parser_bad: column and reason) and gives *out =
  * NULL and 0; out of memory is nj_fail(-ENOMEM, "<name>: out of memory"). */
 int parser_json_line(parser *p, const char *name, const char *line, size_t len, long lineno, json_t **out);
+/* The same into a scratch arena (event.h: the document must be given back
+ * with event_scratch_release, and nothing of it kept); NULL: the heap. */
+int parser_json_line_scratch(parser *p, const char *name, const char *line, size_t len, long lineno,
+                             event_scratch *scratch, json_t **out);
 
 /* ---- text helpers ---- */
 

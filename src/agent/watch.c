@@ -207,43 +207,79 @@ static int source_step(spool *sp, source *s, bool quiet, size_t *got) {
 }
 
 typedef struct judge_ctx {
-    const watch_opts *o;
-    spool            *sp;
-    int64_t           last;
-    int               judged, failed;
+    int64_t  last;
+    size_t   n;
+    int64_t  seq[JUDGE_BATCH];
+    char    *id[JUDGE_BATCH];
+    json_t  *ev[JUDGE_BATCH];
 } judge_ctx;
 
-static int judge_one(const spool_event *e, void *ud) {
+static int collect_one(const spool_event *e, void *ud) {
     judge_ctx *j = ud;
     j->last = e->seq;
     int err = 0;
     json_t *ev = event_parse(e->json, strlen(e->json), &err);
-    char *v = NULL;
-    int rc = ev ? j->o->judge(j->o->judge_ctx, ev, &v) : err;
-    json_decref(ev);
-    if (rc) {
+    if (!ev) {
         fprintf(stderr, "nightjar watch: event %s: not judged: %s\n", e->id, nj_last_error());
-        j->failed++;
-        return 0;   /* stays pending; judged again at the next start */
+        return 0;   /* stays pending */
     }
-    rc = spool_put_verdict(j->sp, e->seq, v);
-    nj_free(v);
-    if (rc == -EEXIST) rc = 0;
-    if (rc) return rc;
-    j->judged++;
+    char *id = nj_strdup(e->id);
+    if (!id) {
+        json_decref(ev);
+        return -ENOMEM;
+    }
+    j->seq[j->n] = e->seq;
+    j->id[j->n] = id;
+    j->ev[j->n++] = ev;
     return 0;
 }
 
-/* Judge every pending event; returns how many were judged or < 0. */
-static int judge_pending(const watch_opts *o, spool *sp, deliver *d) {
-    judge_ctx j = {.o = o, .sp = sp};
-    for (;;) {
-        int n = spool_next_pending(sp, j.last, JUDGE_BATCH, judge_one, &j);
-        if (n < 0) return n;
-        if (d && j.judged) deliver_kick(d);
-        if (n == 0 || (o->stop && *o->stop)) break;
+static void judge_clear(judge_ctx *j) {
+    for (size_t i = 0; i < j->n; i++) {
+        json_decref(j->ev[i]);
+        nj_free(j->id[i]);
     }
-    return j.judged;
+    j->n = 0;
+}
+
+/* Judge every pending event, a batch at a time; returns how many were
+ * judged or < 0.  *down: the judge said it is unavailable (NJ_ENET); the
+ * round stopped there. */
+static int judge_pending(const watch_opts *o, spool *sp, deliver *d, bool *down) {
+    judge_ctx j = {0};
+    int judged = 0, rc = 0;
+    *down = false;
+    for (;;) {
+        size_t per = o->judge_batch > 0 ? (size_t)NJ_MIN(o->judge_batch, JUDGE_BATCH) : 1;
+        int n = spool_next_pending(sp, j.last, per, collect_one, &j);
+        if (n < 0) { rc = n; break; }
+        if (n == 0) break;
+        char *out[JUDGE_BATCH] = {0};
+        int jr = j.n ? o->judge(o->judge_ctx, (const json_t *const *)j.ev, j.n, out) : 0;
+        char why[400] = "";
+        if (jr) snprintf(why, sizeof why, "%s", nj_last_error());   /* before the spool writes below */
+        for (size_t i = 0; i < j.n && rc == 0; i++) {
+            if (!out[i]) {
+                if (jr != NJ_ENET) fprintf(stderr, "nightjar watch: event %s: not judged: %s\n", j.id[i], why);
+                continue;   /* stays pending; judged again in a later round */
+            }
+            int pr = spool_put_verdict(sp, j.seq[i], out[i]);
+            if (pr == 0) judged++;
+            else if (pr != -EEXIST) rc = pr;
+        }
+        for (size_t i = 0; i < j.n; i++) nj_free(out[i]);
+        judge_clear(&j);
+        if (d && judged) deliver_kick(d);
+        if (rc) break;
+        if (jr == NJ_ENET) {
+            fprintf(stderr, "nightjar watch: %s; the events wait in the spool\n", why);
+            *down = true;
+            break;
+        }
+        if (o->stop && *o->stop) break;
+    }
+    judge_clear(&j);
+    return rc ? rc : judged;
 }
 
 int watch_run(const watch_opts *o) {
@@ -271,6 +307,7 @@ int watch_run(const watch_opts *o) {
         if ((rc = deliver_start(d))) goto out;
     }
     if (!o->once && !(pw = platform_watch_new(&rc))) goto out;
+    if (pw && o->wake_fd > 0 && (rc = platform_watch_fd(pw, o->wake_fd))) goto out;
     for (int i = 0; i < o->n_sources; i++) {
         source *s = &src[i];
         s->fd = -1;
@@ -294,7 +331,9 @@ int watch_run(const watch_opts *o) {
         }
     }
     /* events left pending by an earlier run first */
-    if ((rc = judge_pending(o, sp, d)) < 0) goto out;
+    bool down = false;
+    int retry_ms = 0;   /* > 0 while the judge is unavailable: wait this long, then try again */
+    if ((rc = judge_pending(o, sp, d, &down)) < 0) goto out;
     rc = 0;
     while (!(o->stop && *o->stop)) {
         bool progress = false;
@@ -308,11 +347,12 @@ int watch_run(const watch_opts *o) {
                 progress |= got > 0;
             } while (got > 0 && !(o->stop && *o->stop));
         }
-        if ((rc = judge_pending(o, sp, d)) < 0) goto out;
+        if ((rc = judge_pending(o, sp, d, &down)) < 0) goto out;
         rc = 0;
+        retry_ms = !down ? 0 : retry_ms ? NJ_MIN(retry_ms * 2, 60000) : 1000;
         if (progress) continue;
         if (o->once) break;
-        int w = platform_watch_wait(pw, -1);
+        int w = platform_watch_wait(pw, retry_ms ? retry_ms : -1);
         if (w < 0 && w != -EINTR) { rc = nj_fail(w, "waiting for changes: %s", nj_strerror(w)); goto out; }
     }
     if (o->once && d) {
@@ -324,6 +364,12 @@ int watch_run(const watch_opts *o) {
                 n = deliver_once(d, (size_t)i, spool_now_ms(), NULL);
             } while (n > 0);
         }
+    }
+    if (!rc && o->once && down) {
+        spool_stats st;
+        int64_t waiting = spool_stats_get(sp, &st) == 0 ? st.events_pending : -1;
+        rc = nj_fail(NJ_ENET, "%lld events are not judged (the judge is unavailable); they stay in the spool "
+                     "for the next run", (long long)waiting);
     }
 out:
     deliver_free(d);

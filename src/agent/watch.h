@@ -24,15 +24,20 @@
  *      span chunks, so an auditd serial split across two writes of the log
  *      becomes two events, and sshd failures are aggregated within a read
  *      burst, not across bursts (a chunk is everything readable at once).
- *   3. Events without a verdict are judged in spool order; each verdict is
- *      committed with its delivery rows (spool_put_verdict): exactly one
- *      verdict per event, and a crash while judging judges again.
+ *   3. Events without a verdict are judged in spool order, a batch at a
+ *      time; each verdict is committed with its delivery rows
+ *      (spool_put_verdict): exactly one verdict per event, and a crash
+ *      while judging judges again.  An event the judge could not judge
+ *      stays pending; when the judge is unavailable (a remote backend
+ *      down) the loop waits a backoff and tries again, so the only timer
+ *      ever armed is this retry, and only while events wait for it.
  *   4. Sinks get every verdict at least once (deliver.h); a verdict sent
  *      again after a crash says "redelivery": true.
  *
  * Idle.  Between changes the loop sleeps in platform_watch_wait (inotify,
  * kqueue): a quiet log costs no CPU and no timer fires.  With once, the
- * loop stops at the end of every input after judging and delivering.
+ * loop stops at the end of every input after judging and delivering (and
+ * fails, naming how many events wait, if the judge was unavailable).
  *
  * Threads.  watch_run runs on the caller's thread; the spool handle is
  * shared with the delivery threads (it is thread-safe).  The judge function
@@ -47,9 +52,14 @@
 
 #include <jansson.h>
 
-/* Judge one canonical event: a nj_malloc'd verdict JSON object (text) in
- * *out, 0; or < 0 with nj_last_error() (the event stays pending). */
-typedef int (*watch_judge_fn)(void *ctx, const json_t *event, char **out);
+/* Judge n canonical events, in order: out[i] is a nj_malloc'd verdict JSON
+ * object (text) for events[i], or NULL when that event was not judged (it
+ * stays pending).  Returns 0 when every event was judged, else the first
+ * failure's code with nj_last_error(); NJ_ENET means the judge is
+ * unavailable for now (a remote backend that is down): watch stops judging
+ * and tries again after a backoff (1 s doubling to 60 s), the events
+ * waiting in the spool meanwhile. */
+typedef int (*watch_judge_fn)(void *ctx, const json_t *const *events, size_t n, char **out);
 
 typedef struct watch_opts {
     const char         *spool_path;
@@ -59,9 +69,14 @@ typedef struct watch_opts {
     int                 n_sinks;
     watch_judge_fn      judge;
     void               *judge_ctx;
+    int                 judge_batch; /* events per judge call (1..64); 0: 1.  Each call's
+                                        verdicts are committed after it returns, so a slow
+                                        local model wants 1, a remote backend a batch */
     bool                once;        /* stop at the end of the inputs */
     volatile sig_atomic_t *stop;     /* set (by a signal handler) to stop */
     bool                quiet;       /* no per-line error reports on stderr */
+    int                 wake_fd;     /* > 0: also wait for this descriptor to become readable,
+                                        so another thread can make the loop see *stop */
 } watch_opts;
 
 /* Runs until *stop is set (or, with once, until every input is read,

@@ -19,6 +19,7 @@
 #include "event.h"
 #include "guard.h"
 #include "platform.h"
+#include "remote.h"
 #include "render.h"
 #include "retrieve.h"
 #include "sigma.h"
@@ -90,6 +91,8 @@ struct analyst {
     analyst_opts o;
 
     sigma_rules    *rules;
+    remote         *remote;         /* the model stage elsewhere, or NULL */
+    json_t         *schema;         /* analyst_verdict_schema parsed (remote openai) */
     nj_kb          *kb;
     nj_kb_searcher *searcher;
 
@@ -338,6 +341,16 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
         a->searcher = kb_searcher_new(a->kb, &rc);
         if (!a->searcher) goto fail;
     }
+    if (o->backend) {
+        remote_opts ro = {.spec = o->backend, .token = o->backend_token, .model = o->backend_model,
+                          .timeout_ms = o->backend_timeout_ms, .retries = o->backend_retries};
+        if (!(a->remote = remote_new(&ro, &rc))) goto fail;
+        /* cache keys and rule verdicts name the backend until its model is known */
+        snprintf(a->model_name, sizeof a->model_name, "%s", remote_name(a->remote));
+        json_error_t je;
+        a->schema = json_loads(analyst_verdict_schema, 0, &je);
+        if (!a->schema) { rc = -ENOMEM; goto fail; }
+    }
     a->capacity = o->cache_entries > 0 ? (size_t)o->cache_entries : 4096;
     a->n_buckets = 1;
     while (a->n_buckets < a->capacity * 2) a->n_buckets <<= 1;
@@ -374,6 +387,8 @@ void analyst_free(analyst *a) {
     kb_searcher_free(a->searcher);
     kb_free(a->kb);
     sigma_rules_free(a->rules);
+    remote_free(a->remote);
+    json_decref(a->schema);
     nj_free(a->system);
     rbuf_free(&a->text);
     rbuf_free(&a->user);
@@ -392,7 +407,17 @@ void analyst_rule_skip(const analyst *a, int i, char *buf, size_t cap) {
     snprintf(buf, cap, "%s: %s", s ? s->file : "?", s ? s->reason : "?");
 }
 const char *analyst_prompt_version(const analyst *a) { return a->prompt_version; }
-void analyst_get_stats(const analyst *a, analyst_stats *out) { *out = a->st; }
+void analyst_get_stats(const analyst *a, analyst_stats *out) {
+    *out = a->st;
+    if (a->remote) {
+        remote_stats rs;
+        remote_get_stats(a->remote, &rs);
+        out->remote_requests = rs.requests;
+        out->remote_retries = rs.retried;
+        out->remote_failures = rs.failed;
+    }
+}
+const char *analyst_backend(const analyst *a) { return a->remote ? remote_name(a->remote) : NULL; }
 
 /* ---- verdict cache ---- */
 
@@ -905,27 +930,297 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     return 0;
 }
 
+/* ---- stage 3 elsewhere: a remote backend (remote.h) ---- */
+
+#define REMOTE_BATCH 16   /* events per /v1/analyze request (a nightjar's analyze_batch is 64) */
+
+/* "BACKEND/MODEL", the model field of a remote verdict. */
+static json_t *remote_model_json(analyst *a, const char *model) {
+    char b[900];
+    snprintf(b, sizeof b, "%s/%s", remote_name(a->remote), model && *model ? model : "unknown");
+    return json_string(b);
+}
+
+/* A remote's techniques and summary into v: only ATT&CK-shaped ids
+ * (T1234 or T1234.567, renumbered like a local model's), and the summary
+ * cut to 400 bytes at a character boundary.  Whatever a server says is
+ * untrusted text. */
+static void remote_words(json_t *v, const json_t *techniques, const json_t *summary) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(techniques, i, t) {
+        const char *x = json_string_value(t);
+        size_t n = x ? strlen(x) : 0;
+        bool ok = (n == 5 || (n == 9 && x[5] == '.')) && x[0] == 'T';
+        for (size_t k = 1; ok && k < n; k++) ok = k == 5 || (x[k] >= '0' && x[k] <= '9');
+        if (ok) push_technique(json_object_get(v, "techniques"), x);
+    }
+    const char *s = json_string_value(summary);
+    if (!s) return;
+    size_t n = strlen(s);
+    if (n > 400) {
+        n = 400;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    json_object_set_new(v, "summary", json_stringn(s, n));
+}
+
+/* A verdict of ours (new) from a remote nightjar's verdict rv, never below
+ * rule_label.  NULL with NJ_EFORMAT when rv is not a verdict. */
+static json_t *from_nightjar_verdict(analyst *a, const json_t *rv, int rule_label, int *err) {
+    const char *lab = json_string_value(json_object_get(rv, "verdict"));
+    int label = -1;
+    for (int l = 0; l < AV_NLABELS; l++)
+        if (lab && !strcmp(lab, analyst_label_names[l])) label = l;
+    json_t *conf = json_object_get(rv, "confidence");
+    if (label < 0 || !json_is_number(conf)) {
+        *err = nj_fail(NJ_EFORMAT, "backend %s: an answer is not a verdict (no valid \"verdict\" and \"confidence\")",
+                       remote_name(a->remote));
+        return NULL;
+    }
+    double c = json_number_value(conf);
+    if (label < rule_label) label = rule_label;   /* a rule is never lowered */
+    json_t *v = verdict_new(label, c < 0 ? 0 : c > 1 ? 1 : c, "remote");
+    if (!v) { *err = -ENOMEM; return NULL; }
+    remote_words(v, json_object_get(rv, "techniques"), json_object_get(rv, "summary"));
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(rv, "rule_ids"), i, id)
+        if (json_is_string(id) && i < 16) json_array_append(json_object_get(v, "rule_ids"), id);
+    const char *rs = json_string_value(json_object_get(rv, "source"));
+    json_object_set_new(v, "remote_source", json_string(rs ? rs : "unknown"));
+    json_t *sc = json_object_get(rv, "scores");
+    double p[AV_NLABELS];
+    bool sc_ok = json_is_object(sc);
+    for (int l = 0; sc_ok && l < AV_NLABELS; l++) {
+        json_t *x = json_object_get(sc, analyst_label_names[l]);
+        sc_ok = json_is_number(x) && (p[l] = json_number_value(x)) >= 0 && p[l] <= 1;
+    }
+    if (sc_ok)
+        json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", p[0], "suspicious", p[1],
+                                                   "malicious", p[2]));
+    json_object_set_new(v, "model", remote_model_json(a, json_string_value(json_object_get(rv, "model"))));
+    const char *pv = json_string_value(json_object_get(rv, "prompt"));
+    json_object_set_new(v, "prompt", json_string(pv ? pv : a->prompt_version));
+    *err = 0;
+    return v;
+}
+
+/* The label's probabilities from an OpenAI-style logprobs block: the
+ * candidates (top_logprobs) at the token where the verdict's value starts.
+ * The position is found in the tokens' own text, which need not equal the
+ * message content (llama-server may report tokens its JSON extraction
+ * dropped, e.g. a code fence).  Servers report the distribution before
+ * their grammar, i.e. what local label scoring reads too; a label missing
+ * from the top candidates counts as 0.  true when at least one candidate
+ * named a label (probs then sum to 1). */
+static bool label_logprobs(const json_t *lp, float *probs) {
+    json_t *toks = json_object_get(lp, "content");
+    size_t nt = json_array_size(toks);
+    if (nt == 0) return false;
+    rbuf all = {0};
+    size_t i;
+    json_t *tk = NULL;
+    json_array_foreach(toks, i, tk) {
+        const char *text = json_string_value(json_object_get(tk, "token"));
+        rbuf_puts(&all, text ? text : "");
+    }
+    bool ok = false;
+    const char *k = all.oom || !all.s ? NULL : strstr(all.s, "\"verdict\"");
+    const char *p = k ? k + 9 : NULL;
+    if (p) {
+        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+        if (*p == ':') {
+            p++;
+            while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+            ok = *p++ == '"';
+        }
+    }
+    size_t at = ok ? (size_t)(p - all.s) : 0, off = 0;
+    rbuf_free(&all);
+    if (!ok) return false;
+    json_array_foreach(toks, i, tk) {
+        const char *text = json_string_value(json_object_get(tk, "token"));
+        size_t n = text ? strlen(text) : 0;   /* as in the text built above */
+        if (at < off + n) break;
+        off += n;
+    }
+    if (i >= nt) return false;
+    size_t skip = at - off;   /* bytes of the token before the value */
+    double mass[AV_NLABELS] = {0}, tot = 0;
+    size_t j;
+    json_t *cand;
+    json_array_foreach(json_object_get(tk, "top_logprobs"), j, cand) {
+        const char *text = json_string_value(json_object_get(cand, "token"));
+        json_t *l = json_object_get(cand, "logprob");
+        if (!text || !json_is_number(l) || strlen(text) <= skip) continue;
+        const char *rest = text + skip;
+        size_t rn = strlen(rest);
+        for (int lab = 0; lab < AV_NLABELS; lab++) {
+            size_t ln = strlen(analyst_label_names[lab]);
+            /* a prefix of the label ("mal"), or the label and what follows ("benign\"") */
+            if (!strncmp(rest, analyst_label_names[lab], rn < ln ? rn : ln)) {
+                mass[lab] += exp(json_number_value(l));
+                tot += exp(json_number_value(l));
+                break;
+            }
+        }
+    }
+    if (tot <= 0) return false;
+    for (int lab = 0; lab < AV_NLABELS; lab++) probs[lab] = (float)(mass[lab] / tot);
+    return true;
+}
+
+/* A chat completion's answer (resp, borrowed) as our verdict (new, in
+ * *out), never below rule_label: the content must be a verdict document;
+ * with want_lp the label's log-probabilities are read when present. */
+static int openai_answer(analyst *a, const json_t *resp, bool want_lp, const char *model, int rule_label,
+                         json_t **out) {
+    *out = NULL;
+    int rc;
+    json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
+    const char *content = json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
+    json_error_t je;
+    json_t *doc = content ? json_loads(content, 0, &je) : NULL;
+    const char *lab = json_string_value(json_object_get(doc, "verdict"));
+    int label = -1;
+    for (int l = 0; l < AV_NLABELS; l++)
+        if (lab && !strcmp(lab, analyst_label_names[l])) label = l;
+    if (label < 0) {
+        rc = nj_fail(NJ_EFORMAT, "backend %s: the answer's content is not a verdict document: %.120s",
+                     remote_name(a->remote), content ? content : "(no content)");
+        json_decref(doc);
+        return rc;
+    }
+    /* With the server's log-probabilities the label is decided as for a
+     * local model: the retrieval vote mixed in, the rule's floor (the
+     * prompt's label biases are not applied: they calibrate the local
+     * model, not whatever the server runs).  Without them the
+     * generated label counts as certain and the vote only lowers the
+     * confidence. */
+    float pm[AV_NLABELS] = {0}, probs[AV_NLABELS];
+    bool have_lp = want_lp && label_logprobs(json_object_get(choice, "logprobs"), pm);
+    int gen_label = label;
+    if (!have_lp) pm[label] = 1.0f;
+    float w = a->have_knn ? a->knn_weight : 0.0f;
+    for (int l = 0; l < AV_NLABELS; l++) probs[l] = (1.0f - w) * pm[l] + w * (a->have_knn ? a->knn[l] : 0.0f);
+    if (have_lp)
+        for (int l = 0; l < AV_NLABELS; l++)
+            if (probs[l] > probs[label]) label = l;
+    if (label < rule_label) label = rule_label;
+    json_t *v = verdict_new(label, probs[label], "remote");
+    if (!v) { json_decref(doc); return -ENOMEM; }
+    if (have_lp)
+        json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
+                                                   "suspicious", round(probs[1] * 1000) / 1000,
+                                                   "malicious", round(probs[2] * 1000) / 1000));
+    if (label != gen_label) {
+        /* the words were written for another label: keep only the label */
+        char sum[160];
+        snprintf(sum, sizeof sum, "Judged %s by the model (p = %.2f).", analyst_label_names[label], probs[label]);
+        json_object_set_new(doc, "summary", json_string(sum));
+        json_object_set_new(doc, "techniques", json_array());
+    }
+    remote_words(v, json_object_get(doc, "techniques"), json_object_get(doc, "summary"));
+    const char *rm = json_string_value(json_object_get(resp, "model"));
+    json_object_set_new(v, "model", remote_model_json(a, model && model[0] ? model : rm));
+    json_object_set_new(v, "prompt", json_string(a->prompt_version));
+    json_decref(doc);
+    *out = v;
+    return 0;
+}
+
+/* The verdict (new) of an OpenAI-compatible server for ev: this analyst's
+ * own messages, the verdict schema as response_format, temperature 0. */
+static int openai_judge(analyst *a, const json_t *ev, int rule_label, json_t **out) {
+    *out = NULL;
+    int rc = build_user(a, ev, rule_label);
+    if (rc) return rc;
+    const char *model = remote_model(a->remote);
+    for (int tries = 0;; tries++) {
+        bool want_lp = remote_want_logprobs(a->remote);
+        json_t *req = json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:s}], s:f, s:i, s:{s:s, s:{s:s, s:b, s:O}}}",
+                                "model", model[0] ? model : "default", "messages", "role", "system", "content",
+                                a->system, "role", "user", "content", a->user.s, "temperature", 0.0,
+                                "max_tokens", 256, "response_format", "type", "json_schema", "json_schema",
+                                "name", "verdict", "strict", 1, "schema", a->schema);
+        if (req && want_lp) {
+            json_object_set_new(req, "logprobs", json_true());
+            json_object_set_new(req, "top_logprobs", json_integer(20));
+        }
+        char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!body) return -ENOMEM;
+        json_t *resp = NULL;
+        long status = 0;
+        rc = remote_post(a->remote, "/v1/chat/completions", body, strlen(body), &resp, &status);
+        nj_free(body);
+        if (rc == -EINVAL && status == 400 && want_lp && tries == 0) {
+            /* e.g. nightjar refuses logprobs: ask without them from now on */
+            remote_no_logprobs(a->remote);
+            continue;
+        }
+        if (rc) return rc;
+        rc = openai_answer(a, resp, want_lp, model, rule_label, out);
+        json_decref(resp);
+        return rc;
+    }
+}
+
+int analyst_remote_answer(analyst *a, const char *text, size_t n, int rule_label, json_t **out) {
+    *out = NULL;
+    if (!a->remote) return nj_fail(NJ_ESTATE, "the analyst has no backend");
+    if (rule_label < AV_BENIGN || rule_label > AV_MALICIOUS) return nj_fail(-EINVAL, "rule_label out of range");
+    json_error_t je;
+    int err = 0;
+    json_t *doc = event_json_load(text, n, 0, &je, &err);
+    if (!doc) return err == -ENOMEM ? err : nj_fail(NJ_EFORMAT, "not JSON: %s", je.text);
+    int rc = 0;
+    if (remote_get_kind(a->remote) == REMOTE_NIGHTJAR) {
+        *out = from_nightjar_verdict(a, doc, rule_label, &rc);
+    } else {
+        a->have_knn = false;
+        rc = openai_answer(a, doc, true, NULL, rule_label, out);
+    }
+    json_decref(doc);
+    return rc;
+}
+
 /* ---- the pipeline ---- */
 
-int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, json_t **verdict) {
-    double t0 = nj_now();
-    *verdict = NULL;
+/* One event's way through analyst_judge_batch. */
+typedef struct jstate {
+    const json_t *ev;
+    json_t       *v;           /* the verdict so far (a rule's), then the final one */
+    json_t       *rule_ids;    /* the rules' verdict's ids, or NULL */
+    int           rule_label;
+    bool          need_model;
+    char         *key;         /* cache key (nj_malloc'd), or NULL */
+    size_t        key_len;
+    double        t0, t1;      /* started, decided */
+    int           rc;
+} jstate;
+
+/* Stages 1 and 2: rules, then the cache.  Sets need_model when neither
+ * decided and a model (local or remote) can. */
+static void judge_cheap(analyst *a, jstate *j, bool have_model) {
+    j->t0 = nj_now();
     a->st.events++;
-    json_t *v = rules_judge(a, ev);
-    int rule_label = v ? label_of(v) : AV_BENIGN;
-    json_t *rule_ids = v ? json_incref(json_object_get(v, "rule_ids")) : NULL;
-    if (v && rule_label == AV_MALICIOUS) {
+    json_t *v = rules_judge(a, j->ev);
+    j->rule_label = v ? label_of(v) : AV_BENIGN;
+    j->rule_ids = v ? json_incref(json_object_get(v, "rule_ids")) : NULL;
+    if (v && j->rule_label == AV_MALICIOUS) {
         a->st.by_rule++;
-    } else if (!m || !s) {
+    } else if (!have_model) {
         if (!v) v = verdict_new(AV_BENIGN, 0.5, "rule");
-        if (v && rule_label == AV_BENIGN) json_object_set_new(v, "summary", json_string("No rule matched."));
+        if (v && j->rule_label == AV_BENIGN) json_object_set_new(v, "summary", json_string("No rule matched."));
         a->st.by_rule++;
     } else {
         /* cache key: model, prompt, settings, the masked event */
         rbuf_reset(&a->key);
         rbuf_printf(&a->key, "%s\n%s\n%d %d %d %d\n", a->model_name, a->prompt_version, a->n_examples,
-                    rule_label, a->o.label_only, a->o.full);
-        int rc = render_event(&a->key, ev, true);
+                    j->rule_label, a->o.label_only, a->o.full);
+        int rc = render_event(&a->key, j->ev, true);
         centry *hit = NULL;
         if (!rc && !a->o.no_cache) {
             a->st.cache_lookups++;
@@ -937,33 +1232,145 @@ int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, json
             if (v) json_object_set_new(v, "source", json_string("cache"));
             a->st.by_cache++;
         } else {
-            json_t *mv = NULL;
-            rc = model_judge(a, m, s, ev, rule_label, &mv);
-            if (rc) {
-                json_decref(v);
-                json_decref(rule_ids);
-                return rc;
-            }
-            if (v && label_of(mv) == rule_label) {
-                /* the model agrees with the rule: the rule decided */
-                json_decref(mv);
-                a->st.by_rule++;
-            } else {
-                json_decref(v);
-                v = mv;
-                if (rule_ids) json_object_set(v, "rule_ids", rule_ids);
-                a->st.by_model++;
-                if (!a->key.oom) cache_put(a, a->key.s, a->key.len, v);
+            j->need_model = true;
+            if (!rc && !a->key.oom && !a->o.no_cache) {
+                j->key = nj_strndup(a->key.s, a->key.len);
+                j->key_len = j->key ? a->key.len : 0;
             }
         }
     }
-    json_decref(rule_ids);
-    if (!v) return -ENOMEM;
-    const char *id = event_get_str(ev, EF_ID);
-    json_object_set_new(v, "event_id", json_string(id ? id : ""));
-    json_object_set_new(v, "model", json_string(a->model_name));
-    json_object_set_new(v, "prompt", json_string(a->prompt_version));
-    json_object_set_new(v, "latency_ms", json_real(round((nj_now() - t0) * 1e4) / 10));
-    *verdict = v;
-    return 0;
+    j->v = v;
+    j->t1 = nj_now();
+    if (!v && !j->need_model) j->rc = -ENOMEM;
+}
+
+/* The model's verdict mv (taken over) decides j, unless it only agrees
+ * with the rule (then the rule decided). */
+static void take_model(analyst *a, jstate *j, json_t *mv) {
+    j->need_model = false;
+    j->t1 = nj_now();
+    if (j->v && label_of(mv) == j->rule_label) {
+        json_decref(mv);
+        a->st.by_rule++;
+        return;
+    }
+    json_decref(j->v);
+    j->v = mv;
+    if (j->rule_ids) json_object_set(mv, "rule_ids", j->rule_ids);
+    if (a->remote) a->st.by_remote++;
+    else a->st.by_model++;
+    if (j->key) cache_put(a, j->key, j->key_len, mv);
+}
+
+/* A remote nightjar judges js[0..n)'s open events, REMOTE_BATCH at a time
+ * in order.  A 413 halves the batch; a 400 on a batch of several is retried
+ * one event per request, so one refused event holds back no other.  Stops
+ * at the first unavailable backend (the rest keep rc NJ_ENET). */
+static void nightjar_judge(analyst *a, jstate *js, size_t n) {
+    size_t per = REMOTE_BATCH;
+    size_t idx[REMOTE_BATCH];
+    size_t i = 0;
+    int down = 0;
+    while (i < n) {
+        size_t k = 0, next = i;
+        for (; next < n && k < per; next++)
+            if (js[next].need_model && !js[next].rc) idx[k++] = next;
+        if (k == 0) break;
+        if (down) {
+            for (size_t q = 0; q < k; q++) js[idx[q]].rc = down;
+            i = next;
+            continue;
+        }
+        json_t *arr = json_array();
+        for (size_t q = 0; arr && q < k; q++)
+            if (json_array_append(arr, (json_t *)js[idx[q]].ev)) { json_decref(arr); arr = NULL; }
+        json_t *req = arr ? json_pack("{s:o}", "events", arr) : NULL;
+        char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        json_t *resp = NULL;
+        long status = 0;
+        int rc = body ? remote_post(a->remote, "/v1/analyze", body, strlen(body), &resp, &status) : -ENOMEM;
+        nj_free(body);
+        if (rc == -EINVAL && (status == 413 || status == 400) && k > 1) {
+            per = status == 413 ? (k / 2 ? k / 2 : 1) : 1;   /* the same events again, fewer at a time */
+            continue;
+        }
+        json_t *vs = json_object_get(resp, "verdicts");
+        if (!rc && (!json_is_array(vs) || json_array_size(vs) != k))
+            rc = nj_fail(NJ_EFORMAT, "backend %s: /v1/analyze answered %zu verdicts for %zu events",
+                         remote_name(a->remote), json_array_size(vs), k);
+        for (size_t q = 0; q < k; q++) {
+            jstate *j = &js[idx[q]];
+            if (rc) { j->rc = rc; continue; }
+            int err = 0;
+            json_t *mv = from_nightjar_verdict(a, json_array_get(vs, q), j->rule_label, &err);
+            if (mv) take_model(a, j, mv);
+            else j->rc = err;
+        }
+        json_decref(resp);
+        if (rc == NJ_ENET) down = rc;
+        i = next;
+    }
+}
+
+int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *const *events, size_t n,
+                        json_t **verdicts) {
+    for (size_t i = 0; i < n; i++) verdicts[i] = NULL;
+    if (n == 0) return 0;
+    jstate *js = nj_calloc(n, sizeof *js);
+    if (!js) return -ENOMEM;
+    bool have_model = (m && s) || a->remote;
+    for (size_t i = 0; i < n; i++) {
+        js[i].ev = events[i];
+        judge_cheap(a, &js[i], have_model);
+    }
+    if (a->remote && remote_get_kind(a->remote) == REMOTE_NIGHTJAR) {
+        nightjar_judge(a, js, n);
+    } else {
+        int down = 0;
+        for (size_t i = 0; i < n; i++) {
+            jstate *j = &js[i];
+            if (!j->need_model || j->rc) continue;
+            if (down) { j->rc = down; continue; }
+            json_t *mv = NULL;
+            int rc = a->remote ? openai_judge(a, j->ev, j->rule_label, &mv)
+                               : model_judge(a, m, s, j->ev, j->rule_label, &mv);
+            if (rc) {
+                j->rc = rc;
+                if (rc == NJ_ENET) down = rc;   /* the backend is down: do not wait on it per event */
+            } else {
+                take_model(a, j, mv);
+            }
+        }
+    }
+    int first = 0;
+    char why[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        jstate *j = &js[i];
+        if (!j->rc && (!j->v || j->need_model)) j->rc = -ENOMEM;
+        if (j->rc) {
+            if (!first) {
+                first = j->rc;
+                snprintf(why, sizeof why, "%s", nj_last_error());
+            }
+            json_decref(j->v);
+        } else {
+            json_t *v = j->v;
+            const char *id = event_get_str(j->ev, EF_ID);
+            json_object_set_new(v, "event_id", json_string(id ? id : ""));
+            if (!json_object_get(v, "model")) json_object_set_new(v, "model", json_string(a->model_name));
+            if (!json_object_get(v, "prompt")) json_object_set_new(v, "prompt", json_string(a->prompt_version));
+            json_object_set_new(v, "latency_ms", json_real(round((j->t1 - j->t0) * 1e4) / 10));
+            verdicts[i] = v;
+        }
+        json_decref(j->rule_ids);
+        nj_free(j->key);
+    }
+    nj_free(js);
+    if (first) nj_set_error("%s", why);
+    return first;
+}
+
+int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, json_t **verdict) {
+    return analyst_judge_batch(a, m, s, &ev, 1, verdict);
 }

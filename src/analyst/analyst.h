@@ -34,6 +34,14 @@
  *      and summary generated, under the verdict JSON schema (nj_grammar:
  *      the document always parses; forced tokens are fast-forwarded).
  *
+ * Remote model.  With opts.backend the model stage runs on another server
+ * (remote.h): another nightjar's /v1/analyze (events in batches, order
+ * kept) or an OpenAI-compatible /v1/chat/completions fed this analyst's
+ * own messages and verdict schema.  Rules and the cache still run here
+ * first, so nothing a rule decides needs the network, and a rule's
+ * verdict is a floor for the remote's as for a local model's.  Such
+ * verdicts say source "remote" and name the model as BACKEND/MODEL.
+ *
  * Provenance.  Every verdict names its source, the rules that decided it,
  * the model file and the prompt version (prompts/<version>/), and its
  * latency.
@@ -74,6 +82,13 @@ typedef struct analyst_opts {
     bool        explain;       /* model verdicts carry "explain": raw log-probabilities and the retrieval vote */
     int         n_examples;    /* examples per prompt; 0: the prompt's own; < 0: none */
     int         cache_entries; /* verdict cache capacity; 0: 4096 */
+    /* The model stage on another server instead of a local model
+     * (remote.h): rules and the cache still run here, first. */
+    const char *backend;       /* "nightjar+http://..." | "openai+http://..." | NULL: local */
+    const char *backend_token; /* Bearer token for it, or NULL */
+    const char *backend_model; /* openai: the request's model; NULL: the server's own */
+    int         backend_timeout_ms; /* per request; 0: 120 s */
+    int         backend_retries;    /* extra attempts after a transient failure; 0: 3, < 0: none */
 } analyst_opts;
 
 /* The folder holding rules/, kb/ and prompts/: $NIGHTJAR_DATA, else
@@ -94,21 +109,45 @@ void        analyst_rule_skip(const analyst *a, int i, char *buf, size_t cap);
 const char *analyst_prompt_version(const analyst *a);
 
 /* Judge one canonical event (validated by the caller: event_validate).
- * m and s may be NULL: then only rules decide, and an event no rule
- * decides is benign with source "rule" and no rule ids.  On success
- * *verdict is a new JSON object (json_decref it):
+ * m and s may be NULL: then the backend judges what rules leave open, or
+ * without one only rules decide, and an event no rule decides is benign
+ * with source "rule" and no rule ids.  On success *verdict is a new JSON
+ * object (json_decref it):
  *   {"event_id", "verdict", "confidence", "techniques": [...], "summary",
- *    "source": "rule"|"model"|"cache", "rule_ids": [...], "model", "prompt",
- *    "scores": {"benign", "suspicious", "malicious"} (model path only),
- *    "latency_ms"}
+ *    "source": "rule"|"model"|"cache"|"remote", "rule_ids": [...],
+ *    "remote_source" (nightjar backend: the remote's own source), "model",
+ *    "prompt", "scores": {"benign", "suspicious", "malicious"} (model path
+ *    only), "latency_ms"}
  * Returns 0 or < 0 with nj_last_error(); the session may have been
  * changed either way (its cached prefix is kept when it can be). */
 int analyst_judge(analyst *a, nj_model *m, nj_session *s, const json_t *event, json_t **verdict);
+
+/* Judge n events in order; verdicts[i] is the new verdict of events[i],
+ * or NULL when that event could not be judged (its error is the return
+ * value's).  Same as n calls of analyst_judge, except that with a
+ * nightjar backend the events the rules and the cache leave open go to
+ * the remote in batches.  Events a rule decides get their verdict even
+ * when the backend is down.  Returns 0 when every event has a verdict,
+ * else the first failure's code: NJ_ENET means the backend is unavailable
+ * (after its retries), so the caller should keep the events and try again
+ * later. */
+int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *const *events, size_t n,
+                        json_t **verdicts);
+
+/* What a backend's answer makes of one event, without the network (tests
+ * and fuzzing): text is a nightjar verdict object or an OpenAI chat
+ * completion, per the analyst's backend kind; rule_label the rules' floor.
+ * 0 and a new verdict in *out, or NJ_EFORMAT / NJ_ESTATE (no backend). */
+int analyst_remote_answer(analyst *a, const char *text, size_t n, int rule_label, json_t **out);
+
+/* The backend's name without credentials, or NULL when the model is local. */
+const char *analyst_backend(const analyst *a);
 
 /* Counters since analyst_new (for /metrics and eval). */
 typedef struct analyst_stats {
     unsigned long long events, by_rule, by_cache, by_model, cache_lookups, generated;
     unsigned long long prompt_tokens, prompt_tokens_reused;
+    unsigned long long by_remote, remote_requests, remote_retries, remote_failures;
 } analyst_stats;
 void analyst_get_stats(const analyst *a, analyst_stats *out);
 

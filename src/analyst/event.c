@@ -127,7 +127,26 @@ static _Thread_local bool g_json_oom, g_in_load;
 static _Thread_local _Alignas(16) unsigned char g_arena[EMERGENCY_BYTES];
 static _Thread_local size_t g_arena_used;
 
+/* The scratch arena being loaded into or released (event_json_load_scratch),
+ * else NULL. */
+struct event_scratch {
+    unsigned char *mem;
+    size_t         cap, used;
+    bool           overflow;   /* a node of the live document is on the heap */
+};
+static _Thread_local event_scratch *g_scratch;
+
 static void *json_alloc(size_t n) {
+    event_scratch *s = g_scratch;
+    if (s && g_in_load) {
+        size_t need = (n + 15) & ~(size_t)15;
+        if (need <= s->cap - s->used) {
+            void *q = s->mem + s->used;
+            s->used += need;
+            return q;
+        }
+        s->overflow = true;
+    }
     void *p = nj_malloc(n);
     if (p) return p;
     g_json_oom = true;
@@ -140,6 +159,8 @@ static void *json_alloc(size_t n) {
 }
 static void json_free(void *p) {
     if ((unsigned char *)p >= g_arena && (unsigned char *)p < g_arena + EMERGENCY_BYTES) return;
+    event_scratch *s = g_scratch;
+    if (s && (unsigned char *)p >= s->mem && (unsigned char *)p < s->mem + s->cap) return;
     nj_free(p);
 }
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -177,6 +198,60 @@ json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *
     }
     if (!j && err) *err = NJ_EFORMAT;
     return j;
+}
+
+#define SCRATCH_MIN (64u << 10)
+#define SCRATCH_MAX (8u << 20)
+
+event_scratch *event_scratch_new(int *err) {
+    event_scratch *s = nj_calloc(1, sizeof *s);
+    if (!s) {
+        if (err) *err = nj_fail(-ENOMEM, "event: out of memory");
+        return NULL;
+    }
+    if (err) *err = 0;
+    return s;   /* the arena itself comes with the first load */
+}
+
+void event_scratch_free(event_scratch *s) {
+    if (!s) return;
+    nj_free(s->mem);
+    nj_free(s);
+}
+
+json_t *event_json_load_scratch(event_scratch *s, const char *text, size_t n, size_t flags, json_error_t *je,
+                                int *err) {
+    if (!s->mem) {
+        /* a failed allocation leaves cap 0: every node then goes to the heap */
+        s->mem = nj_malloc(SCRATCH_MIN);
+        s->cap = s->mem ? SCRATCH_MIN : 0;
+    }
+    s->used = 0;
+    s->overflow = false;
+    g_scratch = s;
+    json_t *j = event_json_load(text, n, flags, je, err);
+    g_scratch = NULL;
+    if (!j) event_scratch_release(s, NULL);
+    return j;
+}
+
+void event_scratch_release(event_scratch *s, json_t *j) {
+    if (s->overflow) {
+        /* some nodes are on the heap: free them (arena nodes are skipped) */
+        g_scratch = s;
+        json_decref(j);
+        g_scratch = NULL;
+        if (s->cap < SCRATCH_MAX) {
+            unsigned char *m = nj_malloc(s->cap ? s->cap * 2 : SCRATCH_MIN);
+            if (m) {
+                nj_free(s->mem);
+                s->mem = m;
+                s->cap = s->cap ? s->cap * 2 : SCRATCH_MIN;
+            }
+        }
+    }
+    s->used = 0;
+    s->overflow = false;
 }
 
 /* ---- schema lookups -------------------------------------------------- */
@@ -222,6 +297,15 @@ bool event_utf8_valid(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
+        /* ASCII without NUL, eight bytes at a time: no byte has its top
+         * bit set, and none is zero (the classic has-zero-byte test) */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            if ((w | ((w - 0x0101010101010101ull) & ~w)) & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        if (i >= n) break;
         if (u[i] >= 0x01 && u[i] < 0x80) { i++; continue; }
         size_t k = utf8_seq(u + i, n - i);
         if (!k) return false;
@@ -727,31 +811,40 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 }
 static void sb_c(sbuf *b, char c) { sb_put(b, &c, 1); }
 
+/* s[0..n) as a JSON string.  Room for the worst case (every byte \u00XX)
+ * is made once, then bytes are written without further checks. */
 static void sb_json_str(sbuf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    sb_c(b, '"');
-    size_t run = 0;
+    if (b->bad) return;
+    size_t need = b->n + n * 6 + 3;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need) cap *= 2;
+        char *p = nj_realloc(b->p, cap);
+        if (!p) { b->bad = true; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    char *o = b->p + b->n;
+    *o++ = '"';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        sb_put(b, s + run, i - run);
-        run = i + 1;
-        char e[6] = {'\\', 0};
+        if (c >= 0x20 && c != '"' && c != '\\') { *o++ = (char)c; continue; }
+        *o++ = '\\';
         switch (c) {
-        case '"': e[1] = '"'; sb_put(b, e, 2); break;
-        case '\\': e[1] = '\\'; sb_put(b, e, 2); break;
-        case '\n': e[1] = 'n'; sb_put(b, e, 2); break;
-        case '\r': e[1] = 'r'; sb_put(b, e, 2); break;
-        case '\t': e[1] = 't'; sb_put(b, e, 2); break;
-        case '\b': e[1] = 'b'; sb_put(b, e, 2); break;
-        case '\f': e[1] = 'f'; sb_put(b, e, 2); break;
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
         default:
-            e[1] = 'u'; e[2] = '0'; e[3] = '0'; e[4] = hex[c >> 4]; e[5] = hex[c & 15];
-            sb_put(b, e, 6);
+            *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
         }
     }
-    sb_put(b, s + run, n - run);
-    sb_c(b, '"');
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
 }
 
 /* Emits the members of object obj (schema parent `parent`) in schema order.

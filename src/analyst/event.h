@@ -93,6 +93,24 @@ void event_init(void);
  * NJ_EFORMAT (je filled). */
 json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *je, int *err);
 
+/* A scratch arena for documents that are read once and thrown away: a
+ * source's line parsed to pick out a few fields.  Loading into it costs a
+ * pointer bump per node instead of a malloc, and releasing the document is
+ * a reset instead of a walk that frees every node.  The price is a rule:
+ * nothing of a scratch document may outlive event_scratch_release (copy
+ * values out; never json_incref or json_object_set a node of it into
+ * another document).  A document that does not fit is completed on the
+ * heap and freed node by node at release; the arena then doubles (up to
+ * 8 MiB) for the next one.  One thread at a time; owned by the caller. */
+typedef struct event_scratch event_scratch;
+event_scratch *event_scratch_new(int *err);
+void           event_scratch_free(event_scratch *s);
+/* event_json_load into s.  At most one document of s is live at a time. */
+json_t *event_json_load_scratch(event_scratch *s, const char *text, size_t n, size_t flags, json_error_t *je,
+                                int *err);
+/* Ends the life of j (NULL is fine), a document of event_json_load_scratch. */
+void    event_scratch_release(event_scratch *s, json_t *j);
+
 /* Field lookup: "process.pid" -> EF_PROC_PID, or -1 if not a field. */
 int         event_field_lookup(const char *path);
 const char *event_field_path(ev_field f);       /* "process.pid" */

@@ -34,6 +34,13 @@ static void usage(FILE *out) {
         "  --no-guard         let the model read instruction-like text and comments (measuring)\n"
         "  --label-only       never generate techniques and summary\n"
         "  --full             always generate them (benign verdicts too)\n"
+        "  --backend SPEC     judge on another server instead of loading a model (rules still run\n"
+        "                     here): nightjar+http://HOST:PORT (another nightjar's /v1/analyze) or\n"
+        "                     openai+http://HOST:PORT[/v1] (an OpenAI-compatible server, e.g.\n"
+        "                     llama-server); +https and +unix:/PATH too (docs/agent.md)\n"
+        "  --backend-token T  Bearer token for it (else $NIGHTJAR_BACKEND_TOKEN)\n"
+        "  --backend-model M  openai: the model to ask for (default: the server's first)\n"
+        "  --backend-timeout MS  per request (120000); transient failures are retried 3 times\n"
         "  --format F         input in a source's format: %s\n"
         "  --parse-only       with --format: print canonical events, judge nothing\n"
         "  --table            after the verdicts, a summary table on stderr\n"
@@ -48,7 +55,15 @@ static void usage(FILE *out) {
 int cli_judge_open(cli_judge *j) {
     char path[1024];
     int err = 0;
-    if (!j->no_model) {
+    if (j->opts.backend && !j->opts.backend_token) {
+        const char *t = getenv("NIGHTJAR_BACKEND_TOKEN");
+        if (t && *t) j->opts.backend_token = t;
+    }
+    if (j->opts.backend && j->no_model) {
+        fprintf(stderr, "nightjar: --backend and --no-model contradict each other\n");
+        return 2;
+    }
+    if (!j->no_model && !j->opts.backend) {
         const char *name = j->model_arg;
         if (!name) {
             name = "qwen2.5-coder-1.5b";
@@ -114,6 +129,16 @@ int cli_judge_option(cli_judge *j, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--full")) j->opts.full = true;
     else if (!strcmp(a, "--no-cache")) j->opts.no_cache = true;
     else if (!strcmp(a, "--prompt") && v) { j->opts.prompt_dir = v; ++*i; }
+    else if (!strcmp(a, "--backend") && v) { j->opts.backend = v; ++*i; }
+    else if (!strcmp(a, "--backend-token") && v) { j->opts.backend_token = v; ++*i; }
+    else if (!strcmp(a, "--backend-model") && v) { j->opts.backend_model = v; ++*i; }
+    else if (!strcmp(a, "--backend-timeout") && v) {
+        char *e;
+        long n = strtol(v, &e, 10);
+        if (*e || n < 1 || n > 3600000) return -1;
+        j->opts.backend_timeout_ms = (int)n;
+        ++*i;
+    }
     else if (!strcmp(a, "--examples") && v) { j->opts.n_examples = atoi(v); ++*i; }
     else if ((!strcmp(a, "-t") || !strcmp(a, "-c")) && v) {
         char *e;
@@ -135,31 +160,20 @@ void cli_judge_defaults(cli_judge *j) {
 
 /* ---- analyze ---- */
 
+#define ANALYZE_BATCH 16   /* events per backend request */
+
 typedef struct run {
     cli_judge *j;
     bool       parse_only, with_event;
     long       n, errors;
     long       by_label[AV_NLABELS];
     double     ms_total;
+    json_t    *q[ANALYZE_BATCH];   /* events waiting to be judged together (remote backend) */
+    size_t     nq;
 } run;
 
-static int judge_print(run *r, json_t *ev) {
-    if (r->parse_only) {
-        char *s = event_dump(ev, NULL);
-        if (!s) return -ENOMEM;
-        printf("%s\n", s);
-        nj_free(s);
-        r->n++;
-        return 0;
-    }
-    json_t *v = NULL;
-    int rc = analyst_judge(r->j->analyst, r->j->model, r->j->session, ev, &v);
-    if (rc) {
-        const char *id = event_get_str(ev, EF_ID);
-        fprintf(stderr, "nightjar analyze: event %s: %s (%s)\n", id ? id : "?", nj_last_error(), nj_strerror(rc));
-        r->errors++;
-        return 0;
-    }
+/* Print one verdict (taken over). */
+static int print_verdict(run *r, json_t *v, json_t *ev) {
     if (r->with_event) json_object_set(v, "event", ev);
     char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     const char *lab = json_string_value(json_object_get(v, "verdict"));
@@ -173,6 +187,43 @@ static int judge_print(run *r, json_t *ev) {
     nj_free(s);   /* jansson allocates through nj_malloc (event_init) */
     r->n++;
     return 0;
+}
+
+/* Judge the queued events in one batch and print their verdicts in order. */
+static int flush_queue(run *r) {
+    if (r->nq == 0) return 0;
+    json_t *v[ANALYZE_BATCH];
+    int rc = analyst_judge_batch(r->j->analyst, r->j->model, r->j->session, (const json_t *const *)r->q, r->nq, v);
+    int out = 0;
+    for (size_t i = 0; i < r->nq; i++) {
+        if (v[i]) {
+            if (!out) out = print_verdict(r, v[i], r->q[i]);
+            else json_decref(v[i]);
+        } else {
+            const char *id = event_get_str(r->q[i], EF_ID);
+            fprintf(stderr, "nightjar analyze: event %s: %s (%s)\n", id ? id : "?", nj_last_error(), nj_strerror(rc));
+            r->errors++;
+        }
+        json_decref(r->q[i]);
+    }
+    r->nq = 0;
+    return out;
+}
+
+/* Judge ev (borrowed) and print its verdict: at once with a local model,
+ * in batches of ANALYZE_BATCH with a remote backend (order kept). */
+static int judge_print(run *r, json_t *ev) {
+    if (r->parse_only) {
+        char *s = event_dump(ev, NULL);
+        if (!s) return -ENOMEM;
+        printf("%s\n", s);
+        nj_free(s);
+        r->n++;
+        return 0;
+    }
+    r->q[r->nq++] = json_incref(ev);
+    if (r->nq < (r->j->opts.backend ? ANALYZE_BATCH : 1)) return 0;
+    return flush_queue(r);
 }
 
 static int emit_cb(void *ctx, json_t *ev) {
@@ -249,6 +300,7 @@ int cmd_analyze(int argc, char **argv) {
         json_decref(ev);
     }
     if (p && !rc) parser_flush(p);
+    if (!rc && flush_queue(&r)) rc = 1;
     parser_free(p);
     free(line);
     if (in != stdin) fclose(in);
@@ -260,7 +312,8 @@ int cmd_analyze(int argc, char **argv) {
             analyst_get_stats(j.analyst, &st);
             fprintf(stderr, "\n%ld events in %.0f ms (%.0f ms each): %llu by rules, %llu by the model, %llu from the cache; "
                     "%ld input errors; model %s, prompt %s\n", r.n, r.ms_total, r.n ? r.ms_total / (double)r.n : 0.0,
-                    st.by_rule, st.by_model, st.by_cache, r.errors, j.no_model ? "none" : j.model_name,
+                    st.by_rule, st.by_model + st.by_remote, st.by_cache, r.errors,
+                    analyst_backend(j.analyst) ? analyst_backend(j.analyst) : j.no_model ? "none" : j.model_name,
                     analyst_prompt_version(j.analyst));
         }
     }

@@ -1,7 +1,7 @@
 /*
  * cli_watch — `nightjar watch`: the agent.  Follows event sources, keeps
  * every event in the spool before judging it, judges with the analyst (the
- * model in this process), delivers verdicts to the sinks at least once
+ * model in this process, or a remote backend), delivers verdicts to the sinks at least once
  * (src/agent/watch.h has the durable order).  SIGTERM and SIGINT stop it
  * between steps; whatever was committed is resumed by the next run.
  */
@@ -29,6 +29,10 @@ static void usage(FILE *out) {
         "  --spool PATH        the durable spool (default <cache dir>/spool.db)\n"
         "  --once              stop at the end of the inputs (after judging and delivering)\n"
         "  -m MODEL | --no-model, --rules PATH, --no-retrieval, --label-only, --full: as for analyze\n"
+        "  --backend SPEC      judge on another server instead of a local model (rules still run here):\n"
+        "                      nightjar+http://HOST:PORT (its /v1/analyze) | openai+http://HOST:PORT[/v1]\n"
+        "                      (any OpenAI-compatible /v1/chat/completions); also +https, +unix:/PATH\n"
+        "  --backend-token T --backend-model NAME --backend-timeout MS: as for analyze\n"
         "  -t THREADS -c CTX\n");
 }
 
@@ -38,15 +42,23 @@ static void on_signal(int sig) {
     stop_flag = 1;
 }
 
-static int judge(void *ctx, const json_t *ev, char **out) {
+/* The analyst over a batch (watch_judge_fn): each verdict with its event
+ * under "event", as text. */
+static int judge(void *ctx, const json_t *const *evs, size_t n, char **out) {
     cli_judge *j = ctx;
-    json_t *v = NULL;
-    int rc = analyst_judge(j->analyst, j->model, j->session, ev, &v);
-    if (rc) return rc;
-    json_object_set(v, "event", (json_t *)ev);
-    *out = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    json_decref(v);
-    return *out ? 0 : -ENOMEM;
+    json_t **v = nj_calloc(n, sizeof *v);
+    if (!v) return -ENOMEM;
+    int rc = analyst_judge_batch(j->analyst, j->model, j->session, evs, n, v);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = NULL;
+        if (!v[i]) continue;
+        json_object_set(v[i], "event", (json_t *)evs[i]);
+        out[i] = json_dumps(v[i], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        json_decref(v[i]);
+        if (!out[i] && !rc) rc = nj_fail(-ENOMEM, "out of memory writing a verdict");
+    }
+    nj_free(v);
+    return rc;
 }
 
 int cmd_watch(int argc, char **argv) {
@@ -82,7 +94,10 @@ int cmd_watch(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     watch_opts o = {.spool_path = spool_path, .sources = sources, .n_sources = n_sources, .sinks = sinks,
-                    .n_sinks = n_sinks, .judge = judge, .judge_ctx = &j, .once = once, .stop = &stop_flag};
+                    .n_sinks = n_sinks, .judge = judge, .judge_ctx = &j, .once = once, .stop = &stop_flag,
+                    /* a local model: commit each verdict as soon as it is given; a backend:
+                     * batches (a nightjar backend takes them in one request) */
+                    .judge_batch = j.opts.backend ? 16 : 1};
     rc = watch_run(&o);
     if (rc) fprintf(stderr, "nightjar watch: %s (%s)\n", nj_last_error(), nj_strerror(rc));
     cli_judge_close(&j);

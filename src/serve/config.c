@@ -91,6 +91,13 @@ static const keydef keys[NJ_CFG_NKEYS] = {
                         "prompt tokens per step below critical; a more urgent request may run between steps (default 64)"},
     [NJ_CFG_AGING_MS] = {"aging_ms", "NIGHTJAR_AGING_MS", 0, K_INT, F(aging_ms), 0, 86400000, NULL, 0, true,
                         "a waiting request's class rises one step per this many ms (bounds starvation; 0 = off; default 5000)"},
+
+    [NJ_CFG_WATCH] = {"watch", "NIGHTJAR_WATCH", 0, K_STR, F(watch), 0, 0, NULL, 0, false,
+                        "event sources to follow, KIND:PATH[;KIND:PATH...] as for `nightjar watch --source` (default none)"},
+    [NJ_CFG_SINK] = {"sink", "NIGHTJAR_SINKS", 0, K_STR, F(sink), 0, 0, NULL, 0, false,
+                        "where their verdicts go: sink specs separated by ';' (docs/agent.md; default: the spool only)"},
+    [NJ_CFG_SPOOL_PATH] = {"spool_path", "NIGHTJAR_SPOOL", 0, K_STR, F(spool_path), 0, 0, NULL, 0, false,
+                        "the agent's spool for watched events (default <cache dir>/spool.db)"},
 };
 
 void config_defaults(nj_config *c) {

@@ -44,6 +44,8 @@ enum nj_cfg_key {
     NJ_CFG_SHUTDOWN_TIMEOUT, NJ_CFG_LOG_LEVEL, NJ_CFG_QOS, NJ_CFG_CHAT_TEMPLATE,
     NJ_CFG_MAX_QUEUE, NJ_CFG_MAX_CONNECTIONS, NJ_CFG_RULES, NJ_CFG_ANALYZE_BATCH,
     NJ_CFG_PARALLEL, NJ_CFG_CHUNK, NJ_CFG_AGING_MS,
+
+    NJ_CFG_WATCH, NJ_CFG_SINK, NJ_CFG_SPOOL_PATH,
     NJ_CFG_NKEYS
 };
 
@@ -75,6 +77,10 @@ typedef struct nj_config {
     int      parallel;         /* slots: sequences held at once, each with its own KV cache */
     int      chunk;            /* prefill chunk in tokens (a preemption point after each) */
     int      aging_ms;         /* a waiting request's class rises one step per aging_ms; 0 = off */
+
+    char    *watch;            /* event sources the service follows, "KIND:PATH;KIND:PATH"; NULL: none */
+    char    *sink;             /* sink specs for their verdicts, ';'-separated; NULL: spool only */
+    char    *spool_path;       /* the agent's spool; NULL: <cache dir>/spool.db */
 
     char    *config_path;      /* file that was read, NULL if none */
     unsigned char source[NJ_CFG_NKEYS];   /* NJ_SRC_* per setting */

@@ -42,6 +42,7 @@
 #include "metrics.h"
 #include "oai.h"
 #include "platform.h"
+#include "servewatch.h"
 #include "util.h"
 #include "worker.h"
 
@@ -64,6 +65,7 @@ struct nj_server {
     nj_metrics     *metrics;
     nj_worker      *worker;
     analyst        *analyst;         /* used on the engine thread only (tasks) */
+    servewatch     *watch;           /* the configured event sources, or NULL */
     char            analyst_err[256];/* why there is none */
     listener        ls[MAX_LISTENERS];
     int             n_ls;
@@ -1143,6 +1145,15 @@ nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *
                     analyst_rule_skips(s->analyst), analyst_prompt_version(s->analyst));
         }
     }
+    if (s->cfg.watch && *s->cfg.watch) {
+        if (!s->analyst) {
+            rc = nj_fail(NJ_ESTATE, "watch is configured but the analyst is not available: %s", s->analyst_err);
+            goto err;
+        }
+        servewatch_opts wo = {.sources = s->cfg.watch, .sinks = s->cfg.sink, .spool_path = s->cfg.spool_path,
+                              .worker = s->worker, .analyst = s->analyst};
+        if (!(s->watch = servewatch_start(&wo, &rc))) goto err;
+    }
     if ((rc = open_listeners(s))) goto err;
     NJ_INFO("ready: %d threads, nice %d, context %d, idle unload %d s", s->cfg.threads, platform_get_nice(),
             s->cfg.ctx_size, s->cfg.idle_unload);
@@ -1251,6 +1262,10 @@ int server_run(nj_server *s) {
         unlink(s->sock_path);
         s->sock_path[0] = 0;
     }
+    /* the watch loop submits to the worker: stop it first (a batch being
+     * judged finishes; what was read is in the spool for the next start) */
+    servewatch_stop(s->watch);
+    s->watch = NULL;
     worker_close(s->worker);
 
     /* 2. finish what is queued and running, and send the responses */
@@ -1266,6 +1281,7 @@ int server_run(nj_server *s) {
 
 void server_free(nj_server *s) {
     if (!s) return;
+    servewatch_stop(s->watch);
     if (s->worker) {
         worker_close(s->worker);
         worker_abort(s->worker);

@@ -15,6 +15,9 @@
  *     it keeps streaming simple: the SSE content callback waits on the
  *     request's condvar for the next released text.
  *   - the engine thread (worker.c) runs requests one at a time.
+ *   - with `watch` configured, the agent's loop (servewatch.h) on its own
+ *     thread, plus one delivery thread per sink: it follows the sources and
+ *     hands each event to the engine thread as a low-priority task.
  *   /health and /metrics only take short locks (worker.mu, metrics.mu,
  *   server.mu) that the engine never holds while evaluating, so they answer
  *   while a long prompt is being processed.
@@ -22,7 +25,8 @@
  * Routes live in one table (method, path, handler) in server.c; a new
  * endpoint such as POST /v1/analyze is one row and one function.
  *
- * Shutdown (SIGTERM/SIGINT): stop accepting (MHD_quiesce_daemon), answer 503
+ * Shutdown (SIGTERM/SIGINT): stop accepting (MHD_quiesce_daemon), stop the
+ * watch loop (its batch in progress finishes), answer 503
  * to new requests on kept-alive connections, wait up to shutdown_timeout for
  * queued and running requests to finish and their responses to be sent, then
  * cancel what is left, stop the engine and the daemons; server_run returns 0.

@@ -208,6 +208,59 @@ static void test_alloc_failure(void **state) {
     assert_true(completed);
 }
 
+/* Scratch documents: loaded into the arena, read, released; one too large
+ * for the arena is finished on the heap and freed at release, the arena
+ * grows, and nothing is left once the scratch is freed.  The ASCII fast
+ * path of the UTF-8 check agrees with the byte-wise one at every offset. */
+static void test_scratch(void **state) {
+    (void)state;
+    event_init();
+    size_t before = nj_mem_in_use();
+    int err = 0;
+    event_scratch *s = event_scratch_new(&err);
+    assert_non_null(s);
+    json_error_t je;
+    const char *small = "{\"a\": {\"b\": [1, 2, \"x\\/y\"]}, \"c\": \"d\"}";
+    for (int round = 0; round < 3; round++) {
+        json_t *j = event_json_load_scratch(s, small, strlen(small), 0, &je, &err);
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(j, "a"), "b"), 2)), "x/y");
+        event_scratch_release(s, j);
+    }
+    /* 20,000 members: far more nodes than the first arena holds */
+    size_t cap = 20000 * 24 + 16, n = 0;
+    char *big = malloc(cap);
+    n += (size_t)snprintf(big + n, cap - n, "{");
+    for (int i = 0; i < 20000; i++) n += (size_t)snprintf(big + n, cap - n, "%s\"k%d\": [%d]", i ? ", " : "", i, i);
+    n += (size_t)snprintf(big + n, cap - n, "}");
+    json_t *j = event_json_load_scratch(s, big, n, 0, &je, &err);
+    assert_non_null(j);
+    assert_int_equal(json_object_size(j), 20000);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "k19999"), 0)), 19999);
+    event_scratch_release(s, j);
+    /* bad input: NULL, NJ_EFORMAT, the arena still usable */
+    assert_null(event_json_load_scratch(s, "{\"a\": [1,", 9, 0, &je, &err));
+    assert_int_equal(err, NJ_EFORMAT);
+    j = event_json_load_scratch(s, small, strlen(small), 0, &je, &err);
+    assert_non_null(j);
+    event_scratch_release(s, j);
+    free(big);
+    event_scratch_free(s);
+    assert_int_equal(nj_mem_in_use(), before);
+
+    char t[40];
+    for (size_t off = 0; off < 24; off++) {
+        memset(t, 'a', sizeof t);
+        t[off] = (char)0xc3;   /* a lead byte with no continuation */
+        assert_false(event_utf8_valid(t, sizeof t));
+        t[off] = 0;            /* NUL is refused too */
+        assert_false(event_utf8_valid(t, sizeof t));
+        t[off] = 'b';
+        assert_true(event_utf8_valid(t, sizeof t));
+    }
+    assert_true(event_utf8_valid("caf\xc3\xa9 au lait, tr\xc3\xa8s bien", 25));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_dump),
@@ -218,6 +271,7 @@ int main(void) {
         cmocka_unit_test(test_list_bounds),
         cmocka_unit_test(test_field_lookup),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_scratch),
     };
     return cmocka_run_group_tests_name("event", tests, NULL, NULL);
 }
