@@ -71,9 +71,18 @@ typedef struct nj_model_desc {
 
 void nj_model_describe(const nj_model *m, nj_model_desc *out);
 
-/* KV element type for sessions.  f16 only today: quantized KV types are
- * added here when sessions accept them. */
-enum nj_kv_type { NJ_KV_F16 = 0 };
+/* KV element type for sessions.  f16 keeps K and V rows as IEEE halves;
+ * q8_0 and q4_0 store each row in ggml's 32-element blocks of that type
+ * (34 and 18 bytes per block: 53% and 28% of f16), quantized when written,
+ * and attention reads them as llama.cpp's CPU flash attention does (q
+ * quantized to q8_0 for the K dot products, V widened to f32).  The
+ * quantized types need head dimensions that are multiples of 32. */
+enum nj_kv_type { NJ_KV_F16 = 0, NJ_KV_Q8_0 = 1, NJ_KV_Q4_0 = 2, NJ_KV_TYPE_COUNT };
+
+/* "f16", "q8_0", "q4_0"; NULL for an unknown type. */
+const char *nj_kv_type_name(int kv_type);
+/* The type named (as nj_kv_type_name spells it, any case), or -1. */
+int nj_kv_type_from_name(const char *name);
 
 /* Bytes of tensor data in a model file, read from its header without
  * loading or mapping the weights: a caller with a memory budget can refuse

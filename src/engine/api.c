@@ -6,6 +6,7 @@
  * nj_tokenize / nj_chat_apply / nj_chat_tokenize wrappers here only forward
  * to them.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -111,6 +112,24 @@ void nj_model_describe(const nj_model *m, nj_model_desc *d) {
         d->eos = get_tok_id(m->gf, "tokenizer.ggml.eos_token_id");
         d->eot = get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
     }
+}
+
+static const char *const kv_names[NJ_KV_TYPE_COUNT] = {
+    [NJ_KV_F16] = "f16", [NJ_KV_Q8_0] = "q8_0", [NJ_KV_Q4_0] = "q4_0",
+};
+
+const char *nj_kv_type_name(int kv_type) {
+    return kv_type >= 0 && kv_type < NJ_KV_TYPE_COUNT ? kv_names[kv_type] : NULL;
+}
+
+int nj_kv_type_from_name(const char *name) {
+    if (!name) return -1;
+    for (int t = 0; t < NJ_KV_TYPE_COUNT; t++) {
+        const char *a = kv_names[t], *b = name;
+        while (*a && tolower((unsigned char)*b) == *a) a++, b++;   /* names are lower case */
+        if (!*a && !*b) return t;
+    }
+    return -1;
 }
 
 /* Resident bytes once a session of n_ctx runs: the mapped file (tensor
