@@ -142,6 +142,7 @@ struct nj_model {
     uint64_t     n_params;
     uint64_t     weight_bytes;    /* tensor bytes in the file */
     uint64_t     file_bytes;
+    uint64_t     file_id;         /* kvfile_hash of the bytes before the tensor data */
     /* Token trie for grammar masks (grammar.h): built on first use under
      * the grammar module's lock, immutable afterwards, owned. */
     struct gram_trie *gram_trie;

@@ -101,6 +101,7 @@ struct nj_session {
     int        pos;            /* tokens in the cache */
     bool       have_logits;
     int32_t   *hist;           /* (n_ctx) the ids whose KV the cache holds, [0, pos) */
+    int        last_reused;    /* tokens the last nj_session_eval_reuse kept */
 
     /* KV cache.  Layer il, position p: k_cache + (il*n_ctx + p)*k_rb bytes,
      * a row of k_row elements (all kv heads, head after head) in the KV
@@ -367,6 +368,29 @@ int nj_session_truncate(nj_session *s, int pos) {
 }
 
 nj_model *session_model(const nj_session *s) { return s->m; }
+
+void session_kv_get(const nj_session *s, session_kv *out) {
+    out->k = s->k_cache;
+    out->v = s->v_cache;
+    out->k_rb = s->k_rb;
+    out->v_rb = s->v_rb;
+    out->n_ctx = s->n_ctx;
+    out->n_layer = s->m->hp.n_layer;
+    out->kv_type = s->kv_type;
+    out->pos = s->pos;
+    out->hist = s->hist;
+}
+
+void session_kv_set_pos(nj_session *s, int pos) {
+    assert(pos >= 0 && pos <= s->n_ctx);
+    s->pos = pos;
+    s->have_logits = false;
+    s->last_reused = 0;
+}
+
+int nj_session_last_reused(const nj_session *s) { return s->last_reused; }
+
+const int32_t *nj_session_tokens(const nj_session *s) { return s->hist; }
 
 void session_set_logits(nj_session *s, const float *row) {
     memcpy(s->logits, row, sizeof(float) * (size_t)s->m->hp.n_vocab);
@@ -1010,7 +1034,13 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     return 0;
 }
 
-int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits) {
+/* session_eval_ex for ids that are the tail of a prompt of n_total tokens
+ * whose first n_total - n are already in the cache: every token takes the
+ * paths (micro-batch emulation, matmul orders) it would take if the whole
+ * prompt were evaluated in one call, so a reused prefix gives the same
+ * bits as computing everything from scratch (when the prefix itself was
+ * computed on the same paths). */
+static int eval_tail(nj_session *s, const int32_t *ids, int n, int n_total, float *all_logits) {
     if (n < 0 || (n > 0 && !ids)) return nj_fail(-EINVAL, "bad token array");
     if (n == 0) return 0;
     if (n > s->n_ctx - s->pos)
@@ -1025,7 +1055,7 @@ int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits)
         const int c = n - i < s->n_batch ? n - i : s->n_batch;
         const bool final = i + c == n;
         float *rows = all_logits ? all_logits + (size_t)i * V : NULL;
-        int rc = forward_chunk(s, ids + i, c, i, n, rows, final || rows);
+        int rc = forward_chunk(s, ids + i, c, n_total - n + i, n_total, rows, final || rows);
         if (rc) return rc;
         memcpy(s->hist + s->pos, ids + i, (size_t)c * sizeof *ids);
         s->pos += c;
@@ -1034,8 +1064,12 @@ int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits)
     return 0;
 }
 
+int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits) {
+    return eval_tail(s, ids, n, n, all_logits);
+}
+
 int nj_session_eval(nj_session *s, const int32_t *ids, int n) {
-    return session_eval_ex(s, ids, n, NULL);
+    return eval_tail(s, ids, n, n, NULL);
 }
 
 int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused) {
@@ -1045,11 +1079,14 @@ int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused)
     while (keep < n && keep < s->pos && s->hist[keep] == ids[keep]) keep++;
     if (keep == n) keep = n - 1;   /* the last token is evaluated again for its logits */
     int rc = nj_session_truncate(s, keep);
-    if (rc == 0) rc = nj_session_eval(s, ids + keep, n - keep);
+    /* the tail takes the paths it would take in a call of all n tokens */
+    if (rc == 0) rc = eval_tail(s, ids + keep, n - keep, n, NULL);
     if (rc < 0) {
         nj_session_truncate(s, 0);   /* a failed chunk leaves no half-written prefix behind */
+        s->last_reused = 0;
         return rc;
     }
     if (reused) *reused = keep;
+    s->last_reused = keep;
     return 0;
 }

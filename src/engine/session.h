@@ -28,4 +28,18 @@ nj_model *session_model(const nj_session *s);
  * function sizes the allocation and the estimate. */
 uint64_t session_scratch_bytes(const nj_model *m, int n_batch, int n_threads);
 
+/* The cache's storage, for the prefix file (kvfile.c): layer il's K row of
+ * position p is k + ((size_t)il * n_ctx + p) * k_rb (likewise V); hist
+ * holds the ids of positions [0, pos).  Pointers borrowed from s. */
+typedef struct session_kv {
+    uint8_t *k, *v;
+    size_t   k_rb, v_rb;
+    int      n_ctx, n_layer, kv_type, pos;
+    int32_t *hist;
+} session_kv;
+void session_kv_get(const nj_session *s, session_kv *out);
+/* The cache now holds positions [0, pos) as written through
+ * session_kv_get's pointers (pos <= n_ctx); no logits are current. */
+void session_kv_set_pos(nj_session *s, int pos);
+
 #endif

@@ -86,6 +86,9 @@ static const keydef keys[NJ_CFG_NKEYS] = {
                         "more Sigma rules for /v1/analyze: a file or directory (default: the team's pack only)"},
     [NJ_CFG_ANALYZE_BATCH] = {"analyze_batch", "NIGHTJAR_ANALYZE_BATCH", 0, K_INT, F(analyze_batch), 1, 100000,
                         NULL, 0, true, "events in one /v1/analyze request before 413 (default 64)"},
+    [NJ_CFG_PREFIX_CACHE] = {"prefix_cache", "NIGHTJAR_PREFIX_CACHE", 0, K_STR, F(prefix_cache), 0, 0, NULL, 0,
+                        false, "directory where the system prefix's KV cache is kept across restarts and "
+                        "idle unloads (default <cache dir>/prefix; off: none)"},
 };
 
 void config_defaults(nj_config *c) {

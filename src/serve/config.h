@@ -43,6 +43,7 @@ enum nj_cfg_key {
     NJ_CFG_MAX_TOKENS, NJ_CFG_MAX_BODY, NJ_CFG_MEM_BUDGET, NJ_CFG_IDLE_UNLOAD,
     NJ_CFG_SHUTDOWN_TIMEOUT, NJ_CFG_LOG_LEVEL, NJ_CFG_QOS, NJ_CFG_CHAT_TEMPLATE,
     NJ_CFG_MAX_QUEUE, NJ_CFG_MAX_CONNECTIONS, NJ_CFG_RULES, NJ_CFG_ANALYZE_BATCH,
+    NJ_CFG_PREFIX_CACHE,
     NJ_CFG_NKEYS
 };
 
@@ -71,6 +72,8 @@ typedef struct nj_config {
     int      max_connections;  /* concurrent HTTP connections */
     char    *rules;            /* extra Sigma rules for the analyst; NULL: the pack only */
     int      analyze_batch;    /* events per /v1/analyze request before 413 */
+    char    *prefix_cache;     /* directory of prefix cache files; NULL: <cache dir>/prefix;
+                                  "off": none */
 
     char    *config_path;      /* file that was read, NULL if none */
     unsigned char source[NJ_CFG_NKEYS];   /* NJ_SRC_* per setting */
