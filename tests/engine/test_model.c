@@ -374,6 +374,22 @@ static void test_mem_estimate(void **st) {
     assert_true(nj_model_mem_estimate(m, 2048, NJ_KV_F16) - est ==
                 model_kv_bytes(m, 2048, NJ_KV_F16) - model_kv_bytes(m, 1024, NJ_KV_F16));
     nj_session_free(s);
+    /* quantized types: 34 and 18 bytes per 32 elements instead of 64, and
+     * a session allocates exactly the KV bytes the estimate counts */
+    const uint64_t f16 = model_kv_bytes(m, 1024, NJ_KV_F16);
+    assert_true(model_kv_bytes(m, 1024, NJ_KV_Q8_0) * 64 == f16 * 34);
+    assert_true(model_kv_bytes(m, 1024, NJ_KV_Q4_0) * 64 == f16 * 18);
+    for (int kv = 0; kv < NJ_KV_TYPE_COUNT; kv++) {
+        before = nj_mem_in_use();
+        nj_session_params sq = {.n_ctx = 1024, .kv_type = kv};
+        s = nj_session_new(m, &sq, &err);
+        assert_non_null(s);
+        used = nj_mem_in_use() - before;
+        assert_true(nj_model_mem_estimate(m, 1024, kv) - est == model_kv_bytes(m, 1024, kv) - f16);
+        assert_true(used >= model_kv_bytes(m, 1024, kv));
+        assert_true(used - model_kv_bytes(m, 1024, kv) <= est - d.file_bytes - f16);
+        nj_session_free(s);
+    }
     nj_model_free(m);
 }
 
