@@ -13,6 +13,7 @@
  */
 #include "testutil.h"
 #include "quant.h"
+#include "kernels.h"
 
 #include <float.h>
 #include <math.h>
