@@ -109,6 +109,14 @@ static int add_span(guard_span *sp, int ns, int max, size_t a, size_t b, bool co
     if (ns == max) {   /* out of room: fold into the last span (hides more, never less) */
         if (b > sp[ns - 1].end) sp[ns - 1].end = b;
         if (a < sp[ns - 1].start) sp[ns - 1].start = a;
+        sp[ns - 1].comment = sp[ns - 1].comment && comment;
+        /* the grown span may now reach back over earlier ones */
+        while (ns > 1 && sp[ns - 2].end >= sp[ns - 1].start) {
+            if (sp[ns - 1].start < sp[ns - 2].start) sp[ns - 2].start = sp[ns - 1].start;
+            sp[ns - 2].end = sp[ns - 1].end;
+            sp[ns - 2].comment = sp[ns - 2].comment && sp[ns - 1].comment;
+            ns--;
+        }
         return ns;
     }
     int k = ns;
