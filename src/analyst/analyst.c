@@ -706,14 +706,10 @@ static int ensure_grammars(analyst *a, const nj_model *m) {
     return a->grammar_any ? 0 : err;
 }
 
-/* The label greedy generation under the published schema would write at
- * the verdict position (the session's current logits): the best token the
- * grammar allows there.  The labels differ in their first byte, so that
- * token decides the label (the grammar forces the rest).  For measuring
- * label scoring against generation (explain).  The label index or < 0. */
-static int generated_label(analyst *a, nj_model *m, nj_session *s) {
-    int rc = ensure_grammars(a, m);
-    if (rc) return rc;
+/* Ready for a walk from the verdict position: the logits scratch sized
+ * for m, and g reset and walked over the verdict prefix the session
+ * already holds.  0 or < 0. */
+static int grammar_at_verdict(analyst *a, nj_model *m, nj_grammar *g) {
     nj_model_desc d;
     nj_model_describe(m, &d);
     if (!a->logits || a->n_vocab != d.n_vocab) {
@@ -722,13 +718,27 @@ static int generated_label(analyst *a, nj_model *m, nj_session *s) {
         if (!a->logits) return -ENOMEM;
         a->n_vocab = d.n_vocab;
     }
-    nj_grammar *g = a->grammar_any;
     nj_grammar_reset(g);
     int32_t pre[64];
     int np = nj_tokenize(m, verdict_prefix, strlen(verdict_prefix), false, false, pre, 64);
     if (np < 0 || np > 64) return np < 0 ? np : NJ_ESTATE;
-    for (int i = 0; i < np; i++)
-        if ((rc = nj_grammar_accept(g, pre[i]))) return rc;
+    for (int i = 0; i < np; i++) {
+        int rc = nj_grammar_accept(g, pre[i]);
+        if (rc) return nj_fail(rc, "verdict grammar refused its own prefix");
+    }
+    return 0;
+}
+
+/* The label greedy generation under the published schema would write at
+ * the verdict position (the session's current logits): the best token the
+ * grammar allows there.  The labels differ in their first byte, so that
+ * token decides the label (the grammar forces the rest).  For measuring
+ * label scoring against generation (explain).  The label index or < 0. */
+static int generated_label(analyst *a, nj_model *m, nj_session *s) {
+    int rc = ensure_grammars(a, m);
+    if (rc) return rc;
+    nj_grammar *g = a->grammar_any;
+    if ((rc = grammar_at_verdict(a, m, g))) return rc;
     memcpy(a->logits, nj_session_logits(s), (size_t)a->n_vocab * sizeof *a->logits);
     int allowed = nj_grammar_mask(g, a->logits);
     if (allowed <= 0) return allowed < 0 ? allowed : NJ_ESTATE;
@@ -759,22 +769,8 @@ static int generate_rest(analyst *a, nj_model *m, nj_session *s, int label, int 
     int rc = ensure_grammars(a, m);
     if (rc) return rc;
     nj_grammar *g = a->grammar[label];
-    nj_grammar_reset(g);
     rbuf_reset(&a->gen);
-    nj_model_desc d;
-    nj_model_describe(m, &d);
-    if (!a->logits || a->n_vocab != d.n_vocab) {
-        nj_free(a->logits);
-        a->logits = nj_malloc((size_t)d.n_vocab * sizeof *a->logits);
-        if (!a->logits) return -ENOMEM;
-        a->n_vocab = d.n_vocab;
-    }
-    /* the grammar walks the prefix the session already holds */
-    int32_t pre[64];
-    int np = nj_tokenize(m, verdict_prefix, strlen(verdict_prefix), false, false, pre, 64);
-    if (np < 0 || np > 64) return np < 0 ? np : NJ_ESTATE;
-    for (int i = 0; i < np; i++)
-        if ((rc = nj_grammar_accept(g, pre[i]))) return nj_fail(rc, "verdict grammar refused its own prefix");
+    if ((rc = grammar_at_verdict(a, m, g))) return rc;
     rbuf_puts(&a->gen, verdict_prefix);
 
     int32_t batch[64];
