@@ -680,6 +680,31 @@ static void attn_worker(void *ctx, int ith, int nth) {
     }
 }
 
+/* After the q, k, v projections of n rows (s->q, s->k, s->v): biases,
+ * per-head RMS norm (qwen3, gemma3: heads are rows of head_dim), RoPE at
+ * the rows' positions (s->rope_g / rope_l, filled by the caller) and the
+ * query scale.  Row by row, so a batch of sessions gets what each alone
+ * would. */
+static void qkv_finish(nj_session *s, const nj_layer *L, int n) {
+    const nj_hparams *hp = &s->m->hp;
+    const int hk = hp->head_dim_k, R = hp->n_rot;
+    const int nq = hp->n_head * hk, nk = hp->n_head_kv * hk, nv = hp->n_head_kv * hp->head_dim_v;
+    if (L->bq) add_bias(s->q, L->bq, n, nq);
+    if (L->bk) add_bias(s->k, L->bk, n, nk);
+    if (L->bv) add_bias(s->v, L->bv, n, nv);
+    if (hp->qk_norm) {
+        rmsnorm_rows(s->q, s->q, L->q_norm, n * hp->n_head, hk, hp->rms_eps);
+        rmsnorm_rows(s->k, s->k, L->k_norm, n * hp->n_head_kv, hk, hp->rms_eps);
+    }
+    const float *rc_tab = L->swa ? s->rope_l : s->rope_g;
+    for (int t = 0; t < n; t++) {
+        const float *c = rc_tab + (size_t)t * R;
+        rope_apply(s->q + (size_t)t * nq, hp->n_head, hk, R, hp->rope_neox, c);
+        rope_apply(s->k + (size_t)t * nk, hp->n_head_kv, hk, R, hp->rope_neox, c);
+    }
+    if (hp->q_scale != 1.0f) scale_rows(s->q, hp->q_scale, (size_t)n * nq);
+}
+
 /* Write the job's n rows of k and v (s->k, s->v) into the cache at
  * positions p0.. of layer il, then att (n, n_head*hv) = softmax(q k^T *
  * scale + mask) v for its queries (s->q), on `pool` (the session's own, or
@@ -850,23 +875,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
             float *const Y[3] = {s->q, s->k, s->v};
             if ((rc = mm_multi(s, W, Y, 3, s->xn, n, ns))) return rc;
         }
-        if (L->bq) add_bias(s->q, L->bq, n, nq);
-        if (L->bk) add_bias(s->k, L->bk, n, nk);
-        if (L->bv) add_bias(s->v, L->bv, n, nv);
-
-        /* per-head RMS norm (qwen3, gemma3): heads are rows of hk */
-        if (hp->qk_norm) {
-            rmsnorm_rows(s->q, s->q, L->q_norm, n * hp->n_head, hk, hp->rms_eps);
-            rmsnorm_rows(s->k, s->k, L->k_norm, n * hp->n_head_kv, hk, hp->rms_eps);
-        }
-        /* RoPE on q (n, n_head, hk) and k (n, n_head_kv, hk) */
-        const float *rc_tab = L->swa ? s->rope_l : s->rope_g;
-        for (int t = 0; t < n; t++) {
-            const float *c = rc_tab + (size_t)t * R;
-            rope_apply(s->q + (size_t)t * nq, hp->n_head, hk, R, hp->rope_neox, c);
-            rope_apply(s->k + (size_t)t * nk, hp->n_head_kv, hk, R, hp->rope_neox, c);
-        }
-        if (hp->q_scale != 1.0f) scale_rows(s->q, hp->q_scale, (size_t)n * nq);
+        qkv_finish(s, L, n);
 
         /* cache[il][p0..p0+n) = k, v;  att (n, n_head*hv) = attention */
         attend(s, s->pool, &job, il);
@@ -1094,20 +1103,7 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
             float *const Y[3] = {s->q, s->k, s->v};
             if ((rc = mm_multi_batch(s, W, Y, 3, s->xn, n))) return rc;
         }
-        if (L->bq) add_bias(s->q, L->bq, n, nq);
-        if (L->bk) add_bias(s->k, L->bk, n, nk);
-        if (L->bv) add_bias(s->v, L->bv, n, nv);
-        if (hp->qk_norm) {
-            rmsnorm_rows(s->q, s->q, L->q_norm, n * hp->n_head, hk, hp->rms_eps);
-            rmsnorm_rows(s->k, s->k, L->k_norm, n * hp->n_head_kv, hk, hp->rms_eps);
-        }
-        const float *rc_tab = L->swa ? s->rope_l : s->rope_g;
-        for (int t = 0; t < n; t++) {
-            const float *c = rc_tab + (size_t)t * R;
-            rope_apply(s->q + (size_t)t * nq, hp->n_head, hk, R, hp->rope_neox, c);
-            rope_apply(s->k + (size_t)t * nk, hp->n_head_kv, hk, R, hp->rope_neox, c);
-        }
-        if (hp->q_scale != 1.0f) scale_rows(s->q, hp->q_scale, (size_t)n * nq);
+        qkv_finish(s, L, n);
 
         /* per session: its cache gets row t's k, v; its row-0 query attends */
         for (int t = 0; t < n; t++) {
