@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "event.h"
 #include "util.h"
 
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void init_once(void) { json_set_alloc_funcs(nj_malloc, nj_free); }
-void oai_init(void) { pthread_once(&g_once, init_once); }
+/* jansson's allocator is the process's one (event.h). */
+void oai_init(void) { event_init(); }
 
 const char *oai_priority_name(int p) {
     static const char *n[OAI_NPRIO] = {"high", "normal", "low"};
@@ -303,7 +303,12 @@ int oai_parse(int kind, const char *body, size_t len, oai_request *out, char *ms
     memset(out, 0, sizeof *out);
     out->kind = kind;
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    int perr = 0;
+    json_t *root = event_json_parse(body, len, JSON_REJECT_DUPLICATES, &jerr, &perr);
+    if (!root && perr == -ENOMEM) {
+        snprintf(msg, cap, "out of memory");
+        return -ENOMEM;
+    }
     if (!root) {
         snprintf(msg, cap, "malformed JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         return NJ_EFORMAT;

@@ -466,7 +466,9 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     if (!s->analyst)
         return reply_error(s, cc, c, 503, "unavailable_error", "the analyst is not available: %s", s->analyst_err);
     json_error_t je;
-    json_t *body = json_loadb(cc->body ? cc->body : "", cc->len, 0, &je);
+    int perr = 0;
+    json_t *body = event_json_parse(cc->body ? cc->body : "", cc->len, 0, &je, &perr);
+    if (!body && perr == -ENOMEM) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     if (!json_is_object(body)) {
         json_decref(body);
         return reply_error(s, cc, c, 400, "invalid_request_error",
