@@ -186,6 +186,19 @@ json_t *event_json_parse(const char *text, size_t n, size_t flags, json_error_t 
     return j;
 }
 
+char *event_json_dumps(const json_t *j, size_t flags) {
+    event_init();
+    if (!j) return NULL;
+    g_json_oom = false;
+    char *s = json_dumps(j, flags);
+    if (g_json_oom) {
+        json_free(s);
+        nj_fail(-ENOMEM, "out of memory while writing JSON");
+        return NULL;
+    }
+    return s;
+}
+
 /* ---- schema lookups -------------------------------------------------- */
 
 int event_field_lookup(const char *path) {

@@ -104,6 +104,11 @@ json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *
  * of the two. */
 json_t *event_json_parse(const char *text, size_t n, size_t flags, json_error_t *je, int *err);
 
+/* json_dumps() that is NULL (nj_last_error set) when an allocation failed
+ * on the way: jansson's dumper carries on past a failed append and can
+ * return a document with a key or a value left out.  nj_free the text. */
+char *event_json_dumps(const json_t *j, size_t flags);
+
 /* Field lookup: "process.pid" -> EF_PROC_PID, or -1 if not a field. */
 int         event_field_lookup(const char *path);
 const char *event_field_path(ev_field f);       /* "process.pid" */

@@ -283,7 +283,7 @@ static int parse_fields(oai_request *r, json_t *root, char *msg, size_t cap) {
                 return bad(msg, cap, "'response_format.json_schema.schema' must be a JSON object");
             if (strict && !json_is_boolean(strict) && !json_is_null(strict))
                 return bad(msg, cap, "'response_format.json_schema.strict' must be true or false");
-            char *text = json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char *text = event_json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER);
             if (!text || (rc = keep(r, text))) return -ENOMEM;
             r->schema = text;
         } else if (strcmp(t, "text")) {
@@ -346,7 +346,7 @@ static json_t *json_text(const char *s, size_t n) {
 
 static char *dump(json_t *j, size_t *outlen) {
     if (!j) return NULL;
-    char *s = json_dumps(j, JSON_COMPACT);   /* allocated by nj_malloc via oai_init */
+    char *s = event_json_dumps(j, JSON_COMPACT);   /* nj_malloc'd (event.h) */
     json_decref(j);
     if (s && outlen) *outlen = strlen(s);
     return s;
@@ -356,7 +356,10 @@ static json_t *usage_obj(const oai_usage *u) {
     json_t *o = json_pack("{s:i,s:i,s:i}", "prompt_tokens", u->prompt_tokens,
                           "completion_tokens", u->completion_tokens,
                           "total_tokens", u->prompt_tokens + u->completion_tokens);
-    if (o) json_object_set_new(o, "prompt_tokens_details", json_pack("{s:i}", "cached_tokens", u->cached_tokens));
+    if (o && json_object_set_new(o, "prompt_tokens_details", json_pack("{s:i}", "cached_tokens", u->cached_tokens))) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 

@@ -449,7 +449,7 @@ static int analyze_task(void *arg, nj_model *m, nj_session *sess, char **out, si
     }
     if (!rc) {
         json_t *doc = j->single ? json_incref(json_array_get(verdicts, 0)) : json_pack("{s:O}", "verdicts", verdicts);
-        *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        *out = doc ? event_json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
         json_decref(doc);
         if (!*out) rc = -ENOMEM;
         else *len = strlen(*out);
@@ -556,7 +556,10 @@ static enum MHD_Result h_health(nj_server *s, conn_ctx *cc, struct MHD_Connectio
     pthread_mutex_unlock(&s->mu);
     static const char *const qos_names[] = {"none", "utility", "background"};
     json_t *notes = json_array();
-    if (st.note[0]) json_array_append_new(notes, json_string(st.note));
+    if (notes && st.note[0] && json_array_append_new(notes, json_string(st.note))) {
+        json_decref(notes);
+        notes = NULL;   /* json_pack below fails on it: a 500, not a note left out */
+    }
     json_t *model = json_pack("{s:s,s:s,s:b,s:i,s:i,s:b,s:I,s:I,s:f}",
                               "id", worker_model_id(s->worker), "name", st.model_name,
                               "loaded", st.loaded, "n_ctx", st.n_ctx, "ctx_requested", st.ctx_requested,
@@ -572,7 +575,7 @@ static enum MHD_Result h_health(nj_server *s, conn_ctx *cc, struct MHD_Connectio
                              "idle_seconds", st.idle_seconds, "idle_unload_seconds", st.idle_unload,
                              "uptime_seconds", nj_now() - s->t_start,
                              "rss_bytes", (json_int_t)platform_rss_bytes(), "notes", notes);
-    char *j = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    char *j = root ? event_json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return reply_json(s, cc, c, 200, j, j ? strlen(j) : 0);
 }
