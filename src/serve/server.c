@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -622,6 +623,63 @@ static bool authorized(nj_server *s, struct MHD_Connection *c) {
     return ok;
 }
 
+/* Whether the request came over TCP (the Unix socket's peers are the
+ * user's own processes; TCP's may include a web page in a local browser). */
+static bool over_tcp(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci && ci->client_addr && (ci->client_addr->sa_family == AF_INET || ci->client_addr->sa_family == AF_INET6);
+}
+
+/* Browser guards for TCP without a token.  A web page the user opens can
+ * send requests to 127.0.0.1: (1) a cross-site "simple" POST carries a
+ * form or text content type (application/json needs a CORS preflight,
+ * which no route answers), so TCP bodies must be declared JSON; (2) DNS
+ * rebinding makes a page's own origin resolve to 127.0.0.1, so the Host
+ * header must name a loopback address (or the configured host).  With a
+ * token, the token decides.  0, or the HTTP status to refuse with (msg
+ * filled). */
+static int browser_guard(nj_server *s, struct MHD_Connection *c, const route *rt, char *msg, size_t cap) {
+    if (!over_tcp(c)) return 0;
+    pthread_mutex_lock(&s->mu);
+    bool token = s->cfg.token != NULL;
+    char host_cfg[128];
+    snprintf(host_cfg, sizeof host_cfg, "%s", s->cfg.host ? s->cfg.host : "127.0.0.1");
+    pthread_mutex_unlock(&s->mu);
+    if (token) return 0;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (h) {
+        /* the name without a port: "[::1]:8080" -> "::1", "localhost:8080" -> "localhost" */
+        char name[256];
+        size_t n = strlen(h);
+        if (h[0] == '[') {
+            const char *e = strchr(h, ']');
+            n = e ? (size_t)(e - h - 1) : 0;
+            h++;
+        } else {
+            const char *colon = strchr(h, ':');
+            if (colon && !strchr(colon + 1, ':')) n = (size_t)(colon - h);
+        }
+        if (n >= sizeof name) n = sizeof name - 1;
+        memcpy(name, h, n);
+        name[n] = 0;
+        if (strcasecmp(name, "localhost") && !config_host_is_loopback(name) && strcasecmp(name, host_cfg)) {
+            snprintf(msg, cap, "Host '%.200s' is not a loopback name; without a token only requests for "
+                     "localhost, 127.0.0.1 or ::1 are served over TCP (a guard against DNS rebinding)", name);
+            return 403;
+        }
+    }
+    if (rt && rt->has_body) {
+        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        size_t jl = strlen("application/json");
+        if (!ct || strncasecmp(ct, "application/json", jl) || (ct[jl] && ct[jl] != ';' && ct[jl] != ' ')) {
+            snprintf(msg, cap, "over TCP a request body must be sent as Content-Type: application/json (got %.100s)",
+                     ct ? ct : "none");
+            return 415;
+        }
+    }
+    return 0;
+}
+
 static uint64_t live_max_body(nj_server *s) {
     pthread_mutex_lock(&s->mu);
     uint64_t m = s->cfg.max_body;
@@ -662,6 +720,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         if (!cc->rt)
             return reply_error(s, cc, c, 405, "invalid_request_error", "method %s is not allowed on %s (use %s)",
                                method, url, path_match->method);
+        char gmsg[400];
+        int g = browser_guard(s, c, cc->rt, gmsg, sizeof gmsg);
+        if (g) return reply_error(s, cc, c, g, g == 403 ? "permission_error" : "invalid_request_error", "%s", gmsg);
         if (cc->rt->has_body) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
             uint64_t maxb = live_max_body(s);

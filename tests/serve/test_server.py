@@ -104,7 +104,9 @@ def curl(sock, method, path, body=None, headers=(), timeout=300, stream=False):
         bf = os.path.join(TMP, "body")
         with open(bf, "wb") as f:
             f.write(body.encode() if isinstance(body, str) else body)
-        cmd += ["-H", "Content-Type: application/json", "--data-binary", "@" + bf]
+        if not any(h.lower().startswith("content-type:") for h in headers):
+            cmd += ["-H", "Content-Type: application/json"]
+        cmd += ["--data-binary", "@" + bf]
     cmd.append("http://localhost" + path)
     out = subprocess.run(cmd, capture_output=True).stdout
     head, _, tail = out.rpartition(b"\n")
@@ -356,6 +358,41 @@ def test_errors(s):
                      {"prompt": long_prompt}, 400, f"context size ({NCTX} tokens)")
     e = expect_error(sock, "streamed request past the context -> 400 before streaming", "POST",
                      "/v1/chat/completions", dict(CHAT, max_tokens=5000, stream=True), 400, "exceeds")
+
+
+def test_browser_guards(s, port):
+    """Over TCP without a token: a body must be declared JSON (a web page's
+    cross-site POST can only send form or text types without a preflight)
+    and the Host header must name a loopback address (DNS rebinding).  The
+    Unix socket is not reachable from a browser and keeps accepting any
+    content type."""
+    import http.client
+
+    def tcp(method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+    bad = '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}'
+    for ct in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        code, body = tcp("POST", "/v1/chat/completions", bad, {"Content-Type": ct})
+        e = (jbody(body) or {}).get("error") or {}
+        check(f"TCP: body sent as {ct} -> 415 JSON error", code == 415 and "application/json" in e.get("message", ""),
+              f"{code} {body[:200]}")
+    code, body = tcp("POST", "/v1/chat/completions", "{", {"Content-Type": "application/json; charset=utf-8"})
+    check("TCP: application/json with parameters is accepted (malformed body -> 400)", code == 400, f"{code} {body[:200]}")
+    code, body = tcp("GET", "/health", headers={"Host": "rebind.example:%d" % port})
+    e = (jbody(body) or {}).get("error") or {}
+    check("TCP: Host naming another site -> 403 JSON error", code == 403 and "rebind.example" in e.get("message", ""),
+          f"{code} {body[:200]}")
+    for h in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        code, _ = tcp("GET", "/health", headers={"Host": h})
+        check(f"TCP: Host {h} -> 200", code == 200, str(code))
+    code, resp, _, _ = curl(s.sock, "POST", "/v1/chat/completions", "{", headers=["Content-Type: text/plain"])
+    check("Unix socket: any content type is read (malformed body -> 400, not 415)", code == 400, f"{code} {resp[:200]}")
 
 
 def test_health_while_busy():
@@ -655,6 +692,7 @@ def main():
             try:
                 for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
                                  ("injection", lambda: test_injection(s)),
+                                 ("browser guards", lambda: test_browser_guards(s, port)),
                                  ("health while busy", test_health_while_busy),
                                  ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
                                  ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s, cfg)),
