@@ -977,6 +977,9 @@ nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *
     oai_init();
     nj_log_set_level(s->cfg.log_level);
 
+    /* The process will hold event text: no core file if it crashes. */
+    rc = platform_no_core_dumps();
+    if (rc) NJ_WARN("cannot turn core dumps off: %s", nj_strerror(rc));
     /* Scheduling first: threads created from here on inherit it. */
     rc = platform_set_nice(s->cfg.nice);
     if (rc) NJ_WARN("cannot set nice level %d: %s", s->cfg.nice, nj_strerror(rc));
