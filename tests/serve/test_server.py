@@ -227,6 +227,13 @@ def test_basic(s, port):
     st = os.stat(sock)
     check("socket mode is 0600", (st.st_mode & 0o777) == 0o600, oct(st.st_mode & 0o777))
 
+    try:
+        with open(f"/proc/{s.p.pid}/limits") as f:
+            core = [l for l in f if l.startswith("Max core file size")]
+        check("no core dumps: RLIMIT_CORE is 0 (soft and hard)", core and core[0].split()[4:6] == ["0", "0"], str(core))
+    except OSError:
+        skip("no core dumps", "no /proc/PID/limits on this system")
+
     code, body, secs, _ = curl(sock, "GET", "/health")
     h = jbody(body) or {}
     check("GET /health 200 with status ok", code == 200 and h.get("status") == "ok", body[:200])

@@ -16,6 +16,7 @@
  *   - The peer goes away: mid-body, right after the headers, and in the
  *     middle of a streamed response.  The server cancels, stays up and
  *     answers the next request.
+ *   - The server has turned core files off (RLIMIT_CORE 0, soft and hard).
  *   - No leak: after server_free, the counting allocator is back where it
  *     was before server_new (LeakSanitizer covers the rest under make check).
  *
@@ -29,6 +30,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -365,8 +367,17 @@ static void test_peer_goes_away(void **st) {
     resp_free(&r);
 }
 
+/* A server holds event text: it has turned core files off for good. */
+static void test_no_core_dumps(void **st) {
+    (void)st;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_CORE, &rl), 0);
+    assert_true(rl.rlim_cur == 0 && rl.rlim_max == 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_core_dumps),
         cmocka_unit_test(test_peer_goes_away),
         cmocka_unit_test(test_alloc_faults),
     };
