@@ -35,6 +35,10 @@ SLOW = "asan" in BIN or "tsan" in BIN
 
 # Deadlines are generous: they bound a hung server, not a slow machine.
 START_DEADLINE = 240 if SLOW else 120   # server start (model load)
+# One request: a ThreadSanitizer build at nice 10 on a loaded machine took
+# 60-320 s to (re)load the test model and minutes per chat request, so a
+# sanitizer build gets 20 minutes; these bound a hung server only.
+REQ_TIMEOUT = 1200 if SLOW else 300
 WAIT_DEADLINE = 120                     # any other condition polled for
 # The main server's config file always carries these: a request in flight
 # at SIGTERM may take minutes on a loaded machine (the server runs at nice
@@ -89,7 +93,7 @@ def env():
     return e
 
 
-def curl(sock, method, path, body=None, headers=(), timeout=300, stream=False):
+def curl(sock, method, path, body=None, headers=(), timeout=REQ_TIMEOUT, stream=False):
     """Returns (status, body bytes, seconds, response headers text)."""
     hdr = os.path.join(TMP, "hdr")
     cmd = ["curl", "-s", "-S", "--unix-socket", sock, "-X", method, "-o", "-", "-D", hdr,
@@ -376,7 +380,7 @@ def test_browser_guards(s, port):
     import http.client
 
     def tcp(method, path, body=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=REQ_TIMEOUT)
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
@@ -435,7 +439,7 @@ def test_health_while_busy():
         done = {}
 
         def run():
-            done["r"] = curl(sock, "POST", "/v1/completions", req, timeout=300)
+            done["r"] = curl(sock, "POST", "/v1/completions", req, timeout=REQ_TIMEOUT)
 
         t = threading.Thread(target=run)
         t.start()
@@ -510,7 +514,7 @@ def test_openai(port):
         skip("openai client over TCP", "python package 'openai' not installed")
         return
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=300)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=REQ_TIMEOUT)
         models = client.models.list()
         check("openai: models.list", [m.id for m in models.data] == [os.path.basename(MODEL)])
         r = client.chat.completions.create(model="x", messages=CHAT["messages"], max_tokens=12, temperature=0)
