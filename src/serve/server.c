@@ -197,7 +197,7 @@ static bool stream_fill(stream_ctx *sc) {
     while (r->released == sc->sent && r->state != WREQ_DONE) pthread_cond_wait(&r->cv, &r->mu);
     size_t n = r->released - sc->sent;
     char *delta = nj_malloc(n + 1);
-    if (delta) memcpy(delta, r->text + sc->sent, n);
+    if (delta && n) memcpy(delta, r->text + sc->sent, n);   /* no text yet: r->text may be NULL */
     sc->sent = r->released;
     bool done = r->state == WREQ_DONE;
     int status = r->status;
@@ -532,7 +532,7 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     if (status == 200) {
         j = nj_malloc(r->len + 1);
         if (j) {
-            memcpy(j, r->text, r->len);
+            if (r->len) memcpy(j, r->text, r->len);
             j[r->len] = 0;
             len = r->len;
         }
