@@ -96,7 +96,7 @@ $(O)/src/kernels/avx512.o: KFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq 
 $(O)/src/kernels/neon.o:   KFLAGS := -march=armv8.2-a+dotprod+fp16
 $(O)/tests/support/%.o:    LAYER_INC := $(ALL_INC)
 
-.PHONY: all test check check-tsan bench fuzz cross test-arm conformance layers install clean help \
+.PHONY: all test check check-tsan bench fuzz kernels cross test-arm conformance layers install clean help \
         schema-corpus retrieve-eval parse-bench sigma-bench crash-test
 all: $(BIN) $(TOOL_BIN) $(LINKCHECK)
 
@@ -138,18 +138,40 @@ $(O)/tools/%: tools/%.c $(APPLIB) $(LIB) $(SUPLIB)
 test: $(BIN) $(TEST_BIN) $(TOOL_BIN) $(LINKCHECK)
 	@NJ_BIN=$(abspath $(BIN)) O=$(O) scripts/run-tests $(LINKCHECK) $(TEST_BIN)
 
-# Sanitizers: ASan+UBSan build of everything, then the tests.
+# Sanitizers: ASan+UBSan build of everything, then the tests, except the
+# schema corpus script (test_schema_corpus.sh): it loads the model and
+# generates once for each of 152 schemas, 20+ minutes under ASan on 2 cores,
+# and its C paths (schema compiler, grammar, sampler) run under ASan+UBSan
+# in test_grammar, test_sampler and the json_schema fuzz target already.
+# `make test` runs it.
+CHECK_SKIP ?= test_schema_corpus.sh
 check:
+	SKIP_SCRIPT_TESTS="$(CHECK_SKIP)" \
 	$(MAKE) O=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    test
+# ThreadSanitizer on the threaded code only: the compute pool, the delivery
+# loop and sinks, the service in process (test_server_faults) and as a
+# binary (test_server.sh: worker, HTTP threads, SIGHUP, drain), and the
+# watcher (test_watch.sh).  The single-threaded tests would only be slower.
+TSAN_TESTS := tests/engine/test_pool tests/agent/test_sinks tests/serve/test_server_faults
+TSAN_SCRIPTS := tests/serve/test_server.sh tests/agent/test_watch.sh
 check-tsan:
-	$(MAKE) O=build-tsan OPT="-O1 -fsanitize=thread" test
+	$(MAKE) O=build-tsan OPT="-O1 -fno-omit-frame-pointer -fsanitize=thread" \
+	    build-tsan/nightjar $(TSAN_TESTS:%=build-tsan/%)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" NJ_BIN=$(abspath build-tsan/nightjar) \
+	    O=build-tsan SCRIPT_TESTS="$(TSAN_SCRIPTS)" scripts/run-tests $(TSAN_TESTS:%=build-tsan/%)
 
 bench: all
 	bench/compare
 
+# The kernel objects alone (scripts/fuzz builds them without sanitizers:
+# no parser runs in them, and clang's ASan build of avx512.c alone took 11
+# CPU minutes).
+kernels: $(KERN_SRC:%.c=$(O)/%.o)
+
+FUZZ_SECONDS ?= 60
 fuzz:
-	scripts/fuzz
+	FUZZ_TIME=$(FUZZ_SECONDS) scripts/fuzz
 
 # ARM: cross-compile the engine library with gcc-aarch64-linux-gnu, run the
 # compute core's unit tests under qemu-user.

@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (nj_mem_in_use() != before) abort();
 
     /* builders on raw bytes */
-    if (oai_utf8_complete(copy, len) > len) abort();
+    if (nj_utf8_complete(copy, len) > len) abort();
     oai_ident id = {"chatcmpl-0", 0, "m"};
     oai_usage u = {1, 2, 0};
     size_t n = 0;

@@ -41,6 +41,7 @@
  * Threads: one thread at a time (sink.h); curl_global_init runs once.
  */
 #include "sink_impl.h"
+#include "event.h"
 #include "sha256.h"
 #include "util.h"
 
@@ -64,7 +65,7 @@ typedef struct webhook {
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_once(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    json_set_alloc_funcs(nj_malloc, nj_free);
+    event_init();   /* the process's one jansson allocator */
 }
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
@@ -245,7 +246,7 @@ static int webhook_send(sink *s, const spool_delivery *items, size_t n, sink_res
 
 void webhook_parse_bulk(const char *body, size_t len, size_t n, sink_result *res) {
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    json_t *root = event_json_parse(body, len, 0, &jerr, NULL);
     json_t *items = root ? json_object_get(root, "items") : NULL;
     if (!json_is_array(items) || json_array_size(items) != n) {
         for (size_t i = 0; i < n; i++)

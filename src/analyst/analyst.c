@@ -489,13 +489,16 @@ static void cache_put(analyst *a, const char *key, size_t n, const json_t *v) {
 
 /* ---- verdict JSON ---- */
 
-static void push_technique(json_t *arr, const char *t) {
+/* Append technique t (renamed ids mapped) unless present or 8 are there.
+ * 0, or -ENOMEM. */
+static int push_technique(json_t *arr, const char *t) {
     for (size_t i = 0; i < NJ_ARRAY_LEN(attack_renamed); i++)
         if (!strcmp(t, attack_renamed[i][0])) t = attack_renamed[i][1];
     size_t i;
     json_t *x;
-    json_array_foreach(arr, i, x) if (!strcmp(json_string_value(x), t)) return;
-    if (json_array_size(arr) < 8) json_array_append_new(arr, json_string(t));
+    json_array_foreach(arr, i, x) if (!strcmp(json_string_value(x), t)) return 0;
+    if (json_array_size(arr) < 8 && json_array_append_new(arr, json_string(t))) return -ENOMEM;
+    return 0;
 }
 
 static json_t *verdict_new(int label, double confidence, const char *source) {
@@ -522,9 +525,10 @@ static int label_of(const json_t *v) {
  *   nightjar-auth-success-after-failures: a success from an address that
  *     failed >= 5 times just before (auth.after_failures), malicious.
  * A verdict (new) or NULL. */
-static json_t *auth_rules(const json_t *ev) {
+static int auth_rules(const json_t *ev, json_t **out) {
+    *out = NULL;
     const char *kind = event_get_str(ev, EF_KIND);
-    if (!kind || strcmp(kind, "auth")) return NULL;
+    if (!kind || strcmp(kind, "auth")) return 0;
     const char *res = event_get_str(ev, EF_AUTH_RESULT);
     long long count = 0, after = 0;
     event_get_int(ev, EF_AUTH_COUNT, &count);
@@ -545,21 +549,26 @@ static json_t *auth_rules(const json_t *ev) {
         sum = spray ? "Many failed logins for several users from one address: password spraying."
                     : "Many failed logins for one user from one address: password guessing.";
     }
-    if (label == AV_BENIGN) return NULL;
+    if (label == AV_BENIGN) return 0;
     json_t *v = verdict_new(label, 0.95, "rule");
-    if (!v) return NULL;
-    json_array_append_new(json_object_get(v, "rule_ids"), json_string(id));
-    json_array_append_new(json_object_get(v, "techniques"), json_string(tech));
-    json_object_set_new(v, "summary", json_string(sum));
-    return v;
+    if (!v || json_array_append_new(json_object_get(v, "rule_ids"), json_string(id)) ||
+        json_array_append_new(json_object_get(v, "techniques"), json_string(tech)) ||
+        json_object_set_new(v, "summary", json_string(sum))) {
+        json_decref(v);
+        return -ENOMEM;
+    }
+    *out = v;
+    return 0;
 }
 
-/* The strongest decision of the rules that match: a verdict (new) or NULL
- * when no rule decides (also on out of memory: the model then judges). */
-static json_t *rules_judge(analyst *a, const json_t *ev) {
-    if (!a->rules) return NULL;
-    json_t *av = auth_rules(ev);
-    if (av) return av;
+/* The strongest decision of the rules that match: *out is a new verdict,
+ * or NULL when no rule decides.  0, or -ENOMEM (never a missing verdict:
+ * out of memory must not read as "no rule matched"). */
+static int rules_judge(analyst *a, const json_t *ev, json_t **out) {
+    *out = NULL;
+    if (!a->rules) return 0;
+    int rc = auth_rules(ev, out);
+    if (rc || *out) return rc;
     sigma_hit hits[MAX_HITS];
     /* an auditd exec event is also matched as its SYSCALL record */
     int n = sigma_match_event(a->rules, ev, hits, MAX_HITS);
@@ -572,21 +581,26 @@ static json_t *rules_judge(analyst *a, const json_t *ev) {
             best = i;
         }
     }
-    if (label == AV_BENIGN) return NULL;
+    if (label == AV_BENIGN) return 0;
     json_t *v = verdict_new(label, hits[best].level >= SIGMA_CRITICAL ? 0.99 : 0.95, "rule");
-    if (!v) return NULL;
+    if (!v) return -ENOMEM;
     json_t *tech = json_object_get(v, "techniques"), *ids = json_object_get(v, "rule_ids");
-    for (int i = 0; i < n; i++) {
+    rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
         int l = hits[i].level >= SIGMA_HIGH ? AV_MALICIOUS : hits[i].level == SIGMA_MEDIUM ? AV_SUSPICIOUS : AV_BENIGN;
         if (l != label) continue;
-        json_array_append_new(ids, json_string(hits[i].id));
-        for (int t = 0; t < hits[i].n_techniques; t++) push_technique(tech, hits[i].techniques[t]);
+        if (json_array_append_new(ids, json_string(hits[i].id))) rc = -ENOMEM;
+        for (int t = 0; t < hits[i].n_techniques && !rc; t++) rc = push_technique(tech, hits[i].techniques[t]);
     }
     char sum[256];
     snprintf(sum, sizeof sum, "Sigma rule \"%.180s\" (%s) matched.", hits[best].title,
              sigma_level_name(hits[best].level));
-    json_object_set_new(v, "summary", json_string(sum));
-    return v;
+    if (rc || json_object_set_new(v, "summary", json_string(sum))) {
+        json_decref(v);
+        return -ENOMEM;
+    }
+    *out = v;
+    return 0;
 }
 
 /* ---- stage 3: the model ---- */
@@ -909,10 +923,12 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
             return rc;
         }
         json_error_t je;
-        json_t *doc = json_loadb(a->gen.s, a->gen.len, 0, &je);
+        int perr = 0;
+        json_t *doc = event_json_parse(a->gen.s, a->gen.len, 0, &je, &perr);
         if (!json_is_object(doc)) {
             json_decref(doc);
             json_decref(v);
+            if (perr == -ENOMEM) return nj_fail(-ENOMEM, "out of memory while reading the generated verdict");
             return nj_fail(NJ_ESTATE, "the schema-bound verdict did not parse: %s", je.text);
         }
         json_t *tech = json_object_get(v, "techniques");
@@ -1077,7 +1093,7 @@ static int openai_answer(analyst *a, const json_t *resp, bool want_lp, const cha
     json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
     const char *content = json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
     json_error_t je;
-    json_t *doc = content ? json_loads(content, 0, &je) : NULL;
+    json_t *doc = content ? event_json_parse(content, strlen(content), 0, &je, NULL) : NULL;
     const char *lab = json_string_value(json_object_get(doc, "verdict"));
     int label = -1;
     for (int l = 0; l < AV_NLABELS; l++)
@@ -1144,7 +1160,7 @@ static int openai_judge(analyst *a, const json_t *ev, int rule_label, json_t **o
             json_object_set_new(req, "logprobs", json_true());
             json_object_set_new(req, "top_logprobs", json_integer(20));
         }
-        char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        char *body = req ? event_json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
         if (!body) return -ENOMEM;
         json_t *resp = NULL;
@@ -1202,14 +1218,24 @@ typedef struct jstate {
 static void judge_cheap(analyst *a, jstate *j, bool have_model) {
     j->t0 = nj_now();
     a->st.events++;
-    json_t *v = rules_judge(a, j->ev);
+    json_t *v = NULL;
+    if (rules_judge(a, j->ev, &v)) {
+        j->rc = nj_fail(-ENOMEM, "out of memory while matching the rules");
+        j->t1 = nj_now();
+        return;
+    }
     j->rule_label = v ? label_of(v) : AV_BENIGN;
     j->rule_ids = v ? json_incref(json_object_get(v, "rule_ids")) : NULL;
     if (v && j->rule_label == AV_MALICIOUS) {
         a->st.by_rule++;
     } else if (!have_model) {
-        if (!v) v = verdict_new(AV_BENIGN, 0.5, "rule");
-        if (v && j->rule_label == AV_BENIGN) json_object_set_new(v, "summary", json_string("No rule matched."));
+        if (!v) {
+            v = verdict_new(AV_BENIGN, 0.5, "rule");
+            if (v && json_object_set_new(v, "summary", json_string("No rule matched."))) {
+                json_decref(v);
+                v = NULL;
+            }
+        }
         a->st.by_rule++;
     } else {
         /* cache key: model, prompt, settings, the masked event */
@@ -1225,7 +1251,10 @@ static void judge_cheap(analyst *a, jstate *j, bool have_model) {
         if (hit) {
             json_decref(v);
             v = json_deep_copy(hit->verdict);
-            if (v) json_object_set_new(v, "source", json_string("cache"));
+            if (v && json_object_set_new(v, "source", json_string("cache"))) {
+                json_decref(v);
+                v = NULL;
+            }
             a->st.by_cache++;
         } else {
             j->need_model = true;
@@ -1252,7 +1281,12 @@ static void take_model(analyst *a, jstate *j, json_t *mv) {
     }
     json_decref(j->v);
     j->v = mv;
-    if (j->rule_ids) json_object_set(mv, "rule_ids", j->rule_ids);
+    if (j->rule_ids && json_object_set(mv, "rule_ids", j->rule_ids)) {
+        json_decref(mv);
+        j->v = NULL;
+        j->rc = nj_fail(-ENOMEM, "out of memory while writing the verdict");
+        return;
+    }
     if (a->remote) a->st.by_remote++;
     else a->st.by_model++;
     if (j->key) cache_put(a, j->key, j->key_len, mv);
@@ -1281,7 +1315,7 @@ static void nightjar_judge(analyst *a, jstate *js, size_t n) {
         for (size_t q = 0; arr && q < k; q++)
             if (json_array_append(arr, (json_t *)js[idx[q]].ev)) { json_decref(arr); arr = NULL; }
         json_t *req = arr ? json_pack("{s:o}", "events", arr) : NULL;
-        char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        char *body = req ? event_json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
         json_t *resp = NULL;
         long status = 0;
@@ -1353,11 +1387,20 @@ int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *co
         } else {
             json_t *v = j->v;
             const char *id = event_get_str(j->ev, EF_ID);
-            json_object_set_new(v, "event_id", json_string(id ? id : ""));
-            if (!json_object_get(v, "model")) json_object_set_new(v, "model", json_string(a->model_name));
-            if (!json_object_get(v, "prompt")) json_object_set_new(v, "prompt", json_string(a->prompt_version));
-            json_object_set_new(v, "latency_ms", json_real(round((j->t1 - j->t0) * 1e4) / 10));
-            verdicts[i] = v;
+            if (json_object_set_new(v, "event_id", json_string(id ? id : "")) ||
+                (!json_object_get(v, "model") && json_object_set_new(v, "model", json_string(a->model_name))) ||
+                (!json_object_get(v, "prompt") &&
+                 json_object_set_new(v, "prompt", json_string(a->prompt_version))) ||
+                json_object_set_new(v, "latency_ms", json_real(round((j->t1 - j->t0) * 1e4) / 10))) {
+                /* a verdict with a key left out is no verdict */
+                json_decref(v);
+                if (!first) {
+                    first = -ENOMEM;
+                    snprintf(why, sizeof why, "out of memory while writing the verdict");
+                }
+            } else {
+                verdicts[i] = v;
+            }
         }
         json_decref(j->rule_ids);
         nj_free(j->key);

@@ -119,9 +119,10 @@ static const ev_spec k_spec[EF_COUNT] = {
  * is reset at the start of each load, when none can be live because every
  * document built during a failed load is destroyed before it returns.
  * Outside a load, a failure is returned to jansson as NULL, which its
- * object-building functions handle.  The serve layer installs plain
- * nj_malloc/nj_free; both pairs free nj blocks, so the order in which the
- * layers install theirs does not matter. */
+ * object-building functions handle.  This is the only jansson allocator
+ * of the process (the layers above call event_init() instead of
+ * installing their own): with a second installer, whichever ran last
+ * would win, and an arena block could reach plain nj_free. */
 #define EMERGENCY_BYTES (64 * 1024)
 static _Thread_local bool g_json_oom, g_in_load;
 static _Thread_local _Alignas(16) unsigned char g_arena[EMERGENCY_BYTES];
@@ -185,12 +186,18 @@ json_t *event_json_load(const char *text, size_t n, size_t flags, json_error_t *
         text = fixed;
         n = m;
     }
+    json_t *j = event_json_parse(text, n, flags, je, err);
+    nj_free(fixed);
+    return j;
+}
+
+json_t *event_json_parse(const char *text, size_t n, size_t flags, json_error_t *je, int *err) {
+    event_init();
     g_json_oom = false;
     g_in_load = true;
     g_arena_used = 0;
     json_t *j = json_loadb(text, n, flags, je);
     g_in_load = false;
-    nj_free(fixed);
     if (g_json_oom || (!j && json_error_code(je) == json_error_out_of_memory)) {
         json_decref(j);
         if (err) *err = -ENOMEM;
@@ -252,6 +259,19 @@ void event_scratch_release(event_scratch *s, json_t *j) {
     }
     s->used = 0;
     s->overflow = false;
+}
+
+char *event_json_dumps(const json_t *j, size_t flags) {
+    event_init();
+    if (!j) return NULL;
+    g_json_oom = false;
+    char *s = json_dumps(j, flags);
+    if (g_json_oom) {
+        json_free(s);
+        nj_fail(-ENOMEM, "out of memory while writing JSON");
+        return NULL;
+    }
+    return s;
 }
 
 /* ---- schema lookups -------------------------------------------------- */

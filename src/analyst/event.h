@@ -28,9 +28,13 @@
  *   - "time" is RFC 3339; events built or parsed here carry it in UTC with
  *     six fractional digits ("2026-12-07T11:22:33.123456Z").
  *
- * Memory.  event_init() installs nj_malloc/nj_free as jansson's allocator
- * (once; the serve layer installs the same pair), so events count against
- * the memory budget and fail cleanly under nj_alloc_fail_after().  Every
+ * Memory.  event_init() installs the process's one jansson allocator
+ * (nj_malloc/nj_free underneath, with the emergency arena described in
+ * event.c), so events count against the memory budget and fail cleanly
+ * under nj_alloc_fail_after().  jansson's allocator is process-wide: no
+ * other module installs one (two installers would each win depending on
+ * start-up order, and a block from this one's arena must never reach
+ * plain nj_free).  Every
  * function that returns a json_t * returns a new reference (json_decref it);
  * strings returned by event_dump() are nj_malloc'd (nj_free them).
  *
@@ -110,6 +114,18 @@ json_t *event_json_load_scratch(event_scratch *s, const char *text, size_t n, si
                                 int *err);
 /* Ends the life of j (NULL is fine), a document of event_json_load_scratch. */
 void    event_scratch_release(event_scratch *s, json_t *j);
+
+/* The same without the UTF-8 repair: json_loadb() of text that must be
+ * valid JSON as it is (an HTTP request body, a knowledge-base line, model
+ * output), telling out-of-memory (-ENOMEM) from bad input (NJ_EFORMAT, je
+ * filled).  Every parse of untrusted JSON in the product goes through one
+ * of the two. */
+json_t *event_json_parse(const char *text, size_t n, size_t flags, json_error_t *je, int *err);
+
+/* json_dumps() that is NULL (nj_last_error set) when an allocation failed
+ * on the way: jansson's dumper carries on past a failed append and can
+ * return a document with a key or a value left out.  nj_free the text. */
+char *event_json_dumps(const json_t *j, size_t flags);
 
 /* Field lookup: "process.pid" -> EF_PROC_PID, or -1 if not a field. */
 int         event_field_lookup(const char *path);

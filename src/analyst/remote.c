@@ -214,7 +214,8 @@ static int attempt(remote *r, const char *path, const char *body, size_t len, lo
     }
     /* the server's own error sentence when it sent one */
     char msg[300] = "";
-    json_t *doc = r->resp ? json_loadb(r->resp, r->resp_len, 0, NULL) : NULL;
+    json_error_t je;
+    json_t *doc = r->resp ? event_json_parse(r->resp, r->resp_len, 0, &je, NULL) : NULL;
     json_t *m = json_object_get(json_object_get(doc, "error"), "message");
     if (json_is_string(m)) snprintf(msg, sizeof msg, "%s", json_string_value(m));
     else if (json_is_string(json_object_get(doc, "error"))) snprintf(msg, sizeof msg, "%s", json_string_value(json_object_get(doc, "error")));

@@ -38,6 +38,7 @@
 
 #include <jansson.h>
 
+#include "event.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------ labels */
@@ -472,26 +473,6 @@ static int arena_put(builder *bd, const char *s, size_t n, size_t *off) {
     return 0;
 }
 
-/* jansson allocates through nj_malloc (counted, fault-injectable), but its
- * 2.14 lexer is not safe when an allocation fails: it drops the byte it was
- * saving and returns a corrupted value, or writes out of bounds.  So the
- * wrapper notes the failure on this thread and retries once (the test hook
- * fails one allocation; under real exhaustion the retry fails too and
- * jansson is on its own, as it is for oai.c); add_line() then discards the
- * parse and reports -ENOMEM.  The allocator is process-wide: oai.c installs
- * nj_malloc/nj_free directly, which is compatible (same pair underneath); if
- * that runs last, a failed allocation inside jansson is no longer noted. */
-static _Thread_local bool json_oom;
-static void *json_alloc(size_t n) {
-    void *p = nj_malloc(n);
-    if (!p) {
-        json_oom = true;
-        p = nj_malloc(n);
-    }
-    return p;
-}
-static pthread_once_t json_once = PTHREAD_ONCE_INIT;
-static void json_init(void) { json_set_alloc_funcs(json_alloc, nj_free); }
 
 /* A JSON string member as (pointer, length); NJ_EFORMAT with a sentence when
  * it is missing, not a string or contains NUL. */
@@ -514,17 +495,12 @@ static int get_str(json_t *o, const char *key, bool allow_null, const char **s, 
 static int add_line(builder *bd, const char *s, size_t n, const char *name, size_t line) {
     nj_kb *kb = bd->kb;
     json_error_t je;
-    json_oom = false;
-    json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
-    if (o && json_oom) {
-        /* jansson's lexer drops a byte when a buffer cannot grow and still
-         * returns a value: never keep a parse that saw a failed allocation */
-        json_decref(o);
-        return nj_fail(-ENOMEM, "%s:%zu: out of memory", name, line);
-    }
+    int perr = 0;
+    /* event_json_parse: jansson's lexer is not safe when an allocation
+     * fails, and it reports one as a syntax error; this tells them apart */
+    json_t *o = event_json_parse(s, n, JSON_REJECT_DUPLICATES, &je, &perr);
     if (!o) {
-        if (json_oom || json_error_code(&je) == json_error_out_of_memory || je.text[0] == '\0')
-            return nj_fail(-ENOMEM, "%s:%zu: out of memory", name, line);
+        if (perr == -ENOMEM) return nj_fail(-ENOMEM, "%s:%zu: out of memory", name, line);
         return nj_fail(NJ_EFORMAT, "%s:%zu: not valid JSON (%s at column %d)", name, line, je.text, je.column);
     }
     int rc = 0;
@@ -639,7 +615,7 @@ nj_kb *kb_load_mem(const char *text, size_t len, const char *name, const kb_para
     double k1 = params && params->k1 > 0 ? params->k1 : 1.2;
     double b = params && params->b >= 0 ? params->b : 0.75;
     if (!isfinite(k1) || !isfinite(b) || b > 1.0) { rc = nj_fail(-EINVAL, "%s: BM25 b must be in [0,1]", name); goto fail; }
-    pthread_once(&json_once, json_init);
+    event_init();
     kb = nj_calloc(1, sizeof *kb);
     if (!kb) { rc = nj_fail(-ENOMEM, "%s: out of memory", name); goto fail; }
     kb->k1 = k1;

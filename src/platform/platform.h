@@ -71,4 +71,9 @@ int platform_peer_uid(int fd, uint32_t *uid);
 size_t platform_page_size(void);
 int    platform_release_pages(void *addr, size_t len);
 
+/* No core files for this process (RLIMIT_CORE 0, soft and hard, so it
+ * cannot be raised again): a service holding event text must not leave
+ * it on disk when it crashes (platform_posix.c).  0 or -errno. */
+int    platform_no_core_dumps(void);
+
 #endif

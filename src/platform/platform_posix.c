@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "platform.h"
@@ -49,4 +50,9 @@ void platform_dir_of(const char *path, char *dir, size_t cap) {
     if (slash == dir) slash[1] = 0;
     else if (slash) *slash = 0;
     else snprintf(dir, cap, ".");
+}
+
+int platform_no_core_dumps(void) {
+    struct rlimit rl = {0, 0};
+    return setrlimit(RLIMIT_CORE, &rl) == 0 ? 0 : -errno;
 }

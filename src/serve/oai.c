@@ -14,11 +14,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "event.h"
 #include "util.h"
 
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void init_once(void) { json_set_alloc_funcs(nj_malloc, nj_free); }
-void oai_init(void) { pthread_once(&g_once, init_once); }
+/* jansson's allocator is the process's one (event.h). */
+void oai_init(void) { event_init(); }
 
 const char *oai_priority_name(int p) {
     static const char *n[OAI_NPRIO] = {"critical", "high", "normal", "bulk"};
@@ -296,7 +296,7 @@ static int parse_fields(oai_request *r, json_t *root, char *msg, size_t cap) {
                 return bad(msg, cap, "'response_format.json_schema.schema' must be a JSON object");
             if (strict && !json_is_boolean(strict) && !json_is_null(strict))
                 return bad(msg, cap, "'response_format.json_schema.strict' must be true or false");
-            char *text = json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char *text = event_json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER);
             if (!text || (rc = keep(r, text))) return -ENOMEM;
             r->schema = text;
         } else if (strcmp(t, "text")) {
@@ -316,7 +316,12 @@ int oai_parse(int kind, const char *body, size_t len, oai_request *out, char *ms
     memset(out, 0, sizeof *out);
     out->kind = kind;
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    int perr = 0;
+    json_t *root = event_json_parse(body, len, JSON_REJECT_DUPLICATES, &jerr, &perr);
+    if (!root && perr == -ENOMEM) {
+        snprintf(msg, cap, "out of memory");
+        return -ENOMEM;
+    }
     if (!root) {
         snprintf(msg, cap, "malformed JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         return NJ_EFORMAT;
@@ -354,7 +359,7 @@ static json_t *json_text(const char *s, size_t n) {
 
 static char *dump(json_t *j, size_t *outlen) {
     if (!j) return NULL;
-    char *s = json_dumps(j, JSON_COMPACT);   /* allocated by nj_malloc via oai_init */
+    char *s = event_json_dumps(j, JSON_COMPACT);   /* nj_malloc'd (event.h) */
     json_decref(j);
     if (s && outlen) *outlen = strlen(s);
     return s;
@@ -364,7 +369,10 @@ static json_t *usage_obj(const oai_usage *u) {
     json_t *o = json_pack("{s:i,s:i,s:i}", "prompt_tokens", u->prompt_tokens,
                           "completion_tokens", u->completion_tokens,
                           "total_tokens", u->prompt_tokens + u->completion_tokens);
-    if (o) json_object_set_new(o, "prompt_tokens_details", json_pack("{s:i}", "cached_tokens", u->cached_tokens));
+    if (o && json_object_set_new(o, "prompt_tokens_details", json_pack("{s:i}", "cached_tokens", u->cached_tokens))) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 

@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -301,7 +302,7 @@ static bool stream_fill(stream_ctx *sc) {
     if (!watch_wait_locked(&sc->wt, r, ready_text, sc->sent)) return false;
     size_t n = r->released - sc->sent;
     char *delta = nj_malloc(n + 1);
-    if (delta) memcpy(delta, r->text + sc->sent, n);
+    if (delta && n) memcpy(delta, r->text + sc->sent, n);   /* no text yet: r->text may be NULL */
     sc->sent = r->released;
     bool done = r->state == WREQ_DONE;
     int status = r->status;
@@ -626,7 +627,7 @@ static int analyze_task(void *arg, nj_model *m, nj_session *sess, char **out, si
     }
     if (!rc) {
         json_t *doc = j->single ? json_incref(json_array_get(verdicts, 0)) : json_pack("{s:O}", "verdicts", verdicts);
-        *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        *out = doc ? event_json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
         json_decref(doc);
         if (!*out) rc = -ENOMEM;
         else *len = strlen(*out);
@@ -643,7 +644,9 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     if (!s->analyst)
         return reply_error(s, cc, c, 503, "unavailable_error", "the analyst is not available: %s", s->analyst_err);
     json_error_t je;
-    json_t *body = json_loadb(cc->body ? cc->body : "", cc->len, 0, &je);
+    int perr = 0;
+    json_t *body = event_json_parse(cc->body ? cc->body : "", cc->len, 0, &je, &perr);
+    if (!body && perr == -ENOMEM) return reply_error(s, cc, c, 500, "server_error", "out of memory");
     if (!json_is_object(body)) {
         json_decref(body);
         return reply_error(s, cc, c, 400, "invalid_request_error",
@@ -718,7 +721,7 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     if (status == 200) {
         j = nj_malloc(r->len + 1);
         if (j) {
-            memcpy(j, r->text, r->len);
+            if (r->len) memcpy(j, r->text, r->len);
             j[r->len] = 0;
             len = r->len;
         }
@@ -744,7 +747,10 @@ static enum MHD_Result h_health(nj_server *s, conn_ctx *cc, struct MHD_Connectio
     pthread_mutex_unlock(&s->mu);
     static const char *const qos_names[] = {"none", "utility", "background"};
     json_t *notes = json_array();
-    if (st.note[0]) json_array_append_new(notes, json_string(st.note));
+    if (notes && st.note[0] && json_array_append_new(notes, json_string(st.note))) {
+        json_decref(notes);
+        notes = NULL;   /* json_pack below fails on it: a 500, not a note left out */
+    }
     json_t *model = json_pack("{s:s,s:s,s:b,s:i,s:i,s:b,s:I,s:I,s:f}",
                               "id", worker_model_id(s->worker), "name", st.model_name,
                               "loaded", st.loaded, "n_ctx", st.n_ctx, "ctx_requested", st.ctx_requested,
@@ -773,7 +779,7 @@ static enum MHD_Result h_health(nj_server *s, conn_ctx *cc, struct MHD_Connectio
                              "idle_seconds", st.idle_seconds, "idle_unload_seconds", st.idle_unload,
                              "uptime_seconds", nj_now() - s->t_start,
                              "rss_bytes", (json_int_t)platform_rss_bytes(), "notes", notes, "scheduler", sched);
-    char *j = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    char *j = root ? event_json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return reply_json(s, cc, c, 200, j, j ? strlen(j) : 0);
 }
@@ -820,6 +826,63 @@ static bool authorized(nj_server *s, struct MHD_Connection *c) {
     return ok;
 }
 
+/* Whether the request came over TCP (the Unix socket's peers are the
+ * user's own processes; TCP's may include a web page in a local browser). */
+static bool over_tcp(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci && ci->client_addr && (ci->client_addr->sa_family == AF_INET || ci->client_addr->sa_family == AF_INET6);
+}
+
+/* Browser guards for TCP without a token.  A web page the user opens can
+ * send requests to 127.0.0.1: (1) a cross-site "simple" POST carries a
+ * form or text content type (application/json needs a CORS preflight,
+ * which no route answers), so TCP bodies must be declared JSON; (2) DNS
+ * rebinding makes a page's own origin resolve to 127.0.0.1, so the Host
+ * header must name a loopback address (or the configured host).  With a
+ * token, the token decides.  0, or the HTTP status to refuse with (msg
+ * filled). */
+static int browser_guard(nj_server *s, struct MHD_Connection *c, const route *rt, char *msg, size_t cap) {
+    if (!over_tcp(c)) return 0;
+    pthread_mutex_lock(&s->mu);
+    bool token = s->cfg.token != NULL;
+    char host_cfg[128];
+    snprintf(host_cfg, sizeof host_cfg, "%s", s->cfg.host ? s->cfg.host : "127.0.0.1");
+    pthread_mutex_unlock(&s->mu);
+    if (token) return 0;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (h) {
+        /* the name without a port: "[::1]:8080" -> "::1", "localhost:8080" -> "localhost" */
+        char name[256];
+        size_t n = strlen(h);
+        if (h[0] == '[') {
+            const char *e = strchr(h, ']');
+            n = e ? (size_t)(e - h - 1) : 0;
+            h++;
+        } else {
+            const char *colon = strchr(h, ':');
+            if (colon && !strchr(colon + 1, ':')) n = (size_t)(colon - h);
+        }
+        if (n >= sizeof name) n = sizeof name - 1;
+        memcpy(name, h, n);
+        name[n] = 0;
+        if (strcasecmp(name, "localhost") && !config_host_is_loopback(name) && strcasecmp(name, host_cfg)) {
+            snprintf(msg, cap, "Host '%.200s' is not a loopback name; without a token only requests for "
+                     "localhost, 127.0.0.1 or ::1 are served over TCP (a guard against DNS rebinding)", name);
+            return 403;
+        }
+    }
+    if (rt && rt->has_body) {
+        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        size_t jl = strlen("application/json");
+        if (!ct || strncasecmp(ct, "application/json", jl) || (ct[jl] && ct[jl] != ';' && ct[jl] != ' ')) {
+            snprintf(msg, cap, "over TCP a request body must be sent as Content-Type: application/json (got %.100s)",
+                     ct ? ct : "none");
+            return 415;
+        }
+    }
+    return 0;
+}
+
 static uint64_t live_max_body(nj_server *s) {
     pthread_mutex_lock(&s->mu);
     uint64_t m = s->cfg.max_body;
@@ -860,6 +923,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         if (!cc->rt)
             return reply_error(s, cc, c, 405, "invalid_request_error", "method %s is not allowed on %s (use %s)",
                                method, url, path_match->method);
+        char gmsg[400];
+        int g = browser_guard(s, c, cc->rt, gmsg, sizeof gmsg);
+        if (g) return reply_error(s, cc, c, g, g == 403 ? "permission_error" : "invalid_request_error", "%s", gmsg);
         if (cc->rt->has_body) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
             uint64_t maxb = live_max_body(s);
@@ -1114,6 +1180,9 @@ nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *
     oai_init();
     nj_log_set_level(s->cfg.log_level);
 
+    /* The process will hold event text: no core file if it crashes. */
+    rc = platform_no_core_dumps();
+    if (rc) NJ_WARN("cannot turn core dumps off: %s", nj_strerror(rc));
     /* Scheduling first: threads created from here on inherit it. */
     rc = platform_set_nice(s->cfg.nice);
     if (rc) NJ_WARN("cannot set nice level %d: %s", s->cfg.nice, nj_strerror(rc));

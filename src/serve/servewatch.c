@@ -68,7 +68,7 @@ static int wtask(void *arg, nj_model *m, nj_session *s, char **out, size_t *len)
     for (size_t i = 0; i < j->n; i++) {
         if (!v[i]) continue;
         json_object_set(v[i], "event", j->evs[i]);
-        j->out[i] = json_dumps(v[i], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        j->out[i] = event_json_dumps(v[i], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         json_decref(v[i]);
     }
     nj_free(v);

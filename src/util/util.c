@@ -177,7 +177,10 @@ void nj_free_aligned(void *q) {
 
 size_t nj_mem_in_use(void) { return atomic_load(&g_in_use); }
 size_t nj_mem_peak(void) { return atomic_load(&g_peak); }
-void nj_alloc_fail_after(long n) { atomic_store(&g_fail_after, n); }
+long nj_alloc_fail_after(long n) {
+    long prev = atomic_exchange(&g_fail_after, n);
+    return prev < 0 ? -1 : prev;
+}
 
 double nj_now(void) { return (double)nj_now_ns() * 1e-9; }
 

@@ -73,8 +73,11 @@ void  *nj_malloc_aligned(size_t n);
 void   nj_free_aligned(void *p);
 size_t nj_mem_in_use(void);   /* live bytes through this allocator */
 size_t nj_mem_peak(void);
-/* Test hook: allocation number n+1 from now fails (-1 disables). */
-void   nj_alloc_fail_after(long n);
+/* Test hook: allocation number n+1 from now fails (-1 disables).  Returns
+ * the countdown it replaces: >= 0 when the previous armed failure has not
+ * happened yet (so nj_alloc_fail_after(-1) after a run says whether the
+ * run reached its injected failure), -1 otherwise. */
+long   nj_alloc_fail_after(long n);
 
 /* Overflow-checked arithmetic for sizes from untrusted files. */
 static inline bool nj_mul_ok(uint64_t a, uint64_t b, uint64_t *out) {

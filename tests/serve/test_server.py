@@ -35,6 +35,10 @@ SLOW = "asan" in BIN or "tsan" in BIN
 
 # Deadlines are generous: they bound a hung server, not a slow machine.
 START_DEADLINE = 240 if SLOW else 120   # server start (model load)
+# One request: a ThreadSanitizer build at nice 10 on a loaded machine took
+# 60-320 s to (re)load the test model and minutes per chat request, so a
+# sanitizer build gets 20 minutes; these bound a hung server only.
+REQ_TIMEOUT = 1200 if SLOW else 300
 WAIT_DEADLINE = 120                     # any other condition polled for
 # The main server's config file always carries these: a request in flight
 # at SIGTERM may take minutes on a loaded machine (the server runs at nice
@@ -89,7 +93,7 @@ def env():
     return e
 
 
-def curl(sock, method, path, body=None, headers=(), timeout=300, stream=False):
+def curl(sock, method, path, body=None, headers=(), timeout=REQ_TIMEOUT, stream=False):
     """Returns (status, body bytes, seconds, response headers text)."""
     hdr = os.path.join(TMP, "hdr")
     cmd = ["curl", "-s", "-S", "--unix-socket", sock, "-X", method, "-o", "-", "-D", hdr,
@@ -104,7 +108,9 @@ def curl(sock, method, path, body=None, headers=(), timeout=300, stream=False):
         bf = os.path.join(TMP, "body")
         with open(bf, "wb") as f:
             f.write(body.encode() if isinstance(body, str) else body)
-        cmd += ["-H", "Content-Type: application/json", "--data-binary", "@" + bf]
+        if not any(h.lower().startswith("content-type:") for h in headers):
+            cmd += ["-H", "Content-Type: application/json"]
+        cmd += ["--data-binary", "@" + bf]
     cmd.append("http://localhost" + path)
     out = subprocess.run(cmd, capture_output=True).stdout
     head, _, tail = out.rpartition(b"\n")
@@ -224,6 +230,13 @@ def test_basic(s, port):
     sock = s.sock
     st = os.stat(sock)
     check("socket mode is 0600", (st.st_mode & 0o777) == 0o600, oct(st.st_mode & 0o777))
+
+    try:
+        with open(f"/proc/{s.p.pid}/limits") as f:
+            core = [l for l in f if l.startswith("Max core file size")]
+        check("no core dumps: RLIMIT_CORE is 0 (soft and hard)", core and core[0].split()[4:6] == ["0", "0"], str(core))
+    except OSError:
+        skip("no core dumps", "no /proc/PID/limits on this system")
 
     code, body, secs, _ = curl(sock, "GET", "/health")
     h = jbody(body) or {}
@@ -358,6 +371,41 @@ def test_errors(s):
                      "/v1/chat/completions", dict(CHAT, max_tokens=5000, stream=True), 400, "exceeds")
 
 
+def test_browser_guards(s, port):
+    """Over TCP without a token: a body must be declared JSON (a web page's
+    cross-site POST can only send form or text types without a preflight)
+    and the Host header must name a loopback address (DNS rebinding).  The
+    Unix socket is not reachable from a browser and keeps accepting any
+    content type."""
+    import http.client
+
+    def tcp(method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=REQ_TIMEOUT)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+    bad = '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}'
+    for ct in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        code, body = tcp("POST", "/v1/chat/completions", bad, {"Content-Type": ct})
+        e = (jbody(body) or {}).get("error") or {}
+        check(f"TCP: body sent as {ct} -> 415 JSON error", code == 415 and "application/json" in e.get("message", ""),
+              f"{code} {body[:200]}")
+    code, body = tcp("POST", "/v1/chat/completions", "{", {"Content-Type": "application/json; charset=utf-8"})
+    check("TCP: application/json with parameters is accepted (malformed body -> 400)", code == 400, f"{code} {body[:200]}")
+    code, body = tcp("GET", "/health", headers={"Host": "rebind.example:%d" % port})
+    e = (jbody(body) or {}).get("error") or {}
+    check("TCP: Host naming another site -> 403 JSON error", code == 403 and "rebind.example" in e.get("message", ""),
+          f"{code} {body[:200]}")
+    for h in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        code, _ = tcp("GET", "/health", headers={"Host": h})
+        check(f"TCP: Host {h} -> 200", code == 200, str(code))
+    code, resp, _, _ = curl(s.sock, "POST", "/v1/chat/completions", "{", headers=["Content-Type: text/plain"])
+    check("Unix socket: any content type is read (malformed body -> 400, not 415)", code == 400, f"{code} {resp[:200]}")
+
+
 def test_health_while_busy():
     """/health answers within 50 ms while the engine evaluates a long prompt.
 
@@ -391,7 +439,7 @@ def test_health_while_busy():
         done = {}
 
         def run():
-            done["r"] = curl(sock, "POST", "/v1/completions", req, timeout=300)
+            done["r"] = curl(sock, "POST", "/v1/completions", req, timeout=REQ_TIMEOUT)
 
         t = threading.Thread(target=run)
         t.start()
@@ -466,7 +514,7 @@ def test_openai(port):
         skip("openai client over TCP", "python package 'openai' not installed")
         return
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=300)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=REQ_TIMEOUT)
         models = client.models.list()
         check("openai: models.list", [m.id for m in models.data] == [os.path.basename(MODEL)])
         r = client.chat.completions.create(model="x", messages=CHAT["messages"], max_tokens=12, temperature=0)
@@ -655,6 +703,7 @@ def main():
             try:
                 for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
                                  ("injection", lambda: test_injection(s)),
+                                 ("browser guards", lambda: test_browser_guards(s, port)),
                                  ("health while busy", test_health_while_busy),
                                  ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
                                  ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s, cfg)),
