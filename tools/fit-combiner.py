@@ -135,6 +135,9 @@ def main():
     ap.add_argument("dumps", nargs="+")
     ap.add_argument("--split", default="all", choices=["A", "B", "all"])
     ap.add_argument("--combiner", help="prompt.json (or a bare combiner object) for eval")
+    ap.add_argument("--model", help="fit: the model (part of its file name) the combiner is for; "
+                    "eval: pick that model's combiner from prompt.json's \"combiners\" "
+                    "(default: the model named in the first dump)")
     ap.add_argument("--l2", type=float, default=0.01)
     ap.add_argument("--no-tune", action="store_true", help="keep the fitted offsets as they are")
     a = ap.parse_args()
@@ -158,13 +161,25 @@ def main():
         print(f"fitted on {len(rows)} lines ({sum(1 for r in rows if r[1] is None)} model-judged): "
               f"macro-F1 {m:.3f} (in sample), F1 {[round(x, 3) for x in f1]}, confusion {conf.tolist()}",
               file=sys.stderr)
-        json.dump({"features": FEATURES,
-                   "weights": {LABELS[l]: [round(float(x), 4) for x in W[l]] for l in range(3)},
-                   "bias": {LABELS[l]: round(float(b[l]), 4) for l in range(3)}}, sys.stdout, indent=2)
+        out = {"model": a.model} if a.model else {}
+        out.update({"features": FEATURES,
+                    "weights": {LABELS[l]: [round(float(x), 4) for x in W[l]] for l in range(3)},
+                    "bias": {LABELS[l]: round(float(b[l]), 4) for l in range(3)}})
+        json.dump(out, sys.stdout, indent=2)
         print()
     else:
         c = json.load(open(a.combiner))
-        c = c.get("combiner", c)
+        if "combiners" in c:
+            model = a.model
+            if not model:
+                with open(a.dumps[0]) as f:
+                    model = json.loads(f.readline())["verdict"].get("model", "")
+            pick = [x for x in c["combiners"] if x["model"].lower() in model.lower()]
+            if not pick and "combiner" not in c:
+                sys.exit(f"fit-combiner: no combiner for {model} in {a.combiner}")
+            c = pick[0] if pick else c["combiner"]
+        else:
+            c = c.get("combiner", c)
         assert c["features"] == FEATURES, "combiner fitted for other features"
         W = np.array([c["weights"][l] for l in LABELS])
         b = np.array([c["bias"][l] for l in LABELS])

@@ -9,6 +9,7 @@
  */
 #include "analyst.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -212,6 +213,17 @@ const char *analyst_data_dir(void) {
     return dir;
 }
 
+/* Whether needle occurs in hay, ASCII case ignored. */
+static bool contains_nocase(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i])) i++;
+        if (i == n) return true;
+    }
+    return n == 0;
+}
+
 /* prompt.json's "combiner": {"features": [names in combiner_features
  * order], "weights": {label: [AV_NFEATURES numbers]}, "bias": {label: n}}.
  * The feature list is checked so a file fitted for another feature set
@@ -282,7 +294,24 @@ static int load_prompt(analyst *a, const char *pdir) {
     }
     json_t *why = json_object_get(j, "example_why");
     a->example_why = why ? json_is_true(why) : true;
-    json_t *cmb = json_object_get(j, "combiner");
+    /* the combiner fitted for this model, else the one for any model, else
+     * none (the uncalibrated mix below) */
+    json_t *cmb = NULL, *list = json_object_get(j, "combiners");
+    if (list && !json_is_array(list)) {
+        rc = nj_fail(NJ_EFORMAT, "%s: \"combiners\" must be a list", path);
+        goto out;
+    }
+    size_t ci;
+    json_t *c;
+    json_array_foreach(list, ci, c) {
+        const char *for_model = json_string_value(json_object_get(c, "model"));
+        if (!for_model || !*for_model) {
+            rc = nj_fail(NJ_EFORMAT, "%s: combiners[%zu] needs \"model\" (part of a model file name)", path, ci);
+            goto out;
+        }
+        if (!cmb && contains_nocase(a->model_name, for_model)) cmb = c;
+    }
+    if (!cmb) cmb = json_object_get(j, "combiner");
     if (cmb && (rc = load_combiner(a, cmb, path))) goto out;
     if (a->knn_k < 1 || a->knn_k > MAX_EXAMPLES || a->knn_weight < 0 || a->knn_weight > 1) {
         rc = nj_fail(NJ_EFORMAT, "%s: knn_k must be 1..%d and knn_weight 0..1", path, MAX_EXAMPLES);
@@ -1266,7 +1295,7 @@ static void judge_cheap(analyst *a, jstate *j, bool have_model) {
     }
     j->v = v;
     j->t1 = nj_now();
-    if (!v && !j->need_model) j->rc = -ENOMEM;
+    if (!v && !j->need_model && !j->rc) j->rc = nj_fail(-ENOMEM, "out of memory while writing the verdict");
 }
 
 /* The model's verdict mv (taken over) decides j, unless it only agrees
@@ -1348,7 +1377,7 @@ int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *co
     for (size_t i = 0; i < n; i++) verdicts[i] = NULL;
     if (n == 0) return 0;
     jstate *js = nj_calloc(n, sizeof *js);
-    if (!js) return -ENOMEM;
+    if (!js) return nj_fail(-ENOMEM, "out of memory while judging");
     bool have_model = (m && s) || a->remote;
     for (size_t i = 0; i < n; i++) {
         js[i].ev = events[i];
@@ -1377,7 +1406,7 @@ int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *co
     char why[512] = "";
     for (size_t i = 0; i < n; i++) {
         jstate *j = &js[i];
-        if (!j->rc && (!j->v || j->need_model)) j->rc = -ENOMEM;
+        if (!j->rc && (!j->v || j->need_model)) j->rc = nj_fail(-ENOMEM, "out of memory while judging");
         if (j->rc) {
             if (!first) {
                 first = j->rc;

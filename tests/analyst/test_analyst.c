@@ -353,6 +353,79 @@ static void test_rule_floor_and_injection(void **st) {
     smol_close(&x);
 }
 
+/* Writes DIR/prompt.json (the given text) and DIR/system.txt. */
+static void write_prompt(const char *dir, const char *json) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/prompt.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/system.txt", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("You judge one endpoint event.\n", f);
+    fclose(f);
+}
+
+#define FEATS "\"features\": [\"lp_benign\", \"lp_suspicious\", \"lp_malicious\", \"knn_benign\", " \
+              "\"knn_suspicious\", \"knn_malicious\", \"have_knn\", \"rule_suspicious\"], "
+#define ZERO "[0, 0, 0, 0, 0, 0, 0, 0]"
+/* A combiner whose bias alone decides: label L wins by 40 nats. */
+#define ONLY(model, b, s, m) "{" model FEATS "\"weights\": {\"benign\": " ZERO ", \"suspicious\": " ZERO \
+    ", \"malicious\": " ZERO "}, \"bias\": {\"benign\": " b ", \"suspicious\": " s ", \"malicious\": " m "}}"
+
+/* prompt.json's combiners: the one fitted for the loaded model (matched by
+ * part of its file name, case ignored) decides; a model without one gets
+ * "combiner" (any model); a malformed list is an error naming the key. */
+static void test_combiner_per_model(void **st) {
+    (void)st;
+    smol x;
+    if (!smol_open(&x)) skip();
+    const char *dir = nj_test_tmpdir();
+    assert_non_null(dir);
+    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"examples\": 0, \"combiners\": ["
+                      ONLY("\"model\": \"qwen2.5\", ", "40", "0", "0") ", "
+                      ONLY("\"model\": \"smollm2-135m\", ", "0", "0", "40") "], "
+                      "\"combiner\": " ONLY("", "0", "40", "0") "}");
+    static const struct { const char *model; const char *want; } cases[] = {
+        {"SmolLM2-135M-Instruct.Q4_1.gguf", "malicious"},
+        {"other-model.gguf", "suspicious"},
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
+        analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = cases[i].model, .no_rules = true,
+                          .label_only = true, .no_cache = true};
+        int err = 0;
+        analyst *a = analyst_new(&o, &err);
+        if (!a) fail_msg("analyst_new: %s", nj_last_error());
+        json_t *ev = cmd_event("ls -la /srv/www", (long)i + 1);
+        json_t *v = NULL;
+        assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
+        assert_string_equal(vstr(v, "source"), "model");
+        if (strcmp(vstr(v, "verdict"), cases[i].want))
+            fail_msg("%s: verdict %s, want %s", cases[i].model, vstr(v, "verdict"), cases[i].want);
+        json_decref(v);
+        json_decref(ev);
+        analyst_free(a);
+    }
+    static const struct { const char *json; const char *why; } bad[] = {
+        {"{\"version\": \"t\", \"system\": \"system.txt\", \"combiners\": {}}", "\"combiners\" must be a list"},
+        {"{\"version\": \"t\", \"system\": \"system.txt\", \"combiners\": [" ONLY("", "0", "0", "0") "]}",
+         "needs \"model\""},
+        {"{\"version\": \"t\", \"system\": \"system.txt\", \"combiners\": [{\"model\": \"smollm2\", "
+         "\"features\": [\"lp_benign\"], \"weights\": {}, \"bias\": {}}]}", "combiner needs"},
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(bad); i++) {
+        write_prompt(dir, bad[i].json);
+        analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf"};
+        int err = 0;
+        assert_null(analyst_new(&o, &err));
+        assert_true(err < 0);
+        if (!strstr(nj_last_error(), bad[i].why)) fail_msg("error '%s' lacks '%s'", nj_last_error(), bad[i].why);
+    }
+    smol_close(&x);
+}
+
 int main(void) {
     event_init();
     const struct CMUnitTest tests[] = {
@@ -365,6 +438,7 @@ int main(void) {
         cmocka_unit_test(test_judge_alloc_faults),
         cmocka_unit_test(test_model_path),
         cmocka_unit_test(test_rule_floor_and_injection),
+        cmocka_unit_test(test_combiner_per_model),
     };
     return cmocka_run_group_tests_name("analyst", tests, NULL, NULL);
 }
