@@ -362,7 +362,9 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
             if (n < 0) { rc = fail_prefixed(n, o->rules_path); goto fail; }
         }
     }
-    if (a->n_examples > 0) {
+    /* the labelled examples: their vote feeds the combiner even when the
+     * prompt shows none of them ("examples": 0) */
+    if (!o->no_retrieval) {
         if (o->kb_path) snprintf(path, sizeof path, "%s", o->kb_path);
         else if (!path_join(path, sizeof path, a->data_dir, "kb/examples.jsonl")) { rc = NJ_ETOOBIG; goto fail; }
         a->kb = kb_load(path, NULL, &rc);
@@ -670,10 +672,10 @@ static int build_user(analyst *a, const json_t *ev, int rule_hint) {
     rbuf_reset(u);
     a->have_knn = false;
     memset(a->knn, 0, sizeof a->knn);
-    if (a->searcher && a->n_examples > 0) {
-        size_t qn = 0;
-        const char *q = render_query(&a->query, ev, &qn);
-        knn_vote(a, q, qn);
+    size_t qn = 0;
+    const char *q = a->searcher ? render_query(&a->query, ev, &qn) : NULL;
+    if (q) knn_vote(a, q, qn);
+    if (q && a->n_examples > 0) {
         kb_hit hits[MAX_EXAMPLES];
         kb_query_opts qo = {.diversity = a->diversity};
         int nh = q ? kb_query(a->searcher, q, qn, a->n_examples, &qo, hits) : 0;

@@ -377,7 +377,8 @@ static void write_prompt(const char *dir, const char *json) {
 
 /* prompt.json's combiners: the one fitted for the loaded model (matched by
  * part of its file name, case ignored) decides; a model without one gets
- * "combiner" (any model); a malformed list is an error naming the key. */
+ * "combiner" (any model); a malformed list is an error naming the key.  A
+ * prompt with no examples still has the retrieval vote. */
 static void test_combiner_per_model(void **st) {
     (void)st;
     smol x;
@@ -394,7 +395,7 @@ static void test_combiner_per_model(void **st) {
     };
     for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
         analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = cases[i].model, .no_rules = true,
-                          .label_only = true, .no_cache = true};
+                          .label_only = true, .no_cache = true, .explain = true};
         int err = 0;
         analyst *a = analyst_new(&o, &err);
         if (!a) fail_msg("analyst_new: %s", nj_last_error());
@@ -402,6 +403,8 @@ static void test_combiner_per_model(void **st) {
         json_t *v = NULL;
         assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
         assert_string_equal(vstr(v, "source"), "model");
+        /* no examples in the prompt, but the retrieval vote still counts */
+        assert_true(json_is_true(json_object_get(json_object_get(v, "explain"), "have_knn")));
         if (strcmp(vstr(v, "verdict"), cases[i].want))
             fail_msg("%s: verdict %s, want %s", cases[i].model, vstr(v, "verdict"), cases[i].want);
         json_decref(v);
