@@ -67,6 +67,7 @@ typedef struct nj_model_desc {
     uint64_t file_bytes;        /* size of the GGUF file */
     uint64_t weight_bytes;      /* bytes of tensor data mapped */
     int      bos, eos, eot;     /* special token ids, -1 if none */
+    bool     chat_template;     /* the file names a chat template nightjar knows */
 } nj_model_desc;
 
 void nj_model_describe(const nj_model *m, nj_model_desc *out);

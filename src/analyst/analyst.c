@@ -89,6 +89,8 @@ struct analyst {
     float        cb[AV_NLABELS];
     int          max_summary_tokens;
     char         model_name[256];
+    const nj_model *tmpl_model;  /* the model tmpl_name was chosen for */
+    const char   *tmpl_name;     /* its chat template when the file names none, else NULL */
     analyst_opts o;
 
     sigma_rules    *rules;
@@ -346,7 +348,7 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
 
     char path[1200];
     if (o->prompt_dir) snprintf(path, sizeof path, "%s", o->prompt_dir);
-    else if (!path_join(path, sizeof path, a->data_dir, "prompts/analyst-v2")) { rc = NJ_ETOOBIG; goto fail; }
+    else if (!path_join(path, sizeof path, a->data_dir, "prompts/analyst-v3")) { rc = NJ_ETOOBIG; goto fail; }
     if ((rc = load_prompt(a, path))) goto fail;
     if (o->n_examples > 0) a->n_examples = NJ_MIN(o->n_examples, MAX_EXAMPLES);
     if (o->n_examples < 0 || o->no_retrieval) a->n_examples = 0;
@@ -712,12 +714,29 @@ static const char verdict_prefix[] = "{\"verdict\": \"";
 
 /* Prompt tokens into a->toks: chat(system, user) + the assistant's opening
  * of the verdict document.  Returns the count or < 0. */
+/* The chat template for m: the file's own, or for a file that names none
+ * (base models and some conversions) its family's (gemma) or ChatML, with
+ * a warning once per model. */
+static const char *template_for(analyst *a, const nj_model *m) {
+    if (a->tmpl_model == m) return a->tmpl_name;
+    nj_model_desc d;
+    nj_model_describe(m, &d);
+    a->tmpl_model = m;
+    a->tmpl_name = NULL;
+    if (!d.chat_template) {
+        a->tmpl_name = strncmp(d.arch, "gemma", 5) == 0 ? "gemma" : "chatml";
+        NJ_WARN("%s: no chat template nightjar knows in the file; the analyst uses %s", d.name, a->tmpl_name);
+    }
+    return a->tmpl_name;
+}
+
 static int build_prompt(analyst *a, nj_model *m, int n_ctx) {
     nj_chat_msg msgs[2] = {{"system", a->system}, {"user", a->user.s}};
-    int n = nj_chat_tokenize(m, NULL, msgs, 2, true, a->toks, a->toks_cap);
+    const char *tmpl = template_for(a, m);
+    int n = nj_chat_tokenize(m, tmpl, msgs, 2, true, a->toks, a->toks_cap);
     if (n > a->toks_cap) {
         if (ensure_toks(a, n + 64)) return -ENOMEM;
-        n = nj_chat_tokenize(m, NULL, msgs, 2, true, a->toks, a->toks_cap);
+        n = nj_chat_tokenize(m, tmpl, msgs, 2, true, a->toks, a->toks_cap);
     }
     if (n < 0) return n;
     if (ensure_toks(a, n + 64)) return -ENOMEM;

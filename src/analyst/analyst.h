@@ -70,7 +70,7 @@ extern const char *const analyst_label_names[AV_NLABELS];
 typedef struct analyst_opts {
     const char *data_dir;      /* holds rules/, kb/, prompts/; NULL: analyst_data_dir() */
     const char *rules_path;    /* extra Sigma rules (file or directory), or NULL */
-    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v2 */
+    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v3 */
     const char *kb_path;       /* NULL: <data>/kb/examples.jsonl */
     const char *model_name;    /* provenance ("model" field); NULL: "none" */
     bool        no_rules;      /* skip stage 1 (the pack and rules_path) */

@@ -102,6 +102,7 @@ void nj_model_describe(const nj_model *m, nj_model_desc *d) {
     d->n_params = m->n_params;
     d->file_bytes = m->file_bytes;
     d->weight_bytes = m->weight_bytes;
+    d->chat_template = m->chat_tmpl >= 0;
     if (m->tok) {
         d->bos = tok_bos(m->tok);
         d->eos = tok_eos(m->tok);
