@@ -27,7 +27,9 @@
 #include <arm_neon.h>
 #include <math.h>
 
-KINLINE float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
+/* fp16 -> fp32 by the hardware (fcvt): exact for every half value, so the
+ * same float as kern_fp16_to_fp32, without its branches */
+KINLINE float h2f(nj_half h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
 
 /* Prefetch the weight stream PF_AHEAD bytes ahead (see kern_isa.h: decode
  * must overlap DRAM reads with compute). */
@@ -38,11 +40,17 @@ KINLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
     return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(x)), w1, vld1q_s8(x + 16));
 }
 
-/* byte j of the result is 0xff where bit j of the 16-bit value b is set */
-KINLINE uint8x16_t bits16(uint32_t b) {
+/* Q5 high bits: byte j of *lo is 0xff where bit j of qh is set, byte j of
+ * *hi where bit 16 + j is.  One table lookup spreads qh's bytes over the
+ * lanes (byte j / 8, resp. 2 + j / 8) and a test picks bit j % 8: four
+ * instructions, where building the vectors from scalars takes dozens. */
+KINLINE void bits32(uint32_t qh, uint8x16_t *lo, uint8x16_t *hi) {
     static const uint8_t sel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-    const uint8x16_t v = vcombine_u8(vdup_n_u8((uint8_t)(b & 0xff)), vdup_n_u8((uint8_t)(b >> 8)));
-    return vtstq_u8(v, vld1q_u8(sel));
+    static const uint8_t ilo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    static const uint8_t ihi[16] = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+    const uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(qh)), m = vld1q_u8(sel);
+    *lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(ilo)), m);
+    *hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(ihi)), m);
 }
 
 /* ---- 32-element formats ------------------------------------------------
@@ -75,8 +83,10 @@ KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t
     uint8x16_t lo = vandq_u8(raw, m4), hi = vshrq_n_u8(raw, 4);
     if (kind == B32_Q5_0 || kind == B32_Q5_1) {
         const uint8x16_t h16 = vdupq_n_u8(16);
-        lo = vorrq_u8(lo, vandq_u8(bits16(qh & 0xffff), h16));
-        hi = vorrq_u8(hi, vandq_u8(bits16(qh >> 16), h16));
+        uint8x16_t blo, bhi;
+        bits32(qh, &blo, &bhi);
+        lo = vorrq_u8(lo, vandq_u8(blo, h16));
+        hi = vorrq_u8(hi, vandq_u8(bhi, h16));
     }
     const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
     *w0 = vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8((int8_t)off));
@@ -181,6 +191,119 @@ DEFINE_B32(q4_0, B32_Q4_0)
 DEFINE_B32(q5_0, B32_Q5_0)
 DEFINE_B32(q4_1, B32_Q4_1)
 DEFINE_B32(q5_1, B32_Q5_1)
+
+/* Q4_0, repacked layout (llama.cpp's q4_0 repacked tensors; scalar.c):
+ * one chain per row and token over the blocks, acc = fma(I_i, dw*dx, acc)
+ * with I_i the block's exact integer sum, the same for single-token and
+ * batched products.  The chains of four rows are the four lanes of one
+ * float32x4: each row's two sdots leave four partial sums, and two rounds
+ * of pairwise adds give the four rows' I_i in one vector, so a block costs
+ * one convert and one fma per four rows.  R = 8 (two vectors) or 4 rows,
+ * nt = 1..4 tokens. */
+/* vld1_lane with a lane that is constant only after unrolling (clang
+ * wants a literal) */
+KINLINE uint16x4_t ld_lane_u16(const uint16_t *p, uint16x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vld1_lane_u16(p, v, 0);
+    case 1:  return vld1_lane_u16(p, v, 1);
+    case 2:  return vld1_lane_u16(p, v, 2);
+    default: return vld1_lane_u16(p, v, 3);
+    }
+}
+
+KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R, const void *restrict vx,
+                         size_t xs, const int nt, float *restrict y, size_t ldy) {
+    const int G = R / 4;
+    const char *w[8], *x[NT_MAX];
+    float32x4_t acc[2][NT_MAX];
+    UNROLL
+    for (int r = 0; r < R; r++) w[r] = (const char *)vw + (size_t)r * ws;
+    UNROLL
+    for (int t = 0; t < nt; t++) x[t] = (const char *)vx + (size_t)t * xs;
+    UNROLL
+    for (int g = 0; g < G; g++)
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[g][t] = vdupq_n_f32(0.0f);
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        int8x16_t xq[NT_MAX][2];
+        float dx[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const block_q8_0 *xb = (const block_q8_0 *)x[t] + i;
+            xq[t][0] = vld1q_s8(xb->qs);
+            xq[t][1] = vld1q_s8(xb->qs + 16);
+            dx[t] = h2f(xb->d);
+        }
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            int8x16_t w0[4], w1[4];
+            uint16x4_t dh = vdup_n_u16(0);
+            UNROLL
+            for (int r = 0; r < 4; r++) {
+                const block_q4_0 *b = (const block_q4_0 *)w[4 * g + r] + i;
+                if ((i & 3) == 0) prefetch_w(b);
+                b32_unpack(b, B32_Q4_0, &w0[r], &w1[r]);
+                dh = ld_lane_u16(&b->d, dh, r);
+            }
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(dh));
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                int32x4_t p[4];
+                UNROLL
+                for (int r = 0; r < 4; r++)
+                    p[r] = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0[r], xq[t][0]), w1[r], xq[t][1]);
+                const int32x4_t I = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
+                acc[g][t] = vfmaq_f32(acc[g][t], vcvtq_f32_s32(I), vmulq_n_f32(dw, dx[t]));
+            }
+        }
+    }
+    UNROLL
+    for (int g = 0; g < G; g++)
+        UNROLL
+        for (int t = 0; t < nt; t++) vst1q_f32(y + (size_t)t * ldy + 4 * g, acc[g][t]);
+}
+
+/* one row, one token: the same chain with the block sum reduced in place */
+static void vec_dot_q4_0_r(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / 32; i++) {
+        int8x16_t w0, w1;
+        b32_unpack(&w[i], B32_Q4_0, &w0, &w1);
+        const int I = vaddvq_s32(dot32(w0, w1, x[i].qs));
+        acc = fmaf((float)I, h2f(w[i].d) * h2f(x[i].d), acc);
+    }
+    *s = acc;
+}
+
+/* Tokens in groups of up to four, rows in eights, then a four, then one
+ * at a time (y is written row-contiguously per token, so a 4-row tile
+ * stores a vector per token). */
+static void gemm_q4_0_r(int n, const void *restrict w, size_t ws, int nr, const void *restrict x,
+                        size_t xs, int nt, float *restrict y, size_t ldy) {
+    const char *wb = w, *xb = x;
+    for (int t = 0; t < nt; t += NT_MAX) {
+        const int T = nt - t < NT_MAX ? nt - t : NT_MAX;
+        const char *xt = xb + (size_t)t * xs;
+        float *yt = y + (size_t)t * ldy;
+        int r = 0;
+#define Q40_TILE(R_)                                                                     \
+    switch (T) {                                                                         \
+    case 4: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 4, yt + r, ldy); break;  \
+    case 3: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 3, yt + r, ldy); break;  \
+    case 2: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 2, yt + r, ldy); break;  \
+    default: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 1, yt + r, ldy); break; \
+    }
+        for (; r + 8 <= nr; r += 8) Q40_TILE(8)
+        for (; r + 4 <= nr; r += 4) Q40_TILE(4)
+#undef Q40_TILE
+        for (; r < nr; r++)
+            for (int u = 0; u < T; u++)
+                vec_dot_q4_0_r(n, yt + (size_t)u * ldy + r, wb + (size_t)r * ws, xt + (size_t)u * xs);
+    }
+}
 
 /* ---- K-quants ------------------------------------------------------------ */
 
@@ -1020,6 +1143,41 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
     }
 }
 
+/* Q4_0, repacked order (tile_q4_0_r) on packed groups: per row and token
+ * vector the block's eight dwords through the lane sdot give four tokens'
+ * exact I_i at once, then acc = fma(I_i, dw*dx, acc) lane by lane. */
+KINLINE void rows16_q4_0_r(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_0 *xp,
+                           float *y, size_t ldy) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    for (int i = 0; i < nb; i++) {
+        const kern_pk_q8_0 *p = &xp[i];
+        int8x16_t wq[NR16][2];
+        float dw[NR16];
+        int32x4_t D[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *blk = w + (size_t)r * ws + (size_t)i * sizeof(block_q4_0);
+            if ((i & 3) == 0) prefetch_w(blk);
+            b32_unpack(blk, B32_Q4_0, &wq[r][0], &wq[r][1]);
+            dw[r] = b32_d(blk);
+            UNROLL
+            for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+        }
+        dot_dwords(D, R, p->qs, 0, wq, 2);
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = vfmaq_f32(acc[r][v], vcvtq_f32_s32(D[r][v]), vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw[r]));
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
 #define DEFINE_GEMM16(name, PK, CALL)                                                   \
     static void gemm16_##name(int n, const void *restrict w, size_t ws, int nr,         \
                               const void *restrict vxp, size_t gs, int ng,              \
@@ -1037,6 +1195,7 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
 #define CALL16_Q5K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q5_K)
 #define CALL16_Q6K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q6_K)
 #define CALL16_Q3K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q3_K)
+#define CALL16_Q40(R_) rows16_q4_0_r(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
 #define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
 #define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
 #define CALL16_Q41(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_1)
@@ -1046,6 +1205,7 @@ DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
 DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
 DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
 DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
+DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
 DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
 DEFINE_GEMM16(q4_1, kern_pk_q8_0, CALL16_Q41)
 DEFINE_GEMM16(q5_1, kern_pk_q8_0, CALL16_Q51)
@@ -1141,6 +1301,7 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
 void kern_neon_fill(nj_kernels *k, uint32_t features) {
     (void)features;
     KERN_SET(k, NJ_Q4_0, vec_dot_q4_0, gemm_q4_0);
+    KERN_SET_ORDERS(k, NJ_Q4_0, vec_dot_q4_0_r, gemm_q4_0_r, vec_dot_q4_0_r, gemm_q4_0_r);
     KERN_SET(k, NJ_Q4_1, vec_dot_q4_1, gemm_q4_1);
     KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemm_q5_0);
     KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemm_q5_1);
@@ -1169,8 +1330,10 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    /* no gemm16 for Q2_K and Q4_0: theirs must compute vec_dot_rb's
-     * (repacked batched) order, which no NEON kernel here does yet */
+    /* Q4_0's computes its repacked order (vec_dot_rb); none for Q2_K, whose
+     * must compute its repacked batched order, which no NEON kernel here
+     * does yet */
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;
