@@ -119,10 +119,12 @@ KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, co
     for (int i = 0; i < nb; i++) {
         int8x16_t w0[B32_RMAX], w1[B32_RMAX];
         float dw[B32_RMAX], mw[B32_RMAX];
+        if ((i & 3) == 0)   /* one test per block, not per row */
+            UNROLL
+            for (int r = 0; r < R; r++) prefetch_w(w[r] + (size_t)i * bs);
         UNROLL
         for (int r = 0; r < R; r++) {
             const char *b = w[r] + (size_t)i * bs;
-            if ((i & 3) == 0) prefetch_w(b);
             b32_unpack(b, kind, &w0[r], &w1[r]);
             dw[r] = b32_d(b);
             mw[r] = has_m ? b32_m(b) : 0.0f;
@@ -235,6 +237,9 @@ KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R,
             xq[t][1] = vld1q_s8(xb->qs + 16);
             dx[t] = h2f(xb->d);
         }
+        if ((i & 3) == 0)   /* one test per block, not per row */
+            UNROLL
+            for (int r = 0; r < R; r++) prefetch_w((const block_q4_0 *)w[r] + i);
         UNROLL
         for (int g = 0; g < G; g++) {
             int8x16_t w0[4], w1[4];
@@ -242,7 +247,6 @@ KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R,
             UNROLL
             for (int r = 0; r < 4; r++) {
                 const block_q4_0 *b = (const block_q4_0 *)w[4 * g + r] + i;
-                if ((i & 3) == 0) prefetch_w(b);
                 b32_unpack(b, B32_Q4_0, &w0[r], &w1[r]);
                 dh = ld_lane_u16(&b->d, dh, r);
             }
@@ -333,7 +337,12 @@ KINLINE float hsum8_f32(float32x4_t lo, float32x4_t hi) {
 
 /* Q4_K, repacked layout (kernels.h): chains A (scales) and B (mins),
  * y = A - B; single-token order (batched = 0): one fma per chain and
- * super-block, batched order: one per 64-element pair (scalar.c). */
+ * super-block, batched order: one per 64-element pair (scalar.c).
+ * The exact integers: each 32-element chunk c leaves four sdot partial
+ * sums, two pairwise adds per pair of chunks and one more per four bring
+ * the chunk sums S_0..S_7 into two vectors, which multiply the scales
+ * lane by lane; a last pairwise add gives the pair sums I_p, and their
+ * total is the single-token order's I. */
 KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                            float *restrict y, size_t ldy, const int nt, const int batched) {
     const block_q4_K *w = vw;
@@ -348,10 +357,10 @@ KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
         quant_k4_scales(w[i].scales, sc, mn);
-        int32x4_t sum[NT_MAX];
-        int I[NT_MAX][4];
-        UNROLL
-        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        const uint16x8_t sc16 = vmovl_u8(vld1_u8(sc));
+        const int32x4_t sc03 = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc16)));
+        const int32x4_t sc47 = vreinterpretq_s32_u32(vmovl_high_u16(sc16));
+        int32x4_t Q[NT_MAX][4];
         UNROLL
         for (int j = 0; j < 4; j++) {
             const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * j), b1 = vld1q_u8(w[i].qs + 32 * j + 16);
@@ -360,25 +369,25 @@ KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
-                int32x4_t pj = vmulq_n_s32(dot32(l0, l1, q8), sc[2 * j]);
-                pj = vmlaq_n_s32(pj, dot32(u0, u1, q8 + 32), sc[2 * j + 1]);
-                if (batched) I[t][j] = vaddvq_s32(pj);
-                else sum[t] = vaddq_s32(sum[t], pj);
+                Q[t][j] = vpaddq_s32(dot32(l0, l1, q8), dot32(u0, u1, q8 + 32));
             }
         }
         UNROLL
         for (int t = 0; t < nt; t++) {
+            const int32x4_t S03 = vpaddq_s32(Q[t][0], Q[t][1]), S47 = vpaddq_s32(Q[t][2], Q[t][3]);
+            const int32x4_t Ip = vpaddq_s32(vmulq_s32(S03, sc03), vmulq_s32(S47, sc47));  /* I_0..I_3 */
             const float yd = x[t][i].d;
             if (!batched) {
-                A[t] = fmaf((float)vaddvq_s32(sum[t]), dw * yd, A[t]);
+                A[t] = fmaf((float)vaddvq_s32(Ip), dw * yd, A[t]);
                 B[t] = fmaf((float)k4_mins(mn, x[t][i].bsums), mw * yd, B[t]);
             } else {
-                int Nv[4];
+                int I[4], Nv[4];
+                vst1q_s32(I, Ip);
                 vst1q_s32(Nv, k4_pair_mins(mn, x[t][i].bsums));
                 const float D = dw * yd, Dm = mw * yd;
                 UNROLL
                 for (int p = 0; p < 4; p++) {
-                    A[t] = fmaf((float)I[t][p], D, A[t]);
+                    A[t] = fmaf((float)I[p], D, A[t]);
                     B[t] = fmaf((float)Nv[p], Dm, B[t]);
                 }
             }
