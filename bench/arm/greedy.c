@@ -11,6 +11,11 @@
  * tokens greedily (argmax, ties to the lowest id), one evaluation per
  * token (the decode), and prints "ids <id> <id> ..." on one line.
  * THREADS defaults to 1 (instruction counts are per thread of work).
+ *
+ *   greedy MODEL --tokenize "TEXT"
+ *
+ * prints the ids of TEXT (BOS as the model asks), the prompts both sides
+ * are then given.
  */
 #include "nightjar.h"
 
@@ -20,8 +25,20 @@
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: greedy MODEL \"ID ID ...\" N [THREADS]\n");
+        fprintf(stderr, "usage: greedy MODEL \"ID ID ...\" N [THREADS] | greedy MODEL --tokenize TEXT\n");
         return 2;
+    }
+    if (!strcmp(argv[2], "--tokenize")) {
+        int err = 0;
+        nj_model_params vp = {.vocab_only = true};
+        nj_model *m = nj_model_load(argv[1], &vp, &err);
+        if (!m) { fprintf(stderr, "greedy: %s (%s)\n", nj_strerror(err), nj_last_error()); return 1; }
+        int32_t ids[512];
+        const int n = nj_tokenize(m, argv[3], strlen(argv[3]), true, false, ids, 512);
+        for (int i = 0; i < n && i < 512; i++) printf("%s%d", i ? " " : "", ids[i]);
+        printf("\n");
+        nj_model_free(m);
+        return n < 0;
     }
     const int n_gen = atoi(argv[3]), threads = argc > 4 ? atoi(argv[4]) : 1;
     int32_t ids[512];

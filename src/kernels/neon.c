@@ -518,6 +518,27 @@ DEFINE_KERNELS(q5_K, tile_q5_K)
 /* Q6_K: q = low nibble | 2 bits << 4, in 0..63 (unsigned, as llama.cpp
  * sums it); 16-element scales; lane m's -32 correction
  * 32 * (sc[2m] bsums[2m] + sc[2m+1] bsums[2m+1]). */
+/* acc + p * lane `lane` of v, the lane a literal after unrolling */
+KINLINE int32x4_t mla_lane(int32x4_t acc, int32x4_t p, int32x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vmlaq_laneq_s32(acc, p, v, 0);
+    case 1:  return vmlaq_laneq_s32(acc, p, v, 1);
+    case 2:  return vmlaq_laneq_s32(acc, p, v, 2);
+    default: return vmlaq_laneq_s32(acc, p, v, 3);
+    }
+}
+
+/* 2-bit field g of each qh byte moved to bits 4..5 (q6 high bits) */
+KINLINE uint8x16_t q6_high(uint8x16_t qh, const int g) {
+    const uint8x16_t m = vdupq_n_u8(0x30);
+    switch (g) {
+    case 0:  return vandq_u8(vshlq_n_u8(qh, 4), m);
+    case 1:  return vandq_u8(vshlq_n_u8(qh, 2), m);
+    case 2:  return vandq_u8(qh, m);
+    default: return vandq_u8(vshrq_n_u8(qh, 2), m);
+    }
+}
+
 KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q6_K *w = vw;
@@ -525,11 +546,15 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
     float32x4_t alo[NT_MAX], ahi[NT_MAX];
     UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); alo[t] = ahi[t] = vdupq_n_f32(0.0f); }
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
         prefetch_w(&w[i]);
         const int8_t *sc = w[i].scales;
+        /* the 16 scales as four int32x4 (scale k: lane k % 4 of scv[k / 4]) */
+        const int16x8_t sc0 = vmovl_s8(vld1_s8(sc)), sc1 = vmovl_s8(vld1_s8(sc + 8));
+        const int32x4_t scv[4] = {vmovl_s16(vget_low_s16(sc0)), vmovl_high_s16(sc0),
+                                  vmovl_s16(vget_low_s16(sc1)), vmovl_high_s16(sc1)};
         int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
@@ -543,20 +568,18 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                 uint8x16_t n0 = vld1q_u8(lq), n1 = vld1q_u8(lq + 16);
                 n0 = g < 2 ? vandq_u8(n0, m4) : vshrq_n_u8(n0, 4);
                 n1 = g < 2 ? vandq_u8(n1, m4) : vshrq_n_u8(n1, 4);
-                const uint8x16_t h0 = vandq_u8(vshlq_u8(qh0, vdupq_n_s8((int8_t)(-2 * g))), m2);
-                const uint8x16_t h1 = vandq_u8(vshlq_u8(qh1, vdupq_n_s8((int8_t)(-2 * g))), m2);
-                const int8x16_t q0 = vreinterpretq_s8_u8(vorrq_u8(n0, vshlq_n_u8(h0, 4)));
-                const int8x16_t q1 = vreinterpretq_s8_u8(vorrq_u8(n1, vshlq_n_u8(h1, 4)));
+                const int8x16_t q0 = vreinterpretq_s8_u8(vorrq_u8(n0, q6_high(qh0, g)));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vorrq_u8(n1, q6_high(qh1, g)));
+                const int k = 8 * h + 2 * g;   /* scale of q0; q1's is k + 1 */
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
-                    slo[t] = vmlaq_n_s32(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[8 * h + 2 * g]);
-                    shi[t] = vmlaq_n_s32(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
-                                         sc[8 * h + 2 * g + 1]);
+                    slo[t] = mla_lane(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), scv[k / 4], k % 4);
+                    shi[t] = mla_lane(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
+                                      scv[(k + 1) / 4], (k + 1) % 4);
                 }
             }
         }
-        const int16x8_t sc0 = vmovl_s8(vld1_s8(sc)), sc1 = vmovl_s8(vld1_s8(sc + 8));
         const float dw = h2f(w[i].d);
         UNROLL
         for (int t = 0; t < nt; t++) {
