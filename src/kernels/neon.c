@@ -40,6 +40,14 @@ KINLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
     return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(x)), w1, vld1q_s8(x + 16));
 }
 
+/* ggml's hsum_float_8 over lanes lo = a0..a3, hi = a4..a7:
+ * ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
+KINLINE float hsum8_f32(float32x4_t lo, float32x4_t hi) {
+    const float32x4_t t = vaddq_f32(lo, hi);
+    const float32x2_t u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
+    return vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
+}
+
 /* Q5 high bits: byte j of *lo is 0xff where bit j of qh is set, byte j of
  * *hi where bit 16 + j is.  One table lookup spreads qh's bytes over the
  * lanes (byte j / 8, resp. 2 + j / 8) and a test picks bit j % 8: four
@@ -156,6 +164,75 @@ KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, co
         }
 }
 
+/* vld1_lane with a lane that is constant only after unrolling (clang
+ * wants a literal) */
+KINLINE uint16x4_t ld_lane_u16(const uint16_t *p, uint16x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vld1_lane_u16(p, v, 0);
+    case 1:  return vld1_lane_u16(p, v, 1);
+    case 2:  return vld1_lane_u16(p, v, 2);
+    default: return vld1_lane_u16(p, v, 3);
+    }
+}
+
+/* acc + a * lane `lane` of v (fmla by element), the lane a literal after
+ * unrolling */
+KINLINE float32x4_t fma_lane(float32x4_t acc, float32x4_t a, float32x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vfmaq_laneq_f32(acc, a, v, 0);
+    case 1:  return vfmaq_laneq_f32(acc, a, v, 1);
+    case 2:  return vfmaq_laneq_f32(acc, a, v, 2);
+    default: return vfmaq_laneq_f32(acc, a, v, 3);
+    }
+}
+
+/* Decode (one token) over four rows: tile_b32's chains, with the four rows'
+ * d = dw * dx formed as one vector (the fp16 scales gathered by lane, one
+ * convert and one multiply for the four) and taken by lane in the fmas;
+ * Q4_1/Q5_1's c chains are the lanes of one vector.  Same floats as
+ * tile_b32, fewer instructions per block. */
+KINLINE void dec4_b32(int n, const void *restrict vw, size_t ws, const void *restrict vx,
+                      float *restrict y, const int kind) {
+    const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
+    const size_t bs = b32_size(kind), xbs = has_m ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const char *w[4];
+    float32x4_t lo[4], hi[4], c = vdupq_n_f32(0.0f);
+    UNROLL
+    for (int r = 0; r < 4; r++) { w[r] = (const char *)vw + (size_t)r * ws; lo[r] = hi[r] = vdupq_n_f32(0.0f); }
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        if ((i & 3) == 0)
+            UNROLL
+            for (int r = 0; r < 4; r++) prefetch_w(w[r] + (size_t)i * bs);
+        const char *xb = (const char *)vx + (size_t)i * xbs;
+        const int8_t *qs = (const int8_t *)(xb + (has_m ? 4 : 2));
+        const int8x16_t x0 = vld1q_s8(qs), x1 = vld1q_s8(qs + 16);
+        uint16x4_t dh = vdup_n_u16(0), mh = vdup_n_u16(0);
+        UNROLL
+        for (int r = 0; r < 4; r++) {
+            const uint16_t *h = (const uint16_t *)(const void *)(w[r] + (size_t)i * bs);
+            dh = ld_lane_u16(h, dh, r);
+            if (has_m) mh = ld_lane_u16(h + 1, mh, r);
+        }
+        const float32x4_t d = vmulq_n_f32(vcvt_f32_f16(vreinterpret_f16_u16(dh)), b32_d(xb));
+        if (has_m) c = vfmaq_n_f32(c, vcvt_f32_f16(vreinterpret_f16_u16(mh)), b32_m(xb));
+        UNROLL
+        for (int r = 0; r < 4; r++) {
+            int8x16_t w0, w1;
+            b32_unpack(w[r] + (size_t)i * bs, kind, &w0, &w1);
+            lo[r] = fma_lane(lo[r], vcvtq_f32_s32(vdotq_s32(vdupq_n_s32(0), w0, x0)), d, r);
+            hi[r] = fma_lane(hi[r], vcvtq_f32_s32(vdotq_s32(vdupq_n_s32(0), w1, x1)), d, r);
+        }
+    }
+    float cm[4];
+    vst1q_f32(cm, c);
+    UNROLL
+    for (int r = 0; r < 4; r++) {
+        const float v = hsum8_f32(lo[r], hi[r]);
+        y[r] = has_m ? v + cm[r] : v;
+    }
+}
+
 /* Tokens in groups of four (outer), rows inner; one or two leftover tokens
  * take rows in pairs (independent chains to hide the fma latency). */
 #define DEFINE_B32(name, KIND)                                                          \
@@ -183,6 +260,7 @@ KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, co
             for (; r + 2 <= nr; r += 2) tile_b32(n, wb + (size_t)r * ws, ws, 2, xt, xs, 2, yt + r, ldy, KIND); \
             for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 2, yt + r, ldy, KIND); \
         } else {                                                                        \
+            for (; r + 4 <= nr; r += 4) dec4_b32(n, wb + (size_t)r * ws, ws, xt, yt + r, KIND); \
             for (; r + 2 <= nr; r += 2) tile_b32(n, wb + (size_t)r * ws, ws, 2, xt, xs, 1, yt + r, ldy, KIND); \
             for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 1, yt + r, ldy, KIND); \
         }                                                                               \
@@ -202,17 +280,6 @@ DEFINE_B32(q5_1, B32_Q5_1)
  * of pairwise adds give the four rows' I_i in one vector, so a block costs
  * one convert and one fma per four rows.  R = 8 (two vectors) or 4 rows,
  * nt = 1..4 tokens. */
-/* vld1_lane with a lane that is constant only after unrolling (clang
- * wants a literal) */
-KINLINE uint16x4_t ld_lane_u16(const uint16_t *p, uint16x4_t v, const int lane) {
-    switch (lane) {
-    case 0:  return vld1_lane_u16(p, v, 0);
-    case 1:  return vld1_lane_u16(p, v, 1);
-    case 2:  return vld1_lane_u16(p, v, 2);
-    default: return vld1_lane_u16(p, v, 3);
-    }
-}
-
 KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R, const void *restrict vx,
                          size_t xs, const int nt, float *restrict y, size_t ldy) {
     const int G = R / 4;
@@ -327,13 +394,6 @@ KINLINE int32x4_t k4_pair_mins(const uint8_t mn[8], const int16_t *bsums) {
     return vpaddq_s32(vmull_s16(vget_low_s16(pairs), vget_low_s16(m)), vmull_high_s16(pairs, m));
 }
 
-/* ggml's hsum_float_8 over lanes lo = a0..a3, hi = a4..a7:
- * ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
-KINLINE float hsum8_f32(float32x4_t lo, float32x4_t hi) {
-    const float32x4_t t = vaddq_f32(lo, hi);
-    const float32x2_t u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
-    return vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
-}
 
 /* Q4_K, repacked layout (kernels.h): chains A (scales) and B (mins),
  * y = A - B; single-token order (batched = 0): one fma per chain and
