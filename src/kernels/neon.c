@@ -313,8 +313,13 @@ KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R,
             uint16x4_t dh = vdup_n_u16(0);
             UNROLL
             for (int r = 0; r < 4; r++) {
+                /* nibble ^ 8, moved to the high half of a byte, is (q - 8) * 16
+                 * as a signed byte: no subtraction, and the sums come out
+                 * times 16 (undone exactly by the fixed-point convert) */
                 const block_q4_0 *b = (const block_q4_0 *)w[4 * g + r] + i;
-                b32_unpack(b, B32_Q4_0, &w0[r], &w1[r]);
+                const uint8x16_t v = veorq_u8(vld1q_u8(b->qs), vdupq_n_u8(0x88));
+                w0[r] = vreinterpretq_s8_u8(vshlq_n_u8(v, 4));
+                w1[r] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0xf0)));
                 dh = ld_lane_u16(&b->d, dh, r);
             }
             const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(dh));
@@ -324,8 +329,9 @@ KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R,
                 UNROLL
                 for (int r = 0; r < 4; r++)
                     p[r] = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0[r], xq[t][0]), w1[r], xq[t][1]);
-                const int32x4_t I = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
-                acc[g][t] = vfmaq_f32(acc[g][t], vcvtq_f32_s32(I), vmulq_n_f32(dw, dx[t]));
+                const int32x4_t I16 = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
+                /* I16 / 16 = I exactly, then one rounding to float: (float)I */
+                acc[g][t] = vfmaq_f32(acc[g][t], vcvtq_n_f32_s32(I16, 4), vmulq_n_f32(dw, dx[t]));
             }
         }
     }
