@@ -17,8 +17,10 @@
  * (Apple's compiler, so the build that runs on a Mac) takes "GCC unroll"
  * but applies it before inlining makes the trip counts constant, and then
  * leaves the loops rolled with the accumulators in stack memory; its own
- * "unroll(full)" is applied once the count is known. */
-#if defined(__clang__)
+ * "unroll(full)" is applied once the count is known.  Only for the ARM
+ * build: x86_tiles.h marks some loops whose count stays a run-time value,
+ * which clang would report as not unrolled. */
+#if defined(__clang__) && defined(__aarch64__)
 #define UNROLL _Pragma("clang loop unroll(full)")
 #else
 #define UNROLL _Pragma("GCC unroll 16")
