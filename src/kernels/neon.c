@@ -5,7 +5,12 @@
  * Same structure as avx2.c: one tile function per weight type, one weight
  * row against nt = 1..4 activation rows, weights unpacked once per block
  * and dotted with each token (vec_dot is nt = 1, gemm walks tokens in
- * groups of four).  sdot (vdotq_s32) multiplies signed bytes, so weights
+ * groups of four).  Decode (nt = 1) takes several rows per tile where the
+ * order allows it: four for the 32-element formats (dec4_b32, the rows'
+ * scales as one vector), eight for Q4_0's repacked order (four rows'
+ * chains are the lanes of one vector).  Prefill goes through the packed
+ * 16-token GEMM (gemm16, below) for every quantized type but Q2_K.
+ * sdot (vdotq_s32) multiplies signed bytes, so weights
  * are unpacked to their signed values (q - 8, q - 16, ...) and need no
  * activation-sum corrections, except the K-quant mins, which the format
  * defines through the activation's bsums, and Q6_K's -32 (below).
@@ -13,7 +18,7 @@
  * Float order is the canonical one of scalar.c: exact int32 block sums,
  * then fused multiply-adds per token (32-element formats, Q6_K/Q5_K/Q3_K
  * and plain Q4_K: eight lane chains in two float32x4, one fma per 4-element
- * lane sum; repacked Q4_K: scalar chains; float types: sixteen
+ * lane sum; repacked Q4_K and Q4_0: one chain per row; float types: sixteen
  * lanes in four float32x4 accumulators with the fixed reduction), so
  * results are bit-identical to the scalar level.  Q6_K is summed with q in
  * 0..63 and its -32 corrected per lane through the bsums, as llama.cpp's
