@@ -46,7 +46,15 @@ endif
 pkgcf = $(shell pkg-config --cflags $(1) 2>/dev/null | sed 's/-DUTF8PROC_EXPORTS//')
 LIB_LIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lm -pthread
 APP_LIBS := $(shell pkg-config --libs $(APP_PKGS) 2>/dev/null)
+ifeq ($(CROSS),)
 CFLAGS  += $(call pkgcf,$(LIB_PKGS) $(APP_PKGS))
+else
+# Cross build (make cross): the host's pkg-config flags name host header
+# directories; the engine library needs only the PCRE2 and utf8proc
+# headers, which are the same for every architecture (libpcre2-dev:arm64
+# and libutf8proc-dev:arm64 put the libraries under /usr/lib/<triplet>).
+CFLAGS  += -idirafter /usr/include
+endif
 
 # Layers, lowest first.  Each sees its own headers and those of the layers
 # before it in this list.
@@ -176,7 +184,7 @@ fuzz:
 # ARM: cross-compile the engine library with gcc-aarch64-linux-gnu, run the
 # compute core's unit tests under qemu-user.
 cross:
-	$(MAKE) O=build-arm CC=aarch64-linux-gnu-gcc build-arm/libnightjar.a
+	$(MAKE) O=build-arm CC=aarch64-linux-gnu-gcc CROSS=1 build-arm/libnightjar.a
 test-arm:
 	scripts/test-arm
 

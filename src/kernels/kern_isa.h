@@ -13,8 +13,18 @@
 
 #define KINLINE static inline __attribute__((always_inline))
 /* Small constant-trip loops (rows, tokens, sub-blocks) must be unrolled
- * so their accumulators live in registers; -O2 alone does not. */
+ * so their accumulators live in registers; -O2 alone does not.  clang
+ * (Apple's compiler, so the build that runs on a Mac) takes "GCC unroll"
+ * but applies it before inlining makes the trip counts constant, and then
+ * leaves the loops rolled with the accumulators in stack memory; its own
+ * "unroll(full)" is applied once the count is known.  Only for the ARM
+ * build: x86_tiles.h marks some loops whose count stays a run-time value,
+ * which clang would report as not unrolled. */
+#if defined(__clang__) && defined(__aarch64__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
 #define UNROLL _Pragma("GCC unroll 16")
+#endif
 /* Tokens per tile: gemm walks activation rows in groups of this many. */
 #define NT_MAX 4
 

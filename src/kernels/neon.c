@@ -5,7 +5,12 @@
  * Same structure as avx2.c: one tile function per weight type, one weight
  * row against nt = 1..4 activation rows, weights unpacked once per block
  * and dotted with each token (vec_dot is nt = 1, gemm walks tokens in
- * groups of four).  sdot (vdotq_s32) multiplies signed bytes, so weights
+ * groups of four).  Decode (nt = 1) takes several rows per tile where the
+ * order allows it: four for the 32-element formats (dec4_b32, the rows'
+ * scales as one vector), eight for Q4_0's repacked order (four rows'
+ * chains are the lanes of one vector).  Prefill goes through the packed
+ * 16-token GEMM (gemm16, below) for every quantized type but Q2_K.
+ * sdot (vdotq_s32) multiplies signed bytes, so weights
  * are unpacked to their signed values (q - 8, q - 16, ...) and need no
  * activation-sum corrections, except the K-quant mins, which the format
  * defines through the activation's bsums, and Q6_K's -32 (below).
@@ -13,7 +18,7 @@
  * Float order is the canonical one of scalar.c: exact int32 block sums,
  * then fused multiply-adds per token (32-element formats, Q6_K/Q5_K/Q3_K
  * and plain Q4_K: eight lane chains in two float32x4, one fma per 4-element
- * lane sum; repacked Q4_K: scalar chains; float types: sixteen
+ * lane sum; repacked Q4_K and Q4_0: one chain per row; float types: sixteen
  * lanes in four float32x4 accumulators with the fixed reduction), so
  * results are bit-identical to the scalar level.  Q6_K is summed with q in
  * 0..63 and its -32 corrected per lane through the bsums, as llama.cpp's
@@ -27,7 +32,9 @@
 #include <arm_neon.h>
 #include <math.h>
 
-KINLINE float h2f(nj_half h) { return kern_fp16_to_fp32(h); }
+/* fp16 -> fp32 by the hardware (fcvt): exact for every half value, so the
+ * same float as kern_fp16_to_fp32, without its branches */
+KINLINE float h2f(nj_half h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
 
 /* Prefetch the weight stream PF_AHEAD bytes ahead (see kern_isa.h: decode
  * must overlap DRAM reads with compute). */
@@ -38,11 +45,25 @@ KINLINE int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
     return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(x)), w1, vld1q_s8(x + 16));
 }
 
-/* byte j of the result is 0xff where bit j of the 16-bit value b is set */
-KINLINE uint8x16_t bits16(uint32_t b) {
+/* ggml's hsum_float_8 over lanes lo = a0..a3, hi = a4..a7:
+ * ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
+KINLINE float hsum8_f32(float32x4_t lo, float32x4_t hi) {
+    const float32x4_t t = vaddq_f32(lo, hi);
+    const float32x2_t u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
+    return vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
+}
+
+/* Q5 high bits: byte j of *lo is 0xff where bit j of qh is set, byte j of
+ * *hi where bit 16 + j is.  One table lookup spreads qh's bytes over the
+ * lanes (byte j / 8, resp. 2 + j / 8) and a test picks bit j % 8: four
+ * instructions, where building the vectors from scalars takes dozens. */
+KINLINE void bits32(uint32_t qh, uint8x16_t *lo, uint8x16_t *hi) {
     static const uint8_t sel[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-    const uint8x16_t v = vcombine_u8(vdup_n_u8((uint8_t)(b & 0xff)), vdup_n_u8((uint8_t)(b >> 8)));
-    return vtstq_u8(v, vld1q_u8(sel));
+    static const uint8_t ilo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    static const uint8_t ihi[16] = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+    const uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(qh)), m = vld1q_u8(sel);
+    *lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(ilo)), m);
+    *hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(ihi)), m);
 }
 
 /* ---- 32-element formats ------------------------------------------------
@@ -75,8 +96,10 @@ KINLINE void b32_unpack(const void *vb, const int kind, int8x16_t *w0, int8x16_t
     uint8x16_t lo = vandq_u8(raw, m4), hi = vshrq_n_u8(raw, 4);
     if (kind == B32_Q5_0 || kind == B32_Q5_1) {
         const uint8x16_t h16 = vdupq_n_u8(16);
-        lo = vorrq_u8(lo, vandq_u8(bits16(qh & 0xffff), h16));
-        hi = vorrq_u8(hi, vandq_u8(bits16(qh >> 16), h16));
+        uint8x16_t blo, bhi;
+        bits32(qh, &blo, &bhi);
+        lo = vorrq_u8(lo, vandq_u8(blo, h16));
+        hi = vorrq_u8(hi, vandq_u8(bhi, h16));
     }
     const int off = kind == B32_Q4_0 ? 8 : kind == B32_Q5_0 ? 16 : 0;
     *w0 = vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8((int8_t)off));
@@ -109,10 +132,12 @@ KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, co
     for (int i = 0; i < nb; i++) {
         int8x16_t w0[B32_RMAX], w1[B32_RMAX];
         float dw[B32_RMAX], mw[B32_RMAX];
+        if ((i & 3) == 0)   /* one test per block, not per row */
+            UNROLL
+            for (int r = 0; r < R; r++) prefetch_w(w[r] + (size_t)i * bs);
         UNROLL
         for (int r = 0; r < R; r++) {
             const char *b = w[r] + (size_t)i * bs;
-            if ((i & 3) == 0) prefetch_w(b);
             b32_unpack(b, kind, &w0[r], &w1[r]);
             dw[r] = b32_d(b);
             mw[r] = has_m ? b32_m(b) : 0.0f;
@@ -144,6 +169,75 @@ KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, co
         }
 }
 
+/* vld1_lane with a lane that is constant only after unrolling (clang
+ * wants a literal) */
+KINLINE uint16x4_t ld_lane_u16(const uint16_t *p, uint16x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vld1_lane_u16(p, v, 0);
+    case 1:  return vld1_lane_u16(p, v, 1);
+    case 2:  return vld1_lane_u16(p, v, 2);
+    default: return vld1_lane_u16(p, v, 3);
+    }
+}
+
+/* acc + a * lane `lane` of v (fmla by element), the lane a literal after
+ * unrolling */
+KINLINE float32x4_t fma_lane(float32x4_t acc, float32x4_t a, float32x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vfmaq_laneq_f32(acc, a, v, 0);
+    case 1:  return vfmaq_laneq_f32(acc, a, v, 1);
+    case 2:  return vfmaq_laneq_f32(acc, a, v, 2);
+    default: return vfmaq_laneq_f32(acc, a, v, 3);
+    }
+}
+
+/* Decode (one token) over four rows: tile_b32's chains, with the four rows'
+ * d = dw * dx formed as one vector (the fp16 scales gathered by lane, one
+ * convert and one multiply for the four) and taken by lane in the fmas;
+ * Q4_1/Q5_1's c chains are the lanes of one vector.  Same floats as
+ * tile_b32, fewer instructions per block. */
+KINLINE void dec4_b32(int n, const void *restrict vw, size_t ws, const void *restrict vx,
+                      float *restrict y, const int kind) {
+    const int has_m = kind == B32_Q4_1 || kind == B32_Q5_1;
+    const size_t bs = b32_size(kind), xbs = has_m ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const char *w[4];
+    float32x4_t lo[4], hi[4], c = vdupq_n_f32(0.0f);
+    UNROLL
+    for (int r = 0; r < 4; r++) { w[r] = (const char *)vw + (size_t)r * ws; lo[r] = hi[r] = vdupq_n_f32(0.0f); }
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        if ((i & 3) == 0)
+            UNROLL
+            for (int r = 0; r < 4; r++) prefetch_w(w[r] + (size_t)i * bs);
+        const char *xb = (const char *)vx + (size_t)i * xbs;
+        const int8_t *qs = (const int8_t *)(xb + (has_m ? 4 : 2));
+        const int8x16_t x0 = vld1q_s8(qs), x1 = vld1q_s8(qs + 16);
+        uint16x4_t dh = vdup_n_u16(0), mh = vdup_n_u16(0);
+        UNROLL
+        for (int r = 0; r < 4; r++) {
+            const uint16_t *h = (const uint16_t *)(const void *)(w[r] + (size_t)i * bs);
+            dh = ld_lane_u16(h, dh, r);
+            if (has_m) mh = ld_lane_u16(h + 1, mh, r);
+        }
+        const float32x4_t d = vmulq_n_f32(vcvt_f32_f16(vreinterpret_f16_u16(dh)), b32_d(xb));
+        if (has_m) c = vfmaq_n_f32(c, vcvt_f32_f16(vreinterpret_f16_u16(mh)), b32_m(xb));
+        UNROLL
+        for (int r = 0; r < 4; r++) {
+            int8x16_t w0, w1;
+            b32_unpack(w[r] + (size_t)i * bs, kind, &w0, &w1);
+            lo[r] = fma_lane(lo[r], vcvtq_f32_s32(vdotq_s32(vdupq_n_s32(0), w0, x0)), d, r);
+            hi[r] = fma_lane(hi[r], vcvtq_f32_s32(vdotq_s32(vdupq_n_s32(0), w1, x1)), d, r);
+        }
+    }
+    float cm[4];
+    vst1q_f32(cm, c);
+    UNROLL
+    for (int r = 0; r < 4; r++) {
+        const float v = hsum8_f32(lo[r], hi[r]);
+        y[r] = has_m ? v + cm[r] : v;
+    }
+}
+
 /* Tokens in groups of four (outer), rows inner; one or two leftover tokens
  * take rows in pairs (independent chains to hide the fma latency). */
 #define DEFINE_B32(name, KIND)                                                          \
@@ -171,6 +265,7 @@ KINLINE void tile_b32(int n, const void *restrict vw, size_t ws, const int R, co
             for (; r + 2 <= nr; r += 2) tile_b32(n, wb + (size_t)r * ws, ws, 2, xt, xs, 2, yt + r, ldy, KIND); \
             for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 2, yt + r, ldy, KIND); \
         } else {                                                                        \
+            for (; r + 4 <= nr; r += 4) dec4_b32(n, wb + (size_t)r * ws, ws, xt, yt + r, KIND); \
             for (; r + 2 <= nr; r += 2) tile_b32(n, wb + (size_t)r * ws, ws, 2, xt, xs, 1, yt + r, ldy, KIND); \
             for (; r < nr; r++) tile_b32(n, wb + (size_t)r * ws, ws, 1, xt, xs, 1, yt + r, ldy, KIND); \
         }                                                                               \
@@ -181,6 +276,116 @@ DEFINE_B32(q4_0, B32_Q4_0)
 DEFINE_B32(q5_0, B32_Q5_0)
 DEFINE_B32(q4_1, B32_Q4_1)
 DEFINE_B32(q5_1, B32_Q5_1)
+
+/* Q4_0, repacked layout (llama.cpp's q4_0 repacked tensors; scalar.c):
+ * one chain per row and token over the blocks, acc = fma(I_i, dw*dx, acc)
+ * with I_i the block's exact integer sum, the same for single-token and
+ * batched products.  The chains of four rows are the four lanes of one
+ * float32x4: each row's two sdots leave four partial sums, and two rounds
+ * of pairwise adds give the four rows' I_i in one vector, so a block costs
+ * one convert and one fma per four rows.  R = 8 (two vectors) or 4 rows,
+ * nt = 1..4 tokens. */
+KINLINE void tile_q4_0_r(int n, const void *restrict vw, size_t ws, const int R, const void *restrict vx,
+                         size_t xs, const int nt, float *restrict y, size_t ldy) {
+    const int G = R / 4;
+    const char *w[8], *x[NT_MAX];
+    float32x4_t acc[2][NT_MAX];
+    UNROLL
+    for (int r = 0; r < R; r++) w[r] = (const char *)vw + (size_t)r * ws;
+    UNROLL
+    for (int t = 0; t < nt; t++) x[t] = (const char *)vx + (size_t)t * xs;
+    UNROLL
+    for (int g = 0; g < G; g++)
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[g][t] = vdupq_n_f32(0.0f);
+    const int nb = n / 32;
+    for (int i = 0; i < nb; i++) {
+        int8x16_t xq[NT_MAX][2];
+        float dx[NT_MAX];
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const block_q8_0 *xb = (const block_q8_0 *)x[t] + i;
+            xq[t][0] = vld1q_s8(xb->qs);
+            xq[t][1] = vld1q_s8(xb->qs + 16);
+            dx[t] = h2f(xb->d);
+        }
+        if ((i & 3) == 0)   /* one test per block, not per row */
+            UNROLL
+            for (int r = 0; r < R; r++) prefetch_w((const block_q4_0 *)w[r] + i);
+        UNROLL
+        for (int g = 0; g < G; g++) {
+            int8x16_t w0[4], w1[4];
+            uint16x4_t dh = vdup_n_u16(0);
+            UNROLL
+            for (int r = 0; r < 4; r++) {
+                /* nibble ^ 8, moved to the high half of a byte, is (q - 8) * 16
+                 * as a signed byte: no subtraction, and the sums come out
+                 * times 16 (undone exactly by the fixed-point convert) */
+                const block_q4_0 *b = (const block_q4_0 *)w[4 * g + r] + i;
+                const uint8x16_t v = veorq_u8(vld1q_u8(b->qs), vdupq_n_u8(0x88));
+                w0[r] = vreinterpretq_s8_u8(vshlq_n_u8(v, 4));
+                w1[r] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0xf0)));
+                dh = ld_lane_u16(&b->d, dh, r);
+            }
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(dh));
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                int32x4_t p[4];
+                UNROLL
+                for (int r = 0; r < 4; r++)
+                    p[r] = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0[r], xq[t][0]), w1[r], xq[t][1]);
+                const int32x4_t I16 = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
+                /* I16 / 16 = I exactly, then one rounding to float: (float)I */
+                acc[g][t] = vfmaq_f32(acc[g][t], vcvtq_n_f32_s32(I16, 4), vmulq_n_f32(dw, dx[t]));
+            }
+        }
+    }
+    UNROLL
+    for (int g = 0; g < G; g++)
+        UNROLL
+        for (int t = 0; t < nt; t++) vst1q_f32(y + (size_t)t * ldy + 4 * g, acc[g][t]);
+}
+
+/* one row, one token: the same chain with the block sum reduced in place */
+static void vec_dot_q4_0_r(int n, float *restrict s, const void *restrict vw, const void *restrict vx) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *x = vx;
+    float acc = 0.0f;
+    for (int i = 0; i < n / 32; i++) {
+        int8x16_t w0, w1;
+        b32_unpack(&w[i], B32_Q4_0, &w0, &w1);
+        const int I = vaddvq_s32(dot32(w0, w1, x[i].qs));
+        acc = fmaf((float)I, h2f(w[i].d) * h2f(x[i].d), acc);
+    }
+    *s = acc;
+}
+
+/* Tokens in groups of up to four, rows in eights, then a four, then one
+ * at a time (y is written row-contiguously per token, so a 4-row tile
+ * stores a vector per token). */
+static void gemm_q4_0_r(int n, const void *restrict w, size_t ws, int nr, const void *restrict x,
+                        size_t xs, int nt, float *restrict y, size_t ldy) {
+    const char *wb = w, *xb = x;
+    for (int t = 0; t < nt; t += NT_MAX) {
+        const int T = nt - t < NT_MAX ? nt - t : NT_MAX;
+        const char *xt = xb + (size_t)t * xs;
+        float *yt = y + (size_t)t * ldy;
+        int r = 0;
+#define Q40_TILE(R_)                                                                     \
+    switch (T) {                                                                         \
+    case 4: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 4, yt + r, ldy); break;  \
+    case 3: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 3, yt + r, ldy); break;  \
+    case 2: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 2, yt + r, ldy); break;  \
+    default: tile_q4_0_r(n, wb + (size_t)r * ws, ws, R_, xt, xs, 1, yt + r, ldy); break; \
+    }
+        for (; r + 8 <= nr; r += 8) Q40_TILE(8)
+        for (; r + 4 <= nr; r += 4) Q40_TILE(4)
+#undef Q40_TILE
+        for (; r < nr; r++)
+            for (int u = 0; u < T; u++)
+                vec_dot_q4_0_r(n, yt + (size_t)u * ldy + r, wb + (size_t)r * ws, xt + (size_t)u * xs);
+    }
+}
 
 /* ---- K-quants ------------------------------------------------------------ */
 
@@ -200,17 +405,15 @@ KINLINE int32x4_t k4_pair_mins(const uint8_t mn[8], const int16_t *bsums) {
     return vpaddq_s32(vmull_s16(vget_low_s16(pairs), vget_low_s16(m)), vmull_high_s16(pairs, m));
 }
 
-/* ggml's hsum_float_8 over lanes lo = a0..a3, hi = a4..a7:
- * ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
-KINLINE float hsum8_f32(float32x4_t lo, float32x4_t hi) {
-    const float32x4_t t = vaddq_f32(lo, hi);
-    const float32x2_t u = vadd_f32(vget_low_f32(t), vget_high_f32(t));
-    return vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
-}
 
 /* Q4_K, repacked layout (kernels.h): chains A (scales) and B (mins),
  * y = A - B; single-token order (batched = 0): one fma per chain and
- * super-block, batched order: one per 64-element pair (scalar.c). */
+ * super-block, batched order: one per 64-element pair (scalar.c).
+ * The exact integers: each 32-element chunk c leaves four sdot partial
+ * sums, two pairwise adds per pair of chunks and one more per four bring
+ * the chunk sums S_0..S_7 into two vectors, which multiply the scales
+ * lane by lane; a last pairwise add gives the pair sums I_p, and their
+ * total is the single-token order's I. */
 KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                            float *restrict y, size_t ldy, const int nt, const int batched) {
     const block_q4_K *w = vw;
@@ -225,10 +428,10 @@ KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx
         const float dw = h2f(w[i].d), mw = h2f(w[i].dmin);
         uint8_t sc[8], mn[8];
         quant_k4_scales(w[i].scales, sc, mn);
-        int32x4_t sum[NT_MAX];
-        int I[NT_MAX][4];
-        UNROLL
-        for (int t = 0; t < nt; t++) sum[t] = vdupq_n_s32(0);
+        const uint16x8_t sc16 = vmovl_u8(vld1_u8(sc));
+        const int32x4_t sc03 = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc16)));
+        const int32x4_t sc47 = vreinterpretq_s32_u32(vmovl_high_u16(sc16));
+        int32x4_t Q[NT_MAX][4];
         UNROLL
         for (int j = 0; j < 4; j++) {
             const uint8x16_t b0 = vld1q_u8(w[i].qs + 32 * j), b1 = vld1q_u8(w[i].qs + 32 * j + 16);
@@ -237,25 +440,25 @@ KINLINE void tile_q4_K_r(int n, const void *restrict vw, const void *restrict vx
             UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = x[t][i].qs + 64 * j;
-                int32x4_t pj = vmulq_n_s32(dot32(l0, l1, q8), sc[2 * j]);
-                pj = vmlaq_n_s32(pj, dot32(u0, u1, q8 + 32), sc[2 * j + 1]);
-                if (batched) I[t][j] = vaddvq_s32(pj);
-                else sum[t] = vaddq_s32(sum[t], pj);
+                Q[t][j] = vpaddq_s32(dot32(l0, l1, q8), dot32(u0, u1, q8 + 32));
             }
         }
         UNROLL
         for (int t = 0; t < nt; t++) {
+            const int32x4_t S03 = vpaddq_s32(Q[t][0], Q[t][1]), S47 = vpaddq_s32(Q[t][2], Q[t][3]);
+            const int32x4_t Ip = vpaddq_s32(vmulq_s32(S03, sc03), vmulq_s32(S47, sc47));  /* I_0..I_3 */
             const float yd = x[t][i].d;
             if (!batched) {
-                A[t] = fmaf((float)vaddvq_s32(sum[t]), dw * yd, A[t]);
+                A[t] = fmaf((float)vaddvq_s32(Ip), dw * yd, A[t]);
                 B[t] = fmaf((float)k4_mins(mn, x[t][i].bsums), mw * yd, B[t]);
             } else {
-                int Nv[4];
+                int I[4], Nv[4];
+                vst1q_s32(I, Ip);
                 vst1q_s32(Nv, k4_pair_mins(mn, x[t][i].bsums));
                 const float D = dw * yd, Dm = mw * yd;
                 UNROLL
                 for (int p = 0; p < 4; p++) {
-                    A[t] = fmaf((float)I[t][p], D, A[t]);
+                    A[t] = fmaf((float)I[p], D, A[t]);
                     B[t] = fmaf((float)Nv[p], Dm, B[t]);
                 }
             }
@@ -386,6 +589,27 @@ DEFINE_KERNELS(q5_K, tile_q5_K)
 /* Q6_K: q = low nibble | 2 bits << 4, in 0..63 (unsigned, as llama.cpp
  * sums it); 16-element scales; lane m's -32 correction
  * 32 * (sc[2m] bsums[2m] + sc[2m+1] bsums[2m+1]). */
+/* acc + p * lane `lane` of v, the lane a literal after unrolling */
+KINLINE int32x4_t mla_lane(int32x4_t acc, int32x4_t p, int32x4_t v, const int lane) {
+    switch (lane) {
+    case 0:  return vmlaq_laneq_s32(acc, p, v, 0);
+    case 1:  return vmlaq_laneq_s32(acc, p, v, 1);
+    case 2:  return vmlaq_laneq_s32(acc, p, v, 2);
+    default: return vmlaq_laneq_s32(acc, p, v, 3);
+    }
+}
+
+/* 2-bit field g of each qh byte moved to bits 4..5 (q6 high bits) */
+KINLINE uint8x16_t q6_high(uint8x16_t qh, const int g) {
+    const uint8x16_t m = vdupq_n_u8(0x30);
+    switch (g) {
+    case 0:  return vandq_u8(vshlq_n_u8(qh, 4), m);
+    case 1:  return vandq_u8(vshlq_n_u8(qh, 2), m);
+    case 2:  return vandq_u8(qh, m);
+    default: return vandq_u8(vshrq_n_u8(qh, 2), m);
+    }
+}
+
 KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, size_t xs,
                        float *restrict y, size_t ldy, const int nt) {
     const block_q6_K *w = vw;
@@ -393,11 +617,15 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
     float32x4_t alo[NT_MAX], ahi[NT_MAX];
     UNROLL
     for (int t = 0; t < nt; t++) { x[t] = XROW(block_q8_K, vx, xs, t); alo[t] = ahi[t] = vdupq_n_f32(0.0f); }
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(0x03);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
     const int nb = n / QK_K;
     for (int i = 0; i < nb; i++) {
         prefetch_w(&w[i]);
         const int8_t *sc = w[i].scales;
+        /* the 16 scales as four int32x4 (scale k: lane k % 4 of scv[k / 4]) */
+        const int16x8_t sc0 = vmovl_s8(vld1_s8(sc)), sc1 = vmovl_s8(vld1_s8(sc + 8));
+        const int32x4_t scv[4] = {vmovl_s16(vget_low_s16(sc0)), vmovl_high_s16(sc0),
+                                  vmovl_s16(vget_low_s16(sc1)), vmovl_high_s16(sc1)};
         int32x4_t slo[NT_MAX], shi[NT_MAX];
         UNROLL
         for (int t = 0; t < nt; t++) slo[t] = shi[t] = vdupq_n_s32(0);
@@ -411,20 +639,18 @@ KINLINE void tile_q6_K(int n, const void *restrict vw, const void *restrict vx, 
                 uint8x16_t n0 = vld1q_u8(lq), n1 = vld1q_u8(lq + 16);
                 n0 = g < 2 ? vandq_u8(n0, m4) : vshrq_n_u8(n0, 4);
                 n1 = g < 2 ? vandq_u8(n1, m4) : vshrq_n_u8(n1, 4);
-                const uint8x16_t h0 = vandq_u8(vshlq_u8(qh0, vdupq_n_s8((int8_t)(-2 * g))), m2);
-                const uint8x16_t h1 = vandq_u8(vshlq_u8(qh1, vdupq_n_s8((int8_t)(-2 * g))), m2);
-                const int8x16_t q0 = vreinterpretq_s8_u8(vorrq_u8(n0, vshlq_n_u8(h0, 4)));
-                const int8x16_t q1 = vreinterpretq_s8_u8(vorrq_u8(n1, vshlq_n_u8(h1, 4)));
+                const int8x16_t q0 = vreinterpretq_s8_u8(vorrq_u8(n0, q6_high(qh0, g)));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vorrq_u8(n1, q6_high(qh1, g)));
+                const int k = 8 * h + 2 * g;   /* scale of q0; q1's is k + 1 */
                 UNROLL
                 for (int t = 0; t < nt; t++) {
                     const int8_t *q8 = x[t][i].qs + 128 * h + 32 * g;
-                    slo[t] = vmlaq_n_s32(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), sc[8 * h + 2 * g]);
-                    shi[t] = vmlaq_n_s32(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
-                                         sc[8 * h + 2 * g + 1]);
+                    slo[t] = mla_lane(slo[t], vdotq_s32(vdupq_n_s32(0), q0, vld1q_s8(q8)), scv[k / 4], k % 4);
+                    shi[t] = mla_lane(shi[t], vdotq_s32(vdupq_n_s32(0), q1, vld1q_s8(q8 + 16)),
+                                      scv[(k + 1) / 4], (k + 1) % 4);
                 }
             }
         }
-        const int16x8_t sc0 = vmovl_s8(vld1_s8(sc)), sc1 = vmovl_s8(vld1_s8(sc + 8));
         const float dw = h2f(w[i].d);
         UNROLL
         for (int t = 0; t < nt; t++) {
@@ -1020,6 +1246,41 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
     }
 }
 
+/* Q4_0, repacked order (tile_q4_0_r) on packed groups: per row and token
+ * vector the block's eight dwords through the lane sdot give four tokens'
+ * exact I_i at once, then acc = fma(I_i, dw*dx, acc) lane by lane. */
+KINLINE void rows16_q4_0_r(int nb, const char *w, size_t ws, const int R, const kern_pk_q8_0 *xp,
+                           float *y, size_t ldy) {
+    float32x4_t acc[NR16][4];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_f32(0.0f);
+    for (int i = 0; i < nb; i++) {
+        const kern_pk_q8_0 *p = &xp[i];
+        int8x16_t wq[NR16][2];
+        float dw[NR16];
+        int32x4_t D[NR16][4];
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const char *blk = w + (size_t)r * ws + (size_t)i * sizeof(block_q4_0);
+            if ((i & 3) == 0) prefetch_w(blk);
+            b32_unpack(blk, B32_Q4_0, &wq[r][0], &wq[r][1]);
+            dw[r] = b32_d(blk);
+            UNROLL
+            for (int v = 0; v < 4; v++) D[r][v] = vdupq_n_s32(0);
+        }
+        dot_dwords(D, R, p->qs, 0, wq, 2);
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = vfmaq_f32(acc[r][v], vcvtq_f32_s32(D[r][v]), vmulq_n_f32(vld1q_f32(p->d + 4 * v), dw[r]));
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) store16(acc[r], y + r, ldy);
+}
+
 #define DEFINE_GEMM16(name, PK, CALL)                                                   \
     static void gemm16_##name(int n, const void *restrict w, size_t ws, int nr,         \
                               const void *restrict vxp, size_t gs, int ng,              \
@@ -1037,6 +1298,7 @@ KINLINE void rows16_b32(int nb, const char *w, size_t ws, const int R, const ker
 #define CALL16_Q5K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q5_K)
 #define CALL16_Q6K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q6_K)
 #define CALL16_Q3K(R_) rows16_l8(n / QK_K, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, L8_Q3_K)
+#define CALL16_Q40(R_) rows16_q4_0_r(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy)
 #define CALL16_Q80(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q8_0)
 #define CALL16_Q50(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q5_0)
 #define CALL16_Q41(R_) rows16_b32(n / 32, wb + (size_t)r * ws, ws, R_, xp, yg + r, ldy, B32_Q4_1)
@@ -1046,6 +1308,7 @@ DEFINE_GEMM16(q5_K, kern_pk_q8_K, CALL16_Q5K)
 DEFINE_GEMM16(q6_K, kern_pk_q8_K, CALL16_Q6K)
 DEFINE_GEMM16(q3_K, kern_pk_q8_K, CALL16_Q3K)
 DEFINE_GEMM16(q8_0, kern_pk_q8_0, CALL16_Q80)
+DEFINE_GEMM16(q4_0, kern_pk_q8_0, CALL16_Q40)
 DEFINE_GEMM16(q5_0, kern_pk_q8_0, CALL16_Q50)
 DEFINE_GEMM16(q4_1, kern_pk_q8_0, CALL16_Q41)
 DEFINE_GEMM16(q5_1, kern_pk_q8_0, CALL16_Q51)
@@ -1141,6 +1404,7 @@ static void quantize_q8_K(const float *restrict x, void *restrict vy, int64_t n)
 void kern_neon_fill(nj_kernels *k, uint32_t features) {
     (void)features;
     KERN_SET(k, NJ_Q4_0, vec_dot_q4_0, gemm_q4_0);
+    KERN_SET_ORDERS(k, NJ_Q4_0, vec_dot_q4_0_r, gemm_q4_0_r, vec_dot_q4_0_r, gemm_q4_0_r);
     KERN_SET(k, NJ_Q4_1, vec_dot_q4_1, gemm_q4_1);
     KERN_SET(k, NJ_Q5_0, vec_dot_q5_0, gemm_q5_0);
     KERN_SET(k, NJ_Q5_1, vec_dot_q5_1, gemm_q5_1);
@@ -1169,8 +1433,10 @@ void kern_neon_fill(nj_kernels *k, uint32_t features) {
     k->gemm16[NJ_Q5_K] = gemm16_q5_K;
     k->gemm16[NJ_Q6_K] = gemm16_q6_K;
     k->gemm16[NJ_Q8_0] = gemm16_q8_0;
-    /* no gemm16 for Q2_K and Q4_0: theirs must compute vec_dot_rb's
-     * (repacked batched) order, which no NEON kernel here does yet */
+    /* Q4_0's computes its repacked order (vec_dot_rb); none for Q2_K, whose
+     * must compute its repacked batched order, which no NEON kernel here
+     * does yet */
+    k->gemm16[NJ_Q4_0] = gemm16_q4_0;
     k->gemm16[NJ_Q5_0] = gemm16_q5_0;
     k->gemm16[NJ_Q4_1] = gemm16_q4_1;
     k->gemm16[NJ_Q5_1] = gemm16_q5_1;
