@@ -22,6 +22,7 @@ static const struct {
     {"analyze",  cmd_analyze,  "judge security events (or command lines): verdict JSON lines"},
     {"eval",     cmd_eval,     "measure verdict quality on a labelled set"},
     {"watch",    cmd_watch,    "the agent: follow event sources, spool, judge, deliver verdicts"},
+    {"quantize", cmd_quantize, "write a model file with another tensor type (or dequantize)"},
 };
 
 static void usage(FILE *out) {
