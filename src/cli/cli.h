@@ -19,6 +19,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* The model, session and analyst behind `analyze` and `eval`
  * (cli_analyze.c): defaults, the shared options, open and close. */

@@ -24,6 +24,7 @@ static const struct {
     {"watch",    cmd_watch,    "the agent: follow event sources, spool, judge, deliver verdicts"},
     {"quantize", cmd_quantize, "write a model file with another tensor type (or dequantize)"},
     {"perplexity", cmd_perplexity, "perplexity over a text; KL and top-1 against a base model"},
+    {"bench",    cmd_bench,    "sweep models, threads, nice, context, mode over events; report"},
 };
 
 static void usage(FILE *out) {
