@@ -496,50 +496,72 @@ static void q8_1_vec_dot(int n, float *restrict s, const void *restrict vx, cons
 
 #define GROUP_EPS 1e-15f   /* below this max |x| a group counts as all zero */
 
-/* Symmetric n-level fit for a group of n values with weights x^2:
- * L[i] in 0..2*nmax-1 (offset nmax), returns the scale d such that
- * x ~ d * (L - nmax).  Starts from d = -x_max/nmax and tries 18 nearby
- * inverse scales, keeping the one that maximises (sum w x l)^2 / sum w l^2.
- * (ggml's make_qx_quants with rmse_type 1, no importance weights.) */
-static float fit_symmetric(int n, int nmax, const float *restrict x, int8_t *restrict L) {
-    float amax = 0, xmax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); xmax = x[i]; }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / xmax;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int step = -9; step <= 9; step++) {
-        if (step == 0) continue;
-        iscale = -(nmax + 0.1f * step) / xmax;
-        sumlx = suml2 = 0;
+/* Symmetric n-level fit for each of G groups of n values with weights x^2
+ * (group g at x + n*g, levels to L + n*g, scale[g]): L[i] in 0..2*nmax-1
+ * (offset nmax), x ~ scale * (L - nmax).  Per group: start from
+ * d = -x_max/nmax and try 18 nearby inverse scales, keeping the one that
+ * maximises (sum w x l)^2 / sum w l^2.  (ggml's make_qx_quants with
+ * rmse_type 1, no importance weights.)  The groups run in lockstep over
+ * [element][group] arrays so they vectorize, each with exactly its own
+ * arithmetic (as fit_affine_groups below).  G <= 16, n <= 16. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void fit_symmetric_groups(const int G, const int n, const int nmax, const float *restrict x,
+                                        int8_t *restrict L, float *restrict scale) {
+    float xt[16][16], xmax[16], best[16], sumlx[16], suml2[16], is[16];
+    bool live[16];
+    for (int g = 0; g < G; g++) {
+        const float *xg = x + n * g;
+        float amax = 0;
+        xmax[g] = 0;
         for (int i = 0; i < n; i++) {
-            int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(iscale * x[i])));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+            xt[i][g] = xg[i];
+            if (fabsf(xg[i]) > amax) { amax = fabsf(xg[i]); xmax[g] = xg[i]; }
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(iscale * x[i])));
-                L[i] = (int8_t)(l + nmax);
+        live[g] = amax >= GROUP_EPS;
+        scale[g] = 0;
+        if (!live[g]) memset(L + n * g, 0, (size_t)n);
+    }
+    /* step 0 (the start) first, then -9..9: the same order as one group alone */
+    for (int step = 0; step <= 18; step++) {
+        const int st = step == 0 ? 0 : step <= 9 ? step - 10 : step - 9;
+        for (int g = 0; g < G; g++) {
+            is[g] = !live[g] ? 0.f : st == 0 ? -nmax / xmax[g] : -(nmax + 0.1f * st) / xmax[g];
+            sumlx[g] = suml2[g] = 0;
+        }
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < G; g++) {
+                /* the clamp in float: exact for these small integers, and
+                 * float min/max vectorize on every x86-64 */
+                float l = (float)round_even(is[g] * xt[i][g]);
+                l = l < (float)-nmax ? (float)-nmax : l;
+                l = l > (float)(nmax - 1) ? (float)(nmax - 1) : l;
+                float w = xt[i][g] * xt[i][g];
+                sumlx[g] += w * xt[i][g] * l;
+                suml2[g] += w * l * l;
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+        for (int g = 0; g < G; g++) {
+            if (!live[g]) continue;
+            bool take;
+            if (st == 0) {
+                scale[g] = suml2[g] ? sumlx[g] / suml2[g] : 0.0f;
+                best[g] = scale[g] * sumlx[g];
+                take = true;
+            } else {
+                take = suml2[g] > 0 && sumlx[g] * sumlx[g] > best[g] * suml2[g];
+                if (take) {
+                    scale[g] = sumlx[g] / suml2[g];
+                    best[g] = scale[g] * sumlx[g];
+                }
+            }
+            if (take)
+                for (int i = 0; i < n; i++) {
+                    int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(is[g] * xt[i][g])));
+                    L[n * g + i] = (int8_t)(l + nmax);
+                }
         }
     }
-    return scale;
 }
 
 /* Symmetric fit for Q3_K (levels -nmax..nmax-1, weights x^2) refined by
@@ -1113,10 +1135,9 @@ static void q6_K_from_float(const float *restrict x, void *restrict vy, int64_t 
     float scales[QK_K / 16];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max_scale = 0, max_abs = 0;
-        for (int g = 0; g < QK_K / 16; g++) {
-            scales[g] = fit_symmetric(16, 32, x + 16 * g, L + 16 * g);
+        fit_symmetric_groups(QK_K / 16, 16, 32, x, L, scales);
+        for (int g = 0; g < QK_K / 16; g++)
             if (fabsf(scales[g]) > max_abs) { max_abs = fabsf(scales[g]); max_scale = scales[g]; }
-        }
         if (max_abs < GROUP_EPS) {
             memset(&b[i], 0, sizeof b[i]);
             continue;

@@ -8,6 +8,7 @@
  *    chunks and threads change nothing; 1 and 3 threads give one file), and
  *    the dequantized values are within the type's error bound;
  *  - dequantize (Q4_K_M -> F16): the values of the source, to f16 rounding;
+ *  - F16, BF16 and Q8_0 sources: within the bound of the source's values;
  *  - bad input: unknown recipe, same path, missing or non-GGUF input, an
  *    already quantized source without permission; no file is left behind;
  *  - out of memory at every allocation: an error, no leak, no file.
@@ -303,6 +304,42 @@ static void test_dequantize(void **state) {
     unlink(src_path);
 }
 
+/* Every source type a recipe reads without permission: F16, BF16 and
+ * Q8_0 models quantize to Q4_K_M, each tensor within its bound of the
+ * source's own values. */
+static void test_sources(void **state) {
+    (void)state;
+    static const int types[] = {NJ_F16, NJ_BF16, NJ_Q8_0};
+    for (size_t k = 0; k < NJ_ARRAY_LEN(types); k++) {
+        modelgen_params mp = tiny(types[k], 256);
+        mp.n_layer = 2;
+        char src_path[700], out[700];
+        snprintf(src_path, sizeof src_path, "%s", write_model(&mp, "srct.gguf"));
+        snprintf(out, sizeof out, "%s", path_in("srct-out.gguf"));
+        run_quantize(src_path, out, QFT_Q4_K_M, 2);
+        int err = 0;
+        gguf_file *a = gguf_open(src_path, &err), *b = gguf_open(out, &err);
+        assert_non_null(a);
+        assert_non_null(b);
+        for (uint64_t i = 0; i < gguf_n_tensors(a); i++) {
+            const gguf_tensor *ta = gguf_tensor_at(a, i);
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)ta->name.len, ta->name.ptr);
+            const gguf_tensor *tb = gguf_find_tensor(b, name);
+            assert_non_null(tb);
+            if (ta->ne[1] == 1) continue;
+            assert_true(tb->type == NJ_Q4_K || tb->type == NJ_Q6_K);
+            double e = rel_rms(ta, tb);
+            if (e > bound((int)tb->type))
+                fail_msg("%s source, %s: relative rms error %.4f", quant_type_name(types[k]), name, e);
+        }
+        gguf_close(a);
+        gguf_close(b);
+        unlink(out);
+        unlink(src_path);
+    }
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     modelgen_params mp = tiny(NJ_F16, 256);
@@ -367,6 +404,7 @@ int main(void) {
         cmocka_unit_test(test_recipes),
         cmocka_unit_test(test_recipe_layers),
         cmocka_unit_test(test_dequantize),
+        cmocka_unit_test(test_sources),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_out_of_memory),
     };
