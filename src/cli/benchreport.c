@@ -28,6 +28,7 @@ int bench_best(const bench_row *rows, int n) {
 }
 
 static const char *yes(bool b) { return b ? "yes" : "no"; }
+static void short_name(const char *name, char *stem, size_t cap);
 
 void bench_print_table(FILE *out, const bench_row *rows, int n, bool budget) {
     fprintf(out, "%-28s %-5s %3s %4s %5s %4s %8s %8s %8s %8s %8s %7s %6s %6s%s\n", "model", "mode", "thr", "nice",
@@ -35,12 +36,14 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, bool budget) {
             budget ? "  budget" : "");
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
+        char nm[128];
+        short_name(r->name, nm, sizeof nm);
         if (!r->ok) {
-            fprintf(out, "%-28.28s %-5s %3d %4d %5d  failed: %s\n", r->name, r->mode, r->threads, r->nice, r->ctx,
+            fprintf(out, "%-28.28s %-5s %3d %4d %5d  failed: %s\n", nm, r->mode, r->threads, r->nice, r->ctx,
                     r->error);
             continue;
         }
-        fprintf(out, "%-28.28s %-5s %3d %4d %5d %4d %8.0f %8.0f %8.0f %8.1f %8.0f %7.2f %6.2f %6.3f%s%s\n", r->name,
+        fprintf(out, "%-28.28s %-5s %3d %4d %5d %4d %8.0f %8.0f %8.0f %8.1f %8.0f %7.2f %6.2f %6.3f%s%s\n", nm,
                 r->mode, r->threads, r->nice, r->ctx, r->events, r->p50, r->p95, r->p99, r->prompt_tok_s, r->rss_mb,
                 r->cpu_per_event, r->idle_cpu, r->accuracy, budget ? "  " : "",
                 budget ? yes(bench_row_in_budget(r)) : "");
@@ -149,16 +152,22 @@ static void vline(FILE *f, const axis *ax, double v, const char *label) {
     fputs("</text>\n", f);
 }
 
-/* Series key of a row: the model and mode (one line per pair). */
-static void series_name(const bench_row *r, char *buf, size_t cap) {
-    char stem[128];
-    snprintf(stem, sizeof stem, "%s", r->name);
+/* A file name short enough for a legend or a column: without ".gguf",
+ * and head..tail when long (quant types sit at the end of file names). */
+static void short_name(const char *name, char *stem, size_t cap) {
+    snprintf(stem, cap, "%s", name);
     size_t n = strlen(stem);
     if (n > 5 && !strcmp(stem + n - 5, ".gguf")) stem[n -= 5] = 0;
-    if (n > 20) {   /* head..tail: quant types sit at the end of file names */
+    if (n > 20 && cap > 21) {
         memmove(stem + 9, "..", 2);
         memmove(stem + 11, stem + n - 9, 10);
     }
+}
+
+/* Series key of a row: the model and mode (one line per pair). */
+static void series_name(const bench_row *r, char *buf, size_t cap) {
+    char stem[128];
+    short_name(r->name, stem, sizeof stem);
     snprintf(buf, cap, "%s %s", stem, r->mode);
 }
 

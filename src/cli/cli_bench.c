@@ -395,7 +395,10 @@ int cmd_bench(int argc, char **argv) {
     char title[1400];
     snprintf(title, sizeof title, "Workload %s (stride %ld%s), %d CPUs.", workload, stride,
              limit > 0 ? ", limited" : "", platform_n_cpus());
-    if (report_dir) return report(report_dir, budget, title);
+    if (report_dir) {   /* the sweep's settings are not known here: name the source */
+        snprintf(title, sizeof title, "Made again from %s/results.jsonl, %d CPUs.", report_dir, platform_n_cpus());
+        return report(report_dir, budget, title);
+    }
     if (!n_models) { usage(stderr); return 2; }
     if (one)
         return run_one(models[0], threads[0], nices[0], ctxs[0], modes[0], workload, stride, limit, idle_s);
