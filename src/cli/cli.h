@@ -17,6 +17,9 @@ int cmd_perf(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* The model, session and analyst behind `analyze` and `eval`
  * (cli_analyze.c): defaults, the shared options, open and close. */

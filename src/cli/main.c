@@ -22,12 +22,15 @@ static const struct {
     {"analyze",  cmd_analyze,  "judge security events (or command lines): verdict JSON lines"},
     {"eval",     cmd_eval,     "measure verdict quality on a labelled set"},
     {"watch",    cmd_watch,    "the agent: follow event sources, spool, judge, deliver verdicts"},
+    {"quantize", cmd_quantize, "write a model file with another tensor type (or dequantize)"},
+    {"perplexity", cmd_perplexity, "perplexity over a text; KL and top-1 against a base model"},
+    {"bench",    cmd_bench,    "sweep models, threads, nice, context, mode over events; report"},
 };
 
 static void usage(FILE *out) {
     fprintf(out, "usage: nightjar COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].help);
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\n`nightjar COMMAND --help` for a command's options.\n");
 }
 

@@ -496,50 +496,72 @@ static void q8_1_vec_dot(int n, float *restrict s, const void *restrict vx, cons
 
 #define GROUP_EPS 1e-15f   /* below this max |x| a group counts as all zero */
 
-/* Symmetric n-level fit for a group of n values with weights x^2:
- * L[i] in 0..2*nmax-1 (offset nmax), returns the scale d such that
- * x ~ d * (L - nmax).  Starts from d = -x_max/nmax and tries 18 nearby
- * inverse scales, keeping the one that maximises (sum w x l)^2 / sum w l^2.
- * (ggml's make_qx_quants with rmse_type 1, no importance weights.) */
-static float fit_symmetric(int n, int nmax, const float *restrict x, int8_t *restrict L) {
-    float amax = 0, xmax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); xmax = x[i]; }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / xmax;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int step = -9; step <= 9; step++) {
-        if (step == 0) continue;
-        iscale = -(nmax + 0.1f * step) / xmax;
-        sumlx = suml2 = 0;
+/* Symmetric n-level fit for each of G groups of n values with weights x^2
+ * (group g at x + n*g, levels to L + n*g, scale[g]): L[i] in 0..2*nmax-1
+ * (offset nmax), x ~ scale * (L - nmax).  Per group: start from
+ * d = -x_max/nmax and try 18 nearby inverse scales, keeping the one that
+ * maximises (sum w x l)^2 / sum w l^2.  (ggml's make_qx_quants with
+ * rmse_type 1, no importance weights.)  The groups run in lockstep over
+ * [element][group] arrays so they vectorize, each with exactly its own
+ * arithmetic (as fit_affine_groups below).  G <= 16, n <= 16. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void fit_symmetric_groups(const int G, const int n, const int nmax, const float *restrict x,
+                                        int8_t *restrict L, float *restrict scale) {
+    float xt[16][16], xmax[16], best[16], sumlx[16], suml2[16], is[16];
+    bool live[16];
+    for (int g = 0; g < G; g++) {
+        const float *xg = x + n * g;
+        float amax = 0;
+        xmax[g] = 0;
         for (int i = 0; i < n; i++) {
-            int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(iscale * x[i])));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+            xt[i][g] = xg[i];
+            if (fabsf(xg[i]) > amax) { amax = fabsf(xg[i]); xmax[g] = xg[i]; }
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(iscale * x[i])));
-                L[i] = (int8_t)(l + nmax);
+        live[g] = amax >= GROUP_EPS;
+        scale[g] = 0;
+        if (!live[g]) memset(L + n * g, 0, (size_t)n);
+    }
+    /* step 0 (the start) first, then -9..9: the same order as one group alone */
+    for (int step = 0; step <= 18; step++) {
+        const int st = step == 0 ? 0 : step <= 9 ? step - 10 : step - 9;
+        for (int g = 0; g < G; g++) {
+            is[g] = !live[g] ? 0.f : st == 0 ? -nmax / xmax[g] : -(nmax + 0.1f * st) / xmax[g];
+            sumlx[g] = suml2[g] = 0;
+        }
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < G; g++) {
+                /* the clamp in float: exact for these small integers, and
+                 * float min/max vectorize on every x86-64 */
+                float l = (float)round_even(is[g] * xt[i][g]);
+                l = l < (float)-nmax ? (float)-nmax : l;
+                l = l > (float)(nmax - 1) ? (float)(nmax - 1) : l;
+                float w = xt[i][g] * xt[i][g];
+                sumlx[g] += w * xt[i][g] * l;
+                suml2[g] += w * l * l;
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+        for (int g = 0; g < G; g++) {
+            if (!live[g]) continue;
+            bool take;
+            if (st == 0) {
+                scale[g] = suml2[g] ? sumlx[g] / suml2[g] : 0.0f;
+                best[g] = scale[g] * sumlx[g];
+                take = true;
+            } else {
+                take = suml2[g] > 0 && sumlx[g] * sumlx[g] > best[g] * suml2[g];
+                if (take) {
+                    scale[g] = sumlx[g] / suml2[g];
+                    best[g] = scale[g] * sumlx[g];
+                }
+            }
+            if (take)
+                for (int i = 0; i < n; i++) {
+                    int l = NJ_MAX(-nmax, NJ_MIN(nmax - 1, round_even(is[g] * xt[i][g])));
+                    L[n * g + i] = (int8_t)(l + nmax);
+                }
         }
     }
-    return scale;
 }
 
 /* Symmetric fit for Q3_K (levels -nmax..nmax-1, weights x^2) refined by
@@ -591,77 +613,121 @@ static float fit_q3(int n, int nmax, const float *restrict x, int8_t *restrict L
 }
 
 /* Asymmetric fit x ~ scale * L - min_out with L in 0..nmax and min_out >= 0,
- * minimising sum w * err (err = |diff| if use_mad else diff^2).  Starts from
- * the min/max range, then tries nstep+1 inverse scales
+ * minimising sum w * err (err = |diff| if use_mad else diff^2), for each of
+ * G groups of n values (group g at x + n*g, weights w + n*g, levels to
+ * L + n*g, results scale[g], min_out[g]).  Per group: start from the
+ * min/max range, then try nstep+1 inverse scales
  * (rmin + rdelta*k + nmax) / (max - min), solving the weighted least squares
- * for scale and min at each and keeping the best.  Laux: n bytes of scratch.
- * (ggml's make_qkx2_quants.) */
-static float fit_affine(int n, int nmax, const float *restrict x, const float *restrict w,
-                        uint8_t *restrict L, float *restrict min_out, uint8_t *restrict Laux,
-                        float rmin, float rdelta, int nstep, bool use_mad) {
-    float lo = x[0], hi = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
+ * for scale and min at each and keeping the best; a winner's min is the
+ * range start of the later candidates.  (ggml's make_qkx2_quants.)
+ *
+ * Why G groups at once.  Each candidate's sums are sequential float chains
+ * (their order fixes the result bit for bit) and each candidate depends on
+ * the previous winner, so one group alone is a chain of dependent steps.
+ * The groups of a block are independent: the candidate loop runs on all of
+ * them in lockstep, over arrays laid out [element][group], so the compiler
+ * can put groups in vector lanes.  Every group's arithmetic is exactly what
+ * it would be alone (lanes are never summed together).  G is a constant at
+ * each call (8 or 16, inlined), n <= 32. */
+#define FIT_G 16
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void fit_affine_groups(const int G, const int n, const int nmax, const float *restrict x,
+                                     const float *restrict w, uint8_t *restrict L,
+                                     float *restrict scale, float *restrict min_out, const float rmin,
+                                     const float rdelta, const int nstep, const bool use_mad) {
+    float lo[FIT_G], hi[FIT_G], sum_w[FIT_G], sum_x[FIT_G], best_err[FIT_G], is[FIT_G];
+    float xt[32][FIT_G], wt[32][FIT_G];
+    int32_t la[32][FIT_G];
+    bool live[FIT_G];
+    int n_live = 0;
+    for (int g = 0; g < G; g++) {
+        const float *xg = x + n * g, *wg = w + n * g;
+        uint8_t *Lg = L + n * g;
+        for (int i = 0; i < n; i++) {
+            xt[i][g] = xg[i];
+            wt[i][g] = wg[i];
+        }
+        lo[g] = hi[g] = xg[0];
+        sum_w[g] = wg[0];
+        sum_x[g] = sum_w[g] * xg[0];
+        for (int i = 1; i < n; i++) {
+            if (xg[i] < lo[g]) lo[g] = xg[i];
+            if (xg[i] > hi[g]) hi[g] = xg[i];
+            sum_w[g] += wg[i];
+            sum_x[g] += wg[i] * xg[i];
+        }
+        if (lo[g] > 0) lo[g] = 0;
+        live[g] = hi[g] != lo[g];
+        if (!live[g]) {
+            memset(Lg, 0, (size_t)n);
+            min_out[g] = -lo[g];
+            scale[g] = 0.f;
+            continue;
+        }
+        n_live++;
+        float iscale = nmax / (hi[g] - lo[g]);
+        scale[g] = 1 / iscale;
+        best_err[g] = 0;
+        for (int i = 0; i < n; i++) {
+            int l = round_even(iscale * (xg[i] - lo[g]));
+            Lg[i] = (uint8_t)NJ_MAX(0, NJ_MIN(nmax, l));
+            float diff = scale[g] * Lg[i] + lo[g] - xg[i];
+            diff = use_mad ? fabsf(diff) : diff * diff;
+            best_err[g] += wg[i] * diff;
+        }
     }
-    if (lo > 0) lo = 0;
-    if (hi == lo) {
-        memset(L, 0, (size_t)n);
-        *min_out = -lo;
-        return 0.f;
-    }
-    float iscale = nmax / (hi - lo);
-    float scale = 1 / iscale;
-    float best_err = 0;
-    for (int i = 0; i < n; i++) {
-        int l = round_even(iscale * (x[i] - lo));
-        L[i] = (uint8_t)NJ_MAX(0, NJ_MIN(nmax, l));
-        float diff = scale * L[i] + lo - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        best_err += w[i] * diff;
-    }
-    if (nstep < 1) {
-        *min_out = -lo;
-        return scale;
+    if (nstep < 1 || !n_live) {
+        for (int g = 0; g < G; g++) min_out[g] = -lo[g];
+        return;
     }
     for (int k = 0; k <= nstep; k++) {
-        iscale = (rmin + rdelta * k + nmax) / (hi - lo);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = NJ_MAX(0, NJ_MIN(nmax, round_even(iscale * (x[i] - lo))));
-            Laux[i] = (uint8_t)l;
-            sum_l  += w[i] * l;
-            sum_l2 += w[i] * l * l;
-            sum_xl += w[i] * l * x[i];
+        float sum_l[FIT_G], sum_l2[FIT_G], sum_xl[FIT_G];
+        /* a flat group's lane computes with iscale 0 and is never judged */
+        for (int g = 0; g < G; g++) {
+            is[g] = live[g] ? (rmin + rdelta * k + nmax) / (hi[g] - lo[g]) : 0.f;
+            sum_l[g] = sum_l2[g] = sum_xl[g] = 0;
         }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min   = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < G; g++) {
+                int l = round_even(is[g] * (xt[i][g] - lo[g]));
+                l = l < 0 ? 0 : l;
+                l = l > nmax ? nmax : l;
+                la[i][g] = l;
+                sum_l[g]  += wt[i][g] * l;
+                sum_l2[g] += wt[i][g] * l * l;
+                sum_xl[g] += wt[i][g] * l * xt[i][g];
             }
-            float err = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
+        float tsc[FIT_G], tmn[FIT_G], err[FIT_G];
+        bool judge[FIT_G];
+        for (int g = 0; g < G; g++) {
+            float D = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+            judge[g] = live[g] && D > 0;
+            tsc[g] = tmn[g] = err[g] = 0;
+            if (!judge[g]) continue;
+            tsc[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / D;
+            tmn[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / D;
+            if (tmn[g] > 0) {
+                tmn[g] = 0;
+                tsc[g] = sum_xl[g] / sum_l2[g];
+            }
+        }
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < G; g++) {
+                float diff = tsc[g] * (float)la[i][g] + tmn[g] - xt[i][g];
                 diff = use_mad ? fabsf(diff) : diff * diff;
-                err += w[i] * diff;
+                err[g] += wt[i][g] * diff;
             }
-            if (err < best_err) {
-                memcpy(L, Laux, (size_t)n);
-                best_err = err;
-                scale = this_scale;
-                lo = this_min;
+        for (int g = 0; g < G; g++)
+            if (judge[g] && err[g] < best_err[g]) {
+                for (int i = 0; i < n; i++) L[n * g + i] = (uint8_t)la[i][g];
+                best_err[g] = err[g];
+                scale[g] = tsc[g];
+                lo[g] = tmn[g];
             }
-        }
     }
-    *min_out = -lo;
-    return scale;
+    for (int g = 0; g < G; g++) min_out[g] = -lo[g];
 }
 
 /* Store scale sc and min mn of sub-block j into a zeroed Q4_K/Q5_K 12-byte
@@ -713,14 +779,14 @@ static void q2_K_to_float(const void *restrict vx, float *restrict y, int64_t n)
 }
 static void q2_K_from_float(const float *restrict x, void *restrict vy, int64_t n) {
     block_q2_K *b = vy;
-    uint8_t L[QK_K], Laux[16];
-    float w[16], mins[QK_K / 16], scales[QK_K / 16];
+    uint8_t L[QK_K];
+    float w[QK_K], mins[QK_K / 16], scales[QK_K / 16];
     const float q4scale = 15.f;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < QK_K; l++) w[l] = fabsf(x[l]);
+        fit_affine_groups(QK_K / 16, 16, 3, x, w, L, scales, mins, -0.5f, 0.1f, 15, true);
         for (int g = 0; g < QK_K / 16; g++) {
-            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * g + l]);
-            scales[g] = fit_affine(16, 3, x + 16 * g, w, L + 16 * g, &mins[g], Laux, -0.5f, 0.1f, 15, true);
             if (scales[g] > max_scale) max_scale = scales[g];
             if (mins[g] > max_min) max_min = mins[g];
         }
@@ -894,16 +960,17 @@ static void q4_K_to_float(const void *restrict vx, float *restrict y, int64_t n)
 static void k45_quantize(const float *restrict x, int nmax, float rmin, int nstep,
                          uint8_t *restrict scales12, nj_half *restrict d_out,
                          nj_half *restrict dmin_out, uint8_t *restrict L) {
-    uint8_t Laux[32];
-    float w[32], mins[8], scales[8];
+    float w[QK_K], mins[8], scales[8];
     float max_scale = 0, max_min = 0;
     for (int g = 0; g < 8; g++) {
         const float *xg = x + 32 * g;
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += xg[l] * xg[l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xg[l]);
-        scales[g] = fit_affine(32, nmax, xg, w, L + 32 * g, &mins[g], Laux, rmin, 0.1f, nstep, false);
+        for (int l = 0; l < 32; l++) w[32 * g + l] = av_x + fabsf(xg[l]);
+    }
+    fit_affine_groups(8, 32, nmax, x, w, L, scales, mins, rmin, 0.1f, nstep, false);
+    for (int g = 0; g < 8; g++) {
         if (scales[g] > max_scale) max_scale = scales[g];
         if (mins[g] > max_min) max_min = mins[g];
     }
@@ -1068,10 +1135,9 @@ static void q6_K_from_float(const float *restrict x, void *restrict vy, int64_t 
     float scales[QK_K / 16];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max_scale = 0, max_abs = 0;
-        for (int g = 0; g < QK_K / 16; g++) {
-            scales[g] = fit_symmetric(16, 32, x + 16 * g, L + 16 * g);
+        fit_symmetric_groups(QK_K / 16, 16, 32, x, L, scales);
+        for (int g = 0; g < QK_K / 16; g++)
             if (fabsf(scales[g]) > max_abs) { max_abs = fabsf(scales[g]); max_scale = scales[g]; }
-        }
         if (max_abs < GROUP_EPS) {
             memset(&b[i], 0, sizeof b[i]);
             continue;
