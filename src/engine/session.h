@@ -33,7 +33,11 @@ uint64_t session_scratch_bytes(const nj_model *m, int n_batch, int n_threads);
  * position 0.  session_eval_part: evaluate ids[from, from + count) of what
  * would be one nj_session_eval(ids, n) call started at position pos - from,
  * with the same arithmetic as that call (pieces of any size, in order); the
- * logits are current once the piece reaching n has run.  Same errors as
+ * logits are current once the piece reaching n has run.  A prompt whose
+ * first k tokens the cache holds passes the whole prompt (ids, n) and
+ * from = k: a token's float order depends on its place in the call, so
+ * passing only the tail (ids + k, n - k, 0) computes other bits than the
+ * prompt from scratch.  Same errors as
  * nj_session_eval.  session_n_batch: the most tokens one forward pass takes
  * (the scratch's rows). */
 int session_prefix_len(const nj_session *s, const int32_t *ids, int n);

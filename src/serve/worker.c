@@ -949,12 +949,17 @@ static void gen_fail(nj_worker *w, slot *sl, const char *what, int rc) {
 
 /* One prompt step: `chunk` tokens, the preemption point of everything
  * below critical; a critical request (which only another critical one could
- * preempt) takes as many as one forward pass holds. */
+ * preempt) takes as many as one forward pass holds.  The pieces are those
+ * of one evaluation of the whole prompt, reused prefix included (tokens
+ * [keep + done, +c) of n_prompt): a token's float order depends on its
+ * place in the evaluation call, so only then does a prompt whose first
+ * `keep` tokens come from the cache (the last request's, or the prefix
+ * file's) compute what it would compute from scratch. */
 static void step_prompt(nj_worker *w, slot *sl) {
     const int n = sl->n_prompt - sl->keep;
     const int step = sl->r->sk.prio == WPRIO_CRITICAL ? session_n_batch(sl->sess) : w->p.chunk;
     const int c = NJ_MIN(step, n - sl->done);
-    int rc = session_eval_part(sl->sess, sl->toks + sl->keep, n, sl->done, c);
+    int rc = session_eval_part(sl->sess, sl->toks, sl->n_prompt, sl->keep + sl->done, c);
     if (rc < 0) {
         gen_fail(w, sl, "prompt evaluation", rc);
         return;
