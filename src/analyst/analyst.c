@@ -1266,7 +1266,7 @@ static void judge_cheap(analyst *a, jstate *j, bool have_model) {
     }
     j->v = v;
     j->t1 = nj_now();
-    if (!v && !j->need_model) j->rc = -ENOMEM;
+    if (!v && !j->need_model) j->rc = nj_fail(-ENOMEM, "out of memory while writing the verdict");
 }
 
 /* The model's verdict mv (taken over) decides j, unless it only agrees
@@ -1348,7 +1348,7 @@ int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *co
     for (size_t i = 0; i < n; i++) verdicts[i] = NULL;
     if (n == 0) return 0;
     jstate *js = nj_calloc(n, sizeof *js);
-    if (!js) return -ENOMEM;
+    if (!js) return nj_fail(-ENOMEM, "out of memory for the state of %zu events", n);
     bool have_model = (m && s) || a->remote;
     for (size_t i = 0; i < n; i++) {
         js[i].ev = events[i];
@@ -1377,7 +1377,8 @@ int analyst_judge_batch(analyst *a, nj_model *m, nj_session *s, const json_t *co
     char why[512] = "";
     for (size_t i = 0; i < n; i++) {
         jstate *j = &js[i];
-        if (!j->rc && (!j->v || j->need_model)) j->rc = -ENOMEM;
+        if (!j->rc && (!j->v || j->need_model))
+            j->rc = nj_fail(-ENOMEM, "out of memory while writing the verdict");
         if (j->rc) {
             if (!first) {
                 first = j->rc;
