@@ -65,6 +65,8 @@ typedef struct nj_model_desc {
     int      n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
     uint64_t n_params;
     uint64_t file_bytes;        /* size of the GGUF file */
+    uint64_t file_id;           /* hash of the file's header, metadata, tensor table and
+                                   the first 4 KiB of every tensor (prefix cache files) */
     uint64_t weight_bytes;      /* bytes of tensor data mapped */
     int      bos, eos, eot;     /* special token ids, -1 if none */
     bool     chat_template;     /* the file names a chat template nightjar knows */
@@ -72,9 +74,18 @@ typedef struct nj_model_desc {
 
 void nj_model_describe(const nj_model *m, nj_model_desc *out);
 
-/* KV element type for sessions.  f16 only today: quantized KV types are
- * added here when sessions accept them. */
-enum nj_kv_type { NJ_KV_F16 = 0 };
+/* KV element type for sessions.  f16 keeps K and V rows as IEEE halves;
+ * q8_0 and q4_0 store each row in ggml's 32-element blocks of that type
+ * (34 and 18 bytes per block: 53% and 28% of f16), quantized when written,
+ * and attention reads them as llama.cpp's CPU flash attention does (q
+ * quantized to q8_0 for the K dot products, V widened to f32).  The
+ * quantized types need head dimensions that are multiples of 32. */
+enum nj_kv_type { NJ_KV_F16 = 0, NJ_KV_Q8_0 = 1, NJ_KV_Q4_0 = 2, NJ_KV_TYPE_COUNT };
+
+/* "f16", "q8_0", "q4_0"; NULL for an unknown type. */
+const char *nj_kv_type_name(int kv_type);
+/* The type named (as nj_kv_type_name spells it, any case), or -1. */
+int nj_kv_type_from_name(const char *name);
 
 /* Bytes of tensor data in a model file, read from its header without
  * loading or mapping the weights: a caller with a memory budget can refuse
@@ -137,11 +148,36 @@ int         nj_session_truncate(nj_session *s, int pos);
 int         nj_session_eval(nj_session *s, const int32_t *ids, int n);
 /* Make the cache hold exactly ids[0..n) and leave the logits of the last:
  * the longest prefix the cache already holds is kept (its KV is reused),
- * the rest evaluated; the last token is always evaluated again.  *reused
- * (may be NULL) gets the number of tokens kept.  On failure the cache is
- * emptied. */
+ * the rest evaluated; the last token is always evaluated again.  The rest
+ * is evaluated as the tail of one call of all n tokens (the same attention
+ * paths and product orders), so the logits equal those of evaluating ids
+ * from an empty cache whenever the kept prefix was computed on the paths
+ * it takes there (always for q8_0 / q4_0 caches; for f16 when the calls
+ * that computed it were >= 64 tokens, like this one, or all < 64).
+ * *reused (may be NULL) gets the number of tokens kept.  On failure the
+ * cache is emptied. */
 int         nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused);
 const float *nj_session_logits(const nj_session *s);  /* n_vocab floats */
+/* Tokens the last nj_session_eval_reuse kept from the cache (0 if none,
+ * or if it failed): the prefix two consecutive prompts shared. */
+int         nj_session_last_reused(const nj_session *s);
+/* The ids whose KV the cache holds, [0, nj_session_pos(s)); borrowed,
+ * valid until the next call that changes the session. */
+const int32_t *nj_session_tokens(const nj_session *s);
+
+/* Prefix cache files (src/engine/kvfile.h gives the format).  Save the
+ * first n tokens of the cache (1 <= n <= pos: ids and K/V rows) to path,
+ * atomically (path.tmp, then renamed).  0 or < 0. */
+int         nj_session_save_prefix(const nj_session *s, int n, const char *path);
+/* Read a prefix file into the session, replacing what its cache held:
+ * returns the number of tokens now cached (logits are not current:
+ * nj_session_eval_reuse evaluates the last prompt token again).  A file
+ * written for another model file (size or header hash), KV type, shape or
+ * format version, one longer than the context, truncated, or whose
+ * checksums fail is rejected: < 0 with nj_last_error() saying why
+ * (NJ_EFORMAT, NJ_ECHECKSUM, NJ_EUNSUPPORTED, NJ_ESTATE, -ENOENT, ...),
+ * and the session is left empty. */
+int         nj_session_load_prefix(nj_session *s, const char *path);
 
 /* ---- sampler ---- */
 

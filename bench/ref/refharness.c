@@ -25,7 +25,8 @@
  * evaluate a prompt token by token, the decode path), --fa auto|on|off (default auto, llama.cpp's default; on the CPU backend
  * auto resolves to flash attention ENABLED — the harness reports what
  * llama.cpp chose on stderr as "refharness: flash_attn ..."), -v (llama.cpp
- * logs), --ids-file F (ids from a file instead of the command line).
+ * logs), --ids-file F (ids from a file instead of the command line),
+ * --kv f16|q8_0|q4_0 (the KV cache type, K and V alike; default f16).
  */
 #include "llama.h"
 
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
     const char *mode = argv[1], *model_path = NULL, *ids_str = NULL, *ids_file = NULL, *out = NULL;
     int n_gen = 64, threads = 2, n_ctx = 0, n_ubatch = 0;
     enum llama_flash_attn_type fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
+    enum ggml_type kv = GGML_TYPE_F16;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (usage(), ""))
@@ -109,7 +111,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-o")) out = NEXT();
         else if (!strcmp(a, "-ub")) n_ubatch = atoi(NEXT());
         else if (!strcmp(a, "-v")) verbose = 1;
-        else if (!strcmp(a, "--fa")) {
+        else if (!strcmp(a, "--kv")) {
+            const char *v = NEXT();
+            kv = !strcmp(v, "q8_0") ? GGML_TYPE_Q8_0 : !strcmp(v, "q4_0") ? GGML_TYPE_Q4_0
+               : !strcmp(v, "f16") ? GGML_TYPE_F16 : (usage(), GGML_TYPE_F16);
+        } else if (!strcmp(a, "--fa")) {
             const char *v = NEXT();
             fa = !strcmp(v, "on") ? LLAMA_FLASH_ATTN_TYPE_ENABLED
                : !strcmp(v, "off") ? LLAMA_FLASH_ATTN_TYPE_DISABLED : LLAMA_FLASH_ATTN_TYPE_AUTO;
@@ -144,6 +150,8 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.flash_attn_type = fa;
+    cp.type_k = kv;
+    cp.type_v = kv;
     if (n_ubatch > 0) cp.n_ubatch = (uint32_t)n_ubatch;
     cp.no_perf = 1;
     struct llama_context *ctx = llama_init_from_model(model, cp);

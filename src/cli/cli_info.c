@@ -1,7 +1,8 @@
 /*
- * cli_info — `nightjar info MODEL.gguf [-c CTX] [--kv f16]`: what a model
+ * cli_info — `nightjar info MODEL.gguf [-c CTX] [--kv TYPE]`: what a model
  * file is (architecture, shape, tensor types, parameter count) and what
- * running it would cost in memory.  `nightjar info --cpu` prints the CPU
+ * running it would cost in memory (and the KV cache's bytes per context
+ * size and KV type).  `nightjar info --cpu` prints the CPU
  * features and the kernel level chosen (kernels_describe()).
  */
 #include <stdio.h>
@@ -19,10 +20,10 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-        "usage: nightjar info MODEL.gguf [-c CTX] [--kv f16]\n"
+        "usage: nightjar info MODEL.gguf [-c CTX] [--kv TYPE]\n"
         "       nightjar info --cpu\n"
         "  -c CTX     context size for the memory estimate (default 4096)\n"
-        "  --kv TYPE  KV cache type for the estimate: f16\n");
+        "  --kv TYPE  KV cache type for the estimate: f16 (default), q8_0, q4_0\n");
 }
 
 static void human(char *buf, size_t cap, uint64_t b) {
@@ -45,8 +46,8 @@ int cmd_info(int argc, char **argv) {
             n_ctx = (int)v;
         } else if (!strcmp(a, "--kv") && i + 1 < argc) {
             const char *t = argv[++i];
-            if (!strcmp(t, "f16")) kv = NJ_KV_F16;
-            else { fprintf(stderr, "nightjar info: unknown KV type '%s' (supported: f16)\n", t); return 2; }
+            kv = nj_kv_type_from_name(t);
+            if (kv < 0) { fprintf(stderr, "nightjar info: unknown KV type '%s' (supported: f16, q8_0, q4_0)\n", t); return 2; }
         } else if (a[0] != '-' && !path) {
             path = a;
         } else {
@@ -124,10 +125,22 @@ int cmd_info(int argc, char **argv) {
         human(t, sizeof t, (uint64_t)m->tok_embd.rows * m->tok_embd.row_bytes);
         snprintf(b5, sizeof b5, " - token_embd %s", t);
     }
-    printf("memory        %s at context %d: file %s%s + KV f16 %s + buffers %s (+ tables)\n", b4,
-           ctx, b1, b5, b2, b3);
+    printf("memory        %s at context %d: file %s%s + KV %s %s + buffers %s (+ tables)\n", b4,
+           ctx, b1, b5, nj_kv_type_name(kv), b2, b3);
     if (m->release_embd)
         printf("              (the untied token_embd is read row by row and not kept resident)\n");
+    /* the KV cache alone, per context size and type */
+    printf("KV cache     ");
+    for (int t = 0; t < NJ_KV_TYPE_COUNT; t++) printf(" %12s", nj_kv_type_name(t));
+    printf("\n");
+    for (int c = 2048; c <= 32768 && c <= d.n_ctx_train; c *= 2) {
+        printf("  ctx %-7d", c);
+        for (int t = 0; t < NJ_KV_TYPE_COUNT; t++) {
+            human(b2, sizeof b2, model_kv_bytes(m, c, t));
+            printf(" %12s", b2);
+        }
+        printf("\n");
+    }
     nj_model_free(m);
     return 0;
 }

@@ -30,7 +30,7 @@
 static void usage(FILE *out) {
     fprintf(out,
         "usage: nightjar perf -m MODEL.gguf [-t THREADS] [-p N,N,...] [-n N,...] [-r REPS]\n"
-        "                     [-d DEPTH] [-b BATCH] [--kv f16] [--json]\n"
+        "                     [-d DEPTH] [-b BATCH] [--kv f16|q8_0|q4_0] [--json]\n"
         "  -p   prompt sizes (default 32,128,512); 0 skips prompt tests\n"
         "  -d   tokens already in the KV cache when each test starts (default 0)\n"
         "  -n   generation lengths (default 64); 0 skips generation tests\n"
@@ -108,8 +108,8 @@ int cmd_perf(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (strcmp(kv, "f16")) { fprintf(stderr, "nightjar perf: unknown KV type '%s' (supported: f16)\n", kv); return 2; }
-    int kv_type = NJ_KV_F16;
+    int kv_type = nj_kv_type_from_name(kv);
+    if (kv_type < 0) { fprintf(stderr, "nightjar perf: unknown KV type '%s' (supported: f16, q8_0, q4_0)\n", kv); return 2; }
 
     int max_tok = 1;
     for (int i = 0; i < n_pp; i++) max_tok = NJ_MAX(max_tok, pp[i]);

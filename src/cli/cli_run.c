@@ -37,6 +37,7 @@ static void usage(FILE *out) {
         "  --seed S             RNG seed (default random)\n"
         "  -t THREADS           compute threads (default 2)\n"
         "  -c CTX               context size (default 4096)\n"
+        "  --kv TYPE            KV cache type: f16 (default), q8_0 or q4_0\n"
         "  -b BATCH             prefill chunk (default 256)\n"
         "  --chat               wrap the prompt as a user message in the model's chat template\n"
         "  --system TEXT        system message for --chat\n"
@@ -190,7 +191,7 @@ int cmd_run(int argc, char **argv) {
     const char *system_msg = NULL, *schema_path = NULL;
     bool json_object = false;
     int n_runs = 1;
-    int n_predict = 128, n_threads = 2, n_ctx = 4096, n_batch = 256;
+    int n_predict = 128, n_threads = 2, n_ctx = 4096, n_batch = 256, kv_type = NJ_KV_F16;
     bool chat = false, print_ids = false, ignore_eos = false, all_logits = false, verbose = false;
     nj_sampler_params sp;
     nj_sampler_default_params(&sp);
@@ -221,6 +222,7 @@ int cmd_run(int argc, char **argv) {
         }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { NEEDV(); bad = parse_int(v, &n_threads) || n_threads < 1; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { NEEDV(); bad = parse_int(v, &n_ctx) || n_ctx < 1; }
+        else if (!strcmp(a, "--kv")) { NEEDV(); kv_type = nj_kv_type_from_name(v); bad = kv_type < 0; }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { NEEDV(); bad = parse_int(v, &n_batch) || n_batch < 1; }
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "--system")) { NEEDV(); system_msg = v; }
@@ -315,7 +317,7 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
 
-    nj_session_params ps = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads};
+    nj_session_params ps = {.n_ctx = n_ctx, .kv_type = kv_type, .n_batch = n_batch, .n_threads = n_threads};
     s = nj_session_new(m, &ps, &err);
     if (!s) {
         fprintf(stderr, "nightjar run: session: %s: %s\n", nj_strerror(err), nj_last_error());

@@ -6,12 +6,14 @@
  * nj_tokenize / nj_chat_apply / nj_chat_tokenize wrappers here only forward
  * to them.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "chat.h"
 #include "gguf.h"
 #include "grammar.h"
+#include "kvfile.h"
 #include "model.h"
 #include "platform.h"
 #include "session.h"
@@ -32,6 +34,22 @@ nj_model *nj_model_load(const char *path, const nj_model_params *p, int *err) {
     m->gf = gguf_open(path, &rc);
     if (!m->gf) goto err;
     m->file_bytes = gguf_file_size(m->gf);
+    /* The identity prefix cache files are tied to: everything before the
+     * tensor data (a few MB at most, read by the tokenizer anyway), then
+     * the first 4 KiB of every tensor, so that two files with the same
+     * metadata and shapes but other weights (a fine-tune, another
+     * quantization run) differ too.  One page per tensor, which the first
+     * forward pass touches anyway. */
+    {
+        uint64_t off = gguf_data_offset(m->gf);
+        if (off > m->file_bytes) off = m->file_bytes;
+        uint64_t id = kvfile_hash(gguf_base(m->gf), (size_t)off, m->file_bytes);
+        for (uint64_t i = 0; i < gguf_n_tensors(m->gf); i++) {
+            const gguf_tensor *t = gguf_tensor_at(m->gf, i);
+            id = kvfile_hash(t->data, t->nbytes < 4096 ? (size_t)t->nbytes : 4096, id);
+        }
+        m->file_id = id;
+    }
 
     gguf_str nm;
     if (gguf_get_str(m->gf, "general.name", &nm) == 0 && nm.len) {
@@ -101,6 +119,7 @@ void nj_model_describe(const nj_model *m, nj_model_desc *d) {
     d->n_ff = hp->n_ff;
     d->n_params = m->n_params;
     d->file_bytes = m->file_bytes;
+    d->file_id = m->file_id;
     d->weight_bytes = m->weight_bytes;
     d->chat_template = m->chat_tmpl >= 0;
     if (m->tok) {
@@ -112,6 +131,24 @@ void nj_model_describe(const nj_model *m, nj_model_desc *d) {
         d->eos = get_tok_id(m->gf, "tokenizer.ggml.eos_token_id");
         d->eot = get_tok_id(m->gf, "tokenizer.ggml.eot_token_id");
     }
+}
+
+static const char *const kv_names[NJ_KV_TYPE_COUNT] = {
+    [NJ_KV_F16] = "f16", [NJ_KV_Q8_0] = "q8_0", [NJ_KV_Q4_0] = "q4_0",
+};
+
+const char *nj_kv_type_name(int kv_type) {
+    return kv_type >= 0 && kv_type < NJ_KV_TYPE_COUNT ? kv_names[kv_type] : NULL;
+}
+
+int nj_kv_type_from_name(const char *name) {
+    if (!name) return -1;
+    for (int t = 0; t < NJ_KV_TYPE_COUNT; t++) {
+        const char *a = kv_names[t], *b = name;
+        while (*a && tolower((unsigned char)*b) == *a) a++, b++;   /* names are lower case */
+        if (!*a && !*b) return t;
+    }
+    return -1;
 }
 
 /* Resident bytes once a session of n_ctx runs: the mapped file (tensor

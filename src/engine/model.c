@@ -457,9 +457,23 @@ int model_bind_tensors(nj_model *m) {
 
 /* ---- sizes ---- */
 
+int model_kv_elem_type(int kv_type) {
+    switch (kv_type) {
+    case NJ_KV_F16:  return NJ_F16;
+    case NJ_KV_Q8_0: return NJ_Q8_0;
+    case NJ_KV_Q4_0: return NJ_Q4_0;
+    default:         return -1;
+    }
+}
+
+uint64_t model_kv_row_bytes(int kv_type, int64_t n) {
+    const int t = model_kv_elem_type(kv_type);
+    return t < 0 ? 0 : quant_row_size(t, n);
+}
+
 uint64_t model_kv_bytes(const nj_model *m, int n_ctx, int kv_type) {
     const nj_hparams *hp = &m->hp;
-    (void)kv_type;  /* f16 only for now (2 bytes per element) */
-    uint64_t per_pos = (uint64_t)hp->n_head_kv * (uint64_t)(hp->head_dim_k + hp->head_dim_v) * 2;
+    const int64_t nk = (int64_t)hp->n_head_kv * hp->head_dim_k, nv = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    const uint64_t per_pos = model_kv_row_bytes(kv_type, nk) + model_kv_row_bytes(kv_type, nv);
     return per_pos * (uint64_t)n_ctx * (uint64_t)hp->n_layer;
 }

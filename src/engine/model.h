@@ -142,6 +142,7 @@ struct nj_model {
     uint64_t     n_params;
     uint64_t     weight_bytes;    /* tensor bytes in the file */
     uint64_t     file_bytes;
+    uint64_t     file_id;         /* kvfile_hash of the bytes before the tensor data */
     /* Token trie for grammar masks (grammar.h): built on first use under
      * the grammar module's lock, immutable afterwards, owned. */
     struct gram_trie *gram_trie;
@@ -160,6 +161,13 @@ int model_load_hparams(const gguf_file *gf, nj_hparams *hp, char *arch_name, siz
 /* Bind all tensors of m->gf into m (m->hp already filled).  Checks every
  * tensor's shape and type; 0 or NJ_EFORMAT / NJ_EUNSUPPORTED / -ENOMEM. */
 int model_bind_tensors(nj_model *m);
+
+/* The tensor type (NJ_F16, NJ_Q8_0, NJ_Q4_0) a KV type stores its rows
+ * in, or -1 for an unknown KV type. */
+int model_kv_elem_type(int kv_type);
+/* Bytes of one cache row of n elements in a KV type (0 if unknown or n
+ * is not a whole number of blocks). */
+uint64_t model_kv_row_bytes(int kv_type, int64_t n);
 
 /* Bytes of KV cache for n_ctx positions (used both by the session to
  * allocate and by the memory estimate, so the two cannot drift). */

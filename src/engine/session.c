@@ -1,8 +1,9 @@
 /*
  * session — the forward pass over one sequence.
  *
- * Buffers.  nj_session_new allocates everything once: the f16 KV cache
- * (n_layer x n_ctx x n_head_kv x head_dim, K and V apart) and one 64-byte
+ * Buffers.  nj_session_new allocates everything once: the KV cache
+ * (n_layer x n_ctx x n_head_kv x head_dim, K and V apart; f16, or q8_0 /
+ * q4_0 blocks of 32 along head_dim) and one 64-byte
  * aligned scratch block carved into the activations of a chunk of n_batch
  * tokens (shapes below), the RoPE tables, the per-thread attention
  * workspaces and the matmul scratch sized for the largest product.  The
@@ -35,7 +36,15 @@
  *    GEMV order).
  *  - RoPE: ggml's rope_ext: theta = pos * base^(-2i/n_rot) computed by
  *    repeated f32 multiplication, optional frequency factors, YaRN ramp.
- *  - K and V are rounded to f16 when written to the cache.
+ *  - K and V are rounded to f16 when written to the cache (or quantized
+ *    to q8_0 / q4_0 as llama.cpp's CPU backend writes such a cache).
+ *  - A quantized cache (q8_0 / q4_0): llama.cpp rotates q, k and v by a
+ *    Walsh-Hadamard transform in blocks (fwht_rows) before the cache is
+ *    written and rotates the attention output back; ggml neither tiles
+ *    nor splits such a cache,
+ *    so every query takes the vec path below, with q quantized to q8_0,
+ *    q.k as that type's integer dot product, and the V accumulator in
+ *    f32 (V rows widened, fused multiply-adds).
  *  - Attention follows ggml's flash_attn_ext, whose path depends on the
  *    shape of llama.cpp's micro-batch (n_ubatch 512) a query falls in:
  *      * micro-batch of >= 64 queries ("tiled"): q in f32, K and V widened
@@ -92,10 +101,23 @@ struct nj_session {
     int        pos;            /* tokens in the cache */
     bool       have_logits;
     int32_t   *hist;           /* (n_ctx) the ids whose KV the cache holds, [0, pos) */
+    int        last_reused;    /* tokens the last nj_session_eval_reuse kept */
 
-    /* KV cache, f16.  Layer il, position p: k_cache + (il*n_ctx + p)*k_row. */
-    uint16_t  *k_cache, *v_cache;
+    /* KV cache.  Layer il, position p: k_cache + (il*n_ctx + p)*k_rb bytes,
+     * a row of k_row elements (all kv heads, head after head) in the KV
+     * type: f16, or q8_0 / q4_0 blocks of 32 (a head is a whole number of
+     * blocks).  Likewise V. */
+    uint8_t   *k_cache, *v_cache;
     size_t     k_row, v_row;   /* n_head_kv*head_dim_k, n_head_kv*head_dim_v */
+    size_t     k_rb, v_rb;     /* bytes of one row */
+    size_t     k_hb, v_hb;     /* bytes of one head's slice of a row */
+    bool       kv_quant;       /* q8_0 / q4_0 rather than f16 */
+    nj_from_float_fn kv_store; /* f32 row -> cache row */
+    nj_from_float_fn q_quant;  /* quantized cache: q -> the K dot's activation type */
+    nj_vec_dot_fn    k_dot;    /* quantized cache: K row . quantized q */
+    nj_to_float_fn   v_widen;  /* quantized cache: V row -> f32 */
+    size_t     qq_rb;          /* bytes of one head's quantized q */
+    int        rot_k, rot_v;   /* Hadamard rotation sizes (0: none), see fwht_rows */
 
     /* Scratch (one block).  B = n_batch, E = n_embd. */
     void      *block;
@@ -227,8 +249,16 @@ nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err) {
     }
     nj_session_params d = {0};
     if (p) d = *p;
-    if (d.kv_type != NJ_KV_F16) {
-        rc = nj_fail(NJ_EUNSUPPORTED, "KV cache type %d is not implemented (only f16)", d.kv_type);
+    const int kv_elem = model_kv_elem_type(d.kv_type);
+    if (kv_elem < 0) {
+        rc = nj_fail(NJ_EUNSUPPORTED, "unknown KV cache type %d (f16, q8_0 and q4_0 are supported)",
+                     d.kv_type);
+        goto err;
+    }
+    if (kv_elem != NJ_F16 && (m->hp.head_dim_k % 32 || m->hp.head_dim_v % 32)) {
+        rc = nj_fail(NJ_EUNSUPPORTED, "a %s KV cache needs head dimensions that are multiples of 32 "
+                     "(this model's are %d and %d); use f16", nj_kv_type_name(d.kv_type),
+                     m->hp.head_dim_k, m->hp.head_dim_v);
         goto err;
     }
     if (d.n_ctx < 0 || d.n_batch < 0 || d.n_threads < 0) {
@@ -248,9 +278,33 @@ nj_session *nj_session_new(nj_model *m, const nj_session_params *p, int *err) {
     const nj_hparams *hp = &m->hp;
     s->k_row = (size_t)hp->n_head_kv * hp->head_dim_k;
     s->v_row = (size_t)hp->n_head_kv * hp->head_dim_v;
-    size_t kv_elems = (size_t)hp->n_layer * (size_t)s->n_ctx;
-    s->k_cache = nj_malloc_aligned(kv_elems * s->k_row * sizeof(uint16_t));
-    s->v_cache = nj_malloc_aligned(kv_elems * s->v_row * sizeof(uint16_t));
+    s->k_rb = (size_t)model_kv_row_bytes(s->kv_type, (int64_t)s->k_row);
+    s->v_rb = (size_t)model_kv_row_bytes(s->kv_type, (int64_t)s->v_row);
+    s->k_hb = s->k_rb / (size_t)hp->n_head_kv;
+    s->v_hb = s->v_rb / (size_t)hp->n_head_kv;
+    s->kv_quant = kv_elem != NJ_F16;
+    /* Rows are written as llama.cpp's CPU backend writes its cache: f16
+     * by rounding, q8_0 with its x86 quantizer (the activation one,
+     * kernels' from_float), q4_0 with ggml's reference quantizer. */
+    s->kv_store = kv_elem == NJ_Q4_0 ? quant_file_quantizer(NJ_Q4_0) : kernels_traits(kv_elem)->from_float;
+    if (s->kv_quant) {
+        const nj_type_traits *kt = kernels_traits(kv_elem);
+        s->k_dot = kt->vec_dot;
+        s->v_widen = kt->to_float;
+        s->q_quant = kernels_traits(kt->vec_dot_type)->from_float;
+        s->qq_rb = quant_row_size(kt->vec_dot_type, hp->head_dim_k);
+    }
+    /* llama.cpp rotates q and k (and v and the attention output) of a
+     * quantized cache by a Walsh-Hadamard transform: k in blocks of the
+     * largest power of two >= 64 dividing head_dim_k, v in blocks of 64. */
+    if (s->kv_quant && hp->head_dim_k % 64 == 0) {
+        s->rot_k = 64;
+        while (hp->head_dim_k % (2 * s->rot_k) == 0) s->rot_k *= 2;
+    }
+    if (s->kv_quant && hp->head_dim_v % 64 == 0) s->rot_v = 64;
+    size_t kv_rows = (size_t)hp->n_layer * (size_t)s->n_ctx;
+    s->k_cache = nj_malloc_aligned(kv_rows * s->k_rb);
+    s->v_cache = nj_malloc_aligned(kv_rows * s->v_rb);
     s->hist = nj_malloc((size_t)s->n_ctx * sizeof *s->hist);
     if (!s->k_cache || !s->v_cache || !s->hist) {
         rc = nj_fail(-ENOMEM, "out of memory for a %d-token KV cache", s->n_ctx);
@@ -315,6 +369,29 @@ int nj_session_truncate(nj_session *s, int pos) {
 
 nj_model *session_model(const nj_session *s) { return s->m; }
 
+void session_kv_get(const nj_session *s, session_kv *out) {
+    out->k = s->k_cache;
+    out->v = s->v_cache;
+    out->k_rb = s->k_rb;
+    out->v_rb = s->v_rb;
+    out->n_ctx = s->n_ctx;
+    out->n_layer = s->m->hp.n_layer;
+    out->kv_type = s->kv_type;
+    out->pos = s->pos;
+    out->hist = s->hist;
+}
+
+void session_kv_set_pos(nj_session *s, int pos) {
+    assert(pos >= 0 && pos <= s->n_ctx);
+    s->pos = pos;
+    s->have_logits = false;
+    s->last_reused = 0;
+}
+
+int nj_session_last_reused(const nj_session *s) { return s->last_reused; }
+
+const int32_t *nj_session_tokens(const nj_session *s) { return s->hist; }
+
 void session_set_logits(nj_session *s, const float *row) {
     memcpy(s->logits, row, sizeof(float) * (size_t)s->m->hp.n_vocab);
     s->have_logits = true;
@@ -352,6 +429,28 @@ static void add_rows(float *y, const float *x, int rows, int n) {
 
 static void scale_rows(float *y, float s, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] *= s;
+}
+
+/* x (rows, n) = x H_n / sqrt(n) row by row: the orthonormal Walsh-Hadamard
+ * transform (Sylvester order, H_n H_n = n I) by which llama.cpp rotates q,
+ * k and v when the cache is quantized, so that an outlier dimension is
+ * spread over the block before quantization, and rotates the attention
+ * output back.  q.k is unchanged in exact arithmetic.  ggml's order: each
+ * element scaled first, then butterflies u + v, u - v of span 1, 2, 4, ...
+ * (its vector passes compute u - v as fma(v, -1, u), the same value). */
+static void fwht_rows(float *x, size_t rows, int n) {
+    const float scale = 1.0f / sqrtf((float)n);
+    for (size_t r = 0; r < rows; r++) {
+        float *y = x + r * (size_t)n;
+        for (int j = 0; j < n; j++) y[j] *= scale;
+        for (int len = 1; len < n; len <<= 1)
+            for (int i = 0; i < n; i += 2 * len)
+                for (int j = 0; j < len; j++) {
+                    const float u = y[i + j], v = y[i + len + j];
+                    y[i + j] = u + v;
+                    y[i + len + j] = u - v;
+                }
+    }
 }
 
 /* ---- RoPE ---- */
@@ -458,9 +557,16 @@ static void attn_vec_range(const nj_session *s, int il, int kvh, int gq, const f
                            float *vf) {
     const nj_hparams *hp = &s->m->hp;
     const int hk = hp->head_dim_k, hv = hp->head_dim_v;
-    const uint16_t *K = s->k_cache + (size_t)il * s->n_ctx * s->k_row + (size_t)kvh * hk;
-    const uint16_t *V = s->v_cache + (size_t)il * s->n_ctx * s->v_row + (size_t)kvh * hv;
-    ops->vec_range(hk, hv, gq, K, s->k_row, V, s->v_row, qh, a, b, scale, M, S, vkq, kf, vf);
+    const uint8_t *K = s->k_cache + ((size_t)il * s->n_ctx * s->k_rb + (size_t)kvh * s->k_hb);
+    const uint8_t *V = s->v_cache + ((size_t)il * s->n_ctx * s->v_rb + (size_t)kvh * s->v_hb);
+    if (s->kv_quant) {
+        /* qh holds the gq heads quantized (rows of qq_rb bytes) */
+        ops->vec_range_q(hk, hv, gq, s->k_dot, s->v_widen, K, s->k_rb, V, s->v_rb, qh, s->qq_rb, a,
+                         b, scale, M, S, vkq, vf);
+        return;
+    }
+    ops->vec_range(hk, hv, gq, (const uint16_t *)(const void *)K, s->k_row,
+                   (const uint16_t *)(const void *)V, s->v_row, qh, a, b, scale, M, S, vkq, kf, vf);
 }
 
 /* Chunk c of nch (nch == 1: all keys) of token t's keys, for the gq query
@@ -478,9 +584,14 @@ static void attn_vec_chunk(const attn_job *j, int t, int kvh, int c, int nch, fl
     const int lo = (L->swa && hp->n_swa > 0 && p - hp->n_swa + 1 > 0) ? p - hp->n_swa + 1 : 0;
     const int hi = p + 1;   /* keys [lo, hi) */
     float *qh = ws, *kf = qh + (size_t)gq * hk, *vf = kf + hk;
-    /* ggml converts q to the K cache's type (f16) for the dot product */
+    /* ggml converts q to the K cache's type (f16) for the dot product,
+     * or for a quantized cache to that type's activation type (q8_0) */
     const float *q = s->q + (size_t)t * hp->n_head * hk + (size_t)kvh * gq * hk;
-    for (int i = 0; i < gq * hk; i++) qh[i] = f16_round(q[i]);
+    if (s->kv_quant)
+        for (int g = 0; g < gq; g++)
+            s->q_quant(q + (size_t)g * hk, (uint8_t *)(void *)qh + (size_t)g * s->qq_rb, hk);
+    else
+        for (int i = 0; i < gq * hk; i++) qh[i] = f16_round(q[i]);
     /* ggml splits the padded cell count into nch equal chunks */
     int a = 0, b = hi;
     if (nch > 1) {
@@ -568,8 +679,9 @@ static void attn_block_tiled(const attn_job *j, int kvh, int t0, int nt, float *
     for (int r = 0; r < nr; r++) { Ms[r] = -INFINITY; Ss[r] = 0.0f; }
     memset(vkq, 0, sizeof(float) * (size_t)nr * hv);
 
-    const uint16_t *K = s->k_cache + (size_t)j->il * s->n_ctx * s->k_row + (size_t)kvh * hk;
-    const uint16_t *V = s->v_cache + (size_t)j->il * s->n_ctx * s->v_row + (size_t)kvh * hv;
+    /* (the tiled path runs on an f16 cache only) */
+    const uint16_t *K = (const uint16_t *)(const void *)s->k_cache + (size_t)j->il * s->n_ctx * s->k_row + (size_t)kvh * hk;
+    const uint16_t *V = (const uint16_t *)(const void *)s->v_cache + (size_t)j->il * s->n_ctx * s->v_row + (size_t)kvh * hv;
     const int p_first = j->p0 + t0, p_last = j->p0 + t0 + nt - 1;
     int k_lo = 0;
     if (L->swa && hp->n_swa > 0 && p_first - hp->n_swa + 1 > 0) k_lo = p_first - hp->n_swa + 1;
@@ -714,12 +826,11 @@ static void attend(nj_session *s, nj_pool *pool, attn_job *job, int il) {
     const nj_hparams *hp = &s->m->hp;
     const int nk = hp->n_head_kv * hp->head_dim_k, nv = hp->n_head_kv * hp->head_dim_v;
     const int hv = hp->head_dim_v;
-    const nj_type_traits *f16 = kernels_traits(NJ_F16);   /* F16C where the CPU has it */
-    /* cache[il][p0+t] = f16(k), f16(v) */
+    /* cache[il][p0+t] = kv_type(k), kv_type(v) */
     for (int t = 0; t < job->n; t++) {
         size_t row = (size_t)il * s->n_ctx + (size_t)(job->p0 + t);
-        f16->from_float(s->k + (size_t)t * nk, s->k_cache + row * s->k_row, nk);
-        f16->from_float(s->v + (size_t)t * nv, s->v_cache + row * s->v_row, nv);
+        s->kv_store(s->k + (size_t)t * nk, s->k_cache + row * s->k_rb, nk);
+        s->kv_store(s->v + (size_t)t * nv, s->v_cache + row * s->v_rb, nv);
     }
 
     /* att (n, n_head*hv) = softmax(q k^T * scale + mask) v */
@@ -842,7 +953,9 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     attn_job job = {.s = s, .n = n, .p0 = p0};
     {
         int n_tiled = 0;
-        for (int t = 0; t < n; t++) {
+        /* ggml tiles and splits only f16 caches; a quantized one takes
+         * the vec path for every query */
+        for (int t = 0; t < n && !s->kv_quant; t++) {
             const int i = ev0 + t;
             const int ub_start = i / LLAMA_UBATCH * LLAMA_UBATCH;
             const int ub_size = n_eval - ub_start < LLAMA_UBATCH ? n_eval - ub_start : LLAMA_UBATCH;
@@ -851,7 +964,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         job.n_tiled = n_tiled;
         job.n_vec = n - n_tiled;
         /* Vec tokens all sit in the call's last micro-batch. */
-        job.split_ok = n_eval % LLAMA_UBATCH == 1;
+        job.split_ok = n_eval % LLAMA_UBATCH == 1 && !s->kv_quant;
     }
 
     for (int il = 0; il < hp->n_layer; il++) {
@@ -876,6 +989,12 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
             if ((rc = mm_multi(s, W, Y, 3, s->xn, n, ns))) return rc;
         }
         qkv_finish(s, L, n);
+        /* quantized cache: q, k (n, ..) and v rotated in blocks */
+        if (s->rot_k) {
+            fwht_rows(s->q, (size_t)n * nq / s->rot_k, s->rot_k);
+            fwht_rows(s->k, (size_t)n * nk / s->rot_k, s->rot_k);
+        }
+        if (s->rot_v) fwht_rows(s->v, (size_t)n * nv / s->rot_v, s->rot_v);
 
         /* cache[il][p0..p0+n) = k, v;  att (n, n_head*hv) = attention */
         attend(s, s->pool, &job, il);
@@ -893,6 +1012,8 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         const mm_rows ns_o = {.first = ev0 + r0, .n_eval = n_eval, .own = false};
         const mm_rows ns_f = {.first = ev0 + r0, .n_eval = n_eval, .own = last && !out_rows};
 
+        /* rotated v: rotate the output rows back (H H = I) */
+        if (s->rot_v) fwht_rows(s->att + (size_t)r0 * no, (size_t)nr * no / s->rot_v, s->rot_v);
         /* tmp (nr, E) = att @ Wo^T (+ bo);  gemma3: rmsnorm * post_attn_norm */
         if ((rc = mm(s, &L->wo, s->att + (size_t)r0 * no, nr, s->tmp, ns_o))) return rc;
         if (L->bo) add_bias(s->tmp, L->bo, nr, E);
@@ -935,7 +1056,13 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
     return 0;
 }
 
-int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits) {
+/* session_eval_ex for ids that are the tail of a prompt of n_total tokens
+ * whose first n_total - n are already in the cache: every token takes the
+ * paths (micro-batch emulation, matmul orders) it would take if the whole
+ * prompt were evaluated in one call, so a reused prefix gives the same
+ * bits as computing everything from scratch (when the prefix itself was
+ * computed on the same paths). */
+static int eval_tail(nj_session *s, const int32_t *ids, int n, int n_total, float *all_logits) {
     if (n < 0 || (n > 0 && !ids)) return nj_fail(-EINVAL, "bad token array");
     if (n == 0) return 0;
     if (n > s->n_ctx - s->pos)
@@ -950,7 +1077,7 @@ int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits)
         const int c = n - i < s->n_batch ? n - i : s->n_batch;
         const bool final = i + c == n;
         float *rows = all_logits ? all_logits + (size_t)i * V : NULL;
-        int rc = forward_chunk(s, ids + i, c, i, n, rows, final || rows);
+        int rc = forward_chunk(s, ids + i, c, n_total - n + i, n_total, rows, final || rows);
         if (rc) return rc;
         memcpy(s->hist + s->pos, ids + i, (size_t)c * sizeof *ids);
         s->pos += c;
@@ -959,8 +1086,12 @@ int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits)
     return 0;
 }
 
+int session_eval_ex(nj_session *s, const int32_t *ids, int n, float *all_logits) {
+    return eval_tail(s, ids, n, n, all_logits);
+}
+
 int nj_session_eval(nj_session *s, const int32_t *ids, int n) {
-    return session_eval_ex(s, ids, n, NULL);
+    return eval_tail(s, ids, n, n, NULL);
 }
 
 int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused) {
@@ -970,16 +1101,21 @@ int nj_session_eval_reuse(nj_session *s, const int32_t *ids, int n, int *reused)
     while (keep < n && keep < s->pos && s->hist[keep] == ids[keep]) keep++;
     if (keep == n) keep = n - 1;   /* the last token is evaluated again for its logits */
     int rc = nj_session_truncate(s, keep);
-    if (rc == 0) rc = nj_session_eval(s, ids + keep, n - keep);
+    /* the tail takes the paths it would take in a call of all n tokens */
+    if (rc == 0) rc = eval_tail(s, ids + keep, n - keep, n, NULL);
     if (rc < 0) {
         nj_session_truncate(s, 0);   /* a failed chunk leaves no half-written prefix behind */
+        s->last_reused = 0;
         return rc;
     }
     if (reused) *reused = keep;
+    s->last_reused = keep;
     return 0;
 }
 
 /* ---- piecewise evaluation (the service's chunked prefill) ---- */
+
+void session_set_last_reused(nj_session *s, int keep) { s->last_reused = keep; }
 
 int session_prefix_len(const nj_session *s, const int32_t *ids, int n) {
     int k = 0;
@@ -1064,6 +1200,19 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
             return nj_fail(NJ_ECTX, "1 token at position %d exceeds the context of %d", u->pos, u->n_ctx);
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)
             return nj_fail(-EINVAL, "token id %d out of range [0, %d)", ids[t], hp->n_vocab);
+    }
+    /* A quantized KV cache rotates q, k, v (fwht_rows) in forward_chunk,
+     * which this path does not: such sessions step one by one (still
+     * batch-invariant, only not faster). */
+    bool rotated = false;
+    for (int t = 0; t < n; t++) rotated |= ss[t]->rot_k || ss[t]->rot_v;
+    if (rotated) {
+        for (int t = 0; t < n; t++) {
+            int rc1 = nj_session_eval(ss[t], &ids[t], 1);
+            if (rc1) return rc1;
+            memcpy(logits + (size_t)t * hp->n_vocab, ss[t]->logits, sizeof(float) * (size_t)hp->n_vocab);
+        }
+        return 0;
     }
     const int E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
     const int hk = hp->head_dim_k, hv = hp->head_dim_v, R = hp->n_rot;

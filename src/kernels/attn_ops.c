@@ -27,7 +27,7 @@ static const attn_ops ops_portable = {
     .name = "portable", .kq_tile = kq_tile_portable, .pv_tile = pv_tile_portable,
     .softmax16 = softmax16_portable, .v_mad_f16 = v_mad_f16_portable, .swiglu = swiglu_portable,
     .widen_f16 = widen_f16_portable, .geglu = geglu_portable, .dot_f16 = dot_f16_portable,
-    .vec_range = vec_range_portable,
+    .vec_range = vec_range_portable, .vec_range_q = vec_range_q_portable,
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -47,7 +47,7 @@ static const attn_ops ops_fma = {
     .name = "avx2+fma", .kq_tile = kq_tile_fma, .pv_tile = pv_tile_fma,
     .softmax16 = softmax16_fma, .v_mad_f16 = v_mad_f16_fma, .swiglu = swiglu_fma,
     .widen_f16 = widen_f16_fma, .geglu = geglu_fma, .dot_f16 = dot_f16_fma,
-    .vec_range = vec_range_fma,
+    .vec_range = vec_range_fma, .vec_range_q = vec_range_q_fma,
 };
 
 /* The same loops at 512 bits (the compiler otherwise keeps to 256-bit
@@ -72,7 +72,7 @@ static const attn_ops ops_avx512 = {
     .name = "avx512", .kq_tile = kq_tile_avx512, .pv_tile = pv_tile_avx512,
     .softmax16 = softmax16_avx512, .v_mad_f16 = v_mad_f16_avx512, .swiglu = swiglu_avx512,
     .widen_f16 = widen_f16_avx512, .geglu = geglu_avx512, .dot_f16 = dot_f16_avx512,
-    .vec_range = vec_range_avx512,
+    .vec_range = vec_range_avx512, .vec_range_q = vec_range_q_avx512,
 };
 #endif
 

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "quant.h"
+
 #define ATTN_TILE 64   /* ggml's flash-attention tile (queries and keys) */
 #define ATTN_KQ_ROWS 4 /* query rows per kq_tile call, at most */
 
@@ -60,6 +62,18 @@ typedef struct attn_ops {
     void  (*vec_range)(int hk, int hv, int gq, const uint16_t *K, size_t k_stride, const uint16_t *V,
                        size_t v_stride, const float *qh, int a, int b, float scale, float *M,
                        float *S, float *vkq, float *kf, float *vf);
+    /* The same path over a quantized cache (q8_0 / q4_0 rows), as ggml's
+     * one_chunk kernel runs it for a K type other than f16: per key the
+     * score kdot(K row, qq row of head g) * scale, with the query heads
+     * pre-quantized to kdot's activation type (qq, row stride qq_stride
+     * bytes); ggml's online softmax (libm expf); an f32 accumulator
+     * rescaled by a plain multiply and updated by fused multiply-adds of
+     * the V row widened with vdeq (once per key into vf (hv)).  K and V
+     * are byte pointers to the head's first row, strides in bytes. */
+    void  (*vec_range_q)(int hk, int hv, int gq, nj_vec_dot_fn kdot, nj_to_float_fn vdeq,
+                         const uint8_t *K, size_t k_stride, const uint8_t *V, size_t v_stride,
+                         const void *qq, size_t qq_stride, int a, int b, float scale, float *M,
+                         float *S, float *vkq, float *vf);
 } attn_ops;
 
 const attn_ops *attn_ops_get(void);

@@ -450,3 +450,37 @@ TGT static void SFX(vec_range)(int hk, int hv, int gq, const uint16_t *K, size_t
         }
     }
 }
+
+/* The vec path over a quantized cache (attn_ops.vec_range_q): the K dot
+ * products and the V widening are the kernel level's own functions
+ * (passed in, so every level's are exercised); the softmax and the f32
+ * accumulator are here.  acc *= ms is a plain multiply and acc += v * vs
+ * one fused multiply-add per element, as ggml_vec_scale_f32 and
+ * ggml_vec_mad_f32; both are element-wise, so any vector width gives the
+ * same bits. */
+TGT static void SFX(vec_range_q)(int hk, int hv, int gq, nj_vec_dot_fn kdot, nj_to_float_fn vdeq,
+                                 const uint8_t *K, size_t k_stride, const uint8_t *V,
+                                 size_t v_stride, const void *qq, size_t qq_stride, int a, int b,
+                                 float scale, float *M, float *S, float *vkq, float *vf) {
+    for (int ic = a; ic < b; ic++) {
+        const uint8_t *kr = K + (size_t)ic * k_stride;
+        vdeq(V + (size_t)ic * v_stride, vf, hv);
+        for (int g = 0; g < gq; g++) {
+            float *restrict acc = vkq + (size_t)g * hv;
+            float sc;
+            kdot(hk, &sc, kr, (const uint8_t *)qq + (size_t)g * qq_stride);
+            sc *= scale;
+            const float Mold = M[g];
+            float ms = 1.0f, vs = 1.0f;
+            if (sc > Mold) {
+                M[g] = sc;
+                ms = expf(Mold - sc);
+                for (int d = 0; d < hv; d++) acc[d] *= ms;
+            } else {
+                vs = expf(sc - Mold);
+            }
+            for (int d = 0; d < hv; d++) acc[d] = FMA(vf[d], vs, acc[d]);
+            S[g] = fma_d(S[g], ms, vs);
+        }
+    }
+}

@@ -21,7 +21,8 @@
 enum kind { K_STR, K_INT, K_SIZE, K_SECS, K_ENUM };
 
 static const char *const log_choices[] = {"error", "warn", "info", "debug", NULL};
-static const char *const kv_choices[]  = {"f16", NULL};  /* the types sessions accept */
+/* index = enum nj_kv_type */
+static const char *const kv_choices[]  = {"f16", "q8_0", "q4_0", NULL};
 static const char *const qos_choices[] = {"none", "utility", "background", NULL};
 
 typedef struct keydef {
@@ -59,7 +60,7 @@ static const keydef keys[NJ_CFG_NKEYS] = {
     [NJ_CFG_CTX_SIZE]= {"ctx_size", "CTX_SIZE", 'c', K_INT, F(ctx_size), 16, 1 << 20, NULL, 0, false,
                         "context size in tokens (default 4096)"},
     [NJ_CFG_KV_TYPE] = {"kv_type", "NIGHTJAR_KV_TYPE", 0, K_ENUM, F(kv_type), 0, 0, kv_choices, 0, false,
-                        "KV cache type: f16 (the only type sessions accept)"},
+                        "KV cache type: f16 (default), q8_0 (half the memory) or q4_0"},
     [NJ_CFG_MAX_TOKENS] = {"max_tokens", "NIGHTJAR_MAX_TOKENS", 0, K_INT, F(max_tokens), 1, 1 << 20,
                         NULL, 0, true, "max_tokens of a request that gives none (default 512)"},
     [NJ_CFG_MAX_BODY] = {"max_body", "NIGHTJAR_MAX_BODY", 0, K_SIZE, F(max_body), 1024, GiB, NULL, 0, true,
@@ -98,6 +99,10 @@ static const keydef keys[NJ_CFG_NKEYS] = {
                         "where their verdicts go: sink specs separated by ';' (docs/agent.md; default: the spool only)"},
     [NJ_CFG_SPOOL_PATH] = {"spool_path", "NIGHTJAR_SPOOL", 0, K_STR, F(spool_path), 0, 0, NULL, 0, false,
                         "the agent's spool for watched events (default <cache dir>/spool.db)"},
+
+    [NJ_CFG_PREFIX_CACHE] = {"prefix_cache", "NIGHTJAR_PREFIX_CACHE", 0, K_STR, F(prefix_cache), 0, 0, NULL, 0,
+                        false, "directory where the system prefix's KV cache is kept across restarts and "
+                        "idle unloads (default <cache dir>/prefix; off: none)"},
 };
 
 void config_defaults(nj_config *c) {

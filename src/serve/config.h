@@ -46,6 +46,8 @@ enum nj_cfg_key {
     NJ_CFG_PARALLEL, NJ_CFG_CHUNK, NJ_CFG_AGING_MS,
 
     NJ_CFG_WATCH, NJ_CFG_SINK, NJ_CFG_SPOOL_PATH,
+
+    NJ_CFG_PREFIX_CACHE,
     NJ_CFG_NKEYS
 };
 
@@ -81,6 +83,9 @@ typedef struct nj_config {
     char    *watch;            /* event sources the service follows, "KIND:PATH;KIND:PATH"; NULL: none */
     char    *sink;             /* sink specs for their verdicts, ';'-separated; NULL: spool only */
     char    *spool_path;       /* the agent's spool; NULL: <cache dir>/spool.db */
+
+    char    *prefix_cache;     /* directory of prefix cache files; NULL: <cache dir>/prefix;
+                                  "off": none */
 
     char    *config_path;      /* file that was read, NULL if none */
     unsigned char source[NJ_CFG_NKEYS];   /* NJ_SRC_* per setting */

@@ -27,6 +27,9 @@ enum nj_metric_counter {
     NJ_M_GEN_SECONDS,         /* wall time spent generating */
     NJ_M_CACHE_HITS,          /* requests that reused a cached prompt prefix */
     NJ_M_CACHE_HIT_TOKENS,    /* prompt tokens reused from the KV cache */
+    NJ_M_PREFIX_READS,        /* prefix cache files read back into a new session */
+    NJ_M_PREFIX_WRITES,       /* prefix cache files written */
+    NJ_M_PREFIX_REJECTS,      /* prefix cache files found but not used (stale, corrupt) */
     NJ_M_MODEL_LOADS,         /* model loads (start + reloads after idle) */
     NJ_M_MODEL_UNLOADS,       /* idle unloads */
     NJ_M_VERDICTS_RULE,       /* verdicts decided by a Sigma rule */

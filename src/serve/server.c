@@ -1193,12 +1193,19 @@ nj_server *server_new(const nj_config *cfg, int argc, char **argv, char *const *
     }
 
     if (!(s->metrics = metrics_new(&rc))) goto err;
+    /* prefix cache directory: the setting, else <cache dir>/prefix; "off" or "": none */
+    char prefix_dir[4096];
+    const char *pc = s->cfg.prefix_cache;
+    if (pc && (!*pc || !strcmp(pc, "off") || !strcmp(pc, "none"))) prefix_dir[0] = 0;
+    else if (pc) snprintf(prefix_dir, sizeof prefix_dir, "%s", pc);
+    else snprintf(prefix_dir, sizeof prefix_dir, "%s/prefix", platform_cache_dir());
     worker_params wp = {
         .model_path = s->cfg.model, .threads = s->cfg.threads, .ctx_size = s->cfg.ctx_size,
         .kv_type = s->cfg.kv_type, .mem_budget = s->cfg.mem_budget, .chat_template = s->cfg.chat_template,
         .idle_unload = s->cfg.idle_unload, .max_queue = s->cfg.max_queue,
         .default_max_tokens = s->cfg.max_tokens, .qos = s->cfg.qos, .parallel = s->cfg.parallel,
         .chunk = s->cfg.chunk, .aging_ms = s->cfg.aging_ms, .metrics = s->metrics,
+        .prefix_dir = prefix_dir[0] ? prefix_dir : NULL,
     };
     if (!(s->worker = worker_new(&wp, &rc))) goto err;
     {

@@ -21,7 +21,9 @@
 #include "worker.h"
 
 #include <math.h>
+#include <errno.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +38,10 @@
 #define GIB(x) ((double)(x) / (1024.0 * 1024.0 * 1024.0))
 
 enum { SLOT_FREE = 0, SLOT_PROMPT = 1, SLOT_GEN = 2, SLOT_TASK = 3 };
+
+/* Shortest shared prefix worth a file: below this, computing it again
+ * costs less than a second even on a 7B model. */
+#define WORKER_PREFIX_MIN 32
 
 /* One session and the generation running in it.  Engine thread only, but
  * for `r`, which changes under worker.mu. */
@@ -84,6 +90,10 @@ struct nj_worker {
     int             n_slots;
     int             n_vocab, n_ctx;
     int32_t        *toks;              /* tokenizer output, n_ctx + 1 */
+    char           *prefix_dir;        /* owned copy of p.prefix_dir, or NULL */
+    char            prefix_path[4096]; /* this model's prefix file ("" until loaded) */
+    int32_t        *saved_ids;         /* the prefix the file holds (saved_n ids) */
+    int             saved_n;
     char           *piece;             /* one token's text */
     size_t          piece_cap;
     uint64_t        seed_ctr;
@@ -433,6 +443,84 @@ static void unload(nj_worker *w) {
     }
 }
 
+/* ---- prefix cache file (engine thread) ---- */
+
+/* mkdir -p dir (mode 0700); 0 or -errno. */
+static int make_dirs(const char *dir) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return -ENAMETOOLONG;
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c) continue;
+        const char save = *c;
+        *c = 0;
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) return -errno;
+        *c = save;
+        if (!save) return 0;
+    }
+}
+
+/* Remember that the file holds ids[0, n). */
+static void prefix_remember(nj_worker *w, const int32_t *ids, int n) {
+    nj_free(w->saved_ids);
+    w->saved_ids = nj_malloc((size_t)n * sizeof *ids);
+    w->saved_n = w->saved_ids ? n : 0;
+    if (w->saved_ids) memcpy(w->saved_ids, ids, (size_t)n * sizeof *ids);
+}
+
+/* After a load: the file's prefix into the new session, if there is one
+ * and it matches; anything else is logged and left to be replaced. */
+static void prefix_read(nj_worker *w, const nj_model_desc *d) {
+    w->prefix_path[0] = 0;
+    if (!w->prefix_dir) return;
+    if (snprintf(w->prefix_path, sizeof w->prefix_path, "%s/%016llx-%s.njkv", w->prefix_dir,
+                 (unsigned long long)d->file_id, nj_kv_type_name(w->p.kv_type)) >= (int)sizeof w->prefix_path) {
+        NJ_WARN("prefix cache directory name too long; the prefix is not kept on disk");
+        w->prefix_path[0] = 0;
+        return;
+    }
+    double t0 = nj_now();
+    int n = nj_session_load_prefix(w->slots[0].sess, w->prefix_path);
+    if (n > 0) {
+        /* every slot starts from it: the next request may land in any */
+        for (int i = 1; i < w->n_slots; i++)
+            if (nj_session_load_prefix(w->slots[i].sess, w->prefix_path) != n)
+                NJ_WARN("prefix cache: slot %d did not take the prefix: %s", i, nj_last_error());
+        NJ_INFO("prefix cache: %d tokens read from %s in %.3f s", n, w->prefix_path, nj_now() - t0);
+        prefix_remember(w, nj_session_tokens(w->slots[0].sess), n);
+        if (w->p.metrics) metrics_add(w->p.metrics, NJ_M_PREFIX_READS, 1);
+    } else if (n == -ENOENT) {
+        NJ_DEBUG("prefix cache: no file %s yet", w->prefix_path);
+        w->saved_n = 0;
+    } else {
+        NJ_WARN("prefix cache %s not used, the prefix will be computed and the file replaced: %s",
+                w->prefix_path, nj_last_error());
+        w->saved_n = 0;
+        if (w->p.metrics) metrics_add(w->p.metrics, NJ_M_PREFIX_REJECTS, 1);
+    }
+}
+
+/* After a request: write the prefix it shared with the one before, when
+ * it is long enough and the file does not hold it (or a longer one that
+ * starts with it) already. */
+static void prefix_maybe_save(nj_worker *w, nj_session *sess) {
+    if (!sess || !w->prefix_path[0]) return;
+    const int k = nj_session_last_reused(sess);
+    if (k < WORKER_PREFIX_MIN || k > nj_session_pos(sess)) return;
+    const int32_t *ids = nj_session_tokens(sess);
+    if (k <= w->saved_n && !memcmp(ids, w->saved_ids, (size_t)k * sizeof *ids)) return;
+    double t0 = nj_now();
+    int rc = make_dirs(w->prefix_dir);
+    if (rc == 0) rc = nj_session_save_prefix(sess, k, w->prefix_path);
+    else nj_fail(rc, "cannot create %s", w->prefix_dir);
+    if (rc) {
+        NJ_WARN("prefix cache: %s", nj_last_error());
+        return;
+    }
+    NJ_INFO("prefix cache: %d tokens written to %s in %.3f s", k, w->prefix_path, nj_now() - t0);
+    prefix_remember(w, ids, k);
+    if (w->p.metrics) metrics_add(w->p.metrics, NJ_M_PREFIX_WRITES, 1);
+}
+
 /* Load the model under the memory budget.  0 or < 0 with nj_last_error(). */
 static int load(nj_worker *w) {
     double t0 = nj_now();
@@ -528,6 +616,7 @@ static int load(nj_worker *w) {
         unload(w);
         return nj_fail(-ENOMEM, "out of memory for the token buffers");
     }
+    prefix_read(w, &desc);
 
     double secs = nj_now() - t0;
     pthread_mutex_lock(&w->mu);
@@ -548,9 +637,9 @@ static int load(nj_worker *w) {
         metrics_set(w->p.metrics, NJ_M_LAST_LOAD_SECONDS, secs);
         metrics_set(w->p.metrics, NJ_M_CTX_SIZE, w->n_ctx);
     }
-    NJ_INFO("model %s loaded in %.3f s: %d slot%s of context %d (chunk %d), kv %d, estimate %.2f GiB of %.2f GiB budget",
-            desc.name, secs, w->n_slots, w->n_slots == 1 ? "" : "s", w->n_ctx, w->p.chunk, w->p.kv_type, GIB(est),
-            GIB(budget));
+    NJ_INFO("model %s loaded in %.3f s: %d slot%s of context %d (chunk %d), kv %s, estimate %.2f GiB of %.2f GiB budget",
+            desc.name, secs, w->n_slots, w->n_slots == 1 ? "" : "s", w->n_ctx, w->p.chunk,
+            nj_kv_type_name(w->p.kv_type), GIB(est), GIB(budget));
     return 0;
 }
 
@@ -611,6 +700,7 @@ static void slot_publish(nj_worker *w, slot *sl) {
 static void slot_release(nj_worker *w, slot *sl) {
     worker_req *r = sl->r;
     slot_clear_gen(sl);
+    prefix_maybe_save(w, sl->sess);
     if (w->last_stepped == sl) w->last_stepped = NULL;
     double now = nj_now();
     pthread_mutex_lock(&w->mu);
@@ -789,6 +879,7 @@ static void admit(nj_worker *w, worker_req *r) {
     int keep = session_prefix_len(sl->sess, w->toks, n);
     if (keep == n) keep = n - 1;
     nj_session_truncate(sl->sess, keep);
+    session_set_last_reused(sl->sess, keep);   /* the prefix cache's measure of sharing */
     memcpy(sl->toks, w->toks, (size_t)n * sizeof *w->toks);
     sl->n_prompt = n;
     sl->keep = keep;
@@ -858,12 +949,17 @@ static void gen_fail(nj_worker *w, slot *sl, const char *what, int rc) {
 
 /* One prompt step: `chunk` tokens, the preemption point of everything
  * below critical; a critical request (which only another critical one could
- * preempt) takes as many as one forward pass holds. */
+ * preempt) takes as many as one forward pass holds.  The pieces are those
+ * of one evaluation of the whole prompt, reused prefix included (tokens
+ * [keep + done, +c) of n_prompt): a token's float order depends on its
+ * place in the evaluation call, so only then does a prompt whose first
+ * `keep` tokens come from the cache (the last request's, or the prefix
+ * file's) compute what it would compute from scratch. */
 static void step_prompt(nj_worker *w, slot *sl) {
     const int n = sl->n_prompt - sl->keep;
     const int step = sl->r->sk.prio == WPRIO_CRITICAL ? session_n_batch(sl->sess) : w->p.chunk;
     const int c = NJ_MIN(step, n - sl->done);
-    int rc = session_eval_part(sl->sess, sl->toks + sl->keep, n, sl->done, c);
+    int rc = session_eval_part(sl->sess, sl->toks, sl->n_prompt, sl->keep + sl->done, c);
     if (rc < 0) {
         gen_fail(w, sl, "prompt evaluation", rc);
         return;
@@ -1137,6 +1233,9 @@ nj_worker *worker_new(const worker_params *p, int *err) {
     if (w->p.aging_ms < 0) w->p.aging_ms = 0;
     w->model_path = nj_strdup(p->model_path);
     w->chat_template = p->chat_template ? nj_strdup(p->chat_template) : NULL;
+    w->prefix_dir = p->prefix_dir ? nj_strdup(p->prefix_dir) : NULL;
+    if (p->prefix_dir && !w->prefix_dir) goto err;
+    w->p.prefix_dir = w->prefix_dir;
     w->piece_cap = 64;
     w->piece = nj_malloc(w->piece_cap);
     if (!w->model_path || (p->chat_template && !w->chat_template) || !w->piece) goto err;
@@ -1169,6 +1268,7 @@ err:
     if (w) {
         nj_free(w->model_path);
         nj_free(w->chat_template);
+        nj_free(w->prefix_dir);
         nj_free(w->piece);
         nj_free(w);
     }
@@ -1227,6 +1327,8 @@ void worker_free(nj_worker *w) {
     pthread_cond_destroy(&w->idle_cv);
     nj_free(w->model_path);
     nj_free(w->chat_template);
+    nj_free(w->prefix_dir);
+    nj_free(w->saved_ids);
     nj_free(w->piece);
     nj_free(w);
 }

@@ -63,6 +63,19 @@
  *   - worker_req is reference counted (submitter + engine); the last unref
  *     frees it.
  *
+ * Prefix cache on disk.  After each request the engine thread looks at the
+ * prefix the request's prompt shared with the one before it
+ * (nj_session_last_reused): when it is at least WORKER_PREFIX_MIN tokens
+ * and not already on disk, it is written (nj_session_save_prefix) to
+ * <prefix_dir>/<model file id>-<kv type>.njkv -- for the analyst that is
+ * its system prompt and rules text.  Every load (start, and reload after
+ * an idle unload) reads that file back into the new session, so the
+ * first request after either reuses the prefix instead of computing it.
+ * A file that does not match (another model file, KV type or version,
+ * truncated, corrupt) is logged, ignored, and replaced by the next write.
+ * One file per model file and KV type: the total size is bounded by the
+ * models served.
+ *
  * Idle.  With no request queued or admitted the engine thread sleeps on the
  * queue condvar.  When a model is loaded and idle_unload > 0 the sleep is a
  * timed wait until last_activity + idle_unload: one wakeup per idle period,
@@ -180,6 +193,8 @@ typedef struct worker_params {
     int         parallel;          /* slots (sessions); 0 = 2 */
     int         chunk;             /* prompt tokens per step below critical; 0 = 64 */
     int         aging_ms;          /* class rises one step per this wait; 0 = no aging */
+
+    const char *prefix_dir;        /* directory for the prefix cache file; NULL: none */
     nj_metrics *metrics;           /* borrowed, outlives the worker */
 } worker_params;
 

@@ -6,6 +6,9 @@
  *    bit for bit as one
  *    nj_session_eval of the whole prompt (preemption at chunk boundaries
  *    costs no recomputation and changes no result);
+ *  - reuse of a cached prefix computed by another prompt, then the rest
+ *    of the prompt as pieces of one evaluation of the whole prompt: the
+ *    same bits as the prompt from scratch, for every KV type;
  *  - session_decode_batch: one decode step for several sessions in one
  *    pass gives every session the logits of its own lone step, bit for bit,
  *    whatever the other rows are (batch-invariant), including rows whose
@@ -174,10 +177,83 @@ static void test_decode_batch(void **state) {
     }
 }
 
+/* The service's reuse of a cached prefix: prompt B is evaluated (one call),
+ * the cache cut back to the k tokens B shares with prompt A, and A's tail
+ * evaluated as pieces of one evaluation of the whole of A
+ * (session_eval_part(A, na, k + done, c)).  Logits and cache must equal
+ * one nj_session_eval of A from scratch, bit for bit, for every KV type:
+ * what makes greedy output with a prefix from memory or from the prefix
+ * file equal to output computed from scratch.  The tail evaluated as a call
+ * of its own (ids A + k, na - k) takes other float orders; the check that
+ * the case below is not vacuous is that this differs for some case. */
+static void test_reuse_prefix(void **state) {
+    (void)state;
+    /* {k, na, nb}: B shorter and longer than A, several passes of
+     * n_batch each */
+    static const int lens[][3] = {{40, 100, 130}, {70, 90, 75}, {33, 150, 66}, {20, 100, 40}};
+    int tail_alone_differs = 0;
+    for (size_t c = 0; c < NJ_ARRAY_LEN(cases); c++) {
+        const char *path = tmp_model(cases[c].preset, cases[c].type, "reuse.gguf");
+        int err = 0;
+        nj_model *m = nj_model_load(path, NULL, &err);
+        if (!m) fail_msg("%s: %s %s", cases[c].preset, nj_strerror(err), nj_last_error());
+        const int V = m->hp.n_vocab;
+        for (int kv = 0; kv < NJ_KV_TYPE_COUNT; kv++) {
+            for (size_t l = 0; l < NJ_ARRAY_LEN(lens); l++) {
+                const int k = lens[l][0], na = lens[l][1], nb = lens[l][2];
+                /* An f16 cache's attention takes ggml's tiled path for a
+                 * call of 64 tokens or more and the vec path below, so a
+                 * prefix computed in a shorter call holds other bits than
+                 * one computed in a longer one (llama.cpp's own prompt
+                 * cache has the same property); quantized caches always
+                 * take the vec path. */
+                if (kv == NJ_KV_F16 && (nb < 64) != (na < 64)) continue;
+                int32_t a[160], b[160];
+                for (int i = 0; i < 160; i++) {
+                    a[i] = 3 + (i * 53 + 11) % 300;
+                    b[i] = i < k ? a[i] : 5 + (i * 29 + 7) % 300;
+                }
+                nj_session_params sp = {.n_ctx = 192, .n_batch = 32, .kv_type = kv};
+                nj_session *ref = nj_session_new(m, &sp, &err), *re = nj_session_new(m, &sp, &err);
+                nj_session *alone = nj_session_new(m, &sp, &err);
+                assert_non_null(ref);
+                assert_non_null(re);
+                assert_non_null(alone);
+                assert_int_equal(nj_session_eval(ref, a, na), 0);
+                assert_int_equal(nj_session_eval(re, b, nb), 0);
+                assert_int_equal(nj_session_eval(alone, b, nb), 0);
+                assert_int_equal(session_prefix_len(re, a, na), k);
+                assert_int_equal(nj_session_truncate(re, k), 0);
+                assert_int_equal(nj_session_truncate(alone, k), 0);
+                /* pieces of 20 (the service's chunk) */
+                for (int done = 0; done < na - k; done += 20)
+                    assert_int_equal(session_eval_part(re, a, na, k + done, NJ_MIN(20, na - k - done)), 0);
+                assert_int_equal(session_eval_part(alone, a + k, na - k, 0, na - k), 0);
+                if (memcmp(nj_session_logits(re), nj_session_logits(ref), sizeof(float) * (size_t)V))
+                    fail_msg("%s type %d kv %s, prefix %d of %d from a %d-token call: logits differ from scratch",
+                             cases[c].preset, cases[c].type, nj_kv_type_name(kv), k, na, nb);
+                tail_alone_differs +=
+                    memcmp(nj_session_logits(alone), nj_session_logits(ref), sizeof(float) * (size_t)V) != 0;
+                /* the caches agree too: the next step gives the same logits */
+                int32_t next = argmax(nj_session_logits(ref), V);
+                assert_int_equal(nj_session_eval(ref, &next, 1), 0);
+                assert_int_equal(nj_session_eval(re, &next, 1), 0);
+                assert_memory_equal(nj_session_logits(re), nj_session_logits(ref), sizeof(float) * (size_t)V);
+                nj_session_free(ref);
+                nj_session_free(re);
+                nj_session_free(alone);
+            }
+        }
+        nj_model_free(m);
+    }
+    assert_true(tail_alone_differs > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_part),
         cmocka_unit_test(test_decode_batch),
+        cmocka_unit_test(test_reuse_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,14 +192,16 @@ static void check_hparams(const nj_model *m, const char *preset) {
     }
 }
 
-/* For every architecture: prompt at once == token by token == all-logits
- * rows; truncate + re-eval reproduces the logits. */
+/* For every architecture and KV type: prompt at once == token by token ==
+ * all-logits rows; truncate + re-eval reproduces the logits. */
 static void test_random_archs_consistent(void **st) {
     (void)st;
     enum { NP = 20 };
     int32_t ids[NP];
     for (int i = 0; i < NP; i++) ids[i] = 3 + (i * 37) % 400;
-    for (size_t c = 0; c < NJ_ARRAY_LEN(cases); c++) {
+    for (size_t ci = 0; ci < NJ_ARRAY_LEN(cases) * NJ_KV_TYPE_COUNT; ci++) {
+        const size_t c = ci % NJ_ARRAY_LEN(cases);
+        const int kv = (int)(ci / NJ_ARRAY_LEN(cases));
         char file[64];
         snprintf(file, sizeof file, "%s.gguf", cases[c].preset);
         const char *path = tmp_model(cases[c].preset, NJ_Q8_0, cases[c].swa, file);
@@ -208,7 +210,7 @@ static void test_random_archs_consistent(void **st) {
         if (!m) fail_msg("%s: %s %s", cases[c].preset, nj_strerror(err), nj_last_error());
         check_hparams(m, cases[c].preset);
         const int V = m->hp.n_vocab;
-        nj_session_params sp = {.n_ctx = 64, .n_batch = 7};   /* chunks of 7: 3 chunks */
+        nj_session_params sp = {.n_ctx = 64, .n_batch = 7, .kv_type = kv};   /* chunks of 7: 3 chunks */
         nj_session *a = nj_session_new(m, &sp, &err), *b = nj_session_new(m, &sp, &err);
         assert_non_null(a);
         assert_non_null(b);
@@ -224,7 +226,8 @@ static void test_random_archs_consistent(void **st) {
             const float *lg = nj_session_logits(b);
             for (int k = 0; k < V; k++) assert_false(isnan(lg[k]));
             if (memcmp(lg, all + (size_t)i * V, sizeof(float) * (size_t)V))
-                fail_msg("%s: position %d differs between batch and incremental", cases[c].preset, i);
+                fail_msg("%s, kv %s: position %d differs between batch and incremental", cases[c].preset,
+                         nj_kv_type_name(kv), i);
         }
         /* drop the last 5 and evaluate them again */
         assert_int_equal(nj_session_truncate(a, NP - 5), 0);
@@ -282,9 +285,18 @@ static void test_errors(void **st) {
     nj_model *m = nj_model_load(path, NULL, &err);
     assert_non_null(m);
 
-    nj_session_params q8 = {.n_ctx = 16, .kv_type = NJ_KV_F16 + 1};  /* no such type */
+    nj_session_params q8 = {.n_ctx = 16, .kv_type = NJ_KV_TYPE_COUNT};  /* no such type */
     assert_null(nj_session_new(m, &q8, &err));
     assert_int_equal(err, NJ_EUNSUPPORTED);
+    q8.kv_type = -1;
+    assert_null(nj_session_new(m, &q8, &err));
+    assert_int_equal(err, NJ_EUNSUPPORTED);
+    assert_int_equal(nj_kv_type_from_name("Q8_0"), NJ_KV_Q8_0);
+    assert_int_equal(nj_kv_type_from_name("q4_0"), NJ_KV_Q4_0);
+    assert_int_equal(nj_kv_type_from_name("f16"), NJ_KV_F16);
+    assert_int_equal(nj_kv_type_from_name("q8"), -1);
+    assert_int_equal(nj_kv_type_from_name("q8_0x"), -1);
+    assert_null(nj_kv_type_name(NJ_KV_TYPE_COUNT));
 
     nj_session_params sp = {.n_ctx = 16};
     nj_session *s = nj_session_new(m, &sp, &err);
@@ -362,6 +374,22 @@ static void test_mem_estimate(void **st) {
     assert_true(nj_model_mem_estimate(m, 2048, NJ_KV_F16) - est ==
                 model_kv_bytes(m, 2048, NJ_KV_F16) - model_kv_bytes(m, 1024, NJ_KV_F16));
     nj_session_free(s);
+    /* quantized types: 34 and 18 bytes per 32 elements instead of 64, and
+     * a session allocates exactly the KV bytes the estimate counts */
+    const uint64_t f16 = model_kv_bytes(m, 1024, NJ_KV_F16);
+    assert_true(model_kv_bytes(m, 1024, NJ_KV_Q8_0) * 64 == f16 * 34);
+    assert_true(model_kv_bytes(m, 1024, NJ_KV_Q4_0) * 64 == f16 * 18);
+    for (int kv = 0; kv < NJ_KV_TYPE_COUNT; kv++) {
+        before = nj_mem_in_use();
+        nj_session_params sq = {.n_ctx = 1024, .kv_type = kv};
+        s = nj_session_new(m, &sq, &err);
+        assert_non_null(s);
+        used = nj_mem_in_use() - before;
+        assert_true(nj_model_mem_estimate(m, 1024, kv) - est == model_kv_bytes(m, 1024, kv) - f16);
+        assert_true(used >= model_kv_bytes(m, 1024, kv));
+        assert_true(used - model_kv_bytes(m, 1024, kv) <= est - d.file_bytes - f16);
+        nj_session_free(s);
+    }
     nj_model_free(m);
 }
 

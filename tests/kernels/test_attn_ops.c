@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "attn_ops.h"
+#include "kernels.h"
 #include "util.h"
 #include "quant.h"
 
@@ -159,6 +160,93 @@ static void test_variants_agree(void **st) {
     }
 }
 
+/* vec_range_q over q8_0 and q4_0 caches: every kernel level's dot and
+ * widening with every attn_ops variant gives the scalar level's bits with
+ * the portable variant, and the result is softmax(q.k) v of the
+ * dequantized rows (q as quantized) within float rounding. */
+static void test_vec_range_quant(void **st) {
+    (void)st;
+    enum { GQ = 2, NKV = 2, NK = 77 };
+    static const int hds[] = {64, 128, 256};
+    static const int types[] = {NJ_Q8_0, NJ_Q4_0};
+    const attn_ops *vars[2] = {attn_ops_portable(), attn_ops_get()};
+    const nj_kernels *ks = kernels_at(NJ_KL_SCALAR);
+    for (size_t ti = 0; ti < NJ_ARRAY_LEN(types); ti++)
+        for (size_t hi = 0; hi < NJ_ARRAY_LEN(hds); hi++) {
+            const int type = types[ti], hd = hds[hi];
+            const size_t head_b = quant_row_size(type, hd), row_b = NKV * head_b;
+            const size_t qq_b = quant_row_size(NJ_Q8_0, hd);
+            uint8_t *K = malloc(row_b * NK), *V = malloc(row_b * NK), *qq = malloc(qq_b * GQ);
+            float *x = malloc(sizeof(float) * (size_t)hd * NKV), *q = malloc(sizeof(float) * (size_t)hd * GQ);
+            float *kd = malloc(sizeof(float) * (size_t)hd * NK), *vd = malloc(sizeof(float) * (size_t)hd * NK);
+            float *qd = malloc(sizeof(float) * (size_t)hd * GQ);
+            assert_true(K && V && qq && x && q && kd && vd && qd);
+            nj_from_float_fn store = type == NJ_Q8_0 ? ks->from_float[NJ_Q8_0] : quant_file_quantizer(type);
+            for (int k = 0; k < NK; k++) {
+                for (int i = 0; i < hd * NKV; i++) x[i] = frand(-2, 2) * (i % 17 == 0 ? 8.0f : 1.0f);
+                store(x, K + (size_t)k * row_b, hd * NKV);
+                for (int i = 0; i < hd * NKV; i++) x[i] = frand(-3, 3);
+                store(x, V + (size_t)k * row_b, hd * NKV);
+            }
+            for (int i = 0; i < hd * GQ; i++) q[i] = frand(-1, 1);
+            for (int g = 0; g < GQ; g++) ks->from_float[NJ_Q8_0](q + (size_t)g * hd, qq + (size_t)g * qq_b, hd);
+            /* reference operands: kv head 1's rows and the quantized q, widened */
+            for (int k = 0; k < NK; k++) {
+                ks->to_float[type](K + (size_t)k * row_b + head_b, kd + (size_t)k * hd, hd);
+                ks->to_float[type](V + (size_t)k * row_b + head_b, vd + (size_t)k * hd, hd);
+            }
+            for (int g = 0; g < GQ; g++) ks->to_float[NJ_Q8_0](qq + (size_t)g * qq_b, qd + (size_t)g * hd, hd);
+            float base[GQ * (2 + 256)];
+            int have_base = 0;
+            for (int l = 0; l < NJ_KL_COUNT; l++) {
+                const nj_kernels *kl = kernels_at(l);
+                if (!kl) continue;
+                for (int vi = 0; vi < 2; vi++) {
+                    float M[GQ], S[GQ], acc[GQ * 256], vf[256];
+                    for (int g = 0; g < GQ; g++) { M[g] = -INFINITY; S[g] = 0.0f; }
+                    memset(acc, 0, sizeof acc);
+                    /* two calls over [0, 30) and [30, NK): the running state carries over */
+                    vars[vi]->vec_range_q(hd, hd, GQ, kl->vec_dot[type], kl->to_float[type], K + head_b, row_b,
+                                          V + head_b, row_b, qq, qq_b, 0, 30, 0.125f, M, S, acc, vf);
+                    vars[vi]->vec_range_q(hd, hd, GQ, kl->vec_dot[type], kl->to_float[type], K + head_b, row_b,
+                                          V + head_b, row_b, qq, qq_b, 30, NK, 0.125f, M, S, acc, vf);
+                    float got[GQ * (2 + 256)];
+                    memcpy(got, M, sizeof M);
+                    memcpy(got + GQ, S, sizeof S);
+                    memcpy(got + 2 * GQ, acc, sizeof(float) * (size_t)GQ * hd);
+                    const size_t nb = sizeof(float) * (size_t)GQ * (2 + hd);
+                    if (!have_base) {
+                        memcpy(base, got, nb);
+                        have_base = 1;
+                        /* against softmax(q.k * scale) v in double */
+                        for (int g = 0; g < GQ; g++) {
+                            double sc[NK], mx = -1e300, sum = 0;
+                            for (int k = 0; k < NK; k++) {
+                                double d = 0;
+                                for (int i = 0; i < hd; i++) d += (double)qd[g * hd + i] * kd[(size_t)k * hd + i];
+                                sc[k] = d * 0.125;
+                                if (sc[k] > mx) mx = sc[k];
+                            }
+                            for (int k = 0; k < NK; k++) sum += exp(sc[k] - mx);
+                            for (int i = 0; i < hd; i++) {
+                                double o = 0;
+                                for (int k = 0; k < NK; k++) o += exp(sc[k] - mx) / sum * vd[(size_t)k * hd + i];
+                                const double ours = acc[g * hd + i] / S[g];
+                                if (fabs(ours - o) > 1e-4 * (1 + fabs(o)))
+                                    fail_msg("%s hd %d head %d dim %d: %g, reference %g", quant_type_name(type), hd, g,
+                                             i, ours, o);
+                            }
+                        }
+                    } else if (memcmp(got, base, nb)) {
+                        fail_msg("%s hd %d: level %s with attn_ops %s differs from scalar + portable",
+                                 quant_type_name(type), hd, kl->name, vars[vi]->name);
+                    }
+                }
+            }
+            free(K); free(V); free(qq); free(x); free(q); free(kd); free(vd); free(qd);
+        }
+}
+
 static void test_f16_round(void **st) {
     (void)st;
     for (int i = 0; i < 200000; i++) {
@@ -195,6 +283,7 @@ static void test_exp_accuracy(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_variants_agree),
+        cmocka_unit_test(test_vec_range_quant),
         cmocka_unit_test(test_f16_round),
         cmocka_unit_test(test_exp_accuracy),
     };

@@ -167,7 +167,7 @@ static void test_bad_values(void **state) {
         {"idle_unload", "5 days", "not a duration"},
         {"idle_unload", "-5", "not a duration"},
         {"log_level", "loud", "not one of: error, warn, info, debug"},
-        {"kv_type", "q8_0", "not one of: f16"},
+        {"kv_type", "q5_0", "not one of: f16, q8_0, q4_0"},
         {"bogus", "1", "unknown setting 'bogus'"},
     };
     for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
@@ -178,6 +178,18 @@ static void test_bad_values(void **state) {
             fail_msg("%s=%s: rc %d, message '%s', expected '%s'", cases[i].key, cases[i].val, rc,
                      nj_last_error(), cases[i].expect);
         assert_int_equal(c.threads, 2);   /* failed set leaves defaults */
+        config_free(&c);
+    }
+}
+
+/* Every KV type the engine has is a kv_type value, stored as its enum. */
+static void test_kv_types(void **state) {
+    (void)state;
+    for (int t = 0; t < NJ_KV_TYPE_COUNT; t++) {
+        nj_config c;
+        config_defaults(&c);
+        assert_int_equal(config_set(&c, "kv_type", nj_kv_type_name(t), NJ_SRC_FLAG), 0);
+        assert_int_equal(c.kv_type, t);
         config_free(&c);
     }
 }
@@ -348,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_env_names),
         cmocka_unit_test(test_default_file),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_kv_types),
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_flags),

