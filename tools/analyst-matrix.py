@@ -25,10 +25,17 @@ Check it against a real `nightjar eval` run of one configuration before
 trusting the others (bench/RESULTS.md records that check).
 """
 import argparse
+import importlib.util
 import json
+import os
 import sys
 
 import numpy as np
+
+_spec = importlib.util.spec_from_file_location(
+    "fit_combiner", os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit-combiner.py"))
+FC = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(FC)
 
 LABELS = ["benign", "suspicious", "malicious"]
 FEATURES = ["lp_benign", "lp_suspicious", "lp_malicious", "knn_benign", "knn_suspicious",
@@ -63,16 +70,11 @@ def decide(comb, lp, knn, have_knn, rule):
 
 
 def scores(truth, got):
+    """fit-combiner's per-class F1 and confusion, from labels."""
     conf = np.zeros((3, 3), dtype=int)
     for t, g in zip(truth, got):
         conf[t][g] += 1
-    f1 = []
-    for l in range(3):
-        tp = conf[l][l]
-        p = tp / conf[:, l].sum() if conf[:, l].sum() else 0.0
-        r = tp / conf[l].sum() if conf[l].sum() else 0.0
-        f1.append(2 * p * r / (p + r) if p + r else 0.0)
-    return float(np.mean(f1)), f1, conf
+    return FC.f1_of(conf)
 
 
 def main():

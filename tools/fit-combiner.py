@@ -83,6 +83,11 @@ def scores(rows, W, b):
     for truth, fixed, feat, floor in rows:
         got = fixed if fixed is not None else predict(W, b, feat, floor)
         conf[truth][got] += 1
+    return f1_of(conf)
+
+
+def f1_of(conf):
+    """Macro-F1, per-class F1 and the confusion matrix itself."""
     f1 = []
     for l in range(3):
         tp = conf[l][l]

@@ -9,7 +9,6 @@
  */
 #include "analyst.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -215,17 +214,6 @@ const char *analyst_data_dir(void) {
     return dir;
 }
 
-/* Whether needle occurs in hay, ASCII case ignored. */
-static bool contains_nocase(const char *hay, const char *needle) {
-    size_t n = strlen(needle);
-    for (; *hay; hay++) {
-        size_t i = 0;
-        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i])) i++;
-        if (i == n) return true;
-    }
-    return n == 0;
-}
-
 /* prompt.json's "combiner": {"features": [names in combiner_features
  * order], "weights": {label: [AV_NFEATURES numbers]}, "bias": {label: n}}.
  * The feature list is checked so a file fitted for another feature set
@@ -311,7 +299,7 @@ static int load_prompt(analyst *a, const char *pdir) {
             rc = nj_fail(NJ_EFORMAT, "%s: combiners[%zu] needs \"model\" (part of a model file name)", path, ci);
             goto out;
         }
-        if (!cmb && contains_nocase(a->model_name, for_model)) cmb = c;
+        if (!cmb && strcasestr(a->model_name, for_model)) cmb = c;
     }
     if (!cmb) cmb = json_object_get(j, "combiner");
     if (cmb && (rc = load_combiner(a, cmb, path))) goto out;
