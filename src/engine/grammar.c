@@ -1283,6 +1283,18 @@ static int trie_find(const gram_trie *t, const char *bytes, int n) {
     return -1;
 }
 
+int gram_trie_longest(const gram_trie *t, const char *bytes, int n, int32_t *id) {
+    int i = 0, end = t->n_nodes, best = 0;
+    for (int d = 0; d < n; d++) {
+        while (i < end && t->nodes[i].byte != (uint8_t)bytes[d]) i = (int)t->nodes[i].skip;
+        if (i >= end || t->nodes[i].depth != d) break;
+        if (t->nodes[i].n_tok) { best = d + 1; *id = t->toks[t->tok_off[i]]; }
+        end = (int)t->nodes[i].skip;
+        i++;
+    }
+    return best;
+}
+
 bool gram_trie_extends(gram *g, const gram_trie *t, int32_t st_after, const char *piece, int len) {
     int at = trie_find(t, piece, len);
     if (at < 0 || st_after < 0) return false;

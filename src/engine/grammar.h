@@ -159,6 +159,10 @@ int gram_mask(gram *g, const gram_trie *t, int32_t st, const uint64_t **bits, in
 /* Forget every cached mask (benchmarks measure full walks with it). */
 void gram_mask_flush(gram *g);
 
+/* The longest token whose bytes begin `bytes` (n of them): its length,
+ * and its id in *id; 0 when no token starts with bytes[0]. */
+int gram_trie_longest(const gram_trie *t, const char *bytes, int n, int32_t *id);
+
 /* Does some token strictly longer than `piece` (which it starts with) keep
  * the grammar live, given st_after = the state after `piece`?  (Used to
  * leave the last token of a forced run to the model when it could merge

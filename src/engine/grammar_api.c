@@ -168,6 +168,26 @@ static int tokens_for(nj_grammar *g, const char *text, int n, int32_t *ids, int 
                       int32_t *st_out, int32_t *st_last, int *n_all) {
     int nt = nj_tokenize(g->m, text, (size_t)n, false, false, g->tmp, FORCED_MAX_BYTES + 1);
     if (nt < 0) return nt;
+    /* The tokenizer need not give back the very bytes: text that starts
+     * inside a UTF-8 sequence (a document cut after a byte token) comes
+     * back as U+FFFD.  From the first token that differs, take the
+     * longest token of the trie at each byte instead. */
+    int off = 0, j = 0;
+    for (; j < nt && j <= FORCED_MAX_BYTES; j++) {
+        int len;
+        const char *p = gram_trie_piece(g->trie, g->tmp[j], &len);
+        if (!p || len > n - off || memcmp(p, text + off, (size_t)len) != 0) break;
+        off += len;
+    }
+    if (j < nt || off < n) {
+        nt = j;
+        while (off < n && nt <= FORCED_MAX_BYTES) {
+            int len = gram_trie_longest(g->trie, text + off, n - off, &g->tmp[nt]);
+            if (len <= 0) break;
+            off += len;
+            nt++;
+        }
+    }
     *n_all = nt;
     if (nt > FORCED_MAX_BYTES + 1) nt = FORCED_MAX_BYTES + 1;
     int32_t st = g->st, prev = st;

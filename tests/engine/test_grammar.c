@@ -661,6 +661,45 @@ static void test_forced_tokens(void **st) {
     nj_grammar_free(gr);
 }
 
+/* A document cut inside a UTF-8 sequence (the model sampled a lead byte
+ * as its own token) closes with the continuation bytes, which the
+ * tokenizer alone would turn into U+FFFD: the closer must give back
+ * tokens with exactly the bytes the grammar needs. */
+static void test_close_inside_utf8(void **st) {
+    (void)st;
+    if (!g_model) skip();
+    nj_model_desc d;
+    nj_model_describe(g_model, &d);
+    int32_t lead = -1;
+    char piece[16];
+    for (int32_t id = 0; id < d.n_vocab && lead < 0; id++)
+        if (nj_token_to_piece(g_model, id, false, piece, sizeof piece) == 1 && (unsigned char)piece[0] == 0xC3)
+            lead = id;
+    if (lead < 0) skip();   /* a vocabulary without the byte as a token */
+    int err = 0;
+    nj_grammar *gr = nj_grammar_json_object(g_model, &err);
+    assert_non_null(gr);
+    int32_t t[16];
+    int k = nj_tokenize(g_model, "{\"a\": \"", 7, false, false, t, 16);
+    assert_true(k > 0);
+    for (int i = 0; i < k; i++) assert_int_equal(nj_grammar_accept(gr, t[i]), 0);
+    assert_int_equal(nj_grammar_accept(gr, lead), 0);
+    int32_t ids[64];
+    int nc = nj_grammar_close(gr, ids, 64);
+    assert_true(nc > 0);
+    char text[64];
+    int len = 0;
+    for (int i = 0; i < nc; i++) {
+        assert_int_equal(nj_grammar_accept(gr, ids[i]), 0);
+        len += nj_token_to_piece(g_model, ids[i], false, text + len, sizeof text - (size_t)len);
+    }
+    assert_int_equal(nj_grammar_done(gr), 2);
+    assert_true(len >= 3);
+    assert_int_equal((unsigned char)text[0] & 0xC0, 0x80);   /* a continuation byte first */
+    assert_memory_equal(text + len - 2, "\"}", 2);
+    nj_grammar_free(gr);
+}
+
 static double logsumexp(const float *x, int n) {
     float mx = x[0];
     for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -826,6 +865,7 @@ int main(void) {
         cmocka_unit_test(test_sampler_equivalence),
         cmocka_unit_test(test_rejection_sampling_distribution),
         cmocka_unit_test(test_forced_tokens),
+        cmocka_unit_test(test_close_inside_utf8),
         cmocka_unit_test(test_label_scoring),
         cmocka_unit_test(test_model_alloc_failures),
         cmocka_unit_test(test_mask_speed),
