@@ -87,6 +87,7 @@ struct analyst {
     float        cw[AV_NLABELS][AV_NFEATURES];
     float        cb[AV_NLABELS];
     int          max_summary_tokens;
+    bool         exact_scoring;   /* prompt.json "label_scoring": "exact" (else "first-token") */
     char         model_name[256];
     const nj_model *tmpl_model;  /* the model tmpl_name was chosen for */
     const char   *tmpl_name;     /* its chat template when the file names none, else NULL */
@@ -97,6 +98,12 @@ struct analyst {
     json_t         *schema;         /* analyst_verdict_schema parsed (remote openai) */
     nj_kb          *kb;
     nj_kb_searcher *searcher;
+
+    /* each label's first token, for the model it was found for; ft_shared
+     * when two labels begin with the same token (then scoring is exact) */
+    const nj_model *ftmodel;
+    int32_t         first_tok[AV_NLABELS];
+    bool            ft_shared;
 
     /* grammars per label, for the model they were built on */
     const nj_model *gmodel;
@@ -282,6 +289,13 @@ static int load_prompt(analyst *a, const char *pdir) {
         json_t *b = json_object_get(bias, analyst_label_names[l]);
         a->bias[l] = json_is_number(b) ? (float)json_number_value(b) : 0.0f;
     }
+    json_t *sc = json_object_get(j, "label_scoring");
+    const char *scs = sc ? json_string_value(sc) : "exact";
+    if (!scs || (strcmp(scs, "exact") && strcmp(scs, "first-token"))) {
+        rc = nj_fail(NJ_EFORMAT, "%s: label_scoring must be \"exact\" or \"first-token\"", path);
+        goto out;
+    }
+    a->exact_scoring = !strcmp(scs, "exact");
     json_t *why = json_object_get(j, "example_why");
     a->example_why = why ? json_is_true(why) : true;
     /* the combiner fitted for this model, else the one for any model, else
@@ -865,6 +879,54 @@ static int generate_rest(analyst *a, nj_model *m, nj_session *s, int label, int 
     return 0;
 }
 
+/* The labels' log-probabilities from the current logits alone: each
+ * label's first token (the labels differ there, so under the verdict
+ * grammar that token decides the label and the rest is forced).  No
+ * forward pass.  0, or 1 when the labels share a first token for m (the
+ * caller scores exactly instead), or < 0. */
+static int first_token_scores(analyst *a, nj_model *m, nj_session *s, float *lp) {
+    if (a->ftmodel != m) {
+        a->ftmodel = m;
+        a->ft_shared = false;
+        for (int l = 0; l < AV_NLABELS; l++) {
+            int32_t t[16];
+            const char *name = analyst_label_names[l];
+            int k = nj_tokenize(m, name, strlen(name), false, false, t, 16);
+            if (k <= 0) {
+                a->ftmodel = NULL;
+                return k < 0 ? k : NJ_ESTATE;
+            }
+            a->first_tok[l] = t[0];
+            for (int o = 0; o < l; o++)
+                if (a->first_tok[o] == t[0]) a->ft_shared = true;
+        }
+        if (a->ft_shared) NJ_WARN("the verdict labels share a first token for this model; scoring them exactly");
+    }
+    if (a->ft_shared) return 1;
+    nj_model_desc d;
+    nj_model_describe(m, &d);
+    const float *lg = nj_session_logits(s);
+    float mx = lg[0];
+    for (int v = 1; v < d.n_vocab; v++) mx = lg[v] > mx ? lg[v] : mx;
+    double z = 0;
+    for (int v = 0; v < d.n_vocab; v++) z += exp((double)lg[v] - mx);
+    double lz = mx + log(z);
+    for (int l = 0; l < AV_NLABELS; l++) lp[l] = (float)(lg[a->first_tok[l]] - lz);
+    return 0;
+}
+
+/* The labels' log-probabilities into lp, the way the prompt (or the
+ * caller's override) asks.  0 or < 0. */
+static int score_labels(analyst *a, nj_model *m, nj_session *s, bool exact, float *lp) {
+    if (!exact) {
+        int rc = first_token_scores(a, m, s, lp);
+        if (rc <= 0) return rc;
+    }
+    float probs[AV_NLABELS];
+    int rc = nj_score_labels(s, analyst_label_names, AV_NLABELS, probs, lp);
+    return rc < 0 ? rc : 0;
+}
+
 /* The model's verdict (new) for ev; rule_label is the rules' floor. */
 static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev, int rule_label,
                        json_t **out) {
@@ -885,8 +947,8 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     a->st.prompt_tokens_reused += (unsigned long long)reused;
 
     float probs[AV_NLABELS], lp[AV_NLABELS];
-    rc = nj_score_labels(s, analyst_label_names, AV_NLABELS, probs, lp);
-    if (rc < 0) return rc;
+    bool exact = a->o.scoring ? a->o.scoring == ANALYST_SCORING_EXACT : a->exact_scoring;
+    if ((rc = score_labels(a, m, s, exact, lp))) return rc;
     int label = 0;
     if (a->have_combiner) {
         /* features: the label log-probabilities renormalised over the
@@ -940,6 +1002,15 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     if (a->o.explain) {
         json_t *ex = json_object_get(v, "explain");
         json_object_set_new(ex, "hidden_spans", json_integer(hidden));
+        json_object_set_new(ex, "scoring", json_string(exact ? "exact" : "first-token"));
+        if (a->o.compare_scoring) {   /* the other way too, after the verdict */
+            float lo[AV_NLABELS];
+            if ((rc = score_labels(a, m, s, !exact, lo))) {
+                json_decref(v);
+                return rc;
+            }
+            json_object_set_new(ex, "logprobs_other", json_pack("[f,f,f]", lo[0], lo[1], lo[2]));
+        }
         int gl = generated_label(a, m, s);
         if (gl < 0) {
             json_decref(v);

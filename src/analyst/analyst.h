@@ -67,6 +67,8 @@ typedef struct analyst analyst;
 enum { AV_BENIGN = 0, AV_SUSPICIOUS = 1, AV_MALICIOUS = 2, AV_NLABELS = 3 };
 extern const char *const analyst_label_names[AV_NLABELS];
 
+enum { ANALYST_SCORING_FIRST = 1, ANALYST_SCORING_EXACT = 2 };
+
 typedef struct analyst_opts {
     const char *data_dir;      /* holds rules/, kb/, prompts/; NULL: analyst_data_dir() */
     const char *rules_path;    /* extra Sigma rules (file or directory), or NULL */
@@ -81,6 +83,8 @@ typedef struct analyst_opts {
     bool        full;          /* always generate them, benign included */
     bool        explain;       /* model verdicts carry "explain": raw log-probabilities and the retrieval vote */
     int         n_examples;    /* examples per prompt; 0: the prompt's own; < 0: none */
+    int         scoring;       /* ANALYST_SCORING_*: label scoring; 0: the prompt's own */
+    bool        compare_scoring; /* explain also carries the labels scored the other way */
     int         cache_entries; /* verdict cache capacity; 0: 4096 */
     /* The model stage on another server instead of a local model
      * (remote.h): rules and the cache still run here, first. */

@@ -34,6 +34,8 @@ static void usage(FILE *out) {
         "  --no-guard         let the model read instruction-like text and comments (measuring)\n"
         "  --label-only       never generate techniques and summary\n"
         "  --full             always generate them (benign verdicts too)\n"
+        "  --examples N       labelled examples per prompt (default: the prompt's own)\n"
+        "  --scoring first-token|exact  how the labels are scored (default: the prompt's own)\n"
         "  --backend SPEC     judge on another server instead of loading a model (rules still run\n"
         "                     here): nightjar+http://HOST:PORT (another nightjar's /v1/analyze) or\n"
         "                     openai+http://HOST:PORT[/v1] (an OpenAI-compatible server, e.g.\n"
@@ -140,6 +142,13 @@ int cli_judge_option(cli_judge *j, int argc, char **argv, int *i) {
         ++*i;
     }
     else if (!strcmp(a, "--examples") && v) { j->opts.n_examples = atoi(v); ++*i; }
+    else if (!strcmp(a, "--scoring") && v) {
+        if (!strcmp(v, "first-token")) j->opts.scoring = ANALYST_SCORING_FIRST;
+        else if (!strcmp(v, "exact")) j->opts.scoring = ANALYST_SCORING_EXACT;
+        else return -1;
+        ++*i;
+    }
+    else if (!strcmp(a, "--compare-scoring")) j->opts.compare_scoring = true;
     else if ((!strcmp(a, "-t") || !strcmp(a, "-c")) && v) {
         char *e;
         long n = strtol(v, &e, 10);

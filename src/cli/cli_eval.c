@@ -28,6 +28,8 @@ static void usage(FILE *out) {
         "usage: nightjar eval [-m MODEL | --no-model] --data FILE.jsonl [options]\n"
         "  --json             one JSON object instead of tables\n"
         "  --no-rules --no-retrieval --no-guard --label-only --full --rules PATH --prompt DIR\n"
+        "  --examples N --scoring first-token|exact (as for analyze)\n"
+        "  --compare-scoring  with --dump: explain also has the labels scored the other way\n"
         "  --limit N          judge at most N lines\n"
         "  --stride K         take every K-th line (default 1)\n"
         "  --errors FILE      write the misjudged lines (with their verdicts) as JSON lines\n"

