@@ -117,6 +117,7 @@ struct analyst {
 
     /* scratch reused across events */
     rbuf          text, user, key, query, gen;
+    bool          gen_closed;     /* the last generation was closed by the budget */
     int32_t      *toks;
     int           toks_cap;
     float        *logits;
@@ -866,8 +867,10 @@ static int generate_rest(analyst *a, nj_model *m, nj_session *s, int label, int 
         if ((rc = nj_session_eval(s, batch, nf))) return rc;
         a->st.generated += (unsigned long long)nf;
     }
+    a->gen_closed = false;
     if (nj_grammar_done(g) == 0) {
         /* out of budget: close the document the shortest way */
+        a->gen_closed = true;
         int32_t close[64];
         int nc = nj_grammar_close(g, close, (int)NJ_ARRAY_LEN(close));
         if (nc < 0 || nc > (int)NJ_ARRAY_LEN(close)) return nc < 0 ? nc : NJ_ESTATE;
@@ -925,6 +928,14 @@ static int score_labels(analyst *a, nj_model *m, nj_session *s, bool exact, floa
     float probs[AV_NLABELS];
     int rc = nj_score_labels(s, analyst_label_names, AV_NLABELS, probs, lp);
     return rc < 0 ? rc : 0;
+}
+
+size_t analyst_word_cut(const char *s, size_t n) {
+    size_t cut = n;
+    while (cut > 0 && s[cut - 1] != ' ') cut--;
+    while (cut > 0 && (s[cut - 1] == ' ' || s[cut - 1] == ',' || s[cut - 1] == ';' || s[cut - 1] == ':'))
+        cut--;
+    return cut >= 16 ? cut : n;
 }
 
 /* The model's verdict (new) for ev; rule_label is the rules' floor. */
@@ -1044,7 +1055,22 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
         size_t i;
         json_t *t;
         json_array_foreach(json_object_get(doc, "techniques"), i, t) push_technique(tech, json_string_value(t));
-        json_object_set(v, "summary", json_object_get(doc, "summary"));
+        const char *sm = json_string_value(json_object_get(doc, "summary"));
+        if (a->gen_closed && sm) {
+            /* cut by the budget mid-sentence: end at the last whole word */
+            size_t n = strlen(sm), cut = analyst_word_cut(sm, n);
+            if (cut < n) {
+                char *t = nj_malloc(cut + 4);
+                if (t) {
+                    memcpy(t, sm, cut);
+                    memcpy(t + cut, "\xe2\x80\xa6", 4);   /* U+2026 and the NUL */
+                    json_object_set_new(v, "summary", json_string(t));
+                    nj_free(t);
+                    sm = NULL;
+                }
+            }
+        }
+        if (sm) json_object_set(v, "summary", json_object_get(doc, "summary"));
         json_decref(doc);
     }
     *out = v;

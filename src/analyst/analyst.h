@@ -95,6 +95,12 @@ typedef struct analyst_opts {
     int         backend_retries;    /* extra attempts after a transient failure; 0: 3, < 0: none */
 } analyst_opts;
 
+/* Where to end a summary the token budget cut off: the length up to its
+ * last whole word (trailing spaces and , ; : dropped), or n when that would
+ * leave fewer than 16 bytes or the text has no space.  The analyst then
+ * appends an ellipsis (U+2026). */
+size_t analyst_word_cut(const char *s, size_t n);
+
 /* The folder holding rules/, kb/ and prompts/: $NIGHTJAR_DATA, else
  * <exe>/../share/nightjar when it exists, else the repository root when
  * the binary runs from a build folder inside it, else ".".  Static buffer. */

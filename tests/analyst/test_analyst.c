@@ -470,6 +470,24 @@ static void test_label_scoring_modes(void **st) {
     smol_close(&x);
 }
 
+/* A summary the token budget cuts off ends at its last whole word. */
+static void test_word_cut(void **st) {
+    (void)st;
+    static const struct { const char *in; const char *want; } cases[] = {
+        {"The command opens a reverse shell to a rem", "The command opens a reverse shell to a"},
+        {"The command opens a reverse shell, and the", "The command opens a reverse shell, and"},
+        {"Reads the shadow file with a tool:  xx", "Reads the shadow file with a tool"},
+        {"short text cut", "short text cut"},                 /* under 16 bytes left: kept whole */
+        {"Averyverylongwordwithoutanyspaceatall", "Averyverylongwordwithoutanyspaceatall"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
+        size_t n = strlen(cases[i].in), k = analyst_word_cut(cases[i].in, n);
+        if (k != strlen(cases[i].want) || memcmp(cases[i].in, cases[i].want, k))
+            fail_msg("'%s': cut at %zu, want '%s'", cases[i].in, k, cases[i].want);
+    }
+}
+
 int main(void) {
     event_init();
     const struct CMUnitTest tests[] = {
@@ -484,6 +502,7 @@ int main(void) {
         cmocka_unit_test(test_rule_floor_and_injection),
         cmocka_unit_test(test_combiner_per_model),
         cmocka_unit_test(test_label_scoring_modes),
+        cmocka_unit_test(test_word_cut),
     };
     return cmocka_run_group_tests_name("analyst", tests, NULL, NULL);
 }
