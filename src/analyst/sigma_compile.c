@@ -1069,6 +1069,189 @@ static int cond_alts(const sj_rule *r, const sj_cond *c, alts *out) {
     }
 }
 
+/* ---- the literal prefilter (sigma_int.h) --------------------------------
+ *
+ * A condition is turned into a conjunction (CNF) of at most LG_MAX groups,
+ * each an OR of literals: every event the condition matches has, in each
+ * group, a literal that occurs in its field (case folded).  Keeping fewer
+ * groups, or a group with more literals, only weakens the filter, so every
+ * step may drop groups.  An item gives one group (the literal of each of its
+ * values, or nothing if one value has none: null, exists, numbers, cidr,
+ * fieldref, "*", a regex without a literal); with |all, one group per value.
+ * AND concatenates; OR distributes ((a & b) | c = (a | c) & (b | c)); NOT
+ * and "0 of" give nothing.  The work happens in a scratch arena; the result
+ * is copied into the rule's. */
+
+#define LG_MAX  4        /* groups kept per condition */
+#define LG_LITS 4096     /* literals per group (a bigger group is dropped) */
+
+typedef struct lgrp { int n; int score; sj_lit *l; } lgrp;
+typedef struct lcnf { int n; lgrp g[LG_MAX]; } lcnf;
+typedef struct lstate { sj_arena tmp; int oom; } lstate;
+
+/* How likely a literal of length N occurs by chance (smaller is rarer). */
+static int lit_weight(uint32_t n) { return n >= 4 ? 1 : n == 3 ? 4 : n == 2 ? 16 : 64; }
+
+/* The literal of value V that its matches need in FIELD (the longest
+ * piece), lower-cased into the scratch arena; 0 when V has none. */
+static int val_lit(lstate *ls, const sj_val *v, int field, sj_lit *out) {
+    if ((v->kind != V_GLOB && v->kind != V_RE) || v->nseg == 0) return 0;
+    const sj_seg *best = &v->seg[0];
+    for (uint32_t i = 1; i < v->nseg; i++) if (v->seg[i].n > best->n) best = &v->seg[i];
+    if (best->n == 0) return 0;
+    char *s = sj_alloc(&ls->tmp, best->n);
+    if (!s) { ls->oom = 1; return 0; }
+    for (uint32_t i = 0; i < best->n; i++) {
+        unsigned char ch = (unsigned char)best->s[i];
+        s[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    out->field = field;
+    out->n = best->n;
+    out->s = s;
+    return 1;
+}
+
+/* Add group G to C, keeping the LG_MAX rarest. */
+static void cnf_add(lcnf *c, const lgrp *g) {
+    if (g->n <= 0 || g->n > LG_LITS) return;
+    if (c->n < LG_MAX) { c->g[c->n++] = *g; return; }
+    int worst = 0;
+    for (int i = 1; i < c->n; i++) if (c->g[i].score > c->g[worst].score) worst = i;
+    if (g->score < c->g[worst].score) c->g[worst] = *g;
+}
+
+static void cnf_and(lcnf *c, const lcnf *d) {
+    for (int i = 0; i < d->n; i++) cnf_add(c, &d->g[i]);
+}
+
+/* C = C | D. */
+static void cnf_or(lstate *ls, lcnf *c, const lcnf *d) {
+    lcnf r = {0};
+    for (int i = 0; i < c->n; i++)
+        for (int j = 0; j < d->n; j++) {
+            const lgrp *a = &c->g[i], *b = &d->g[j];
+            if (a->n + b->n > LG_LITS) continue;
+            lgrp u = {a->n + b->n, a->score + b->score, sj_alloc(&ls->tmp, sizeof(sj_lit) * (size_t)(a->n + b->n))};
+            if (!u.l) { ls->oom = 1; continue; }
+            memcpy(u.l, a->l, sizeof(sj_lit) * (size_t)a->n);
+            memcpy(u.l + a->n, b->l, sizeof(sj_lit) * (size_t)b->n);
+            cnf_add(&r, &u);
+        }
+    *c = r;
+}
+
+static void item_cnf(lstate *ls, const sj_item *it, lcnf *out) {
+    out->n = 0;
+    if (it->nval <= 0) return;
+    lgrp g = {0, 0, sj_alloc(&ls->tmp, sizeof(sj_lit) * (size_t)it->nval)};
+    if (!g.l) { ls->oom = 1; return; }
+    for (int i = 0; i < it->nval; i++) {
+        sj_lit *l = &g.l[g.n];
+        if (!val_lit(ls, &it->val[i], it->field, l)) {
+            if (it->all) continue;          /* the other values are needed all the same */
+            return;
+        }
+        if (it->all) {
+            lgrp one = {1, lit_weight(l->n), l};
+            cnf_add(out, &one);
+        } else {
+            g.score += lit_weight(l->n);
+        }
+        g.n++;
+    }
+    if (!it->all) cnf_add(out, &g);
+}
+
+static void sel_cnf(lstate *ls, const sj_sel *s, lcnf *out) {
+    out->n = 0;
+    for (int m = 0; m < s->nmap; m++) {
+        lcnf mc = {0}, ic;
+        for (int i = 0; i < s->map[m].nitem; i++) {
+            item_cnf(ls, &s->map[m].item[i], &ic);
+            cnf_and(&mc, &ic);
+        }
+        if (m == 0) *out = mc;
+        else cnf_or(ls, out, &mc);
+        if (out->n == 0) return;
+    }
+}
+
+static void cond_cnf(lstate *ls, const sj_rule *r, const sj_cond *c, lcnf *out, int depth) {
+    out->n = 0;
+    if (depth > MAX_COND_DEPTH) return;
+    lcnf k;
+    switch (c->op) {
+    case C_SEL:
+        sel_cnf(ls, &r->sel[c->sel], out);
+        return;
+    case C_AND: case C_NOF:
+        if (c->op == C_NOF && c->n <= 0) return;
+        if (c->op == C_AND || c->n >= c->nkid) {      /* all of them */
+            for (int i = 0; i < c->nkid; i++) {
+                cond_cnf(ls, r, c->kid[i], &k, depth + 1);
+                cnf_and(out, &k);
+            }
+            return;
+        }
+        /* some of them: at least one */
+        for (int i = 0; i < c->nkid; i++) {
+            cond_cnf(ls, r, c->kid[i], &k, depth + 1);
+            if (i == 0) *out = k;
+            else cnf_or(ls, out, &k);
+            if (out->n == 0) return;
+        }
+        return;
+    case C_OR:
+        for (int i = 0; i < c->nkid; i++) {
+            cond_cnf(ls, r, c->kid[i], &k, depth + 1);
+            if (i == 0) *out = k;
+            else cnf_or(ls, out, &k);
+            if (out->n == 0) return;
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+static int cmp_grp(const void *a, const void *b) {
+    const lgrp *x = a, *y = b;
+    return (x->score > y->score) - (x->score < y->score);
+}
+
+/* Derive R's literal prefilter (r->nlgroup, lgn, lit).  -ENOMEM or 0. */
+static int set_lits(sj_rule *r) {
+    lstate ls = {{NULL}, 0};
+    lcnf c;
+    cond_cnf(&ls, r, r->cond, &c, 0);
+    int rc = 0;
+    if (ls.oom) { rc = -ENOMEM; goto out; }
+    qsort(c.g, (size_t)c.n, sizeof c.g[0], cmp_grp);      /* rarest group first */
+    int total = 0;
+    for (int i = 0; i < c.n; i++) total += c.g[i].n;
+    r->nlgroup = 0;
+    if (c.n == 0) goto out;
+    r->lgn = sj_alloc(&r->arena, sizeof(int) * (size_t)c.n);
+    r->lit = sj_alloc(&r->arena, sizeof(sj_lit) * (size_t)total);
+    if (!r->lgn || !r->lit) { rc = -ENOMEM; goto out; }
+    int w = 0;
+    for (int i = 0; i < c.n; i++) {
+        r->lgn[i] = c.g[i].n;
+        for (int j = 0; j < c.g[i].n; j++) {
+            const sj_lit *l = &c.g[i].l[j];
+            char *s = sj_strndup(&r->arena, l->s, l->n);
+            if (!s) { rc = -ENOMEM; goto out; }
+            r->lit[w].field = l->field;
+            r->lit[w].n = l->n;
+            r->lit[w++].s = s;
+        }
+    }
+    r->nlgroup = c.n;
+out:
+    sj_arena_free(&ls.tmp);
+    return rc;
+}
+
 static void set_pre(sj_rule *r) {
     const sj_item *best = NULL;
     int score = 1 << 30;
@@ -1184,5 +1367,5 @@ int sj_compile(sigma_rules *rs, sj_rule *r, void *docp, char *why, size_t whylen
     if (c->oom) return -ENOMEM;
     if (!r->cond || c->skipped) { if (!c->skipped) skip(c, "bad condition"); return 1; }
     set_pre(r);
-    return 0;
+    return set_lits(r);
 }

@@ -64,6 +64,7 @@ typedef struct fval {
     int8_t st;              /* 0 not fetched, 1 absent, 2 present */
     int8_t lo_tried;
     int8_t bg_tried;
+    int8_t at;              /* atoms: 0 not looked for, 1 found (bits set), 2 cannot say */
     const uint64_t *bg;     /* bigrams present in lo (SJ_BG_BITS bits), or NULL */
 } fval;
 
@@ -79,6 +80,7 @@ typedef struct mstate {
     unsigned char *arena;
     int nbg;
     uint64_t bgs[BG_MAX][SJ_BG_BITS / 64];
+    uint64_t groups[SJ_GROUP_MAX / 64]; /* literal groups with an atom found so far */
 } mstate;
 
 static const unsigned char fold[256] = {
@@ -352,6 +354,64 @@ static int alt_present(mstate *m, const sj_pre *pre) {
     return 0;
 }
 
+/* Find every atom of field FID (< FC_MAX) in its value: one pass over the
+ * folded value; at each position, each prefix length K that the field's
+ * atoms use gives a (field, K, bytes) hash, tested against the rule set's
+ * filter, and only on a filter hit is the chain of candidate atoms walked
+ * and each candidate compared in full.  A value that cannot be folded (the
+ * per-call buffer is full) sets at = 2: every atom counts as present. */
+static void scan_atoms(mstate *m, int fid) {
+    const sigma_rules *rs = m->rs;
+    fval *f = field(m, fid);
+    f->at = 1;
+    if (f->st != 2) return;                /* absent: no literal is there */
+    const char *lo = lower(m, f);
+    if (!lo) { f->at = 2; return; }
+    const unsigned char *v = (const unsigned char *)lo;
+    unsigned km = rs->fieldk[fid];
+    uint32_t n = f->n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t left = n - i;
+        for (unsigned k = 1; k <= 4; k++) {
+            if (!((km >> (k - 1)) & 1)) continue;
+            if (k > left) break;
+            uint32_t key = sj_key(v + i, k);
+            uint32_t h = sj_atom_hash(fid, k, key);
+            uint32_t fb = h >> 16;
+            if (!((rs->afilter[fb >> 6] >> (fb & 63)) & 1)) continue;
+            for (int a = rs->ahead[h & rs->ahmask]; a >= 0; a = rs->atom[a].next) {
+                const sj_atom *at = &rs->atom[a];
+                if (at->field != fid || at->k != k || at->key != key || at->n > left) continue;
+                if (at->n > k && memcmp(v + i + k, at->s + k, at->n - k)) continue;
+                for (int o = at->occ; o >= 0; o = rs->occ[o].next) {
+                    int g = rs->occ[o].group;
+                    m->groups[g >> 6] |= (uint64_t)1 << (g & 63);
+                }
+            }
+        }
+    }
+}
+
+/* The literal prefilter P (in sigma_rules.gdata, see sj_pre.groups): has every group an atom present?
+ * A group's fields are scanned first (once per call); a field that cannot
+ * be scanned, or lies past the cache, counts as holding every atom. */
+static int groups_ok(mstate *m, const int *p) {
+    int ng = *p++;
+    for (int g = 0; g < ng; g++) {
+        int gid = p[0], nf = p[1], sure = 0;
+        for (int k = 0; k < nf; k++) {
+            int fid = p[2 + k];
+            if (fid >= FC_MAX) { sure = 1; continue; }
+            fval *f = &m->f[fid];
+            if (!f->at) scan_atoms(m, fid);
+            if (f->at == 2) sure = 1;
+        }
+        if (!sure && !((m->groups[gid >> 6] >> (gid & 63)) & 1)) return 0;
+        p += 2 + nf;
+    }
+    return 1;
+}
+
 /* Does bucket B's logsource fit the event?  See sigma.h for the rules. */
 static int fits(const sj_bucket *b, const sigma_event_view *ev) {
     if (b->product[0] && ev->product && strcmp(b->product, ev->product)) return 0;
@@ -382,6 +442,7 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
     m.md = NULL;
     m.arena = arena;
     m.nbg = 0;
+    memset(m.groups, 0, sizeof(uint64_t) * (size_t)((rs->ngroup + 63) / 64));
     int total = 0, written = 0, buckets = 0;
     for (int b = 0; b < rs->nbucket; b++) {
         const sj_bucket *bk = &rs->bucket[b];
@@ -391,12 +452,17 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
             const sj_pre *pre = &bk->pre[i];
             if (sj_no_prefilter) {
                 /* evaluate every rule */
-            } else if (pre->field >= 0) {
-                /* The rule's necessary anchored item, from the flat array. */
-                if (!ends_fit(pre->has_first, pre->first, pre->has_last, pre->last, field(&m, pre->field)))
+            } else {
+                /* The rule's necessary anchored item, from the flat array;
+                 * then its literals (or, without, the bigram alternatives). */
+                if (pre->field >= 0 &&
+                    !ends_fit(pre->has_first, pre->first, pre->has_last, pre->last, field(&m, pre->field)))
                     continue;
-            } else if (pre->nalt && !alt_present(&m, pre)) {
-                continue;
+                if (pre->groups >= 0) {
+                    if (!groups_ok(&m, rs->gdata + pre->groups)) continue;
+                } else if (pre->field < 0 && pre->nalt && !alt_present(&m, pre)) {
+                    continue;
+                }
             }
             const sj_rule *r = rs->rule[bk->rules[i]];
             if (!cond(&m, r, r->cond)) continue;
