@@ -179,6 +179,10 @@ static int atom_of(sigma_rules *rs, int field, const char *s, uint32_t n) {
     uint32_t fb = h >> 16;                   /* filter bit: other bits than the chain's */
     rs->afilter[fb >> 6] |= (uint64_t)1 << (fb & 63);
     rs->fieldk[field] |= (uint8_t)(1u << (k - 1));
+    if (n >= 2) {
+        unsigned pr = (unsigned char)s[0] | (unsigned)(unsigned char)s[1] << 8;
+        rs->apair[pr >> 6] |= (uint64_t)1 << (pr & 63);
+    }
     return rs->natom++;
 }
 

@@ -372,9 +372,16 @@ static void scan_atoms(mstate *m, int fid) {
     uint32_t n = f->n;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t left = n - i;
-        for (unsigned k = 1; k <= 4; k++) {
+        unsigned k = 1;
+        if (!(km & 1)) {
+            /* No one-byte atoms here: the pair filter rules most places out. */
+            if (left < 2) break;
+            unsigned pr = v[i] | (unsigned)v[i + 1] << 8;
+            if (!((rs->apair[pr >> 6] >> (pr & 63)) & 1)) continue;
+            k = 2;
+        }
+        for (; k <= 4 && k <= left; k++) {
             if (!((km >> (k - 1)) & 1)) continue;
-            if (k > left) break;
             uint32_t key = sj_key(v + i, k);
             uint32_t h = sj_atom_hash(fid, k, key);
             uint32_t fb = h >> 16;

@@ -64,6 +64,8 @@ typedef struct sj_val {
     sj_seg *seg;              /* V_GLOB literal pieces between '*'; V_RE: one
                                  literal every match contains (nseg 0: none) */
     pcre2_code *re;           /* V_RE (also globs with '?' or windash) */
+    uint32_t nneed;           /* V_RE: literals of which every match contains */
+    sj_seg *need;             /* one (lower-cased; nneed 0: none known) */
     int jit;                  /* re was JIT-compiled */
     struct sj_val *next_re;   /* chain of values owning a pcre2_code */
     double num;               /* V_NUM */
@@ -212,6 +214,7 @@ struct sigma_rules {
     int capfieldk;
     sj_arena atom_arena;
     uint64_t afilter[SJ_AFILTER_BITS / 64];
+    uint64_t apair[65536 / 64];    /* first two bytes of atoms of 2+ bytes (any field) */
 };
 
 /* Field index for NAME, adding it.  Negative code on OOM. */
