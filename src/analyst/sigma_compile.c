@@ -239,7 +239,7 @@ static size_t re_literal(const char *p, size_t n, uint32_t opts, char *best, siz
             if (i + 1 >= n) return 0;
             unsigned char e = (unsigned char)p[i + 1];
             if (e == 'Q' || e == 'E') return 0;
-            if (!isalnum(e)) lit = e;           /* escaped punctuation is itself */
+            if (!isalnum(e) && e < 0x80) lit = e;   /* escaped punctuation is itself */
             w = 2;
             if (e == 'x' || e == 'o' || e == 'p' || e == 'P' || e == 'N' || e == 'g' || e == 'k' || e == 'c') {
                 END_RUN();                      /* complex escapes: stop reading */
@@ -272,6 +272,8 @@ static size_t re_literal(const char *p, size_t n, uint32_t opts, char *best, siz
             w = j - i + 1;
         } else if (ch == '|') {
             return 0;
+        } else if (ch >= 0x80) {
+            END_RUN();                          /* non-ASCII: caseless matching goes beyond ASCII folding */
         } else if (!strchr(".^$*+?{)", ch)) {
             lit = ch;
         }

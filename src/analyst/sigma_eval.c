@@ -65,6 +65,7 @@ typedef struct fval {
     int8_t lo_tried;
     int8_t bg_tried;
     int8_t at;              /* atoms: 0 not looked for, 1 found (bits set), 2 cannot say */
+    int8_t hi;              /* lo made and the value has a non-ASCII byte */
     const uint64_t *bg;     /* bigrams present in lo (SJ_BG_BITS bits), or NULL */
 } fval;
 
@@ -120,7 +121,13 @@ static const char *lower(mstate *m, fval *f) {
     f->lo_tried = 1;
     if (f->n > LO_BUF - m->loused) return NULL;
     char *d = m->lo + m->loused;
-    for (uint32_t i = 0; i < f->n; i++) d[i] = (char)fold[(unsigned char)f->v[i]];
+    unsigned hi = 0;
+    for (uint32_t i = 0; i < f->n; i++) {
+        unsigned char c = (unsigned char)f->v[i];
+        hi |= c;
+        d[i] = (char)fold[c];
+    }
+    f->hi = (int8_t)(hi >> 7);
     m->loused += f->n;
     f->lo = d;
     return d;
@@ -256,8 +263,10 @@ static int value(mstate *m, const sj_val *v, fval *f) {
     }
     case V_RE:
         if (v->nseg && !sj_no_prefilter) {     /* literal every match contains */
+            /* Not for non-ASCII values: a caseless regex matches 'k' to
+             * U+212A and 's' to U+017F, which ASCII folding does not. */
             const char *lo = lower(m, f);
-            if (lo && !glob(v, lo, f->n, 1, bigrams(m, f))) return 0;
+            if (lo && !f->hi && !glob(v, lo, f->n, 1, bigrams(m, f))) return 0;
         }
         return regex(m, v, f->v, f->n);
     case V_CIDR: return cidr(v, f);
@@ -348,7 +357,7 @@ static int alt_present(mstate *m, const sj_pre *pre) {
     for (int k = 0; k < pre->nalt; k++) {
         fval *f = field(m, pre->alt_field[k]);
         if (f->st != 2) continue;
-        const uint64_t *bg = lower(m, f) ? bigrams(m, f) : NULL;
+        const uint64_t *bg = lower(m, f) && !f->hi ? bigrams(m, f) : NULL;
         if (!bg || (has_bg(bg, pre->alt_bg[k][0]) && has_bg(bg, pre->alt_bg[k][1]))) return 1;
     }
     return 0;
@@ -366,7 +375,9 @@ static void scan_atoms(mstate *m, int fid) {
     f->at = 1;
     if (f->st != 2) return;                /* absent: no literal is there */
     const char *lo = lower(m, f);
-    if (!lo) { f->at = 2; return; }
+    /* A non-ASCII value: regex literals cannot be trusted there (a caseless
+     * 'k' matches U+212A), so every atom counts as present. */
+    if (!lo || f->hi) { f->at = 2; return; }
     const unsigned char *v = (const unsigned char *)lo;
     unsigned km = rs->fieldk[fid];
     uint32_t n = f->n;
