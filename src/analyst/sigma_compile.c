@@ -16,8 +16,10 @@
  *   - base64 / base64offset are encoded here and matched case-sensitively.
  * Last, set_pre derives the rule's prefilter (sj_pre): the cheapest test
  * every match must pass, so the matcher can drop most rules without walking
- * them.  Unsupported features skip the rule with a one-sentence reason;
- * nothing here fails except on out-of-memory.
+ * them; and set_lits the literals every match needs (groups of (field,
+ * literal), see sigma_int.h), with re_need giving a regex's literal set.
+ * Unsupported features skip the rule with a one-sentence reason; nothing
+ * here fails except on out-of-memory.
  *
  * Untrusted input: a rule file may come from anywhere.  YAML aliases may make
  * a small document expand into a huge tree, so the walk counts values and

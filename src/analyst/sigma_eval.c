@@ -8,12 +8,20 @@
  * the matcher falls back to comparing with on-the-fly folding: slower, same
  * answer.  Only rules of logsource buckets that fit the event are tried.
  * Each rule first meets its prefilter (sj_pre, in a flat array per bucket):
- * a first/last byte test of a necessary anchored item, or "one of these
- * literals must be there" tested against a bigram set of the field, made
- * once per field and call.  Survivors have their condition tree walked with
+ * a first/last byte test of a necessary anchored item, then its literal
+ * groups (sigma_int.h): the first time a rule needs a field, one pass over
+ * the folded value finds every atom of that field of the whole rule set
+ * (a pair filter, then a hash of the first 1-4 bytes, then a full compare)
+ * and marks the groups those atoms are in, so each later rule costs a bit
+ * test per group however many literals it has.  A rule without literal
+ * groups falls back to "one of these literals" tested against a bigram set
+ * of the field.  Survivors have their condition tree walked with
  * short-circuit AND/OR; map items were sorted at load time so cheap anchored
  * checks run before substring searches and regexes, and each regex with a
  * literal every match contains checks that literal with memmem first.
+ * Values with a non-ASCII byte skip the literal tests taken from regexes
+ * (a caseless regex folds more than ASCII: 'k' also matches U+212A): the
+ * filters only ever save work, never change an answer.
  *
  * Regexes need a pcre2_match_data.  Creating one allocates, so the match
  * general context of the rule set hands out memory from a per-call stack

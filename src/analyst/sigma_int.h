@@ -120,7 +120,8 @@ typedef struct sj_cond {
  * Either (field >= 0) an item every match must satisfy whose values are all
  * anchored globs, as first/last byte sets (see sj_item); or (nalt > 0) a
  * list of alternatives of which every match needs one: a field and a pair of
- * bigrams of a literal in it.  Neither: the rule is always evaluated. */
+ * bigrams of a literal in it (used only when the rule has no literal groups,
+ * see groups below).  None of these: the rule is always evaluated. */
 #define SJ_ALT_MAX 8
 typedef struct sj_pre {
     int field;
