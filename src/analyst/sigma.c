@@ -179,6 +179,10 @@ static int atom_of(sigma_rules *rs, int field, const char *s, uint32_t n) {
     uint32_t fb = h >> 16;                   /* filter bit: other bits than the chain's */
     rs->afilter[fb >> 6] |= (uint64_t)1 << (fb & 63);
     rs->fieldk[field] |= (uint8_t)(1u << (k - 1));
+    if (n == 1) {
+        unsigned c = (unsigned char)s[0];
+        rs->aone[c >> 6] |= (uint64_t)1 << (c & 63);
+    }
     if (n >= 2) {
         unsigned pr = (unsigned char)s[0] | (unsigned)(unsigned char)s[1] << 8;
         rs->apair[pr >> 6] |= (uint64_t)1 << (pr & 63);
@@ -195,8 +199,9 @@ static int rule_groups(sigma_rules *rs, sj_rule *r) {
     if (r->nlgroup == 0 || rs->ngroup + r->nlgroup > SJ_GROUP_MAX) return 0;
     int total = 0;
     for (int g = 0; g < r->nlgroup; g++) total += r->lgn[g];
-    /* At most: the count, and per group its number, nfield and fields. */
-    int need = 1 + 2 * r->nlgroup + total;
+    /* At most: the count, and per group its number, the field mask, the
+     * count of further fields and those fields. */
+    int need = 1 + 4 * r->nlgroup + total;
     if (rs->ngdata + need > rs->capgdata) {
         int cap = rs->capgdata ? rs->capgdata : 1024;
         while (cap < rs->ngdata + need) cap *= 2;
@@ -214,6 +219,9 @@ static int rule_groups(sigma_rules *rs, sj_rule *r) {
     for (int g = 0; g < r->nlgroup; g++) {
         int gid = first + g;
         p[w++] = gid;
+        uint64_t fm = 0;
+        int fmw = w;
+        w += 2;
         int nfw = w++;
         p[nfw] = 0;
         for (int j = 0; j < r->lgn[g]; j++, l++) {
@@ -225,10 +233,16 @@ static int rule_groups(sigma_rules *rs, sj_rule *r) {
             rs->occ[rs->nocc].group = gid;
             rs->occ[rs->nocc].next = rs->atom[id].occ;
             rs->atom[id].occ = rs->nocc++;
+            if (lit->field < 64) {
+                fm |= (uint64_t)1 << lit->field;
+                continue;
+            }
             int seen = 0;
             for (int k = 0; k < p[nfw] && !seen; k++) seen = p[nfw + 1 + k] == lit->field;
             if (!seen) { p[w++] = lit->field; p[nfw]++; }
         }
+        p[fmw] = (int)(uint32_t)fm;
+        p[fmw + 1] = (int)(uint32_t)(fm >> 32);
     }
     r->pre.groups = rs->ngdata;
     rs->ngdata += w;

@@ -90,6 +90,7 @@ typedef struct mstate {
     int nbg;
     uint64_t bgs[BG_MAX][SJ_BG_BITS / 64];
     uint64_t groups[SJ_GROUP_MAX / 64]; /* literal groups with an atom found so far */
+    uint64_t scanned, unsure;           /* fields < 64 with at = 1 or 2; with at = 2 */
 } mstate;
 
 static const unsigned char fold[256] = {
@@ -371,69 +372,86 @@ static int alt_present(mstate *m, const sj_pre *pre) {
     return 0;
 }
 
-/* Find every atom of field FID (< FC_MAX) in its value: one pass over the
- * folded value; at each position, each prefix length K that the field's
- * atoms use gives a (field, K, bytes) hash, tested against the rule set's
- * filter, and only on a filter hit is the chain of candidate atoms walked
- * and each candidate compared in full.  A value that cannot be folded (the
- * per-call buffer is full) sets at = 2: every atom counts as present. */
-static void scan_atoms(mstate *m, int fid) {
+/* Mark the groups of every atom of field FID that starts at V (LEFT bytes
+ * on): K is the prefix length, KEY its bytes as sj_key reads them. */
+static inline void probe(mstate *m, int fid, unsigned k, uint32_t key, const unsigned char *v, uint32_t left) {
     const sigma_rules *rs = m->rs;
-    fval *f = field(m, fid);
-    f->at = 1;
-    if (f->st != 2) return;                /* absent: no literal is there */
-    const char *lo = lower(m, f);
-    /* A non-ASCII value: regex literals cannot be trusted there (a caseless
-     * 'k' matches U+212A), so every atom counts as present. */
-    if (!lo || f->hi) { f->at = 2; return; }
-    const unsigned char *v = (const unsigned char *)lo;
-    unsigned km = rs->fieldk[fid];
-    uint32_t n = f->n;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t left = n - i;
-        unsigned k = 1;
-        if (!(km & 1)) {
-            /* No one-byte atoms here: the pair filter rules most places out. */
-            if (left < 2) break;
-            unsigned pr = v[i] | (unsigned)v[i + 1] << 8;
-            if (!((rs->apair[pr >> 6] >> (pr & 63)) & 1)) continue;
-            k = 2;
-        }
-        for (; k <= 4 && k <= left; k++) {
-            if (!((km >> (k - 1)) & 1)) continue;
-            uint32_t key = sj_key(v + i, k);
-            uint32_t h = sj_atom_hash(fid, k, key);
-            uint32_t fb = h >> 16;
-            if (!((rs->afilter[fb >> 6] >> (fb & 63)) & 1)) continue;
-            for (int a = rs->ahead[h & rs->ahmask]; a >= 0; a = rs->atom[a].next) {
-                const sj_atom *at = &rs->atom[a];
-                if (at->field != fid || at->k != k || at->key != key || at->n > left) continue;
-                if (at->n > k && memcmp(v + i + k, at->s + k, at->n - k)) continue;
-                for (int o = at->occ; o >= 0; o = rs->occ[o].next) {
-                    int g = rs->occ[o].group;
-                    m->groups[g >> 6] |= (uint64_t)1 << (g & 63);
-                }
-            }
+    uint32_t h = sj_atom_hash(fid, k, key);
+    uint32_t fb = h >> 16;
+    if (!((rs->afilter[fb >> 6] >> (fb & 63)) & 1)) return;
+    for (int a = rs->ahead[h & rs->ahmask]; a >= 0; a = rs->atom[a].next) {
+        const sj_atom *at = &rs->atom[a];
+        if (at->field != fid || at->k != k || at->key != key || at->n > left) continue;
+        if (at->n > k && memcmp(v + k, at->s + k, at->n - k)) continue;
+        for (int o = at->occ; o >= 0; o = rs->occ[o].next) {
+            int g = rs->occ[o].group;
+            m->groups[g >> 6] |= (uint64_t)1 << (g & 63);
         }
     }
 }
 
-/* The literal prefilter P (in sigma_rules.gdata, see sj_pre.groups): has every group an atom present?
- * A group's fields are scanned first (once per call); a field that cannot
- * be scanned, or lies past the cache, counts as holding every atom. */
+/* Find every atom of field FID (< FC_MAX) in its value: one pass over the
+ * folded value; at each position a one-byte table (for one-byte atoms) and
+ * a filter of first byte pairs (for the others) rule most places out; the
+ * rest hash (field, K, first K bytes) for each prefix length K the field's
+ * atoms use, test that against the rule set's filter, and only on a hit
+ * walk the chain of candidates, each compared in full.  Sets f->at (and the
+ * masks for small field numbers): 1 done, 2 cannot say (a value that cannot
+ * be folded, or has a non-ASCII byte: every atom counts as present). */
+static void scan_atoms(mstate *m, int fid) {
+    const sigma_rules *rs = m->rs;
+    fval *f = field(m, fid);
+    f->at = 1;
+    if (fid < 64) m->scanned |= (uint64_t)1 << fid;
+    if (f->st != 2) return;                /* absent: no literal is there */
+    const char *lo = lower(m, f);
+    /* A non-ASCII value: regex literals cannot be trusted there (a caseless
+     * 'k' matches U+212A), so every atom counts as present. */
+    if (!lo || f->hi) {
+        f->at = 2;
+        if (fid < 64) m->unsure |= (uint64_t)1 << fid;
+        return;
+    }
+    const unsigned char *v = (const unsigned char *)lo;
+    unsigned km = rs->fieldk[fid];
+    uint32_t n = f->n;
+    static const uint32_t mask[5] = {0, 0xff, 0xffff, 0xffffff, 0xffffffff};
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t left = n - i;
+        unsigned c0 = v[i];
+        if ((km & 1) && ((rs->aone[c0 >> 6] >> (c0 & 63)) & 1)) probe(m, fid, 1, c0, v + i, left);
+        if (left < 2 || !(km & 14)) continue;
+        unsigned pr = c0 | (unsigned)v[i + 1] << 8;
+        if (!((rs->apair[pr >> 6] >> (pr & 63)) & 1)) continue;
+        uint32_t key4 = pr;
+        if (left > 2) key4 |= (uint32_t)v[i + 2] << 16;
+        if (left > 3) key4 |= (uint32_t)v[i + 3] << 24;
+        for (unsigned k = 2; k <= 4 && k <= left; k++)
+            if ((km >> (k - 1)) & 1) probe(m, fid, k, key4 & mask[k], v + i, left);
+    }
+}
+
+/* The literal prefilter P (in sigma_rules.gdata, see sj_pre.groups): has
+ * every group an atom present?  A group's fields are scanned first (once
+ * per call); a field that cannot be scanned, or lies past the cache, counts
+ * as holding every atom. */
 static int groups_ok(mstate *m, const int *p) {
     int ng = *p++;
     for (int g = 0; g < ng; g++) {
-        int gid = p[0], nf = p[1], sure = 0;
-        for (int k = 0; k < nf; k++) {
-            int fid = p[2 + k];
+        int gid = p[0], nx = p[3];
+        uint64_t fm = (uint64_t)(uint32_t)p[1] | (uint64_t)(uint32_t)p[2] << 32;
+        for (uint64_t todo = fm & ~m->scanned; todo; todo &= todo - 1)
+            scan_atoms(m, __builtin_ctzll(todo));
+        int sure = (fm & m->unsure) != 0;
+        for (int k = 0; k < nx; k++) {        /* fields numbered 64 and up */
+            int fid = p[4 + k];
             if (fid >= FC_MAX) { sure = 1; continue; }
             fval *f = &m->f[fid];
             if (!f->at) scan_atoms(m, fid);
             if (f->at == 2) sure = 1;
         }
         if (!sure && !((m->groups[gid >> 6] >> (gid & 63)) & 1)) return 0;
-        p += 2 + nf;
+        p += 4 + nx;
     }
     return 1;
 }
@@ -469,6 +487,7 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
     m.arena = arena;
     m.nbg = 0;
     memset(m.groups, 0, sizeof(uint64_t) * (size_t)((rs->ngroup + 63) / 64));
+    m.scanned = m.unsure = 0;
     int total = 0, written = 0, buckets = 0;
     for (int b = 0; b < rs->nbucket; b++) {
         const sj_bucket *bk = &rs->bucket[b];

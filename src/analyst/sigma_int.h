@@ -129,7 +129,8 @@ typedef struct sj_pre {
     uint8_t nalt;
     /* Literal prefilter: -1, or where in sigma_rules.gdata the rule's
      * groups start: {ngroup, then per group: its number in the rule set,
-     * nfield, the fields its atoms are in}.  The rule can match only if
+     * the low and high halves of a mask of its atoms' fields numbered below
+     * 64, how many more fields, those fields}.  The rule can match only if
      * every group has an atom present. */
     int groups;
     uint64_t first[4], last[4];
@@ -216,6 +217,7 @@ struct sigma_rules {
     sj_arena atom_arena;
     uint64_t afilter[SJ_AFILTER_BITS / 64];
     uint64_t apair[65536 / 64];    /* first two bytes of atoms of 2+ bytes (any field) */
+    uint64_t aone[256 / 64];       /* the bytes of one-byte atoms (any field) */
 };
 
 /* Field index for NAME, adding it.  Negative code on OOM. */
