@@ -272,12 +272,19 @@ static int add_rule(sigma_rules *rs, sj_rule *r) {
     if (b->n >= b->cap) {
         int cap = b->cap;
         if (grow((void **)&b->rules, &cap, b->n, sizeof(int))) return -ENOMEM;
-        sj_pre *p = nj_realloc(b->pre, (size_t)cap * sizeof(sj_pre));
+        sj_hot *p = nj_realloc(b->pre, (size_t)cap * sizeof(sj_hot));
         if (!p) return -ENOMEM;       /* rules grew; cap stays, so it grows again next time */
         b->pre = p;
         b->cap = cap;
     }
-    b->pre[b->n] = r->pre;
+    sj_hot *h = &b->pre[b->n];
+    h->field = r->pre.field;
+    h->has_first = r->pre.has_first;
+    h->has_last = r->pre.has_last;
+    h->nalt = r->pre.nalt;
+    h->groups = r->pre.groups;
+    memcpy(h->first, r->pre.first, sizeof h->first);
+    memcpy(h->last, r->pre.last, sizeof h->last);
     b->rules[b->n++] = rs->nrule;
     rs->rule[rs->nrule++] = r;
     return 0;

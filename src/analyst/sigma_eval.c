@@ -7,7 +7,7 @@
  * however many rules look at it.  When the buffer is full (very long values)
  * the matcher falls back to comparing with on-the-fly folding: slower, same
  * answer.  Only rules of logsource buckets that fit the event are tried.
- * Each rule first meets its prefilter (sj_pre, in a flat array per bucket):
+ * Each rule first meets its prefilter (sj_hot, in a flat array per bucket):
  * a first/last byte test of a necessary anchored item, then its literal
  * groups (sigma_int.h): the first time a rule needs a field, one pass over
  * the folded value finds every atom of that field of the whole rule set
@@ -494,7 +494,7 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
         if (!fits(bk, ev)) continue;
         buckets++;
         for (int i = 0; i < bk->n; i++) {
-            const sj_pre *pre = &bk->pre[i];
+            const sj_hot *pre = &bk->pre[i];
             if (sj_no_prefilter) {
                 /* evaluate every rule */
             } else {
@@ -505,7 +505,7 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
                     continue;
                 if (pre->groups >= 0) {
                     if (!groups_ok(&m, rs->gdata + pre->groups)) continue;
-                } else if (pre->field < 0 && pre->nalt && !alt_present(&m, pre)) {
+                } else if (pre->field < 0 && pre->nalt && !alt_present(&m, &rs->rule[bk->rules[i]]->pre)) {
                     continue;
                 }
             }

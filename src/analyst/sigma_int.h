@@ -183,11 +183,21 @@ static inline uint32_t sj_atom_hash(int field, unsigned k, uint32_t key) {
     return (uint32_t)((x * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
+/* The part of sj_pre read for every rule tried: what a bucket keeps in its
+ * flat array (the bigram alternatives, rarely needed, stay in the rule). */
+typedef struct sj_hot {
+    int field;
+    uint8_t has_first, has_last;
+    uint8_t nalt;
+    int groups;
+    uint64_t first[4], last[4];
+} sj_hot;
+
 typedef struct sj_bucket {
     const char *product, *category, *service;   /* "" = any */
     int n, cap;
     int *rules;
-    sj_pre *pre;              /* parallel to rules */
+    sj_hot *pre;              /* parallel to rules */
 } sj_bucket;
 
 struct sigma_rules {
