@@ -14,7 +14,15 @@
  * Memory: the rule set's arrays, each rule's arena and PCRE2's compile-time
  * allocations go through nj_malloc (so nj_alloc_fail_after reaches all of
  * them); libyaml's own parser memory does not.  An out-of-memory anywhere
- * returns -ENOMEM and leaves the rule set as it was before the failing rule.
+ * returns -ENOMEM and leaves the rule set as it was before the failing rule
+ * (but for literals it may have added to the literal index, which no rule
+ * refers to and which only ever mark unused groups).
+ *
+ * The literal index (sigma_int.h): adding a rule turns its literal groups
+ * into atoms, deduplicated through a chained hash table keyed by field and
+ * first bytes, with the filters the matcher's field scan reads (a bit per
+ * hash, per first byte pair, per one-byte atom); each atom keeps the list
+ * of groups it is in, and the rule's groups go to one flat array.
  */
 #include "sigma_int.h"
 #include "util.h"
