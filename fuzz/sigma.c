@@ -14,11 +14,14 @@
  *     and a level in range;
  *   - sigma_match returns a count in [0, rules] and the hits it writes name
  *     valid rules;
+ *   - the prefilters (end bytes, literal groups, regex literals) change no
+ *     answer: the same hits with them switched off (sj_no_prefilter);
  *   - nothing leaks (nj_mem_in_use returns to its starting value).
  * Built and run by scripts/fuzz (clang -fsanitize=fuzzer); needs -lyaml
  * -lpcre2-8 -ljansson at link time.
  */
 #include "sigma.h"
+#include "sigma_int.h"      /* sj_no_prefilter */
 #include "util.h"
 
 #include <jansson.h>
@@ -75,12 +78,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         {get, NULL, "type=EXECVE a0=curl", 19, "linux", "process_creation", "auditd"},
         {get, NULL, raw, sizeof raw - 1, NULL, NULL, "sshd"},
     };
-    sigma_hit hits[8];
+    sigma_hit hits[8], plain[8];
     for (int v = 0; v < 3; v++) {
         int k = sigma_match(rs, &views[v], hits, 8);
         if (k < 0 || k > n) abort();
         for (int i = 0; i < k && i < 8; i++)
             if (hits[i].rule < 0 || hits[i].rule >= n || !hits[i].title) abort();
+        sj_no_prefilter = 1;
+        int k2 = sigma_match(rs, &views[v], plain, 8);
+        sj_no_prefilter = 0;
+        if (k2 != k) abort();
+        for (int i = 0; i < k && i < 8; i++)
+            if (plain[i].rule != hits[i].rule) abort();
     }
     static json_t *canon;
     if (!canon) {

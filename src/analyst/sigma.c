@@ -14,7 +14,15 @@
  * Memory: the rule set's arrays, each rule's arena and PCRE2's compile-time
  * allocations go through nj_malloc (so nj_alloc_fail_after reaches all of
  * them); libyaml's own parser memory does not.  An out-of-memory anywhere
- * returns -ENOMEM and leaves the rule set as it was before the failing rule.
+ * returns -ENOMEM and leaves the rule set as it was before the failing rule
+ * (but for literals it may have added to the literal index, which no rule
+ * refers to and which only ever mark unused groups).
+ *
+ * The literal index (sigma_int.h): adding a rule turns its literal groups
+ * into atoms, deduplicated through a chained hash table keyed by field and
+ * first bytes, with the filters the matcher's field scan reads (a bit per
+ * hash, per first byte pair, per one-byte atom); each atom keeps the list
+ * of groups it is in, and the rule's groups go to one flat array.
  */
 #include "sigma_int.h"
 #include "util.h"
@@ -83,6 +91,12 @@ void sigma_rules_free(sigma_rules *rs) {
         nj_free(rs->bucket[i].pre);
     }
     nj_free(rs->bucket);
+    nj_free(rs->atom);
+    nj_free(rs->ahead);
+    nj_free(rs->occ);
+    nj_free(rs->gdata);
+    nj_free(rs->fieldk);
+    sj_arena_free(&rs->atom_arena);
     if (rs->mctx) pcre2_match_context_free(rs->mctx);
     if (rs->gctx) pcre2_general_context_free(rs->gctx);
     if (rs->mgctx) pcre2_general_context_free(rs->mgctx);
@@ -120,9 +134,133 @@ static int add_skip(sigma_rules *rs, const char *file, const char *reason) {
     return 0;
 }
 
+/* The atom for literal (FIELD, S, N), added if new.  Returns its number,
+ * -1 when the set is full (SJ_ATOM_MAX: the rule goes without its literal
+ * prefilter), or -ENOMEM. */
+static int atom_of(sigma_rules *rs, int field, const char *s, uint32_t n) {
+    unsigned k = n < 4 ? n : 4;
+    uint32_t key = sj_key((const unsigned char *)s, k);
+    uint32_t h = sj_atom_hash(field, k, key);
+    if (rs->ahead)
+        for (int i = rs->ahead[h & rs->ahmask]; i >= 0; i = rs->atom[i].next) {
+            const sj_atom *a = &rs->atom[i];
+            if (a->field == field && a->n == n && !memcmp(a->s, s, n)) return i;
+        }
+    if (rs->natom >= SJ_ATOM_MAX) return -1;
+    if (grow((void **)&rs->atom, &rs->capatom, rs->natom, sizeof(sj_atom))) return -ENOMEM;
+    if (field >= rs->capfieldk) {
+        int cap = rs->capfieldk;
+        while (cap <= field) cap = cap ? cap * 2 : 64;
+        uint8_t *fk = nj_realloc(rs->fieldk, (size_t)cap);
+        if (!fk) return -ENOMEM;
+        memset(fk + rs->capfieldk, 0, (size_t)(cap - rs->capfieldk));
+        rs->fieldk = fk;
+        rs->capfieldk = cap;
+    }
+    if ((uint32_t)rs->natom + 1 > (rs->ahead ? (rs->ahmask + 1) / 2 : 0)) {
+        /* Rehash into twice the heads (load factor at most one half). */
+        uint32_t nh = rs->ahead ? (rs->ahmask + 1) * 2 : 1024;
+        int *heads = nj_malloc(sizeof(int) * nh);
+        if (!heads) return -ENOMEM;
+        for (uint32_t i = 0; i < nh; i++) heads[i] = -1;
+        for (int i = 0; i < rs->natom; i++) {
+            sj_atom *a = &rs->atom[i];
+            uint32_t j = sj_atom_hash(a->field, a->k, a->key) & (nh - 1);
+            a->next = heads[j];
+            heads[j] = i;
+        }
+        nj_free(rs->ahead);
+        rs->ahead = heads;
+        rs->ahmask = nh - 1;
+    }
+    char *copy = sj_strndup(&rs->atom_arena, s, n);
+    if (!copy) return -ENOMEM;
+    sj_atom *a = &rs->atom[rs->natom];
+    a->field = field;
+    a->n = n;
+    a->key = key;
+    a->k = (uint8_t)k;
+    a->s = copy;
+    a->occ = -1;
+    a->next = rs->ahead[h & rs->ahmask];
+    rs->ahead[h & rs->ahmask] = rs->natom;
+    uint32_t fb = h >> 16;                   /* filter bit: other bits than the chain's */
+    rs->afilter[fb >> 6] |= (uint64_t)1 << (fb & 63);
+    rs->fieldk[field] |= (uint8_t)(1u << (k - 1));
+    if (n == 1) {
+        unsigned c = (unsigned char)s[0];
+        rs->aone[c >> 6] |= (uint64_t)1 << (c & 63);
+    }
+    if (n >= 2) {
+        unsigned pr = (unsigned char)s[0] | (unsigned)(unsigned char)s[1] << 8;
+        rs->apair[pr >> 6] |= (uint64_t)1 << (pr & 63);
+    }
+    return rs->natom++;
+}
+
+/* Turn R's literal groups into numbered groups of atoms, appended to
+ * rs->gdata (r->pre.groups says where), each atom noting the group.  Leaves
+ * r->pre.groups at -1 when the rule has no literals or the set is out of
+ * atoms or groups.  -ENOMEM or 0. */
+static int rule_groups(sigma_rules *rs, sj_rule *r) {
+    r->pre.groups = -1;
+    if (r->nlgroup == 0 || rs->ngroup + r->nlgroup > SJ_GROUP_MAX) return 0;
+    int total = 0;
+    for (int g = 0; g < r->nlgroup; g++) total += r->lgn[g];
+    /* At most: the count, and per group its number, the field mask, the
+     * count of further fields and those fields. */
+    int need = 1 + 4 * r->nlgroup + total;
+    if (rs->ngdata + need > rs->capgdata) {
+        int cap = rs->capgdata ? rs->capgdata : 1024;
+        while (cap < rs->ngdata + need) cap *= 2;
+        int *q = nj_realloc(rs->gdata, sizeof(int) * (size_t)cap);
+        if (!q) return -ENOMEM;
+        rs->gdata = q;
+        rs->capgdata = cap;
+    }
+    int *p = rs->gdata + rs->ngdata;
+    /* The numbers are taken now, whatever happens below: a group number
+     * that atoms already point at is never given to another rule. */
+    int first = rs->ngroup, w = 0, l = 0;
+    rs->ngroup += r->nlgroup;
+    p[w++] = r->nlgroup;
+    for (int g = 0; g < r->nlgroup; g++) {
+        int gid = first + g;
+        p[w++] = gid;
+        uint64_t fm = 0;
+        int fmw = w;
+        w += 2;
+        int nfw = w++;
+        p[nfw] = 0;
+        for (int j = 0; j < r->lgn[g]; j++, l++) {
+            const sj_lit *lit = &r->lit[l];
+            int id = atom_of(rs, lit->field, lit->s, lit->n);
+            if (id == -ENOMEM) return id;
+            if (id < 0) return 0;
+            if (grow((void **)&rs->occ, &rs->capocc, rs->nocc, sizeof(sj_occ))) return -ENOMEM;
+            rs->occ[rs->nocc].group = gid;
+            rs->occ[rs->nocc].next = rs->atom[id].occ;
+            rs->atom[id].occ = rs->nocc++;
+            if (lit->field < 64) {
+                fm |= (uint64_t)1 << lit->field;
+                continue;
+            }
+            int seen = 0;
+            for (int k = 0; k < p[nfw] && !seen; k++) seen = p[nfw + 1 + k] == lit->field;
+            if (!seen) { p[w++] = lit->field; p[nfw]++; }
+        }
+        p[fmw] = (int)(uint32_t)fm;
+        p[fmw + 1] = (int)(uint32_t)(fm >> 32);
+    }
+    r->pre.groups = rs->ngdata;
+    rs->ngdata += w;
+    return 0;
+}
+
 /* Append rule R (already compiled) and index it by logsource. */
 static int add_rule(sigma_rules *rs, sj_rule *r) {
     if (grow((void **)&rs->rule, &rs->caprule, rs->nrule, sizeof(sj_rule *))) return -ENOMEM;
+    if (rule_groups(rs, r)) return -ENOMEM;
     const sigma_rule_info *in = &r->info;
     sj_bucket *b = NULL;
     for (int i = 0; i < rs->nbucket; i++)
@@ -142,12 +280,19 @@ static int add_rule(sigma_rules *rs, sj_rule *r) {
     if (b->n >= b->cap) {
         int cap = b->cap;
         if (grow((void **)&b->rules, &cap, b->n, sizeof(int))) return -ENOMEM;
-        sj_pre *p = nj_realloc(b->pre, (size_t)cap * sizeof(sj_pre));
+        sj_hot *p = nj_realloc(b->pre, (size_t)cap * sizeof(sj_hot));
         if (!p) return -ENOMEM;       /* rules grew; cap stays, so it grows again next time */
         b->pre = p;
         b->cap = cap;
     }
-    b->pre[b->n] = r->pre;
+    sj_hot *h = &b->pre[b->n];
+    h->field = r->pre.field;
+    h->has_first = r->pre.has_first;
+    h->has_last = r->pre.has_last;
+    h->nalt = r->pre.nalt;
+    h->groups = r->pre.groups;
+    memcpy(h->first, r->pre.first, sizeof h->first);
+    memcpy(h->last, r->pre.last, sizeof h->last);
     b->rules[b->n++] = rs->nrule;
     rs->rule[rs->nrule++] = r;
     return 0;

@@ -16,8 +16,10 @@
  *   - base64 / base64offset are encoded here and matched case-sensitively.
  * Last, set_pre derives the rule's prefilter (sj_pre): the cheapest test
  * every match must pass, so the matcher can drop most rules without walking
- * them.  Unsupported features skip the rule with a one-sentence reason;
- * nothing here fails except on out-of-memory.
+ * them; and set_lits the literals every match needs (groups of (field,
+ * literal), see sigma_int.h), with re_need giving a regex's literal set.
+ * Unsupported features skip the rule with a one-sentence reason; nothing
+ * here fails except on out-of-memory.
  *
  * Untrusted input: a rule file may come from anywhere.  YAML aliases may make
  * a small document expand into a huge tree, so the walk counts values and
@@ -239,7 +241,7 @@ static size_t re_literal(const char *p, size_t n, uint32_t opts, char *best, siz
             if (i + 1 >= n) return 0;
             unsigned char e = (unsigned char)p[i + 1];
             if (e == 'Q' || e == 'E') return 0;
-            if (!isalnum(e)) lit = e;           /* escaped punctuation is itself */
+            if (!isalnum(e) && e < 0x80) lit = e;   /* escaped punctuation is itself */
             w = 2;
             if (e == 'x' || e == 'o' || e == 'p' || e == 'P' || e == 'N' || e == 'g' || e == 'k' || e == 'c') {
                 END_RUN();                      /* complex escapes: stop reading */
@@ -272,6 +274,8 @@ static size_t re_literal(const char *p, size_t n, uint32_t opts, char *best, siz
             w = j - i + 1;
         } else if (ch == '|') {
             return 0;
+        } else if (ch >= 0x80) {
+            END_RUN();                          /* non-ASCII: caseless matching goes beyond ASCII folding */
         } else if (!strchr(".^$*+?{)", ch)) {
             lit = ch;
         }
@@ -296,6 +300,364 @@ static size_t re_literal(const char *p, size_t n, uint32_t opts, char *best, siz
     return bn >= 3 ? bn : 0;
 }
 
+/* ---- literal sets of a regex ---------------------------------------------
+ *
+ * re_need finds a set of literals of which every match of a regex contains
+ * one (ASCII lower-cased, for a search in the folded value): for
+ * 'cp\s|(?:tee|mv)\s' that is {cp, tee, mv}.  It walks the pattern once and
+ * keeps, for each piece, the set of strings the piece matches exactly (when
+ * that set is small: "a", "[ab]", "(?:x|yz)") and the best set of which
+ * every match of the piece contains one.  A concatenation multiplies the
+ * exact sets of neighbours while they stay small; an alternation unites the
+ * sets of its branches; a piece repeated at least once keeps its needed set;
+ * an optional piece, '.', a large class, a lookaround and anything
+ * non-ASCII break the run.  Anything it does not understand (backreferences,
+ * \x, \p, \Q, (?x), verbs, recursion, ...) gives up on the whole pattern:
+ * the answer is then "no literal", which only costs speed.  Every step keeps
+ * the set necessary, so the prefilter never hides a match. */
+
+/* How likely a literal of length N occurs by chance (smaller is rarer). */
+static int lit_weight(uint32_t n) { return n >= 4 ? 1 : n == 3 ? 4 : n == 2 ? 16 : 64; }
+
+#define RS_MAX 32        /* strings in a set */
+#define RS_LEN 24        /* bytes kept per string (a needed literal is cut) */
+#define RS_DEPTH 12      /* group nesting analysed */
+
+typedef struct rset { int n; uint8_t len[RS_MAX]; char s[RS_MAX][RS_LEN]; } rset;
+typedef struct rinfo { int exact_ok, need_ok; rset exact, need; } rinfo;
+typedef struct rparse { const char *p; size_t n, i; int bad; } rparse;
+
+static int rs_score(const rset *r) {
+    int sc = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (r->len[i] == 0) return 1 << 30;           /* "" is always there */
+        sc += lit_weight(r->len[i]);
+    }
+    return sc;
+}
+
+static void rs_one(rset *r, const char *s, size_t n) {
+    r->n = 1;
+    r->len[0] = (uint8_t)n;
+    if (n) memcpy(r->s[0], s, n);
+}
+
+/* Add S to R unless there; 0 when R is full. */
+static int rs_add(rset *r, const char *s, size_t n) {
+    if (n > RS_LEN) n = RS_LEN;
+    for (int i = 0; i < r->n; i++) if (r->len[i] == n && !memcmp(r->s[i], s, n)) return 1;
+    if (r->n >= RS_MAX) return 0;
+    r->len[r->n] = (uint8_t)n;
+    memcpy(r->s[r->n++], s, n);
+    return 1;
+}
+
+static void ri_unknown(rinfo *r) { r->exact_ok = r->need_ok = 0; r->exact.n = r->need.n = 0; }
+static void ri_exact(rinfo *r, const char *s, size_t n) {
+    ri_unknown(r);
+    r->exact_ok = 1;
+    rs_one(&r->exact, s, n);
+}
+
+/* The best needed set of R into OUT (its exact set counts as one); 0 if none. */
+static int ri_need(const rinfo *r, rset *out) {
+    int se = r->exact_ok ? rs_score(&r->exact) : 1 << 30;
+    int sn = r->need_ok ? rs_score(&r->need) : 1 << 30;
+    if (se >= 1 << 30 && sn >= 1 << 30) return 0;
+    *out = se <= sn ? r->exact : r->need;
+    return 1;
+}
+
+static int fold_ch(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+static void re_alt(rparse *rp, rinfo *out, int depth);
+
+/* Skip a UTF-8 sequence's continuation bytes after its lead byte. */
+static void skip_cont(rparse *rp) {
+    while (rp->i < rp->n && ((unsigned char)rp->p[rp->i] & 0xC0) == 0x80) rp->i++;
+}
+
+/* A bracket class starting at '[' into OUT: an exact set of up to 4 ASCII
+ * characters, or unknown. */
+static void re_class(rparse *rp, rinfo *out) {
+    rp->i++;
+    int neg = 0, big = 0;
+    char ch[8];
+    int nch = 0;
+    if (rp->i < rp->n && rp->p[rp->i] == '^') { neg = 1; rp->i++; }
+    int first = 1;
+    while (rp->i < rp->n && (first || rp->p[rp->i] != ']')) {
+        first = 0;
+        unsigned char c = (unsigned char)rp->p[rp->i];
+        int lit = -1;
+        if (c == '[' && rp->i + 1 < rp->n && (rp->p[rp->i + 1] == ':' || rp->p[rp->i + 1] == '.' || rp->p[rp->i + 1] == '=')) {
+            const char *e = NULL;
+            for (size_t j = rp->i + 2; j + 1 < rp->n; j++)
+                if (rp->p[j] == rp->p[rp->i + 1] && rp->p[j + 1] == ']') { e = rp->p + j; break; }
+            if (!e) { rp->bad = 1; return; }
+            rp->i = (size_t)(e - rp->p) + 2;
+            big = 1;
+            continue;
+        }
+        if (c == '\\') {
+            if (rp->i + 1 >= rp->n) { rp->bad = 1; return; }
+            unsigned char e = (unsigned char)rp->p[rp->i + 1];
+            rp->i += 2;
+            if (e >= 0x80) { rp->bad = 1; return; }
+            if (!isalnum(e)) lit = e;
+            else if (strchr("dDwWsShHvVR", e)) big = 1;
+            else if (e == 't') lit = '\t';
+            else if (e == 'n') lit = '\n';
+            else if (e == 'r') lit = '\r';
+            else if (e == 'f') lit = '\f';
+            else if (e == 'e') lit = 27;
+            else if (e == 'a') lit = 7;
+            else if (e == 'b') lit = 8;
+            else { rp->bad = 1; return; }
+        } else if (c >= 0x80) {
+            rp->i++;
+            skip_cont(rp);
+            big = 1;
+            continue;
+        } else {
+            lit = c;
+            rp->i++;
+        }
+        if (lit < 0) continue;
+        /* A range lit-hi (a '-' before the closing ']' is itself). */
+        if (rp->i + 1 < rp->n && rp->p[rp->i] == '-' && rp->p[rp->i + 1] != ']') {
+            unsigned char h = (unsigned char)rp->p[rp->i + 1];
+            if (h == '\\' || h == '[' || h >= 0x80) { rp->bad = 1; return; }
+            rp->i += 2;
+            if (h < lit) { rp->bad = 1; return; }
+            if (h - lit >= 4) { big = 1; continue; }
+            for (int x = lit; x <= h && !big; x++) {
+                if (nch >= 4) big = 1;
+                else ch[nch++] = (char)fold_ch(x);
+            }
+            continue;
+        }
+        if (nch >= 4) big = 1;
+        else ch[nch++] = (char)fold_ch(lit);
+    }
+    if (rp->i >= rp->n) { rp->bad = 1; return; }
+    rp->i++;                                  /* ']' */
+    ri_unknown(out);
+    if (neg || big || nch == 0) return;
+    out->exact_ok = 1;
+    for (int k = 0; k < nch; k++) rs_add(&out->exact, &ch[k], 1);
+}
+
+/* One atom (without its quantifier) into OUT.  Returns 0 at the end of a
+ * branch ('|', ')' or the end), 1 otherwise. */
+static int re_atom(rparse *rp, rinfo *out, int depth) {
+    if (rp->i >= rp->n) return 0;
+    unsigned char c = (unsigned char)rp->p[rp->i];
+    if (c == '|' || c == ')') return 0;
+    if (c == '*' || c == '+' || c == '?') { rp->bad = 1; return 0; }
+    if (c == '.') { rp->i++; ri_unknown(out); return 1; }
+    if (c == '^' || c == '$') { rp->i++; ri_exact(out, "", 0); return 1; }
+    if (c == '[') { re_class(rp, out); return !rp->bad; }
+    if (c >= 0x80) { rp->i++; skip_cont(rp); ri_unknown(out); return 1; }
+    if (c == '\\') {
+        if (rp->i + 1 >= rp->n) { rp->bad = 1; return 0; }
+        unsigned char e = (unsigned char)rp->p[rp->i + 1];
+        rp->i += 2;
+        char lit;
+        if (e >= 0x80) { skip_cont(rp); ri_unknown(out); return 1; }
+        if (!isalnum(e)) lit = (char)e;
+        else if (e == 'N' && rp->i < rp->n && rp->p[rp->i] == '{') { rp->bad = 1; return 0; }
+        else if (strchr("dDwWsShHvVRNX", e)) { ri_unknown(out); return 1; }
+        else if (strchr("bBAzZGK", e)) { ri_exact(out, "", 0); return 1; }
+        else if (e == 't') lit = '\t';
+        else if (e == 'n') lit = '\n';
+        else if (e == 'r') lit = '\r';
+        else if (e == 'f') lit = '\f';
+        else if (e == 'e') lit = 27;
+        else if (e == 'a') lit = 7;
+        else { rp->bad = 1; return 0; }
+        char f = (char)fold_ch((unsigned char)lit);
+        ri_exact(out, &f, 1);
+        return 1;
+    }
+    if (c == '(') {
+        rp->i++;
+        int look = 0;
+        if (rp->i < rp->n && rp->p[rp->i] == '*') { rp->bad = 1; return 0; }
+        if (rp->i < rp->n && rp->p[rp->i] == '?') {
+            rp->i++;
+            if (rp->i >= rp->n) { rp->bad = 1; return 0; }
+            char q = rp->p[rp->i];
+            if (q == '#') {
+                while (rp->i < rp->n && rp->p[rp->i] != ')') rp->i++;
+                if (rp->i >= rp->n) { rp->bad = 1; return 0; }
+                rp->i++;
+                ri_exact(out, "", 0);
+                return 1;
+            }
+            if (q == ':' || q == '>' || q == '|') rp->i++;
+            else if (q == '=' || q == '!') { rp->i++; look = 1; }
+            else if (q == '<' && rp->i + 1 < rp->n && (rp->p[rp->i + 1] == '=' || rp->p[rp->i + 1] == '!')) { rp->i += 2; look = 1; }
+            else if (q == '<' || q == '\'' || (q == 'P' && rp->i + 1 < rp->n && rp->p[rp->i + 1] == '<')) {
+                char close = q == '\'' ? '\'' : '>';
+                while (rp->i < rp->n && rp->p[rp->i] != close) rp->i++;
+                if (rp->i >= rp->n) { rp->bad = 1; return 0; }
+                rp->i++;
+            } else {
+                /* Option letters, then ')' (a setting) or ':' (a group). */
+                size_t j = rp->i;
+                while (j < rp->n && strchr("imnsJU-", rp->p[j])) j++;
+                if (j >= rp->n || (rp->p[j] != ')' && rp->p[j] != ':')) { rp->bad = 1; return 0; }
+                rp->i = j + 1;
+                if (rp->p[j] == ')') { ri_exact(out, "", 0); return 1; }
+            }
+        }
+        if (depth >= RS_DEPTH) { rp->bad = 1; return 0; }
+        re_alt(rp, out, depth + 1);
+        if (rp->bad || rp->i >= rp->n || rp->p[rp->i] != ')') { rp->bad = 1; return 0; }
+        rp->i++;
+        if (look) ri_exact(out, "", 0);
+        return 1;
+    }
+    rp->i++;
+    char f = (char)fold_ch(c);
+    ri_exact(out, &f, 1);
+    return 1;
+}
+
+/* A quantifier after an atom: sets *MIN (0 or 1: at least once) and *ONE
+ * (exactly once: {1} or {1,1}).  Returns 0 when none follows. */
+static int re_quant(rparse *rp, int *min, int *one) {
+    if (rp->i >= rp->n) return 0;
+    char c = rp->p[rp->i];
+    *one = 0;
+    if (c == '*' || c == '?') *min = 0;
+    else if (c == '+') *min = 1;
+    else if (c == '{') {
+        size_t j = rp->i + 1;
+        unsigned long lo = 0, hi = 0;
+        int dlo = 0, dhi = 0, comma = 0;
+        while (j < rp->n && isdigit((unsigned char)rp->p[j])) { if (lo < 100000) lo = lo * 10 + (unsigned long)(rp->p[j] - '0'); j++; dlo = 1; }
+        if (j < rp->n && rp->p[j] == ',') {
+            comma = 1;
+            j++;
+            while (j < rp->n && isdigit((unsigned char)rp->p[j])) { if (hi < 100000) hi = hi * 10 + (unsigned long)(rp->p[j] - '0'); j++; dhi = 1; }
+        }
+        if (j < rp->n && rp->p[j] == '}' && dlo) {
+            rp->i = j + 1;
+            *min = lo >= 1;
+            *one = lo == 1 && (!comma || (dhi && hi == 1));
+            if (rp->i < rp->n && (rp->p[rp->i] == '?' || rp->p[rp->i] == '+')) rp->i++;
+            return 1;
+        }
+        /* Not the classic form: a literal '{', unless it is one of the
+         * newer forms ({,n}, spaces) that some PCRE2 versions read as a
+         * quantifier: then give up. */
+        for (size_t k = rp->i + 1; k < rp->n && rp->p[k] != '}'; k++)
+            if (!isdigit((unsigned char)rp->p[k]) && rp->p[k] != ',' && rp->p[k] != ' ') return 0;
+        if (!dlo || comma) rp->bad = 1;
+        return 0;
+    } else {
+        return 0;
+    }
+    rp->i++;
+    if (rp->i < rp->n && (rp->p[rp->i] == '?' || rp->p[rp->i] == '+')) rp->i++;
+    return 1;
+}
+
+/* R = R followed by X (exact sets multiplied); 0 when it would not fit. */
+static int rs_cross(rset *r, const rset *x) {
+    if (r->n * x->n > RS_MAX) return 0;
+    rset o = {0};
+    for (int a = 0; a < r->n; a++)
+        for (int b = 0; b < x->n; b++) {
+            if (r->len[a] + x->len[b] > RS_LEN) return 0;
+            char buf[RS_LEN];
+            memcpy(buf, r->s[a], r->len[a]);
+            memcpy(buf + r->len[a], x->s[b], x->len[b]);
+            rs_add(&o, buf, (size_t)(r->len[a] + x->len[b]));
+        }
+    *r = o;
+    return 1;
+}
+
+static void keep_best(rinfo *out, const rset *cand) {
+    if (rs_score(cand) >= 1 << 30) return;
+    if (!out->need_ok || rs_score(cand) < rs_score(&out->need)) { out->need = *cand; out->need_ok = 1; }
+}
+
+/* One branch: a sequence of quantified atoms. */
+static void re_seq(rparse *rp, rinfo *out, int depth) {
+    rset run;                       /* exact strings of the current run */
+    rs_one(&run, "", 0);
+    int all_exact = 1;
+    ri_unknown(out);
+    rinfo a;
+    while (!rp->bad && re_atom(rp, &a, depth)) {
+        int min = 1, one = 1;
+        if (re_quant(rp, &min, &one)) {
+            if (!min) ri_unknown(&a);
+            else if (!one) a.exact_ok = 0, a.need_ok = ri_need(&a, &a.need);
+        }
+        if (rp->bad) return;
+        if (a.exact_ok && rs_cross(&run, &a.exact)) continue;
+        all_exact = 0;
+        keep_best(out, &run);
+        rset nd;
+        if (ri_need(&a, &nd)) keep_best(out, &nd);
+        if (a.exact_ok) run = a.exact;
+        else rs_one(&run, "", 0);
+    }
+    keep_best(out, &run);
+    if (all_exact) { out->exact_ok = 1; out->exact = run; }
+}
+
+/* Branches separated by '|', up to ')' or the end. */
+static void re_alt(rparse *rp, rinfo *out, int depth) {
+    rinfo b;
+    re_seq(rp, out, depth);
+    while (!rp->bad && rp->i < rp->n && rp->p[rp->i] == '|') {
+        rp->i++;
+        re_seq(rp, &b, depth);
+        if (rp->bad) return;
+        rset na, nb;
+        int ha = ri_need(out, &na), hb = ri_need(&b, &nb);
+        int ex = out->exact_ok && b.exact_ok;
+        for (int k = 0; ex && k < b.exact.n; k++) ex = rs_add(&out->exact, b.exact.s[k], b.exact.len[k]);
+        out->exact_ok = ex;
+        out->need_ok = 0;
+        if (ha && hb) {
+            int ok = 1;
+            for (int k = 0; ok && k < nb.n; k++) ok = rs_add(&na, nb.s[k], nb.len[k]);
+            if (ok) { out->need = na; out->need_ok = 1; }
+        }
+    }
+}
+
+/* The needed literal set of pattern P (N bytes, options OPTS) into V's
+ * need/nneed, in the rule's arena.  0, or -ENOMEM. */
+static int re_need(cstate *c, sj_val *v, const char *p, size_t n, uint32_t opts) {
+    if (opts & PCRE2_EXTENDED) return 0;
+    rparse rp = {p, n, 0, 0};
+    rinfo *r = nj_malloc(sizeof *r);
+    if (!r) return oom(c);
+    re_alt(&rp, r, 0);
+    rset nd;
+    int have = !rp.bad && rp.i == n && ri_need(r, &nd);
+    nj_free(r);
+    if (!have) return 0;
+    v->need = sj_alloc(&c->r->arena, sizeof(sj_seg) * (size_t)nd.n);
+    if (!v->need) return oom(c);
+    for (int k = 0; k < nd.n; k++) {
+        char *s = sj_strndup(&c->r->arena, nd.s[k], nd.len[k]);
+        if (!s) return oom(c);
+        v->need[k].s = s;
+        v->need[k].n = nd.len[k];
+    }
+    v->nneed = (uint32_t)nd.n;
+    return 0;
+}
+
 /* Add a PCRE2 program to V.  Pattern P (length N); flags are PCRE2 options. */
 static int compile_re(cstate *c, sj_val *v, const char *p, size_t n, uint32_t opts) {
     int ec;
@@ -312,12 +674,12 @@ static int compile_re(cstate *c, sj_val *v, const char *p, size_t n, uint32_t op
     v->re = re;
     v->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     v->kind = V_RE;
+    v->next_re = c->r->res;         /* chained first: the rule frees the program */
+    c->r->res = v;
+    if (re_need(c, v, p, n, opts)) return -ENOMEM;
     char lit[128];
     size_t ln = re_literal(p, n, opts, lit, sizeof lit);
     if (ln) {
-        /* Chain first so the rule frees the program even if this fails. */
-        v->next_re = c->r->res;
-        c->r->res = v;
         sj_seg *seg = sj_alloc(&c->r->arena, sizeof *seg);
         char *s = sj_strndup(&c->r->arena, lit, ln);
         if (!seg || !s) return oom(c);
@@ -327,10 +689,7 @@ static int compile_re(cstate *c, sj_val *v, const char *p, size_t n, uint32_t op
         seg->bg[1] = sj_bigram((unsigned char)s[ln - 2], (unsigned char)s[ln - 1]);
         v->seg = seg;
         v->nseg = 1;
-        return 0;
     }
-    v->next_re = c->r->res;
-    c->r->res = v;
     return 0;
 }
 
@@ -1069,6 +1428,213 @@ static int cond_alts(const sj_rule *r, const sj_cond *c, alts *out) {
     }
 }
 
+/* ---- the literal prefilter (sigma_int.h) --------------------------------
+ *
+ * A condition is turned into a conjunction (CNF) of at most LG_MAX groups,
+ * each an OR of literals: every event the condition matches has, in each
+ * group, a literal that occurs in its field (case folded).  Keeping fewer
+ * groups, or a group with more literals, only weakens the filter, so every
+ * step may drop groups.  An item gives one group (the literal of each of its
+ * values, or nothing if one value has none: null, exists, numbers, cidr,
+ * fieldref, "*", a regex without a literal); with |all, one group per value.
+ * AND concatenates; OR distributes ((a & b) | c = (a | c) & (b | c)); NOT
+ * and "0 of" give nothing.  The work happens in a scratch arena; the result
+ * is copied into the rule's. */
+
+#define LG_MAX  4        /* groups kept per condition */
+#define LG_LITS 4096     /* literals per group (a bigger group is dropped) */
+
+typedef struct lgrp { int n; int score; sj_lit *l; } lgrp;
+typedef struct lcnf { int n; lgrp g[LG_MAX]; } lcnf;
+typedef struct lstate { sj_arena tmp; int oom; } lstate;
+
+
+/* Lower-cased copy of (S, N) into the scratch arena as literal OUT. */
+static int put_lit(lstate *ls, int field, const char *s, uint32_t n, sj_lit *out) {
+    char *d = sj_alloc(&ls->tmp, n);
+    if (!d) { ls->oom = 1; return 0; }
+    for (uint32_t i = 0; i < n; i++) d[i] = (char)fold_ch((unsigned char)s[i]);
+    out->field = field;
+    out->n = n;
+    out->s = d;
+    return 1;
+}
+
+/* The literals of value V of which its matches need one in FIELD, into OUT
+ * (room for val_nlits(V)); returns how many, 0 when V has none (null,
+ * exists, numbers, cidr, fieldref, "*", a regex without a literal).  A glob
+ * gives its longest piece; a regex the better of its literal set and its
+ * single literal. */
+static int val_nlits(const sj_val *v) {
+    if (v->kind == V_RE && v->nneed) return (int)v->nneed;
+    return 1;
+}
+
+static int val_lits(lstate *ls, const sj_val *v, int field, sj_lit *out) {
+    if (v->kind != V_GLOB && v->kind != V_RE) return 0;
+    const sj_seg *best = NULL;
+    for (uint32_t i = 0; i < v->nseg; i++) if (!best || v->seg[i].n > best->n) best = &v->seg[i];
+    if (best && best->n == 0) best = NULL;
+    if (v->kind == V_RE && v->nneed) {
+        int sc = 0;
+        for (uint32_t i = 0; i < v->nneed; i++) sc += lit_weight(v->need[i].n);
+        if (!best || sc < lit_weight(best->n)) {
+            for (uint32_t i = 0; i < v->nneed; i++)
+                if (!put_lit(ls, field, v->need[i].s, v->need[i].n, &out[i])) return 0;
+            return (int)v->nneed;
+        }
+    }
+    if (!best) return 0;
+    return put_lit(ls, field, best->s, best->n, out);
+}
+
+/* Add group G to C, keeping the LG_MAX rarest. */
+static void cnf_add(lcnf *c, const lgrp *g) {
+    if (g->n <= 0 || g->n > LG_LITS) return;
+    if (c->n < LG_MAX) { c->g[c->n++] = *g; return; }
+    int worst = 0;
+    for (int i = 1; i < c->n; i++) if (c->g[i].score > c->g[worst].score) worst = i;
+    if (g->score < c->g[worst].score) c->g[worst] = *g;
+}
+
+static void cnf_and(lcnf *c, const lcnf *d) {
+    for (int i = 0; i < d->n; i++) cnf_add(c, &d->g[i]);
+}
+
+/* C = C | D. */
+static void cnf_or(lstate *ls, lcnf *c, const lcnf *d) {
+    lcnf r = {0};
+    for (int i = 0; i < c->n; i++)
+        for (int j = 0; j < d->n; j++) {
+            const lgrp *a = &c->g[i], *b = &d->g[j];
+            if (a->n + b->n > LG_LITS) continue;
+            lgrp u = {a->n + b->n, a->score + b->score, sj_alloc(&ls->tmp, sizeof(sj_lit) * (size_t)(a->n + b->n))};
+            if (!u.l) { ls->oom = 1; continue; }
+            memcpy(u.l, a->l, sizeof(sj_lit) * (size_t)a->n);
+            memcpy(u.l + a->n, b->l, sizeof(sj_lit) * (size_t)b->n);
+            cnf_add(&r, &u);
+        }
+    *c = r;
+}
+
+static void item_cnf(lstate *ls, const sj_item *it, lcnf *out) {
+    out->n = 0;
+    if (it->nval <= 0) return;
+    int cap = 0;
+    for (int i = 0; i < it->nval; i++) cap += val_nlits(&it->val[i]);
+    if (cap > LG_LITS) return;
+    lgrp g = {0, 0, sj_alloc(&ls->tmp, sizeof(sj_lit) * (size_t)cap)};
+    if (!g.l) { ls->oom = 1; return; }
+    for (int i = 0; i < it->nval; i++) {
+        sj_lit *l = &g.l[g.n];
+        int k = val_lits(ls, &it->val[i], it->field, l);
+        if (!k) {
+            if (it->all) continue;          /* the other values are needed all the same */
+            return;
+        }
+        int sc = 0;
+        for (int j = 0; j < k; j++) sc += lit_weight(l[j].n);
+        if (it->all) {
+            lgrp one = {k, sc, l};
+            cnf_add(out, &one);
+        } else {
+            g.score += sc;
+        }
+        g.n += k;
+    }
+    if (!it->all) cnf_add(out, &g);
+}
+
+static void sel_cnf(lstate *ls, const sj_sel *s, lcnf *out) {
+    out->n = 0;
+    for (int m = 0; m < s->nmap; m++) {
+        lcnf mc = {0}, ic;
+        for (int i = 0; i < s->map[m].nitem; i++) {
+            item_cnf(ls, &s->map[m].item[i], &ic);
+            cnf_and(&mc, &ic);
+        }
+        if (m == 0) *out = mc;
+        else cnf_or(ls, out, &mc);
+        if (out->n == 0) return;
+    }
+}
+
+static void cond_cnf(lstate *ls, const sj_rule *r, const sj_cond *c, lcnf *out, int depth) {
+    out->n = 0;
+    if (depth > MAX_COND_DEPTH) return;
+    lcnf k;
+    switch (c->op) {
+    case C_SEL:
+        sel_cnf(ls, &r->sel[c->sel], out);
+        return;
+    case C_AND: case C_NOF:
+        if (c->op == C_NOF && c->n <= 0) return;
+        if (c->op == C_AND || c->n >= c->nkid) {      /* all of them */
+            for (int i = 0; i < c->nkid; i++) {
+                cond_cnf(ls, r, c->kid[i], &k, depth + 1);
+                cnf_and(out, &k);
+            }
+            return;
+        }
+        /* some of them: at least one */
+        for (int i = 0; i < c->nkid; i++) {
+            cond_cnf(ls, r, c->kid[i], &k, depth + 1);
+            if (i == 0) *out = k;
+            else cnf_or(ls, out, &k);
+            if (out->n == 0) return;
+        }
+        return;
+    case C_OR:
+        for (int i = 0; i < c->nkid; i++) {
+            cond_cnf(ls, r, c->kid[i], &k, depth + 1);
+            if (i == 0) *out = k;
+            else cnf_or(ls, out, &k);
+            if (out->n == 0) return;
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+static int cmp_grp(const void *a, const void *b) {
+    const lgrp *x = a, *y = b;
+    return (x->score > y->score) - (x->score < y->score);
+}
+
+/* Derive R's literal prefilter (r->nlgroup, lgn, lit).  -ENOMEM or 0. */
+static int set_lits(sj_rule *r) {
+    lstate ls = {{NULL}, 0};
+    lcnf c;
+    cond_cnf(&ls, r, r->cond, &c, 0);
+    int rc = 0;
+    if (ls.oom) { rc = -ENOMEM; goto out; }
+    qsort(c.g, (size_t)c.n, sizeof c.g[0], cmp_grp);      /* rarest group first */
+    int total = 0;
+    for (int i = 0; i < c.n; i++) total += c.g[i].n;
+    r->nlgroup = 0;
+    if (c.n == 0) goto out;
+    r->lgn = sj_alloc(&r->arena, sizeof(int) * (size_t)c.n);
+    r->lit = sj_alloc(&r->arena, sizeof(sj_lit) * (size_t)total);
+    if (!r->lgn || !r->lit) { rc = -ENOMEM; goto out; }
+    int w = 0;
+    for (int i = 0; i < c.n; i++) {
+        r->lgn[i] = c.g[i].n;
+        for (int j = 0; j < c.g[i].n; j++) {
+            const sj_lit *l = &c.g[i].l[j];
+            char *s = sj_strndup(&r->arena, l->s, l->n);
+            if (!s) { rc = -ENOMEM; goto out; }
+            r->lit[w].field = l->field;
+            r->lit[w].n = l->n;
+            r->lit[w++].s = s;
+        }
+    }
+    r->nlgroup = c.n;
+out:
+    sj_arena_free(&ls.tmp);
+    return rc;
+}
+
 static void set_pre(sj_rule *r) {
     const sj_item *best = NULL;
     int score = 1 << 30;
@@ -1184,5 +1750,5 @@ int sj_compile(sigma_rules *rs, sj_rule *r, void *docp, char *why, size_t whylen
     if (c->oom) return -ENOMEM;
     if (!r->cond || c->skipped) { if (!c->skipped) skip(c, "bad condition"); return 1; }
     set_pre(r);
-    return 0;
+    return set_lits(r);
 }

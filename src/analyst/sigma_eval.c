@@ -7,13 +7,21 @@
  * however many rules look at it.  When the buffer is full (very long values)
  * the matcher falls back to comparing with on-the-fly folding: slower, same
  * answer.  Only rules of logsource buckets that fit the event are tried.
- * Each rule first meets its prefilter (sj_pre, in a flat array per bucket):
- * a first/last byte test of a necessary anchored item, or "one of these
- * literals must be there" tested against a bigram set of the field, made
- * once per field and call.  Survivors have their condition tree walked with
+ * Each rule first meets its prefilter (sj_hot, in a flat array per bucket):
+ * a first/last byte test of a necessary anchored item, then its literal
+ * groups (sigma_int.h): the first time a rule needs a field, one pass over
+ * the folded value finds every atom of that field of the whole rule set
+ * (a pair filter, then a hash of the first 1-4 bytes, then a full compare)
+ * and marks the groups those atoms are in, so each later rule costs a bit
+ * test per group however many literals it has.  A rule without literal
+ * groups falls back to "one of these literals" tested against a bigram set
+ * of the field.  Survivors have their condition tree walked with
  * short-circuit AND/OR; map items were sorted at load time so cheap anchored
  * checks run before substring searches and regexes, and each regex with a
  * literal every match contains checks that literal with memmem first.
+ * Values with a non-ASCII byte skip the literal tests taken from regexes
+ * (a caseless regex folds more than ASCII: 'k' also matches U+212A): the
+ * filters only ever save work, never change an answer.
  *
  * Regexes need a pcre2_match_data.  Creating one allocates, so the match
  * general context of the rule set hands out memory from a per-call stack
@@ -64,6 +72,8 @@ typedef struct fval {
     int8_t st;              /* 0 not fetched, 1 absent, 2 present */
     int8_t lo_tried;
     int8_t bg_tried;
+    int8_t at;              /* atoms: 0 not looked for, 1 found (bits set), 2 cannot say */
+    int8_t hi;              /* lo made and the value has a non-ASCII byte */
     const uint64_t *bg;     /* bigrams present in lo (SJ_BG_BITS bits), or NULL */
 } fval;
 
@@ -79,6 +89,8 @@ typedef struct mstate {
     unsigned char *arena;
     int nbg;
     uint64_t bgs[BG_MAX][SJ_BG_BITS / 64];
+    uint64_t groups[SJ_GROUP_MAX / 64]; /* literal groups with an atom found so far */
+    uint64_t scanned, unsure;           /* fields < 64 with at = 1 or 2; with at = 2 */
 } mstate;
 
 static const unsigned char fold[256] = {
@@ -118,7 +130,13 @@ static const char *lower(mstate *m, fval *f) {
     f->lo_tried = 1;
     if (f->n > LO_BUF - m->loused) return NULL;
     char *d = m->lo + m->loused;
-    for (uint32_t i = 0; i < f->n; i++) d[i] = (char)fold[(unsigned char)f->v[i]];
+    unsigned hi = 0;
+    for (uint32_t i = 0; i < f->n; i++) {
+        unsigned char c = (unsigned char)f->v[i];
+        hi |= c;
+        d[i] = (char)fold[c];
+    }
+    f->hi = (int8_t)(hi >> 7);
     m->loused += f->n;
     f->lo = d;
     return d;
@@ -254,8 +272,10 @@ static int value(mstate *m, const sj_val *v, fval *f) {
     }
     case V_RE:
         if (v->nseg && !sj_no_prefilter) {     /* literal every match contains */
+            /* Not for non-ASCII values: a caseless regex matches 'k' to
+             * U+212A and 's' to U+017F, which ASCII folding does not. */
             const char *lo = lower(m, f);
-            if (lo && !glob(v, lo, f->n, 1, bigrams(m, f))) return 0;
+            if (lo && !f->hi && !glob(v, lo, f->n, 1, bigrams(m, f))) return 0;
         }
         return regex(m, v, f->v, f->n);
     case V_CIDR: return cidr(v, f);
@@ -346,10 +366,94 @@ static int alt_present(mstate *m, const sj_pre *pre) {
     for (int k = 0; k < pre->nalt; k++) {
         fval *f = field(m, pre->alt_field[k]);
         if (f->st != 2) continue;
-        const uint64_t *bg = lower(m, f) ? bigrams(m, f) : NULL;
+        const uint64_t *bg = lower(m, f) && !f->hi ? bigrams(m, f) : NULL;
         if (!bg || (has_bg(bg, pre->alt_bg[k][0]) && has_bg(bg, pre->alt_bg[k][1]))) return 1;
     }
     return 0;
+}
+
+/* Mark the groups of every atom of field FID that starts at V (LEFT bytes
+ * on): K is the prefix length, KEY its bytes as sj_key reads them. */
+static inline void probe(mstate *m, int fid, unsigned k, uint32_t key, const unsigned char *v, uint32_t left) {
+    const sigma_rules *rs = m->rs;
+    uint32_t h = sj_atom_hash(fid, k, key);
+    uint32_t fb = h >> 16;
+    if (!((rs->afilter[fb >> 6] >> (fb & 63)) & 1)) return;
+    for (int a = rs->ahead[h & rs->ahmask]; a >= 0; a = rs->atom[a].next) {
+        const sj_atom *at = &rs->atom[a];
+        if (at->field != fid || at->k != k || at->key != key || at->n > left) continue;
+        if (at->n > k && memcmp(v + k, at->s + k, at->n - k)) continue;
+        for (int o = at->occ; o >= 0; o = rs->occ[o].next) {
+            int g = rs->occ[o].group;
+            m->groups[g >> 6] |= (uint64_t)1 << (g & 63);
+        }
+    }
+}
+
+/* Find every atom of field FID (< FC_MAX) in its value: one pass over the
+ * folded value; at each position a one-byte table (for one-byte atoms) and
+ * a filter of first byte pairs (for the others) rule most places out; the
+ * rest hash (field, K, first K bytes) for each prefix length K the field's
+ * atoms use, test that against the rule set's filter, and only on a hit
+ * walk the chain of candidates, each compared in full.  Sets f->at (and the
+ * masks for small field numbers): 1 done, 2 cannot say (a value that cannot
+ * be folded, or has a non-ASCII byte: every atom counts as present). */
+static void scan_atoms(mstate *m, int fid) {
+    const sigma_rules *rs = m->rs;
+    fval *f = field(m, fid);
+    f->at = 1;
+    if (fid < 64) m->scanned |= (uint64_t)1 << fid;
+    if (f->st != 2) return;                /* absent: no literal is there */
+    const char *lo = lower(m, f);
+    /* A non-ASCII value: regex literals cannot be trusted there (a caseless
+     * 'k' matches U+212A), so every atom counts as present. */
+    if (!lo || f->hi) {
+        f->at = 2;
+        if (fid < 64) m->unsure |= (uint64_t)1 << fid;
+        return;
+    }
+    const unsigned char *v = (const unsigned char *)lo;
+    unsigned km = rs->fieldk[fid];
+    uint32_t n = f->n;
+    static const uint32_t mask[5] = {0, 0xff, 0xffff, 0xffffff, 0xffffffff};
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t left = n - i;
+        unsigned c0 = v[i];
+        if ((km & 1) && ((rs->aone[c0 >> 6] >> (c0 & 63)) & 1)) probe(m, fid, 1, c0, v + i, left);
+        if (left < 2 || !(km & 14)) continue;
+        unsigned pr = c0 | (unsigned)v[i + 1] << 8;
+        if (!((rs->apair[pr >> 6] >> (pr & 63)) & 1)) continue;
+        uint32_t key4 = pr;
+        if (left > 2) key4 |= (uint32_t)v[i + 2] << 16;
+        if (left > 3) key4 |= (uint32_t)v[i + 3] << 24;
+        for (unsigned k = 2; k <= 4 && k <= left; k++)
+            if ((km >> (k - 1)) & 1) probe(m, fid, k, key4 & mask[k], v + i, left);
+    }
+}
+
+/* The literal prefilter P (in sigma_rules.gdata, see sj_pre.groups): has
+ * every group an atom present?  A group's fields are scanned first (once
+ * per call); a field that cannot be scanned, or lies past the cache, counts
+ * as holding every atom. */
+static int groups_ok(mstate *m, const int *p) {
+    int ng = *p++;
+    for (int g = 0; g < ng; g++) {
+        int gid = p[0], nx = p[3];
+        uint64_t fm = (uint64_t)(uint32_t)p[1] | (uint64_t)(uint32_t)p[2] << 32;
+        for (uint64_t todo = fm & ~m->scanned; todo; todo &= todo - 1)
+            scan_atoms(m, __builtin_ctzll(todo));
+        int sure = (fm & m->unsure) != 0;
+        for (int k = 0; k < nx; k++) {        /* fields numbered 64 and up */
+            int fid = p[4 + k];
+            if (fid >= FC_MAX) { sure = 1; continue; }
+            fval *f = &m->f[fid];
+            if (!f->at) scan_atoms(m, fid);
+            if (f->at == 2) sure = 1;
+        }
+        if (!sure && !((m->groups[gid >> 6] >> (gid & 63)) & 1)) return 0;
+        p += 4 + nx;
+    }
+    return 1;
 }
 
 /* Does bucket B's logsource fit the event?  See sigma.h for the rules. */
@@ -382,21 +486,28 @@ int sigma_match(const sigma_rules *rs, const sigma_event_view *ev, sigma_hit *hi
     m.md = NULL;
     m.arena = arena;
     m.nbg = 0;
+    memset(m.groups, 0, sizeof(uint64_t) * (size_t)((rs->ngroup + 63) / 64));
+    m.scanned = m.unsure = 0;
     int total = 0, written = 0, buckets = 0;
     for (int b = 0; b < rs->nbucket; b++) {
         const sj_bucket *bk = &rs->bucket[b];
         if (!fits(bk, ev)) continue;
         buckets++;
         for (int i = 0; i < bk->n; i++) {
-            const sj_pre *pre = &bk->pre[i];
+            const sj_hot *pre = &bk->pre[i];
             if (sj_no_prefilter) {
                 /* evaluate every rule */
-            } else if (pre->field >= 0) {
-                /* The rule's necessary anchored item, from the flat array. */
-                if (!ends_fit(pre->has_first, pre->first, pre->has_last, pre->last, field(&m, pre->field)))
+            } else {
+                /* The rule's necessary anchored item, from the flat array;
+                 * then its literals (or, without, the bigram alternatives). */
+                if (pre->field >= 0 &&
+                    !ends_fit(pre->has_first, pre->first, pre->has_last, pre->last, field(&m, pre->field)))
                     continue;
-            } else if (pre->nalt && !alt_present(&m, pre)) {
-                continue;
+                if (pre->groups >= 0) {
+                    if (!groups_ok(&m, rs->gdata + pre->groups)) continue;
+                } else if (pre->field < 0 && pre->nalt && !alt_present(&m, &rs->rule[bk->rules[i]]->pre)) {
+                    continue;
+                }
             }
             const sj_rule *r = rs->rule[bk->rules[i]];
             if (!cond(&m, r, r->cond)) continue;

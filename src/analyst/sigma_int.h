@@ -11,6 +11,16 @@
  * programs, which are chained through sj_val.next_re and freed with the rule.
  * Field names are interned in the rule set: an item names a field by index;
  * index 0 is the raw text searched by keywords.
+ *
+ * The literal prefilter: each rule also carries the literals its matches
+ * need, as a conjunction of groups, each group an OR of (field, literal)
+ * pairs (sj_lit); "some literal of every group occurs in its field, case
+ * folded" holds for every event the rule matches.  When a rule is added, its
+ * literals become atoms of the rule set (deduplicated, owned by the set) and
+ * each group gets a number in the set; each atom lists the groups it is in
+ * (sj_occ).  The matcher finds all atoms of a field with one pass over the
+ * field and marks their groups; a rule is tried only when all of its groups
+ * are marked (sigma_eval.c).
  */
 #ifndef NJ_SIGMA_INT_H
 #define NJ_SIGMA_INT_H
@@ -54,6 +64,8 @@ typedef struct sj_val {
     sj_seg *seg;              /* V_GLOB literal pieces between '*'; V_RE: one
                                  literal every match contains (nseg 0: none) */
     pcre2_code *re;           /* V_RE (also globs with '?' or windash) */
+    uint32_t nneed;           /* V_RE: literals of which every match contains */
+    sj_seg *need;             /* one (lower-cased; nneed 0: none known) */
     int jit;                  /* re was JIT-compiled */
     struct sj_val *next_re;   /* chain of values owning a pcre2_code */
     double num;               /* V_NUM */
@@ -84,6 +96,9 @@ static inline unsigned sj_end_key(unsigned char a, unsigned char b, int width) {
 
 typedef struct sj_map { int nitem; sj_item *item; } sj_map;
 
+/* A literal a match needs in a field: S (N >= 1 bytes, ASCII lower-cased). */
+typedef struct sj_lit { int field; uint32_t n; const char *s; } sj_lit;
+
 typedef struct sj_sel {
     const char *name;
     int nmap;
@@ -105,15 +120,22 @@ typedef struct sj_cond {
  * Either (field >= 0) an item every match must satisfy whose values are all
  * anchored globs, as first/last byte sets (see sj_item); or (nalt > 0) a
  * list of alternatives of which every match needs one: a field and a pair of
- * bigrams of a literal in it.  Neither: the rule is always evaluated. */
+ * bigrams of a literal in it (used only when the rule has no literal groups,
+ * see groups below).  None of these: the rule is always evaluated. */
 #define SJ_ALT_MAX 8
 typedef struct sj_pre {
     int field;
     uint8_t has_first, has_last;
     uint8_t nalt;
+    /* Literal prefilter: -1, or where in sigma_rules.gdata the rule's
+     * groups start: {ngroup, then per group: its number in the rule set,
+     * the low and high halves of a mask of its atoms' fields numbered below
+     * 64, how many more fields, those fields}.  The rule can match only if
+     * every group has an atom present. */
+    int groups;
+    uint64_t first[4], last[4];
     int alt_field[SJ_ALT_MAX];
     uint16_t alt_bg[SJ_ALT_MAX][2];
-    uint64_t first[4], last[4];
 } sj_pre;
 
 typedef struct sj_rule {
@@ -124,13 +146,58 @@ typedef struct sj_rule {
     sj_cond *cond;
     sj_val *res;              /* PCRE2 owners */
     sj_pre pre;               /* see sj_pre; set by sj_compile */
+    int nlgroup;              /* the literal prefilter as compiled: groups, */
+    int *lgn;                 /* how many literals each has, */
+    sj_lit *lit;              /* and the literals, group after group */
 } sj_rule;
+
+/* An atom of the literal prefilter: a distinct (field, literal) of the rule
+ * set.  Atoms are found by their first K = min(n, 4) bytes (KEY, read as
+ * sj_key does), through a chained hash table (sigma_rules.ahead, next). */
+typedef struct sj_atom {
+    int field;
+    uint32_t n;
+    uint32_t key;
+    uint8_t k;
+    int next;                 /* next atom in the same chain, or -1 */
+    int occ;                  /* first of the groups it is in (sigma_rules.occ), or -1 */
+    const char *s;            /* owned by sigma_rules.atom_arena */
+} sj_atom;
+
+/* One group an atom is in; next: the atom's next one, or -1. */
+typedef struct sj_occ { int group, next; } sj_occ;
+
+#define SJ_ATOM_MAX    65536        /* atoms per rule set */
+#define SJ_GROUP_MAX   16384        /* literal groups per rule set (a bit each per call) */
+#define SJ_AFILTER_BITS 65536       /* filter of (field, k, key) hashes */
+
+/* The first K (1..4) bytes of S as a number, the same on every host. */
+static inline uint32_t sj_key(const unsigned char *s, unsigned k) {
+    uint32_t v = 0;
+    for (unsigned i = 0; i < k; i++) v |= (uint32_t)s[i] << (8 * i);
+    return v;
+}
+
+static inline uint32_t sj_atom_hash(int field, unsigned k, uint32_t key) {
+    uint64_t x = (uint64_t)key | (uint64_t)k << 32 | (uint64_t)(unsigned)field << 35;
+    return (uint32_t)((x * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+/* The part of sj_pre read for every rule tried: what a bucket keeps in its
+ * flat array (the bigram alternatives, rarely needed, stay in the rule). */
+typedef struct sj_hot {
+    int field;
+    uint8_t has_first, has_last;
+    uint8_t nalt;
+    int groups;
+    uint64_t first[4], last[4];
+} sj_hot;
 
 typedef struct sj_bucket {
     const char *product, *category, *service;   /* "" = any */
     int n, cap;
     int *rules;
-    sj_pre *pre;              /* parallel to rules */
+    sj_hot *pre;              /* parallel to rules */
 } sj_bucket;
 
 struct sigma_rules {
@@ -145,6 +212,22 @@ struct sigma_rules {
     pcre2_general_context *gctx;   /* compile-time allocations through nj_malloc */
     pcre2_general_context *mgctx;  /* match-time allocations from a stack arena */
     pcre2_match_context *mctx;
+    /* Literal prefilter atoms (see sj_atom). */
+    int natom, capatom;
+    sj_atom *atom;
+    int *ahead;                    /* chain heads, ahmask + 1 of them */
+    uint32_t ahmask;
+    int ngroup;                    /* literal groups numbered so far */
+    int ngdata, capgdata;
+    int *gdata;                    /* the rules' groups, see sj_pre.groups */
+    int nocc, capocc;
+    sj_occ *occ;
+    uint8_t *fieldk;               /* per field: bit K-1 set when an atom has that K */
+    int capfieldk;
+    sj_arena atom_arena;
+    uint64_t afilter[SJ_AFILTER_BITS / 64];
+    uint64_t apair[65536 / 64];    /* first two bytes of atoms of 2+ bytes (any field) */
+    uint64_t aone[256 / 64];       /* the bytes of one-byte atoms (any field) */
 };
 
 /* Field index for NAME, adding it.  Negative code on OOM. */

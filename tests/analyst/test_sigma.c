@@ -385,6 +385,48 @@ static void test_re_prefilter(void **state) {
         {"ab.*cdef", "ab---cdef", 1},
         {"ab.*cdef", "ab---cdxf", 0},
         {"(?x) a b c d", "abcd", 1},         /* extended mode: no prefilter */
+        /* Literal sets: alternations, classes, repeats, lookarounds. */
+        {"(?:ab)?cd|efg", "cd", 1},
+        {"(?:ab)?cd|efg", "xefgx", 1},
+        {"(?:ab)?cd|efg", "xefx", 0},
+        {"a(?=bcd)", "abcd", 1},
+        {"a(?=bcd)", "abce", 0},
+        {"(?<=xyz)abc", "xyzabc", 1},
+        {"(?!foo)bar", "bar", 1},
+        {"(ab|cd)\\1", "xcdcdx", 1},        /* backreference: gives up */
+        {"q{abc}z", "q{abc}z", 1},           /* '{' that is no quantifier */
+        {"[A-C]xyz", "bxyz", 0},
+        {"[A-C]xyz", "Bxyz", 1},
+        {"(?i)[A-C]xyz", "bXYZ", 1},
+        {"(?i)caf\xc3\xa9", "CAF\xc3\x89", 1},   /* non-ASCII case pairs */
+        {"(?i)caf\xc3\xa9s", "xCAF\xc3\x89S", 1},
+        {"(?i)kill -9", "\xe2\x84\xaaill -9", 1},  /* Kelvin sign: a caseless k */
+        {"(?i)\xe2\x84\xaaill -9", "kill -9", 1},
+        {"(?i)^use\\b", "u\xc5\xbf" "e", 1},            /* long s: a caseless s */
+        {"ab+?c", "abbc", 1},
+        {"ab++c", "abbc", 1},
+        {"\\bword\\b", "a word b", 1},
+        {"(?#note)abc", "abc", 1},
+        {"(?P<n>abc)def|ghi", "ghi", 1},
+        {"(?<n>abc)def|ghi", "abcdef", 1},
+        {"(?i:ABC)def", "abcdef", 1},
+        {"(?i:ABC)def", "abcDEF", 0},
+        {"x(?:a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s|t|u|v|w|x|y|z|0|1|2|3|4|5|6|7|8|9)y", "x7y", 1},
+        {"[^a]bc", "xbc", 1},
+        {"a\\tb", "a\tb", 1},
+        {"(a|b)*cd", "cd", 1},
+        {"(?:abc){2}", "abcabc", 1},
+        {"(?:abc){0}xyz", "xyz", 1},
+        {"ab{1}c", "abc", 1},
+        {"^(?:curl|wget)\\s", "WGET x", 0},
+        {"^(?:curl|wget)\\s", "wget x", 1},
+        {"(?i)^(?:curl|wget)\\s", "WGET x", 1},
+        {"(?:>>?|tee\\s+(?:-a\\s+)?)\\s*/etc/cron\\.(?:d|daily)/", "echo x | tee -a /etc/cron.d/job", 1},
+        {"(?:>>?|tee\\s+(?:-a\\s+)?)\\s*/etc/cron\\.(?:d|daily)/", "echo x >/etc/cron.daily/job", 1},
+        {"(?:>>?|tee\\s+(?:-a\\s+)?)\\s*/etc/cron\\.(?:d|daily)/", "cat /etc/cron.d/job", 0},
+        {"[[:alpha:]]+=[0-9]{2,}", "key=42", 1},
+        {"[-_.]xyz|[ab-]q", "-q", 1},
+        {"\\x41bc", "Abc", 1},              /* \x: gives up */
     };
     for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
         char det[512];
@@ -394,6 +436,10 @@ static void test_re_prefilter(void **state) {
         snprintf(pair, sizeof pair, "CommandLine=%s", cases[i].value);
         int got = hits_of(rs, NULL, (const char *const[]){pair}, 1);
         if (got != cases[i].want) fail_msg("re '%s' on '%s': got %d", cases[i].re, cases[i].value, got);
+        sj_no_prefilter = 1;
+        got = hits_of(rs, NULL, (const char *const[]){pair}, 1);
+        sj_no_prefilter = 0;
+        if (got != cases[i].want) fail_msg("re '%s' on '%s' without filters: got %d", cases[i].re, cases[i].value, got);
         sigma_rules_free(rs);
     }
 }
@@ -432,6 +478,88 @@ static void test_rule_prefilter(void **state) {
     assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxx epsilon42zeta xxxxxxxx"), 1);
     assert_int_equal(HITS(rs, "CommandLine=xxxxxxxxxxxxxxxx epsilonzeta xxxxxxxxxx"), 0);
     assert_int_equal(HITS(rs, "CommandLine=short"), 0);
+    sigma_rules_free(rs);
+}
+
+/* The literal prefilter (each rule's necessary literals, found per field
+ * in one pass) must give the answers of the full evaluation whatever the
+ * condition's shape: AND/OR/NOT, 'N of', |all, keywords, null and exists
+ * selections, base64, cased and windash values, one-byte literals, regex
+ * alternations.  Every pair of fragments below, on three images, with and
+ * without a parent, is matched with and without the filters. */
+static void test_literal_prefilter(void **state) {
+    (void)state;
+    static const char *rules =
+        "title: r1\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|re: '(?:cp|mv)\\s+\\S+\\s+/etc/cron\\.(?:d|daily)/'\n  condition: a\n---\n"
+        "title: r2\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|contains: abc\n  b:\n    Image|endswith: /zz\n"
+        "  c:\n    ParentImage|exists: true\n  condition: (a and b) or c\n---\n"
+        "title: r3\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  keywords:\n    - kw-one\n    - KW-two\n  f:\n    CommandLine|contains: nope\n"
+        "  condition: keywords and not f\n---\n"
+        "title: r4\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|contains|all: [p1q, r2s]\n  b:\n    CommandLine|re: '(?i)X(?:Y|Z)W'\n"
+        "  condition: a or b\n---\n"
+        "title: r5\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  sel1:\n    Image|endswith: [/a, /b]\n  sel2:\n    CommandLine|re: 'go+d|ba[dr]'\n"
+        "  condition: all of sel*\n---\n"
+        "title: r6\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  sel1:\n    ParentImage: null\n    CommandLine|contains: zq\n  sel2:\n    CommandLine|contains: xx\n"
+        "  condition: 1 of sel*\n---\n"
+        "title: r7\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  sel1:\n    CommandLine|contains: aa1\n  sel2:\n    CommandLine|contains: bb2\n"
+        "  sel3:\n    CommandLine|contains: cc3\n  condition: 2 of sel*\n---\n"
+        "title: r8\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|base64offset|contains: curl\n  condition: a\n---\n"
+        "title: r9\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|contains|cased: MiXed\n  condition: a\n---\n"
+        "title: r10\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|windash|contains: ' -enc'\n  condition: a\n---\n"
+        "title: r11\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|contains: '|'\n  b:\n    CommandLine|contains: ';'\n  condition: a and b\n---\n"
+        "title: r12\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    - CommandLine|startswith: 'good '\n    - Image|endswith: /zz\n"
+        "  b:\n    CommandLine|contains: [abc, xyw]\n  condition: a and not b\n---\n"
+        "title: r13\nlogsource:\n  category: process_creation\ndetection:\n"
+        "  a:\n    CommandLine|re: '[ab]c[de]|q?rs'\n  b:\n    CommandLine|contains: '*'\n  condition: a or b\n";
+    static const char *frag[] = {
+        "cp /x /etc/cron.d/y", "MV a  /etc/cron.daily/", "abc", "kw-one", "KW-TWO", "p1q r2s", "xyw", "XZW",
+        "good", "bar", "aa1 cc3", "bb2", "Y3VybA", "MiXed", "mixed", "/enc", "\xe2\x80\x93" "enc", "a|b;c", "nope",
+        "", "zq", "xx", "bce", "rs", "good ", "x", "GOOD bar",
+    };
+    static const char *images[] = {"/usr/bin/zz", "/a", "/x"};
+    int err;
+    sigma_rules *rs = sigma_rules_new(&err);
+    assert_non_null(rs);
+    assert_int_equal(sigma_load_text(rs, "lit.yml", rules, strlen(rules)), 13);
+    int compared = 0, hits = 0, seen[13] = {0};
+    for (size_t i = 0; i < NJ_ARRAY_LEN(frag); i++)
+        for (size_t j = 0; j < NJ_ARRAY_LEN(frag); j++)
+            for (size_t im = 0; im < NJ_ARRAY_LEN(images); im++)
+                for (int parent = 0; parent < 2; parent++) {
+                    char cmd[128];
+                    snprintf(cmd, sizeof cmd, "%s %s", frag[i], frag[j]);
+                    kv e = {{"CommandLine", "Image", "ParentImage"}, {cmd, images[im], "/bin/sh"}, parent ? 3 : 2};
+                    sigma_event_view v = {kv_get, &e, cmd, strlen(cmd), NULL, "process_creation", NULL};
+                    sigma_hit h1[16], h2[16];
+                    int k1 = sigma_match(rs, &v, h1, 16);
+                    sj_no_prefilter = 1;
+                    int k2 = sigma_match(rs, &v, h2, 16);
+                    sj_no_prefilter = 0;
+                    if (k1 != k2) fail_msg("filters changed the hit count (%d vs %d) for '%s' on %s", k1, k2, cmd, images[im]);
+                    for (int k = 0; k < k1 && k < 16; k++) {
+                        if (h1[k].rule != h2[k].rule) fail_msg("filters changed hit %d for '%s'", k, cmd);
+                        seen[h1[k].rule] = 1;
+                    }
+                    compared++;
+                    hits += k1;
+                }
+    /* Every rule is hit by some event, so no comparison is vacuous. */
+    for (int r = 0; r < 13; r++)
+        if (!seen[r]) fail_msg("rule r%d is hit by no event", r + 1);
+    assert_true(compared > 1000);
+    assert_true(hits > 500);
     sigma_rules_free(rs);
 }
 
@@ -1470,6 +1598,7 @@ int main(void) {
         cmocka_unit_test(test_numeric_fieldref_cased),
         cmocka_unit_test(test_re_prefilter),
         cmocka_unit_test(test_rule_prefilter),
+        cmocka_unit_test(test_literal_prefilter),
         cmocka_unit_test(test_conditions),
         cmocka_unit_test(test_keywords),
         cmocka_unit_test(test_logsource),
