@@ -1,9 +1,9 @@
 /* test_sinks — sink specs, payloads, and each sink against a receiver the
  * test runs itself on 127.0.0.1 (or a Unix socket in a temporary
  * directory): JSONL rotation, RFC 5424 over UDP, TCP (octet counting) and a
- * Unix datagram socket, and webhooks through the delivery loop against a
- * libmicrohttpd server that can refuse (503), stall, or answer like Splunk
- * HEC and Elastic _bulk.
+ * Unix datagram socket, and webhooks through the delivery loop against the
+ * scripted server of tests/support/fakehttp, which can refuse (503), stall,
+ * or answer like Splunk HEC and Elastic _bulk.
  *
  * Backoff is tested without waiting: the test runs a delivery round at the
  * row's own next_attempt_at.  Where a thread must be waited for, the test

@@ -1,7 +1,8 @@
 /*
  * test_remote — the analyst's model stage on a remote backend (remote.h),
- * against a scripted local HTTP server (libmicrohttpd) that plays another
- * nightjar's /v1/analyze or an OpenAI-compatible /v1/chat/completions.
+ * against a scripted local HTTP server (tests/support/fakehttp) that
+ * plays another nightjar's /v1/analyze or an OpenAI-compatible
+ * /v1/chat/completions.
  * What is checked: the spec forms and their errors; that rules decide
  * without the network; batches in order; a rule's floor; retries with
  * backoff; an unavailable backend (NJ_ENET) while rule verdicts still
