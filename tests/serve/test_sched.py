@@ -365,12 +365,8 @@ def main():
         skip("scheduler tests", f"{MODEL} absent (scripts/setup --model)")
     else:
         try:
-            for name, fn in (("order", test_order_full_hangup), ("starvation", test_starvation),
-                             ("preemption", test_preemption), ("batching", test_batching)):
-                try:
-                    fn()
-                except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
-                    check(f"{name}: group ran to the end", False, repr(e))
+            njtest.run_groups((("order", test_order_full_hangup), ("starvation", test_starvation),
+                               ("preemption", test_preemption), ("batching", test_batching)))
         finally:
             njtest.kill_all()
     if njtest.failed:

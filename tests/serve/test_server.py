@@ -668,20 +668,17 @@ def main():
             s.stop()
         else:
             try:
-                for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
-                                 ("injection", lambda: test_injection(s)),
-                                 ("browser guards", lambda: test_browser_guards(s, port)),
-                                 ("health while busy", test_health_while_busy),
-                                 ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
-                                 ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s, cfg)),
-                                 ("token", test_token), ("memory budget", test_mem_budget),
-                                 ("prefix cache f16", lambda: test_prefix_cache("f16")),
-                                 ("prefix cache q8_0", lambda: test_prefix_cache("q8_0")),
-                                 ("sigterm", lambda: test_sigterm(s))):
-                    try:
-                        fn()
-                    except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
-                        check(f"{name}: group ran to the end", False, repr(e))
+                njtest.run_groups((("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
+                                   ("injection", lambda: test_injection(s)),
+                                   ("browser guards", lambda: test_browser_guards(s, port)),
+                                   ("health while busy", test_health_while_busy),
+                                   ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
+                                   ("sighup", lambda: test_sighup(s, cfg)),
+                                   ("idle unload", lambda: test_idle_unload(s, cfg)),
+                                   ("token", test_token), ("memory budget", test_mem_budget),
+                                   ("prefix cache f16", lambda: test_prefix_cache("f16")),
+                                   ("prefix cache q8_0", lambda: test_prefix_cache("q8_0")),
+                                   ("sigterm", lambda: test_sigterm(s))))
             finally:
                 njtest.kill_all()
             log = s.logtext()

@@ -81,6 +81,16 @@ def skip(name, why):
         print(f"skip {name} ({why})", flush=True)
 
 
+def run_groups(groups):
+    """Run each (name, function) in turn; an exception escaping one is one
+    failed check, "NAME: group ran to the end", and the next group runs."""
+    for name, fn in groups:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
+            check(f"{name}: group ran to the end", False, repr(e))
+
+
 def model_missing(path=MODEL):
     """True, after the lines of a script that did not run (a skip line and
     an empty summary), when the test model is absent."""
