@@ -6,7 +6,11 @@ Each needs the same scaffolding: a free loopback port, a server process
 with its own log file that is ready once /health answers, a bounded stop,
 HTTP over a Unix socket and over TCP, and the one-line-per-check report
 whose closing line scripts/run-tests adds up.  This module holds that
-scaffolding once; the scripts keep only what they test.
+scaffolding once; the scripts keep only what they test.  A script finds
+it from its own location:
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+    import njtest
 
 Report format (scripts/run-tests parses the last line):
     ok   NAME
