@@ -38,21 +38,9 @@ import tempfile
 import threading
 import time
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cache/nightjar/models"))
-MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, MODEL, check  # noqa: E402
 
 
 class Received:
@@ -201,9 +189,7 @@ def main():
     ap.add_argument("--max-delay", type=float, default=3.0,
                     help="longest run before a kill once watch has stored a verdict, seconds")
     args = ap.parse_args()
-    if not os.path.exists(MODEL):
-        print(f"skip: {MODEL} is not there (scripts/get-models)")
-        print("0 passed, 0 failed")
+    if njtest.model_missing():
         return 0
     rnd = random.Random(args.seed)
     tmp = tempfile.mkdtemp(prefix="nj-crash-model-")
@@ -282,8 +268,7 @@ def main():
               f"{time.time() - t_kills:.0f} s to finish", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return njtest.summary()
 
 
 if __name__ == "__main__":

@@ -23,87 +23,39 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+import traceback
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cache/nightjar/models"))
-MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, MODEL, SLOW, check  # noqa: E402
+
 PEER = os.environ.get("NIGHTJAR_PEER_BIN", os.path.expanduser("~/.cache/nightjar/peer/llama.cpp/build/bin"))
 LLAMA_SERVER = os.path.join(PEER, "llama-server")
-SLOW = "asan" in BIN or "tsan" in BIN
 DEADLINE = 600 if SLOW else 240
 TOKEN = "test-token-7"
 
-passed = failed = 0
-procs = []
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
-
 
 def finish():
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    njtest.stop_all(30)
+    njtest.finish()
 
 
 def get(port, path, token=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
+    return njtest.http(port, path, token=token, timeout=10)
 
 
 def wait_for(cond, deadline=DEADLINE):
-    t = time.time() + deadline
-    while time.time() < t:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return False
+    return njtest.wait_for(cond, deadline, 0.2)
 
 
 def start_serve(port, log):
-    p = subprocess.Popen([BIN, "serve", "-m", MODEL, "--socket", "none", "--port", str(port), "-t", "1",
-                          "--idle-unload", "0", "--nice", "0", "--token", TOKEN], stdout=log, stderr=log)
-    procs.append(p)
-    ok = wait_for(lambda: p.poll() is None and get(port, "/health", TOKEN)[0] == 200)
-    return p if ok else None
+    p = njtest.Server([BIN, "serve", "-m", MODEL, "--socket", "none", "--port", str(port), "-t", "1",
+                       "--idle-unload", "0", "--nice", "0", "--token", TOKEN], log, port=port, token=TOKEN)
+    return p if p.wait_ready(DEADLINE, step=0.2) else None
 
 
 def analyze_requests(port):
@@ -140,9 +92,7 @@ def spool_state(db):
 
 
 def main():
-    if not os.path.exists(MODEL):
-        print(f"skip: {MODEL} is not there (scripts/get-models)")
-        print("0 passed, 0 failed")
+    if njtest.model_missing():
         return
     tmp = tempfile.mkdtemp(prefix="nj-backend-")
     try:
@@ -156,10 +106,10 @@ def run(tmp):
     inp = os.path.join(tmp, "commands.txt")
     with open(inp, "w") as f:
         f.write("\n".join(LINES) + "\n")
-    log = open(os.path.join(tmp, "serve.log"), "w")
-    port = free_port()
+    log = os.path.join(tmp, "serve.log")
+    port = njtest.free_port()
     srv = start_serve(port, log)
-    if not check("a second nightjar serve comes up", srv is not None, open(os.path.join(tmp, "serve.log")).read()[-400:]):
+    if not check("a second nightjar serve comes up", srv is not None, open(log).read()[-400:]):
         return
     backend = f"nightjar+http://127.0.0.1:{port}"
 
@@ -183,7 +133,7 @@ def run(tmp):
     rc, vs, err = analyze(["--backend", backend, "--backend-token", "wrong"], inp)
     check("a wrong token is an error naming HTTP 401, rule verdicts still printed",
           rc == 1 and "401" in err and {v["event_id"] for v in vs} == RULE_MALICIOUS, err[-300:])
-    dead = f"nightjar+http://127.0.0.1:{free_port()}"
+    dead = f"nightjar+http://127.0.0.1:{njtest.free_port()}"
     rules_only = os.path.join(tmp, "rules.txt")
     with open(rules_only, "w") as f:
         f.write(LINES[0] + "\n" + LINES[3] + "\n")
@@ -202,7 +152,7 @@ def run(tmp):
                                             for v in oai), err[-300:] + json.dumps(oai)[:300])
 
     # 3. watch with the backend down, then up
-    port2 = free_port()
+    port2 = njtest.free_port()
     backend2 = f"nightjar+http://127.0.0.1:{port2}"
     db = os.path.join(tmp, "spool.db")
     sink = os.path.join(tmp, "verdicts.jsonl")
@@ -215,11 +165,10 @@ def run(tmp):
           r.returncode == 1 and "stay in the spool" in r.stderr, r.stderr[-300:])
     check("... rule verdicts are stored, the other events wait without one",
           ev == 5 and sum(per.values()) == 2 and {k for k, n in per.items() if n} == RULE_MALICIOUS, str(per))
-    w = subprocess.Popen(wcmd, stdout=subprocess.DEVNULL, stderr=open(wlog, "w"))
-    procs.append(w)
+    w = njtest.track(subprocess.Popen(wcmd, stdout=subprocess.DEVNULL, stderr=open(wlog, "w")))
     waited = wait_for(lambda: "wait in the spool" in open(wlog).read(), 120)
     check("a running watch notices the backend is down", waited, open(wlog).read()[-300:])
-    srv2 = start_serve(port2, log)
+    srv2 = start_serve(port2, os.path.join(tmp, "serve2.log"))
     check("the backend comes up", srv2 is not None)
     done = wait_for(lambda: sum(spool_state(db)[1].values()) == 5)
     ev, per, vs = spool_state(db)
@@ -238,14 +187,12 @@ def run(tmp):
         print(f"skip: llama-server not built at {LLAMA_SERVER} (bench/setup-peer); the openai backend was "
               "tested against nightjar's own chat endpoint only")
         return
-    port3 = free_port()
+    port3 = njtest.free_port()
     env = dict(os.environ, LD_LIBRARY_PATH=PEER)
-    llog = open(os.path.join(tmp, "llama.log"), "w")
-    ls = subprocess.Popen([LLAMA_SERVER, "-m", MODEL, "--port", str(port3), "--host", "127.0.0.1", "-t", "1",
-                           "-c", "4096"], stdout=llog, stderr=llog, env=env)
-    procs.append(ls)
-    up = wait_for(lambda: ls.poll() is None and get(port3, "/health")[0] == 200)
-    if not check("llama-server comes up", up, open(os.path.join(tmp, "llama.log")).read()[-300:]):
+    ls = njtest.Server([LLAMA_SERVER, "-m", MODEL, "--port", str(port3), "--host", "127.0.0.1", "-t", "1",
+                        "-c", "4096"], os.path.join(tmp, "llama.log"), port=port3, env=env)
+    up = ls.wait_ready(DEADLINE, step=0.2)
+    if not check("llama-server comes up", up, ls.logtext()[-300:]):
         return
     open_only = os.path.join(tmp, "open.txt")
     with open(open_only, "w") as f:
@@ -261,5 +208,8 @@ def run(tmp):
 if __name__ == "__main__":
     try:
         main()
+    except Exception as e:  # noqa: BLE001 - a crash is a failure, not an early "0 failed"
+        traceback.print_exc()
+        check("the test ran to the end", False, repr(e))
     finally:
         finish()

@@ -1,15 +1,16 @@
 /* test_sinks — sink specs, payloads, and each sink against a receiver the
  * test runs itself on 127.0.0.1 (or a Unix socket in a temporary
  * directory): JSONL rotation, RFC 5424 over UDP, TCP (octet counting) and a
- * Unix datagram socket, and webhooks through the delivery loop against a
- * libmicrohttpd server that can refuse (503), stall, or answer like Splunk
- * HEC and Elastic _bulk.
+ * Unix datagram socket, and webhooks through the delivery loop against the
+ * scripted server of tests/support/fakehttp, which can refuse (503), stall,
+ * or answer like Splunk HEC and Elastic _bulk.
  *
  * Backoff is tested without waiting: the test runs a delivery round at the
  * row's own next_attempt_at.  Where a thread must be waited for, the test
  * waits on a condition variable with a deadline, never a fixed sleep. */
 #include "testutil.h"
 #include "deliver.h"
+#include "fakehttp.h"
 #include "sink.h"
 #include "sink_impl.h"
 #include "spool.h"
@@ -18,10 +19,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -567,76 +566,24 @@ static void test_syslog_unix(void **state) {
 
 /* -------------------------------------------------------------- webhook --- */
 
-#define MAX_REQ 64
-struct req { char url[128]; char auth[160]; char ctype[64]; char *body; size_t len; int status; };
-
+/* What the webhook receiver answers besides 503s (read by answer() under
+ * the server's lock). */
 static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct req req[MAX_REQ];
-    int n;
-    int fail_next;          /* answer 503 to this many */
     int bulk_status[8];     /* elastic: per-item statuses, 0 = 201 */
-    bool stall;             /* /stall: hold the answer until released */
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} srv;
 
-static struct MHD_Daemon *g_mhd;
+static fakehttp *g_http;
 static int g_port;
 
-struct upload { char *p; size_t len; };
-
-static enum MHD_Result respond(struct MHD_Connection *c, int status, const char *body) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
-                                                             MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version, const char *data,
-                               size_t *data_size, void **con_cls) {
-    (void)cls; (void)method; (void)version;
-    struct upload *u = *con_cls;
-    if (!u) {
-        *con_cls = calloc(1, sizeof *u);
-        return MHD_YES;
-    }
-    if (*data_size) {
-        u->p = realloc(u->p, u->len + *data_size + 1);
-        memcpy(u->p + u->len, data, *data_size);
-        u->len += *data_size;
-        u->p[u->len] = 0;
-        *data_size = 0;
-        return MHD_YES;
-    }
-    pthread_mutex_lock(&srv.mu);
-    int status = 200;
-    if (srv.fail_next > 0) { srv.fail_next--; status = 503; }
-    if (srv.n < MAX_REQ) {
-        struct req *q = &srv.req[srv.n++];
-        snprintf(q->url, sizeof q->url, "%s", url);
-        const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        snprintf(q->auth, sizeof q->auth, "%s", a ? a : "");
-        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-        snprintf(q->ctype, sizeof q->ctype, "%s", ct ? ct : "");
-        q->body = u->p ? strdup(u->p) : strdup("");
-        q->len = u->len;
-        q->status = status;
-    }
-    pthread_cond_broadcast(&srv.cv);
-    if (!strcmp(url, "/stall")) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 10;
-        while (srv.stall && pthread_cond_timedwait(&srv.cv, &srv.mu, &ts) == 0) {}
-    }
+/* A collector: Splunk HEC's "Success", or for an Elastic _bulk request one
+ * result per action line (every other line of the body). */
+static char *answer(void *ud, const fakehttp_req *q, int *status) {
+    (void)ud;
+    (void)status;
     char body[1024] = "{\"text\":\"Success\",\"code\":0}";
-    if (status == 200 && strstr(url, "_bulk")) {
-        /* One result per action line (every other line). */
+    if (strstr(q->url, "_bulk")) {
         size_t lines = 0;
-        for (size_t i = 0; i < u->len; i++) lines += u->p[i] == '\n';
+        for (size_t i = 0; i < q->len; i++) lines += q->body[i] == '\n';
         size_t items = lines / 2, off = 0;
         off += (size_t)snprintf(body + off, sizeof body - off, "{\"took\":1,\"errors\":false,\"items\":[");
         for (size_t i = 0; i < items && i < 8; i++) {
@@ -649,57 +596,48 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
         snprintf(body + off, sizeof body - off, "]}");
     }
-    if (status == 503) snprintf(body, sizeof body, "{\"text\":\"Server is busy\",\"code\":9}");
-    pthread_mutex_unlock(&srv.mu);
-    free(u->p);
-    free(u);
-    *con_cls = NULL;
-    return respond(c, status, body);
+    return strdup(body);
 }
 
 static void reset_server(void) {
-    pthread_mutex_lock(&srv.mu);
-    for (int i = 0; i < srv.n; i++) free(srv.req[i].body);
-    srv.n = 0;
-    srv.fail_next = 0;
+    fakehttp_reset(g_http);
+    fakehttp_lock(g_http);
     memset(srv.bulk_status, 0, sizeof srv.bulk_status);
-    srv.stall = false;
-    pthread_mutex_unlock(&srv.mu);
+    fakehttp_unlock(g_http);
+}
+
+/* The next n requests are answered 503 (busy). */
+static void fail_next(int n) {
+    fakehttp_fail_next(g_http, n, 503, "{\"text\":\"Server is busy\",\"code\":9}");
+}
+
+static int nreq(void) { return fakehttp_count(g_http, NULL); }
+
+/* Recorded request i; the test fails if there is none. */
+static const fakehttp_req *req(int i) {
+    const fakehttp_req *q = fakehttp_get(g_http, i);
+    if (!q) fail_msg("no request %d (%d recorded)", i, nreq());
+    return q;
 }
 
 /* Wait (deadline 10 s) until the server has seen n requests. */
 static void wait_requests(int n) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 10;
-    pthread_mutex_lock(&srv.mu);
-    while (srv.n < n)
-        if (pthread_cond_timedwait(&srv.cv, &srv.mu, &ts) != 0) break;
-    int got = srv.n;
-    pthread_mutex_unlock(&srv.mu);
+    int got = fakehttp_wait(g_http, n, 10000);
     if (got < n) fail_msg("server saw %d requests, want %d", got, n);
 }
 
 static int server_up(void **state) {
     (void)state;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    g_mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                             NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR,
-                             (struct sockaddr *)&sa, MHD_OPTION_END);
-    if (!g_mhd) return -1;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT);
-    g_port = info->port;
+    g_http = fakehttp_start(answer, NULL, NULL);
+    if (!g_http) return -1;
+    g_port = fakehttp_port(g_http);
     return 0;
 }
 
 static int server_down(void **state) {
     (void)state;
-    pthread_mutex_lock(&srv.mu);
-    srv.stall = false;
-    pthread_cond_broadcast(&srv.cv);
-    pthread_mutex_unlock(&srv.mu);
-    MHD_stop_daemon(g_mhd);
-    reset_server();
+    fakehttp_stop(g_http);   /* lifts a stall first */
+    g_http = NULL;
     return 0;
 }
 
@@ -747,7 +685,7 @@ static void test_webhook_retry_then_deliver(void **state) {
     spool *sp = spool_with(path, sink_name(s), 1, &seq);
     deliver *d = deliver_new(sp, &s, 1, NULL, NULL);
     assert_non_null(d);
-    srv.fail_next = 2;
+    fail_next(2);
     int64_t now = spool_now_ms(), at = 0;
     int delivered = -1;
     /* Two refusals, each retried at its backoff, then accepted. */
@@ -767,14 +705,14 @@ static void test_webhook_retry_then_deliver(void **state) {
             now = at; /* ...and due at it */
         }
     }
-    assert_int_equal(srv.n, 3);
-    assert_int_equal(srv.req[0].status, 503);
-    assert_int_equal(srv.req[2].status, 200);
-    assert_string_equal(srv.req[2].url, "/hook");
-    assert_string_equal(srv.req[2].auth, "Bearer t0k");
-    assert_string_equal(srv.req[2].ctype, "application/json");
+    assert_int_equal(nreq(), 3);
+    assert_int_equal(req(0)->status, 503);
+    assert_int_equal(req(2)->status, 200);
+    assert_string_equal(req(2)->url, "/hook");
+    assert_string_equal(req(2)->auth, "Bearer t0k");
+    assert_string_equal(req(2)->ctype, "application/json");
     /* A definite refusal is not a redelivery: the body is the verdict. */
-    assert_string_equal(srv.req[2].body, "{\"event\":\"ev-0\",\"verdict\":\"malicious\"}");
+    assert_string_equal(req(2)->body, "{\"event\":\"ev-0\",\"verdict\":\"malicious\"}");
     /* Marked once, never sent again. */
     assert_int_equal(deliver_once(d, 0, now + 3600000, &delivered), 0);
     spool_stats st;
@@ -809,14 +747,14 @@ static void test_webhook_redelivery_after_crash(void **state) {
     int delivered;
     assert_int_equal(deliver_once(d, 0, spool_now_ms(), &delivered), 2);
     assert_int_equal(delivered, 2);
-    assert_int_equal(srv.n, 2);
-    json_t *a = json_loads(srv.req[0].body, 0, NULL), *b = json_loads(srv.req[1].body, 0, NULL);
+    assert_int_equal(nreq(), 2);
+    json_t *a = json_loads(req(0)->body, 0, NULL), *b = json_loads(req(1)->body, 0, NULL);
     assert_non_null(a);
     assert_non_null(b);
     assert_true(json_is_true(json_object_get(a, "redelivery")));
     assert_string_equal(json_string_value(json_object_get(a, "event")), "ev-0");
     assert_null(json_object_get(b, "redelivery"));
-    assert_int_equal(strncmp(srv.req[0].body, "{\"redelivery\":true,", 19), 0);
+    assert_int_equal(strncmp(req(0)->body, "{\"redelivery\":true,", 19), 0);
     json_decref(a);
     json_decref(b);
     deliver_free(d);
@@ -827,7 +765,7 @@ static void test_webhook_redelivery_after_crash(void **state) {
 static void test_webhook_timeout_is_maybe(void **state) {
     (void)state;
     reset_server();
-    srv.stall = true;
+    fakehttp_stall(g_http, "/stall", true);
     char spec[128], path[600];
     snprintf(spec, sizeof spec, "webhook:http://127.0.0.1:%d/stall,timeout_ms=300", g_port);
     snprintf(path, sizeof path, "%s/t.db", nj_test_tmpdir());
@@ -837,10 +775,7 @@ static void test_webhook_timeout_is_maybe(void **state) {
     int delivered;
     assert_int_equal(deliver_once(d, 0, spool_now_ms(), &delivered), 1);
     assert_int_equal(delivered, 0);
-    pthread_mutex_lock(&srv.mu);
-    srv.stall = false;
-    pthread_cond_broadcast(&srv.cv);
-    pthread_mutex_unlock(&srv.mu);
+    fakehttp_stall(g_http, "/stall", false);
     deliver_free(d);
     spool_close(sp);
     /* The request went out and no answer came: maybe delivered. */
@@ -877,10 +812,10 @@ static void test_webhook_splunk(void **state) {
     sink_result res[3];
     make_items(it, 3, 40);
     assert_int_equal(sink_send(s, it, 3, res), 3);
-    assert_int_equal(srv.n, 1); /* one request for the batch */
-    assert_string_equal(srv.req[0].auth, "Splunk HEC-1");
+    assert_int_equal(nreq(), 1); /* one request for the batch */
+    assert_string_equal(req(0)->auth, "Splunk HEC-1");
     /* The body: three HEC event objects back to back. */
-    const char *p = srv.req[0].body;
+    const char *p = req(0)->body;
     for (int i = 0; i < 3; i++) {
         json_error_t je;
         json_t *j = json_loads(p, JSON_DISABLE_EOF_CHECK, &je);
@@ -900,7 +835,7 @@ static void test_webhook_splunk(void **state) {
     while (*p == '\n' || *p == ' ') p++;
     assert_int_equal(*p, 0);
     /* Busy: the whole batch is retried. */
-    srv.fail_next = 1;
+    fail_next(1);
     assert_int_equal(sink_send(s, it, 3, res), 0);
     for (int i = 0; i < 3; i++) assert_int_equal(res[i].status, SINK_RETRY);
     assert_non_null(strstr(res[0].error, "HTTP 503"));
@@ -925,11 +860,12 @@ static void test_webhook_elastic(void **state) {
     assert_int_equal(res[1].status, SINK_OK);
     assert_int_equal(res[2].status, SINK_PERMANENT);
     assert_non_null(strstr(res[2].error, "mapper_parsing_exception"));
-    assert_int_equal(srv.n, 1);
-    assert_string_equal(srv.req[0].auth, "ApiKey K");
-    assert_string_equal(srv.req[0].ctype, "application/x-ndjson");
+    assert_int_equal(nreq(), 1);
+    assert_string_equal(req(0)->auth, "ApiKey K");
+    assert_string_equal(req(0)->ctype, "application/x-ndjson");
     /* NDJSON: action, document, action, document... with stable ids. */
-    char *body = srv.req[0].body, *save = NULL;
+    char *body = strdup(req(0)->body), *save = NULL;   /* strtok_r writes; the record stays as sent */
+    assert_non_null(body);
     char ids[3][80];
     int k = 0;
     for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save), k++) {
@@ -945,6 +881,7 @@ static void test_webhook_elastic(void **state) {
         }
         json_decref(j);
     }
+    free(body);
     assert_int_equal(k, 6);
     assert_string_equal(ids[0], ids[1]);      /* same source and event id */
     assert_string_not_equal(ids[0], ids[2]);
@@ -978,7 +915,7 @@ static void test_deliver_threads(void **state) {
     assert_non_null(sp);
     deliver *d = deliver_new(sp, sinks, 2, &(deliver_opts){.batch = 4}, &err);
     assert_non_null(d);
-    srv.fail_next = 1; /* the first try is refused and retried after the backoff */
+    fail_next(1); /* the first try is refused and retried after the backoff */
     assert_int_equal(deliver_start(d), 0);
     for (int i = 0; i < 10; i++) {
         char id[16];

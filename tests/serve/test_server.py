@@ -14,24 +14,22 @@ condition it needs (wait_for) under a generous deadline, and the counters
 of /metrics are compared before and after, never assumed from a fresh
 server.  The one timing assertion is the /health latency the spec asks for.
 """
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-BIN = os.environ.get("NJ_BIN", "build/nightjar")
-MODEL_DIR = os.environ.get("NIGHTJAR_TEST_MODEL_DIR", os.path.expanduser("~/.cache/nightjar/models"))
-MODEL = os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import njtest  # noqa: E402
+from njtest import BIN, MODEL, SLOW, check, jbody, metric, skip  # noqa: E402
+
 NCTX = 1024    # context of the main test server
 # Slow builds (sanitizers) need more patience; nothing here asserts speed
 # except the /health latency the spec asks for.
-SLOW = "asan" in BIN or "tsan" in BIN
 
 # Deadlines are generous: they bound a hung server, not a slow machine.
 START_DEADLINE = 240 if SLOW else 120   # server start (model load)
@@ -45,130 +43,40 @@ WAIT_DEADLINE = 120                     # any other condition polled for
 # 10), and the drain must not give up on it (the default is 30 s).
 BASE_CFG = "shutdown_timeout = 900\n"
 
-passed = failed = skipped = 0
 TMP = tempfile.mkdtemp(prefix="nj-serve-")
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
-
-
-def skip(name, why):
-    global skipped
-    skipped += 1
-    print(f"skip {name} ({why})")
 
 
 def wait_for(cond, timeout=WAIT_DEADLINE, step=0.05):
     """Poll cond() until it returns a true value or timeout seconds pass;
     returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(step)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return njtest.wait_for(cond, timeout, step)
 
 
 def env():
-    e = dict(os.environ)
-    e["XDG_CONFIG_HOME"] = TMP          # no user config file leaks in
-    e["XDG_CACHE_HOME"] = TMP           # nor cache files out (prefix cache)
-    for k in ("THREADS", "NICE_LEVEL", "CTX_SIZE", "NIGHTJAR_TOKEN", "NIGHTJAR_CONFIG"):
-        e.pop(k, None)
-    return e
+    return njtest.service_env(TMP, cache=True)   # no user config file leaks in, nor cache files out
 
 
 def curl(sock, method, path, body=None, headers=(), timeout=REQ_TIMEOUT, stream=False):
     """Returns (status, body bytes, seconds, response headers text)."""
-    hdr = os.path.join(TMP, "hdr")
-    cmd = ["curl", "-s", "-S", "--unix-socket", sock, "-X", method, "-o", "-", "-D", hdr,
-           "-w", "\n%{http_code} %{time_total}", "--max-time", str(timeout)]
-    if stream:
-        cmd.append("-N")
-    for h in headers:
-        cmd += ["-H", h]
-    if body is not None:
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        bf = os.path.join(TMP, "body")
-        with open(bf, "wb") as f:
-            f.write(body.encode() if isinstance(body, str) else body)
-        if not any(h.lower().startswith("content-type:") for h in headers):
-            cmd += ["-H", "Content-Type: application/json"]
-        cmd += ["--data-binary", "@" + bf]
-    cmd.append("http://localhost" + path)
-    out = subprocess.run(cmd, capture_output=True).stdout
-    head, _, tail = out.rpartition(b"\n")
-    parts = tail.split()
-    status = int(parts[0]) if parts else 0
-    secs = float(parts[1]) if len(parts) > 1 else 0.0
-    try:
-        with open(hdr) as f:
-            headers_text = f.read()
-    except OSError:
-        headers_text = ""
-    return status, head, secs, headers_text
+    return njtest.curl(sock, method, path, body, headers, timeout, stream)
 
 
-def jbody(b):
-    try:
-        return json.loads(b)
-    except ValueError:
-        return None
-
-
-SERVERS = []     # every server started, killed at the end whatever happened
-
-
-class Server:
+class Server(njtest.Server):
     def __init__(self, *args, name="s"):
-        self.sock = os.path.join(TMP, name + ".sock")
-        self.log = open(os.path.join(TMP, name + ".log"), "w+")
-        self.p = subprocess.Popen([BIN, "serve", "--socket", self.sock, *args], env=env(),
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-        SERVERS.append(self)
+        sock = os.path.join(TMP, name + ".sock")
+        super().__init__([BIN, "serve", "--socket", sock, *args], os.path.join(TMP, name + ".log"), sock=sock,
+                         env=env())
 
     def wait_ready(self, timeout=START_DEADLINE, want=200):
         """Poll /health until it answers `want`; False if the server exits
         or the deadline passes first."""
-        def ready():
-            if self.p.poll() is not None:
-                return "exited"
-            return os.path.exists(self.sock) and curl(self.sock, "GET", "/health", timeout=10)[0] == want
-        return wait_for(ready, timeout) is True
+        return super().wait_ready(timeout, want)
 
     def wait_ready_token(self, timeout=START_DEADLINE):
         return self.wait_ready(timeout, want=401)
 
     def stop(self, sig=signal.SIGTERM, timeout=WAIT_DEADLINE):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            return self.p.wait()
-
-    def logtext(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
+        return super().stop(sig, timeout)
 
     def metrics(self):
         return curl(self.sock, "GET", "/metrics")[1].decode()
@@ -184,19 +92,8 @@ class Server:
         return bool(wait_for(lambda: self.logtext().count(mark) > before))
 
 
-def metric(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return None
-
-
 def metric_labels(text, name, labels):
-    key = name + "{" + labels + "}"
-    for line in text.splitlines():
-        if line.startswith(key + " "):
-            return float(line.split()[-1])
-    return None
+    return metric(text, name, labels)
 
 
 # ---------------------------------------------------------------- no model --
@@ -378,16 +275,9 @@ def test_browser_guards(s, port):
     and the Host header must name a loopback address (DNS rebinding).  The
     Unix socket is not reachable from a browser and keeps accepting any
     content type."""
-    import http.client
-
     def tcp(method, path, body=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=REQ_TIMEOUT)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, r.read()
-        finally:
-            c.close()
+        code, _, out, _ = njtest.request(port, method, path, body, headers, REQ_TIMEOUT)
+        return code, out
     bad = '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}'
     for ct in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
         code, body = tcp("POST", "/v1/chat/completions", bad, {"Content-Type": ct})
@@ -751,15 +641,8 @@ def test_prefix_cache(kv):
         d.stop()
 
 
-def kill_servers():
-    for srv in SERVERS:
-        if srv.p.poll() is None:
-            srv.p.kill()
-            srv.p.wait()
-
-
 def on_signal(sig, frame):
-    kill_servers()
+    njtest.kill_all()
     shutil.rmtree(TMP, ignore_errors=True)
     sys.exit(128 + sig)
 
@@ -778,36 +661,32 @@ def main():
         cfg = os.path.join(TMP, "nightjar.conf")
         with open(cfg, "w") as f:
             f.write("# test config\n" + BASE_CFG + "idle_unload = 300\n")
-        port = free_port()
+        port = njtest.free_port()
         s = Server("-m", MODEL, "--config", cfg, "--ctx-size", str(NCTX), "--port", str(port), "--log-level", "info")
         if not check("server starts and answers /health", s.wait_ready()):
             print(s.logtext())
             s.stop()
         else:
             try:
-                for name, fn in (("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
-                                 ("injection", lambda: test_injection(s)),
-                                 ("browser guards", lambda: test_browser_guards(s, port)),
-                                 ("health while busy", test_health_while_busy),
-                                 ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
-                                 ("sighup", lambda: test_sighup(s, cfg)), ("idle unload", lambda: test_idle_unload(s, cfg)),
-                                 ("token", test_token), ("memory budget", test_mem_budget),
-                                 ("prefix cache f16", lambda: test_prefix_cache("f16")),
-                                 ("prefix cache q8_0", lambda: test_prefix_cache("q8_0")),
-                                 ("sigterm", lambda: test_sigterm(s))):
-                    try:
-                        fn()
-                    except Exception as e:  # noqa: BLE001 - a crash in a group is one failure
-                        check(f"{name}: group ran to the end", False, repr(e))
+                njtest.run_groups((("basic", lambda: test_basic(s, port)), ("errors", lambda: test_errors(s)),
+                                   ("injection", lambda: test_injection(s)),
+                                   ("browser guards", lambda: test_browser_guards(s, port)),
+                                   ("health while busy", test_health_while_busy),
+                                   ("metrics", lambda: test_metrics(s)), ("openai", lambda: test_openai(port)),
+                                   ("sighup", lambda: test_sighup(s, cfg)),
+                                   ("idle unload", lambda: test_idle_unload(s, cfg)),
+                                   ("token", test_token), ("memory budget", test_mem_budget),
+                                   ("prefix cache f16", lambda: test_prefix_cache("f16")),
+                                   ("prefix cache q8_0", lambda: test_prefix_cache("q8_0")),
+                                   ("sigterm", lambda: test_sigterm(s))))
             finally:
-                kill_servers()
+                njtest.kill_all()
             log = s.logtext()
-            if failed:
+            if njtest.failed:
                 print("---- server log (tail) ----")
                 print("\n".join(log.splitlines()[-40:]))
     shutil.rmtree(TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed" + (f" ({skipped} skipped)" if skipped else ""))
-    return 1 if failed else 0
+    return njtest.summary()
 
 
 if __name__ == "__main__":
