@@ -54,7 +54,6 @@
 
 /* ---------------------------------------------------------------- CPU --- */
 
-
 /* 1 if the integer sysctl `name` exists and is non-zero. */
 static int sysctl_on(const char *name) {
     int v = 0;
