@@ -114,9 +114,7 @@ json_t *parser_event(parser *p, const char *kind, const char *id, long lineno, i
         goto err;
     return ev;
 err:
-    json_decref(ev);
-    if (err) *err = rc;
-    return NULL;
+    return event_discard(ev, rc, err);
 }
 
 static int final_emit(void *ctx, json_t *ev) {

@@ -591,6 +591,12 @@ static bool in_set(const char *const *set, const char *s, size_t n) {
     return false;
 }
 
+json_t *event_discard(json_t *ev, int rc, int *err) {
+    json_decref(ev);
+    if (err) *err = rc;
+    return NULL;
+}
+
 json_t *event_new(const char *kind, const char *id, int *err) {
     event_init();
     int rc = -EINVAL;
@@ -610,9 +616,7 @@ json_t *event_new(const char *kind, const char *id, int *err) {
         goto err;
     return ev;
 err:
-    json_decref(ev);
-    if (err) *err = rc;
-    return NULL;
+    return event_discard(ev, rc, err);
 }
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -675,9 +679,7 @@ json_t *event_from_cmdline(const char *line, size_t len, long n, int *err) {
         goto err;
     return ev;
 err:
-    json_decref(ev);
-    if (err) *err = rc;
-    return NULL;
+    return event_discard(ev, rc, err);
 }
 
 /* ---- validation ------------------------------------------------------ */
@@ -808,9 +810,7 @@ json_t *event_parse(const char *text, size_t n, int *err) {
     if ((rc = event_set_time(ev, sec, us))) goto err;
     return ev;
 err:
-    json_decref(ev);
-    if (err) *err = rc;
-    return NULL;
+    return event_discard(ev, rc, err);
 }
 
 /* ---- serialisation --------------------------------------------------- */

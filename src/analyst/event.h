@@ -138,6 +138,10 @@ ev_type     event_field_type(ev_field f);
  * *err (may be NULL). */
 json_t *event_new(const char *kind, const char *id, int *err);
 
+/* The failure exit of a constructor that returns an event: releases ev
+ * (may be NULL), puts rc in *err (err may be NULL) and returns NULL. */
+json_t *event_discard(json_t *ev, int rc, int *err);
+
 /* Setters.  Each creates the enclosing sub-object on demand and replaces an
  * earlier value.  Strings: n == (size_t)-1 means strlen(s); invalid UTF-8 and
  * NUL become U+FFFD; cut to EV_STR_MAX (EV_RAW_MAX for EF_RAW) at a character

@@ -288,6 +288,16 @@ static const gguf_tensor *find_t(const nj_model *m, const char *fmt, int il) {
     return gguf_find_tensor(m->gf, name);
 }
 
+/* The tensor named fmt % il into *t: NULL if it is absent and optional,
+ * an NJ_EFORMAT error naming it if it is absent and required. */
+static int lookup_t(const nj_model *m, const char *fmt, int il, bool required, const gguf_tensor **t) {
+    *t = find_t(m, fmt, il);
+    if (*t || !required) return 0;
+    char name[96];
+    snprintf(name, sizeof name, fmt, il);
+    return nj_fail(NJ_EFORMAT, "tensor %s is missing", name);
+}
+
 static int bad_shape(const gguf_tensor *t, const char *want) {
     return nj_fail(NJ_EFORMAT, "tensor %.*s has shape [%lld, %lld, %lld], expected %s",
                    (int)t->name.len, t->name.ptr, (long long)t->ne[0], (long long)t->ne[1],
@@ -298,13 +308,9 @@ static int bad_shape(const gguf_tensor *t, const char *want) {
 static int bind_mat(nj_model *m, nj_mat *out, const char *fmt, int il, int64_t rows,
                     int64_t cols, bool required) {
     memset(out, 0, sizeof *out);
-    const gguf_tensor *t = find_t(m, fmt, il);
-    if (!t) {
-        if (!required) return 0;
-        char name[96];
-        snprintf(name, sizeof name, fmt, il);
-        return nj_fail(NJ_EFORMAT, "tensor %s is missing", name);
-    }
+    const gguf_tensor *t;
+    int rc = lookup_t(m, fmt, il, required, &t);
+    if (rc || !t) return rc;
     if (t->n_dims > 2 || t->ne[0] != cols || (rows >= 0 && t->ne[1] != rows)) {
         char want[64];
         snprintf(want, sizeof want, "[%lld, %lld]", (long long)cols, (long long)rows);
@@ -331,13 +337,9 @@ static int bind_mat(nj_model *m, nj_mat *out, const char *fmt, int il, int64_t r
 static int bind_vec(nj_model *m, const float **out, const char *fmt, int il, int64_t n,
                     bool required) {
     *out = NULL;
-    const gguf_tensor *t = find_t(m, fmt, il);
-    if (!t) {
-        if (!required) return 0;
-        char name[96];
-        snprintf(name, sizeof name, fmt, il);
-        return nj_fail(NJ_EFORMAT, "tensor %s is missing", name);
-    }
+    const gguf_tensor *t;
+    int rc = lookup_t(m, fmt, il, required, &t);
+    if (rc || !t) return rc;
     if (t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1) {
         char want[32];
         snprintf(want, sizeof want, "[%lld]", (long long)n);

@@ -857,10 +857,11 @@ static void attend(nj_session *s, nj_pool *pool, attn_job *job, int il) {
 /* Which llama.cpp product a matmul's n rows belong to, for its float
  * order: rows [first, first + n) of an eval call of n_eval tokens that
  * llama.cpp multiplies over their whole micro-batches, or (own) a product
- * of just these n rows (the last layer's wanted rows). */
+ * of just these n rows (the last layer's wanted rows), or (batch) rows of
+ * a batched decode, each a one-token evaluation of its own session. */
 typedef struct {
     int  first, n_eval;
-    bool own;
+    bool own, batch;
 } mm_rows;
 
 _Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the call");
@@ -871,6 +872,8 @@ _Static_assert(LLAMA_UBATCH % 4 == 0, "single-order tokens are the tail of the c
  * can have single-order tokens (LLAMA_UBATCH is a multiple of 4 and > 1):
  * its last matmul_single_count(u), i.e. the call's last ones. */
 static int single_rows(const nj_mat *W, mm_rows r, int n) {
+    /* a batch row takes the single-token order when a lone token would */
+    if (r.batch) return matmul_single_count(W->type, 1) ? n : 0;
     if (r.own) return matmul_single_count(W->type, n);
     const int u = r.n_eval - (r.n_eval - 1) / LLAMA_UBATCH * LLAMA_UBATCH;
     const int s0 = r.n_eval - matmul_single_count(W->type, u);
@@ -896,6 +899,31 @@ static int mm_multi(nj_session *s, const nj_mat *const *W, float *const *Y, int 
     int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, ns);
     if (rc) return nj_fail(rc, "matmul failed for %d %s-first weights (%lld columns)", count,
                            quant_type_name(W[0]->type), (long long)W[0]->cols);
+    return 0;
+}
+
+/* q (n, nq), k (n, nk), v (n, nv) = xn (n, E) @ Wq^T, Wk^T, Wv^T from the
+ * fused or the separate weights, products in the order r, then qkv_finish
+ * (biases, norms, RoPE, query scale).  Returns 0 or the matmul's error. */
+static int qkv_project(nj_session *s, const nj_layer *L, int n, mm_rows r) {
+    const nj_hparams *hp = &s->m->hp;
+    const int nq = hp->n_head * hp->head_dim_k, nk = hp->n_head_kv * hp->head_dim_k;
+    const int nv = hp->n_head_kv * hp->head_dim_v;
+    int rc;
+    if (L->wqkv.data) {
+        if ((rc = mm(s, &L->wqkv, s->xn, n, s->qkv, r))) return rc;
+        for (int t = 0; t < n; t++) {
+            const float *row = s->qkv + (size_t)t * (nq + nk + nv);
+            memcpy(s->q + (size_t)t * nq, row, sizeof(float) * nq);
+            memcpy(s->k + (size_t)t * nk, row + nq, sizeof(float) * nk);
+            memcpy(s->v + (size_t)t * nv, row + nq + nk, sizeof(float) * nv);
+        }
+    } else {
+        const nj_mat *W[3] = {&L->wq, &L->wk, &L->wv};
+        float *const Y[3] = {s->q, s->k, s->v};
+        if ((rc = mm_multi(s, W, Y, 3, s->xn, n, r))) return rc;
+    }
+    qkv_finish(s, L, n);
     return 0;
 }
 
@@ -975,20 +1003,7 @@ static int forward_chunk(nj_session *s, const int32_t *ids, int n, int ev0, int 
         rmsnorm_rows(s->xn, s->x, L->attn_norm, n, E, hp->rms_eps);
 
         /* q (n, nq), k (n, nk), v (n, nv) = xn @ Wq^T, Wk^T, Wv^T (+ bias) */
-        if (L->wqkv.data) {
-            if ((rc = mm(s, &L->wqkv, s->xn, n, s->qkv, ns))) return rc;
-            for (int t = 0; t < n; t++) {
-                const float *r = s->qkv + (size_t)t * (nq + nk + nv);
-                memcpy(s->q + (size_t)t * nq, r, sizeof(float) * nq);
-                memcpy(s->k + (size_t)t * nk, r + nq, sizeof(float) * nk);
-                memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
-            }
-        } else {
-            const nj_mat *W[3] = {&L->wq, &L->wk, &L->wv};
-            float *const Y[3] = {s->q, s->k, s->v};
-            if ((rc = mm_multi(s, W, Y, 3, s->xn, n, ns))) return rc;
-        }
-        qkv_finish(s, L, n);
+        if ((rc = qkv_project(s, L, n, ns))) return rc;
         /* quantized cache: q, k (n, ..) and v rotated in blocks */
         if (s->rot_k) {
             fwht_rows(s->q, (size_t)n * nq / s->rot_k, s->rot_k);
@@ -1154,28 +1169,6 @@ int session_n_batch(const nj_session *s) { return s->n_batch; }
 
 /* ---- batched decode (the service's continuous batching) ---- */
 
-/* Rows of a batched decode: every row is a one-token evaluation of its own
- * session, so each product gives all of them the single-token order when a
- * lone token would take it (matmul_single_count of a one-token product). */
-static int batch_single(const nj_mat *W, int n) { return matmul_single_count(W->type, 1) ? n : 0; }
-
-static int mm_batch(nj_session *s, const nj_mat *W, const float *X, int n, float *Y) {
-    int rc = matmul_ex(s->pool, W, X, n, Y, s->mm_scratch, batch_single(W, n));
-    if (rc) return nj_fail(rc, "matmul failed for a %s weight (%lld x %lld)", quant_type_name(W->type),
-                           (long long)W->rows, (long long)W->cols);
-    return 0;
-}
-
-static int mm_multi_batch(nj_session *s, const nj_mat *const *W, float *const *Y, int count, const float *X,
-                          int n) {
-    int ns[4];
-    for (int i = 0; i < count && i < 4; i++) ns[i] = batch_single(W[i], n);
-    int rc = matmul_multi(s->pool, W, Y, count, X, n, s->mm_scratch, ns);
-    if (rc) return nj_fail(rc, "matmul failed for %d %s-first weights (%lld columns)", count,
-                           quant_type_name(W[0]->type), (long long)W[0]->cols);
-    return 0;
-}
-
 /* One token for each of n sessions in one pass.  The layout follows
  * forward_chunk for n = 1, row t standing for session ss[t]: the products
  * run over the n rows together in ss[0]'s scratch and pool (weights read
@@ -1219,6 +1212,7 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
     const int nq = hp->n_head * hk, nk = hp->n_head_kv * hk, nv = hp->n_head_kv * hv;
     const int no = hp->n_head * hv;
     const nj_type_traits *emb = kernels_traits(m->tok_embd.type);
+    const mm_rows bs = {.batch = true};
     int rc;
     for (int t = 0; t < n; t++) ss[t]->have_logits = false;
 
@@ -1239,20 +1233,7 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
 
         /* xn (n, E) = rmsnorm(x) * attn_norm;  q (n, nq), k (n, nk), v (n, nv) */
         rmsnorm_rows(s->xn, s->x, L->attn_norm, n, E, hp->rms_eps);
-        if (L->wqkv.data) {
-            if ((rc = mm_batch(s, &L->wqkv, s->xn, n, s->qkv))) return rc;
-            for (int t = 0; t < n; t++) {
-                const float *r = s->qkv + (size_t)t * (nq + nk + nv);
-                memcpy(s->q + (size_t)t * nq, r, sizeof(float) * nq);
-                memcpy(s->k + (size_t)t * nk, r + nq, sizeof(float) * nk);
-                memcpy(s->v + (size_t)t * nv, r + nq + nk, sizeof(float) * nv);
-            }
-        } else {
-            const nj_mat *W[3] = {&L->wq, &L->wk, &L->wv};
-            float *const Y[3] = {s->q, s->k, s->v};
-            if ((rc = mm_multi_batch(s, W, Y, 3, s->xn, n))) return rc;
-        }
-        qkv_finish(s, L, n);
+        if ((rc = qkv_project(s, L, n, bs))) return rc;
 
         /* per session: its cache gets row t's k, v; its row-0 query attends */
         for (int t = 0; t < n; t++) {
@@ -1268,7 +1249,7 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
         }
 
         /* tmp (n, E) = att @ Wo^T (+ bo), then the FFN, as forward_chunk */
-        if ((rc = mm_batch(s, &L->wo, s->att, n, s->tmp))) return rc;
+        if ((rc = mm(s, &L->wo, s->att, n, s->tmp, bs))) return rc;
         if (L->bo) add_bias(s->tmp, L->bo, n, E);
         if (L->post_attn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_attn_norm, n, E, hp->rms_eps);
         add_rows(s->x, s->tmp, n, E);
@@ -1276,7 +1257,7 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
         {
             const nj_mat *W[2] = {&L->w_gate, &L->w_up};
             float *const Y[2] = {s->gate, s->up};
-            if ((rc = mm_multi_batch(s, W, Y, 2, s->xn, n))) return rc;
+            if ((rc = mm_multi(s, W, Y, 2, s->xn, n, bs))) return rc;
         }
         if (hp->act == NJ_ACT_SILU) {
             for (int r = 0; r < n; r++) ops->swiglu(F, s->gate + (size_t)r * F, s->up + (size_t)r * F);
@@ -1284,14 +1265,14 @@ int session_decode_batch(nj_session *const *ss, const int32_t *ids, int n, float
             /* GeGLU by table is element-wise: rows cannot mix */
             ops->geglu((int)((size_t)n * F), s->gate, s->up, gelu_tab);
         }
-        if ((rc = mm_batch(s, &L->w_down, s->gate, n, s->tmp))) return rc;
+        if ((rc = mm(s, &L->w_down, s->gate, n, s->tmp, bs))) return rc;
         if (L->post_ffn_norm) rmsnorm_rows(s->tmp, s->tmp, L->post_ffn_norm, n, E, hp->rms_eps);
         add_rows(s->x, s->tmp, n, E);
     }
 
     /* logits (n, V) = rmsnorm(x) * output_norm @ Wout^T */
     rmsnorm_rows(s->xn, s->x, m->output_norm, n, E, hp->rms_eps);
-    if ((rc = mm_batch(s, &m->output, s->xn, n, logits))) return rc;
+    if ((rc = mm(s, &m->output, s->xn, n, logits, bs))) return rc;
     if (m->output_bias) add_bias(logits, m->output_bias, n, V);
     if (hp->final_softcap > 0.0f) {
         const float cap = hp->final_softcap, inv = 1.0f / cap;

@@ -75,38 +75,28 @@ static inline uint64_t hash_u64(uint64_t x) {
     return x;
 }
 
-/* Growable arrays used as per-call scratch. */
-typedef struct { int32_t *v; size_t n, cap; } i32vec;
-typedef struct { uint32_t *v; size_t n, cap; } u32vec;
-
-static inline int i32_reserve(i32vec *a, size_t need) {
-    if (need <= a->cap) return 0;
-    size_t cap = a->cap ? a->cap : 64;
-    while (cap < need) cap *= 2;
-    void *p = nj_realloc(a->v, cap * sizeof *a->v);
-    if (!p) return -ENOMEM;
-    a->v = p; a->cap = cap;
-    return 0;
-}
-static inline int i32_push(i32vec *a, int32_t x) {
-    if (a->n == a->cap && i32_reserve(a, a->n + 1)) return -ENOMEM;
-    a->v[a->n++] = x;
-    return 0;
-}
-static inline int u32_reserve(u32vec *a, size_t need) {
-    if (need <= a->cap) return 0;
-    size_t cap = a->cap ? a->cap : 64;
-    while (cap < need) cap *= 2;
-    void *p = nj_realloc(a->v, cap * sizeof *a->v);
-    if (!p) return -ENOMEM;
-    a->v = p; a->cap = cap;
-    return 0;
-}
-static inline int u32_push(u32vec *a, uint32_t x) {
-    if (a->n == a->cap && u32_reserve(a, a->n + 1)) return -ENOMEM;
-    a->v[a->n++] = x;
-    return 0;
-}
+/* Growable arrays used as per-call scratch: SCRATCH_VEC(vec, p, T) makes the
+ * type vec {T *v; n, cap} with p_reserve (room for need elements, doubling
+ * from 64) and p_push; both return 0 or -ENOMEM and leave the array as it
+ * was on failure. */
+#define SCRATCH_VEC(vec, p, T)                                          \
+    typedef struct { T *v; size_t n, cap; } vec;                        \
+    static inline int p##_reserve(vec *a, size_t need) {                \
+        if (need <= a->cap) return 0;                                   \
+        size_t cap = a->cap ? a->cap : 64;                              \
+        while (cap < need) cap *= 2;                                    \
+        void *q = nj_realloc(a->v, cap * sizeof *a->v);                 \
+        if (!q) return -ENOMEM;                                         \
+        a->v = q; a->cap = cap;                                         \
+        return 0;                                                       \
+    }                                                                   \
+    static inline int p##_push(vec *a, T x) {                           \
+        if (a->n == a->cap && p##_reserve(a, a->n + 1)) return -ENOMEM; \
+        a->v[a->n++] = x;                                               \
+        return 0;                                                       \
+    }
+SCRATCH_VEC(i32vec, i32, int32_t)
+SCRATCH_VEC(u32vec, u32, uint32_t)
 
 /* Chunked arena for strings built at load time (pointers never move). */
 typedef struct arena_blk { struct arena_blk *next; size_t used, cap; char data[]; } arena_blk;

@@ -64,7 +64,7 @@ static bool rd_str(rd *r, gguf_str *s) {
     return true;
 }
 
-static size_t vtype_size(uint32_t t) {
+size_t gguf_vtype_size(uint32_t t) {
     switch (t) {
     case GGUF_T_UINT8: case GGUF_T_INT8: case GGUF_T_BOOL: return 1;
     case GGUF_T_UINT16: case GGUF_T_INT16: return 2;
@@ -89,7 +89,7 @@ bool gguf_str_eq(gguf_str s, const char *c) {
 
 /* Read one scalar of type t into kv->v (widened). */
 static bool rd_scalar(rd *r, uint32_t t, gguf_kv *kv) {
-    size_t n = vtype_size(t);
+    size_t n = gguf_vtype_size(t);
     if (!n || !need(r, n)) return false;
     const uint8_t *p = r->p + r->off;
     switch (t) {
@@ -185,7 +185,7 @@ static int parse(gguf_file *f) {
                 }
                 if (!nj_add_ok(n_arr_strs, n, &n_arr_strs)) return bad("string array total overflows", n_arr_strs, n);
             } else {
-                size_t es = vtype_size(et);
+                size_t es = gguf_vtype_size(et);
                 uint64_t bytes;
                 if (!es) return nj_fail(NJ_EFORMAT, "gguf: array '%.*s' has bad element type %u", (int)NJ_MIN(kv->key.len, 200), kv->key.ptr, et);
                 if (!nj_mul_ok(n, es, &bytes) || !need(&r, bytes))

@@ -110,4 +110,8 @@ bool gguf_str_eq(gguf_str s, const char *c);
 
 const char *gguf_vtype_name(uint32_t t);
 
+/* Bytes of one scalar value of type t (GGUF_T_*); 0 for string, array
+ * and unknown types, which have no fixed size. */
+size_t gguf_vtype_size(uint32_t t);
+
 #endif

@@ -70,16 +70,6 @@ static void bb_u32(bb *b, uint32_t v) { bb_put(b, &v, 4); }
 static void bb_u64(bb *b, uint64_t v) { bb_put(b, &v, 8); }
 static void bb_str(bb *b, const char *s, uint64_t n) { bb_u64(b, n); bb_put(b, s, (size_t)n); }
 
-static size_t elem_size(uint32_t t) {
-    switch (t) {
-    case GGUF_T_UINT8: case GGUF_T_INT8: case GGUF_T_BOOL: return 1;
-    case GGUF_T_UINT16: case GGUF_T_INT16: return 2;
-    case GGUF_T_UINT32: case GGUF_T_INT32: case GGUF_T_FLOAT32: return 4;
-    case GGUF_T_UINT64: case GGUF_T_INT64: case GGUF_T_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 gguf_writer *gguf_writer_new(int *err) {
     gguf_writer *w = nj_calloc(1, sizeof *w);
     if (!w) {
@@ -146,7 +136,7 @@ static int put_kv(gguf_writer *w, const char *key, size_t klen, uint32_t type, b
 
 static int set_scalar(gguf_writer *w, const char *key, uint32_t type, const void *v) {
     bb b = {0};
-    bb_put(&b, v, elem_size(type));
+    bb_put(&b, v, gguf_vtype_size(type));
     return put_kv(w, key, strlen(key), type, &b);
 }
 
@@ -187,7 +177,7 @@ int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s) {
 }
 
 static int arr_checked(gguf_writer *w, const char *key, size_t klen, uint32_t et, const void *data, uint64_t n) {
-    size_t es = elem_size(et);
+    size_t es = gguf_vtype_size(et);
     if (!es) return nj_fail(-EINVAL, "gguf_write: array '%s' has element type %u (use the string-array setter for strings)", key, et);
     uint64_t bytes;
     if (!nj_mul_ok(n, es, &bytes) || bytes > SIZE_MAX) return nj_fail(-EINVAL, "gguf_write: array '%s' too large", key);
@@ -242,12 +232,12 @@ int gguf_writer_set_kv(gguf_writer *w, const gguf_kv *kv) {
             if (v == 0 || (v & (v - 1)) || v > 65536) return nj_fail(-EINVAL, "gguf_write: bad general.alignment %llu", (unsigned long long)v);
             if (!w->opened) w->alignment = v;
         }
-        bb_put(&b, &v, elem_size(kv->type));
+        bb_put(&b, &v, gguf_vtype_size(kv->type));
         return put_kv(w, k, kl, kv->type, &b);
     }
     case GGUF_T_INT8: case GGUF_T_INT16: case GGUF_T_INT32: case GGUF_T_INT64: {
         int64_t v = kv->v.i64;             /* two's complement truncation keeps the value */
-        bb_put(&b, &v, elem_size(kv->type));
+        bb_put(&b, &v, gguf_vtype_size(kv->type));
         return put_kv(w, k, kl, kv->type, &b);
     }
     case GGUF_T_FLOAT32: { float v = (float)kv->v.f64; bb_put(&b, &v, 4); return put_kv(w, k, kl, kv->type, &b); }

@@ -152,35 +152,26 @@ static void f32_vec_dot(int n, float *restrict s, const void *restrict vx, const
     *s = (float)sum;
 }
 
-static void f16_to_float(const void *restrict vx, float *restrict y, int64_t n) {
-    const nj_half *x = vx;
-    for (int64_t i = 0; i < n; i++) y[i] = H2F(x[i]);
-}
-static void f16_from_float(const float *restrict x, void *restrict vy, int64_t n) {
-    nj_half *y = vy;
-    for (int64_t i = 0; i < n; i++) y[i] = F2H(x[i]);
-}
-static void f16_vec_dot(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const nj_half *x = vx, *y = vy;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(H2F(x[i]) * H2F(y[i]));
-    *s = (float)sum;
-}
-
-static void bf16_to_float(const void *restrict vx, float *restrict y, int64_t n) {
-    const uint16_t *x = vx;
-    for (int64_t i = 0; i < n; i++) y[i] = nj_bf16_to_fp32(x[i]);
-}
-static void bf16_from_float(const float *restrict x, void *restrict vy, int64_t n) {
-    uint16_t *y = vy;
-    for (int64_t i = 0; i < n; i++) y[i] = nj_fp32_to_bf16(x[i]);
-}
-static void bf16_vec_dot(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const uint16_t *x = vx, *y = vy;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(nj_bf16_to_fp32(x[i]) * nj_bf16_to_fp32(y[i]));
-    *s = (float)sum;
-}
+/* F16 and BF16 differ only in the element conversion, so one macro writes
+ * the three reference functions of a 16-bit float type t from its
+ * converters TO32 (bits -> f32) and FROM32 (f32 -> bits, round to even). */
+#define HALF_FNS(t, TO32, FROM32)                                                                 \
+    static void t##_to_float(const void *restrict vx, float *restrict y, int64_t n) {             \
+        const uint16_t *x = vx;                                                                   \
+        for (int64_t i = 0; i < n; i++) y[i] = TO32(x[i]);                                        \
+    }                                                                                             \
+    static void t##_from_float(const float *restrict x, void *restrict vy, int64_t n) {           \
+        uint16_t *y = vy;                                                                         \
+        for (int64_t i = 0; i < n; i++) y[i] = FROM32(x[i]);                                      \
+    }                                                                                             \
+    static void t##_vec_dot(int n, float *restrict s, const void *restrict vx, const void *restrict vy) { \
+        const uint16_t *x = vx, *y = vy;                                                          \
+        double sum = 0;                                                                           \
+        for (int i = 0; i < n; i++) sum += (double)(TO32(x[i]) * TO32(y[i]));                     \
+        *s = (float)sum;                                                                          \
+    }
+HALF_FNS(f16, nj_fp16_to_fp32, nj_fp32_to_fp16)
+HALF_FNS(bf16, nj_bf16_to_fp32, nj_fp32_to_bf16)
 
 /* ------------------------------------------------------------------ */
 /* 32-element block formats                                             */
@@ -1006,15 +997,22 @@ static void q4_K_from_float(const float *restrict x, void *restrict vy, int64_t 
     }
 }
 
-/* Integer part shared by the Q4_K/Q5_K dots: q[256] are the unsigned levels. */
-static void k45_dot_block(const uint8_t *restrict scales12, const uint8_t *restrict q,
-                          const block_q8_K *restrict y, int32_t acc[8], int *restrict summ) {
+/* One block of the Q4_K/Q5_K dots, shared by both: q[256] are the block's
+ * unsigned levels, scales12 / d / dmin its scale fields.  Adds d * the
+ * integer dot into lanes[8] and subtracts dmin * the mins' dot from *sum. */
+static void k45_dot_block(const uint8_t *restrict scales12, nj_half d16, nj_half dmin16,
+                          const uint8_t *restrict q, const block_q8_K *restrict y,
+                          float lanes[8], float *restrict sum) {
     uint8_t sc[8], mn[8];
     quant_k4_scales(scales12, sc, mn);
-    int sm = 0;
-    for (int j = 0; j < 16; j++) sm += y->bsums[j] * mn[j / 2];
-    *summ = sm;
+    int summ = 0;
+    for (int j = 0; j < 16; j++) summ += y->bsums[j] * mn[j / 2];
+    int32_t acc[8] = {0};
     for (int k = 0; k < QK_K; k++) acc[k % 8] += sc[k / 32] * (q[k] * y->qs[k]);
+    const float d = H2F(d16) * y->d;
+    for (int l = 0; l < 8; l++) lanes[l] += d * acc[l];
+    const float dmin = H2F(dmin16) * y->d;
+    *sum -= dmin * summ;
 }
 
 static void q4_K_vec_dot(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -1028,13 +1026,7 @@ static void q4_K_vec_dot(int n, float *restrict s, const void *restrict vx, cons
                 q[64 * c + l]      = x[i].qs[32 * c + l] & 0x0f;
                 q[64 * c + 32 + l] = x[i].qs[32 * c + l] >> 4;
             }
-        int32_t acc[8] = {0};
-        int summ;
-        k45_dot_block(x[i].scales, q, &y[i], acc, &summ);
-        const float d = H2F(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) lanes[l] += d * acc[l];
-        const float dmin = H2F(x[i].dmin) * y[i].d;
-        sum -= dmin * summ;
+        k45_dot_block(x[i].scales, x[i].d, x[i].dmin, q, &y[i], lanes, &sum);
     }
     for (int l = 0; l < 8; l++) sum += lanes[l];
     *s = sum;
@@ -1087,13 +1079,7 @@ static void q5_K_vec_dot(int n, float *restrict s, const void *restrict vx, cons
     float lanes[8] = {0}, sum = 0;
     for (int i = 0; i < n / QK_K; i++) {
         q5_K_decode(&x[i], q);
-        int32_t acc[8] = {0};
-        int summ;
-        k45_dot_block(x[i].scales, q, &y[i], acc, &summ);
-        const float d = H2F(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) lanes[l] += d * acc[l];
-        const float dmin = H2F(x[i].dmin) * y[i].d;
-        sum -= dmin * summ;
+        k45_dot_block(x[i].scales, x[i].d, x[i].dmin, q, &y[i], lanes, &sum);
     }
     for (int l = 0; l < 8; l++) sum += lanes[l];
     *s = sum;

@@ -1,20 +1,15 @@
 /*
  * platform_linux — the Linux implementation of platform.h.
  *
- * CPU features.  Detected once under pthread_once and cached.  On x86-64 we
- * ask CPUID what the processor can do and XGETBV (XCR0) what the OS saves on
+ * CPU features (platform_cpu_detect).  On x86-64 we ask CPUID what the processor can do and XGETBV (XCR0) what the OS saves on
  * a context switch: AVX state needs XCR0 bits 1-2 (SSE, YMM), AVX-512 state
  * also bits 5-7 (opmask, ZMM_Hi256, Hi16_ZMM).  A CPU feature the kernel does
  * not save is reported absent, because using it would corrupt registers
  * across preemption.  On aarch64 the kernel already folds that in: the
  * auxiliary vector (AT_HWCAP, AT_HWCAP2) lists what user space may use.
  *
- * Two masks then narrow the detected set: the NIGHTJAR_CPU environment
- * variable (read once, at detection; scalar|avx2|avx512|neon|native) and
- * platform_cpu_mask() (tests, `nightjar info --cpu` comparisons).  The mask is
- * an atomic so any thread may read features while a test changes it; the
- * kernels dispatcher reads features once at start, so changing the mask later
- * only affects code that asks again.
+ * platform_cpu.c calls it once, caches the result and narrows it by
+ * NIGHTJAR_CPU and platform_cpu_mask(), the same on every OS.
  *
  * Resources come from /proc/self (statm, status, stat) with getrusage as the
  * fallback.  Directory getters return thread-local buffers recomputed on each
@@ -31,10 +26,7 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
-#include <pwd.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,10 +48,6 @@
 
 /* ---------------------------------------------------------------- CPU --- */
 
-static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
-static uint32_t cpu_detected;          /* written once under cpu_once */
-static uint32_t cpu_env_mask = ~0u;    /* from NIGHTJAR_CPU, same */
-static _Atomic uint32_t cpu_user_mask = ~0u;
 
 #if defined(__x86_64__) || defined(__i386__)
 /* XCR0 via the raw opcode so this file needs no -mxsave.  Only valid when
@@ -127,24 +115,14 @@ static uint32_t detect_arm(void) {
 #endif
 
 
-static void cpu_detect_once(void) {
+uint32_t platform_cpu_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    cpu_detected = detect_x86();
+    return detect_x86();
 #elif defined(__aarch64__)
-    cpu_detected = detect_arm();
+    return detect_arm();
 #else
-    cpu_detected = 0;
+    return 0;
 #endif
-    cpu_env_mask = platform_cpu_env_mask(getenv("NIGHTJAR_CPU"));
-}
-
-uint32_t platform_cpu_features(void) {
-    pthread_once(&cpu_once, cpu_detect_once);
-    return cpu_detected & cpu_env_mask & atomic_load(&cpu_user_mask);
-}
-
-void platform_cpu_mask(uint32_t allowed) {
-    atomic_store(&cpu_user_mask, allowed);
 }
 
 int platform_n_cpus(void) {
@@ -224,13 +202,6 @@ uint64_t platform_cpu_ticks(void) {
     return (uint64_t)(s * sysconf(_SC_CLK_TCK));
 }
 
-double platform_cpu_seconds(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 /* ---------------------------------------------------------- scheduling --- */
 
 int platform_set_nice(int level) {
@@ -252,12 +223,6 @@ int platform_set_nice(int level) {
     return rc;
 }
 
-int platform_get_nice(void) {
-    errno = 0;
-    int v = getpriority(PRIO_PROCESS, 0);
-    return (v == -1 && errno) ? 0 : v;
-}
-
 int platform_set_thread_qos(int qos) {
     (void)qos;
     return -ENOSYS;
@@ -267,16 +232,6 @@ int platform_set_thread_qos(int qos) {
 
 static _Thread_local char cache_buf[1024];
 static _Thread_local char runtime_buf[1024];
-
-static const char *home_dir(void) {
-    const char *h = getenv("HOME");
-    if (h && *h) return h;
-    struct passwd pw, *res = NULL;
-    static _Thread_local char pwbuf[1024];
-    if (getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_dir)
-        return res->pw_dir;
-    return "/tmp";
-}
 
 /* ---- file watching: inotify ---- */
 
@@ -367,7 +322,7 @@ const char *platform_cache_dir(void) {
     if (x && x[0] == '/')
         snprintf(cache_buf, sizeof cache_buf, "%s/nightjar", x);
     else
-        snprintf(cache_buf, sizeof cache_buf, "%s/.cache/nightjar", home_dir());
+        snprintf(cache_buf, sizeof cache_buf, "%s/.cache/nightjar", platform_home_dir());
     return cache_buf;
 }
 

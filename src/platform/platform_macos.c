@@ -17,7 +17,7 @@
  * hw.optional.arm.FEAT_*.
  *
  * NIGHTJAR_CPU and platform_cpu_mask() narrow the detected set exactly as on
- * Linux (see platform_linux.c).
+ * Linux (platform_cpu.c, shared by both).
  *
  * Resources: mach task_info(MACH_TASK_BASIC_INFO) for resident size and its
  * high-water mark, getrusage for CPU time (reported in the same clock ticks
@@ -38,8 +38,6 @@
 #include <mach-o/dyld.h>
 #include <mach/mach.h>
 #include <pthread.h>
-#include <pwd.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,11 +53,6 @@
 #endif
 
 /* ---------------------------------------------------------------- CPU --- */
-
-static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
-static uint32_t cpu_detected;
-static uint32_t cpu_env_mask = ~0u;
-static _Atomic uint32_t cpu_user_mask = ~0u;
 
 /* 1 if the integer sysctl `name` exists and is non-zero. */
 static int sysctl_on(const char *name) {
@@ -114,24 +107,14 @@ static uint32_t detect_arm(void) {
 #endif
 
 
-static void cpu_detect_once(void) {
+uint32_t platform_cpu_detect(void) {
 #if defined(__x86_64__)
-    cpu_detected = detect_x86();
+    return detect_x86();
 #elif defined(__aarch64__) || defined(__arm64__)
-    cpu_detected = detect_arm();
+    return detect_arm();
 #else
-    cpu_detected = 0;
+    return 0;
 #endif
-    cpu_env_mask = platform_cpu_env_mask(getenv("NIGHTJAR_CPU"));
-}
-
-uint32_t platform_cpu_features(void) {
-    pthread_once(&cpu_once, cpu_detect_once);
-    return cpu_detected & cpu_env_mask & atomic_load(&cpu_user_mask);
-}
-
-void platform_cpu_mask(uint32_t allowed) {
-    atomic_store(&cpu_user_mask, allowed);
 }
 
 int platform_n_cpus(void) {
@@ -163,13 +146,6 @@ uint64_t platform_peak_rss_bytes(void) {
     return 0;
 }
 
-double platform_cpu_seconds(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 uint64_t platform_cpu_ticks(void) {
     long hz = sysconf(_SC_CLK_TCK);
     return (uint64_t)(platform_cpu_seconds() * (double)(hz > 0 ? hz : 100));
@@ -181,12 +157,6 @@ int platform_set_nice(int level) {
     if (level < -20 || level > 19) return -EINVAL;
     if (setpriority(PRIO_PROCESS, 0, level) != 0) return -errno;
     return 0;
-}
-
-int platform_get_nice(void) {
-    errno = 0;
-    int v = getpriority(PRIO_PROCESS, 0);
-    return (v == -1 && errno) ? 0 : v;
 }
 
 /* QoS of the calling thread.  UTILITY keeps it on performance cores when
@@ -207,16 +177,6 @@ int platform_set_thread_qos(int qos) {
 
 static _Thread_local char cache_buf[1024];
 static _Thread_local char runtime_buf[1024];
-
-static const char *home_dir(void) {
-    const char *h = getenv("HOME");
-    if (h && *h) return h;
-    struct passwd pw, *res = NULL;
-    static _Thread_local char pwbuf[1024];
-    if (getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_dir)
-        return res->pw_dir;
-    return "/tmp";
-}
 
 /* ---- file watching: kqueue ---- */
 
@@ -306,7 +266,7 @@ const char *platform_cache_dir(void) {
     if (o && *o)
         snprintf(cache_buf, sizeof cache_buf, "%s", o);
     else
-        snprintf(cache_buf, sizeof cache_buf, "%s/Library/Caches/nightjar", home_dir());
+        snprintf(cache_buf, sizeof cache_buf, "%s/Library/Caches/nightjar", platform_home_dir());
     return cache_buf;
 }
 

@@ -12,11 +12,14 @@
  * disposable or re-readable.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <errno.h>
 #include <stdint.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "platform.h"
@@ -55,4 +58,27 @@ void platform_dir_of(const char *path, char *dir, size_t cap) {
 int platform_no_core_dumps(void) {
     struct rlimit rl = {0, 0};
     return setrlimit(RLIMIT_CORE, &rl) == 0 ? 0 : -errno;
+}
+
+double platform_cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+int platform_get_nice(void) {
+    errno = 0;
+    int v = getpriority(PRIO_PROCESS, 0);
+    return (v == -1 && errno) ? 0 : v;
+}
+
+const char *platform_home_dir(void) {
+    const char *h = getenv("HOME");
+    if (h && *h) return h;
+    struct passwd pw, *res = NULL;
+    static _Thread_local char pwbuf[1024];
+    if (getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_dir)
+        return res->pw_dir;
+    return "/tmp";
 }

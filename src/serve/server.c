@@ -467,10 +467,22 @@ static int sched_headers(struct MHD_Connection *c, int *prio, bool has_prio, lon
 
 /* Queue r; on refusal the error response (503, with Retry-After when the
  * queue is full).  Returns true if queued. */
-static bool submit_or_reply(nj_server *s, conn_ctx *cc, struct MHD_Connection *c, worker_req *r,
-                            enum MHD_Result *ret) {
+/* Hand a new request r (NULL: its allocation failed) to the worker,
+ * watching the client's connection through wt while it runs.  True: r is
+ * queued and wt open (the caller waits, then closes wt).  False: the
+ * error reply is in *ret, wt is closed and r belongs to cc (freed with the
+ * connection). */
+static bool submit_watched(nj_server *s, conn_ctx *cc, struct MHD_Connection *c, worker_req *r,
+                           req_watch *wt, enum MHD_Result *ret) {
+    if (!r) {
+        *ret = reply_error(s, cc, c, 500, "server_error", "out of memory");
+        return false;
+    }
+    cc->req = r;
+    watch_open(wt, r, c);
     int rc = worker_submit(s->worker, r);
     if (rc == 0) return true;
+    watch_close(wt, r);
     if (rc == -EAGAIN) {
         cc->retry_after = worker_retry_after(s->worker);
         *ret = reply_error(s, cc, c, 503, "unavailable_error", "the request queue is full; retry after %d s",
@@ -496,15 +508,9 @@ static enum MHD_Result h_generate(nj_server *s, conn_ctx *cc, struct MHD_Connect
     worker_job job;
     int err = job_from_oai(&in, &job);
     worker_req *r = err ? NULL : worker_req_new(&job, &err);
-    if (!r) return reply_error(s, cc, c, 500, "server_error", "out of memory");
-    cc->req = r;
     req_watch wt;
-    watch_open(&wt, r, c);
     enum MHD_Result ret;
-    if (!submit_or_reply(s, cc, c, r, &ret)) {
-        watch_close(&wt, r);
-        return ret;
-    }
+    if (!submit_watched(s, cc, c, r, &wt, &ret)) return ret;
 
     oai_ident ident;
     make_ident(s, kind, &ident);
@@ -701,15 +707,9 @@ static enum MHD_Result h_analyze(nj_server *s, conn_ctx *cc, struct MHD_Connecti
     }
     int err = 0;
     worker_req *r = worker_req_new(&job, &err);
-    if (!r) return reply_error(s, cc, c, 500, "server_error", "out of memory");
-    cc->req = r;
     req_watch wt;
-    watch_open(&wt, r, c);
     enum MHD_Result ret;
-    if (!submit_or_reply(s, cc, c, r, &ret)) {
-        watch_close(&wt, r);
-        return ret;
-    }
+    if (!submit_watched(s, cc, c, r, &wt, &ret)) return ret;
     if (!watch_wait_locked(&wt, r, ready_done, 0)) {
         watch_close(&wt, r);
         return reply_error(s, cc, c, 503, "unavailable_error", "the client closed the connection");
