@@ -17,6 +17,7 @@
  * its lines are never to be copied anywhere); -m prints each malicious line
  * no rule hit (same caveat).  -s prints a summary only.
  */
+#include "event.h"
 #include "sigma.h"
 #include "util.h"
 
@@ -34,16 +35,17 @@ static int label_of(const char *s) {
     return -1;
 }
 
+/* argv as the analyst splits a bare command line (event_finish). */
+static json_t *cmdline_argv(const char *cmd) {
+    json_t *ev = json_pack("{s:{s:s}}", "process", "cmdline", cmd);
+    if (ev) event_finish(ev);
+    json_t *argv = json_incref(json_object_get(json_object_get(ev, "process"), "argv"));
+    json_decref(ev);
+    return argv ? argv : json_array();
+}
+
 static json_t *event_of(const char *cmd, long n) {
-    json_t *argv = json_array();
-    const char *p = cmd;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
-        const char *q = p;
-        while (*q && *q != ' ' && *q != '\t' && *q != '\n') q++;
-        if (q > p) json_array_append_new(argv, json_stringn(p, (size_t)(q - p)));
-        p = q;
-    }
+    json_t *argv = cmdline_argv(cmd);
     char id[48];
     snprintf(id, sizeof id, "cmdline:%ld", n);
     json_t *proc = json_pack("{s:s, s:o}", "cmdline", cmd, "argv", argv);

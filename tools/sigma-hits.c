@@ -16,6 +16,7 @@
  * titles when a rule has no id) in rule order.  Lines that are not JSON
  * objects print "FILE:LINE -".  Without -r: rules/nightjar.
  */
+#include "event.h"
 #include "sigma.h"
 #include "util.h"
 
@@ -26,18 +27,19 @@
 
 enum { MAXHIT = 256 };
 
+/* argv as the analyst splits a bare command line (event_finish). */
+static json_t *cmdline_argv(const char *cmd) {
+    json_t *ev = json_pack("{s:{s:s}}", "process", "cmdline", cmd);
+    if (ev) event_finish(ev);
+    json_t *argv = json_incref(json_object_get(json_object_get(ev, "process"), "argv"));
+    json_decref(ev);
+    return argv ? argv : json_array();
+}
+
 /* A canonical exec event for command line CMD seen through FORMAT
  * ("cmdline", "auditd" or "eslogger"). */
 static json_t *event_of(const char *cmd, const char *format) {
-    json_t *argv = json_array();
-    const char *p = cmd;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
-        const char *q = p;
-        while (*q && *q != ' ' && *q != '\t' && *q != '\n') q++;
-        if (q > p) json_array_append_new(argv, json_stringn(p, (size_t)(q - p)));
-        p = q;
-    }
+    json_t *argv = cmdline_argv(cmd);
     json_t *proc = json_pack("{s:s, s:o, s:i, s:i}", "cmdline", cmd, "argv", argv, "pid", 4242, "ppid", 4241);
     if (json_array_size(argv)) json_object_set(proc, "path", json_array_get(argv, 0));
     json_t *ev = json_pack("{s:i, s:s, s:s, s:s, s:{s:s}, s:o, s:{s:s, s:i}, s:{s:s}}", "v", 1, "id", "x",
