@@ -1013,7 +1013,8 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
     if (a->o.explain) {
         json_t *ex = json_object_get(v, "explain");
         json_object_set_new(ex, "hidden_spans", json_integer(hidden));
-        json_object_set_new(ex, "scoring", json_string(exact ? "exact" : "first-token"));
+        bool was_exact = exact || (a->ftmodel == m && a->ft_shared);   /* shared first tokens fall back */
+        json_object_set_new(ex, "scoring", json_string(was_exact ? "exact" : "first-token"));
         if (a->o.compare_scoring) {   /* the other way too, after the verdict */
             float lo[AV_NLABELS];
             if ((rc = score_labels(a, m, s, !exact, lo))) {
