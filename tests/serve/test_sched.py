@@ -14,7 +14,8 @@ What is checked (each as a condition, never after a fixed sleep):
   - preemption: a critical request submitted while a long bulk prompt is
     being evaluated finishes first, the bulk request's greedy output equals
     that of an uninterrupted run on a fresh server, and /health answers
-    within 50 ms while the prompt is being evaluated;
+    within 50 ms while the prompt is being evaluated (up to three rounds: one
+    slow probe on a loaded host is not the server's);
   - continuous batching: concurrent generations decode in batched steps and
     each greedy text equals the same request's alone.
 
@@ -301,6 +302,14 @@ def test_preemption():
                 if any(x.get("phase") == "prompt" and x.get("priority") == "bulk" for x in slots):
                     probes.append(h0[3])
             rcrit, rbulk = crit.join(), bulk.join()
+            bound = max([limit] + idle)
+            if probes and max(probes) >= bound and attempt < 3:
+                # one slow probe on a loaded machine is a scheduling hiccup
+                # of the host, not the server's; a server whose /health
+                # waits on the prefill is slow in every round
+                print(f"note attempt {attempt}: worst /health probe {max(probes) * 1000:.1f} ms "
+                      f"(bound {bound * 1000:.1f} ms); again")
+                continue
             check("preemption: both requests answer 200", rcrit[0] == 200 and rbulk[0] == 200,
                   f"{rcrit[0]} {rbulk[0]}")
             check("preemption: the critical request finished before the bulk one",
@@ -311,7 +320,6 @@ def test_preemption():
             check("preemption: the critical request's greedy text equals its run alone", text_of(rcrit) == ref_crit,
                   f"{text_of(rcrit)!r} vs {ref_crit!r}")
             if probes:
-                bound = max([limit] + idle)
                 check(f"/health within {int(limit * 1000)} ms (or the idle server's worst, {max(idle) * 1000:.1f} ms) "
                       f"during the prefill ({len(probes)} probes, worst {max(probes) * 1000:.1f} ms)",
                       max(probes) < bound, str([round(p * 1000, 1) for p in probes]))
