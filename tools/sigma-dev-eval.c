@@ -35,23 +35,16 @@ static int label_of(const char *s) {
     return -1;
 }
 
-/* argv as the analyst splits a bare command line (event_finish). */
-static json_t *cmdline_argv(const char *cmd) {
-    json_t *ev = json_pack("{s:{s:s}}", "process", "cmdline", cmd);
-    if (ev) event_finish(ev);
-    json_t *argv = json_incref(json_object_get(json_object_get(ev, "process"), "argv"));
-    json_decref(ev);
-    return argv ? argv : json_array();
-}
-
 static json_t *event_of(const char *cmd, long n) {
-    json_t *argv = cmdline_argv(cmd);
     char id[48];
     snprintf(id, sizeof id, "cmdline:%ld", n);
-    json_t *proc = json_pack("{s:s, s:o}", "cmdline", cmd, "argv", argv);
+    json_t *ev = json_pack("{s:i, s:s, s:s, s:s, s:{s:s}, s:{s:s}}", "v", 1, "id", id, "kind", "exec",
+                           "time", "2026-01-01T00:00:00Z", "source", "format", "cmdline", "process", "cmdline", cmd);
+    /* argv as the analyst splits a bare command line, path its first word */
+    if (ev) event_finish(ev);
+    json_t *proc = json_object_get(ev, "process"), *argv = json_object_get(proc, "argv");
     if (json_array_size(argv)) json_object_set(proc, "path", json_array_get(argv, 0));
-    return json_pack("{s:i, s:s, s:s, s:s, s:{s:s}, s:o}", "v", 1, "id", id, "kind", "exec",
-                     "time", "2026-01-01T00:00:00Z", "source", "format", "cmdline", "process", proc);
+    return ev;
 }
 
 int main(int argc, char **argv) {

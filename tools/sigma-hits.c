@@ -27,25 +27,17 @@
 
 enum { MAXHIT = 256 };
 
-/* argv as the analyst splits a bare command line (event_finish). */
-static json_t *cmdline_argv(const char *cmd) {
-    json_t *ev = json_pack("{s:{s:s}}", "process", "cmdline", cmd);
-    if (ev) event_finish(ev);
-    json_t *argv = json_incref(json_object_get(json_object_get(ev, "process"), "argv"));
-    json_decref(ev);
-    return argv ? argv : json_array();
-}
-
 /* A canonical exec event for command line CMD seen through FORMAT
  * ("cmdline", "auditd" or "eslogger"). */
 static json_t *event_of(const char *cmd, const char *format) {
-    json_t *argv = cmdline_argv(cmd);
-    json_t *proc = json_pack("{s:s, s:o, s:i, s:i}", "cmdline", cmd, "argv", argv, "pid", 4242, "ppid", 4241);
+    json_t *ev = json_pack("{s:i, s:s, s:s, s:s, s:{s:s}, s:{s:s, s:i, s:i}, s:{s:s, s:i}, s:{s:s}}", "v", 1,
+                           "id", "x", "kind", "exec", "time", "2026-01-01T00:00:00Z", "source", "format", format,
+                           "process", "cmdline", cmd, "pid", 4242, "ppid", 4241, "user", "name", "alice", "uid",
+                           1000, "parent", "path", "/bin/bash");
+    /* argv as the analyst splits a bare command line, path its first word */
+    if (ev) event_finish(ev);
+    json_t *proc = json_object_get(ev, "process"), *argv = json_object_get(proc, "argv");
     if (json_array_size(argv)) json_object_set(proc, "path", json_array_get(argv, 0));
-    json_t *ev = json_pack("{s:i, s:s, s:s, s:s, s:{s:s}, s:o, s:{s:s, s:i}, s:{s:s}}", "v", 1, "id", "x",
-                           "kind", "exec", "time", "2026-01-01T00:00:00Z", "source", "format", format,
-                           "process", proc, "user", "name", "alice", "uid", 1000,
-                           "parent", "path", "/bin/bash");
     if (ev && !strcmp(format, "auditd")) {
         /* An EXECVE record as the raw text, as the auditd reader keeps it. */
         size_t cap = strlen(cmd) * 2 + 256, w = 0;

@@ -1576,14 +1576,8 @@ static void cond_cnf(lstate *ls, const sj_rule *r, const sj_cond *c, lcnf *out, 
             }
             return;
         }
-        /* some of them: at least one */
-        for (int i = 0; i < c->nkid; i++) {
-            cond_cnf(ls, r, c->kid[i], &k, depth + 1);
-            if (i == 0) *out = k;
-            else cnf_or(ls, out, &k);
-            if (out->n == 0) return;
-        }
-        return;
+        /* some of them: at least one, as for OR */
+        /* fall through */
     case C_OR:
         for (int i = 0; i < c->nkid; i++) {
             cond_cnf(ls, r, c->kid[i], &k, depth + 1);
