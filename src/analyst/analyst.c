@@ -40,6 +40,20 @@ const char *const analyst_label_names[AV_NLABELS] = {"benign", "suspicious", "ma
 const char analyst_verdict_schema[] =
     VERDICT_SCHEMA("{\"enum\": [\"benign\", \"suspicious\", \"malicious\"]}");
 
+/* The generated document when the techniques come from the rules and the
+ * retrieved examples (prompt.json "techniques": "retrieval"): the summary
+ * right after the scored verdict, nothing else, so the whole token budget
+ * goes to the one part only the model can write. */
+#define SUMMARY_SCHEMA(VERDICT)                                                          \
+    "{\"type\": \"object\", \"properties\": {\"verdict\": " VERDICT ", "                \
+    "\"summary\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 200}}, "         \
+    "\"required\": [\"verdict\", \"summary\"], \"additionalProperties\": false}"
+
+/* Techniques from the retrieval: at most this many, from neighbours that
+ * scored at least this share of the nearest one's BM25 score. */
+#define KNN_TECHNIQUES      2
+#define KNN_TECHNIQUE_SHARE 0.5f
+
 /* ATT&CK v19 renumbered defence-evasion techniques; models trained before
  * answer with the old ids.  Verdicts carry the current ones (eval/README.md
  * has the table and its sources). */
@@ -79,6 +93,9 @@ struct analyst {
     float        knn_weight;      /* share of the vote in the final probabilities */
     float        knn[AV_NLABELS]; /* this event's vote (score-weighted label shares) */
     bool         have_knn;
+    kb_hit       knn_hits[MAX_EXAMPLES]; /* the vote's neighbours, nearest first */
+    int          n_knn_hits;
+    bool         tech_retrieval;  /* prompt.json "techniques": "retrieval" (else "model") */
     float        bias[AV_NLABELS];
     bool         example_why;     /* examples carry their one-line reason */
     /* the fitted combiner (prompt.json "combiner"): probabilities are
@@ -297,6 +314,13 @@ static int load_prompt(analyst *a, const char *pdir) {
         goto out;
     }
     a->exact_scoring = !strcmp(scs, "exact");
+    json_t *tf = json_object_get(j, "techniques");
+    const char *tfs = tf ? json_string_value(tf) : "model";
+    if (!tfs || (strcmp(tfs, "model") && strcmp(tfs, "retrieval"))) {
+        rc = nj_fail(NJ_EFORMAT, "%s: techniques must be \"model\" or \"retrieval\"", path);
+        goto out;
+    }
+    a->tech_retrieval = !strcmp(tfs, "retrieval");
     json_t *why = json_object_get(j, "example_why");
     a->example_why = why ? json_is_true(why) : true;
     /* the combiner fitted for this model, else the one for any model, else
@@ -527,9 +551,14 @@ static void cache_put(analyst *a, const char *key, size_t n, const json_t *v) {
 
 /* Append technique t (renamed ids mapped) unless present or 8 are there.
  * 0, or -ENOMEM. */
+const char *analyst_technique_id(const char *t) {
+    for (size_t i = 0; t && i < NJ_ARRAY_LEN(attack_renamed); i++)
+        if (!strcmp(t, attack_renamed[i][0])) return attack_renamed[i][1];
+    return t;
+}
+
 static int push_technique(json_t *arr, const char *t) {
-    for (size_t i = 0; i < NJ_ARRAY_LEN(attack_renamed); i++)
-        if (!strcmp(t, attack_renamed[i][0])) t = attack_renamed[i][1];
+    t = analyst_technique_id(t);
     size_t i;
     json_t *x;
     json_array_foreach(arr, i, x) if (!strcmp(json_string_value(x), t)) return 0;
@@ -658,8 +687,9 @@ static int ensure_toks(analyst *a, int n) {
 static void knn_vote(analyst *a, const char *q, size_t qn) {
     a->have_knn = false;
     memset(a->knn, 0, sizeof a->knn);
-    kb_hit hits[MAX_EXAMPLES];
+    kb_hit *hits = a->knn_hits;
     int nh = q ? kb_query(a->searcher, q, qn, a->knn_k, NULL, hits) : 0;
+    a->n_knn_hits = nh > 0 ? nh : 0;
     double sum[AV_NLABELS] = {0}, tot = 0;
     for (int i = 0; i < nh; i++) {
         const kb_entry *e = kb_entry_at(a->kb, hits[i].index);
@@ -671,11 +701,32 @@ static void knn_vote(analyst *a, const char *q, size_t qn) {
     a->have_knn = true;
 }
 
+/* The techniques of a model verdict from its retrieval neighbours: for a
+ * suspicious or malicious verdict, the ids of the nearest examples that are
+ * not benign themselves and scored at least KNN_TECHNIQUE_SHARE of the
+ * nearest one, nearest first, at most KNN_TECHNIQUES.  A benign verdict
+ * gets none.  The ids are the knowledge base's, which cites ATT&CK for
+ * each: grounded, where a small model's generated ids often are not.
+ * 0 or -ENOMEM. */
+static int knn_techniques(analyst *a, int label, json_t *tech) {
+    if (label == AV_BENIGN || a->n_knn_hits == 0) return 0;
+    float floor = a->knn_hits[0].score * KNN_TECHNIQUE_SHARE;
+    for (int i = 0; i < a->n_knn_hits && json_array_size(tech) < KNN_TECHNIQUES; i++) {
+        const kb_entry *e = kb_entry_at(a->kb, a->knn_hits[i].index);
+        if (a->knn_hits[i].score < floor) break;
+        if (!e || e->label == KB_BENIGN || !e->technique || !*e->technique) continue;
+        int rc = push_technique(tech, e->technique);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* The user message: examples, then the fenced event. */
 static int build_user(analyst *a, const json_t *ev, int rule_hint) {
     rbuf *u = &a->user;
     rbuf_reset(u);
     a->have_knn = false;
+    a->n_knn_hits = 0;
     memset(a->knn, 0, sizeof a->knn);
     size_t qn = 0;
     const char *q = a->searcher ? render_query(&a->query, ev, &qn) : NULL;
@@ -763,7 +814,10 @@ static int ensure_grammars(analyst *a, const nj_model *m) {
     for (int l = 0; l < AV_NLABELS; l++) {
         char schema[1024];
         /* the analyst's schema with the verdict fixed to the scored label */
-        snprintf(schema, sizeof schema, VERDICT_SCHEMA("{\"const\": \"%s\"}"), analyst_label_names[l]);
+        if (a->tech_retrieval)
+            snprintf(schema, sizeof schema, SUMMARY_SCHEMA("{\"const\": \"%s\"}"), analyst_label_names[l]);
+        else
+            snprintf(schema, sizeof schema, VERDICT_SCHEMA("{\"const\": \"%s\"}"), analyst_label_names[l]);
         int err = 0;
         a->grammar[l] = nj_grammar_from_schema(m, schema, &err);
         if (!a->grammar[l]) return err;
@@ -1000,6 +1054,10 @@ static int model_judge(analyst *a, nj_model *m, nj_session *s, const json_t *ev,
 
     json_t *v = verdict_new(label, probs[label], "model");
     if (!v) return -ENOMEM;
+    if (a->tech_retrieval && (rc = knn_techniques(a, label, json_object_get(v, "techniques")))) {
+        json_decref(v);
+        return rc;
+    }
     if (hidden > 0) json_object_set_new(v, "flags", json_pack("[s]", "prompt-injection"));
     json_object_set_new(v, "scores", json_pack("{s:f, s:f, s:f}", "benign", round(probs[0] * 1000) / 1000,
                                                "suspicious", round(probs[1] * 1000) / 1000,

