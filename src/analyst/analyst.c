@@ -375,7 +375,7 @@ analyst *analyst_new(const analyst_opts *o, int *err) {
 
     char path[1200];
     if (o->prompt_dir) snprintf(path, sizeof path, "%s", o->prompt_dir);
-    else if (!path_join(path, sizeof path, a->data_dir, "prompts/analyst-v3")) { rc = NJ_ETOOBIG; goto fail; }
+    else if (!path_join(path, sizeof path, a->data_dir, "prompts/analyst-v4")) { rc = NJ_ETOOBIG; goto fail; }
     if ((rc = load_prompt(a, path))) goto fail;
     if (o->n_examples > 0) a->n_examples = NJ_MIN(o->n_examples, MAX_EXAMPLES);
     if (o->n_examples < 0 || o->no_retrieval) a->n_examples = 0;

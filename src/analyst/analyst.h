@@ -76,7 +76,7 @@ enum { ANALYST_SCORING_FIRST = 1, ANALYST_SCORING_EXACT = 2 };
 typedef struct analyst_opts {
     const char *data_dir;      /* holds rules/, kb/, prompts/; NULL: analyst_data_dir() */
     const char *rules_path;    /* extra Sigma rules (file or directory), or NULL */
-    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v3 */
+    const char *prompt_dir;    /* NULL: <data>/prompts/analyst-v4 */
     const char *kb_path;       /* NULL: <data>/kb/examples.jsonl */
     const char *model_name;    /* provenance ("model" field); NULL: "none" */
     bool        no_rules;      /* skip stage 1 (the pack and rules_path) */

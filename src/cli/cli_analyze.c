@@ -46,7 +46,7 @@ static void usage(FILE *out) {
         "  --format F         input in a source's format: %s\n"
         "  --parse-only       with --format: print canonical events, judge nothing\n"
         "  --table            after the verdicts, a summary table on stderr\n"
-        "  --prompt DIR       prompt folder (default <data>/prompts/analyst-v3)\n"
+        "  --prompt DIR       prompt folder (default <data>/prompts/analyst-v4)\n"
         "  -t THREADS -c CTX  compute threads (2), context size (4096)\n"
         "Input without --format: each line a canonical event (JSON) or a command line.\n",
         "eslogger auditd osquery sysmon sshd jsonl");

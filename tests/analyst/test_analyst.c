@@ -108,7 +108,7 @@ static void check_contract(const json_t *v) {
     assert_non_null(vstr(v, "event_id"));
     const char *src = vstr(v, "source");
     assert_true(!strcmp(src, "rule") || !strcmp(src, "model") || !strcmp(src, "cache"));
-    assert_string_equal(vstr(v, "prompt"), "analyst-v3");
+    assert_string_equal(vstr(v, "prompt"), "analyst-v4");
     assert_true(json_number_value(json_object_get(v, "latency_ms")) >= 0);
     size_t i;
     json_t *t;
