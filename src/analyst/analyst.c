@@ -95,6 +95,7 @@ struct analyst {
     bool         have_knn;
     kb_hit       knn_hits[MAX_EXAMPLES]; /* the vote's neighbours, nearest first */
     int          n_knn_hits;
+    bool         knn_cmd;         /* the query was the event's command line or program path */
     bool         tech_retrieval;  /* prompt.json "techniques": "retrieval" (else "model") */
     float        bias[AV_NLABELS];
     bool         example_why;     /* examples carry their one-line reason */
@@ -705,11 +706,14 @@ static void knn_vote(analyst *a, const char *q, size_t qn) {
  * suspicious or malicious verdict, the ids of the nearest examples that are
  * not benign themselves and scored at least KNN_TECHNIQUE_SHARE of the
  * nearest one, nearest first, at most KNN_TECHNIQUES.  A benign verdict
- * gets none.  The ids are the knowledge base's, which cites ATT&CK for
- * each: grounded, where a small model's generated ids often are not.
+ * gets none, and so does an event without a command line or program path
+ * (an auth or network event's query is a few words the base, made of
+ * command lines, only matches by accident).  The ids are the knowledge
+ * base's, which cites ATT&CK for each: grounded, where a small model's
+ * generated ids often are not.
  * 0 or -ENOMEM. */
 static int knn_techniques(analyst *a, int label, json_t *tech) {
-    if (label == AV_BENIGN || a->n_knn_hits == 0) return 0;
+    if (label == AV_BENIGN || a->n_knn_hits == 0 || !a->knn_cmd) return 0;
     float floor = a->knn_hits[0].score * KNN_TECHNIQUE_SHARE;
     for (int i = 0; i < a->n_knn_hits && json_array_size(tech) < KNN_TECHNIQUES; i++) {
         const kb_entry *e = kb_entry_at(a->kb, a->knn_hits[i].index);
@@ -727,6 +731,7 @@ static int build_user(analyst *a, const json_t *ev, int rule_hint) {
     rbuf_reset(u);
     a->have_knn = false;
     a->n_knn_hits = 0;
+    a->knn_cmd = event_get_str(ev, EF_PROC_CMDLINE) || event_get_str(ev, EF_PROC_PATH);
     memset(a->knn, 0, sizeof a->knn);
     size_t qn = 0;
     const char *q = a->searcher ? render_query(&a->query, ev, &qn) : NULL;

