@@ -41,6 +41,7 @@ static void usage(FILE *out) {
         "  -b BATCH             prefill chunk (default 256)\n"
         "  --chat               wrap the prompt as a user message in the model's chat template\n"
         "  --system TEXT        system message for --chat\n"
+        "  --chat-template NAME the template for --chat (chatml, llama3, gemma, ...; default: the model's)\n"
         "  --ids                print generated token ids instead of text\n"
         "  --ignore-eos         keep generating past end-of-generation tokens\n"
         "  --dump-logits FILE   write logits as raw f32 rows of n_vocab: the prompt's last position,\n"
@@ -188,7 +189,7 @@ static int write_rows(FILE *f, const float *rows, size_t n_floats) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *dump_path = NULL;
-    const char *system_msg = NULL, *schema_path = NULL;
+    const char *system_msg = NULL, *schema_path = NULL, *chat_tmpl = NULL;
     bool json_object = false;
     int n_runs = 1;
     int n_predict = 128, n_threads = 2, n_ctx = 4096, n_batch = 256, kv_type = NJ_KV_F16;
@@ -226,6 +227,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { NEEDV(); bad = parse_int(v, &n_batch) || n_batch < 1; }
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "--system")) { NEEDV(); system_msg = v; }
+        else if (!strcmp(a, "--chat-template")) { NEEDV(); chat_tmpl = v; }
         else if (!strcmp(a, "--ids")) print_ids = true;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--dump-logits")) { NEEDV(); dump_path = v; }
@@ -279,11 +281,11 @@ int cmd_run(int argc, char **argv) {
             int nm = 0;
             if (system_msg) msgs[nm++] = (nj_chat_msg){"system", system_msg};
             msgs[nm++] = (nj_chat_msg){"user", prompt};
-            int len = nj_chat_apply(m, NULL, msgs, nm, true, NULL, 0);
+            int len = nj_chat_apply(m, chat_tmpl, msgs, nm, true, NULL, 0);
             if (len >= 0) {
                 text = malloc((size_t)len + 1);
                 if (!text) goto out;
-                len = nj_chat_apply(m, NULL, msgs, nm, true, text, (size_t)len + 1);
+                len = nj_chat_apply(m, chat_tmpl, msgs, nm, true, text, (size_t)len + 1);
             }
             if (len < 0) {
                 fprintf(stderr, "nightjar run: chat template: %s: %s\n", nj_strerror(len), nj_last_error());
