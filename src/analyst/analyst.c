@@ -550,14 +550,14 @@ static void cache_put(analyst *a, const char *key, size_t n, const json_t *v) {
 
 /* ---- verdict JSON ---- */
 
-/* Append technique t (renamed ids mapped) unless present or 8 are there.
- * 0, or -ENOMEM. */
 const char *analyst_technique_id(const char *t) {
     for (size_t i = 0; t && i < NJ_ARRAY_LEN(attack_renamed); i++)
         if (!strcmp(t, attack_renamed[i][0])) return attack_renamed[i][1];
     return t;
 }
 
+/* Append technique t (renamed ids mapped) unless present or 8 are there.
+ * 0, or -ENOMEM. */
 static int push_technique(json_t *arr, const char *t) {
     t = analyst_technique_id(t);
     size_t i;
@@ -714,10 +714,10 @@ static void knn_vote(analyst *a, const char *q, size_t qn) {
  * 0 or -ENOMEM. */
 static int knn_techniques(analyst *a, int label, json_t *tech) {
     if (label == AV_BENIGN || a->n_knn_hits == 0 || !a->knn_cmd) return 0;
-    float floor = a->knn_hits[0].score * KNN_TECHNIQUE_SHARE;
+    float min_score = a->knn_hits[0].score * KNN_TECHNIQUE_SHARE;
     for (int i = 0; i < a->n_knn_hits && json_array_size(tech) < KNN_TECHNIQUES; i++) {
         const kb_entry *e = kb_entry_at(a->kb, a->knn_hits[i].index);
-        if (a->knn_hits[i].score < floor) break;
+        if (a->knn_hits[i].score < min_score) break;
         if (!e || e->label == KB_BENIGN || !e->technique || !*e->technique) continue;
         int rc = push_technique(tech, e->technique);
         if (rc) return rc;
