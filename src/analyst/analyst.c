@@ -272,6 +272,18 @@ static int load_combiner(analyst *a, const json_t *c, const char *path) {
     return 0;
 }
 
+/* A prompt.json field that names one of two ways, `first` when absent:
+ * 1 for `second`, 0 for `first`, or NJ_EFORMAT (naming the field, the
+ * file and both ways) for anything else. */
+static int prompt_choice(const json_t *j, const char *key, const char *first, const char *second,
+                         const char *path) {
+    json_t *f = json_object_get(j, key);
+    const char *v = f ? json_string_value(f) : first;
+    if (v && !strcmp(v, first)) return 0;
+    if (v && !strcmp(v, second)) return 1;
+    return nj_fail(NJ_EFORMAT, "%s: %s must be \"%s\" or \"%s\"", path, key, first, second);
+}
+
 static int load_prompt(analyst *a, const char *pdir) {
     char path[1200];
     int err = 0;
@@ -308,20 +320,11 @@ static int load_prompt(analyst *a, const char *pdir) {
         json_t *b = json_object_get(bias, analyst_label_names[l]);
         a->bias[l] = json_is_number(b) ? (float)json_number_value(b) : 0.0f;
     }
-    json_t *sc = json_object_get(j, "label_scoring");
-    const char *scs = sc ? json_string_value(sc) : "exact";
-    if (!scs || (strcmp(scs, "exact") && strcmp(scs, "first-token"))) {
-        rc = nj_fail(NJ_EFORMAT, "%s: label_scoring must be \"exact\" or \"first-token\"", path);
-        goto out;
-    }
-    a->exact_scoring = !strcmp(scs, "exact");
-    json_t *tf = json_object_get(j, "techniques");
-    const char *tfs = tf ? json_string_value(tf) : "model";
-    if (!tfs || (strcmp(tfs, "model") && strcmp(tfs, "retrieval"))) {
-        rc = nj_fail(NJ_EFORMAT, "%s: techniques must be \"model\" or \"retrieval\"", path);
-        goto out;
-    }
-    a->tech_retrieval = !strcmp(tfs, "retrieval");
+    if ((rc = prompt_choice(j, "label_scoring", "exact", "first-token", path)) < 0) goto out;
+    a->exact_scoring = !rc;
+    if ((rc = prompt_choice(j, "techniques", "model", "retrieval", path)) < 0) goto out;
+    a->tech_retrieval = rc;
+    rc = 0;
     json_t *why = json_object_get(j, "example_why");
     a->example_why = why ? json_is_true(why) : true;
     /* the combiner fitted for this model, else the one for any model, else

